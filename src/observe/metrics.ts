@@ -1,0 +1,174 @@
+// A small Prometheus text-format registry. Counters are plain numbers kept in
+// Maps keyed by their label string, so an increment costs one Map lookup and
+// nothing is formatted until a scrape. Label values are escaped at scrape time.
+
+type Labels = Readonly<Record<string, string>>
+
+function labelKey (labels: Labels | undefined): string {
+  if (labels === undefined) return ''
+  const keys = Object.keys(labels)
+  if (keys.length === 0) return ''
+  keys.sort()
+  let out = ''
+  for (const k of keys) {
+    const v = String(labels[k]).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
+    out += (out === '' ? '' : ',') + `${k}="${v}"`
+  }
+  return out
+}
+
+abstract class Metric {
+  readonly name: string
+  readonly help: string
+  abstract readonly type: 'counter' | 'gauge' | 'histogram'
+  constructor (name: string, help: string) {
+    this.name = name
+    this.help = help
+  }
+
+  abstract samples (): string[]
+}
+
+export class Counter extends Metric {
+  readonly type = 'counter'
+  private readonly values = new Map<string, number>()
+  inc (labels?: Labels, by = 1): void {
+    const k = labelKey(labels)
+    this.values.set(k, (this.values.get(k) ?? 0) + by)
+  }
+
+  get (labels?: Labels): number {
+    return this.values.get(labelKey(labels)) ?? 0
+  }
+
+  /** Sum over every label set. */
+  total (): number {
+    let t = 0
+    for (const v of this.values.values()) t += v
+    return t
+  }
+
+  samples (): string[] {
+    const out: string[] = []
+    for (const [k, v] of this.values) out.push(k === '' ? `${this.name} ${v}` : `${this.name}{${k}} ${v}`)
+    return out
+  }
+}
+
+export class Gauge extends Metric {
+  readonly type = 'gauge'
+  private readonly values = new Map<string, number>()
+  private readonly collectors: Array<(set: (labels: Labels | undefined, v: number) => void) => void> = []
+  set (labels: Labels | undefined, v: number): void {
+    this.values.set(labelKey(labels), v)
+  }
+
+  inc (labels?: Labels, by = 1): void {
+    const k = labelKey(labels)
+    this.values.set(k, (this.values.get(k) ?? 0) + by)
+  }
+
+  dec (labels?: Labels, by = 1): void {
+    this.inc(labels, -by)
+  }
+
+  get (labels?: Labels): number {
+    return this.values.get(labelKey(labels)) ?? 0
+  }
+
+  delete (labels?: Labels): void {
+    this.values.delete(labelKey(labels))
+  }
+
+  /** Register a function that sets values at scrape time. */
+  collect (fn: (set: (labels: Labels | undefined, v: number) => void) => void): void {
+    this.collectors.push(fn)
+  }
+
+  samples (): string[] {
+    for (const c of this.collectors) c((l, v) => this.set(l, v))
+    const out: string[] = []
+    for (const [k, v] of this.values) out.push(k === '' ? `${this.name} ${v}` : `${this.name}{${k}} ${v}`)
+    return out
+  }
+}
+
+export class Histogram extends Metric {
+  readonly type = 'histogram'
+  readonly buckets: readonly number[]
+  private readonly series = new Map<string, { counts: number[], sum: number, count: number }>()
+  constructor (name: string, help: string, buckets: readonly number[]) {
+    super(name, help)
+    this.buckets = [...buckets].sort((a, b) => a - b)
+  }
+
+  observe (labels: Labels | undefined, v: number): void {
+    const k = labelKey(labels)
+    let s = this.series.get(k)
+    if (s === undefined) {
+      s = { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }
+      this.series.set(k, s)
+    }
+    for (let i = 0; i < this.buckets.length; i++) {
+      if (v <= (this.buckets[i] as number)) { s.counts[i] = (s.counts[i] as number) + 1; break }
+    }
+    s.sum += v
+    s.count++
+  }
+
+  count (labels?: Labels): number {
+    return this.series.get(labelKey(labels))?.count ?? 0
+  }
+
+  samples (): string[] {
+    const out: string[] = []
+    for (const [k, s] of this.series) {
+      let cum = 0
+      const pre = k === '' ? '' : k + ','
+      for (let i = 0; i < this.buckets.length; i++) {
+        cum += s.counts[i] as number
+        out.push(`${this.name}_bucket{${pre}le="${this.buckets[i]}"} ${cum}`)
+      }
+      out.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.count}`)
+      const lbl = k === '' ? '' : `{${k}}`
+      out.push(`${this.name}_sum${lbl} ${s.sum}`)
+      out.push(`${this.name}_count${lbl} ${s.count}`)
+    }
+    return out
+  }
+}
+
+export class Registry {
+  private readonly metrics = new Map<string, Metric>()
+
+  counter (name: string, help: string): Counter {
+    return this.register(name, () => new Counter(name, help)) as Counter
+  }
+
+  gauge (name: string, help: string): Gauge {
+    return this.register(name, () => new Gauge(name, help)) as Gauge
+  }
+
+  histogram (name: string, help: string, buckets: readonly number[]): Histogram {
+    return this.register(name, () => new Histogram(name, help, buckets)) as Histogram
+  }
+
+  private register (name: string, make: () => Metric): Metric {
+    let m = this.metrics.get(name)
+    if (m === undefined) {
+      m = make()
+      this.metrics.set(name, m)
+    }
+    return m
+  }
+
+  /** Prometheus text exposition format 0.0.4. */
+  render (): string {
+    let out = ''
+    for (const m of this.metrics.values()) {
+      out += `# HELP ${m.name} ${m.help}\n# TYPE ${m.name} ${m.type}\n`
+      for (const s of m.samples()) out += s + '\n'
+    }
+    return out
+  }
+}

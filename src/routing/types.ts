@@ -1,0 +1,67 @@
+// The RouteTable is the contract between the control plane (controller, CLI
+// flags) and the data plane. It is plain, serialisable data: no sockets, no
+// functions. The ListenerManager applies a table as a diff, keyed by
+// listener `host:port` and by upstream `id`.
+
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+}
+
+export type BalancePolicy = 'round-robin' | 'least-connections' | 'random' | 'client-ip-hash'
+export type ProxyProtocolVersion = 'v1' | 'v2'
+
+export type HealthCheckSpec =
+  | { readonly kind: 'tcp' }
+  | { readonly kind: 'http', readonly port: number, readonly path: string }
+
+/** What to do when every backend of an upstream is unhealthy. */
+export type AllUnhealthyPolicy = 'try-all' | 'refuse'
+
+/** A set of interchangeable backends (one Service port: node IPs × NodePort). */
+export interface UpstreamSpec {
+  /** Stable identity across tables, e.g. `default/web:https`; pools and health state follow it. */
+  readonly id: string
+  readonly endpoints: readonly Endpoint[]
+  readonly policy?: BalancePolicy
+  readonly proxyProtocol?: ProxyProtocolVersion
+  readonly health?: HealthCheckSpec
+  readonly poolSize?: number
+  readonly allUnhealthy?: AllUnhealthyPolicy
+  /** Name of a registered dialer (`direct` when absent), e.g. `relay:<cluster>`. */
+  readonly dialer?: string
+}
+
+/** A hostname route on a shared listener. Names are exact (`a.b.test`) or wildcards (`*.b.test`). */
+export interface HostRoute {
+  readonly names: readonly string[]
+  readonly upstream: UpstreamSpec
+}
+
+export interface ListenerSpec {
+  readonly host: string
+  readonly port: number
+  /** Hostname routes; when empty the listener is plain L4 and never peeks. */
+  readonly routes: readonly HostRoute[]
+  /** Where unmatched (or unpeeked) connections go; absent means close and count. */
+  readonly default?: UpstreamSpec
+  /** CIDRs allowed to connect (loadBalancerSourceRanges); absent or empty means everyone. */
+  readonly sourceRanges?: readonly string[]
+  /** Per-listener connection cap. */
+  readonly maxConnections?: number
+  /** Free-form owner label for logs and status (e.g. `default/web`). */
+  readonly owner?: string
+}
+
+export interface RouteTable {
+  readonly version: number
+  readonly listeners: readonly ListenerSpec[]
+}
+
+export function listenerKey (l: { host: string, port: number }): string {
+  return l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`
+}
+
+export function endpointKey (e: Endpoint): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
+}
