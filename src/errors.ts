@@ -42,6 +42,8 @@ export const ErrorCodes = {
   // the control socket
   KT_ERR_NOT_RUNNING: 'no kind-tunnel up is running',
   KT_ERR_STATE_FILE: 'the state file is unreadable',
+  // the test API server (src/sim)
+  KT_ERR_SIM_REQUEST: 'the test API server refused an in-process request',
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes
