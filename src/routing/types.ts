@@ -36,6 +36,12 @@ export interface UpstreamSpec {
 export interface HostRoute {
   readonly names: readonly string[]
   readonly upstream: UpstreamSpec
+  /**
+   * CIDRs allowed on this route (loadBalancerSourceRanges of a Service that
+   * shares the listener with others); checked after the name matched.
+   * Absent or empty means everyone.
+   */
+  readonly sourceRanges?: readonly string[]
 }
 
 export interface ListenerSpec {

@@ -1,0 +1,774 @@
+// computeRoutes: the desired RouteTable, and a plan per Service (status,
+// events, the address to bind), from what the controller observed. Pure: no
+// I/O, no clock, no logging. The same observed state gives a deep-equal result
+// every time, so the ListenerManager's diff of two runs over an unchanged
+// cluster is empty. docs/addressing.md describes the rules for users.
+
+import { InvalidArgumentError } from '../errors.js'
+import { canonicalIp, cidrContainsIp, parseCidr, parseIp, type Cidr } from './cidr.js'
+import { allocate } from './ipam.js'
+import {
+  type KubeEndpointSlice, type KubeIngress, type KubeIngressClass, type KubeLoadBalancerIngress,
+  type KubeNode, type KubeService, type KubeServicePort, objectKey, olderFirst,
+} from './kube.js'
+import { normalizeHostname, parseHostnameList } from './names.js'
+import {
+  type BalancePolicy, type Endpoint, type HealthCheckSpec, type HostRoute, type ListenerSpec,
+  type RouteTable, type UpstreamSpec, endpointKey, listenerKey,
+} from './types.js'
+
+/** spec.loadBalancerClass that kind-tunnel serves (besides no class at all). */
+export const LOAD_BALANCER_CLASS = 'kind-tunnel.dev/lb'
+/** Extra hostnames for a Service, comma-separated (`a.test, *.apps.test`). */
+export const ANNOTATION_HOSTNAMES = 'kind-tunnel.dev/hostnames'
+/** Ingress classes whose rule hosts this LB Service answers for, comma-separated. */
+export const ANNOTATION_INGRESS_CLASS = 'kind-tunnel.dev/ingress-class'
+/**
+ * Our own finalizer, not the upstream `service.kubernetes.io/load-balancer-cleanup`:
+ * cloud-provider-kind uses that one, and a Service must not look released to
+ * one controller while the other still serves it.
+ */
+export const FINALIZER = 'kind-tunnel.dev/load-balancer-cleanup'
+/** Nodes with this label (any value) are not LB backends, as upstream's service controller. */
+export const EXCLUDE_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers'
+/** kube-proxy's health endpoint, for externalTrafficPolicy: Cluster. */
+export const KUBE_PROXY_HEALTH_PORT = 10256
+/** A /16 in 127/8: answers without an alias on Linux and Windows, far from 127.0.0.1. */
+export const DEFAULT_IP_POOL = '127.240.0.0/16'
+/** Used when spec.loadBalancerSourceRanges is empty, as Kubernetes does. */
+const LEGACY_SOURCE_RANGES = 'service.beta.kubernetes.io/load-balancer-source-ranges'
+const INGRESS_CLASS_ANNOTATION = 'kubernetes.io/ingress.class'
+const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class'
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
+
+// PortStatus.error values: provider errors take the `domain/CamelCase` form
+// (core/v1 PortStatus doc comment).
+export const PORT_ERROR_PROTOCOL = 'kind-tunnel.dev/ProtocolNotSupported'
+export const PORT_ERROR_NO_NODE_PORT = 'kind-tunnel.dev/NoNodePort'
+export const PORT_ERROR_SHADOWED = 'kind-tunnel.dev/PortShadowed'
+
+export type AddressingMode = 'ip' | 'hostname' | 'both'
+
+export interface ObservedState {
+  /** Cluster name; the first part of every upstream id. */
+  readonly cluster: string
+  readonly services: readonly KubeService[]
+  readonly nodes: readonly KubeNode[]
+  /** When given, plans report ready endpoints per Service. */
+  readonly endpointSlices?: readonly KubeEndpointSlice[]
+  readonly ingresses?: readonly KubeIngress[]
+  readonly ingressClasses?: readonly KubeIngressClass[]
+  /** The previous result's `allocations`, fed back so IPs stay put. */
+  readonly allocations?: ReadonlyMap<string, string>
+}
+
+export interface RoutingOptions {
+  /** Default `hostname`. */
+  readonly mode?: AddressingMode
+  /** Pool for ip mode; default DEFAULT_IP_POOL. */
+  readonly ipPool?: string
+  /** Address of the shared hostname-mode listeners; default 127.0.0.1. */
+  readonly listenHost?: string
+  /** Default 8080. */
+  readonly httpPort?: number
+  /** Default 8443. */
+  readonly httpsPort?: number
+  /** Default `localhost`: `<service>.<namespace>.localhost`. */
+  readonly hostnameSuffix?: string
+  /** Policy unless sessionAffinity: ClientIP; default round-robin. */
+  readonly defaultPolicy?: BalancePolicy
+  /** Copied into every UpstreamSpec, e.g. `relay:<cluster>`. */
+  readonly dialer?: string
+  /** Copied into every UpstreamSpec. */
+  readonly poolSize?: number
+  /** RouteTable.version; the caller numbers tables. Default 0. */
+  readonly version?: number
+  /**
+   * kind labels its control-plane nodes with EXCLUDE_LABEL, so a one-node
+   * cluster would have no backend at all. When every Ready node is excluded
+   * only by that label, use them anyway (default true) and say so in the plan.
+   */
+  readonly excludedNodeFallback?: boolean
+}
+
+export type PlanAction = 'serve' | 'cleanup' | 'failed'
+
+export type PlanEventKind = 'assigned' | 'updated' | 'unsupported' | 'failed' | 'warning'
+
+export interface PlanEvent {
+  readonly type: 'Normal' | 'Warning'
+  readonly kind: PlanEventKind
+  /** CamelCase, for the Event's `reason`. */
+  readonly reason: string
+  readonly message: string
+}
+
+export interface PortPlan {
+  readonly port: number
+  readonly name?: string
+  readonly protocol: string
+  readonly nodePort?: number
+  readonly status: 'served' | 'unsupported'
+  /** The PortStatus.error written to status for this port. */
+  readonly error?: string
+  readonly message?: string
+  /** Upstream id, when served. */
+  readonly upstream?: string
+  /** Keys (`host:port`) of the listeners that reach this port. */
+  readonly listeners: readonly string[]
+}
+
+export interface LoadBalancerIngress {
+  readonly ip?: string
+  readonly hostname?: string
+  readonly ipMode?: 'Proxy'
+  readonly ports?: ReadonlyArray<{ readonly port: number, readonly protocol: string, readonly error?: string }>
+}
+
+export interface ServicePlan {
+  /** `namespace/name`. */
+  readonly key: string
+  readonly namespace: string
+  readonly name: string
+  readonly action: PlanAction
+  /** Why the Service is not (fully) served: CamelCase, with a message. */
+  readonly reason?: string
+  readonly message?: string
+  /** The allocated address (ip mode); for cleanup, the address to release. */
+  readonly ip?: string
+  /** `<service>.<namespace>.<suffix>` (hostname mode). */
+  readonly hostname?: string
+  /** Every name the Service answers for (after conflicts), sorted. */
+  readonly hostnames: readonly string[]
+  readonly ports: readonly PortPlan[]
+  /** Node names used as backends, sorted. */
+  readonly nodes: readonly string[]
+  /** True when the nodes are label-excluded ones used for lack of any other. */
+  readonly excludedNodesUsed?: boolean
+  /** Ready endpoints from EndpointSlices, when they were observed. */
+  readonly readyEndpoints?: number
+  /** Desired status.loadBalancer.ingress. */
+  readonly ingress: readonly LoadBalancerIngress[]
+  /** Whether `ingress` differs from the Service's current status. */
+  readonly statusChanged: boolean
+  readonly events: readonly PlanEvent[]
+}
+
+export interface ComputeResult {
+  readonly table: RouteTable
+  readonly services: ServicePlan[]
+  /** `namespace/name` → IP, to feed back as ObservedState.allocations. */
+  readonly allocations: Map<string, string>
+}
+
+interface Resolved {
+  mode: AddressingMode
+  pool: Cidr
+  listenHost: string
+  httpPort: number
+  httpsPort: number
+  suffix: string
+  defaultPolicy: BalancePolicy
+  dialer: string | undefined
+  poolSize: number | undefined
+  version: number
+  excludedNodeFallback: boolean
+}
+
+function resolveOptions (opts: RoutingOptions): Resolved {
+  const mode = opts.mode ?? 'hostname'
+  if (mode !== 'ip' && mode !== 'hostname' && mode !== 'both') {
+    throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--address: ${JSON.stringify(mode)} is not ip, hostname or both`)
+  }
+  const port = (v: number | undefined, d: number, what: string): number => {
+    const p = v ?? d
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `${what}: ${p} is out of range 1-65535`)
+    return p
+  }
+  const listenRaw = opts.listenHost ?? '127.0.0.1'
+  const listenHost = canonicalIp(listenRaw)
+  const parsedListen = parseIp(listenRaw)
+  if (listenHost === null || parsedListen === null) {
+    throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `listen host: ${JSON.stringify(listenRaw)} is not an IP address`)
+  }
+  if (parsedListen.value === 0n) {
+    throw new InvalidArgumentError('KT_ERR_WILDCARD_BIND', `listen host: refusing wildcard address ${listenRaw}`)
+  }
+  const suffix = normalizeHostname(opts.hostnameSuffix ?? 'localhost')
+  if (suffix === null || suffix.startsWith('*.')) {
+    throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `hostname suffix: ${JSON.stringify(opts.hostnameSuffix)} is not a DNS name`)
+  }
+  return {
+    mode,
+    pool: parseCidr(opts.ipPool ?? DEFAULT_IP_POOL, { strict: true, what: '--ip-pool' }),
+    listenHost,
+    httpPort: port(opts.httpPort, 8080, '--http-port'),
+    httpsPort: port(opts.httpsPort, 8443, '--https-port'),
+    suffix,
+    defaultPolicy: opts.defaultPolicy ?? 'round-robin',
+    dialer: opts.dialer,
+    poolSize: opts.poolSize,
+    version: opts.version ?? 0,
+    excludedNodeFallback: opts.excludedNodeFallback ?? true,
+  }
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+// ---------------------------------------------------------------- selection
+
+/** Whether kind-tunnel should serve this Service at all. */
+export function isHandled (svc: KubeService): boolean {
+  if (svc.spec?.type !== 'LoadBalancer') return false
+  const cls = svc.spec.loadBalancerClass
+  return cls === undefined || cls === null || cls === '' || cls === LOAD_BALANCER_CLASS
+}
+
+function isDeleting (o: { readonly metadata?: { readonly deletionTimestamp?: string | Date } }): boolean {
+  const t = o.metadata?.deletionTimestamp
+  return t !== undefined && t !== null && t !== ''
+}
+
+// ---------------------------------------------------------------- nodes
+
+interface NodeBackend { name: string, v4?: string, v6?: string }
+
+interface NodeSelection { nodes: NodeBackend[], excludedNodesUsed: boolean }
+
+function nodeBackend (n: KubeNode): NodeBackend | null {
+  const name = n.metadata?.name
+  if (name === undefined || name === '') return null
+  const out: NodeBackend = { name }
+  for (const a of n.status?.addresses ?? []) {
+    if (a.type !== 'InternalIP' || typeof a.address !== 'string') continue
+    const p = parseIp(a.address)
+    if (p === null) continue
+    const text = canonicalIp(a.address) ?? a.address
+    if (p.family === 4 && out.v4 === undefined) out.v4 = text
+    if (p.family === 6 && out.v6 === undefined) out.v6 = text
+  }
+  return out.v4 === undefined && out.v6 === undefined ? null : out
+}
+
+function selectNodes (nodes: readonly KubeNode[], fallback: boolean): NodeSelection {
+  const eligible: NodeBackend[] = []
+  const labelExcluded: NodeBackend[] = []
+  for (const n of nodes) {
+    if (isDeleting(n)) continue
+    const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
+    if (!ready) continue
+    const b = nodeBackend(n)
+    if (b === null) continue
+    if (n.metadata?.labels?.[EXCLUDE_LABEL] !== undefined) labelExcluded.push(b)
+    else eligible.push(b)
+  }
+  const byName = (a: NodeBackend, b: NodeBackend): number => cmp(a.name, b.name)
+  if (eligible.length === 0 && fallback && labelExcluded.length > 0) {
+    return { nodes: labelExcluded.sort(byName), excludedNodesUsed: true }
+  }
+  return { nodes: eligible.sort(byName), excludedNodesUsed: false }
+}
+
+/**
+ * Which node address family reaches the NodePort. A single-stack Service has
+ * NodePorts on its own family only; otherwise IPv4 first (the host is far
+ * likelier to route IPv4 to the kind network), then IPv6.
+ */
+function familyOrder (svc: KubeService): Array<4 | 6> {
+  const fams = svc.spec?.ipFamilies ?? []
+  const primary: 4 | 6 = fams[0] === 'IPv6' ? 6 : 4
+  if (fams.length === 1 || svc.spec?.ipFamilyPolicy === 'SingleStack') return [primary]
+  return [4, 6]
+}
+
+// ---------------------------------------------------------------- ports
+
+type PortClass = 'https' | 'http' | 'other'
+
+/** appProtocol first, then the port name (`https`, `https-admin`, Istio style), then 443/80. */
+function classifyPort (p: KubeServicePort): PortClass {
+  const ap = p.appProtocol?.toLowerCase()
+  if (ap === 'https' || ap === 'tls') return 'https'
+  if (ap === 'http') return 'http'
+  const name = p.name?.toLowerCase() ?? ''
+  const named = (x: string): boolean => name === x || name.startsWith(`${x}-`)
+  if (named('https') || named('tls')) return 'https'
+  if (named('http')) return 'http'
+  if (p.port === 443) return 'https'
+  if (p.port === 80) return 'http'
+  return 'other'
+}
+
+// ---------------------------------------------------------------- ingress hosts
+
+function ingressClassOf (ing: KubeIngress, defaultClass: string | undefined): string | undefined {
+  return ing.spec?.ingressClassName ?? ing.metadata?.annotations?.[INGRESS_CLASS_ANNOTATION] ?? defaultClass
+}
+
+/**
+ * The Ingress classes a LB Service fronts. Explicit: the annotation
+ * `kind-tunnel.dev/ingress-class`. Otherwise, by the labels Helm charts put on
+ * both the controller's Service and its IngressClass (ingress-nginx, Traefik):
+ * the Service has `app.kubernetes.io/component=controller`, and the
+ * IngressClass has the same `app.kubernetes.io/name` (and the same
+ * `app.kubernetes.io/instance` when it carries one).
+ */
+function frontedClasses (svc: KubeService, classes: readonly KubeIngressClass[]): string[] {
+  const ann = svc.metadata?.annotations?.[ANNOTATION_INGRESS_CLASS]
+  if (ann !== undefined) {
+    return ann.split(',').map((c) => c.trim()).filter((c) => c !== '').sort(cmp)
+  }
+  const labels = svc.metadata?.labels ?? {}
+  if (labels['app.kubernetes.io/component'] !== 'controller') return []
+  const out: string[] = []
+  for (const ic of classes) {
+    const l = ic.metadata?.labels ?? {}
+    const name = ic.metadata?.name
+    if (name === undefined || l['app.kubernetes.io/name'] === undefined) continue
+    if (l['app.kubernetes.io/name'] !== labels['app.kubernetes.io/name']) continue
+    const inst = l['app.kubernetes.io/instance']
+    if (inst !== undefined && inst !== labels['app.kubernetes.io/instance']) continue
+    out.push(name)
+  }
+  return out.sort(cmp)
+}
+
+function defaultIngressClass (classes: readonly KubeIngressClass[]): string | undefined {
+  // Kubernetes refuses class-less Ingresses when several classes claim the
+  // default, so only a single default counts.
+  const defs = classes.filter((c) => c.metadata?.annotations?.[DEFAULT_CLASS_ANNOTATION] === 'true' && c.metadata.name !== undefined)
+  return defs.length === 1 ? defs[0]?.metadata?.name : undefined
+}
+
+// ---------------------------------------------------------------- status
+
+function portStatusKey (p: { port?: number, protocol?: string, error?: string }): string {
+  return `${p.port ?? ''}/${p.protocol ?? 'TCP'}/${p.error ?? ''}`
+}
+
+function ingressKey (i: KubeLoadBalancerIngress | LoadBalancerIngress): string {
+  const ports = (i.ports ?? []).map(portStatusKey).sort(cmp).join(',')
+  return `${i.ip ?? ''}|${i.hostname ?? ''}|${i.ipMode ?? ''}|${ports}`
+}
+
+function sameStatus (current: readonly KubeLoadBalancerIngress[], desired: readonly LoadBalancerIngress[]): boolean {
+  const a = current.map(ingressKey).sort(cmp)
+  const b = desired.map(ingressKey).sort(cmp)
+  return a.length === b.length && a.every((k, i) => k === b[i])
+}
+
+// ---------------------------------------------------------------- main
+
+interface WorkPort {
+  spec: KubeServicePort
+  port: number
+  protocol: string
+  nodePort?: number
+  error?: string
+  message?: string
+  upstream?: UpstreamSpec
+  listeners: string[]
+}
+
+interface Work {
+  svc: KubeService
+  key: string
+  namespace: string
+  name: string
+  events: PlanEvent[]
+  failed?: { reason: string, message: string }
+  ports: WorkPort[]
+  sourceRanges?: string[]
+  ip?: string
+  hostname?: string
+  names: string[]
+  wonNames: Set<string>
+}
+
+interface Claim { work: Work, upstream: UpstreamSpec }
+
+interface ListenerDraft { host: string, port: number, claims: Claim[] }
+
+export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
+  const o = resolveOptions(opts)
+  const useIp = o.mode !== 'hostname'
+  const useNames = o.mode !== 'ip'
+  const selection = selectNodes(observed.nodes, o.excludedNodeFallback)
+  const classes = observed.ingressClasses ?? []
+  const defaultClass = defaultIngressClass(classes)
+  const previous = observed.allocations ?? new Map<string, string>()
+
+  const plans: ServicePlan[] = []
+  const work: Work[] = []
+  const seen = new Set<string>()
+
+  for (const svc of [...observed.services].sort(olderFirst)) {
+    const name = svc.metadata?.name
+    if (name === undefined || name === '') continue
+    const key = objectKey(svc)
+    if (seen.has(key)) continue
+    seen.add(key)
+    const namespace = svc.metadata?.namespace ?? 'default'
+    const handled = isHandled(svc)
+    const ours = svc.metadata?.finalizers?.includes(FINALIZER) === true
+    // A Service that stopped asking for us (type or class changed) but still
+    // carries our finalizer, or a handled one being deleted: release it.
+    if (!handled) {
+      if (ours) plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      continue
+    }
+    if (isDeleting(svc)) {
+      plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      continue
+    }
+    work.push({ svc, key, namespace, name, events: [], ports: [], names: [], wonNames: new Set() })
+  }
+
+  // --- addresses (ip mode): every handled Service keeps its IP, even when it failed below.
+  let allocations = new Map<string, string>()
+  if (useIp) {
+    const reserved = [o.listenHost]
+    const res = allocate(work.map((w) => w.svc), o.pool, previous, { reserved })
+    allocations = res.allocations
+    const byKey = new Map(work.map((w) => [w.key, w]))
+    for (const warn of res.warnings) {
+      byKey.get(warn.key)?.events.push({ type: 'Warning', kind: 'warning', reason: 'RequestedIPUnavailable', message: warn.message })
+    }
+    for (const f of res.failures) {
+      const w = byKey.get(f.key)
+      if (w === undefined) continue
+      w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message: f.message })
+      if (!useNames) w.failed = { reason: 'IPPoolExhausted', message: f.message }
+    }
+    for (const w of work) {
+      const ip = allocations.get(w.key)
+      if (ip !== undefined) w.ip = ip
+    }
+  }
+
+  // --- per Service: source ranges, ports, upstreams, names.
+  const slicesByService = indexSlices(observed.endpointSlices)
+  for (const w of work) {
+    const spec = w.svc.spec ?? {}
+    let rawRanges: readonly string[] = spec.loadBalancerSourceRanges ?? []
+    if (rawRanges.length === 0) {
+      const legacy = w.svc.metadata?.annotations?.[LEGACY_SOURCE_RANGES]
+      if (legacy !== undefined) rawRanges = legacy.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    }
+    const ranges = new Set<string>()
+    for (const r of rawRanges) {
+      try {
+        ranges.add(parseCidr(r, { what: 'loadBalancerSourceRanges' }).text)
+      } catch {
+        // A range we cannot read must not widen access to everyone.
+        const message = `loadBalancerSourceRanges: ${JSON.stringify(r)} is not a CIDR; not serving this Service until it is fixed`
+        w.failed = { reason: 'InvalidSourceRange', message }
+        w.events.push({ type: 'Warning', kind: 'failed', reason: 'InvalidSourceRange', message })
+        break
+      }
+    }
+    if (ranges.size > 0) w.sourceRanges = [...ranges].sort(cmp)
+
+    const affinity = spec.sessionAffinity === 'ClientIP'
+    const policy: BalancePolicy = affinity ? 'client-ip-hash' : o.defaultPolicy
+    let health: HealthCheckSpec = { kind: 'http', port: KUBE_PROXY_HEALTH_PORT, path: '/healthz' }
+    if (spec.externalTrafficPolicy === 'Local' && typeof spec.healthCheckNodePort === 'number' && spec.healthCheckNodePort > 0) {
+      health = { kind: 'http', port: spec.healthCheckNodePort, path: '/healthz' }
+    }
+    const families = familyOrder(w.svc)
+    const endpointsFor = (nodePort: number): Endpoint[] => {
+      const eps: Endpoint[] = []
+      for (const n of selection.nodes) {
+        for (const f of families) {
+          const host = f === 4 ? n.v4 : n.v6
+          if (host !== undefined) { eps.push({ host, port: nodePort }); break }
+        }
+      }
+      return eps.sort((a, b) => cmp(endpointKey(a), endpointKey(b)))
+    }
+
+    for (const p of spec.ports ?? []) {
+      if (typeof p.port !== 'number') continue
+      const protocol = p.protocol ?? 'TCP'
+      const wp: WorkPort = { spec: p, port: p.port, protocol, listeners: [] }
+      if (typeof p.nodePort === 'number' && p.nodePort > 0) wp.nodePort = p.nodePort
+      if (protocol !== 'TCP') {
+        wp.error = PORT_ERROR_PROTOCOL
+        wp.message = `port ${p.port}/${protocol}: only TCP is proxied`
+      } else if (wp.nodePort === undefined) {
+        wp.error = PORT_ERROR_NO_NODE_PORT
+        wp.message = `port ${p.port}/TCP has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
+      } else {
+        const upstream: UpstreamSpec = {
+          id: `${observed.cluster}/${w.namespace}/${w.name}:${p.port}`,
+          endpoints: endpointsFor(wp.nodePort),
+          policy,
+          health,
+          ...(o.poolSize !== undefined ? { poolSize: o.poolSize } : {}),
+          ...(o.dialer !== undefined ? { dialer: o.dialer } : {}),
+        }
+        wp.upstream = upstream
+      }
+      w.ports.push(wp)
+    }
+
+    if (useNames) {
+      w.hostname = `${w.name}.${w.namespace}.${o.suffix}`
+      const names = [w.hostname]
+      const extra = parseHostnameList(w.svc.metadata?.annotations?.[ANNOTATION_HOSTNAMES])
+      for (const bad of extra.invalid) {
+        w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `${ANNOTATION_HOSTNAMES}: ${JSON.stringify(bad)} is not a hostname or *.suffix; ignored` })
+      }
+      names.push(...extra.names)
+      const fronted = new Set(frontedClasses(w.svc, classes))
+      if (fronted.size > 0) {
+        for (const ing of [...(observed.ingresses ?? [])].sort(olderFirst)) {
+          if (isDeleting(ing)) continue
+          const cls = ingressClassOf(ing, defaultClass)
+          if (cls === undefined || !fronted.has(cls)) continue
+          for (const rule of ing.spec?.rules ?? []) {
+            if (rule.host === undefined || rule.host === '') continue
+            const n = normalizeHostname(rule.host)
+            if (n === null) {
+              w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `Ingress ${objectKey(ing)}: host ${JSON.stringify(rule.host)} is not a hostname; ignored` })
+            } else {
+              names.push(n)
+            }
+          }
+        }
+      }
+      w.names = [...new Set(names)]
+    }
+  }
+
+  // --- listeners.
+  const drafts = new Map<string, ListenerDraft>()
+  const draft = (host: string, port: number): ListenerDraft => {
+    const k = listenerKey({ host, port })
+    let d = drafts.get(k)
+    if (d === undefined) { d = { host, port, claims: [] }; drafts.set(k, d) }
+    return d
+  }
+  for (const w of work) {
+    if (w.failed !== undefined) continue
+    const served = w.ports.filter((p) => p.upstream !== undefined)
+    if (useIp && w.ip !== undefined) {
+      for (const p of served) {
+        const d = draft(w.ip, p.port)
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec })
+        p.listeners.push(listenerKey(d))
+      }
+    }
+    if (useNames) {
+      // The canonical port of a class (443, 80) goes first, so it is the one
+      // that gets the shared listener when a Service has two of a kind.
+      const order = [...served].sort((a, b) => rank(a) - rank(b))
+      const mine = new Set<number>()
+      for (const p of order) {
+        const cls = classifyPort(p.spec)
+        const shared = cls === 'https' ? o.httpsPort : cls === 'http' ? o.httpPort : p.port
+        const port = !mine.has(shared) ? shared : !mine.has(p.port) ? p.port : undefined
+        if (port === undefined) {
+          if (!useIp || w.ip === undefined) {
+            p.error = PORT_ERROR_SHADOWED
+            p.message = `port ${p.port}: another port of this Service already uses listener ${o.listenHost}:${shared}`
+          }
+          continue
+        }
+        mine.add(port)
+        const d = draft(o.listenHost, port)
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec })
+        p.listeners.push(listenerKey(d))
+      }
+    }
+  }
+
+  // --- hostname conflicts, per listener: a Service's own generated name
+  // wins, then the older Service, then namespace/name.
+  const conflictSeen = new Set<string>()
+  const listeners: ListenerSpec[] = []
+  for (const d of drafts.values()) {
+    const claims = d.claims.sort((a, b) => olderFirst(a.work.svc, b.work.svc))
+    if (claims.length === 1) {
+      const c = claims[0] as Claim
+      // Alone on its port: plain L4, no peek, so server-speaks-first
+      // protocols (SMTP, MySQL) do not wait for a client hello.
+      for (const n of c.work.names) if (d.host === o.listenHost) c.work.wonNames.add(n)
+      listeners.push({
+        host: d.host,
+        port: d.port,
+        routes: [],
+        default: c.upstream,
+        ...(c.work.sourceRanges !== undefined ? { sourceRanges: c.work.sourceRanges } : {}),
+        owner: c.work.key,
+      })
+      continue
+    }
+    const owner = new Map<string, Claim>()
+    for (const c of claims) {
+      for (const n of c.work.names) {
+        const cur = owner.get(n)
+        if (cur === undefined) { owner.set(n, c); continue }
+        const mineGenerated = c.work.hostname === n
+        if (mineGenerated && cur.work.hostname !== n) {
+          owner.set(n, c)
+          noteConflict(cur.work, n, c.work.key, conflictSeen)
+        } else {
+          noteConflict(c.work, n, cur.work.key, conflictSeen)
+        }
+      }
+    }
+    const routes: HostRoute[] = []
+    for (const c of claims) {
+      const names = c.work.names.filter((n) => owner.get(n) === c).sort(cmp)
+      if (names.length === 0) continue
+      for (const n of names) c.work.wonNames.add(n)
+      routes.push({
+        names,
+        upstream: c.upstream,
+        ...(c.work.sourceRanges !== undefined ? { sourceRanges: c.work.sourceRanges } : {}),
+      })
+    }
+    routes.sort((a, b) => cmp(a.upstream.id, b.upstream.id))
+    // The listener-level filter may only narrow what every route allows.
+    const allRanged = claims.every((c) => c.work.sourceRanges !== undefined)
+    const union = allRanged ? [...new Set(claims.flatMap((c) => c.work.sourceRanges ?? []))].sort(cmp) : []
+    listeners.push({
+      host: d.host,
+      port: d.port,
+      routes,
+      ...(union.length > 0 ? { sourceRanges: union } : {}),
+      owner: [...new Set(claims.map((c) => c.work.key))].sort(cmp).join(','),
+    })
+  }
+  listeners.sort((a, b) => cmpHost(a.host, b.host) || a.port - b.port)
+
+  // --- plans.
+  for (const w of work) plans.push(servePlan(w, selection, slicesByService, useIp, useNames))
+  plans.sort((a, b) => cmp(a.key, b.key))
+
+  return { table: { version: o.version, listeners }, services: plans, allocations }
+}
+
+function rank (p: WorkPort): number {
+  return p.port === 443 || p.port === 80 ? 0 : 1
+}
+
+function cmpHost (a: string, b: string): number {
+  const pa = parseIp(a)
+  const pb = parseIp(b)
+  if (pa === null || pb === null) return cmp(a, b)
+  if (pa.family !== pb.family) return pa.family - pb.family
+  return pa.value < pb.value ? -1 : pa.value > pb.value ? 1 : 0
+}
+
+function noteConflict (loser: Work, name: string, winner: string, seen: Set<string>): void {
+  const k = `${loser.key} ${name}`
+  if (seen.has(k)) return
+  seen.add(k)
+  loser.events.push({
+    type: 'Warning',
+    kind: 'warning',
+    reason: 'HostnameConflict',
+    message: `hostname ${name} is already served by ${winner}; not routed to this Service`,
+  })
+}
+
+function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<string, number> | undefined {
+  if (slices === undefined) return undefined
+  const m = new Map<string, number>()
+  for (const s of slices) {
+    const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL]
+    if (svcName === undefined) continue
+    const key = `${s.metadata?.namespace ?? 'default'}/${svcName}`
+    // EndpointConditions.ready: "nil should be interpreted as true".
+    const ready = (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length
+    m.set(key, (m.get(key) ?? 0) + ready)
+  }
+  return m
+}
+
+function cleanupPlan (svc: KubeService, key: string, namespace: string, name: string, previous: ReadonlyMap<string, string>, pool: Cidr): ServicePlan {
+  const fromStatus = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).find((ip) => ip !== undefined && cidrContainsIp(pool, ip))
+  const ip = previous.get(key) ?? (fromStatus !== undefined ? canonicalIp(fromStatus) ?? undefined : undefined)
+  const current = svc.status?.loadBalancer?.ingress ?? []
+  return {
+    key,
+    namespace,
+    name,
+    action: 'cleanup',
+    reason: isDeleting(svc) ? 'Deleting' : 'NotHandled',
+    message: isDeleting(svc) ? 'the Service is being deleted' : 'the Service no longer asks kind-tunnel for a load balancer',
+    ...(ip !== undefined ? { ip } : {}),
+    hostnames: [],
+    ports: [],
+    nodes: [],
+    ingress: [],
+    statusChanged: current.length > 0,
+    events: [],
+  }
+}
+
+function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | undefined, useIp: boolean, useNames: boolean): ServicePlan {
+  const events = [...w.events]
+  const ports: PortPlan[] = w.ports.map((p) => ({
+    port: p.port,
+    ...(p.spec.name !== undefined && p.spec.name !== '' ? { name: p.spec.name } : {}),
+    protocol: p.protocol,
+    ...(p.nodePort !== undefined ? { nodePort: p.nodePort } : {}),
+    status: p.error === undefined && w.failed === undefined ? 'served' : 'unsupported',
+    ...(p.error !== undefined ? { error: p.error } : {}),
+    ...(p.message !== undefined ? { message: p.message } : {}),
+    ...(p.upstream !== undefined && p.error === undefined && w.failed === undefined ? { upstream: p.upstream.id } : {}),
+    listeners: [...p.listeners].sort(cmp),
+  }))
+  const portStatus = w.ports.map((p) => ({ port: p.port, protocol: p.protocol, ...(p.error !== undefined ? { error: p.error } : {}) }))
+  const withPorts = portStatus.length > 0 ? { ports: portStatus } : {}
+
+  const ingress: LoadBalancerIngress[] = []
+  if (w.failed === undefined) {
+    if (useIp && w.ip !== undefined) ingress.push({ ip: w.ip, ipMode: 'Proxy', ...withPorts })
+    if (useNames && w.hostname !== undefined) ingress.push({ hostname: w.hostname, ...withPorts })
+  }
+  const current = w.svc.status?.loadBalancer?.ingress ?? []
+  const statusChanged = !sameStatus(current, ingress)
+
+  // Assigned/Updated and the per-port complaints accompany a status change,
+  // so a steady state emits nothing; warnings and failures are level-triggered
+  // and the controller dedupes them (docs/addressing.md).
+  if (statusChanged && ingress.length > 0) {
+    const where = ingress.map((i) => i.ip ?? i.hostname).join(', ')
+    events.push(current.length === 0
+      ? { type: 'Normal', kind: 'assigned', reason: 'EnsuredLoadBalancer', message: `assigned ${where}` }
+      : { type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: `now ${where}` })
+    for (const p of w.ports) {
+      if (p.error !== undefined && p.message !== undefined) {
+        events.push({ type: 'Warning', kind: 'unsupported', reason: p.error.slice(p.error.indexOf('/') + 1), message: p.message })
+      }
+    }
+  } else if (statusChanged) {
+    events.push({ type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: 'status cleared' })
+  }
+  const hasServed = ports.some((p) => p.status === 'served')
+  if (w.failed === undefined && hasServed && sel.nodes.length === 0) {
+    events.push({ type: 'Warning', kind: 'warning', reason: 'NoReadyNodes', message: 'no Ready node can be a backend; connections will be refused' })
+  }
+  const readyEndpoints = slices?.get(w.key)
+  return {
+    key: w.key,
+    namespace: w.namespace,
+    name: w.name,
+    action: w.failed === undefined ? 'serve' : 'failed',
+    ...(w.failed !== undefined ? { reason: w.failed.reason, message: w.failed.message } : {}),
+    ...(w.ip !== undefined ? { ip: w.ip } : {}),
+    ...(w.hostname !== undefined ? { hostname: w.hostname } : {}),
+    hostnames: [...w.wonNames].sort(cmp),
+    ports,
+    nodes: w.failed === undefined ? sel.nodes.map((n) => n.name) : [],
+    ...(sel.excludedNodesUsed && w.failed === undefined ? { excludedNodesUsed: true } : {}),
+    ...(slices !== undefined ? { readyEndpoints: readyEndpoints ?? 0 } : {}),
+    ingress,
+    statusChanged,
+    events,
+  }
+}
