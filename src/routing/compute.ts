@@ -437,8 +437,9 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     for (const f of res.failures) {
       const w = byKey.get(f.key)
       if (w === undefined) continue
-      w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message: f.message })
-      if (!useNames) w.failed = { reason: 'IPPoolExhausted', message: f.message }
+      const message = `${f.code}: ${f.message}`
+      w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message })
+      if (!useNames) w.failed = { reason: 'IPPoolExhausted', message }
     }
     for (const w of work) {
       const ip = allocations.get(w.key)

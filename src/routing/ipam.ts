@@ -9,7 +9,6 @@
 // comes before that, so editing the request moves the Service; but an address
 // some other Service already holds is never taken from it.
 
-import { ErrorCodes } from '../errors.js'
 import { type Cidr, formatIp, parseCidr, parseIp, usableRange, cidrContains } from './cidr.js'
 import { type KubeService, objectKey, olderFirst } from './kube.js'
 
@@ -110,6 +109,7 @@ export function allocate (
   }
 
   // Pass 2: explicit request, then the held address, then the lowest free.
+  let cursor = range.first
   for (const { svc, key } of ordered) {
     let chosen: bigint | undefined
     const requests = [svc.spec?.loadBalancerIP, svc.metadata?.annotations?.[ANNOTATION_IP]]
@@ -138,18 +138,25 @@ export function allocate (
       if (h !== undefined && takenBy(h, key) === undefined) chosen = h
     }
     if (chosen === undefined) {
-      // Each step skips one address that is assigned, held or reserved, so the
-      // walk is bounded by how many of those exist, not by the pool size.
-      let v = range.first
+      // Every address below `cursor` is assigned, held or reserved, and stays
+      // so for the rest of this pass (a Service that reaches this walk holds
+      // nothing of its own). Each step skips one such address, so the walk is
+      // bounded by how many exist, never by the pool size.
+      let v = cursor
       const bound = assigned.size + holder.size + reserved.size + 1
       for (let i = 0; i <= bound && v <= range.last && takenBy(v, key) !== undefined; i++) v++
-      if (v <= range.last && takenBy(v, key) === undefined) chosen = v
+      if (v <= range.last && takenBy(v, key) === undefined) {
+        chosen = v
+        cursor = v + 1n
+      } else {
+        cursor = v
+      }
     }
     if (chosen === undefined) {
       failures.push({
         key,
         code: 'KT_ERR_IP_POOL_EXHAUSTED',
-        message: `${ErrorCodes.KT_ERR_IP_POOL_EXHAUSTED}: pool ${pool.text} has no free address for ${key} (${assigned.size} assigned)`,
+        message: `pool ${pool.text} has no free address left for ${key} (${assigned.size} in use)`,
       })
       continue
     }

@@ -1,0 +1,44 @@
+import t from 'tap'
+import { computeRoutes } from '../../src/routing/compute.js'
+import type { KubeLoadBalancerIngress } from '../../src/routing/kube.js'
+import { svc, tcp, KIND_NODES } from './compute-fixtures.js'
+
+const opts = { mode: 'ip', ipPool: '127.240.0.0/24' } as const
+const plan = (ingress?: KubeLoadBalancerIngress[], extra: Parameters<typeof svc>[1] = {}) =>
+  computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [svc('web', { ...(ingress !== undefined ? { ingress } : {}), ...extra })] }, opts).services[0]
+
+t.test('no status yet: assigned', async (t) => {
+  const p = plan()
+  t.equal(p?.statusChanged, true)
+  t.same(p?.events, [{ type: 'Normal', kind: 'assigned', reason: 'EnsuredLoadBalancer', message: 'assigned 127.240.0.1' }])
+})
+
+t.test('status already as desired (any order of ports): nothing to do, no events', async (t) => {
+  const p = plan([{ ip: '127.240.0.1', ipMode: 'Proxy', ports: [{ port: 443, protocol: 'TCP' }, { port: 80, protocol: 'TCP' }] }], { ports: [tcp(80, 30080), tcp(443, 30443)] })
+  t.equal(p?.statusChanged, false)
+  t.same(p?.events, [])
+})
+
+t.test('status differs: updated', async (t) => {
+  const p = plan([{ ip: '172.18.0.5', ipMode: 'Proxy', ports: [{ port: 80, protocol: 'TCP' }] }])
+  t.equal(p?.statusChanged, true)
+  t.same(p?.events.map((e) => [e.kind, e.reason]), [['updated', 'UpdatedLoadBalancer']])
+  t.equal(p?.ip, '127.240.0.1', 'an address outside the pool is not kept')
+})
+
+t.test('a failed Service with a stale status: cleared, updated + failed events', async (t) => {
+  const p = plan([{ ip: '127.240.0.1', ipMode: 'Proxy', ports: [{ port: 80, protocol: 'TCP' }] }], { spec: { loadBalancerSourceRanges: ['nope'] } })
+  t.equal(p?.action, 'failed')
+  t.same(p?.ingress, [])
+  t.equal(p?.statusChanged, true)
+  t.same(p?.events.map((e) => [e.kind, e.reason]).sort(), [['failed', 'InvalidSourceRange'], ['updated', 'UpdatedLoadBalancer']])
+})
+
+t.test('unsupported-port events come with the status change only', async (t) => {
+  const ports = [tcp(80, 30080), { port: 53, protocol: 'UDP', nodePort: 30053 }]
+  const first = plan(undefined, { ports })
+  t.same(first?.events.map((e) => e.kind), ['assigned', 'unsupported'])
+  const steady = plan(first?.ingress as KubeLoadBalancerIngress[], { ports })
+  t.equal(steady?.statusChanged, false)
+  t.same(steady?.events, [])
+})
