@@ -44,6 +44,16 @@ export const ErrorCodes = {
   KT_ERR_STATE_FILE: 'the state file is unreadable',
   // the test API server (src/sim)
   KT_ERR_SIM_REQUEST: 'the test API server refused an in-process request',
+  // the native splice fast path (src/dataplane/native)
+  KT_ERR_NATIVE_FD: 'a socket has no usable file descriptor for the native splicer',
+  KT_ERR_NATIVE_HANDOFF: 'a socket was not in a state that can be handed to the native splicer',
+  KT_ERR_NATIVE_CLOSED: 'the native splicer is closed',
+  KT_ERR_NATIVE_SPLICE: 'the native splicer could not take the pair',
+  // docker discovery and the relay container (src/docker, src/relay)
+  KT_ERR_CLUSTER_AMBIGUOUS: 'several kind clusters match and none was named',
+  KT_ERR_RELAY_DOWN: 'the relay container cannot be reached through its published port',
+  KT_ERR_RELAY_IMAGE: 'the relay image could not be built',
+  KT_ERR_RELAY_CONTAINER: 'the relay container could not be created or started',
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

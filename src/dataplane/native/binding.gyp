@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "kt_splice",
+      "sources": ["kt_splice.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none", "sources": [] }]
+      ]
+    }
+  ]
+}

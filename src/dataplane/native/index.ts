@@ -1,0 +1,315 @@
+// The optional native splice fast path (issue #8). JS keeps the control plane
+// (accept, peek, route, connect); once both sockets are connected it hands them
+// to an N-API addon whose worker thread moves the bytes with splice(2), or with
+// a read/write loop in mode 'rw'. perf-anchors.md ("Levers measured side by
+// side"): this is what beats docker-proxy on bulk and keep-alive, where pure-JS
+// tuning stays at about 0.5-0.7x.
+//
+// The addon is optional. loadNativeSplicer() returns undefined when it is not
+// built (build-addon.mjs never fails an install), fails to load, the platform
+// is not Linux, or KT_NATIVE=0; the caller then uses the pure-JS splice.
+
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import type { Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { InvalidArgumentError, KtError } from '../../errors.js'
+
+export type SpliceCause = 'eof' | 'reset-a' | 'reset-b' | 'idle-timeout' | 'error' | 'aborted'
+
+export interface SpliceResult {
+  /** Bytes written to b: headAtoB, then what JS had buffered from a, then what native read from a. */
+  aToB: number
+  /** Bytes written to a, likewise. */
+  bToA: number
+  /**
+   * eof: both directions ended cleanly (each EOF passed on as a FIN).
+   * reset-a / reset-b: that side failed with ECONNRESET or EPIPE; the other side was reset.
+   * idle-timeout: no byte moved either way for the timeout; both sides were reset (as the pure-JS path does).
+   * error: any other failure (errno says which); both sides were reset.
+   * aborted: abort() or close(); both sides were reset, so a cut transfer never looks complete.
+   */
+  cause: SpliceCause
+  /** The errno name (ECONNRESET, EPIPE, ETIMEDOUT, EMFILE, ...) when an error ended the pair. */
+  errno?: string
+}
+
+export interface SpliceOptions {
+  /** No byte in either direction for this long ends the pair (0: never). */
+  idleTimeoutMs: number
+  /** Written to b before anything else (peeked bytes), ahead of what a's JS buffer holds. */
+  headAtoB?: Buffer
+  /** Once one direction has ended, quiet for this long ends the pair (default 30 s, as anchors.md; 0: off). */
+  halfCloseTimeoutMs?: number
+}
+
+export interface SpliceHandle {
+  /** Stop the pair now: both sides reset, cause 'aborted'. Safe to call at any time, any number of times. */
+  abort (): void
+}
+
+export interface NativeSplicer {
+  readonly mode: 'splice' | 'rw'
+  /**
+   * Hand two connected TCP sockets to the native thread. Preconditions the caller guarantees:
+   * both sockets are paused (client accepted with pauseOnConnect, or paused after peeking) and JS has
+   * nothing pending to write on either. Bytes already buffered inside the JS sockets (readableLength)
+   * are moved across: they are read here and written by native first, after headAtoB.
+   * Returns a handle whose abort() stops the pair (cause 'aborted', used for drain timeouts/reloads).
+   *
+   * Either it throws a KtError synchronously (KT_ERR_NATIVE_FD, KT_ERR_NATIVE_HANDOFF,
+   * KT_ERR_NATIVE_CLOSED, KT_ERR_NATIVE_SPLICE, KT_ERR_INVALID_ARG), and the caller still owns both
+   * sockets with nothing lost (any bytes taken from their buffers are unshifted back), or `done`
+   * runs exactly once, on the JS thread, after native has let go of the sockets. `done` must then
+   * destroy both sockets with plain destroy(): a reset was already sent where the cause calls for one.
+   * After the handoff JS must not read, write, pause/resume or time out either socket.
+   */
+  splice (a: Socket, b: Socket, opts: SpliceOptions, done: (r: SpliceResult) => void): SpliceHandle
+  /** pairs: handed over and not yet reported done. pipesPooled: empty pipes kept for reuse. */
+  stats (): { pairs: number, pipesPooled: number }
+  /** Abort every pair (each still gets its done, cause 'aborted') and stop the worker thread. */
+  close (): void
+}
+
+export interface LoadOptions {
+  /** Overrides KT_NATIVE_MODE (splice | rw). */
+  mode?: 'splice' | 'rw'
+  /** Pipe capacity in bytes for mode 'splice' (F_SETPIPE_SZ); 0 keeps the kernel's default (64 KiB). */
+  pipeSize?: number
+  /** Path of kt_splice.node; otherwise KT_NATIVE_ADDON, then the build folder beside the sources. */
+  addonPath?: string
+}
+
+// The order matches the C enum in kt_splice.c.
+const CAUSES: readonly SpliceCause[] = ['eof', 'reset-a', 'reset-b', 'idle-timeout', 'error', 'aborted']
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+type OnDone = (id: number, aToB: number, bToA: number, cause: number, errno: string | undefined) => void
+
+interface Binding {
+  createEngine (mode: 0 | 1, pipeSize: number, onDone: OnDone): object
+  add (engine: object, id: number, fdA: number, fdB: number, idleMs: number,
+    headAtoB: Buffer | undefined, headBtoA: Buffer | undefined, halfCloseMs: number): void
+  abort (engine: object, id: number): void
+  stats (engine: object): [number, number]
+  ref (engine: object, on: boolean): void
+  close (engine: object): void
+}
+
+let loadError: string | undefined
+
+/** Why the last loadNativeSplicer() returned undefined (for `doctor` and logs), or undefined if it did not. */
+export function nativeUnavailableReason (): string | undefined {
+  return loadError
+}
+
+function addonCandidates (explicit: string | undefined): string[] {
+  if (explicit !== undefined) return [explicit]
+  const fromEnv = process.env['KT_NATIVE_ADDON']
+  if (fromEnv !== undefined && fromEnv !== '') return [fromEnv]
+  const rel = 'build/Release/kt_splice.node'
+  return [
+    // Running from the sources' folder (ts loaders) or a build that copied the addon beside index.js.
+    fileURLToPath(new URL(rel, import.meta.url)),
+    // Compiled output (dist*/src/dataplane/native/index.js): the addon stays in the source tree.
+    fileURLToPath(new URL(`../../../../src/dataplane/native/${rel}`, import.meta.url)),
+  ]
+}
+
+let cachedBinding: Binding | undefined
+
+function loadBinding (explicit: string | undefined): Binding | undefined {
+  if (explicit === undefined && cachedBinding !== undefined) return cachedBinding
+  const file = addonCandidates(explicit).find((p) => existsSync(p))
+  if (file === undefined) {
+    loadError = 'the native addon is not built (node src/dataplane/native/build-addon.mjs)'
+    return undefined
+  }
+  try {
+    const binding = createRequire(import.meta.url)(file) as Binding
+    if (typeof binding.createEngine !== 'function') throw new Error('not the kind-tunnel splice addon')
+    if (explicit === undefined) cachedBinding = binding
+    return binding
+  } catch (err) {
+    loadError = `the native addon failed to load: ${(err as Error).message.split('\n')[0] ?? ''}`
+    return undefined
+  }
+}
+
+/** undefined when the addon is not built, fails to load, the platform is unsupported, or KT_NATIVE=0. */
+export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | undefined {
+  loadError = undefined
+  if (process.env['KT_NATIVE'] === '0') {
+    loadError = 'disabled by KT_NATIVE=0'
+    return undefined
+  }
+  // The worker uses epoll and splice(2); macOS/Windows would need kqueue/IOCP ports of the 'rw' loop.
+  if (process.platform !== 'linux') {
+    loadError = `unsupported platform ${process.platform}`
+    return undefined
+  }
+  const envMode = process.env['KT_NATIVE_MODE']
+  const mode = opts.mode ?? (envMode === 'rw' ? 'rw' : 'splice')
+  const pipeSize = opts.pipeSize ?? 0
+  if (!Number.isInteger(pipeSize) || pipeSize < 0 || pipeSize > 2 ** 30) {
+    throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `pipeSize must be an integer from 0 to 2^30, got ${String(opts.pipeSize)}`)
+  }
+  const binding = loadBinding(opts.addonPath)
+  if (binding === undefined) return undefined
+  try {
+    return new Splicer(binding, mode, pipeSize)
+  } catch (err) {
+    loadError = `the native splicer could not start: ${(err as Error).message}`
+    return undefined
+  }
+}
+
+interface NodeHandle { fd?: unknown, reading?: boolean, readStop?: () => number }
+
+function handleOf (s: Socket): NodeHandle | undefined {
+  return (s as unknown as { _handle?: NodeHandle | null })._handle ?? undefined
+}
+
+function fdOf (s: Socket, which: string): number {
+  const fd = handleOf(s)?.fd
+  // Linux exposes the descriptor on the TCP handle; a TLS socket, a pipe or a
+  // closed socket has none, and those cannot be spliced.
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+    throw new KtError('KT_ERR_NATIVE_FD', `socket ${which} has no usable file descriptor`)
+  }
+  return fd
+}
+
+function checkHandoff (s: Socket, which: string): void {
+  if (s.destroyed || s.connecting) {
+    throw new KtError('KT_ERR_NATIVE_HANDOFF', `socket ${which} is ${s.destroyed ? 'destroyed' : 'still connecting'}`)
+  }
+  if (s.writableLength > 0) {
+    throw new KtError('KT_ERR_NATIVE_HANDOFF', `socket ${which} has ${s.writableLength} bytes queued by JS`)
+  }
+}
+
+// Make libuv stop reading the fd so that from here on only the native thread
+// does; this is what Node itself does when push() reports a full buffer
+// (onStreamRead). A socket that is merely pause()d keeps reading until its
+// highWaterMark, which would strand bytes in JS.
+function stopReading (s: Socket): void {
+  const h = handleOf(s)
+  if (h !== undefined && h.reading === true && typeof h.readStop === 'function') {
+    h.reading = false
+    h.readStop()
+  }
+}
+
+// Take whatever JS already holds from this socket. read() may call readStart()
+// when the buffer is below its highWaterMark; that only arms the poll watcher
+// (no read happens until the loop polls), so stopping again right after is safe.
+function takeBuffered (s: Socket): Buffer | undefined {
+  if (s.readableLength === 0) return undefined
+  if (s.readableFlowing === true) s.pause()
+  const chunk: unknown = s.read()
+  stopReading(s)
+  if (chunk === null || chunk === undefined) return undefined
+  return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk as Buffer
+}
+
+function noRead (): void {}
+
+// From here JS no longer drives the socket. Node itself would otherwise start
+// reading again: afterConnect() calls read(0) right after emitting 'connect'
+// (so a handoff from a 'connect' listener would lose the next 64 KiB to JS),
+// and any read()/resume() would re-arm libuv. Nor may Node end the socket
+// (allowHalfOpen false ends the writable side on 'end') or time it out.
+function handOver (s: Socket): void {
+  s.pause()
+  ;(s as unknown as { _read: () => void })._read = noRead
+  s.allowHalfOpen = true
+  s.setTimeout(0)
+}
+
+class Splicer implements NativeSplicer {
+  readonly mode: 'splice' | 'rw'
+  readonly #binding: Binding
+  readonly #engine: object
+  readonly #pending = new Map<number, (r: SpliceResult) => void>()
+  #nextId = 1
+  #closed = false
+  #refd = false
+
+  constructor (binding: Binding, mode: 'splice' | 'rw', pipeSize: number) {
+    this.mode = mode
+    this.#binding = binding
+    this.#engine = binding.createEngine(mode === 'rw' ? 1 : 0, pipeSize, this.#onDone)
+  }
+
+  // Runs on the JS thread, called by the threadsafe function.
+  readonly #onDone: OnDone = (id, aToB, bToA, cause, errno) => {
+    const done = this.#pending.get(id)
+    if (done === undefined) return
+    this.#pending.delete(id)
+    if (this.#pending.size === 0) this.#setRef(false)
+    const r: SpliceResult = { aToB, bToA, cause: CAUSES[cause] ?? 'error' }
+    if (errno !== undefined) r.errno = errno
+    done(r)
+  }
+
+  #setRef (on: boolean): void {
+    if (this.#refd === on || this.#closed) return
+    this.#refd = on
+    this.#binding.ref(this.#engine, on)
+  }
+
+  splice (a: Socket, b: Socket, opts: SpliceOptions, done: (r: SpliceResult) => void): SpliceHandle {
+    if (this.#closed) throw new KtError('KT_ERR_NATIVE_CLOSED', 'the native splicer is closed')
+    const idle = opts.idleTimeoutMs
+    const half = opts.halfCloseTimeoutMs ?? 30_000
+    for (const [name, v] of [['idleTimeoutMs', idle], ['halfCloseTimeoutMs', half]] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS) {
+        throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `${name} must be an integer from 0 to ${MAX_TIMER_MS}, got ${String(v)}`)
+      }
+    }
+    if (typeof done !== 'function') throw new InvalidArgumentError('KT_ERR_INVALID_ARG', 'done must be a function')
+    const fdA = fdOf(a, 'a')
+    const fdB = fdOf(b, 'b')
+    if (fdA === fdB) throw new KtError('KT_ERR_NATIVE_HANDOFF', 'a and b are the same socket')
+    checkHandoff(a, 'a')
+    checkHandoff(b, 'b')
+
+    stopReading(a)
+    stopReading(b)
+    const restA = takeBuffered(a)
+    const restB = takeBuffered(b)
+    let headAtoB = opts.headAtoB
+    if (restA !== undefined) headAtoB = headAtoB === undefined || headAtoB.length === 0 ? restA : Buffer.concat([headAtoB, restA])
+    const id = this.#nextId++
+    try {
+      this.#binding.add(this.#engine, id, fdA, fdB, idle, headAtoB, restB, half)
+    } catch (err) {
+      // Give the sockets back as they were: nothing taken from them is lost.
+      if (restA !== undefined) a.unshift(restA)
+      if (restB !== undefined) b.unshift(restB)
+      const code = (err as { code?: unknown }).code
+      throw new KtError('KT_ERR_NATIVE_SPLICE', `the native splicer refused the pair (${typeof code === 'string' ? code : 'unknown'})`, { cause: err })
+    }
+    handOver(a)
+    handOver(b)
+    this.#pending.set(id, done)
+    // A paused socket does not keep the event loop alive; the pending done must.
+    this.#setRef(true)
+    return { abort: () => { if (!this.#closed && this.#pending.has(id)) this.#binding.abort(this.#engine, id) } }
+  }
+
+  stats (): { pairs: number, pipesPooled: number } {
+    if (this.#closed) return { pairs: this.#pending.size, pipesPooled: 0 }
+    const [pairs, pipesPooled] = this.#binding.stats(this.#engine)
+    return { pairs, pipesPooled }
+  }
+
+  close (): void {
+    if (this.#closed) return
+    // Completions for the aborted pairs are still delivered after this.
+    this.#setRef(this.#pending.size > 0)
+    this.#closed = true
+    this.#binding.close(this.#engine)
+  }
+}
