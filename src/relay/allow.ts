@@ -1,0 +1,119 @@
+// The relay's destination allowlist. Exact and anchored: an address is allowed
+// only when it lies inside one of the configured CIDRs (the cluster's node IPs)
+// AND the port is in the NodePort range or the extra list (kube-proxy's 10256).
+// Loopback, link-local (cloud metadata at 169.254.169.254), unspecified and
+// multicast addresses are refused even when a CIDR covers them: chisel's
+// unanchored allowlist is the cautionary tale (design anchors §2, Security).
+// Kept self-contained (no imports outside src/relay and src/errors) because it
+// ships in the relay image, which carries no node_modules.
+
+import { InvalidArgumentError } from '../errors.js'
+import { ipToBytes, bytesToIp } from './protocol.js'
+
+export interface PortPolicy {
+  readonly min: number
+  readonly max: number
+  readonly extra: readonly number[]
+}
+
+export const DEFAULT_PORTS: PortPolicy = Object.freeze({ min: 30000, max: 32767, extra: Object.freeze([10256]) })
+
+interface Cidr {
+  readonly bytes: Buffer
+  readonly prefix: number
+  readonly text: string
+}
+
+export type DenyReason = 'loopback' | 'link-local' | 'unspecified' | 'multicast' | 'address' | 'port'
+
+function inPrefix (ip: Buffer, net: Buffer, prefix: number): boolean {
+  if (ip.length !== net.length) return false
+  const full = prefix >> 3
+  for (let i = 0; i < full; i++) if (ip[i] !== net[i]) return false
+  const rem = prefix & 7
+  if (rem === 0) return true
+  const mask = (0xff << (8 - rem)) & 0xff
+  return ((ip[full] as number) & mask) === ((net[full] as number) & mask)
+}
+
+/** Parse `IP/PREFIX` (or a bare IP as a host route). Host bits must be zero. */
+export function parseCidr (raw: string): Cidr {
+  const s = raw.trim()
+  const slash = s.indexOf('/')
+  const ipText = slash < 0 ? s : s.slice(0, slash)
+  const bytes = ipToBytes(ipText)
+  if (bytes === null) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} is not an IP address or CIDR`)
+  const bits = bytes.length * 8
+  let prefix = bits
+  if (slash >= 0) {
+    const p = s.slice(slash + 1)
+    if (!/^\d{1,3}$/.test(p) || Number(p) > bits) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: prefix in ${JSON.stringify(raw)} must be 0-${bits}`)
+    prefix = Number(p)
+  }
+  if (prefix === 0) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} allows every address; list the cluster's node IPs instead`)
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8))
+    const mask = keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff
+    if (((bytes[i] as number) & ~mask & 0xff) !== 0) {
+      throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} has host bits set`)
+    }
+  }
+  return { bytes, prefix, text: `${bytesToIp(bytes)}/${prefix}` }
+}
+
+function validPort (p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535
+}
+
+/** `::ffff:a.b.c.d` is IPv4 for every purpose here, so `::ffff:127.0.0.1` is loopback. */
+function unmap (b: Buffer): Buffer {
+  if (b.length !== 16) return b
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return b
+  if (b[10] !== 0xff || b[11] !== 0xff) return b
+  return b.subarray(12)
+}
+
+const V4_FORBIDDEN: ReadonlyArray<[number[], number, DenyReason]> = [
+  [[0, 0, 0, 0], 8, 'unspecified'],
+  [[127, 0, 0, 0], 8, 'loopback'],
+  [[169, 254, 0, 0], 16, 'link-local'],
+  [[224, 0, 0, 0], 4, 'multicast'], // also covers 240/4 and 255.255.255.255 below
+  [[240, 0, 0, 0], 4, 'multicast'],
+]
+const V6_FORBIDDEN: ReadonlyArray<[number[], number, DenyReason]> = [
+  [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 128, 'unspecified'],
+  [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, 'loopback'],
+  [[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10, 'link-local'],
+  [[0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8, 'multicast'],
+]
+const FORBIDDEN = [...V4_FORBIDDEN, ...V6_FORBIDDEN].map(([b, p, r]) => ({ bytes: Buffer.from(b), prefix: p, reason: r }))
+
+export class Allowlist {
+  readonly cidrs: readonly Cidr[]
+  readonly ports: PortPolicy
+  private readonly extra: ReadonlySet<number>
+
+  constructor (cidrs: readonly string[], ports: PortPolicy = DEFAULT_PORTS) {
+    if (cidrs.length === 0) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', '--allow: at least one CIDR (the cluster node IPs) is required')
+    this.cidrs = Object.freeze(cidrs.map(parseCidr))
+    if (!validPort(ports.min) || !validPort(ports.max) || ports.min > ports.max) {
+      throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--ports: ${ports.min}-${ports.max} is not a port range`)
+    }
+    for (const p of ports.extra) if (!validPort(p)) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--extra-port: ${p} is not a port`)
+    this.ports = Object.freeze({ min: ports.min, max: ports.max, extra: Object.freeze([...ports.extra]) })
+    this.extra = new Set(ports.extra)
+  }
+
+  /** null when allowed; otherwise why not. Address checks come before the port check. */
+  check (address: string, port: number): DenyReason | null {
+    const raw = ipToBytes(address)
+    if (raw === null) return 'address'
+    const ip = unmap(raw)
+    for (const f of FORBIDDEN) if (inPrefix(ip, f.bytes, f.prefix)) return f.reason
+    let inside = false
+    for (const c of this.cidrs) if (inPrefix(ip, c.bytes, c.prefix)) { inside = true; break }
+    if (!inside) return 'address'
+    if ((port >= this.ports.min && port <= this.ports.max) || this.extra.has(port)) return null
+    return 'port'
+  }
+}

@@ -1,0 +1,350 @@
+// The host side of the relay: a Dialer whose sockets go host → published port
+// → relay container → nodeIP:nodePort.
+//
+// It keeps a warm pool of AUTHENTICATED relay connections: TCP connected,
+// HELLO sent, the relay's OK received, destination not yet sent. Why
+// authenticated rather than merely TCP-connected: a Docker published port is
+// answered by the engine's port forwarder (docker-proxy, vpnkit, gvproxy,
+// rootlessport), which accepts the TCP connection even when the relay behind
+// it is not listening, and only closes it afterwards. A connect() proves
+// nothing; the relay's OK proves the whole path up to the relay process, and
+// takes that round trip (and Docker's forwarding handshake) off the client's
+// critical path. A dial then costs one round trip: CONNECT → status.
+
+import { connect, isIP, type Socket } from 'node:net'
+import { KtError, InvalidArgumentError } from '../errors.js'
+import type { Registry, Counter } from '../observe/metrics.js'
+import { encodeHello, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX } from './protocol.js'
+import { silentRelayLogger, type RelayLogger } from './log.js'
+
+// Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
+// registered there without either module importing the other.
+export interface DialRequest {
+  host: string
+  port: number
+  timeoutMs: number
+  source?: { address: string, port: number }
+}
+export interface Dialer {
+  dial (req: DialRequest): Promise<Socket>
+}
+
+export interface RelayEndpoint {
+  /** Where the relay's port is published, normally 127.0.0.1. */
+  readonly host: string
+  readonly port: number
+  readonly token: Buffer
+}
+
+export interface RelayDialerOptions extends RelayEndpoint {
+  /** Authenticated connections kept ready (default 4; 0 disables the pool). */
+  readonly poolSize?: number
+  /** Pooled connections older than this are replaced (default 30000; keep it under the relay's idle timeout). */
+  readonly maxIdleMs?: number
+  /** Deadline for connect + HELLO when filling the pool (default 5000). */
+  readonly handshakeTimeoutMs?: number
+  /** Ask the relay to write a PROXY v2 header upstream when a dial carries a source. */
+  readonly proxyV2?: boolean
+  readonly logger?: RelayLogger
+  readonly metrics?: Registry
+  /** Label for logs and metrics, e.g. the cluster name. */
+  readonly name?: string
+}
+
+export interface RelayPoolStats {
+  readonly idle: number
+  readonly connecting: number
+  readonly hits: number
+  readonly misses: number
+  /** Pooled connections dropped because they died or aged out. */
+  readonly discarded: number
+  readonly handshakeFailures: number
+  readonly lastError?: string
+}
+
+function target (host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/**
+ * Read the relay's two-byte reply. Leaves the socket paused, with any bytes
+ * beyond the reply (a server that speaks first) unshifted for the splice.
+ */
+function readReply (sock: Socket, timeoutMs: number, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got: Buffer = Buffer.alloc(0)
+    let timer: NodeJS.Timeout | undefined
+    const cleanup = (): void => {
+      if (timer !== undefined) clearTimeout(timer)
+      sock.pause()
+      sock.removeListener('data', onData)
+      sock.removeListener('end', onEnd)
+      sock.removeListener('error', onError)
+      sock.removeListener('close', onEnd)
+    }
+    const fail = (err: Error): void => {
+      cleanup()
+      sock.on('error', noop)
+      sock.destroy()
+      reject(err)
+    }
+    const onData = (chunk: Buffer): void => {
+      got = got.length === 0 ? chunk : Buffer.concat([got, chunk])
+      if (got.length < REPLY_LEN) return
+      cleanup()
+      if (got[0] !== VERSION) { fail(new KtError('KT_ERR_RELAY_PROTOCOL', `${what}: the relay answered version ${got[0]}, expected ${VERSION}`)); return }
+      if (got.length > REPLY_LEN) sock.unshift(got.subarray(REPLY_LEN))
+      resolve(got[1] as number)
+    }
+    const onEnd = (): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: the relay closed the connection without answering (is the relay container running?)`))
+    const onError = (err: Error): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => fail(new KtError('KT_ERR_CONNECT_TIMEOUT', `${what}: no answer from the relay within ${timeoutMs} ms`)), timeoutMs)
+    }
+    sock.on('data', onData)
+    sock.on('end', onEnd)
+    sock.on('close', onEnd)
+    sock.on('error', onError)
+    sock.resume()
+  })
+}
+
+function noop (): void {}
+
+/**
+ * Connect to the relay and authenticate. Resolves with a paused socket on
+ * which the relay waits for a CONNECT. Rejects with KT_ERR_RELAY_DOWN (no
+ * relay behind the port), KT_ERR_RELAY_AUTH (wrong token) or
+ * KT_ERR_CONNECT_TIMEOUT.
+ */
+export function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
+  const hello = encodeHello(ep.token)
+  const where = `relay ${target(ep.host, ep.port)}`
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true })
+    const started = Date.now()
+    const timer = setTimeout(() => {
+      sock.on('error', noop)
+      sock.destroy()
+      reject(new KtError('KT_ERR_CONNECT_TIMEOUT', `${where}: no connection within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const onError = (err: Error): void => {
+      clearTimeout(timer)
+      sock.on('error', noop)
+      sock.destroy()
+      reject(new KtError('KT_ERR_RELAY_DOWN', `${where}: ${(err as NodeJS.ErrnoException).code ?? err.message} (is the relay container running?)`, { cause: err }))
+    }
+    sock.once('error', onError)
+    sock.once('connect', () => {
+      clearTimeout(timer)
+      sock.removeListener('error', onError)
+      sock.write(hello)
+      readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where).then((status) => {
+        if (status === Status.OK) { resolve(sock); return }
+        sock.on('error', noop)
+        sock.destroy()
+        reject(new KtError(statusErrorCode(status), `${where} refused the HELLO: ${statusName(status)}`))
+      }, reject)
+    })
+  })
+}
+
+interface Pooled {
+  readonly sock: Socket
+  readonly timer: NodeJS.Timeout
+  readonly onGone: () => void
+}
+
+export class RelayDialer implements Dialer {
+  private readonly ep: RelayEndpoint
+  private readonly poolSize: number
+  private readonly maxIdleMs: number
+  private readonly handshakeTimeoutMs: number
+  private readonly proxyV2: boolean
+  private readonly log: RelayLogger
+  private readonly idle: Pooled[] = []
+  private connecting = 0
+  private hits = 0
+  private misses = 0
+  private discarded = 0
+  private handshakeFailures = 0
+  private consecutiveFailures = 0
+  private lastError: string | undefined
+  private retryTimer: NodeJS.Timeout | undefined
+  private closed = false
+  private readonly poolCounter: Counter | undefined
+  private readonly waiters: Array<() => void> = []
+
+  constructor (opts: RelayDialerOptions) {
+    if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
+    if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay port ${opts.port} is out of range`)
+    if (opts.token.length < TOKEN_MIN || opts.token.length > TOKEN_MAX) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
+    this.ep = Object.freeze({ host: opts.host, port: opts.port, token: Buffer.from(opts.token) })
+    this.poolSize = opts.poolSize ?? 4
+    this.maxIdleMs = opts.maxIdleMs ?? 30_000
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000
+    this.proxyV2 = opts.proxyV2 === true
+    const name = opts.name ?? target(opts.host, opts.port)
+    this.log = opts.logger ?? silentRelayLogger
+    if (opts.metrics !== undefined) {
+      this.poolCounter = opts.metrics.counter('kt_relay_pool_total', 'Relay dials by pool result (hit: a warm authenticated connection was used)')
+      const g = opts.metrics.gauge('kt_relay_pool_idle', 'Warm authenticated relay connections')
+      g.collect((set) => set({ relay: name }, this.idle.length))
+    }
+    this.refill()
+  }
+
+  stats (): RelayPoolStats {
+    const s: { -readonly [K in keyof RelayPoolStats]: RelayPoolStats[K] } = {
+      idle: this.idle.length, connecting: this.connecting, hits: this.hits, misses: this.misses,
+      discarded: this.discarded, handshakeFailures: this.handshakeFailures,
+    }
+    if (this.lastError !== undefined) s.lastError = this.lastError
+    return s
+  }
+
+  /** Resolve true once the pool is full, false at the deadline or when it cannot fill. */
+  warm (timeoutMs: number): Promise<boolean> {
+    if (this.idle.length >= this.poolSize) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { remove(); resolve(false) }, timeoutMs)
+      const check = (): void => {
+        if (this.idle.length >= this.poolSize) { clearTimeout(timer); remove(); resolve(true) }
+      }
+      const remove = (): void => {
+        const i = this.waiters.indexOf(check)
+        if (i >= 0) this.waiters.splice(i, 1)
+      }
+      this.waiters.push(check)
+    })
+  }
+
+  async dial (req: DialRequest): Promise<Socket> {
+    if (this.closed) throw new KtError('KT_ERR_RELAY_DOWN', 'the relay dialer is closed')
+    if (isIP(req.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
+    if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
+    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const request = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2)
+    const where = `relay → ${target(req.host, req.port)}`
+    const deadline = Date.now() + req.timeoutMs
+    // A pooled connection can die between our last look and the CONNECT (the
+    // relay restarted, its idle timer fired). Nothing of the caller's has been
+    // sent yet, so one retry on a fresh connection is always safe.
+    for (let attempt = 0; ; attempt++) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new KtError('KT_ERR_CONNECT_TIMEOUT', `${where}: no connection within ${req.timeoutMs} ms`)
+      let sock = this.take()
+      const pooled = sock !== undefined
+      if (sock === undefined) {
+        this.misses++
+        this.poolCounter?.inc({ result: 'miss' })
+        sock = await relayHandshake(this.ep, left)
+      } else {
+        this.hits++
+        this.poolCounter?.inc({ result: 'hit' })
+      }
+      this.refill()
+      sock.write(request)
+      let status: number
+      try {
+        status = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+      } catch (err) {
+        if (pooled && attempt === 0 && (err as KtError).code === 'KT_ERR_RELAY_DOWN') continue
+        throw err
+      }
+      if (status === Status.OK) return sock
+      sock.on('error', noop)
+      sock.destroy()
+      throw new KtError(statusErrorCode(status), `${where}: the relay answered ${statusName(status)}`)
+    }
+  }
+
+  /** Stop refilling and close the idle connections. In-flight dials finish. */
+  async close (): Promise<void> {
+    this.closed = true
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    for (const p of this.idle.splice(0)) this.drop(p)
+  }
+
+  private take (): Socket | undefined {
+    for (;;) {
+      const p = this.idle.shift()
+      if (p === undefined) return undefined
+      this.unwatch(p)
+      if (!p.sock.destroyed && p.sock.readable && p.sock.writable) return p.sock
+      this.discarded++
+      p.sock.destroy()
+    }
+  }
+
+  private unwatch (p: Pooled): void {
+    clearTimeout(p.timer)
+    p.sock.pause()
+    p.sock.removeListener('data', p.onGone)
+    p.sock.removeListener('end', p.onGone)
+    p.sock.removeListener('close', p.onGone)
+    p.sock.removeListener('error', p.onGone)
+  }
+
+  private drop (p: Pooled): void {
+    this.unwatch(p)
+    p.sock.on('error', noop)
+    p.sock.destroy()
+  }
+
+  private refill (): void {
+    if (this.closed || this.retryTimer !== undefined) return
+    while (this.idle.length + this.connecting < this.poolSize) {
+      this.connecting++
+      relayHandshake(this.ep, this.handshakeTimeoutMs).then((sock) => {
+        this.connecting--
+        if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
+        this.consecutiveFailures = 0
+        if (this.closed) { sock.destroy(); return }
+        this.park(sock)
+        this.refill()
+      }, (err: KtError) => {
+        this.connecting--
+        this.handshakeFailures++
+        this.lastError = `${err.code}: ${err.message}`
+        // Log the first failure of a run only: the relay being down is one event, not one per retry.
+        if (this.consecutiveFailures++ === 0) this.log.warn({ relay: target(this.ep.host, this.ep.port), code: err.code, err }, 'relay pool cannot connect')
+        if (this.closed || this.retryTimer !== undefined) return
+        const delay = Math.min(5000, 100 * 2 ** Math.min(this.consecutiveFailures, 6))
+        this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.refill() }, delay)
+        this.retryTimer.unref()
+      })
+    }
+  }
+
+  private park (sock: Socket): void {
+    // While parked the relay must stay silent: any byte, FIN, RST or close
+    // means the connection is no good, and it is dropped and replaced.
+    const p: Pooled = {
+      sock,
+      timer: setTimeout(() => {
+        const i = this.idle.indexOf(p)
+        if (i >= 0) this.idle.splice(i, 1)
+        this.discarded++
+        this.drop(p)
+        this.refill()
+      }, this.maxIdleMs),
+      onGone: () => {
+        const i = this.idle.indexOf(p)
+        if (i < 0) return
+        this.idle.splice(i, 1)
+        this.discarded++
+        this.drop(p)
+        this.refill()
+      },
+    }
+    p.timer.unref()
+    sock.on('data', p.onGone)
+    sock.on('end', p.onGone)
+    sock.on('close', p.onGone)
+    sock.on('error', p.onGone)
+    sock.resume()
+    this.idle.push(p)
+    for (const w of [...this.waiters]) w()
+  }
+}

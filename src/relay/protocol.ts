@@ -1,0 +1,238 @@
+// The relay wire format (docs/relay-protocol.md). Pure: encoders and
+// incremental decoders over Buffers, no sockets, no timers.
+//
+// Two client messages, each answered by a two-byte reply:
+//   HELLO   = magic "KTRL" | version | token length | token
+//   CONNECT = command | flags | family | address | port [| family | address | port]
+// Authentication comes first and the destination second, so the host can keep
+// a pool of authenticated connections and spend only one round trip per dial.
+
+import { isIP } from 'node:net'
+import type { ErrorCode } from '../errors.js'
+
+export const MAGIC = Buffer.from('KTRL', 'latin1')
+export const VERSION = 1
+export const TOKEN_MIN = 16 // 128 bits: the floor the design asks for
+export const TOKEN_MAX = 64
+export const CMD_CONNECT = 0x01
+export const FLAG_SOURCE = 0x01
+export const FLAG_PROXY_V2 = 0x02
+const KNOWN_FLAGS = FLAG_SOURCE | FLAG_PROXY_V2
+export const HELLO_MAX = MAGIC.length + 2 + TOKEN_MAX
+export const CONNECT_MAX = 3 + 16 + 2 + 1 + 16 + 2
+export const REPLY_LEN = 2
+
+export const Status = {
+  OK: 0x00,
+  AUTH: 0x01,
+  HEADER: 0x02,
+  DENIED: 0x03,
+  UNREACHABLE: 0x04,
+  TIMEOUT: 0x05,
+  BUSY: 0x06,
+  VERSION: 0x07,
+} as const
+export type StatusCode = typeof Status[keyof typeof Status]
+
+const STATUS_NAMES: Record<number, string> = {
+  0: 'ok', 1: 'auth', 2: 'header', 3: 'denied', 4: 'unreachable', 5: 'timeout', 6: 'busy', 7: 'version',
+}
+
+export function statusName (s: number): string {
+  return STATUS_NAMES[s] ?? `unknown(${s})`
+}
+
+/** The error code the client raises for a non-OK status. */
+export function statusErrorCode (s: number): ErrorCode {
+  switch (s) {
+    case Status.AUTH: return 'KT_ERR_RELAY_AUTH'
+    case Status.HEADER: return 'KT_ERR_RELAY_HEADER'
+    case Status.DENIED: return 'KT_ERR_RELAY_DENIED'
+    case Status.UNREACHABLE: return 'KT_ERR_RELAY_UNREACHABLE'
+    case Status.TIMEOUT: return 'KT_ERR_CONNECT_TIMEOUT'
+    case Status.BUSY: return 'KT_ERR_MAX_CONNECTIONS'
+    default: return 'KT_ERR_RELAY_PROTOCOL'
+  }
+}
+
+export function reply (status: StatusCode): Buffer {
+  return Buffer.from([VERSION, status])
+}
+
+export interface Address {
+  readonly address: string
+  readonly port: number
+}
+
+export function encodeHello (token: Buffer): Buffer {
+  if (token.length < TOKEN_MIN || token.length > TOKEN_MAX) throw new RangeError(`relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
+  return Buffer.concat([MAGIC, Buffer.from([VERSION, token.length]), token])
+}
+
+/** IP literal → 4 or 16 bytes; null when it is not an IP literal. */
+export function ipToBytes (ip: string): Buffer | null {
+  const fam = isIP(ip)
+  if (fam === 4) return Buffer.from(ip.split('.').map(Number))
+  if (fam !== 6 || ip.includes('%')) return null
+  let s = ip
+  const tail = s.slice(s.lastIndexOf(':') + 1)
+  if (tail.includes('.')) {
+    const o = tail.split('.').map(Number)
+    s = s.slice(0, s.length - tail.length) + (((o[0] ?? 0) << 8) | (o[1] ?? 0)).toString(16) + ':' + (((o[2] ?? 0) << 8) | (o[3] ?? 0)).toString(16)
+  }
+  const dbl = s.indexOf('::')
+  const parts = (p: string): string[] => p === '' ? [] : p.split(':')
+  let groups: string[]
+  if (dbl >= 0) {
+    const head = parts(s.slice(0, dbl))
+    const rest = parts(s.slice(dbl + 2))
+    groups = [...head, ...new Array<string>(8 - head.length - rest.length).fill('0'), ...rest]
+  } else {
+    groups = parts(s)
+  }
+  const out = Buffer.alloc(16)
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2))
+  return out
+}
+
+/** 4 or 16 bytes → canonical text (dotted quad, or lowercase RFC 5952 §4 form). */
+export function bytesToIp (b: Buffer): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`
+  const g: number[] = []
+  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(i))
+  // RFC 5952 §4.2.3: compress the longest run of two or more zero groups, the first on a tie.
+  let bestAt = -1
+  let bestLen = 1
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) { i++; continue }
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLen) { bestAt = i; bestLen = j - i }
+    i = j
+  }
+  const hex = g.map((x) => x.toString(16))
+  if (bestAt < 0) return hex.join(':')
+  return hex.slice(0, bestAt).join(':') + '::' + hex.slice(bestAt + bestLen).join(':')
+}
+
+function encodeAddr (a: Address, what: string): Buffer {
+  const b = ipToBytes(a.address)
+  if (b === null) throw new RangeError(`${what} ${JSON.stringify(a.address)} is not an IP literal`)
+  if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535) throw new RangeError(`${what} port ${a.port} is out of range`)
+  const out = Buffer.alloc(1 + b.length + 2)
+  out[0] = b.length === 4 ? 4 : 6
+  b.copy(out, 1)
+  out.writeUInt16BE(a.port, 1 + b.length)
+  return out
+}
+
+export function encodeConnect (dst: Address, source?: Address, proxyV2 = false): Buffer {
+  let flags = 0
+  const parts = [encodeAddr(dst, 'destination')]
+  if (source !== undefined) {
+    flags |= FLAG_SOURCE
+    if (proxyV2) flags |= FLAG_PROXY_V2
+    parts.push(encodeAddr(source, 'source'))
+  }
+  return Buffer.concat([Buffer.from([CMD_CONNECT, flags]), ...parts])
+}
+
+/** `need`: wait for more bytes. `bad`: refuse with this status. */
+export type Parse<T> =
+  | { readonly kind: 'need' }
+  | { readonly kind: 'bad', readonly status: StatusCode, readonly why: string }
+  | { readonly kind: 'ok', readonly value: T, readonly used: number }
+
+const NEED = { kind: 'need' } as const
+
+function bad (status: StatusCode, why: string): { kind: 'bad', status: StatusCode, why: string } {
+  return { kind: 'bad', status, why }
+}
+
+/**
+ * Decode a HELLO from the bytes received so far. Each byte is checked as soon
+ * as it arrives, so garbage (a stray HTTP request, a TLS hello) is refused on
+ * its first bytes instead of waiting for the deadline.
+ */
+export function parseHello (buf: Buffer): Parse<Buffer> {
+  const n = Math.min(buf.length, MAGIC.length)
+  for (let i = 0; i < n; i++) if (buf[i] !== MAGIC[i]) return bad(Status.HEADER, 'bad magic')
+  if (buf.length <= MAGIC.length) return NEED
+  if (buf[MAGIC.length] !== VERSION) return bad(Status.VERSION, `unsupported version ${buf[MAGIC.length]}`)
+  if (buf.length <= MAGIC.length + 1) return NEED
+  const len = buf[MAGIC.length + 1] as number
+  if (len < TOKEN_MIN || len > TOKEN_MAX) return bad(Status.HEADER, `token length ${len} outside ${TOKEN_MIN}-${TOKEN_MAX}`)
+  const end = MAGIC.length + 2 + len
+  if (buf.length < end) return NEED
+  return { kind: 'ok', value: buf.subarray(MAGIC.length + 2, end), used: end }
+}
+
+export interface ConnectRequest {
+  readonly destination: Address
+  readonly source?: Address
+  readonly proxyV2: boolean
+}
+
+function parseAddr (buf: Buffer, at: number): Parse<Address> {
+  if (buf.length <= at) return NEED
+  const fam = buf[at]
+  if (fam !== 4 && fam !== 6) return bad(Status.HEADER, `unknown address family ${fam}`)
+  const alen = fam === 4 ? 4 : 16
+  const end = at + 1 + alen + 2
+  if (buf.length < end) return NEED
+  const address = bytesToIp(buf.subarray(at + 1, at + 1 + alen))
+  const port = buf.readUInt16BE(at + 1 + alen)
+  return { kind: 'ok', value: { address, port }, used: end - at }
+}
+
+export function parseConnect (buf: Buffer): Parse<ConnectRequest> {
+  if (buf.length === 0) return NEED
+  if (buf[0] !== CMD_CONNECT) return bad(Status.HEADER, `unknown command ${buf[0]}`)
+  if (buf.length < 2) return NEED
+  const flags = buf[1] as number
+  if ((flags & ~KNOWN_FLAGS) !== 0) return bad(Status.HEADER, `unknown flags 0x${flags.toString(16)}`)
+  if ((flags & FLAG_PROXY_V2) !== 0 && (flags & FLAG_SOURCE) === 0) return bad(Status.HEADER, 'PROXY v2 asked without a source')
+  const dst = parseAddr(buf, 2)
+  if (dst.kind !== 'ok') return dst
+  let used = 2 + dst.used
+  if (dst.value.port === 0) return bad(Status.HEADER, 'destination port 0')
+  if ((flags & FLAG_SOURCE) === 0) return { kind: 'ok', value: { destination: dst.value, proxyV2: false }, used }
+  const src = parseAddr(buf, used)
+  if (src.kind !== 'ok') return src
+  used += src.used
+  return { kind: 'ok', value: { destination: dst.value, source: src.value, proxyV2: (flags & FLAG_PROXY_V2) !== 0 }, used }
+}
+
+const PROXY_V2_SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])
+
+/** The mapped form `::ffff:a.b.c.d` of an IPv4 address, as 16 bytes. */
+function mapped (b: Buffer): Buffer {
+  if (b.length === 16) return b
+  const out = Buffer.alloc(16)
+  out[10] = 0xff
+  out[11] = 0xff
+  b.copy(out, 12)
+  return out
+}
+
+/**
+ * A PROXY protocol v2 header (haproxy proxy-protocol.txt §2.2): PROXY command,
+ * STREAM transport; mixed families are sent as IPv6 with the IPv4 one mapped.
+ */
+export function proxyV2Header (src: Address, dst: Address): Buffer {
+  let s = ipToBytes(src.address) as Buffer
+  let d = ipToBytes(dst.address) as Buffer
+  if (s.length !== d.length) { s = mapped(s); d = mapped(d) }
+  const v6 = s.length === 16
+  const body = Buffer.alloc(v6 ? 36 : 12)
+  s.copy(body, 0)
+  d.copy(body, s.length)
+  body.writeUInt16BE(src.port, s.length * 2)
+  body.writeUInt16BE(dst.port, s.length * 2 + 2)
+  const head = Buffer.alloc(16)
+  PROXY_V2_SIG.copy(head, 0)
+  head[12] = 0x21 // version 2, PROXY
+  head[13] = v6 ? 0x21 : 0x11 // AF_INET6 or AF_INET, STREAM
+  head.writeUInt16BE(body.length, 14)
+  return Buffer.concat([head, body])
+}
