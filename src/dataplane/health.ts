@@ -431,12 +431,12 @@ export class HealthGroup {
     this.down = down
     this.m?.allDown.set({ upstream: this.upstream }, down ? 1 : 0)
     if (down) {
-      this.log.error({ upstream: this.upstream, backends: this.members.size, policy: this.allUnhealthyPolicy },
+      this.log.error({ upstream: this.upstream, allUnhealthy: true, backends: this.members.size, policy: this.allUnhealthyPolicy },
         this.allUnhealthyPolicy === 'refuse'
           ? 'every backend of the upstream is unhealthy: refusing new connections until one recovers'
           : 'every backend of the upstream is unhealthy: trying them all anyway (allUnhealthy: try-all)')
     } else {
-      this.log.info({ upstream: this.upstream }, 'upstream has a healthy backend again')
+      this.log.info({ upstream: this.upstream, allUnhealthy: false }, 'upstream has a healthy backend again')
     }
   }
 }
