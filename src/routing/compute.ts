@@ -352,8 +352,16 @@ function ingressKey (i: KubeLoadBalancerIngress | LoadBalancerIngress): string {
 }
 
 function sameStatus (current: readonly KubeLoadBalancerIngress[], desired: readonly LoadBalancerIngress[]): boolean {
-  const a = current.map(ingressKey).sort(cmp)
-  const b = desired.map(ingressKey).sort(cmp)
+  // An API server without the LoadBalancerIPMode feature (before 1.30 by
+  // default) drops ipMode on write; comparing it then would patch forever.
+  const noIpMode = current.length > 0 && current.every((i) => i.ipMode === undefined || i.ipMode === null)
+  const strip = (i: KubeLoadBalancerIngress | LoadBalancerIngress): KubeLoadBalancerIngress => {
+    if (!noIpMode) return i
+    const { ipMode: _drop, ...rest } = i
+    return rest
+  }
+  const a = current.map((i) => ingressKey(strip(i))).sort(cmp)
+  const b = desired.map((i) => ingressKey(strip(i))).sort(cmp)
   return a.length === b.length && a.every((k, i) => k === b[i])
 }
 

@@ -42,3 +42,9 @@ t.test('unsupported-port events come with the status change only', async (t) => 
   t.equal(steady?.statusChanged, false)
   t.same(steady?.events, [])
 })
+
+t.test('an API server that drops ipMode does not cause a patch loop', async (t) => {
+  const p = plan([{ ip: '127.240.0.1', ports: [{ port: 80, protocol: 'TCP' }] }])
+  t.equal(p?.statusChanged, false)
+  t.same(p?.events, [])
+})
