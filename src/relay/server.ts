@@ -139,6 +139,7 @@ class Conn {
   outcome = 'open'
   detail: string | undefined
   result: SpliceResult | undefined
+  clientEnded = false
 
   constructor (ctx: Ctx, sock: Socket) {
     this.ctx = ctx
@@ -187,6 +188,12 @@ class Conn {
     // discarded, or a truncated header): nothing more will come.
     if (this.phase === 'hello' || this.phase === 'request') {
       this.refuse(Status.HEADER, 'connection ended inside a header')
+      return
+    }
+    if (this.phase === 'dialing') {
+      // A client may send its request and FIN before our OK (a one-shot
+      // request): keep the half-close and forward it after the bytes.
+      this.clientEnded = true
       return
     }
     if (this.outcome === 'open') this.outcome = 'client-closed'
@@ -287,7 +294,8 @@ class Conn {
       this.sock.write(reply(Status.OK))
       if (req.proxyV2 && req.source !== undefined) up.write(proxyV2Header(req.source, dst))
       if (leftover.length > 0) up.write(leftover)
-      splice(this.sock, up, (r) => { this.result = r })
+      splice(this.sock, up, this.onSpliced)
+      if (this.clientEnded) up.end()
     })
   }
 
@@ -305,11 +313,23 @@ class Conn {
 
   onClose (): void {
     this.disarm()
-    this.phase = 'done'
     const { ctx } = this
     ctx.conns.delete(this)
     ctx.counters.active--
+    // A spliced connection is summed up when both sides have closed (splice's callback).
+    if (this.phase === 'spliced' && this.result === undefined) return
     if (this.upstream !== undefined && !this.upstream.destroyed && this.result === undefined) this.upstream.destroy()
+    this.finish()
+  }
+
+  readonly onSpliced = (r: SpliceResult): void => {
+    this.result = r
+    if (this.sock.closed || this.sock.destroyed) this.finish()
+  }
+
+  finish (): void {
+    const { ctx } = this
+    this.phase = 'done'
     const up = this.result?.aToB ?? 0
     const down = this.result?.bToA ?? 0
     ctx.counters.bytesToUpstream += up

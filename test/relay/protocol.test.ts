@@ -1,0 +1,90 @@
+import t from 'tap'
+import fc from 'fast-check'
+import {
+  encodeHello, encodeConnect, parseHello, parseConnect, ipToBytes, bytesToIp, proxyV2Header,
+  Status, statusErrorCode, MAGIC,
+} from '../../src/relay/protocol.js'
+
+const token = Buffer.alloc(32, 7)
+
+t.test('HELLO parses at every split point, and waits for more until complete', async (t) => {
+  const hello = encodeHello(token)
+  for (let i = 0; i < hello.length; i++) {
+    t.equal(parseHello(hello.subarray(0, i)).kind, 'need', `prefix ${i}`)
+  }
+  const r = parseHello(Buffer.concat([hello, Buffer.from('extra')]))
+  t.equal(r.kind, 'ok')
+  if (r.kind === 'ok') {
+    t.same(r.value, token)
+    t.equal(r.used, hello.length)
+  }
+})
+
+t.test('HELLO garbage is refused on its first wrong byte', async (t) => {
+  t.match(parseHello(Buffer.from('GET / HTTP/1.1\r\n')), { kind: 'bad', status: Status.HEADER })
+  t.match(parseHello(Buffer.from([0x16, 0x03, 0x01])), { kind: 'bad', status: Status.HEADER }) // a TLS record
+  t.match(parseHello(Buffer.from('K')), { kind: 'need' })
+  t.match(parseHello(Buffer.from('KX')), { kind: 'bad', status: Status.HEADER })
+  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([2])])), { kind: 'bad', status: Status.VERSION })
+  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([1, 15])])), { kind: 'bad', status: Status.HEADER }, 'token under 128 bits')
+  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([1, 65])])), { kind: 'bad', status: Status.HEADER })
+  t.throws(() => encodeHello(Buffer.alloc(15)), RangeError)
+})
+
+t.test('CONNECT round-trips IPv4, IPv6, with and without a source, at every split point', async (t) => {
+  const cases = [
+    encodeConnect({ address: '172.18.0.2', port: 30080 }),
+    encodeConnect({ address: 'fc00:f853:ccd:e793::3', port: 10256 }, { address: '127.0.0.1', port: 51000 }),
+    encodeConnect({ address: '10.0.0.1', port: 31000 }, { address: '::1', port: 1 }, true),
+  ]
+  for (const c of cases) {
+    for (let i = 0; i < c.length; i++) t.equal(parseConnect(c.subarray(0, i)).kind, 'need')
+    t.equal(parseConnect(c).kind, 'ok')
+  }
+  const r = parseConnect(cases[1] as Buffer)
+  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: 'fc00:f853:ccd:e793::3', port: 10256 }, source: { address: '127.0.0.1', port: 51000 }, proxyV2: false })
+})
+
+t.test('CONNECT malformed fields are refused', async (t) => {
+  t.match(parseConnect(Buffer.from([2])), { kind: 'bad', status: Status.HEADER }, 'unknown command')
+  t.match(parseConnect(Buffer.from([1, 0x80])), { kind: 'bad' }, 'unknown flag')
+  t.match(parseConnect(Buffer.from([1, 0x02])), { kind: 'bad' }, 'PROXY without source')
+  t.match(parseConnect(Buffer.from([1, 0, 5])), { kind: 'bad' }, 'unknown family')
+  t.match(parseConnect(Buffer.from([1, 0, 4, 10, 0, 0, 1, 0, 0])), { kind: 'bad' }, 'port 0')
+})
+
+t.test('address bytes round-trip (property)', async () => {
+  fc.assert(fc.property(fc.ipV4(), (ip) => bytesToIp(ipToBytes(ip) as Buffer) === ip))
+  fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (raw) => {
+    const b = Buffer.from(raw)
+    return (ipToBytes(bytesToIp(b)) as Buffer).equals(b)
+  }))
+  fc.assert(fc.property(fc.ipV6(), fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 0, max: 200 }), (ip, port, cut) => {
+    const enc = encodeConnect({ address: ip, port })
+    const split = Math.min(cut, enc.length)
+    if (split < enc.length && parseConnect(enc.subarray(0, split)).kind !== 'need') return false
+    const r = parseConnect(enc)
+    return r.kind === 'ok' && (ipToBytes(r.value.destination.address) as Buffer).equals(ipToBytes(ip) as Buffer) && r.value.destination.port === port
+  }))
+})
+
+t.test('statuses map to stable error codes', async (t) => {
+  t.equal(statusErrorCode(Status.AUTH), 'KT_ERR_RELAY_AUTH')
+  t.equal(statusErrorCode(Status.DENIED), 'KT_ERR_RELAY_DENIED')
+  t.equal(statusErrorCode(Status.UNREACHABLE), 'KT_ERR_RELAY_UNREACHABLE')
+  t.equal(statusErrorCode(Status.TIMEOUT), 'KT_ERR_CONNECT_TIMEOUT')
+  t.equal(statusErrorCode(Status.HEADER), 'KT_ERR_RELAY_HEADER')
+  t.equal(statusErrorCode(99), 'KT_ERR_RELAY_PROTOCOL')
+})
+
+t.test('PROXY v2 header layout (haproxy proxy-protocol.txt §2.2)', async (t) => {
+  const h = proxyV2Header({ address: '192.0.2.1', port: 5000 }, { address: '172.18.0.2', port: 30080 })
+  t.equal(h.length, 16 + 12)
+  t.same([...h.subarray(12, 16)], [0x21, 0x11, 0, 12])
+  t.same([...h.subarray(16, 20)], [192, 0, 2, 1])
+  t.equal(h.readUInt16BE(24), 5000)
+  t.equal(h.readUInt16BE(26), 30080)
+  const mixed = proxyV2Header({ address: '::1', port: 1 }, { address: '10.0.0.1', port: 2 })
+  t.equal(mixed[13], 0x21, 'mixed families go as IPv6')
+  t.equal(mixed.length, 16 + 36)
+})

@@ -1,0 +1,154 @@
+// Bytes through an in-process relay to a backend on the host side of a
+// test-made Docker network (its gateway address: a real, non-loopback
+// destination that the relay's allowlist accepts, and that never leaves the host).
+import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Socket } from 'node:net'
+import { startRelay, type RelayHandle } from '../../src/relay/server.js'
+import { RelayDialer } from '../../src/relay/client.js'
+import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll, type TestNetwork } from '../support/docker.js'
+
+const token = randomBytes(32)
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+const skip = await dockerAvailable()
+if (skip !== null) t.plan(0, skip)
+else {
+  const prefix = await useScratch(t)
+  const net: TestNetwork = await createNetwork(prefix)
+
+  async function setup (t: Tap, onConn: (s: Socket) => void, dialerOpts: { proxyV2?: boolean } = {}): Promise<{ relay: RelayHandle, dialer: RelayDialer, host: string, port: number }> {
+    const backend = await listenOnGateway(net, onConn)
+    t.teardown(backend.close)
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${net.gateway}/32`], ports: { min: 30000, max: 32767, extra: [backend.port] }, connectTimeoutMs: 1000 })
+    t.teardown(() => relay.destroy())
+    const dialer = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, ...dialerOpts })
+    t.teardown(() => dialer.close())
+    return { relay, dialer, host: backend.host, port: backend.port }
+  }
+  type Tap = { teardown (fn: () => unknown): void }
+
+  t.test('1 MiB each way, byte-exact, with half-close in both directions', async (t) => {
+    const up = randomBytes(1 << 20)
+    const down = randomBytes(1 << 20)
+    let backendGot: Promise<Buffer> | undefined
+    const { relay, dialer, host, port } = await setup(t, (s) => {
+      backendGot = readAll(s).then((got) => {
+        // The client's FIN arrived (readAll resolved on 'end'); the backend still writes, then closes.
+        s.end(down)
+        return got
+      })
+    })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000 })
+    const clientGot = readAll(s)
+    s.end(up)
+    t.equal(sha(await clientGot), sha(down), 'backend → client bytes intact after the client half-closed')
+    t.equal(sha(await (backendGot as Promise<Buffer>)), sha(up), 'client → backend bytes intact')
+    await new Promise((r) => setTimeout(r, 50))
+    t.equal(relay.counters.bytesToUpstream, up.length)
+    t.equal(relay.counters.bytesFromUpstream, down.length)
+    t.equal(relay.counters.spliced, 1)
+  })
+
+  t.test('the backend half-closes first and the client keeps sending', async (t) => {
+    let backendGot: Promise<Buffer> | undefined
+    const { dialer, host, port } = await setup(t, (s) => {
+      s.end('bye-first')
+      backendGot = readAll(s)
+    })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000 })
+    t.equal((await readAll(s)).toString(), 'bye-first')
+    s.end('still-talking')
+    t.equal((await (backendGot as Promise<Buffer>)).toString(), 'still-talking')
+  })
+
+  t.test('a server that speaks first: its bytes arrive after the OK, none lost', async (t) => {
+    const { dialer, host, port } = await setup(t, (s) => { s.write('220 banner\r\n'); s.on('data', () => {}); s.on('end', () => s.end()) })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000 })
+    t.equal(s.isPaused(), true, 'resolved paused, ready for the splice')
+    const got = readAll(s)
+    s.end()
+    t.equal((await got).toString(), '220 banner\r\n')
+  })
+
+  t.test('an RST from the backend arrives as an RST', async (t) => {
+    const { dialer, host, port } = await setup(t, (s) => { s.once('data', () => s.resetAndDestroy()) })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000 })
+    s.write('x')
+    await t.rejects(readAll(s), { code: 'ECONNRESET' })
+  })
+
+  t.test('an RST from the client arrives at the backend as an RST', async (t) => {
+    let backendErr: Promise<unknown> | undefined
+    const { dialer, host, port } = await setup(t, (s) => {
+      backendErr = new Promise((resolve) => { s.on('error', resolve); s.on('end', () => resolve('end')); s.resume() })
+    })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000 })
+    s.write('x')
+    await new Promise((r) => setTimeout(r, 50))
+    s.resetAndDestroy()
+    t.match(await backendErr, { code: 'ECONNRESET' })
+  })
+
+  t.test('PROXY v2 written by the relay when asked', async (t) => {
+    let first: Promise<Buffer> | undefined
+    const { dialer, host, port } = await setup(t, (s) => { first = readAll(s) }, { proxyV2: true })
+    const s = await dialer.dial({ host, port, timeoutMs: 3000, source: { address: '192.0.2.7', port: 4242 } })
+    s.end('payload')
+    const got = await (first as Promise<Buffer>)
+    t.same([...got.subarray(12, 14)], [0x21, 0x11])
+    t.same([...got.subarray(16, 20)], [192, 0, 2, 7])
+    t.equal(got.readUInt16BE(24), 4242)
+    t.equal(got.subarray(28).toString(), 'payload')
+    s.destroy()
+  })
+
+  t.test('nothing listening: UNREACHABLE comes back at once', async (t) => {
+    const { dialer, relay, host } = await setup(t, () => {})
+    const closed = await listenOnGateway(net, () => {})
+    const deadPort = closed.port
+    await closed.close()
+    // Allow that port too, so the refusal is the kernel's, not the allowlist's.
+    const r2 = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: deadPort, max: deadPort, extra: [] }, connectTimeoutMs: 1000 })
+    t.teardown(() => r2.destroy())
+    const d2 = new RelayDialer({ host: '127.0.0.1', port: r2.address.port, token, poolSize: 0 })
+    const started = Date.now()
+    await t.rejects(d2.dial({ host, port: deadPort, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_UNREACHABLE' })
+    t.ok(Date.now() - started < 1000)
+    t.equal(r2.counters.dialFailed, 1)
+    await d2.close()
+    void dialer
+    void relay
+  })
+
+  t.test('a black-holed destination: TIMEOUT within the relay connect timeout', async (t) => {
+    // An unused address in the test network: nothing answers ARP, so the SYN goes nowhere.
+    const parts = net.gateway.split('.').map(Number)
+    const silent = `${parts[0]}.${parts[1]}.${parts[2]}.${((parts[3] as number) + 200) % 255}`
+    const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${silent}/32`], connectTimeoutMs: 400 })
+    t.teardown(() => r.destroy())
+    const d = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0 })
+    t.teardown(() => d.close())
+    const started = Date.now()
+    const err = await d.dial({ host: silent, port: 30080, timeoutMs: 3000 }).then(() => null, (e: unknown) => e)
+    const ms = Date.now() - started
+    t.match(err, { code: /^(KT_ERR_CONNECT_TIMEOUT|KT_ERR_RELAY_UNREACHABLE)$/ })
+    t.ok(ms < 1500, `answered in ${ms} ms (relay connect timeout 400 ms)`)
+    t.equal(r.counters.dialed, 1)
+  })
+
+  t.test('bytes pipelined right after the CONNECT are forwarded first', async (t) => {
+    let arrived: (b: Promise<Buffer>) => void = () => {}
+    const got = new Promise<Promise<Buffer>>((resolve) => { arrived = resolve })
+    const { host, port, relay } = await setup(t, (s) => { arrived(readAll(s)) })
+    const { connect } = await import('node:net')
+    const { encodeHello, encodeConnect } = await import('../../src/relay/protocol.js')
+    const s = connect({ host: '127.0.0.1', port: relay.address.port, allowHalfOpen: true })
+    s.on('error', () => {})
+    t.teardown(() => s.destroy())
+    await new Promise((r) => s.once('connect', r))
+    s.end(Buffer.concat([encodeHello(token), encodeConnect({ address: host, port }), Buffer.from('early-bytes')]))
+    s.resume()
+    t.equal((await (await got)).toString(), 'early-bytes')
+  })
+}

@@ -1,0 +1,146 @@
+// Real-socket helpers for tests: servers on 127.0.0.1 port 0, clients, hashes.
+
+import { createHash, randomBytes } from 'node:crypto'
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { ListenerManager, type DataplaneOptions } from '../../src/dataplane/listener-manager.js'
+import { silentLogger } from '../../src/observe/logger.js'
+import { Registry } from '../../src/observe/metrics.js'
+import type { ListenerSpec, RouteTable, UpstreamSpec } from '../../src/routing/types.js'
+
+export interface TestServer {
+  server: Server
+  port: number
+  accepts: number
+  sockets: Set<Socket>
+  close (): Promise<void>
+}
+
+/** Start a TCP server on 127.0.0.1:0 with `allowHalfOpen`; `onConn` handles each socket. */
+export async function startServer (onConn: (s: Socket) => void, host = '127.0.0.1'): Promise<TestServer> {
+  const sockets = new Set<Socket>()
+  const ts: TestServer = {
+    server: createServer({ allowHalfOpen: true }, (s) => {
+      ts.accepts++
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+      s.on('error', () => {})
+      onConn(s)
+    }),
+    port: 0,
+    accepts: 0,
+    sockets,
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => ts.server.close(() => resolve()))
+    },
+  }
+  ts.server.listen(0, host)
+  await once(ts.server, 'listening')
+  ts.port = (ts.server.address() as AddressInfo).port
+  return ts
+}
+
+/** Echo server: writes back what it reads, ends when the client ends. */
+export function startEcho (host = '127.0.0.1'): Promise<TestServer> {
+  return startServer((s) => { s.pipe(s) }, host)
+}
+
+/** Connect with allowHalfOpen and wait for the connection. */
+export async function dial (port: number, host = '127.0.0.1'): Promise<Socket> {
+  const s = connect({ port, host, allowHalfOpen: true })
+  await once(s, 'connect')
+  return s
+}
+
+/** Read everything until 'end'; resolves with the bytes (rejects on error). */
+export function readAll (s: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    s.on('data', (c: Buffer) => chunks.push(c))
+    s.once('end', () => resolve(Buffer.concat(chunks)))
+    s.once('error', reject)
+  })
+}
+
+/** Hash everything read until 'end', without keeping it. */
+export function hashAll (s: Socket): Promise<{ sha: string, bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256')
+    let bytes = 0
+    s.on('data', (c: Buffer) => { h.update(c); bytes += c.length })
+    s.once('end', () => resolve({ sha: h.digest('hex'), bytes }))
+    s.once('error', reject)
+  })
+}
+
+/** Write `total` pseudo-random bytes with backpressure, then end. Resolves with their sha256. */
+export async function writeRandom (s: Socket, total: number, chunk = 256 * 1024): Promise<string> {
+  const h = createHash('sha256')
+  const block = randomBytes(chunk)
+  let sent = 0
+  let i = 0
+  while (sent < total) {
+    const n = Math.min(chunk, total - sent)
+    // Vary the bytes per block cheaply so reordering would be caught.
+    const b = Buffer.from(block.subarray(0, n))
+    b.writeUInt32BE(i++ >>> 0, 0)
+    h.update(b)
+    sent += n
+    if (!s.write(b)) await once(s, 'drain')
+  }
+  s.end()
+  return h.digest('hex')
+}
+
+/** Resolve with how the socket ended: 'end' (FIN), 'reset' (ECONNRESET) or another error code. */
+export function closeKind (s: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let kind: string | undefined
+    s.on('data', () => {})
+    s.once('end', () => { kind ??= 'end' })
+    s.once('error', (e: NodeJS.ErrnoException) => { kind ??= e.code === 'ECONNRESET' ? 'reset' : (e.code ?? 'error') })
+    s.once('close', () => resolve(kind ?? 'close'))
+  })
+}
+
+export function upstream (id: string, ...ports: number[]): UpstreamSpec {
+  return { id, endpoints: ports.map((port) => ({ host: '127.0.0.1', port })) }
+}
+
+export function l4 (def: UpstreamSpec, extra: Partial<ListenerSpec> = {}): ListenerSpec {
+  return { host: '127.0.0.1', port: 0, routes: [], default: def, ...extra }
+}
+
+export interface TestProxy {
+  manager: ListenerManager
+  registry: Registry
+  port: number
+  ports: number[]
+  close (): Promise<void>
+}
+
+/** A ListenerManager applying `table` (port 0 listeners get real ports). */
+export async function startProxy (listeners: ListenerSpec[], options: Partial<DataplaneOptions> = {}): Promise<TestProxy> {
+  const registry = new Registry()
+  const manager = new ListenerManager({ logger: silentLogger(), metrics: registry, options: { accessLog: false, ...options } })
+  const table: RouteTable = { version: 1, listeners }
+  const res = await manager.apply(table)
+  if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed))
+  const ports = res.bound.map((b) => b.port)
+  return { manager, registry, port: ports[0] as number, ports, close: () => manager.close(500) }
+}
+
+export function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Poll `fn` until it returns true, or fail after `ms`. */
+export async function waitFor (fn: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await fn()) return
+    await sleep(10)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
