@@ -46,8 +46,8 @@ export interface PoolOptions {
   readonly random?: () => number
 }
 
-export type EvictCause = 'ttl' | 'peer-close' | 'error' | 'unsolicited-data' | 'dead-on-take' | 'unhealthy' | 'closed' | 'resize'
-const EVICT_CAUSES: readonly EvictCause[] = ['ttl', 'peer-close', 'error', 'unsolicited-data', 'dead-on-take', 'unhealthy', 'closed', 'resize']
+export type EvictCause = 'ttl' | 'peer-close' | 'error' | 'unsolicited-data' | 'dead-on-take' | 'unhealthy' | 'closed' | 'resize' | 'reconfigured'
+const EVICT_CAUSES: readonly EvictCause[] = ['ttl', 'peer-close', 'error', 'unsolicited-data', 'dead-on-take', 'unhealthy', 'closed', 'resize', 'reconfigured']
 
 /** A peer that closes a fresh idle socket sooner than this counts as a failure for the refill backoff. */
 const EARLY_CLOSE_MS = 1000
@@ -255,6 +255,12 @@ export class Pool {
   resize (size: number): void {
     this.size = checkInt('pool size', size, 0)
     while (this.idleList.length > this.size) this.discard(this.idleList.shift() as PooledSocket, 'resize')
+    this.fill()
+  }
+
+  /** Replace every idle socket (the way they are dialled changed, e.g. another dialer). */
+  flush (): void {
+    this.drain('reconfigured')
     this.fill()
   }
 

@@ -100,9 +100,10 @@ t.test('with traffic: ejected at once on connect failures; no client reaches it 
       const s = await new Promise<import('node:net').Socket | Error>((resolve) => dialTcp(b.endpoint, 1000, (err, sock) => resolve(err ?? sock as import('node:net').Socket)))
       if (s instanceof Error) { b.health.connectFailed(s); continue }
       b.health.connectSucceeded()
-      const got = await exchange(s, 'hi', 2, 2000).catch(() => Buffer.alloc(0))
+      const want = `${b.endpoint.host}|hi`
+      const got = await exchange(s, 'hi', want.length, 2000).catch(() => Buffer.alloc(0))
       s.destroy()
-      if (got.toString() === 'hi') { served++; return }
+      if (got.toString() === want) { served++; return }
     }
     failedClients++
   }
