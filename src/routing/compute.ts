@@ -650,7 +650,18 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       owner: [...new Set(claims.map((c) => c.work.key))].sort(cmp).join(','),
     })
   }
-  listeners.sort((a, b) => cmpHost(a.host, b.host) || a.port - b.port)
+  // Sort by address (numerically, IPv4 before IPv6), then port; each host is parsed once.
+  const hostRank = new Map<string, bigint>()
+  for (const l of listeners) {
+    if (hostRank.has(l.host)) continue
+    const p = parseIp(l.host)
+    hostRank.set(l.host, p === null ? 0n : (BigInt(p.family) << 128n) | p.value)
+  }
+  listeners.sort((a, b) => {
+    const ra = hostRank.get(a.host) ?? 0n
+    const rb = hostRank.get(b.host) ?? 0n
+    return ra !== rb ? (ra < rb ? -1 : 1) : a.port - b.port
+  })
 
   // --- plans.
   for (const w of work) plans.push(servePlan(w, selection, slicesByService, useIp, useNames))
@@ -661,14 +672,6 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
 
 function rank (p: WorkPort): number {
   return p.port === 443 || p.port === 80 ? 0 : 1
-}
-
-function cmpHost (a: string, b: string): number {
-  const pa = parseIp(a)
-  const pb = parseIp(b)
-  if (pa === null || pb === null) return cmp(a, b)
-  if (pa.family !== pb.family) return pa.family - pb.family
-  return pa.value < pb.value ? -1 : pa.value > pb.value ? 1 : 0
 }
 
 function noteConflict (loser: Work, name: string, winner: string, seen: Set<string>): void {

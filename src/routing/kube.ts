@@ -117,12 +117,24 @@ export function timestampMs (t: string | Date | undefined): number {
   return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY
 }
 
+// Sort keys per object, computed once: sorts compare each object many times,
+// and Date.parse is the costly part. A WeakMap keeps this pure from the
+// caller's side (nothing is written to the objects, nothing outlives them).
+const sortKeys = new WeakMap<object, { ms: number, key: string }>()
+
+function sortKey (o: { readonly metadata?: KubeObjectMeta }): { ms: number, key: string } {
+  let k = sortKeys.get(o)
+  if (k === undefined) {
+    k = { ms: timestampMs(o.metadata?.creationTimestamp), key: objectKey(o) }
+    sortKeys.set(o, k)
+  }
+  return k
+}
+
 /** Order objects oldest first, then by `namespace/name`: the tie-break used for every conflict. */
 export function olderFirst<T extends { readonly metadata?: KubeObjectMeta }> (a: T, b: T): number {
-  const ta = timestampMs(a.metadata?.creationTimestamp)
-  const tb = timestampMs(b.metadata?.creationTimestamp)
-  if (ta !== tb) return ta < tb ? -1 : 1
-  const ka = objectKey(a)
-  const kb = objectKey(b)
-  return ka < kb ? -1 : ka > kb ? 1 : 0
+  const ka = sortKey(a)
+  const kb = sortKey(b)
+  if (ka.ms !== kb.ms) return ka.ms < kb.ms ? -1 : 1
+  return ka.key < kb.key ? -1 : ka.key > kb.key ? 1 : 0
 }
