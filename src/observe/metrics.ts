@@ -29,28 +29,49 @@ abstract class Metric {
   abstract samples (): string[]
 }
 
+export type { Labels }
+
+/** A counter cell bound to one label set: `inc()` is a field increment. */
+export class Cell {
+  v = 0
+  inc (by = 1): void { this.v += by }
+}
+
 export class Counter extends Metric {
   readonly type = 'counter'
-  private readonly values = new Map<string, number>()
-  inc (labels?: Labels, by = 1): void {
+  private readonly cells = new Map<string, Cell>()
+  /** Bind once (per listener, per upstream), then increment on the hot path for free. */
+  bind (labels?: Labels): Cell {
     const k = labelKey(labels)
-    this.values.set(k, (this.values.get(k) ?? 0) + by)
+    let c = this.cells.get(k)
+    if (c === undefined) {
+      c = new Cell()
+      this.cells.set(k, c)
+    }
+    return c
+  }
+
+  inc (labels?: Labels, by = 1): void {
+    this.bind(labels).v += by
   }
 
   get (labels?: Labels): number {
-    return this.values.get(labelKey(labels)) ?? 0
+    return this.cells.get(labelKey(labels))?.v ?? 0
   }
 
-  /** Sum over every label set. */
-  total (): number {
+  /** Sum over every label set, or over those whose labels include `match`. */
+  total (match?: Labels): number {
     let t = 0
-    for (const v of this.values.values()) t += v
+    const want = match === undefined ? [] : Object.entries(match).map(([k, v]) => `${k}="${v}"`)
+    for (const [k, c] of this.cells) {
+      if (want.every((w) => k.split(',').includes(w))) t += c.v
+    }
     return t
   }
 
   samples (): string[] {
     const out: string[] = []
-    for (const [k, v] of this.values) out.push(k === '' ? `${this.name} ${v}` : `${this.name}{${k}} ${v}`)
+    for (const [k, c] of this.cells) out.push(k === '' ? `${this.name} ${c.v}` : `${this.name}{${k}} ${c.v}`)
     return out
   }
 }

@@ -98,7 +98,7 @@ export function closeKind (s: Socket): Promise<string> {
   return new Promise((resolve) => {
     let kind: string | undefined
     s.on('data', () => {})
-    s.once('end', () => { kind ??= 'end' })
+    s.once('end', () => { kind ??= 'end'; s.end() })
     s.once('error', (e: NodeJS.ErrnoException) => { kind ??= e.code === 'ECONNRESET' ? 'reset' : (e.code ?? 'error') })
     s.once('close', () => resolve(kind ?? 'close'))
   })
@@ -108,13 +108,22 @@ export function upstream (id: string, ...ports: number[]): UpstreamSpec {
   return { id, endpoints: ports.map((port) => ({ host: '127.0.0.1', port })) }
 }
 
+let nextHost = 1
+/**
+ * A plain L4 listener on port 0. Each call uses its own loopback address
+ * (127.0.0.1, 127.0.0.2, ...) so several port-0 listeners in one table keep
+ * distinct keys.
+ */
 export function l4 (def: UpstreamSpec, extra: Partial<ListenerSpec> = {}): ListenerSpec {
-  return { host: '127.0.0.1', port: 0, routes: [], default: def, ...extra }
+  const host = `127.0.0.${(nextHost++ % 200) + 1}`
+  return { host, port: 0, routes: [], default: def, ...extra }
 }
 
 export interface TestProxy {
   manager: ListenerManager
   registry: Registry
+  host: string
+  hosts: string[]
   port: number
   ports: number[]
   close (): Promise<void>
@@ -127,8 +136,11 @@ export async function startProxy (listeners: ListenerSpec[], options: Partial<Da
   const table: RouteTable = { version: 1, listeners }
   const res = await manager.apply(table)
   if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed))
-  const ports = res.bound.map((b) => b.port)
-  return { manager, registry, port: ports[0] as number, ports, close: () => manager.close(500) }
+  // Report in table order (binds complete in any order).
+  const byKey = new Map(res.bound.map((b) => [b.key, b]))
+  const bound = listeners.map((l) => byKey.get(`${l.host}:${l.port}`) as { host: string, port: number })
+  const ports = bound.map((b) => b.port)
+  return { manager, registry, host: bound[0]?.host ?? '127.0.0.1', hosts: bound.map((b) => b.host), port: ports[0] as number, ports, close: () => manager.close(500) }
 }
 
 export function sleep (ms: number): Promise<void> {

@@ -1,0 +1,104 @@
+// `kind-tunnel proxy`: the data plane on its own, with static routes.
+
+import type { Argv, ArgumentsCamelCase } from 'yargs'
+import { buildProxyConfig, type ProxyArgs } from '../config/proxy.js'
+import { ListenerManager } from '../dataplane/listener-manager.js'
+import { createLogger } from '../observe/logger.js'
+import { Registry } from '../observe/metrics.js'
+import { startMetricsServer } from '../observe/metrics-server.js'
+import { EXIT_FAILURE, EXIT_OK, fdLimit, shutdownSignal, waitForAbort } from './run.js'
+import { KtError } from '../errors.js'
+import type { LevelWithSilent } from 'pino'
+
+export function proxyOptions<T> (y: Argv<T>) {
+  return y
+    .option('listen', { type: 'string', array: true, demandOption: true, describe: 'HOST:PORT to listen on (repeatable; port 0 picks one)' })
+    .option('backend', { type: 'string', describe: 'default backends HOST:PORT[,HOST:PORT...]' })
+    .option('route', { type: 'string', array: true, describe: 'NAME=HOST:PORT[,...] routed by TLS SNI or HTTP Host; NAME exact or *.suffix; append ;proxy-protocol=v1|v2|none' })
+    .option('proxy-protocol', { type: 'string', choices: ['v1', 'v2'], describe: 'send a PROXY protocol header upstream' })
+    .option('policy', { type: 'string', describe: 'round-robin (default) | least-connections | random | client-ip-hash' })
+    .option('pool-size', { type: 'string', describe: 'warm idle upstream sockets per backend (0 disables)' })
+    .option('connect-timeout', { type: 'string', describe: 'upstream connect timeout, ms (default 5000)' })
+    .option('idle-timeout', { type: 'string', describe: 'close connections idle this long, ms (default 3600000; 0 disables)' })
+    .option('peek-timeout', { type: 'string', describe: 'absolute deadline for the SNI/Host peek, ms (default 10000)' })
+    .option('drain-timeout', { type: 'string', describe: 'on shutdown, let connections finish this long, ms (default 10000)' })
+    .option('max-connections', { type: 'string', describe: 'global connection cap (default min(10000, (fd limit - 64) / 2))' })
+    .option('max-connections-per-listener', { type: 'string', describe: 'per-listener connection cap (default: the global cap)' })
+    .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on HOST:PORT' })
+    .option('allow-wildcard', { type: 'boolean', default: false, describe: 'allow binding 0.0.0.0 or ::' })
+    .option('access-log', { type: 'boolean', default: true, describe: 'one log line per connection at close' })
+    .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+}
+
+type ProxyArgv = ArgumentsCamelCase<{
+  listen: string[]
+  backend?: string
+  route?: string[]
+  proxyProtocol?: string
+  policy?: string
+  poolSize?: string
+  connectTimeout?: string
+  idleTimeout?: string
+  peekTimeout?: string
+  drainTimeout?: string
+  maxConnections?: string
+  maxConnectionsPerListener?: string
+  metrics?: string
+  allowWildcard: boolean
+  accessLog: boolean
+  logLevel: string
+}>
+
+export async function runProxy (argv: ProxyArgv): Promise<number> {
+  const args: ProxyArgs = {
+    listen: argv.listen,
+    backend: argv.backend,
+    route: argv.route,
+    proxyProtocol: argv.proxyProtocol,
+    policy: argv.policy,
+    poolSize: argv.poolSize,
+    connectTimeout: argv.connectTimeout,
+    idleTimeout: argv.idleTimeout,
+    peekTimeout: argv.peekTimeout,
+    drainTimeout: argv.drainTimeout,
+    maxConnections: argv.maxConnections,
+    maxConnectionsPerListener: argv.maxConnectionsPerListener,
+    metrics: argv.metrics,
+    allowWildcard: argv.allowWildcard,
+    accessLog: argv.accessLog,
+  }
+  const limit = await fdLimit()
+  const config = buildProxyConfig(args, limit)
+  const signal = shutdownSignal()
+  const logger = createLogger({ level: argv.logLevel as LevelWithSilent })
+  if (limit !== undefined && limit < 1024) logger.warn({ fdLimit: limit, maxConnections: config.dataplane.maxConnections }, 'the file-descriptor limit is low; raise it with ulimit -n')
+  const registry = new Registry()
+  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane })
+  const res = await manager.apply(config.table)
+  if (res.failed.length > 0) {
+    await manager.close(0)
+    const f = res.failed[0] as { code: string, message: string }
+    throw new KtError('KT_ERR_LISTEN', `${f.message} (${f.code})`)
+  }
+  let metrics: Awaited<ReturnType<typeof startMetricsServer>> | undefined
+  if (config.metrics !== undefined) {
+    try {
+      metrics = await startMetricsServer(registry, config.metrics.host, config.metrics.port)
+    } catch (err) {
+      await manager.close(0)
+      throw new KtError('KT_ERR_LISTEN', `cannot serve metrics on ${config.metrics.host}:${config.metrics.port}: ${(err as Error).message}`)
+    }
+    process.stdout.write(`metrics ${fmt(metrics.host, metrics.port)}\n`)
+  }
+  for (const b of res.bound) process.stdout.write(`listening ${fmt(b.host, b.port)}\n`)
+  await waitForAbort(signal)
+  logger.info({ active: manager.connectionCount }, 'shutting down: draining connections')
+  await manager.close()
+  await metrics?.close()
+  logger.flush()
+  return EXIT_OK
+}
+
+function fmt (host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}

@@ -1,0 +1,230 @@
+// One client connection, from accept to close: optional peek (SNI / Host),
+// route match, backend pick, connect with retry, then splice. A single
+// idempotent `finish()` records the termination cause, releases the backend,
+// counts and logs once (style habit 6).
+
+import type { Socket } from 'node:net'
+import { errorCode } from '../errors.js'
+import { FirstFlightPeeker, type PeekOutcome } from './peek/index.js'
+import { splice, type SpliceCause, type SpliceHandle, type SpliceResult } from './splice.js'
+import type { Backend, ClientInfo, Upstream } from './upstream.js'
+import type { Listener, ListenerConfig } from './listener.js'
+
+/** Why a connection ended; the `outcome` label of kt_connections_total. */
+export type ConnOutcome =
+  | 'eof' | 'reset_client' | 'reset_upstream' | 'idle_timeout' | 'aborted'
+  | 'connect_failed' | 'no_route' | 'client_closed' | 'peek_timeout' | 'too_large'
+
+/** The `outcome` label of kt_route_decisions_total. */
+export type RouteOutcome = 'sni' | 'host' | 'default' | 'no_route' | 'peek_timeout' | 'too_large' | 'not_tls_or_http'
+
+const SPLICE_TO_OUTCOME: Record<SpliceCause, ConnOutcome> = {
+  eof: 'eof',
+  'reset-client': 'reset_client',
+  'reset-upstream': 'reset_upstream',
+  'idle-timeout': 'idle_timeout',
+  aborted: 'aborted',
+}
+
+const kConn = Symbol('kt.conn')
+interface ConnSocket extends Socket { [kConn]: Connection }
+
+const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
+
+export class Connection {
+  readonly listener: Listener
+  readonly config: ListenerConfig
+  readonly client: ConnSocket
+  readonly info: ClientInfo
+  readonly start: number
+  upstream: Upstream | undefined
+  backend: Backend | undefined
+  upstreamSocket: Socket | undefined
+  tried: Set<Backend> | undefined
+  attempts = 0
+  peeker: FirstFlightPeeker | undefined
+  peekTimer: NodeJS.Timeout | undefined
+  routeName: string | undefined
+  routeOutcome: RouteOutcome | undefined
+  clientEnded = false
+  handle: SpliceHandle | undefined
+  result: SpliceResult | undefined
+  outcome: ConnOutcome | undefined
+  lastError: string | undefined
+  drainTimer: NodeJS.Timeout | undefined
+  done = false
+
+  constructor (listener: Listener, config: ListenerConfig, client: Socket, info: ClientInfo) {
+    this.listener = listener
+    this.config = config
+    this.client = client as ConnSocket
+    this.client[kConn] = this
+    this.info = info
+    this.start = performance.now()
+    this.client.on('error', onEarlyClientError)
+    this.client.on('close', onEarlyClientClose)
+  }
+
+  begin (): void {
+    if (this.config.peek) {
+      this.peeker = new FirstFlightPeeker()
+      this.client.on('data', onPeekData)
+      this.client.on('end', onPeekEnd)
+      this.peekTimer = setTimeout(onPeekTimeout, this.listener.opts.peekTimeoutMs, this)
+      this.client.resume()
+      return
+    }
+    this.route(this.config.defaultUpstream, 'default')
+  }
+
+  decide (p: PeekOutcome): void {
+    if (p.kind === 'need-more') return
+    this.endPeek()
+    const cfg = this.config
+    switch (p.kind) {
+      case 'sni':
+      case 'host': {
+        this.routeName = p.name
+        const up = cfg.matcher?.match(p.name)
+        if (up !== undefined) { this.route(up, p.kind); return }
+        this.route(cfg.defaultUpstream, cfg.defaultUpstream === undefined ? 'no_route' : 'default')
+        return
+      }
+      case 'no-name':
+        this.route(cfg.defaultUpstream, cfg.defaultUpstream === undefined ? 'no_route' : 'default')
+        return
+      case 'not-tls-or-http':
+        this.route(cfg.defaultUpstream, 'not_tls_or_http')
+        return
+      case 'too-large':
+        this.route(cfg.defaultUpstream, 'too_large')
+    }
+  }
+
+  endPeek (): void {
+    this.client.pause()
+    this.client.removeListener('data', onPeekData)
+    this.client.removeListener('end', onPeekEnd)
+    if (this.peekTimer !== undefined) { clearTimeout(this.peekTimer); this.peekTimer = undefined }
+  }
+
+  route (up: Upstream | undefined, outcome: RouteOutcome): void {
+    this.routeOutcome = outcome
+    if (this.config.peek) this.listener.routeCells[outcome].inc()
+    if (up === undefined) {
+      this.fail(outcome === 'peek_timeout' || outcome === 'too_large' ? outcome : 'no_route', 'KT_ERR_NO_ROUTE')
+      return
+    }
+    this.upstream = up
+    this.tryConnect()
+  }
+
+  tryConnect (): void {
+    const up = this.upstream as Upstream
+    const b = up.pick(this.info, this.tried ?? NO_EXCLUDE)
+    if (b === undefined) {
+      this.fail('connect_failed', this.lastError ?? 'KT_ERR_NO_BACKEND')
+      return
+    }
+    this.backend = b
+    this.attempts++
+    up.connect(b, this.info, this.listener.opts.connectTimeoutMs, (err, s) => { this.onUpstream(err, s) })
+  }
+
+  onUpstream (err: Error | null, s: Socket | undefined): void {
+    if (this.done) { s?.destroy(); return }
+    if (err !== null || s === undefined) {
+      const code = errorCode(err)
+      this.lastError = code
+      if (code === 'EMFILE' || code === 'ENFILE') this.listener.manager.fdExhausted(code)
+      this.listener.manager.connectErrors.inc({ upstream: this.upstream?.id ?? '', backend: this.backend?.key ?? '', code })
+      ;(this.tried ??= new Set()).add(this.backend as Backend)
+      // Retry only the connect, only before any byte was forwarded (nothing
+      // was: the client's bytes are still in the kernel or the peeker).
+      if (this.attempts < this.listener.opts.connectAttempts) { this.tryConnect(); return }
+      this.fail('connect_failed', code)
+      return
+    }
+    this.upstreamSocket = s
+    ;(this.upstream as Upstream).acquired(this.backend as Backend)
+    this.client.removeListener('error', onEarlyClientError)
+    this.client.removeListener('close', onEarlyClientClose)
+    const peeked = this.peeker?.chunks
+    if (peeked !== undefined) {
+      // Peeked bytes go upstream first; not one byte is lost.
+      for (const c of peeked) s.write(c)
+      this.peeker = undefined
+    }
+    this.handle = splice(this.client, s, {
+      idleTimeoutMs: this.listener.opts.idleTimeoutMs,
+      halfCloseTimeoutMs: this.listener.opts.halfCloseTimeoutMs,
+      clientEnded: this.clientEnded,
+    }, (r) => { this.onSpliced(r) })
+  }
+
+  onSpliced (r: SpliceResult): void {
+    this.result = r
+    if (r.errno !== undefined) this.lastError = r.errno
+    this.finish(SPLICE_TO_OUTCOME[r.cause])
+  }
+
+  /** Give up before the splice: reset the client so it sees the failure. */
+  fail (outcome: ConnOutcome, code: string): void {
+    this.lastError = code
+    if (this.peekTimer !== undefined) { clearTimeout(this.peekTimer); this.peekTimer = undefined }
+    if (!this.client.destroyed) this.client.resetAndDestroy()
+    this.finish(outcome)
+  }
+
+  /** Stop now (drain timeout, shutdown, route removed). */
+  abort (): void {
+    if (this.done) return
+    if (this.handle !== undefined) { this.handle.abort('aborted'); return }
+    this.upstreamSocket?.destroy()
+    this.fail('aborted', 'KT_ERR_DRAIN_TIMEOUT')
+  }
+
+  finish (outcome: ConnOutcome): void {
+    if (this.done) return
+    this.done = true
+    this.outcome = outcome
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer)
+    if (this.upstreamSocket !== undefined) (this.upstream as Upstream).release(this.backend as Backend)
+    this.listener.closed(this)
+  }
+}
+
+function onPeekData (this: ConnSocket, chunk: Buffer): void {
+  const conn = this[kConn]
+  conn.decide((conn.peeker as FirstFlightPeeker).push(chunk))
+}
+
+function onPeekEnd (this: ConnSocket): void {
+  // The client half-closed before a decision: route what we have to the
+  // default (the peeked bytes and the FIN are both forwarded).
+  const conn = this[kConn]
+  conn.clientEnded = true
+  conn.endPeek()
+  conn.route(conn.config.defaultUpstream, conn.config.defaultUpstream === undefined ? 'no_route' : 'default')
+}
+
+function onPeekTimeout (conn: Connection): void {
+  conn.peekTimer = undefined
+  if (conn.done || conn.routeOutcome !== undefined) return
+  conn.endPeek()
+  // After the deadline: the default route when the listener has one, else close. Both are counted.
+  conn.route(conn.config.defaultUpstream, 'peek_timeout')
+}
+
+function onEarlyClientError (this: ConnSocket, err: Error): void {
+  const conn = this[kConn]
+  conn.lastError = errorCode(err)
+}
+
+function onEarlyClientClose (this: ConnSocket): void {
+  const conn = this[kConn]
+  if (conn.done) return
+  conn.upstreamSocket?.destroy()
+  if (conn.peekTimer !== undefined) { clearTimeout(conn.peekTimer); conn.peekTimer = undefined }
+  conn.finish('client_closed')
+}

@@ -1,0 +1,335 @@
+// The ListenerManager applies RouteTables as diffs: new listeners are bound,
+// removed ones stop accepting and drain for a bounded time, and listeners
+// that stay are never rebound: only their routing config object is swapped.
+// Applying the same table twice changes nothing.
+
+import { BlockList, isIP } from 'node:net'
+import { errorCode, KtError } from '../errors.js'
+import type { Logger } from '../observe/logger.js'
+import type { Counter, Gauge, Histogram, Registry } from '../observe/metrics.js'
+import { HostMatcher } from '../routing/hostmatch.js'
+import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
+import type { Connection } from './connection.js'
+import type { Dialer } from './dialer.js'
+import { Listener, type ListenerConfig } from './listener.js'
+import { Upstream } from './upstream.js'
+
+export interface DataplaneOptions {
+  connectTimeoutMs: number
+  connectAttempts: number
+  idleTimeoutMs: number
+  halfCloseTimeoutMs: number
+  peekTimeoutMs: number
+  /** Global cap over every listener. */
+  maxConnections: number
+  /** Default per-listener cap (a ListenerSpec may set its own). */
+  maxConnectionsPerListener: number
+  drainTimeoutMs: number
+  policy: BalancePolicy
+  poolSize: number
+  accessLog: boolean
+}
+
+export const DEFAULT_DATAPLANE_OPTIONS: Readonly<DataplaneOptions> = Object.freeze({
+  connectTimeoutMs: 5_000, // Envoy's default
+  connectAttempts: 3, // HAProxy retries 3 + redispatch
+  idleTimeoutMs: 3_600_000, // Envoy's default, 1 h
+  halfCloseTimeoutMs: 30_000,
+  peekTimeoutMs: 10_000,
+  maxConnections: 10_000,
+  maxConnectionsPerListener: 10_000,
+  drainTimeoutMs: 10_000,
+  policy: 'round-robin',
+  poolSize: 0,
+  accessLog: true,
+})
+
+export interface ApplyResult {
+  version: number
+  /** Listeners bound by this apply, with the real port. */
+  bound: Array<{ key: string, host: string, port: number }>
+  /** Listeners kept (config swapped in place, not rebound). */
+  kept: string[]
+  removed: string[]
+  failed: Array<{ key: string, code: string, message: string }>
+}
+
+export interface ListenerManagerInit {
+  logger: Logger
+  metrics: Registry
+  options?: Partial<DataplaneOptions>
+  dialers?: ReadonlyMap<string, Dialer>
+}
+
+export class ListenerManager {
+  readonly opts: DataplaneOptions
+  readonly log: Logger
+  readonly accessLog: Logger
+  readonly listeners = new Map<string, Listener>()
+  readonly upstreams = new Map<string, Upstream>()
+  readonly dialers: ReadonlyMap<string, Dialer>
+  readonly metrics: Registry
+  readonly m: {
+    connections: Counter
+    routeDecisions: Counter
+    accepted: Counter
+    bytes: Counter
+    acceptErrors: Counter
+    connectErrors: Counter
+    active: Gauge
+    duration: Histogram
+  }
+
+  activeCount = 0
+  version = -1
+  private closing = false
+  private applying: Promise<unknown> = Promise.resolve()
+
+  get connectErrors (): Counter { return this.m.connectErrors }
+
+  constructor (init: ListenerManagerInit) {
+    this.opts = Object.freeze({ ...DEFAULT_DATAPLANE_OPTIONS, ...init.options })
+    this.log = init.logger.child({ module: 'dataplane' })
+    this.accessLog = init.logger.child({ module: 'access' })
+    this.dialers = init.dialers ?? new Map()
+    this.metrics = init.metrics
+    const r = init.metrics
+    this.m = {
+      connections: r.counter('kt_connections_total', 'Client connections closed or refused, by listener and outcome.'),
+      routeDecisions: r.counter('kt_route_decisions_total', 'Routing decisions on peeking listeners, by outcome (sni, host, default, no_route, peek_timeout, too_large, not_tls_or_http).'),
+      accepted: r.counter('kt_connections_accepted_total', 'Client connections accepted, by listener.'),
+      bytes: r.counter('kt_bytes_total', 'Bytes spliced, by listener and direction (counted at close).'),
+      acceptErrors: r.counter('kt_accept_errors_total', 'accept() failures such as EMFILE, by listener and code.'),
+      connectErrors: r.counter('kt_upstream_connect_errors_total', 'Upstream connect failures, by upstream, backend and code.'),
+      active: r.gauge('kt_active_connections', 'Open client connections, by listener.'),
+      duration: r.histogram('kt_connection_duration_seconds', 'Client connection lifetime.', [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600]),
+    }
+    this.m.active.collect((set) => {
+      for (const l of this.listeners.values()) set({ listener: l.name }, l.active.size)
+    })
+  }
+
+  /** Apply a table. Serialised: concurrent calls run one after another. */
+  apply (table: RouteTable): Promise<ApplyResult> {
+    const run = this.applying.then(() => this.applyNow(table))
+    this.applying = run.catch(() => {})
+    return run
+  }
+
+  private async applyNow (table: RouteTable): Promise<ApplyResult> {
+    if (this.closing) throw new KtError('KT_ERR_LISTEN', 'the data plane is shutting down')
+    const result: ApplyResult = { version: table.version, bound: [], kept: [], removed: [], failed: [] }
+
+    // 1. Upstreams: create or update every one the table references.
+    const wanted = new Map<string, UpstreamSpec>()
+    for (const l of table.listeners) {
+      if (l.default !== undefined) wanted.set(l.default.id, l.default)
+      for (const r of l.routes) wanted.set(r.upstream.id, r.upstream)
+    }
+    for (const [id, spec] of wanted) {
+      const up = this.upstreams.get(id)
+      if (up === undefined) {
+        this.upstreams.set(id, new Upstream(spec, { dialers: this.dialers, metrics: this.metrics, logger: this.log, defaults: { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: this.opts.poolSize } }))
+      } else if (!sameJSON(up.spec, spec)) {
+        up.update(spec)
+      }
+    }
+
+    // 2. Listeners: swap configs of kept ones, bind new ones.
+    const seen = new Set<string>()
+    const binds: Array<Promise<void>> = []
+    for (const spec of table.listeners) {
+      const key = listenerKey(spec)
+      if (seen.has(key)) {
+        result.failed.push({ key, code: 'KT_ERR_INVALID_ARG', message: `listener ${key} appears twice in the table` })
+        continue
+      }
+      seen.add(key)
+      let config: ListenerConfig
+      try {
+        config = this.buildConfig(spec)
+      } catch (err) {
+        result.failed.push({ key, code: errorCode(err), message: (err as Error).message })
+        continue
+      }
+      const existing = this.listeners.get(key)
+      if (existing !== undefined) {
+        existing.config = config
+        result.kept.push(key)
+        continue
+      }
+      const l = new Listener(this, config)
+      binds.push(l.listen().then(() => {
+        this.listeners.set(key, l)
+        result.bound.push({ key, host: spec.host, port: l.port })
+      }, (err: NodeJS.ErrnoException) => {
+        result.failed.push({ key, code: err.code ?? errorCode(err), message: `cannot listen on ${key}: ${err.message}` })
+      }))
+    }
+    await Promise.all(binds)
+
+    // 3. Removed listeners stop accepting and drain for a bounded time.
+    for (const [key, l] of this.listeners) {
+      if (seen.has(key)) continue
+      this.listeners.delete(key)
+      result.removed.push(key)
+      l.stopAccepting()
+      for (const c of l.active) this.drainConnection(c, this.opts.drainTimeoutMs)
+    }
+
+    // 4. Upstreams no longer referenced: no new picks; their connections drain.
+    for (const [id, up] of this.upstreams) {
+      if (wanted.has(id)) continue
+      this.upstreams.delete(id)
+      up.close()
+      for (const l of this.listeners.values()) {
+        for (const c of l.active) if (c.upstream === up) this.drainConnection(c, this.opts.drainTimeoutMs)
+      }
+    }
+    this.version = table.version
+    if (result.failed.length > 0) {
+      for (const f of result.failed) this.log.error({ listener: f.key, code: f.code }, f.message)
+    }
+    return result
+  }
+
+  private buildConfig (spec: ListenerSpec): ListenerConfig {
+    const defaultUpstream = spec.default === undefined ? undefined : this.upstreams.get(spec.default.id)
+    let matcher: HostMatcher<Upstream> | undefined
+    if (spec.routes.length > 0) {
+      const entries: Array<readonly [string, Upstream]> = []
+      for (const r of spec.routes) {
+        const up = this.upstreams.get(r.upstream.id) as Upstream
+        for (const n of r.names) entries.push([n, up])
+      }
+      matcher = new HostMatcher(entries)
+    }
+    let allow: BlockList | undefined
+    if (spec.sourceRanges !== undefined && spec.sourceRanges.length > 0) {
+      allow = new BlockList()
+      for (const cidr of spec.sourceRanges) addCidr(allow, cidr)
+    }
+    return Object.freeze({
+      spec,
+      peek: matcher !== undefined,
+      matcher,
+      defaultUpstream,
+      allow,
+      maxConnections: spec.maxConnections ?? this.opts.maxConnectionsPerListener,
+    })
+  }
+
+  private drainConnection (c: Connection, ms: number): void {
+    if (c.drainTimer !== undefined || c.done) return
+    c.drainTimer = setTimeout(() => { c.abort() }, ms)
+    c.drainTimer.unref()
+  }
+
+  connectionClosed (conn: Connection): void {
+    const seconds = (performance.now() - conn.start) / 1000
+    this.m.duration.observe(undefined, seconds)
+    if (!this.opts.accessLog) return
+    const r = conn.result
+    // One access-log line per connection, at close. Untrusted names go under
+    // their own key, never into the message.
+    this.accessLog.info({
+      listener: conn.listener.name,
+      client: conn.info.address,
+      clientPort: conn.info.port,
+      route: conn.routeOutcome,
+      name: conn.routeName,
+      upstream: conn.upstream?.id,
+      backend: conn.backend?.key,
+      attempts: conn.attempts,
+      bytesIn: r?.clientToUpstream ?? 0,
+      bytesOut: r?.upstreamToClient ?? 0,
+      ms: Math.round(seconds * 1000),
+      cause: conn.outcome,
+      error: conn.lastError,
+    }, 'connection closed')
+  }
+
+  private lastFdWarning = 0
+  /** Out of file descriptors: warn at most once a second; the connection itself is counted as a connect failure. */
+  fdExhausted (code: string): void {
+    const now = Date.now()
+    if (now - this.lastFdWarning < 1000) return
+    this.lastFdWarning = now
+    this.log.warn({ code, active: this.activeCount }, `out of file descriptors (${code}): new connections fail until some close; raise ulimit -n or lower --max-connections`)
+  }
+
+  get connectionCount (): number {
+    return this.activeCount
+  }
+
+  /**
+   * Graceful stop: stop accepting everywhere, let in-flight connections
+   * finish within `drainMs`, then reset what is left.
+   */
+  async close (drainMs = this.opts.drainTimeoutMs): Promise<void> {
+    this.closing = true
+    await this.applying
+    const ls = [...this.listeners.values()]
+    this.listeners.clear()
+    for (const l of ls) l.stopAccepting()
+    const deadline = Date.now() + drainMs
+    while (this.activeCount > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
+    }
+    for (const l of ls) for (const c of l.active) c.abort()
+    // Let aborted sockets report their close.
+    const hard = Date.now() + 1000
+    while (this.activeCount > 0 && Date.now() < hard) await new Promise((resolve) => setTimeout(resolve, 5))
+    for (const up of this.upstreams.values()) up.close()
+    this.upstreams.clear()
+  }
+
+  /** A plain snapshot for status: listeners, upstreams, backends. */
+  snapshot (): DataplaneSnapshot {
+    return {
+      version: this.version,
+      active: this.activeCount,
+      listeners: [...this.listeners.values()].map((l) => ({
+        key: l.key,
+        name: l.name,
+        port: l.port,
+        owner: l.config.spec.owner,
+        active: l.active.size,
+        accepted: l.accepted.v,
+        bytesIn: l.bytesIn.v,
+        bytesOut: l.bytesOut.v,
+        routes: l.config.spec.routes.flatMap((r) => r.names),
+        default: l.config.defaultUpstream?.id,
+      })),
+      upstreams: [...this.upstreams.values()].map((u) => ({
+        id: u.id,
+        backends: u.backends.map((b) => ({ key: b.key, active: b.active })),
+      })),
+    }
+  }
+}
+
+export interface DataplaneSnapshot {
+  version: number
+  active: number
+  listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined }>
+  upstreams: Array<{ id: string, backends: Array<{ key: string, active: number } & Record<string, unknown>> }>
+}
+
+function sameJSON (a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+function addCidr (list: BlockList, cidr: string): void {
+  const slash = cidr.indexOf('/')
+  const addr = slash < 0 ? cidr : cidr.slice(0, slash)
+  const fam = isIP(addr)
+  if (fam === 0) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} is not a CIDR`)
+  const max = fam === 4 ? 32 : 128
+  const bits = slash < 0 ? max : Number(cidr.slice(slash + 1))
+  if (!Number.isInteger(bits) || bits < 0 || bits > max) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} has a bad prefix length`)
+  const type = fam === 4 ? 'ipv4' : 'ipv6'
+  list.addSubnet(addr, bits, type)
+  // An IPv4 range also admits IPv4-mapped IPv6 clients (dual-stack sockets).
+  if (fam === 4) list.addSubnet(`::ffff:${addr}`, 96 + bits, 'ipv6')
+}

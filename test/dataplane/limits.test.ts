@@ -1,0 +1,76 @@
+// Idle timeout, connection caps, and EMFILE under ulimit -n 64.
+import t from 'tap'
+import { once } from 'node:events'
+import type { Socket } from 'node:net'
+import { closeKind, dial, l4, readAll, sleep, startEcho, startProxy, upstream, waitFor } from '../support/net.js'
+import { startCli } from '../support/cli.js'
+
+t.test('an idle connection is closed after --idle-timeout', async (t) => {
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  const px = await startProxy([l4(upstream('u', echo.port))], { idleTimeoutMs: 300 })
+  t.teardown(() => px.close())
+  const c = await dial(px.port, px.host)
+  const kind = closeKind(c)
+  // Activity keeps it open...
+  let last = Date.now()
+  for (let i = 0; i < 4; i++) { c.write('ping'); last = Date.now(); await sleep(150) }
+  t.equal(c.destroyed, false, 'still open while active')
+  await kind
+  const idle = Date.now() - last
+  t.ok(idle >= 250 && idle < 1500, `closed after going idle (${idle} ms)`)
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'idle_timeout' }) === 1, 2000, 'idle_timeout counted')
+})
+
+t.test('--max-connections: excess connections are closed and counted, global and per listener', async (t) => {
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  const px = await startProxy([l4(upstream('u', echo.port), { maxConnections: 2 }), l4(upstream('u', echo.port))], { maxConnections: 3 })
+  t.teardown(() => px.close())
+  const held: Socket[] = []
+  for (let i = 0; i < 2; i++) {
+    const c = await dial(px.ports[0] as number, px.hosts[0])
+    c.write('x'); await once(c, 'data'); held.push(c)
+  }
+  const over = await dial(px.ports[0] as number, px.hosts[0])
+  t.ok(['end', 'close', 'reset'].includes(await closeKind(over)), 'third on listener 0 refused (per-listener cap 2)')
+  const third = await dial(px.ports[1] as number, px.hosts[1])
+  third.write('y'); await once(third, 'data'); held.push(third)
+  const overGlobal = await dial(px.ports[1] as number, px.hosts[1])
+  t.ok(['end', 'close', 'reset'].includes(await closeKind(overGlobal)), 'fourth overall refused (global cap 3)')
+  t.equal(px.registry.counter('kt_connections_total', '').total({ outcome: 'max_connections' }), 2)
+  for (const c of held) c.end()
+  await waitFor(() => px.manager.connectionCount === 0, 3000, 'connections released')
+  const again = await dial(px.ports[0] as number, px.hosts[0])
+  again.end('served again')
+  t.equal((await readAll(again)).toString(), 'served again', 'serves again once below the cap')
+})
+
+t.test('EMFILE under ulimit -n 64 never crashes, and service recovers', async (t) => {
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  // max-connections is set high on purpose so the fd limit, not the cap, is hit.
+  const px = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${echo.port}`, '--max-connections', '1000'], { shellPrefix: 'ulimit -n 64' })
+  t.teardown(() => px.stop('SIGKILL'))
+  const port = (px.listening[0] as { port: number }).port
+  const clients: Socket[] = []
+  for (let i = 0; i < 80; i++) {
+    try {
+      const c = await Promise.race([dial(port), sleep(500).then(() => undefined)])
+      if (c === undefined) break
+      c.on('error', () => {})
+      c.write('z')
+      clients.push(c)
+    } catch { break }
+  }
+  await sleep(300)
+  t.equal(px.child.exitCode, null, 'the proxy is still running')
+  t.ok(px.stderr.some((l) => l.includes('"level":40') && l.includes('EMFILE')), 'the EMFILE condition was logged as a warning')
+  for (const c of clients) c.destroy()
+  await sleep(500)
+  const c = await dial(port)
+  c.end('recovered')
+  t.equal((await readAll(c)).toString(), 'recovered', 'serves again once descriptors free up')
+  const r = await px.stop('SIGTERM')
+  t.equal(r.code, 0)
+})
