@@ -110,6 +110,7 @@ export function unpackTar (buf: Buffer): UntarEntry[] {
     const type = flag === '0' || flag === '\u0000' ? 'file' : flag === '5' ? 'dir' : 'other'
     out.push({ name, type, data: Buffer.from(data) })
   }
+  if (at < buf.length && at + BLOCK > buf.length) throw new RangeError('tar: truncated header')
   return out
 }
 

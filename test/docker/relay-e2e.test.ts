@@ -1,0 +1,152 @@
+// End to end with the real engine: host → Docker port mapping (127.0.0.1,
+// ephemeral) → relay container → node container's NodePort, and back.
+import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
+import { connectDocker } from '../../src/docker/engine.js'
+import { findCluster } from '../../src/docker/discover.js'
+import { ensureRelay, removeRelay, listRelays, relayName, RELAY_LABEL, RELAY_CONFIG_LABEL } from '../../src/docker/relay-container.js'
+import { RelayDialer } from '../../src/relay/client.js'
+import {
+  dockerAvailable, useScratch, createNetwork, makeKindCluster, relayBaseImage, httpGet, readAll,
+  docker as rawDocker, HTTP_PORT, ECHO_PORT,
+} from '../support/docker.js'
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+async function until (cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (let i = 0; i < 500 && Date.now() < deadline; i++) {
+    if (cond()) return true
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return cond()
+}
+
+const skip = await dockerAvailable()
+if (skip !== null) t.plan(0, skip)
+else {
+  const prefix = await useScratch(t)
+  const { docker } = await connectDocker()
+  const [net, base] = await Promise.all([createNetwork(prefix), relayBaseImage()])
+  const test = await makeKindCluster({ prefix, name: `${prefix}-a`, network: net, workers: 2 })
+  const cluster = await findCluster({ docker, network: net.name, name: test.name })
+  t.teardown(() => removeRelay(docker, cluster.name))
+
+  const progress: string[] = []
+  const info = await ensureRelay({ docker, cluster, base, connectTimeoutMs: 1000, onProgress: (l) => progress.push(l) })
+  const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, poolSize: 2 })
+  t.teardown(() => dialer.close())
+
+  t.test('the container: named, labelled, non-root, 127.0.0.1 only, token never in argv or env', async (t) => {
+    t.equal(info.name, relayName(cluster.name))
+    t.equal(info.reused, false)
+    t.equal(info.host, '127.0.0.1')
+    t.same(info.allow, cluster.nodes.map((n) => `${n.ipv4}/32`).sort())
+    t.ok(progress.some((l) => l.startsWith('started ')), 'lifecycle reported through the callback')
+    const c = await rawDocker.getContainer(info.containerId).inspect()
+    t.equal(c.Name, `/${info.name}`)
+    t.equal(c.Config.Labels[RELAY_LABEL], cluster.name)
+    t.match(c.Config.Labels[RELAY_CONFIG_LABEL], /^[0-9a-f]{32}$/)
+    t.equal(c.Config.User, '65532:65532')
+    t.ok(c.NetworkSettings.Networks[net.name], 'on the cluster network')
+    const bindings = Object.values(c.NetworkSettings.Ports).flat().filter((b) => b !== null) as Array<{ HostIp: string, HostPort: string }>
+    t.ok(bindings.length > 0)
+    for (const b of bindings) t.equal(b.HostIp, '127.0.0.1', 'published on loopback only')
+    t.equal(Number(bindings[0]?.HostPort), info.port)
+    const hex = info.token.toString('hex')
+    t.equal(info.token.length, 32, '256-bit token')
+    t.notOk(JSON.stringify(c.Config.Cmd).includes(hex), 'not in argv')
+    t.notOk(JSON.stringify(c.Config.Env ?? []).includes(hex), 'not in env')
+    t.same(c.HostConfig.CapDrop, ['ALL'])
+    const top = await rawDocker.getContainer(info.containerId).top({ ps_args: '-o pid,uid,comm' }) as { Titles: string[], Processes: string[][] }
+    const uidCol = top.Titles.findIndex((x: string) => x.toUpperCase() === 'UID')
+    t.ok(top.Processes.length > 0 && top.Processes.every((p: string[]) => p[uidCol] === '65532'), 'the relay process runs as 65532')
+  })
+
+  t.test('each node answers through the relay, bytes intact both ways with half-close', async (t) => {
+    t.ok(await dialer.warm(5000), 'pool warm')
+    for (const n of test.nodes) {
+      const s = await dialer.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 })
+      t.equal(await httpGet(s), `${n.name}\n`, `${n.name} via the relay`)
+    }
+    const payload = randomBytes(256 * 1024)
+    const s = await dialer.dial({ host: test.nodes[1]?.ip as string, port: ECHO_PORT, timeoutMs: 3000 })
+    const back = readAll(s, 15_000)
+    // The echo service returns every byte, and closes only after our FIN: the
+    // reply proves half-close went through the relay, its end proves the way back.
+    s.end(payload)
+    t.equal(sha(await back), sha(payload), '256 KiB echoed exactly')
+    t.ok(dialer.stats().hits >= 1)
+  })
+
+  t.test('refusals through the container: codes, and nothing forwarded', async (t) => {
+    const wrong = new RelayDialer({ host: info.host, port: info.port, token: randomBytes(32), poolSize: 0 })
+    await t.rejects(wrong.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_AUTH' })
+    await wrong.close()
+    const node = test.nodes[0]?.ip as string
+    for (const [host, port] of [['127.0.0.1', HTTP_PORT], ['169.254.169.254', 80], ['169.254.169.254', HTTP_PORT], [node, 22], [node, 6443], [net.gateway, HTTP_PORT]] as Array<[string, number]>) {
+      await t.rejects(dialer.dial({ host, port, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DENIED' }, `${host}:${port}`)
+    }
+  })
+
+  t.test('ensureRelay again: the same container and token are reused', async (t) => {
+    const again = await ensureRelay({ docker, cluster, base, connectTimeoutMs: 1000 })
+    t.equal(again.reused, true)
+    t.equal(again.containerId, info.containerId)
+    t.equal(again.port, info.port)
+    t.ok(again.token.equals(info.token), 'token read back from the container')
+  })
+
+  t.test('a killed node: an error code within the connect timeout, never a hang', async (t) => {
+    const victim = test.nodes.find((n) => n.name.endsWith('-worker2'))
+    if (victim === undefined) return
+    await rawDocker.getContainer(victim.id).kill()
+    const started = Date.now()
+    const err = await dialer.dial({ host: victim.ip, port: HTTP_PORT, timeoutMs: 3000 }).then(() => null, (e: unknown) => e)
+    const ms = Date.now() - started
+    t.match(err, { code: /^(KT_ERR_CONNECT_TIMEOUT|KT_ERR_RELAY_UNREACHABLE)$/ })
+    t.ok(ms < 2500, `answered in ${ms} ms (relay connect timeout 1000 ms)`)
+    // The other nodes still work through the same relay.
+    const s = await dialer.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 })
+    t.equal(await httpGet(s), `${test.nodes[0]?.name}\n`)
+  })
+
+  t.test('a changed config replaces the container', async (t) => {
+    const replaced = await ensureRelay({ docker, cluster, base, connectTimeoutMs: 1500 })
+    t.equal(replaced.reused, false)
+    t.not(replaced.containerId, info.containerId)
+    t.notOk(replaced.token.equals(info.token), 'a fresh token')
+    const gone = await rawDocker.getContainer(info.containerId).inspect().then(() => false, () => true)
+    t.ok(gone, 'the old container is removed')
+    const d = new RelayDialer({ host: replaced.host, port: replaced.port, token: replaced.token, poolSize: 2 })
+    t.teardown(() => d.close())
+    const s = await d.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 })
+    t.equal(await httpGet(s), `${test.nodes[0]?.name}\n`)
+
+    t.test('the relay container dies: the pool drops its dead connections, dials fail fast', async (t) => {
+      t.ok(await d.warm(5000))
+      await rawDocker.getContainer(replaced.containerId).kill()
+      t.ok(await until(() => d.stats().idle === 0, 5000), 'no dead connection stays pooled')
+      const started = Date.now()
+      await t.rejects(d.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DOWN' })
+      t.ok(Date.now() - started < 2000, 'no hang')
+    })
+
+    t.test('a stopped relay is restarted by ensureRelay, with its token', async (t) => {
+      const back = await ensureRelay({ docker, cluster, base, connectTimeoutMs: 1500 })
+      t.equal(back.reused, true)
+      t.equal(back.containerId, replaced.containerId)
+      t.ok(back.token.equals(replaced.token))
+      const d2 = new RelayDialer({ host: back.host, port: back.port, token: back.token, poolSize: 0 })
+      const s2 = await d2.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 })
+      t.equal(await httpGet(s2), `${test.nodes[0]?.name}\n`)
+      await d2.close()
+    })
+  })
+
+  t.test('removeRelay leaves no container', async (t) => {
+    t.equal(await removeRelay(docker, cluster.name), 1)
+    t.same((await listRelays(docker)).filter((r) => r.cluster === cluster.name), [])
+    t.equal(await removeRelay(docker, cluster.name), 0, 'idempotent')
+  })
+}

@@ -1,0 +1,115 @@
+// The host-side pool: warm authenticated connections, used once, dead ones
+// dropped and replaced, bounded failures when the relay goes away.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { startRelay } from '../../src/relay/server.js'
+import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
+import { Registry } from '../../src/observe/metrics.js'
+import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
+
+const token = randomBytes(32)
+
+async function until (cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
+    if (cond()) return true
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return cond()
+}
+
+const skip = await dockerAvailable()
+if (skip !== null) t.plan(0, skip)
+else {
+  const prefix = await useScratch(t)
+  const net = await createNetwork(prefix)
+  const echo = await listenOnGateway(net, (s) => { s.pipe(s) })
+  t.teardown(echo.close)
+
+  t.test('warm connections are authenticated and each is used once', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    t.teardown(() => relay.destroy())
+    const metrics = new Registry()
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, metrics, name: 'test' })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    t.equal(relay.counters.authenticated, 3, 'three HELLOs done ahead of time')
+    const socks = []
+    for (let i = 0; i < 3; i++) {
+      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+      socks.push(s)
+      s.end(`msg${i}`)
+      t.equal((await readAll(s)).toString(), `msg${i}`)
+    }
+    t.equal(d.stats().hits, 3)
+    t.equal(d.stats().misses, 0)
+    t.ok(await until(() => d.stats().idle === 3, 3000), 'refilled in the background')
+    t.equal(relay.counters.spliced, 3)
+    t.match(metrics.render(), /kt_relay_pool_total\{result="hit"\} 3/)
+  })
+
+  t.test('connections the relay closes while parked are dropped and replaced', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] }, idleTimeoutMs: 200 })
+    t.teardown(() => relay.destroy())
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2 })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    t.ok(await until(() => d.stats().discarded >= 2, 3000), 'the relay\'s idle close was noticed')
+    t.ok(await until(() => d.stats().idle === 2, 3000), 'and the pool refilled')
+    const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+    s.end('after-churn')
+    t.equal((await readAll(s)).toString(), 'after-churn')
+  })
+
+  t.test('connections older than maxIdleMs are replaced before the relay would drop them', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`] })
+    t.teardown(() => relay.destroy())
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, maxIdleMs: 150 })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    t.ok(await until(() => relay.counters.authenticated >= 3, 3000), 'aged out and replaced repeatedly')
+    t.equal(d.stats().idle, 1)
+  })
+
+  t.test('the relay goes away: the pool empties and dials fail fast with KT_ERR_RELAY_DOWN', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3 })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    relay.destroy()
+    t.ok(await until(() => d.stats().idle === 0, 3000), 'dead connections dropped')
+    const started = Date.now()
+    await t.rejects(d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DOWN' })
+    t.ok(Date.now() - started < 1000, 'no hang')
+    t.ok(d.stats().handshakeFailures >= 1)
+    t.match(d.stats().lastError, /KT_ERR_RELAY_DOWN/)
+  })
+
+  t.test('a port forwarder that accepts but has no relay behind it never enters the pool', async (t) => {
+    // What docker-proxy does when the container is not listening: accept, then close.
+    const { createServer } = await import('node:net')
+    const fwd = createServer((s) => { s.on('error', () => {}); s.end() })
+    await new Promise<void>((resolve) => fwd.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => fwd.close())
+    const port = (fwd.address() as { port: number }).port
+    await t.rejects(relayHandshake({ host: '127.0.0.1', port, token }, 1000), { code: 'KT_ERR_RELAY_DOWN' })
+    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 2 })
+    t.teardown(() => d.close())
+    t.equal(await d.warm(300), false)
+    t.equal(d.stats().idle, 0)
+  })
+
+  t.test('a relay that never answers: the dial times out within its deadline', async (t) => {
+    const { createServer } = await import('node:net')
+    const held: import('node:net').Socket[] = []
+    const mute = createServer((s) => { held.push(s); s.on('error', () => {}) })
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { for (const s of held) s.destroy(); mute.close() })
+    const port = (mute.address() as { port: number }).port
+    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 0 })
+    const started = Date.now()
+    await t.rejects(d.dial({ host: echo.host, port: 30080, timeoutMs: 300 }), { code: 'KT_ERR_CONNECT_TIMEOUT' })
+    const ms = Date.now() - started
+    t.ok(ms >= 250 && ms < 1000, `${ms} ms`)
+  })
+}
