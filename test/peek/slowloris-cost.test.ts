@@ -7,10 +7,10 @@ import { FirstFlightPeeker } from '../../src/dataplane/peek/index.js'
 import { ChunkReader } from '../../src/dataplane/peek/reader.js'
 import { frame, handshake, helloBody, pieces } from '../fixtures/peek-helpers.js'
 
-interface Tally { u8: number, skip: number, concat: number, allocUnsafe: number, toString: number, pushes: number, ms: number }
+interface Tally { u8: number, skip: number, skipped: number, concat: number, allocUnsafe: number, toString: number, pushes: number, ms: number }
 
 function tally (chunks: readonly Buffer[]): { tally: Tally, kind: string } {
-  const t: Tally = { u8: 0, skip: 0, concat: 0, allocUnsafe: 0, toString: 0, pushes: 0, ms: 0 }
+  const t: Tally = { u8: 0, skip: 0, skipped: 0, concat: 0, allocUnsafe: 0, toString: 0, pushes: 0, ms: 0 }
   const proto = ChunkReader.prototype
   const origU8 = proto.u8
   const origSkip = proto.skip
@@ -18,7 +18,7 @@ function tally (chunks: readonly Buffer[]): { tally: Tally, kind: string } {
   const origAlloc = Buffer.allocUnsafe
   const origToString = Buffer.prototype.toString
   proto.u8 = function (this: ChunkReader) { t.u8++; return origU8.call(this) }
-  proto.skip = function (this: ChunkReader, n: number) { t.skip++; origSkip.call(this, n) }
+  proto.skip = function (this: ChunkReader, n: number) { t.skip++; t.skipped += n; origSkip.call(this, n) }
   Buffer.concat = function (...a: Parameters<typeof Buffer.concat>) { t.concat++; return origConcat.apply(Buffer, a) }
   Buffer.allocUnsafe = function (size: number) { t.allocUnsafe++; return origAlloc.call(Buffer, size) }
   Buffer.prototype.toString = function (this: Buffer, ...a: unknown[]) { t.toString++; return (origToString as (...x: unknown[]) => string).apply(this, a) } as typeof Buffer.prototype.toString
@@ -46,7 +46,8 @@ t.test('HTTP: a 16 KiB head one byte per push examines each byte once', async (t
   t.equal(head.length, 16_384)
   const { tally: c, kind } = tally(pieces(head, 1))
   t.equal(kind, 'host')
-  t.equal(c.u8, head.length, 'one byte read per byte pushed')
+  t.equal(c.u8 + c.skipped, head.length, 'every byte consumed exactly once (the reader never rewinds)')
+  t.ok(c.u8 + c.skip <= c.pushes + 1, `one scan per push, plus the copy-out (${c.u8 + c.skip} for ${c.pushes})`)
   t.equal(c.concat, 0, 'no concatenation per push')
   t.ok(c.allocUnsafe <= 1, `one copy of the head when complete (${c.allocUnsafe})`)
   t.ok(c.toString <= 1, 'decoded once')
@@ -62,6 +63,7 @@ t.test('TLS: a 16 KiB hello one byte per push reads headers only and skips the p
   // record lengths again while copying the hello out of its records.
   t.equal(c.u8, 2 * 5 + 4 + 2 * 2, 'only headers are read bytewise')
   t.ok(c.skip <= flight.length, `payload skipped in at most one run per push (${c.skip})`)
+  t.ok(c.u8 + c.skipped <= 2 * flight.length, 'each byte consumed once while peeking, once more when copied out')
   t.equal(c.concat, 0)
   t.ok(c.allocUnsafe <= 1, 'the hello is copied out once')
   t.ok(c.ms < 2000, `${c.pushes} pushes in ${c.ms.toFixed(1)} ms`)

@@ -42,9 +42,10 @@ export const HttpStep = { NeedMore: 0, Complete: 1, NotHttp: 2, H2Preface: 3, To
 export type HttpStep = typeof HttpStep[keyof typeof HttpStep]
 
 /**
- * Scans each pushed byte once. Keeps only counters and a few flags, so a
- * client sending one byte per write costs O(1) per byte; the scan resumes
- * where it stopped.
+ * Scans each pushed byte once: the request line byte by byte (so that
+ * garbage is refused at once), the fields with indexOf per line. Keeps only
+ * counters and a few flags, so a client sending one byte per write costs O(1)
+ * per byte; the scan resumes where it stopped.
  */
 export class HttpHeadScanner {
   /** End of the header block (just past the empty line) once Complete. */
@@ -55,6 +56,7 @@ export class HttpHeadScanner {
   private isStar = true
   private major = 0
   private minor = 0
+  /** Bytes since the last LF (across chunks). */
   private lineBytes = 0
 
   /** True once a valid HTTP/1.x request line has been read. */
@@ -63,26 +65,59 @@ export class HttpHeadScanner {
   step (r: ChunkReader, length: number, cap: number): HttpStep {
     const stop = Math.min(length, cap)
     while (r.pos < stop) {
-      const b = r.u8()
+      const c = r.chunk()
+      const off = r.offset
+      const end = Math.min(c.length, off + (stop - r.pos))
+      const next = this.state === S_HEADERS ? this.scanFields(c, off, end) : this.scanRequestLine(c, off, end)
+      r.skip(next - off)
+      if (this.result !== HttpStep.NeedMore) {
+        if (this.result === HttpStep.Complete) this.headEnd = r.pos
+        return this.result
+      }
+    }
+    return r.pos >= cap ? HttpStep.TooLarge : HttpStep.NeedMore
+  }
+
+  private result: HttpStep = HttpStep.NeedMore
+  /** The last byte seen, for a line whose LF starts the next chunk. */
+  private lastByte = 0
+
+  /**
+   * Find the empty line that ends the head (CRLF or bare LF, RFC 9112 §2.2)
+   * with indexOf, one call per line. Returns the index after the consumed bytes.
+   */
+  private scanFields (c: Buffer, i: number, end: number): number {
+    while (i < end) {
+      const lf = c.indexOf(LF, i)
+      if (lf < 0 || lf >= end) {
+        this.lineBytes += end - i
+        this.lastByte = c[end - 1] as number
+        return end
+      }
+      const n = this.lineBytes + (lf - i)
+      const prev = lf > i ? c[lf - 1] as number : this.lastByte
+      i = lf + 1
+      this.lineBytes = 0
+      this.lastByte = LF
+      if (n === 0 || (n === 1 && prev === CR)) {
+        this.result = HttpStep.Complete
+        return i
+      }
+    }
+    return i
+  }
+
+  /** Check the request line byte by byte; stops after its LF or at a decision. */
+  private scanRequestLine (c: Buffer, i: number, end: number): number {
+    for (; i < end; i++) {
+      const b = c[i] as number
       switch (this.state) {
-        case S_HEADERS:
-          if (b === LF) {
-            // An empty line (CRLF or bare LF, RFC 9112 §2.2) ends the head.
-            if (this.lineBytes === 0) {
-              this.headEnd = r.pos
-              return HttpStep.Complete
-            }
-            this.lineBytes = 0
-          } else if (b !== CR) {
-            this.lineBytes++
-          }
-          break
         case S_LEAD:
           if (b === CR || b === LF) {
-            if (++this.count > MAX_LEADING_EOL) return HttpStep.NotHttp
+            if (++this.count > MAX_LEADING_EOL) return this.fail(i)
             break
           }
-          if (TCHAR[b] !== 1) return HttpStep.NotHttp
+          if (TCHAR[b] !== 1) return this.fail(i)
           this.state = S_METHOD
           this.count = 1
           this.isPri = b === 0x50 // 'P'
@@ -94,13 +129,13 @@ export class HttpHeadScanner {
             this.count = 0
             break
           }
-          if (TCHAR[b] !== 1 || ++this.count > MAX_METHOD) return HttpStep.NotHttp
+          if (TCHAR[b] !== 1 || ++this.count > MAX_METHOD) return this.fail(i)
           if (this.count === 2) this.isPri = this.isPri && b === 0x52 // 'R'
           else if (this.count === 3) this.isPri = this.isPri && b === 0x49 // 'I'
           break
         case S_TARGET:
           if (b === SP) {
-            if (this.count === 0) return HttpStep.NotHttp
+            if (this.count === 0) return this.fail(i)
             this.isStar = this.isStar && this.count === 1
             this.state = S_VERSION
             this.count = 0
@@ -108,47 +143,51 @@ export class HttpHeadScanner {
           }
           // Any visible byte (obs-text included); controls and DEL end it.
           // A CR/LF here is HTTP/0.9 (`GET /`), which has no Host.
-          if (b < 0x21 || b === 0x7f) return HttpStep.NotHttp
+          if (b < 0x21 || b === 0x7f) return this.fail(i)
           if (this.count++ === 0) this.isStar = b === 0x2a // '*'
           break
         case S_VERSION: {
           // RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.
-          const i = this.count++
-          if (i < 5) {
-            if (b !== VERSION_PREFIX[i]) return HttpStep.NotHttp
-          } else if (i === 5) {
-            if (b < 0x30 || b > 0x39) return HttpStep.NotHttp
+          const k = this.count++
+          if (k < 5) {
+            if (b !== VERSION_PREFIX[k]) return this.fail(i)
+          } else if (k === 5) {
+            if (b < 0x30 || b > 0x39) return this.fail(i)
             this.major = b - 0x30
-          } else if (i === 6) {
-            if (b !== 0x2e) return HttpStep.NotHttp
-          } else if (i === 7) {
-            if (b < 0x30 || b > 0x39) return HttpStep.NotHttp
+          } else if (k === 6) {
+            if (b !== 0x2e) return this.fail(i)
+          } else if (k === 7) {
+            if (b < 0x30 || b > 0x39) return this.fail(i)
             this.minor = b - 0x30
           } else if (b === CR) {
             this.state = S_VERSION_LF
           } else if (b === LF) {
-            const s = this.endRequestLine()
-            if (s !== HttpStep.NeedMore) return s
+            this.result = this.endRequestLine()
+            return i + 1
           } else {
-            return HttpStep.NotHttp
+            return this.fail(i)
           }
           break
         }
-        case S_VERSION_LF: {
-          if (b !== LF) return HttpStep.NotHttp
-          const s = this.endRequestLine()
-          if (s !== HttpStep.NeedMore) return s
-          break
-        }
+        case S_VERSION_LF:
+          if (b !== LF) return this.fail(i)
+          this.result = this.endRequestLine()
+          return i + 1
       }
     }
-    return r.pos >= cap ? HttpStep.TooLarge : HttpStep.NeedMore
+    return i
+  }
+
+  private fail (i: number): number {
+    this.result = HttpStep.NotHttp
+    return i + 1
   }
 
   private endRequestLine (): HttpStep {
     if (this.major === 1) {
       this.state = S_HEADERS
       this.lineBytes = 0
+      this.lastByte = LF
       return HttpStep.NeedMore
     }
     // RFC 9113 §3.4: the prior-knowledge preface starts `PRI * HTTP/2.0\r\n`.

@@ -33,6 +33,25 @@ export class ChunkReader {
     return c[this.co++] as number
   }
 
+  /**
+   * The chunk holding the next unread byte (the caller checks one is there);
+   * `offset` is that byte's index in it. Lets a scanner run over a chunk in a
+   * tight loop or with indexOf, then skip() what it consumed.
+   */
+  chunk (): Buffer {
+    let c = this.chunks[this.ci] as Buffer
+    while (this.co >= c.length) {
+      this.ci++
+      this.co = 0
+      c = this.chunks[this.ci] as Buffer
+    }
+    return c
+  }
+
+  get offset (): number {
+    return this.co
+  }
+
   /** Skip n bytes (the caller checks they are there). */
   skip (n: number): void {
     this.pos += n
