@@ -5,7 +5,13 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { InvalidArgumentError } from '../errors.js'
 import { proxyOptions, runProxy } from './proxy.js'
-import { EXIT_USAGE, reportError } from './run.js'
+import { EXIT_OK, EXIT_USAGE, reportError } from './run.js'
+
+async function runHelperCommand (argv: { ipPool: string }): Promise<number> {
+  const { runHelper } = await import('../addresses/helper.js')
+  await runHelper({ stdin: process.stdin, stdout: process.stdout, pool: argv.ipPool })
+  return EXIT_OK
+}
 
 type Handler = (argv: any) => Promise<number>
 
@@ -24,10 +30,20 @@ function wrap (fn: Handler) {
 }
 
 export async function main (args: string[]): Promise<void> {
+  // `relay` runs inside the relay container with its own small parser (no
+  // yargs needed in the image); hand it the raw arguments.
+  if (args[0] === 'relay') {
+    const { runRelay } = await import('../relay/main.js')
+    await runRelay(args.slice(1))
+    return
+  }
   await yargs(args)
     .scriptName('kind-tunnel')
     .usage('$0 <command> [options]')
     .command('proxy', 'run the data plane alone with static routes', (y) => proxyOptions(y), wrap(runProxy))
+    .command('relay', 'run the relay (inside the relay container); see relay --help', (y) => y, () => {})
+    .command('helper', 'privileged address helper: JSON verbs on stdin (run with sudo by kind-tunnel up)', (y) => y
+      .option('ip-pool', { type: 'string', demandOption: true, describe: 'the only CIDR the helper may touch' }), wrap(runHelperCommand))
     .demandCommand(1, 'give a command; see --help')
     .strict()
     .parserConfiguration({ 'duplicate-arguments-array': true, 'strip-aliased': true })
