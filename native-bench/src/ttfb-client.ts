@@ -1,0 +1,70 @@
+// Time to first byte: connect, send one small HTTP request, time until the first
+// response byte arrives. One connection at a time, so the figure is the latency
+// of a fresh connection through the proxy (accept + upstream connect or pool hit).
+// Usage: node ttfb-client.js PORT SAMPLES HOST TIME_LIMIT_MS
+// Prints one JSON line: {"samples":n,"errors":n,"p50":us,"p90":us,"p99":us,"max":us}
+import net from 'node:net';
+import { percentileSorted } from './stats.js';
+
+const port = Number(process.argv[2]);
+const samples = Number(process.argv[3] ?? 500);
+const host = process.argv[4] ?? 'bench.localhost';
+const timeLimitMs = Number(process.argv[5] ?? 20_000);
+if (!Number.isInteger(port) || !Number.isInteger(samples) || samples < 1) {
+  process.stderr.write('usage: ttfb-client PORT SAMPLES HOST TIME_LIMIT_MS\n');
+  process.exit(2);
+}
+const request = Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+function once(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const s = net.connect({ host: '127.0.0.1', port, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('timeout'));
+    }, 2000);
+    s.once('connect', () => s.write(request));
+    s.once('data', () => {
+      const us = Number(process.hrtime.bigint() - t0) / 1000;
+      clearTimeout(timer);
+      s.destroy();
+      resolve(us);
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('closed before the first byte'));
+    });
+  });
+}
+
+const times: number[] = [];
+let errors = 0;
+const deadline = Date.now() + timeLimitMs;
+// a few warm-up connections so the JIT of this client is not measured
+for (let i = 0; i < Math.min(20, samples) && Date.now() < deadline; i++) {
+  await once().catch(() => undefined);
+}
+for (let i = 0; i < samples && Date.now() < deadline; i++) {
+  try {
+    times.push(await once());
+  } catch {
+    errors++;
+    if (errors > samples / 10) break;
+  }
+}
+times.sort((a, b) => a - b);
+process.stdout.write(
+  `${JSON.stringify({
+    samples: times.length,
+    errors,
+    p50: percentileSorted(times, 50),
+    p90: percentileSorted(times, 90),
+    p99: percentileSorted(times, 99),
+    max: times.at(-1) ?? null,
+  })}\n`,
+);
