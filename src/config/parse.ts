@@ -3,6 +3,7 @@
 
 import { isIP } from 'node:net'
 import { InvalidArgumentError } from '../errors.js'
+import { normalizeHostname } from '../routing/hostmatch.js'
 import type { Endpoint } from '../routing/types.js'
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '[::]', '*', ''])
@@ -78,13 +79,15 @@ export function parseIntOption (raw: unknown, what: string, min: number, max = N
 
 /** A route hostname: exact DNS name or `*.suffix`. Lowercased, one trailing dot dropped. */
 export function parseRouteName (raw: string): string {
-  let n = raw.trim().toLowerCase()
-  if (n.endsWith('.')) n = n.slice(0, -1)
-  const body = n.startsWith('*.') ? n.slice(2) : n
-  if (!HOSTNAME_RE.test(body) || body.includes('*')) {
+  const t = raw.trim()
+  const wild = t.startsWith('*.')
+  // The same normalisation the data plane applies to SNI and Host, so a
+  // name accepted here always matches (an all-numeric last label is an IP).
+  const body = normalizeHostname(wild ? t.slice(2) : t)
+  if (body === undefined || body.includes('*')) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ROUTE', `--route: ${JSON.stringify(raw)} is not a hostname or *.suffix`)
   }
-  return n
+  return wild ? `*.${body}` : body
 }
 
 /** Parse `NAME=HOST:PORT[,HOST:PORT]` (NAME may be `a|b` for several names). */

@@ -14,6 +14,7 @@ import type { Listener, ListenerConfig } from './listener.js'
 export type ConnOutcome =
   | 'eof' | 'reset_client' | 'reset_upstream' | 'idle_timeout' | 'aborted'
   | 'connect_failed' | 'no_route' | 'client_closed' | 'peek_timeout' | 'too_large'
+  | 'max_connections' | 'source_denied'
 
 /** The `outcome` label of kt_route_decisions_total. */
 export type RouteOutcome = 'sni' | 'host' | 'default' | 'no_route' | 'peek_timeout' | 'too_large' | 'not_tls_or_http'
@@ -85,8 +86,17 @@ export class Connection {
       case 'sni':
       case 'host': {
         this.routeName = p.name
-        const up = cfg.matcher?.match(p.name)
-        if (up !== undefined) { this.route(up, p.kind); return }
+        const target = cfg.matcher?.match(p.name)
+        if (target !== undefined) {
+          // A Service sharing the listener enforces its own loadBalancerSourceRanges here.
+          if (target.allow !== undefined && !target.allow.check(this.info.address, this.info.family === 4 ? 'ipv4' : 'ipv6')) {
+            this.routeOutcome = p.kind
+            this.fail('source_denied', 'KT_ERR_SOURCE_DENIED')
+            return
+          }
+          this.route(target.upstream, p.kind)
+          return
+        }
         this.route(cfg.defaultUpstream, cfg.defaultUpstream === undefined ? 'no_route' : 'default')
         return
       }
@@ -112,7 +122,9 @@ export class Connection {
     this.routeOutcome = outcome
     if (this.config.peek) this.listener.routeCells[outcome].inc()
     if (up === undefined) {
-      this.fail(outcome === 'peek_timeout' || outcome === 'too_large' ? outcome : 'no_route', 'KT_ERR_NO_ROUTE')
+      if (outcome === 'peek_timeout') this.fail('peek_timeout', 'KT_ERR_PEEK_TIMEOUT')
+      else if (outcome === 'too_large') this.fail('too_large', 'KT_ERR_PEEK_TOO_LARGE')
+      else this.fail('no_route', 'KT_ERR_NO_ROUTE')
       return
     }
     this.upstream = up

@@ -11,7 +11,7 @@ import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
 import type { Connection } from './connection.js'
 import type { Dialer } from './dialer.js'
-import { Listener, type ListenerConfig } from './listener.js'
+import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
 import { Upstream } from './upstream.js'
 
 export interface DataplaneOptions {
@@ -195,20 +195,16 @@ export class ListenerManager {
 
   private buildConfig (spec: ListenerSpec): ListenerConfig {
     const defaultUpstream = spec.default === undefined ? undefined : this.upstreams.get(spec.default.id)
-    let matcher: HostMatcher<Upstream> | undefined
+    let matcher: HostMatcher<RouteTarget> | undefined
     if (spec.routes.length > 0) {
-      const entries: Array<readonly [string, Upstream]> = []
+      const entries: Array<readonly [string, RouteTarget]> = []
       for (const r of spec.routes) {
-        const up = this.upstreams.get(r.upstream.id) as Upstream
-        for (const n of r.names) entries.push([n, up])
+        const target: RouteTarget = Object.freeze({ upstream: this.upstreams.get(r.upstream.id) as Upstream, allow: blockList(r.sourceRanges) })
+        for (const n of r.names) entries.push([n, target])
       }
       matcher = new HostMatcher(entries)
     }
-    let allow: BlockList | undefined
-    if (spec.sourceRanges !== undefined && spec.sourceRanges.length > 0) {
-      allow = new BlockList()
-      for (const cidr of spec.sourceRanges) addCidr(allow, cidr)
-    }
+    const allow = blockList(spec.sourceRanges)
     return Object.freeze({
       spec,
       peek: matcher !== undefined,
@@ -318,6 +314,14 @@ export interface DataplaneSnapshot {
 
 function sameJSON (a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** An allowlist of CIDRs, or undefined when there are none (everyone allowed). */
+function blockList (cidrs: readonly string[] | undefined): BlockList | undefined {
+  if (cidrs === undefined || cidrs.length === 0) return undefined
+  const list = new BlockList()
+  for (const cidr of cidrs) addCidr(list, cidr)
+  return list
 }
 
 function addCidr (list: BlockList, cidr: string): void {

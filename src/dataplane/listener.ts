@@ -10,18 +10,25 @@ import { Connection, type ConnOutcome, type RouteOutcome } from './connection.js
 import type { ListenerManager, DataplaneOptions } from './listener-manager.js'
 import type { ClientInfo, Upstream } from './upstream.js'
 
+/** What a hostname resolves to on a shared listener. */
+export interface RouteTarget {
+  readonly upstream: Upstream
+  /** This route's own allowed client ranges (a Service sharing the listener); undefined means everyone. */
+  readonly allow: BlockList | undefined
+}
+
 export interface ListenerConfig {
   readonly spec: ListenerSpec
   /** Peek the first flight: only when the listener has hostname routes. */
   readonly peek: boolean
-  readonly matcher: HostMatcher<Upstream> | undefined
+  readonly matcher: HostMatcher<RouteTarget> | undefined
   readonly defaultUpstream: Upstream | undefined
   /** Allowed client ranges; undefined means everyone. */
   readonly allow: BlockList | undefined
   readonly maxConnections: number
 }
 
-const CONN_OUTCOMES: readonly ConnOutcome[] = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large']
+const CONN_OUTCOMES: readonly ConnOutcome[] = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied']
 const ROUTE_OUTCOMES: readonly RouteOutcome[] = ['sni', 'host', 'default', 'no_route', 'peek_timeout', 'too_large', 'not_tls_or_http']
 
 const kListener = Symbol('kt.listener')
@@ -43,8 +50,6 @@ export class Listener {
   outcomeCells!: Record<ConnOutcome, Cell>
   routeCells!: Record<RouteOutcome, Cell>
   accepted!: Cell
-  refusedCap!: Cell
-  refusedSource!: Cell
   bytesIn!: Cell
   bytesOut!: Cell
   private lastAcceptErrorLog = 0
@@ -83,8 +88,6 @@ export class Listener {
     this.outcomeCells = Object.fromEntries(CONN_OUTCOMES.map((o) => [o, m.connections.bind({ ...l, outcome: o })])) as Record<ConnOutcome, Cell>
     this.routeCells = Object.fromEntries(ROUTE_OUTCOMES.map((o) => [o, m.routeDecisions.bind({ ...l, outcome: o })])) as Record<RouteOutcome, Cell>
     this.accepted = m.accepted.bind(l)
-    this.refusedCap = m.connections.bind({ ...l, outcome: 'max_connections' })
-    this.refusedSource = m.connections.bind({ ...l, outcome: 'source_denied' })
     this.bytesIn = m.bytes.bind({ ...l, direction: 'client_to_upstream' })
     this.bytesOut = m.bytes.bind({ ...l, direction: 'upstream_to_client' })
   }
@@ -94,7 +97,7 @@ export class Listener {
     const cfg = this.config
     if (!this.accepting) { socket.destroy(); return }
     if (mgr.activeCount >= this.opts.maxConnections || this.active.size >= cfg.maxConnections) {
-      this.refusedCap.inc()
+      this.outcomeCells.max_connections.inc()
       socket.on('error', noop)
       socket.destroy()
       return
@@ -103,7 +106,7 @@ export class Listener {
     if (address === undefined) { socket.on('error', noop); socket.destroy(); return }
     const family: 4 | 6 = isIPv4(address) ? 4 : 6
     if (cfg.allow !== undefined && !cfg.allow.check(address, family === 4 ? 'ipv4' : 'ipv6')) {
-      this.refusedSource.inc()
+      this.outcomeCells.source_denied.inc()
       socket.on('error', noop)
       socket.resetAndDestroy()
       return
