@@ -50,6 +50,7 @@ export interface EnsureRelayOptions extends RelayContextOptions {
   readonly connectTimeoutMs?: number
   /** How long to wait for a new relay to answer a HELLO (default 15000). */
   readonly readyTimeoutMs?: number
+  /** The relay's log level (default warn: refusals and failed dials only, so `docker logs` stays small). */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error'
   /** Image build output and lifecycle steps, one line at a time. */
   readonly onProgress?: (line: string) => void
@@ -186,7 +187,7 @@ export async function ensureRelay (opts: EnsureRelayOptions): Promise<RelayInfo>
   const ports = opts.ports ?? DEFAULT_PORTS
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5000
   const readyMs = opts.readyTimeoutMs ?? 15_000
-  const logLevel = opts.logLevel ?? 'info'
+  const logLevel = opts.logLevel ?? 'warn'
   const image = await ensureRelayImage(opts)
   const hash = configHash(image.id, cluster, allow, ports, connectTimeoutMs, logLevel)
   const name = relayName(cluster.name)

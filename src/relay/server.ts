@@ -146,6 +146,8 @@ class Conn {
     this.sock = sock
     this.remote = remoteOf(sock)
     sock.setNoDelay(true)
+    // Reap peers that vanished without a FIN (a host that slept, a VM network reset).
+    sock.setKeepAlive(true, 60_000)
     sock.on('data', (c: Buffer) => this.onData(c))
     sock.on('error', this.onPreSpliceError)
     sock.on('end', this.onPreSpliceEnd)
@@ -265,7 +267,7 @@ class Conn {
     this.phase = 'dialing'
     c.dialed++
     const dst = req.destination
-    const up = connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true })
+    const up = connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 })
     this.upstream = up
     up.pause()
     const timer = setTimeout(() => {
@@ -343,9 +345,12 @@ class Conn {
     }
     if (this.detail !== undefined) rec.detail = this.detail
     if (this.result !== undefined) { rec.up = up; rec.down = down; rec.end = this.result.end }
-    // Pooled connections that were never used are not worth a line each.
+    // One line per connection, at close. Pooled connections that were never
+    // used are not worth a line each; refusals and failed dials are warnings,
+    // so a relay at --log-level warn (the container default) logs only those.
     if (this.outcome === 'idle' || (this.outcome === 'client-closed' && this.req === undefined)) ctx.log.debug(rec, 'relay connection')
-    else ctx.log.info(rec, 'relay connection')
+    else if (this.outcome === 'ok' || this.outcome === 'client-closed' || this.outcome === 'client-error') ctx.log.info(rec, 'relay connection')
+    else ctx.log.warn(rec, 'relay connection refused or failed')
   }
 
   /** close(): idle and unfinished connections go now; spliced ones may finish. */

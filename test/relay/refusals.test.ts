@@ -7,13 +7,14 @@ import { startRelay, type RelayHandle } from '../../src/relay/server.js'
 import { RelayDialer } from '../../src/relay/client.js'
 import { encodeHello, encodeConnect, Status, VERSION } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
+import { silentLogger } from '../../src/observe/logger.js'
 
 const token = randomBytes(32)
 // Never dialled: every destination below is refused first.
 const ALLOW = ['10.255.255.0/24']
 
 async function relay (t: Tap, extra: { headerTimeoutMs?: number } = {}): Promise<RelayHandle> {
-  const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry() })
+  const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry(), logger: silentLogger() })
   t.teardown(() => r.destroy())
   return r
 }
