@@ -54,6 +54,11 @@ export const ErrorCodes = {
   KT_ERR_RELAY_DOWN: 'the relay container cannot be reached through its published port',
   KT_ERR_RELAY_IMAGE: 'the relay image could not be built',
   KT_ERR_RELAY_CONTAINER: 'the relay container could not be created or started',
+  // kind-tunnel up, down, status, demo (src/app)
+  KT_ERR_ALREADY_RUNNING: 'another kind-tunnel up runs with the same state dir',
+  KT_ERR_SIDECAR: 'sidecar mode cannot find the container network to serve on',
+  KT_ERR_CLEANUP: 'some of what up changed could not be undone',
+  KT_ERR_NOT_READY: 'up did not become ready in time',
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes
