@@ -10,12 +10,12 @@ if (!Number.isInteger(listenPort) || !Number.isInteger(upstreamPort)) {
   process.exit(2);
 }
 
-const server = net.createServer((a) => {
-  const b = net.connect({ host: '127.0.0.1', port: upstreamPort });
+// allowHalfOpen on both sides, so that pipe()'s end() carries a FIN each way
+// instead of Node closing the socket on the first FIN and cutting the reply.
+const server = net.createServer({ allowHalfOpen: true }, (a) => {
+  const b = net.connect({ host: '127.0.0.1', port: upstreamPort, allowHalfOpen: true });
   a.on('error', () => b.destroy());
   b.on('error', () => a.destroy());
-  a.on('close', () => b.destroy());
-  b.on('close', () => a.destroy());
   a.pipe(b).pipe(a);
 });
 server.listen({ host: '127.0.0.1', port: listenPort, backlog: 4096 }, () => {

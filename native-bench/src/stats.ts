@@ -11,7 +11,8 @@ export function median(values: readonly number[]): number {
 /** Nearest-rank percentile (p in 0..100) of an ascending-sorted array. */
 export function percentileSorted(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
+  // the epsilon keeps 99.9% of 1000 at rank 999 despite 0.999 * 1000 = 999.0000000000001
+  const rank = Math.ceil((p / 100) * sorted.length - 1e-9);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
 }
 
