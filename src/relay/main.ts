@@ -19,7 +19,7 @@ import type { PortPolicy } from './allow.js'
 const USAGE = `usage: relay --listen HOST:PORT --token-file FILE --allow CIDR [--allow CIDR ...]
              [--ports MIN-MAX] [--extra-port N ...] [--connect-timeout MS] [--header-timeout MS]
              [--idle-timeout MS] [--max-connections N] [--log-level debug|info|warn|error|silent]
-  HOST may be "auto": this container's first non-internal IPv4 address (its kind network address).`
+  HOST may be "auto": this container's own address on its network (IPv4 first), never a wildcard.`
 
 export interface RelayMainConfig {
   readonly host: string
@@ -34,12 +34,18 @@ export interface RelayMainConfig {
   readonly logLevel: RelayLogLevel
 }
 
-/** The container's own address on its (single) network, so nothing binds a wildcard. */
+/**
+ * The container's own address on its (single) network, so nothing binds a
+ * wildcard: IPv4 first (what port publishing forwards to), else a global IPv6
+ * address on an IPv6-only network.
+ */
 export function autoAddress (): string {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
-  }
-  throw new KtError('KT_ERR_LISTEN', '--listen auto: this container has no non-loopback IPv4 address')
+  const all = Object.values(networkInterfaces()).flatMap((l) => l ?? []).filter((a) => !a.internal)
+  const v4 = all.find((a) => a.family === 'IPv4')
+  if (v4 !== undefined) return v4.address
+  const v6 = all.find((a) => a.family === 'IPv6' && !/^fe[89ab]/i.test(a.address))
+  if (v6 !== undefined) return v6.address
+  throw new KtError('KT_ERR_LISTEN', '--listen auto: this container has no address besides loopback and link-local')
 }
 
 /** Hex, at least 128 bits; surrounding whitespace (a trailing newline) is ignored. */

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { startRelay } from '../../src/relay/server.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { Registry } from '../../src/observe/metrics.js'
+import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 
 const token = randomBytes(32)
@@ -32,6 +33,9 @@ else {
     const metrics = new Registry()
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, metrics, name: 'test' })
     t.teardown(() => d.close())
+    // Compile-time: a RelayDialer is the data plane's Dialer.
+    const asDialer: Dialer = d
+    t.ok(asDialer)
     t.ok(await d.warm(3000))
     t.equal(relay.counters.authenticated, 3, 'three HELLOs done ahead of time')
     const socks = []
