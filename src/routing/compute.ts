@@ -24,11 +24,13 @@ export const ANNOTATION_HOSTNAMES = 'kind-tunnel.dev/hostnames'
 /** Ingress classes whose rule hosts this LB Service answers for, comma-separated. */
 export const ANNOTATION_INGRESS_CLASS = 'kind-tunnel.dev/ingress-class'
 /**
- * Our own finalizer, not the upstream `service.kubernetes.io/load-balancer-cleanup`:
- * cloud-provider-kind uses that one, and a Service must not look released to
- * one controller while the other still serves it.
+ * The upstream service controller's finalizer (issue #5), the one
+ * cloud-provider-kind and every cloud provider put on the LoadBalancer
+ * Services they serve: tools that wait for it (and users who know it) keep
+ * working. Running kind-tunnel and cloud-provider-kind on one cluster is
+ * unsupported either way: both would claim every class-less Service.
  */
-export const FINALIZER = 'kind-tunnel.dev/load-balancer-cleanup'
+export const FINALIZER = 'service.kubernetes.io/load-balancer-cleanup'
 /** Nodes with this label (any value) are not LB backends, as upstream's service controller. */
 export const EXCLUDE_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers'
 /** kube-proxy's health endpoint, for externalTrafficPolicy: Cluster. */
@@ -222,6 +224,11 @@ export function isHandled (svc: KubeService): boolean {
   if (svc.spec?.type !== 'LoadBalancer') return false
   const cls = svc.spec.loadBalancerClass
   return cls === undefined || cls === null || cls === '' || cls === LOAD_BALANCER_CLASS
+}
+
+function hasForeignClass (svc: KubeService): boolean {
+  const cls = svc.spec?.loadBalancerClass
+  return cls !== undefined && cls !== null && cls !== '' && cls !== LOAD_BALANCER_CLASS
 }
 
 function isDeleting (o: { readonly metadata?: { readonly deletionTimestamp?: string | Date } }): boolean {
@@ -419,10 +426,12 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     const namespace = svc.metadata?.namespace ?? 'default'
     const handled = isHandled(svc)
     const ours = svc.metadata?.finalizers?.includes(FINALIZER) === true
-    // A Service that stopped asking for us (type or class changed) but still
-    // carries our finalizer, or a handled one being deleted: release it.
+    // A Service that stopped asking for us (its type changed) but still
+    // carries the finalizer, or a handled one being deleted: release it. A
+    // Service with another controller's class is never touched: the
+    // finalizer is shared, so on such a Service it belongs to that controller.
     if (!handled) {
-      if (ours) plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      if (ours && !hasForeignClass(svc)) plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
       continue
     }
     if (isDeleting(svc)) {

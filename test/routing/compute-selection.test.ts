@@ -47,15 +47,20 @@ t.test('the cleanup plan finds the IP in status after a restart', async (t) => {
   t.equal(r.services[0]?.ip, '127.240.0.7', 'only an address of our pool is released')
 })
 
-t.test('a Service that stops asking for us is cleaned up only if it carries our finalizer', async (t) => {
+t.test('the finalizer is the upstream service controller\'s', async (t) => {
+  t.equal(FINALIZER, 'service.kubernetes.io/load-balancer-cleanup')
+})
+
+t.test('a Service that stops asking for us is cleaned up only if it carries the finalizer and no foreign class', async (t) => {
   const r = run([
     svc('went-cluster-ip', { type: 'ClusterIP', finalizers: [FINALIZER], ingress: [{ ip: '127.240.0.3' }] }),
-    svc('went-foreign', { loadBalancerClass: 'example.com/other', finalizers: [FINALIZER] }),
-    svc('never-ours', { type: 'ClusterIP', finalizers: ['service.kubernetes.io/load-balancer-cleanup'] }),
+    svc('went-ours-class', { type: 'ClusterIP', loadBalancerClass: 'kind-tunnel.dev/lb', finalizers: [FINALIZER] }),
+    svc('foreign-with-finalizer', { loadBalancerClass: 'example.com/other', finalizers: [FINALIZER] }),
+    svc('never-ours', { type: 'ClusterIP', finalizers: ['example.com/other-cleanup'] }),
   ])
   t.same(r.services.map((p) => [p.key, p.action, p.reason]), [
     ['default/went-cluster-ip', 'cleanup', 'NotHandled'],
-    ['default/went-foreign', 'cleanup', 'NotHandled'],
+    ['default/went-ours-class', 'cleanup', 'NotHandled'],
   ])
   t.equal(r.services[0]?.statusChanged, true, 'the stale status is to be cleared')
 })
