@@ -10,7 +10,9 @@ export interface TarEntry {
   readonly mode?: number
   readonly uid?: number
   readonly gid?: number
-  readonly type?: 'file' | 'dir'
+  readonly type?: 'file' | 'dir' | 'symlink'
+  /** The target of a symlink. */
+  readonly link?: string
 }
 
 const BLOCK = 512
@@ -39,7 +41,8 @@ function header (e: TarEntry, size: number): Buffer {
   writeOctal(h, size, 124, 12)
   writeOctal(h, 0, 136, 12) // mtime 0: identical inputs give identical archives
   h.fill(0x20, 148, 156) // checksum field counts as spaces while summing
-  h[156] = dir ? 0x35 : 0x30
+  h[156] = dir ? 0x35 : e.type === 'symlink' ? 0x32 : 0x30
+  if (e.type === 'symlink') h.write(e.link ?? '', 157, 100, 'utf8')
   h.write('ustar\u000000', 257, 8, 'latin1')
   h.write(n.prefix, 345, 155, 'utf8')
   let sum = 0
@@ -51,7 +54,7 @@ function header (e: TarEntry, size: number): Buffer {
 export function packTar (entries: readonly TarEntry[]): Buffer {
   const parts: Buffer[] = []
   for (const e of entries) {
-    const data = e.type === 'dir' ? Buffer.alloc(0) : (e.data ?? Buffer.alloc(0))
+    const data = e.type === 'dir' || e.type === 'symlink' ? Buffer.alloc(0) : (e.data ?? Buffer.alloc(0))
     parts.push(header(e, data.length))
     if (data.length > 0) {
       parts.push(data)

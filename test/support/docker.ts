@@ -107,7 +107,7 @@ let busyboxTag: Promise<string> | undefined
 export function busyboxImage (): Promise<string> {
   busyboxTag ??= (async () => {
     const bin = readFileSync(BUSYBOX)
-    const tag = `kind-tunnel-test-busybox:${createHash('sha256').update(bin).digest('hex').slice(0, 12)}`
+    const tag = `kind-tunnel-test-busybox:${createHash('sha256').update(bin).update('v2').digest('hex').slice(0, 12)}`
     try {
       await docker.getImage(tag).inspect()
       return tag
@@ -116,7 +116,7 @@ export function busyboxImage (): Promise<string> {
     const tar = packTar([
       { name: 'bin', type: 'dir' },
       { name: 'bin/busybox', data: bin, mode: 0o755 },
-      ...applets.map((a) => ({ name: `bin/${a}`, data: bin, mode: 0o755 })),
+      ...applets.map((a) => ({ name: `bin/${a}`, type: 'symlink' as const, link: 'busybox', mode: 0o777 })),
       { name: 'tmp', type: 'dir', mode: 0o1777 },
     ])
     const [repo, tg] = tag.split(':') as [string, string]
