@@ -65,10 +65,18 @@ export interface NativeSplicer {
    * After the handoff JS must not read, write, pause/resume or time out either socket.
    */
   splice (a: Socket, b: Socket, opts: SpliceOptions, done: (r: SpliceResult) => void): SpliceHandle
-  /** pairs: handed over and not yet reported done. pipesPooled: empty pipes kept for reuse. */
-  stats (): { pairs: number, pipesPooled: number }
+  stats (): SplicerStats
   /** Abort every pair (each still gets its done, cause 'aborted') and stop the worker thread. */
   close (): void
+}
+
+export interface SplicerStats {
+  /** Pairs handed over and not yet reported done. */
+  pairs: number
+  /** Empty pipes kept for reuse (mode 'splice'). */
+  pipesPooled: number
+  /** Chunks carried through a buffer because no pipe could be created (EMFILE/ENFILE), since start. */
+  pipeFallbacks: number
 }
 
 export interface LoadOptions {
@@ -91,7 +99,7 @@ interface Binding {
   add (engine: object, id: number, fdA: number, fdB: number, idleMs: number,
     headAtoB: Buffer | undefined, headBtoA: Buffer | undefined, halfCloseMs: number): void
   abort (engine: object, id: number): void
-  stats (engine: object): [number, number]
+  stats (engine: object): [number, number, number]
   ref (engine: object, on: boolean): void
   close (engine: object): void
 }
@@ -299,10 +307,9 @@ class Splicer implements NativeSplicer {
     return { abort: () => { if (!this.#closed && this.#pending.has(id)) this.#binding.abort(this.#engine, id) } }
   }
 
-  stats (): { pairs: number, pipesPooled: number } {
-    if (this.#closed) return { pairs: this.#pending.size, pipesPooled: 0 }
-    const [pairs, pipesPooled] = this.#binding.stats(this.#engine)
-    return { pairs, pipesPooled }
+  stats (): SplicerStats {
+    const [pairs, pipesPooled, pipeFallbacks] = this.#binding.stats(this.#engine)
+    return { pairs: this.#closed ? this.#pending.size : pairs, pipesPooled, pipeFallbacks }
   }
 
   close (): void {

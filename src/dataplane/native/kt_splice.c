@@ -36,10 +36,12 @@
 
 #define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
 #define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
+#define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode
 #define KT_POOL_MAX 256              // empty pipes / buffers kept for reuse
 #define KT_BUDGET 16                 // transfers per direction per turn, so one bulk pair cannot starve the rest
 #define KT_MAX_EVENTS 256
 #define KT_BUCKETS 16384             // id -> pair hash, only used by abort
+#define KT_SCAN_MIN_MS 50            // idle scans are O(pairs): at most one per this many ms
 
 enum { MODE_SPLICE = 0, MODE_RW = 1 };
 // The order matches CAUSES in index.ts.
@@ -52,8 +54,9 @@ typedef struct side {
   pair_t *p;
   int fd;            // our F_DUPFD_CLOEXEC duplicate, never JS's fd
   uint8_t idx;       // 0 = a, 1 = b
-  uint8_t readable;  // edge-triggered: cleared only by EAGAIN, set by events
+  uint8_t readable;  // edge-triggered: cleared by EAGAIN (or a short read), set by events
   uint8_t writable;
+  uint8_t rdhup;     // FIN/RST/error signalled: read until EAGAIN or EOF, no short-read shortcut
 } side_t;
 
 // One direction: src side idx -> the other side. The bytes in flight sit in a
@@ -68,6 +71,7 @@ typedef struct dir {
   uint64_t bytes;    // written to dst
   uint8_t eof;       // src returned 0
   uint8_t shut;      // shutdown(dst, SHUT_WR) done: this direction is complete
+  uint8_t bulk;      // splice mode: the last read filled a buffer, so splice the next ones
 } dir_t;
 
 struct pair {
@@ -112,6 +116,7 @@ typedef struct engine {
   napi_env env;
   atomic_int pairs;
   atomic_int pipes_pooled;
+  atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
   // worker-owned from here on
   pair_t *buckets[KT_BUCKETS];
   pair_t live;
@@ -167,8 +172,13 @@ static void wake (engine_t *e) {
 
 // ---------------------------------------------------------------- worker: carriers
 
+// Small messages (keep-alive requests and responses) are cheaper through a
+// buffer: recv/send, and a short recv proves the socket drained, which saves
+// the EAGAIN read. Once a read fills the buffer the direction is moving bulk,
+// and splice(2) then avoids copying through user space; a splice that moves
+// little switches back (HAProxy's splice-auto follows the same idea).
 static int take_carrier (engine_t *e, dir_t *d) {
-  if (e->mode == MODE_SPLICE) {
+  if (e->mode == MODE_SPLICE && d->bulk) {
     if (e->pool_n > 0) {
       e->pool_n--;
       d->pr = e->pool_r[e->pool_n];
@@ -186,6 +196,7 @@ static int take_carrier (engine_t *e, dir_t *d) {
     // Out of descriptors: carry this chunk through a buffer so the pair keeps
     // flowing (anchors.md: `ulimit -n 64` causes no crash).
     if (errno != EMFILE && errno != ENFILE) return errno;
+    atomic_fetch_add(&e->pipe_fallbacks, 1);
   }
   if (e->bufs_n > 0) {
     d->buf = e->bufs[--e->bufs_n];
@@ -391,6 +402,17 @@ static int pump_dir (engine_t *e, pair_t *p, int i) {
       d->off = 0;
       p->last_ms = e->now_ms;
       budget--;
+      if (d->pr >= 0) {
+        if (n < KT_SMALL_SPLICE) d->bulk = 0;
+      } else if ((size_t)n == KT_RW_BUF_SIZE) {
+        if (e->mode == MODE_SPLICE) d->bulk = 1;
+      } else if (!src->rdhup) {
+        // recv() on TCP returns everything queued up to the length asked, so a
+        // short read drained the socket; data arriving later raises a new edge.
+        // Not after FIN/RST was signalled: that edge is spent, and the EOF or
+        // error must still be read.
+        src->readable = 0;
+      }
       continue;
     }
     if (n == 0) {
@@ -503,6 +525,9 @@ static void idle_scan (engine_t *e) {
     }
     p = nx;
   }
+  // Staggered activity could otherwise make the earliest deadline creep forward
+  // a little at a time, with a full scan at each step.
+  if (next != INT64_MAX && next < e->now_ms + KT_SCAN_MIN_MS) next = e->now_ms + KT_SCAN_MIN_MS;
   e->next_scan_ms = next;
 }
 
@@ -563,6 +588,7 @@ static void *worker (void *arg) {
         }
       }
       if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
+      if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
       if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
       pump_pair(e, p);
     }
@@ -902,7 +928,7 @@ static napi_value js_abort (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// stats(engine) -> [pairs, pipesPooled]
+// stats(engine) -> [pairs, pipesPooled, pipeFallbacks]
 static napi_value js_stats (napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -910,11 +936,13 @@ static napi_value js_stats (napi_env env, napi_callback_info info) {
   engine_t *e = argc >= 1 ? get_engine(env, argv[0]) : NULL;
   if (e == NULL) return throw_type(env, "not a splice engine");
   napi_value arr, v;
-  napi_create_array_with_length(env, 2, &arr);
+  napi_create_array_with_length(env, 3, &arr);
   napi_create_int32(env, atomic_load(&e->pairs), &v);
   napi_set_element(env, arr, 0, v);
   napi_create_int32(env, atomic_load(&e->pipes_pooled), &v);
   napi_set_element(env, arr, 1, v);
+  napi_create_int32(env, atomic_load(&e->pipe_fallbacks), &v);
+  napi_set_element(env, arr, 2, v);
   return arr;
 }
 
