@@ -59,6 +59,8 @@ export const ErrorCodes = {
   KT_ERR_SIDECAR: 'sidecar mode cannot find the container network to serve on',
   KT_ERR_CLEANUP: 'some of what up changed could not be undone',
   KT_ERR_NOT_READY: 'up did not become ready in time',
+  // the Kubernetes controller (src/control)
+  KT_ERR_KUBE_WATCH_STALLED: 'a watch delivered nothing, not even a bookmark, for too long and was restarted',
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes
