@@ -76,6 +76,11 @@ t.test('refusals carry codes and leave the sockets untouched', { skip: SKIP }, a
   t.ok(a.writableLength > 0, 'bytes queued in JS')
   t.throws(() => splicer.splice(a, b, { idleTimeoutMs: 0 }, done), { code: 'KT_ERR_NATIVE_HANDOFF' }, 'pending writes')
 
+  const ended = await connect(backend.port)
+  ended.end()
+  t.teardown(() => ended.destroy())
+  t.throws(() => splicer.splice(b, ended, { idleTimeoutMs: 0 }, done), { code: 'KT_ERR_NATIVE_HANDOFF' }, 'already ended by JS')
+
   const dead = await connect(backend.port)
   dead.destroy()
   t.throws(() => splicer.splice(dead, b, { idleTimeoutMs: 0 }, done), { code: 'KT_ERR_NATIVE_FD' }, 'destroyed socket')

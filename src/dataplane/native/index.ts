@@ -179,6 +179,10 @@ function handleOf (s: Socket): NodeHandle | undefined {
 }
 
 function fdOf (s: Socket, which: string): number {
+  // A TLS socket's bytes on the wire are not its plaintext: only raw TCP splices.
+  if ((s as { encrypted?: unknown }).encrypted === true) {
+    throw new KtError('KT_ERR_NATIVE_FD', `socket ${which} is a TLS socket; only raw TCP sockets can be spliced`)
+  }
   const fd = handleOf(s)?.fd
   // Linux exposes the descriptor on the TCP handle; a TLS socket, a pipe or a
   // closed socket has none, and those cannot be spliced.
@@ -194,6 +198,10 @@ function checkHandoff (s: Socket, which: string): void {
   }
   if (s.writableLength > 0) {
     throw new KtError('KT_ERR_NATIVE_HANDOFF', `socket ${which} has ${s.writableLength} bytes queued by JS`)
+  }
+  // Native passes each EOF on itself; a FIN JS already sent would make its writes fail.
+  if (s.writableEnded) {
+    throw new KtError('KT_ERR_NATIVE_HANDOFF', `socket ${which} was already ended by JS`)
   }
 }
 

@@ -193,9 +193,8 @@ static int take_carrier (engine_t *e, dir_t *d) {
       d->pw = fds[1];
       return 0;
     }
-    // Out of descriptors: carry this chunk through a buffer so the pair keeps
-    // flowing (anchors.md: `ulimit -n 64` causes no crash).
-    if (errno != EMFILE && errno != ENFILE) return errno;
+    // Out of descriptors (EMFILE/ENFILE) or pipe memory: carry this chunk through
+    // a buffer so the pair keeps flowing (anchors.md: `ulimit -n 64` causes no crash).
     atomic_fetch_add(&e->pipe_fallbacks, 1);
   }
   if (e->bufs_n > 0) {
@@ -634,15 +633,16 @@ static void *worker (void *arg) {
 // ---------------------------------------------------------------- JS thread
 
 static void stop_worker (engine_t *e) {
-  if (!e->thread_started || e->joined) return;
   pthread_mutex_lock(&e->mu);
   atomic_store(&e->stopping, 1);
   pthread_mutex_unlock(&e->mu);
-  wake(e);
-  pthread_join(e->thread, NULL);
-  e->joined = 1;
-  close(e->ep);
-  close(e->evfd);
+  if (e->thread_started && !e->joined) {
+    wake(e);
+    pthread_join(e->thread, NULL);
+    e->joined = 1;
+  }
+  if (e->ep >= 0) close(e->ep);
+  if (e->evfd >= 0) close(e->evfd);
   e->ep = e->evfd = -1;
 }
 
@@ -779,7 +779,10 @@ static napi_value js_create_engine (napi_env env, napi_callback_info info) {
   if (napi_add_env_cleanup_hook(env, cleanup_hook, e) == napi_ok) e->hook_added = 1;
 
   int rc = pthread_create(&e->thread, NULL, worker, e);
-  if (rc != 0) return throw_errno(env, rc, "createEngine: worker thread");
+  if (rc != 0) {
+    stop_worker(e);  // the wrap's finalizer frees the rest
+    return throw_errno(env, rc, "createEngine: worker thread");
+  }
   e->thread_started = 1;
   return obj;
 }
