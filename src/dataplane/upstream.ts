@@ -74,6 +74,34 @@ export class Backend implements Balanceable {
   get available (): boolean {
     return this.health.available
   }
+
+  /** Plain data for `kind-tunnel status` (ListenerManager.snapshot()). */
+  status (): BackendStatus {
+    const p = this.pool
+    return {
+      key: this.key,
+      active: this.active,
+      available: this.health.available,
+      healthy: this.health.healthy,
+      ejected: this.health.ejected,
+      lastFailure: this.health.lastFailure,
+      poolIdle: p?.idle ?? 0,
+      poolHits: p?.hits ?? 0,
+      poolMisses: p?.misses ?? 0,
+    }
+  }
+}
+
+export interface BackendStatus {
+  key: string
+  active: number
+  available: boolean
+  healthy: boolean
+  ejected: boolean
+  lastFailure: string | undefined
+  poolIdle: number
+  poolHits: number
+  poolMisses: number
 }
 
 interface UpstreamMetrics {

@@ -88,3 +88,17 @@ t.test('PROXY header first, on fresh and warm sockets; close stops pools and che
   t.notMatch(metrics.render(), /kt_upstream_backend_active_connections\{/, 'its series are gone')
   t.notMatch(metrics.render(), /kt_upstream_pool_idle\{/)
 })
+
+t.test('backend status for `kind-tunnel status`', async (t) => {
+  const be = await countingServer()
+  t.teardown(() => be.close())
+  const up = make({ id: 'u', endpoints: [be.endpoint, { host: '127.0.0.1', port: 1 }], poolSize: 1 })
+  t.teardown(() => up.close())
+  t.ok(await waitFor(() => up.backends[0]?.status().poolIdle === 1, 2000))
+  t.ok(await waitFor(() => up.backends[1]?.status().ejected === true, 3000), 'port 1 refuses: warm dials eject it')
+  const [ok, bad] = up.backends.map((b) => b.status())
+  t.same(ok, { key: `127.0.0.1:${be.port}`, active: 0, available: true, healthy: true, ejected: false, lastFailure: undefined, poolIdle: 1, poolHits: 0, poolMisses: 0 })
+  t.equal(bad?.available, false)
+  t.equal(bad?.lastFailure, 'ECONNREFUSED')
+  t.equal(bad?.poolIdle, 0)
+})
