@@ -627,6 +627,14 @@ export class ApiServer {
       return
     }
     if (!this.authenticated(req)) {
+      // Name the resource in the request record even though the answer is 401.
+      try {
+        const off = first === 'api' ? 2 : 3
+        if (segs.length > off) {
+          const p = this.parseResourcePath(req.method ?? '', first === 'api' ? '' : segs[1] ?? '', segs[off - 1] ?? '', segs.slice(off), url)
+          Object.assign(info, { verb: p.verb, resource: resourceKey(p.def), subresource: p.subresource, namespace: p.namespace, name: p.name })
+        }
+      } catch {}
       await drain(req)
       throw unauthorized()
     }
@@ -867,8 +875,10 @@ export class ApiServer {
     const label = parseLabelSelector(q.get('labelSelector'))
     const field = parseFieldSelector(fieldRaw, def)
     const timeoutRaw = q.get('timeoutSeconds')
-    const timeoutSeconds = timeoutRaw === null || timeoutRaw === '' ? this.opts.defaultWatchSeconds : Number.parseInt(timeoutRaw, 10)
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) throw badRequest(`invalid timeoutSeconds: ${String(timeoutRaw)}`)
+    // As kube's watch handler: absent or 0 means the server's default.
+    const asked = timeoutRaw === null || timeoutRaw === '' ? 0 : Number(timeoutRaw)
+    if (!Number.isInteger(asked) || asked < 0) throw badRequest(`invalid timeoutSeconds: ${String(timeoutRaw)}`)
+    const timeoutSeconds = asked === 0 ? this.opts.defaultWatchSeconds : asked
     const bookmarks = truthy(q.get('allowWatchBookmarks'))
     const sendInitialEvents = truthy(q.get('sendInitialEvents'))
     if (sendInitialEvents && q.get('resourceVersionMatch') !== 'NotOlderThan') {

@@ -124,6 +124,7 @@ t.test('401 without the token, 403 from a forbid rule, both with real Status bod
   const raw = await fetch(`${s.url}/api/v1/namespaces/default/services`)
   t.equal(raw.status, 401)
   t.same(await raw.json(), { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 })
+  t.equal(s.requestCount({ verb: 'list', resource: 'services', code: 401 }), 2, 'refused requests are counted by verb and resource')
 
   const { core } = client(s.kubeconfig())
   await core.createNamespacedService({ namespace: 'default', body: svc('web') as V1Service })
