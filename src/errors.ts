@@ -49,6 +49,7 @@ export const ErrorCodes = {
   KT_ERR_NATIVE_HANDOFF: 'a socket was not in a state that can be handed to the native splicer',
   KT_ERR_NATIVE_CLOSED: 'the native splicer is closed',
   KT_ERR_NATIVE_SPLICE: 'the native splicer could not take the pair',
+  KT_ERR_NATIVE_UNAVAILABLE: 'the native splice fast path was required but cannot be loaded',
   // docker discovery and the relay container (src/docker, src/relay)
   KT_ERR_CLUSTER_AMBIGUOUS: 'several kind clusters match and none was named',
   KT_ERR_RELAY_DOWN: 'the relay container cannot be reached through its published port',

@@ -9,6 +9,8 @@ import { startMetricsServer } from '../observe/metrics-server.js'
 import { EXIT_FAILURE, EXIT_OK, fdLimit, shutdownSignal, waitForAbort } from './run.js'
 import { KtError } from '../errors.js'
 import type { LevelWithSilent } from 'pino'
+import type { Logger } from '../observe/logger.js'
+import type { NativeSplicer } from '../dataplane/native/index.js'
 
 export function proxyOptions<T> (y: Argv<T>) {
   return y
@@ -26,6 +28,7 @@ export function proxyOptions<T> (y: Argv<T>) {
     .option('max-connections-per-listener', { type: 'string', describe: 'per-listener connection cap (default: the global cap)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on HOST:PORT' })
     .option('allow-wildcard', { type: 'boolean', default: false, describe: 'allow binding 0.0.0.0 or ::' })
+    .option('native', { type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], describe: 'the native splice fast path: auto uses it when built (Linux), on requires it, off forces pure JS' })
     .option('access-log', { type: 'boolean', default: true, describe: 'one log line per connection at close' })
     .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
 }
@@ -46,6 +49,7 @@ type ProxyArgv = ArgumentsCamelCase<{
   metrics?: string
   allowWildcard: boolean
   accessLog: boolean
+  native: string
   logLevel: string
 }>
 
@@ -73,7 +77,8 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
   const logger = createLogger({ level: argv.logLevel as LevelWithSilent })
   if (limit !== undefined && limit < 1024) logger.warn({ fdLimit: limit, maxConnections: config.dataplane.maxConnections }, 'the file-descriptor limit is low; raise it with ulimit -n')
   const registry = new Registry()
-  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane })
+  const splicer = await loadSplicer(argv.native, logger)
+  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane, splicer })
   const res = await manager.apply(config.table)
   if (res.failed.length > 0) {
     await manager.close(0)
@@ -94,9 +99,25 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
   await waitForAbort(signal)
   logger.info({ active: manager.connectionCount }, 'shutting down: draining connections')
   await manager.close()
+  splicer?.close()
   await metrics?.close()
   logger.flush()
   return EXIT_OK
+}
+
+/** The native splice fast path per --native; auto falls back to pure JS with a debug line saying why. */
+export async function loadSplicer (mode: string, logger: Logger): Promise<NativeSplicer | undefined> {
+  if (mode === 'off') return undefined
+  const { loadNativeSplicer, nativeUnavailableReason } = await import('../dataplane/native/index.js')
+  const s = loadNativeSplicer()
+  if (s === undefined) {
+    const why = nativeUnavailableReason() ?? 'unknown'
+    if (mode === 'on') throw new KtError('KT_ERR_NATIVE_UNAVAILABLE', `--native on: ${why}`)
+    logger.debug({ reason: why }, 'native splice unavailable; using the pure-JS data plane')
+    return undefined
+  }
+  logger.debug({ mode: s.mode }, 'native splice fast path enabled')
+  return s
 }
 
 function fmt (host: string, port: number): string {

@@ -6,7 +6,8 @@
 import type { Socket } from 'node:net'
 import { errorCode } from '../errors.js'
 import { FirstFlightPeeker, type PeekOutcome } from './peek/index.js'
-import { splice, type SpliceCause, type SpliceHandle, type SpliceResult } from './splice.js'
+import type { SpliceCause as NativeCause, SpliceResult as NativeResult } from './native/index.js'
+import { splice, type SpliceCause, type SpliceResult } from './splice.js'
 import type { Backend, ClientInfo, Upstream } from './upstream.js'
 import type { Listener, ListenerConfig } from './listener.js'
 
@@ -14,7 +15,7 @@ import type { Listener, ListenerConfig } from './listener.js'
 export type ConnOutcome =
   | 'eof' | 'reset_client' | 'reset_upstream' | 'idle_timeout' | 'aborted'
   | 'connect_failed' | 'no_route' | 'client_closed' | 'peek_timeout' | 'too_large'
-  | 'max_connections' | 'source_denied'
+  | 'max_connections' | 'source_denied' | 'error'
 
 /** The `outcome` label of kt_route_decisions_total. */
 export type RouteOutcome = 'sni' | 'host' | 'default' | 'no_route' | 'peek_timeout' | 'too_large' | 'not_tls_or_http'
@@ -24,6 +25,15 @@ const SPLICE_TO_OUTCOME: Record<SpliceCause, ConnOutcome> = {
   'reset-client': 'reset_client',
   'reset-upstream': 'reset_upstream',
   'idle-timeout': 'idle_timeout',
+  aborted: 'aborted',
+}
+
+const NATIVE_TO_SPLICE: Record<NativeCause, SpliceCause> = {
+  eof: 'eof',
+  'reset-a': 'reset-client',
+  'reset-b': 'reset-upstream',
+  'idle-timeout': 'idle-timeout',
+  error: 'reset-upstream',
   aborted: 'aborted',
 }
 
@@ -48,7 +58,8 @@ export class Connection {
   routeName: string | undefined
   routeOutcome: RouteOutcome | undefined
   clientEnded = false
-  handle: SpliceHandle | undefined
+  peekedBytes = 0
+  handle: { abort (): void } | undefined
   result: SpliceResult | undefined
   outcome: ConnOutcome | undefined
   lastError: string | undefined
@@ -161,23 +172,56 @@ export class Connection {
     ;(this.upstream as Upstream).acquired(this.backend as Backend)
     this.client.removeListener('error', onEarlyClientError)
     this.client.removeListener('close', onEarlyClientClose)
-    const peeked = this.peeker?.chunks
+    const peeked = this.peeker
+    this.peeker = undefined
+    const opts = this.listener.opts
+    const native = this.listener.manager.splicer
+    if (native !== undefined) {
+      // The native path takes both file descriptors; the peeked bytes go first as its head.
+      // After the handoff JS never reads or writes these sockets; a late error must not crash the process.
+      this.client.on('error', noop)
+      s.on('error', noop)
+      try {
+        const head = peeked === undefined ? undefined : peeked.chunks.length === 1 ? peeked.chunks[0] : Buffer.concat(peeked.chunks)
+        this.handle = native.splice(this.client, s, {
+          idleTimeoutMs: opts.idleTimeoutMs,
+          halfCloseTimeoutMs: opts.halfCloseTimeoutMs,
+          ...(head === undefined ? {} : { headAtoB: head }),
+        }, (r) => { this.onNative(r) })
+        return
+      } catch {
+        // Refused (no fd, bytes queued by JS, ...): both sockets are still ours, intact. Use JS.
+        this.listener.manager.nativeFallbacks.inc()
+      }
+    }
     if (peeked !== undefined) {
       // Peeked bytes go upstream first; not one byte is lost.
-      for (const c of peeked) s.write(c)
-      this.peeker = undefined
+      for (const c of peeked.chunks) s.write(c)
+      this.peekedBytes = peeked.length
     }
     this.handle = splice(this.client, s, {
-      idleTimeoutMs: this.listener.opts.idleTimeoutMs,
-      halfCloseTimeoutMs: this.listener.opts.halfCloseTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      halfCloseTimeoutMs: opts.halfCloseTimeoutMs,
       clientEnded: this.clientEnded,
     }, (r) => { this.onSpliced(r) })
   }
 
   onSpliced (r: SpliceResult): void {
+    if (this.peekedBytes > 0) r.clientToUpstream += this.peekedBytes
     this.result = r
     if (r.errno !== undefined) this.lastError = r.errno
     this.finish(SPLICE_TO_OUTCOME[r.cause])
+  }
+
+  onNative (r: NativeResult): void {
+    // Native already reset where the cause calls for it; plain destroy releases the JS handles.
+    this.client.destroy()
+    this.upstreamSocket?.destroy()
+    const res: SpliceResult = { clientToUpstream: r.aToB, upstreamToClient: r.bToA, cause: NATIVE_TO_SPLICE[r.cause] }
+    if (r.errno !== undefined) res.errno = r.errno
+    this.result = res
+    if (r.errno !== undefined) this.lastError = r.errno
+    this.finish(r.cause === 'error' ? 'error' : SPLICE_TO_OUTCOME[res.cause])
   }
 
   /** Give up before the splice: reset the client so it sees the failure. */
@@ -191,7 +235,7 @@ export class Connection {
   /** Stop now (drain timeout, shutdown, route removed). */
   abort (): void {
     if (this.done) return
-    if (this.handle !== undefined) { this.handle.abort('aborted'); return }
+    if (this.handle !== undefined) { this.handle.abort(); return }
     this.upstreamSocket?.destroy()
     this.fail('aborted', 'KT_ERR_DRAIN_TIMEOUT')
   }
@@ -205,6 +249,8 @@ export class Connection {
     this.listener.closed(this)
   }
 }
+
+function noop (): void {}
 
 function onPeekData (this: ConnSocket, chunk: Buffer): void {
   const conn = this[kConn]

@@ -6,7 +6,8 @@
 import { BlockList, isIP } from 'node:net'
 import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
-import type { Counter, Gauge, Histogram, Registry } from '../observe/metrics.js'
+import type { Cell, Counter, Gauge, Histogram, Registry } from '../observe/metrics.js'
+import type { NativeSplicer } from './native/index.js'
 import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
 import type { Connection } from './connection.js'
@@ -59,6 +60,8 @@ export interface ListenerManagerInit {
   metrics: Registry
   options?: Partial<DataplaneOptions>
   dialers?: ReadonlyMap<string, Dialer>
+  /** The native splice fast path; absent means the pure-JS splice for every connection. */
+  splicer?: NativeSplicer | undefined
 }
 
 export class ListenerManager {
@@ -68,6 +71,7 @@ export class ListenerManager {
   readonly listeners = new Map<string, Listener>()
   readonly upstreams = new Map<string, Upstream>()
   readonly dialers: ReadonlyMap<string, Dialer>
+  readonly splicer: NativeSplicer | undefined
   readonly metrics: Registry
   readonly m: {
     connections: Counter
@@ -76,6 +80,7 @@ export class ListenerManager {
     bytes: Counter
     acceptErrors: Counter
     connectErrors: Counter
+    nativeFallbacks: Counter
     active: Gauge
     duration: Histogram
   }
@@ -86,12 +91,14 @@ export class ListenerManager {
   private applying: Promise<unknown> = Promise.resolve()
 
   get connectErrors (): Counter { return this.m.connectErrors }
+  readonly nativeFallbacks: Cell
 
   constructor (init: ListenerManagerInit) {
     this.opts = Object.freeze({ ...DEFAULT_DATAPLANE_OPTIONS, ...init.options })
     this.log = init.logger.child({ module: 'dataplane' })
     this.accessLog = init.logger.child({ module: 'access' })
     this.dialers = init.dialers ?? new Map()
+    this.splicer = init.splicer
     this.metrics = init.metrics
     const r = init.metrics
     this.m = {
@@ -101,9 +108,11 @@ export class ListenerManager {
       bytes: r.counter('kt_bytes_total', 'Bytes spliced, by listener and direction (counted at close).'),
       acceptErrors: r.counter('kt_accept_errors_total', 'accept() failures such as EMFILE, by listener and code.'),
       connectErrors: r.counter('kt_upstream_connect_errors_total', 'Upstream connect failures, by upstream, backend and code.'),
+      nativeFallbacks: r.counter('kt_native_fallbacks_total', 'Connections the native splicer refused (spliced in JS instead).'),
       active: r.gauge('kt_active_connections', 'Open client connections, by listener.'),
       duration: r.histogram('kt_connection_duration_seconds', 'Client connection lifetime.', [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600]),
     }
+    this.nativeFallbacks = this.m.nativeFallbacks.bind()
     this.m.active.collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.active.size)
     })

@@ -28,7 +28,7 @@ export interface ListenerConfig {
   readonly maxConnections: number
 }
 
-const CONN_OUTCOMES: readonly ConnOutcome[] = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied']
+const CONN_OUTCOMES: readonly ConnOutcome[] = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied', 'error']
 const ROUTE_OUTCOMES: readonly RouteOutcome[] = ['sni', 'host', 'default', 'no_route', 'peek_timeout', 'too_large', 'not_tls_or_http']
 
 const kListener = Symbol('kt.listener')

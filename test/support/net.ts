@@ -132,7 +132,10 @@ export interface TestProxy {
 /** A ListenerManager applying `table` (port 0 listeners get real ports). */
 export async function startProxy (listeners: ListenerSpec[], options: Partial<DataplaneOptions> = {}): Promise<TestProxy> {
   const registry = new Registry()
-  const manager = new ListenerManager({ logger: silentLogger(), metrics: registry, options: { accessLog: false, ...options } })
+  // KT_TEST_SPLICE=native runs the same tests through the native splice addon (see native-mode.test.ts).
+  const splicer = process.env.KT_TEST_SPLICE === 'native' ? (await import('../../src/dataplane/native/index.js')).loadNativeSplicer() : undefined
+  if (process.env.KT_TEST_SPLICE === 'native' && splicer === undefined) throw new Error('KT_TEST_SPLICE=native but the addon is not available')
+  const manager = new ListenerManager({ logger: silentLogger(), metrics: registry, options: { accessLog: false, ...options }, splicer })
   const table: RouteTable = { version: 1, listeners }
   const res = await manager.apply(table)
   if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed))
@@ -140,7 +143,7 @@ export async function startProxy (listeners: ListenerSpec[], options: Partial<Da
   const byKey = new Map(res.bound.map((b) => [b.key, b]))
   const bound = listeners.map((l) => byKey.get(`${l.host}:${l.port}`) as { host: string, port: number })
   const ports = bound.map((b) => b.port)
-  return { manager, registry, host: bound[0]?.host ?? '127.0.0.1', hosts: bound.map((b) => b.host), port: ports[0] as number, ports, close: () => manager.close(500) }
+  return { manager, registry, host: bound[0]?.host ?? '127.0.0.1', hosts: bound.map((b) => b.host), port: ports[0] as number, ports, close: async () => { await manager.close(500); splicer?.close() } }
 }
 
 export function sleep (ms: number): Promise<void> {
