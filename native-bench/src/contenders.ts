@@ -133,7 +133,10 @@ const dockerProxy: Contender = {
     'docker-proxy',
     'rival',
     'docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port P -container-ip 127.0.0.1 -container-port Q 3>/dev/null',
-    ['standalone, the userland proxy behind every `docker run -p 127.0.0.1:...`; fd 3 must stay open or it closes its listener'],
+    [
+      'standalone, the userland proxy behind every `docker run -p 127.0.0.1:...`; fd 3 must stay open or it closes its listener',
+      'it holds 6 file descriptors per connection (two sockets, two splice pipes), so it runs out first under the same RLIMIT_NOFILE',
+    ],
   ),
   unsupported: {},
   start: async (kind, ctx) => {
@@ -175,6 +178,7 @@ const dockerMapping: Contender = {
 const socat: Contender = {
   info: info('socat', 'socat', 'rival', 'socat TCP-LISTEN:P,bind=127.0.0.1,fork,reuseaddr,backlog=4096 TCP:127.0.0.1:Q', [
     'forks one process per connection: its CPU and memory are summed over the whole process tree',
+    'its RSS counts the pages every child shares once per child; the PSS column (shared pages split among sharers) is the fairer memory figure',
   ]),
   unsupported: {},
   start: async (kind, ctx) => {

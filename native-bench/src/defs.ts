@@ -30,6 +30,8 @@ export interface Sample {
   workload: WorkloadId;
   metrics: Record<string, number>;
   error?: string;
+  /** The run counted, with a caveat (e.g. connections that failed). */
+  note?: string;
 }
 
 export interface Machine {
@@ -88,11 +90,11 @@ export interface MetricDef {
 export const METRICS: readonly MetricDef[] = [
   { workload: 'bulk1', metric: 'gbps', title: 'iperf3 1 stream', unit: 'Gbit/s', better: 'higher', digits: 2, headline: true },
   { workload: 'bulk4', metric: 'gbps', title: 'iperf3 -P4', unit: 'Gbit/s', better: 'higher', digits: 2, headline: true },
-  { workload: 'wrk', metric: 'rps', title: 'keep-alive (wrk)', unit: 'req/s', better: 'higher', digits: 0, headline: true },
+  { workload: 'wrk', metric: 'rps', title: 'wrk keep-alive', unit: 'req/s', better: 'higher', digits: 0, headline: true },
   { workload: 'wrk', metric: 'p50', title: 'wrk p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'wrk', metric: 'p99', title: 'wrk p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'wrk', metric: 'p999', title: 'wrk p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },
-  { workload: 'autocannon', metric: 'rps', title: 'keep-alive (autocannon)', unit: 'req/s', better: 'higher', digits: 0, headline: true },
+  { workload: 'autocannon', metric: 'rps', title: 'autocannon keep-alive', unit: 'req/s', better: 'higher', digits: 0, headline: true },
   { workload: 'autocannon', metric: 'p50', title: 'autocannon p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'autocannon', metric: 'p99', title: 'autocannon p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'autocannon', metric: 'p999', title: 'autocannon p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },

@@ -186,7 +186,7 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
   p(`- **Figures.** Median over rounds with [min–max]. Ratios are computed per round and their median is shown.`);
   p(`- **Pinning.** Load generator on ${r.method.pinning.loadGenerator}, proxy on ${r.method.pinning.proxy} (\`taskset\`), backends ${r.method.pinning.backend}. Every proxy therefore gets one core, like HAProxy with \`nbthread 1\` and one nginx worker.`);
   p(`- **Backends** on 127.0.0.1: nginx with one worker returning a 100-byte body (keep-alive unlimited), \`iperf3 -s -B 127.0.0.1\`, and a Node echo server for idle connections. Every proxy and backend gets \`RLIMIT_NOFILE\` ${r.method.nofile}.`);
-  p(`- **Runs.** ${r.method.durationS} s per throughput run (iperf3 also omits the first ${r.method.bulkOmitS} s), ${r.method.wrkConnections} connections for wrk and autocannon, ${r.method.ttfbSamples} sequential TTFB samples, ${r.method.idleConns} idle connections, warm pool size ${r.method.poolSize}.`);
+  p(`- **Runs.** ${r.method.durationS} s per throughput run (${r.method.bulkOmitS > 0 ? `iperf3 also omits the first ${r.method.bulkOmitS} s` : 'no iperf3 warm-up omitted'}), ${r.method.wrkConnections} connections for wrk and autocannon, ${r.method.ttfbSamples} sequential TTFB samples, ${r.method.idleConns} idle connections, warm pool size ${r.method.poolSize}.`);
   p('- **RSS per idle connection**: the proxy\'s VmRSS from `/proc/PID/status`, summed over its process tree, after every connection has sent one 42-byte message and received its echo, minus the same before the first connection, divided by the connections. PSS (`/proc/PID/smaps_rollup`) is shown too; it differs only for socat, whose forked children share pages. The kernel\'s socket memory is not included.');
   p('- **CPU per GB**: utime + stime of the proxy\'s process tree (children included, reaped ones through cutime/cstime) from `/proc/PID/stat` across the one-stream iperf3 run, divided by the bytes iperf3 sent, warm-up included. "proxy CPU, bulk" is the same CPU time over the wall time.');
   p('- **TTFB**: one connection at a time: connect, send `GET /`, and time until the first response byte, in µs, measured by a Node client (its own overhead is in every row alike).');
@@ -209,11 +209,19 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
     const k = `${label}, ${WORKLOAD_TITLES[s.workload]}: ${s.error}`;
     failed.set(k, (failed.get(k) ?? 0) + 1);
   }
-  if (failed.size > 0 || r.notes.length > 0) {
+  const caveats = new Map<string, number>();
+  for (const s of r.samples) {
+    if (s.note === undefined) continue;
+    const label = r.contenders.find((c) => c.id === s.contender)?.label ?? s.contender;
+    const k = `${label}, ${WORKLOAD_TITLES[s.workload]}: ${s.note}`;
+    caveats.set(k, (caveats.get(k) ?? 0) + 1);
+  }
+  if (failed.size > 0 || caveats.size > 0 || r.notes.length > 0) {
     p('## Failures and gaps');
     p();
     for (const n of r.notes) p(`- ${n}`);
     for (const [k, n] of failed) p(`- ${mdEscape(k)} (${n} of ${r.method.rounds} rounds)`);
+    for (const [k, n] of caveats) p(`- ${mdEscape(k)} (${n} of ${r.method.rounds} rounds; counted)`);
     p();
   }
   p('## What was tried');
@@ -244,6 +252,10 @@ export function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+const CLIP = 3;
+/** A white outline behind value labels keeps them legible where they cross the dashed line. */
+const HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"';
+
 interface Bar {
   label: string;
   color: string;
@@ -270,7 +282,7 @@ export function renderSvg(r: Results): string {
   const title = `kind-tunnel vs. the native proxies${r.mode !== 'full' ? ` (provisional ${r.mode} run)` : ''}`;
   o.push(`<text x="10" y="20" font-size="15" font-weight="bold">${xmlEscape(title)}</text>`);
   o.push(
-    `<text x="10" y="38" fill="#444">${xmlEscape(`Bars: ratio to docker-proxy in the same round (dashed line = 1), median of ${r.method.rounds} rounds; labels: the measured median. ${r.machine.cores} cores, ${r.machine.cpuModel}.`)}</text>`,
+    `<text x="10" y="38" fill="#444">${xmlEscape(`Bars: ratio to docker-proxy in the same round (dashed line = 1; » = clipped at ${CLIP}×), median of ${r.method.rounds} rounds; labels: the measured median and that ratio. ${r.machine.cores} cores, ${r.machine.cpuModel}.`)}</text>`,
   );
   defs.forEach((d, i) => {
     const x0 = 10 + (i % cols) * panelW;
@@ -289,26 +301,30 @@ export function renderSvg(r: Results): string {
         text: noData ? why : `${fmtNum(x.value.median, d.digits)} ${d.unit}${ratio !== undefined ? `  (${ratio.toFixed(2)}×)` : ''}`,
       };
     });
-    const maxRatio = Math.max(1, ...bars.map((b) => b.ratio ?? 0));
+    // Clip at CLIP× so that direct (often 3-6× any proxy) does not squeeze the rest; the label keeps the true ratio.
+    const maxRatio = Math.min(CLIP, Math.max(1, ...bars.map((b) => b.ratio ?? 0)));
     const scale = barMax / maxRatio;
     o.push(`<g transform="translate(${x0},${y0})">`);
     o.push(`<text x="0" y="16" font-size="13" font-weight="bold">${xmlEscape(d.title)}</text>`);
     o.push(`<text x="0" y="31" fill="#555">${xmlEscape(`${d.unit}, ${d.better} is better${refId === 'direct' ? '; ratio to direct (no docker-proxy figure)' : refId === undefined ? '; no reference' : ''}`)}</text>`);
+    if (refId !== undefined) {
+      // drawn first, so bars and labels sit on top of it
+      const xr = (labelW + scale).toFixed(1);
+      o.push(`<line x1="${xr}" y1="${headH - 2}" x2="${xr}" y2="${headH + cs.length * rowH}" stroke="#333" stroke-dasharray="3,3"/>`);
+    }
     bars.forEach((b, j) => {
       const y = headH + j * rowH;
       o.push(`<text x="${labelW - 6}" y="${y + 12}" text-anchor="end">${xmlEscape(b.label)}</text>`);
       if (b.ratio !== undefined) {
-        const w = Math.max(1, b.ratio * scale);
+        const clipped = b.ratio > maxRatio;
+        const w = Math.max(1, Math.min(b.ratio, maxRatio) * scale);
         o.push(`<rect x="${labelW}" y="${y + 2}" width="${w.toFixed(1)}" height="${rowH - 5}" fill="${b.color}"/>`);
-        o.push(`<text x="${(labelW + w + 4).toFixed(1)}" y="${y + 12}" fill="#222">${xmlEscape(b.text)}</text>`);
+        if (clipped) o.push(`<text x="${(labelW + w - 3).toFixed(1)}" y="${y + 12}" fill="#fff" text-anchor="end" font-weight="bold">»</text>`);
+        o.push(`<text x="${(labelW + w + 4).toFixed(1)}" y="${y + 12}" fill="#222" ${HALO}>${xmlEscape(b.text)}</text>`);
       } else {
         o.push(`<text x="${labelW + 4}" y="${y + 12}" fill="#999">${xmlEscape(b.text)}</text>`);
       }
     });
-    if (refId !== undefined) {
-      const xr = (labelW + scale).toFixed(1);
-      o.push(`<line x1="${xr}" y1="${headH - 2}" x2="${xr}" y2="${headH + cs.length * rowH}" stroke="#333" stroke-dasharray="3,3"/>`);
-    }
     o.push('</g>');
   });
   o.push('</svg>');

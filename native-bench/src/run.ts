@@ -37,7 +37,8 @@ async function machineInfo(): Promise<Machine> {
   let commit = 'unknown';
   try {
     const head = (await execFileP('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { timeout: 10_000 })).stdout.trim();
-    commit = head;
+    const dirty = (await execFileP('git', ['-C', repoDir, 'status', '--porcelain', '--', 'src'], { timeout: 10_000 })).stdout.trim();
+    commit = dirty.length > 0 ? `${head} with uncommitted changes in src/` : head;
   } catch {
     // not a git checkout
   }
@@ -240,12 +241,16 @@ async function main(): Promise<number> {
             } else {
               try {
                 sample.metrics = await w.run(inst, settings);
+                const failedConns = sample.metrics['failedConnections'] ?? 0;
+                if (failedConns > 0) {
+                  sample.note = `${failedConns} of ${settings.idleConns} connections failed (file descriptors: RLIMIT_NOFILE ${nofileLimit()}); the figure is per opened connection`;
+                }
               } catch (err) {
                 sample.error = oneLine((err as Error).message);
               }
             }
             samples.push(sample);
-            log(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(4)}s ${w.id.padEnd(10)} ${c.info.id.padEnd(15)} ${sample.error !== undefined ? `ERROR ${sample.error}` : fmtMetrics(w.id, sample.metrics)}`);
+            log(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(4)}s ${w.id.padEnd(10)} ${c.info.id.padEnd(15)} ${sample.error !== undefined ? `ERROR ${sample.error}` : fmtMetrics(w.id, sample.metrics)}${sample.note !== undefined ? ` (${sample.note})` : ''}`);
             await sleep(w.id === 'connclose' ? 300 : 100);
           }
         }

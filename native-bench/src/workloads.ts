@@ -95,7 +95,9 @@ export const WORKLOADS: readonly Workload[] = [
         const m = await waitForOutput(client, /^ready (\d+) (\d+)$/m, 90_000);
         const opened = Number(m[1]);
         const failed = Number(m[2]);
-        if (opened < s.idleConns * 0.99) throw new Error(`only ${opened} of ${s.idleConns} connections opened (${failed} failed)`);
+        // A proxy that runs out of file descriptors (docker-proxy holds 6 per connection) still
+        // gets a figure, per connection it did open; the harness notes the shortfall.
+        if (opened === 0) throw new Error(`no connection opened (${failed} failed)`);
         await sleep(500); // let the proxy's allocations settle
         const pids = target.pids();
         const rss = rssKiB(pids);
@@ -105,6 +107,7 @@ export const WORKLOADS: readonly Workload[] = [
           pssPerConnKiB: (pss - pss0) / opened,
           rssBaseKiB: rss0,
           connections: opened,
+          failedConnections: failed,
           processes: pids.length,
         };
       } finally {
