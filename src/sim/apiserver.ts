@@ -596,6 +596,8 @@ export class ApiServer {
       this.record(req, info, code)
     }
     const fail = (err: unknown): void => {
+      // Past the headers (a watch under way) no Status can be sent: cut the stream.
+      if (res.headersSent) { res.destroy(); return }
       let status: StatusBody
       if (err instanceof ApiStatusError) status = err.body
       else {

@@ -83,6 +83,7 @@ function parseRequirement (sc: Scanner): LabelRequirement {
       if (sc.peek() === ')') { sc.i++; break }
       sc.fail(', or )')
     }
+    if (values.length === 1 && values[0] === '') throw badRequest(`unable to parse requirement: values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty`)
     return { key, op, values }
   }
   const v = sc.read(VALUE_CHARS)

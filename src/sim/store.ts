@@ -360,6 +360,7 @@ export class Store {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request')
     }
     const stored = this.storedDef(def)
+    if (subresource !== '' && !(subresource === 'status' && stored.statusSubresource)) throw badRequest(`${def.plural} have no ${subresource} subresource`)
     const key = this.key(def, namespace, name)
     const cur = this.objects.get(stored.storage)?.get(key)
     if (cur === undefined) throw notFound(def, name)

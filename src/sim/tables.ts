@@ -83,7 +83,9 @@ function formatLabels (m: unknown): string {
 
 // ---- services ----
 
-function loadBalancerIngress (status: unknown, wide: boolean): string {
+// Server-side printing always runs with Wide: true (pkg/printers/storage), so
+// unlike kubectl's client-side printer nothing is cut to 13 characters.
+function loadBalancerIngress (status: unknown): string {
   const ings = arr(obj(obj(status).loadBalancer).ingress)
   const parts: string[] = []
   for (const i of ings) {
@@ -91,8 +93,7 @@ function loadBalancerIngress (status: unknown, wide: boolean): string {
     if (str(e.ip) !== '') parts.push(str(e.ip))
     else if (str(e.hostname) !== '') parts.push(str(e.hostname))
   }
-  const r = parts.join(',')
-  return !wide && r.length > 16 ? r.slice(0, 13) + '...' : r
+  return parts.join(',')
 }
 
 function serviceExternalIP (o: KubeObject): string {
@@ -103,7 +104,7 @@ function serviceExternalIP (o: KubeObject): string {
     case 'NodePort':
       return externalIPs.length > 0 ? externalIPs.join(',') : '<none>'
     case 'LoadBalancer': {
-      const lb = loadBalancerIngress(o.status, false)
+      const lb = loadBalancerIngress(o.status)
       const results = [...(lb === '' ? [] : lb.split(',')), ...externalIPs]
       return results.length > 0 ? results.join(',') : '<pending>'
     }
@@ -243,7 +244,7 @@ const ingresses: Printer = {
   row: (o, now) => {
     const spec = obj(o.spec)
     const hosts = arr(spec.rules).map((r) => str(obj(r).host)).filter((h) => h !== '')
-    const lb = loadBalancerIngress(o.status, false)
+    const lb = loadBalancerIngress(o.status)
     return [
       str(o.metadata.name), str(spec.ingressClassName, '<none>'), hosts.length === 0 ? '*' : listWithMore(hosts, 4),
       lb, arr(spec.tls).length > 0 ? '80, 443' : '80', created(o, now),
