@@ -29,6 +29,9 @@ export interface ProxyConfig {
   readonly metrics: Endpoint | undefined
 }
 
+/** Warm idle sockets per backend on hostname routes when --pool-size is not given. */
+export const ROUTED_POOL_SIZE = 2
+
 const POLICIES: readonly BalancePolicy[] = ['round-robin', 'least-connections', 'random', 'client-ip-hash']
 
 /** The default connection cap: min(10,000, (fd limit - 64) / 2), two fds per proxied connection. */
@@ -54,15 +57,22 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
   }
   const poolSize = a.poolSize === undefined ? undefined : parseIntOption(a.poolSize, '--pool-size', 0, 1000)
 
-  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined): UpstreamSpec => ({
-    id,
-    endpoints,
-    ...(policy === undefined ? {} : { policy }),
-    ...(pp === undefined ? {} : { proxyProtocol: pp }),
-    ...(poolSize === undefined ? {} : { poolSize }),
-  })
+  // Warm pools default to ROUTED_POOL_SIZE on hostname routes only: a peeked
+  // connection is client-speaks-first by construction, so an idle pooled
+  // socket never holds a server greeting. Plain L4 backends may speak first
+  // (SMTP, MySQL), so they get a pool only when --pool-size asks for one.
+  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined, routed: boolean): UpstreamSpec => {
+    const pool = poolSize ?? (routed ? ROUTED_POOL_SIZE : undefined)
+    return {
+      id,
+      endpoints,
+      ...(policy === undefined ? {} : { policy }),
+      ...(pp === undefined ? {} : { proxyProtocol: pp }),
+      ...(pool === undefined ? {} : { poolSize: pool }),
+    }
+  }
 
-  const def = a.backend === undefined ? undefined : upstream('default', parseEndpointList(a.backend, '--backend'), proxyProtocol)
+  const def = a.backend === undefined ? undefined : upstream('default', parseEndpointList(a.backend, '--backend'), proxyProtocol, false)
   const routes: HostRoute[] = []
   const seenNames = new Set<string>()
   for (const raw of a.route ?? []) {
@@ -79,7 +89,7 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
       if (seenNames.has(n)) throw new InvalidArgumentError('KT_ERR_INVALID_ROUTE', `--route: ${n} is routed twice`)
       seenNames.add(n)
     }
-    routes.push({ names: r.names, upstream: upstream(`route:${r.names.join('|')}`, r.endpoints, pp) })
+    routes.push({ names: r.names, upstream: upstream(`route:${r.names.join('|')}`, r.endpoints, pp, true) })
   }
   if (def === undefined && routes.length === 0) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', 'nothing to proxy to: give --backend HOST:PORT and/or --route NAME=HOST:PORT')

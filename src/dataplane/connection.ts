@@ -146,7 +146,7 @@ export class Connection {
     const up = this.upstream as Upstream
     const b = up.pick(this.info, this.tried ?? NO_EXCLUDE)
     if (b === undefined) {
-      this.fail('connect_failed', this.lastError ?? 'KT_ERR_NO_BACKEND')
+      this.fail('connect_failed', this.lastError ?? up.noBackendCode)
       return
     }
     this.backend = b

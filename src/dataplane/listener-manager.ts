@@ -13,7 +13,7 @@ import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, typ
 import type { Connection } from './connection.js'
 import type { Dialer } from './dialer.js'
 import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
-import { Upstream } from './upstream.js'
+import { Upstream, type BackendStatus } from './upstream.js'
 
 export interface DataplaneOptions {
   connectTimeoutMs: number
@@ -308,7 +308,7 @@ export class ListenerManager {
       })),
       upstreams: [...this.upstreams.values()].map((u) => ({
         id: u.id,
-        backends: u.backends.map((b) => ({ key: b.key, active: b.active })),
+        backends: u.backends.map((b) => b.status()),
       })),
     }
   }
@@ -318,7 +318,7 @@ export interface DataplaneSnapshot {
   version: number
   active: number
   listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined }>
-  upstreams: Array<{ id: string, backends: Array<{ key: string, active: number } & Record<string, unknown>> }>
+  upstreams: Array<{ id: string, backends: BackendStatus[] }>
 }
 
 function sameJSON (a: unknown, b: unknown): boolean {

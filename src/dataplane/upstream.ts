@@ -12,7 +12,7 @@
 import type { Socket } from 'node:net'
 import { KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
-import type { Gauge, Histogram, Registry } from '../observe/metrics.js'
+import type { Gauge, Histogram, HistogramCell, Registry } from '../observe/metrics.js'
 import { endpointKey, type AllUnhealthyPolicy, type BalancePolicy, type Endpoint, type UpstreamSpec } from '../routing/types.js'
 import { createBalancer, type Balanceable, type Balancer } from './balancer.js'
 import { dialDirect, type DialCallback, type Dialer } from './dialer.js'
@@ -62,6 +62,8 @@ export class Backend implements Balanceable {
   removed = false
   /** @internal metric labels, built once. */
   readonly labels: Readonly<Record<string, string>>
+  /** @internal connect-latency histogram cell, bound lazily once. */
+  connectCell: HistogramCell | undefined
 
   constructor (endpoint: Endpoint, health: BackendHealth, upstream: string) {
     this.endpoint = endpoint
@@ -286,7 +288,7 @@ export class Upstream {
   private dialed (b: Backend, err: Error | null, ms: number): void {
     if (b.removed) return
     if (err === null) {
-      this.m.connect.observe(b.labels, ms / 1000)
+      ;(b.connectCell ??= this.m.connect.bind(b.labels)).observe(ms / 1000)
       b.health.connectSucceeded()
     } else {
       b.health.connectFailed(err)

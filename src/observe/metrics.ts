@@ -114,27 +114,48 @@ export class Gauge extends Metric {
   }
 }
 
+export class HistogramCell {
+  readonly buckets: readonly number[]
+  readonly counts: number[]
+  sum = 0
+  count = 0
+  constructor (buckets: readonly number[]) {
+    this.buckets = buckets
+    this.counts = new Array<number>(buckets.length).fill(0)
+  }
+
+  observe (v: number): void {
+    const b = this.buckets
+    for (let i = 0; i < b.length; i++) {
+      if (v <= (b[i] as number)) { this.counts[i] = (this.counts[i] as number) + 1; break }
+    }
+    this.sum += v
+    this.count++
+  }
+}
+
 export class Histogram extends Metric {
   readonly type = 'histogram'
   readonly buckets: readonly number[]
-  private readonly series = new Map<string, { counts: number[], sum: number, count: number }>()
+  private readonly series = new Map<string, HistogramCell>()
   constructor (name: string, help: string, buckets: readonly number[]) {
     super(name, help)
     this.buckets = [...buckets].sort((a, b) => a - b)
   }
 
-  observe (labels: Labels | undefined, v: number): void {
+  /** Bind once per label set; `observe(v)` on the result does no label work. */
+  bind (labels?: Labels): HistogramCell {
     const k = labelKey(labels)
     let s = this.series.get(k)
     if (s === undefined) {
-      s = { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }
+      s = new HistogramCell(this.buckets)
       this.series.set(k, s)
     }
-    for (let i = 0; i < this.buckets.length; i++) {
-      if (v <= (this.buckets[i] as number)) { s.counts[i] = (s.counts[i] as number) + 1; break }
-    }
-    s.sum += v
-    s.count++
+    return s
+  }
+
+  observe (labels: Labels | undefined, v: number): void {
+    this.bind(labels).observe(v)
   }
 
   count (labels?: Labels): number {
