@@ -18,7 +18,7 @@ import {
   pathNotFound, requestTooLarge, success, unauthorized, unsupportedMediaType, type StatusBody,
 } from './status.js'
 import {
-  RESOURCES, apiVersionOf, findByKind, findResource, resolveResource, resourceKey,
+  apiVersionOf, findByKind, findResource, resolveResource, resourceKey,
   type KubeObject, type ResourceDef,
 } from './resources.js'
 import { Store, type DeleteResult, type EventType } from './store.js'
@@ -666,7 +666,7 @@ export class ApiServer {
       rest = segs.slice(3)
     }
     // Discovery.
-    if ((legacy && segs.length === 1) || (!legacy && segs.length === 1)) {
+    if (segs.length === 1) {
       await drain(req)
       if (req.method !== 'GET') throw methodNotAllowed()
       const wanted = this.opts.aggregatedDiscovery ? parseAccept(req.headers.accept).find((m) => jsonish(m.type) && m.params.g === 'apidiscovery.k8s.io' && m.params.as === 'APIGroupDiscoveryList' && (m.params.v === 'v2' || m.params.v === 'v2beta1')) : undefined
@@ -810,7 +810,7 @@ export class ApiServer {
       }
       case 'watch':
         await drain(req)
-        this.serveWatch(req, res, q, p, send, info)
+        this.serveWatch(req, res, q, p, info)
         return
       case 'create': {
         const body = await readJson(req, ['application/json'])
@@ -867,7 +867,6 @@ export class ApiServer {
 
   private serveWatch (
     req: http.IncomingMessage, res: http.ServerResponse, q: URLSearchParams, p: ParsedRequest,
-    send: (code: number, body: unknown, contentType?: string) => void,
     info: { verb: string, resource: string, subresource: string, namespace: string, name: string },
   ): void {
     const { def } = p
@@ -964,7 +963,6 @@ export class ApiServer {
     this.watches.add(w)
     res.on('close', () => { w.stop() })
     res.on('error', () => { w.stop() })
-    void send
   }
 }
 
@@ -1081,7 +1079,3 @@ export async function startApiServer (opts: ApiServerOptions = {}): Promise<ApiS
   await s.listen()
   return s
 }
-
-/** Every resource the server serves, for docs and tests. */
-export const SERVED_RESOURCES: ReadonlyArray<{ group: string, version: string, resource: string, namespaced: boolean }> =
-  RESOURCES.map((r) => ({ group: r.group, version: r.version, resource: r.plural, namespaced: r.namespaced }))
