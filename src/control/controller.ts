@@ -1,0 +1,854 @@
+// The controller: keeps the data plane, the host addresses and the Services'
+// status in line with one cluster (issue #5).
+//
+// One reconcile at a time, level-triggered: informer caches → computeRoutes
+// (pure) → ensure the LB IPs → sink.apply(table) → per Service: finalizer,
+// status, events. A burst of changes is coalesced (debounce), and a change
+// during a reconcile re-runs it once it ends. Failed writes are retried per
+// Service with capped backoff while the data plane keeps serving.
+//
+// The status never promises a dead address: it is patched only once every
+// listener of the Service's served ports is up in the ApplyResult.
+
+import type { KubernetesObject, V1Service } from '@kubernetes/client-node'
+import type { Addresses } from '../addresses/manager.js'
+import type { ApplyResult } from '../dataplane/listener-manager.js'
+import { KtError, errorCode } from '../errors.js'
+import type { Logger } from '../observe/logger.js'
+import type { Counter, Histogram, Registry } from '../observe/metrics.js'
+import {
+  type ComputeResult, computeRoutes, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
+  type RoutingOptions, type ServicePlan,
+} from '../routing/compute.js'
+import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeService } from '../routing/kube.js'
+import { listenerKey, type RouteTable } from '../routing/types.js'
+import { Backoff, type BackoffOptions } from './backoff.js'
+import { EventRecorder } from './events.js'
+import { type ClusterInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
+import { type KubeClients, kubeError, loadKubeConfig, makeClients, MERGE_PATCH, requestOptions, statusCodeOf } from './kube.js'
+
+/** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
+export interface RouteSink {
+  apply (cluster: string, table: RouteTable): Promise<ApplyResult>
+}
+
+export interface ControllerOptions {
+  /** Name used in upstream ids and logs. */
+  cluster: string
+  /** A kubeconfig YAML text or a file path. */
+  kubeconfig: string
+  routing: RoutingOptions
+  sink: RouteSink
+  /** Binds and unbinds LB IPs (ip mode); absent in hostname-only mode. */
+  addresses?: Addresses
+  logger: Logger
+  metrics: Registry
+  /** Coalesce bursts of changes; default 50 ms. */
+  debounceMs?: number
+  /** Informer restart and silence tuning (tests shorten them). */
+  informers?: InformerTimings
+  /** Backoff of failed per-Service writes and of failed listener binds; default 200 ms → 30 s. */
+  retry?: BackoffOptions
+  /** API writes in flight at once; default 16. */
+  concurrency?: number
+}
+
+export interface PortSnapshot {
+  readonly port: number
+  readonly protocol: string
+  readonly nodePort?: number
+  readonly status: 'served' | 'unsupported'
+  readonly error?: string
+  readonly listeners: readonly string[]
+  /** Every listener of this port is bound. */
+  readonly up: boolean
+}
+
+export interface ServiceSnapshot {
+  readonly key: string
+  readonly action: 'serve' | 'cleanup' | 'failed'
+  readonly reason?: string
+  readonly ip?: string
+  readonly hostnames: readonly string[]
+  readonly ports: readonly PortSnapshot[]
+  /** Backend endpoints (`nodeIP:nodePort`) per upstream id. */
+  readonly backends: Readonly<Record<string, readonly string[]>>
+  readonly nodes: readonly string[]
+  readonly readyEndpoints?: number
+  /** The Service's status shows what the plan wants (patched by us, or already so). */
+  readonly statusPatched: boolean
+  readonly finalizer: boolean
+  readonly lastError?: { readonly code: string, readonly message: string, readonly at: string }
+  /** Next retry of a failed write, in ms from now. */
+  readonly retryInMs?: number
+}
+
+export interface ControllerSnapshot {
+  readonly cluster: string
+  readonly server: string
+  readonly synced: boolean
+  /** RouteTable.version last applied. */
+  readonly version: number
+  readonly reconciles: number
+  readonly lastReconcileAt?: string
+  readonly lastReconcileMs?: number
+  readonly listeners: { readonly count: number, readonly failed: ReadonlyArray<{ key: string, code: string, message: string }> }
+  readonly services: readonly ServiceSnapshot[]
+  /** LB IPs this controller has bound (ip mode). */
+  readonly addresses: readonly string[]
+  readonly informers: readonly InformerHealth[]
+}
+
+export interface Controller {
+  /** First full list of every informer done and first reconcile applied. Rejects with KT_ERR_KUBE_FORBIDDEN when a required list is refused. */
+  readonly synced: Promise<void>
+  snapshot (): ControllerSnapshot
+  /** Undo: remove our status entries and finalizers from every Service we manage, stop serving, release IPs. */
+  cleanup (): Promise<void>
+  /** Stop informers and timers (does NOT undo). */
+  stop (): Promise<void>
+}
+
+type Svc = KubeService & KubernetesObject
+
+interface SvcState {
+  readonly key: string
+  plan: ServicePlan | undefined
+  uid: string | undefined
+  statusPatched: boolean
+  lastError: { code: string, message: string, at: number } | undefined
+  backoff: Backoff
+  retryAt: number
+  /** Resource versions from before our last writes: until the cache moves past them, it does not show those writes yet. */
+  staleRvs: ReadonlySet<string>
+  /** Level-triggered events (failed, warning) emitted and still holding. */
+  level: Set<string>
+  loggedCode: string | undefined
+}
+
+interface PassContext {
+  /** Listener key → failure, from this pass's ApplyResult. */
+  readonly failedListeners: ReadonlyMap<string, { code: string, message: string }>
+  /** IP → failure to bind it. */
+  readonly addressErrors: ReadonlyMap<string, KtError>
+  /** IPs that Services being served hold. */
+  readonly wantIps: ReadonlySet<string>
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+function isDeleting (svc: Svc): boolean {
+  const t = svc.metadata?.deletionTimestamp
+  return t !== undefined && t !== null && (t as unknown) !== ''
+}
+
+function hasFinalizer (svc: Svc): boolean {
+  return svc.metadata?.finalizers?.includes(FINALIZER) === true
+}
+
+/** The same rule computeRoutes uses: ours when handled, or when it carries the finalizer and no other controller's class. */
+function isManaged (svc: Svc): boolean {
+  if (isHandled(svc)) return true
+  const cls = svc.spec?.loadBalancerClass
+  const foreign = cls !== undefined && cls !== null && cls !== '' && cls !== LOAD_BALANCER_CLASS
+  return hasFinalizer(svc) && !foreign
+}
+
+async function limit<T> (items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await fn(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker))
+}
+
+const eventKey = (e: { type: string, reason: string, message: string }): string => `${e.type}\0${e.reason}\0${e.message}`
+
+class ServiceController implements Controller {
+  readonly synced: Promise<void>
+  readonly #o: ControllerOptions
+  readonly #log: Logger
+  readonly #clients: KubeClients
+  readonly #events: EventRecorder
+  readonly #inf: ClusterInformers
+  readonly #debounceMs: number
+  readonly #concurrency: number
+  readonly #retry: BackoffOptions
+  readonly #applyBackoff: Backoff
+  readonly #m: { reconciles: Counter, duration: Histogram, writes: Counter }
+  #resolveSynced!: () => void
+  #rejectSynced!: (err: Error) => void
+  #syncedDone = false
+  #ready = false
+  #dirty = false
+  #running: Promise<void> | undefined
+  #debounce: NodeJS.Timeout | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryAt = Number.POSITIVE_INFINITY
+  #paused = false
+  #stopped = false
+  #version = 0
+  #reconciles = 0
+  #lastReconcileAt: number | undefined
+  #lastReconcileMs: number | undefined
+  #allocations = new Map<string, string>()
+  readonly #ensured = new Set<string>()
+  readonly #states = new Map<string, SvcState>()
+  #last: ComputeResult | undefined
+  #lastApply: ApplyResult | undefined
+  #lastFailedListeners = new Map<string, { code: string, message: string }>()
+
+  constructor (o: ControllerOptions, clients: KubeClients) {
+    this.#o = o
+    this.#clients = clients
+    this.#log = o.logger.child({ module: 'control', cluster: o.cluster })
+    this.#events = new EventRecorder(clients.core, this.#log)
+    this.#debounceMs = o.debounceMs ?? 50
+    this.#concurrency = Math.max(1, o.concurrency ?? 16)
+    this.#retry = o.retry ?? {}
+    this.#applyBackoff = new Backoff(this.#retry)
+    const r = o.metrics
+    this.#m = {
+      reconciles: r.counter('kt_controller_reconciles_total', 'Reconcile passes, by cluster and outcome.'),
+      duration: r.histogram('kt_controller_reconcile_seconds', 'Duration of one reconcile pass (compute, addresses, apply, API writes).', [0.005, 0.02, 0.1, 0.5, 2, 10, 60]),
+      writes: r.counter('kt_controller_api_writes_total', 'API writes by the controller, by cluster, kind (status, finalizer, event) and outcome (ok or an error code).'),
+    }
+    const restarts = r.gauge('kt_informer_restarts', 'Informer restarts after a failure or a silent watch, by cluster and resource.')
+    restarts.collect((set) => {
+      for (const h of this.#inf.all.map((i) => i.health())) set({ cluster: o.cluster, resource: h.resource }, h.restarts)
+    })
+    const svcGauge = r.gauge('kt_controller_services', 'Services handled, by cluster and state (served, pending, failed, cleanup).')
+    svcGauge.collect((set) => {
+      const counts: Record<string, number> = { served: 0, pending: 0, failed: 0, cleanup: 0 }
+      for (const st of this.#states.values()) {
+        const p = st.plan
+        if (p === undefined) continue
+        const k = p.action === 'serve' ? (st.statusPatched ? 'served' : 'pending') : p.action
+        counts[k] = (counts[k] ?? 0) + 1
+      }
+      for (const [state, n] of Object.entries(counts)) set({ cluster: o.cluster, state }, n)
+    })
+    this.synced = new Promise<void>((resolve, reject) => {
+      this.#resolveSynced = resolve
+      this.#rejectSynced = reject
+    })
+    this.synced.catch(() => {})
+    const useNames = (o.routing.mode ?? 'hostname') !== 'ip'
+    this.#inf = startInformers({
+      clients,
+      logger: this.#log,
+      onChange: () => { this.#markDirty() },
+      ingresses: useNames,
+      ...(o.informers !== undefined ? { timings: o.informers } : {}),
+    })
+    this.#inf.synced.catch((err: unknown) => {
+      this.#settleSynced(err instanceof Error ? err : new KtError('KT_ERR_KUBE_API', String(err)))
+    })
+  }
+
+  #settleSynced (err?: Error): void {
+    if (this.#syncedDone) return
+    this.#syncedDone = true
+    if (err === undefined) this.#resolveSynced()
+    else this.#rejectSynced(err)
+  }
+
+  // ------------------------------------------------------------ scheduling
+
+  #markDirty (): void {
+    if (this.#paused) return
+    if (!this.#ready) {
+      this.#ready = this.#inf.all.every((i) => i.synced)
+      if (!this.#ready) return
+      // First time every cache is there: reconcile at once.
+      this.#dirty = true
+      this.#kick(0)
+      return
+    }
+    this.#dirty = true
+    this.#kick(this.#debounceMs)
+  }
+
+  #kick (delayMs: number): void {
+    if (this.#paused || this.#running !== undefined || this.#debounce !== undefined) return
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined
+      void this.#run()
+    }, delayMs)
+  }
+
+  async #run (): Promise<void> {
+    if (this.#paused || this.#running !== undefined || !this.#dirty) return
+    this.#dirty = false
+    const run = this.#reconcile().catch((err: unknown) => {
+      // computeRoutes and the per-Service steps do not throw; this is a bug
+      // or a sink that threw something odd. Keep running; retry later.
+      this.#log.error({ code: errorCode(err), err }, 'reconcile failed')
+      this.#m.reconciles.inc({ cluster: this.#o.cluster, outcome: 'error' })
+      this.#scheduleRetry(Date.now() + this.#applyBackoff.next())
+    })
+    this.#running = run
+    await run
+    this.#running = undefined
+    if (this.#dirty) this.#kick(this.#debounceMs)
+  }
+
+  #scheduleRetry (at: number): void {
+    if (this.#paused || !Number.isFinite(at)) return
+    if (this.#retryTimer !== undefined && at >= this.#retryAt) return
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    this.#retryAt = at
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#retryAt = Number.POSITIVE_INFINITY
+      this.#dirty = true
+      this.#kick(0)
+    }, Math.max(0, at - Date.now()))
+  }
+
+  // ------------------------------------------------------------ reconcile
+
+  #observe (): ObservedState {
+    return {
+      cluster: this.#o.cluster,
+      services: this.#inf.services.list() as readonly KubeService[],
+      nodes: this.#inf.nodes.list() as readonly KubeNode[],
+      endpointSlices: this.#inf.endpointSlices.list() as readonly KubeEndpointSlice[],
+      ingresses: (this.#inf.ingresses?.list() ?? []) as readonly KubeIngress[],
+      ingressClasses: (this.#inf.ingressClasses?.list() ?? []) as readonly KubeIngressClass[],
+      allocations: this.#allocations,
+    }
+  }
+
+  async #reconcile (): Promise<void> {
+    const t0 = performance.now()
+    const version = ++this.#version
+    const result = computeRoutes(this.#observe(), { ...this.#o.routing, version })
+    this.#allocations = result.allocations
+    this.#last = result
+    const addresses = this.#o.addresses
+
+    // 1. Addresses (ip mode): every IP a served Service holds is bound before its listeners.
+    const wantIps = new Set<string>()
+    for (const p of result.services) {
+      if (p.action === 'serve' && p.ip !== undefined && p.ports.some((x) => x.status === 'served')) wantIps.add(p.ip)
+    }
+    const addressErrors = new Map<string, KtError>()
+    if (addresses !== undefined) {
+      for (const ip of wantIps) {
+        if (this.#ensured.has(ip)) continue
+        try {
+          await addresses.ensure(ip)
+          this.#ensured.add(ip)
+        } catch (err) {
+          addressErrors.set(ip, err instanceof KtError ? err : new KtError('KT_ERR_ADDRESS_COMMAND', String(err)))
+        }
+      }
+    }
+
+    // 2. The data plane: a diff, so untouched listeners and their connections stay.
+    let applied: ApplyResult
+    try {
+      applied = await this.#o.sink.apply(this.#o.cluster, result.table)
+    } catch (err) {
+      const code = errorCode(err)
+      const message = `the data plane refused table ${version}: ${err instanceof Error ? err.message : String(err)}`
+      this.#log.error({ code, version }, message)
+      applied = { version, bound: [], kept: [], removed: [], failed: result.table.listeners.map((l) => ({ key: listenerKey(l), code, message })) }
+    }
+    this.#lastApply = applied
+    const failedListeners = new Map(applied.failed.map((f) => [f.key, { code: f.code, message: f.message }]))
+    this.#lastFailedListeners = failedListeners
+    for (const b of applied.bound) this.#log.debug({ listener: b.key }, 'listener bound')
+
+    // 3. Addresses no served Service holds any more (its listeners just closed).
+    if (addresses !== undefined) {
+      for (const ip of [...this.#ensured]) {
+        if (wantIps.has(ip)) continue
+        try {
+          await addresses.release(ip)
+          this.#ensured.delete(ip)
+        } catch (err) {
+          this.#log.warn({ code: errorCode(err), ip }, `cannot release ${ip}: ${err instanceof Error ? err.message : String(err)}`)
+        }
+      }
+    }
+
+    // 4. Per Service: finalizer, status, events.
+    const ctx: PassContext = { failedListeners, addressErrors, wantIps }
+    await limit(result.services, this.#concurrency, async (plan) => { await this.#sync(plan, ctx) })
+    const planned = new Set(result.services.map((p) => p.key))
+    for (const key of [...this.#states.keys()]) if (!planned.has(key)) this.#states.delete(key)
+
+    // 5. Retries: failed binds (the next apply binds them again) and failed writes.
+    let next = Number.POSITIVE_INFINITY
+    if (failedListeners.size > 0 || addressErrors.size > 0) next = Date.now() + this.#applyBackoff.next()
+    else this.#applyBackoff.reset()
+    for (const st of this.#states.values()) if (st.retryAt > 0) next = Math.min(next, st.retryAt)
+    this.#scheduleRetry(next)
+
+    this.#reconciles++
+    this.#lastReconcileAt = Date.now()
+    const seconds = (performance.now() - t0) / 1000
+    this.#lastReconcileMs = Math.round(seconds * 1000)
+    this.#m.reconciles.inc({ cluster: this.#o.cluster, outcome: 'ok' })
+    this.#m.duration.observe(undefined, seconds)
+    this.#settleSynced()
+  }
+
+  #state (key: string): SvcState {
+    let st = this.#states.get(key)
+    if (st === undefined) {
+      st = {
+        key,
+        plan: undefined,
+        uid: undefined,
+        statusPatched: false,
+        lastError: undefined,
+        backoff: new Backoff(this.#retry),
+        retryAt: 0,
+        staleRvs: new Set(),
+        level: new Set(),
+        loggedCode: undefined,
+      }
+      this.#states.set(key, st)
+    }
+    return st
+  }
+
+  async #sync (plan: ServicePlan, ctx: PassContext): Promise<void> {
+    const st = this.#state(plan.key)
+    st.plan = plan
+    const svc = this.#inf.services.get(plan.name, plan.namespace) as Svc | undefined
+    if (svc === undefined) return
+    st.uid = svc.metadata?.uid
+
+    // Failures the data plane reported for this Service's listeners or address.
+    const local: PlanEvent[] = []
+    let blocked: { code: string, message: string } | undefined
+    if (plan.action === 'serve') {
+      const addrErr = plan.ip !== undefined ? ctx.addressErrors.get(plan.ip) : undefined
+      if (addrErr !== undefined) {
+        blocked = { code: addrErr.code, message: `cannot bind ${plan.ip ?? ''}: ${addrErr.message}` }
+        local.push({ type: 'Warning', kind: 'failed', reason: 'AddressFailed', message: blocked.message })
+      }
+      for (const port of plan.ports) {
+        if (port.status !== 'served') continue
+        for (const key of port.listeners) {
+          const f = ctx.failedListeners.get(key)
+          if (f === undefined) continue
+          blocked ??= { code: f.code, message: f.message }
+          local.push({ type: 'Warning', kind: 'failed', reason: 'ListenFailed', message: `port ${port.port}: ${f.message}` })
+        }
+      }
+    }
+    await this.#levelEvents(st, svc, [...plan.events, ...local])
+
+    if (blocked !== undefined) {
+      // Never promise a dead address: no status until every listener is up.
+      // The next apply binds again (controller-level backoff).
+      this.#setError(st, blocked.code, blocked.message)
+      return
+    }
+    const rv = svc.metadata?.resourceVersion
+    if (rv !== undefined && st.staleRvs.has(rv)) return // our last writes are not in the cache yet
+    if (st.retryAt > Date.now()) return // backing off after a failed write
+    try {
+      if (plan.action === 'cleanup') await this.#cleanupOne(st, plan, svc, ctx)
+      else await this.#serveOne(st, plan, svc)
+      st.backoff.reset()
+      st.retryAt = 0
+      st.lastError = undefined
+      st.loggedCode = undefined
+    } catch (raw) {
+      const err = raw instanceof KtError ? raw : kubeError(raw, { verb: 'update', resource: 'services', namespace: plan.namespace, name: plan.name })
+      const delay = st.backoff.next()
+      st.retryAt = Date.now() + delay
+      this.#setError(st, err.code, err.message, delay)
+    }
+  }
+
+  #setError (st: SvcState, code: string, message: string, retryInMs?: number): void {
+    st.lastError = { code, message, at: Date.now() }
+    if (st.loggedCode === code) return
+    st.loggedCode = code
+    this.#log.error({ service: st.key, code, ...(retryInMs !== undefined ? { retryInMs } : {}) }, message)
+  }
+
+  async #levelEvents (st: SvcState, svc: Svc, events: readonly PlanEvent[]): Promise<void> {
+    // Failures and warnings hold on every pass while their cause does:
+    // emit each when it first appears, again only after it went away.
+    const now = new Set<string>()
+    const fresh: PlanEvent[] = []
+    for (const e of events) {
+      if (e.kind !== 'failed' && e.kind !== 'warning') continue
+      const k = eventKey(e)
+      if (now.has(k)) continue
+      now.add(k)
+      if (!st.level.has(k)) fresh.push(e)
+    }
+    st.level = now
+    for (const e of fresh) {
+      if (e.kind === 'failed') this.#log.warn({ service: st.key, reason: e.reason }, e.message)
+      await this.#event(svc, e)
+    }
+  }
+
+  async #event (svc: Svc, e: { type: 'Normal' | 'Warning', reason: string, message: string }): Promise<void> {
+    const before = this.#events.failed
+    await this.#events.record({
+      namespace: svc.metadata?.namespace ?? 'default',
+      name: svc.metadata?.name ?? '',
+      uid: svc.metadata?.uid,
+      resourceVersion: svc.metadata?.resourceVersion,
+    }, { type: e.type, reason: e.reason, message: e.message })
+    this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'event', outcome: this.#events.failed > before ? 'error' : 'ok' })
+  }
+
+  async #serveOne (st: SvcState, plan: ServicePlan, svc: Svc): Promise<void> {
+    const stale = new Set<string>()
+    let rv = svc.metadata?.resourceVersion
+    // The finalizer first: from then on, deleting the Service waits for our
+    // cleanup, even while kind-tunnel is down.
+    if (!hasFinalizer(svc) && !isDeleting(svc)) {
+      if (rv !== undefined) stale.add(rv)
+      rv = await this.#addFinalizer(svc)
+    }
+    if (plan.statusChanged) {
+      if (rv !== undefined) stale.add(rv)
+      const body = { status: { loadBalancer: { ingress: plan.ingress.length > 0 ? plan.ingress : null } } }
+      const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
+        async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+      rv = res.metadata?.resourceVersion
+      st.statusPatched = true
+      const where = plan.ingress.map((i) => i.ip ?? i.hostname).join(', ')
+      if (plan.ingress.length > 0) this.#log.info({ service: plan.key, ip: plan.ip, hostnames: plan.hostnames }, `load balancer ready at ${where}`)
+      // Assigned / updated / unsupported accompany a status change: now it happened.
+      for (const e of plan.events) {
+        if (e.kind === 'assigned' || e.kind === 'updated' || e.kind === 'unsupported') await this.#event(svc, e)
+      }
+    } else {
+      st.statusPatched = true
+    }
+    st.staleRvs = stale
+  }
+
+  async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, ctx: PassContext): Promise<void> {
+    // The listeners are gone: this pass's table has none for it.
+    const addresses = this.#o.addresses
+    if (addresses !== undefined && plan.ip !== undefined && !ctx.wantIps.has(plan.ip)) {
+      await addresses.release(plan.ip)
+      this.#ensured.delete(plan.ip)
+    }
+    const stale = new Set<string>()
+    const rv = svc.metadata?.resourceVersion
+    if (!isDeleting(svc) && plan.statusChanged) {
+      // It stopped asking for a load balancer but lives on: take our status back.
+      if (rv !== undefined) stale.add(rv)
+      const body = { status: { loadBalancer: { ingress: null } } }
+      const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
+        async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+      await this.#event(svc, { type: 'Normal', reason: 'DeletedLoadBalancer', message: `load balancer removed${plan.ip !== undefined ? `; released ${plan.ip}` : ''}` })
+      const next = res.metadata?.resourceVersion
+      if (next !== undefined) stale.add(next)
+    }
+    if (hasFinalizer(svc)) {
+      if (rv !== undefined) stale.add(rv)
+      await this.#removeFinalizer(svc)
+      this.#log.info({ service: plan.key, ip: plan.ip }, 'load balancer cleaned up')
+    }
+    st.statusPatched = true
+    st.staleRvs = stale
+  }
+
+  async #write<T> (kind: string, op: { verb: string, resource: string, namespace: string, name: string }, fn: () => Promise<T>): Promise<T> {
+    try {
+      const r = await fn()
+      this.#m.writes.inc({ cluster: this.#o.cluster, kind, outcome: 'ok' })
+      return r
+    } catch (raw) {
+      const err = kubeError(raw, op)
+      this.#m.writes.inc({ cluster: this.#o.cluster, kind, outcome: err.code })
+      throw err
+    }
+  }
+
+  /**
+   * Merge patch of metadata.finalizers with metadata.resourceVersion as a
+   * precondition (409 if the object moved): a merge patch replaces the whole
+   * list, so the RV guards the other controllers' finalizers. On 409, read
+   * the Service again and retry. Returns the new resourceVersion.
+   */
+  async #editFinalizers (svc: Svc, edit: (fins: readonly string[]) => string[] | null): Promise<string | undefined> {
+    const namespace = svc.metadata?.namespace ?? 'default'
+    const name = svc.metadata?.name ?? ''
+    let cur: Svc = svc
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const wanted = edit(cur.metadata?.finalizers ?? [])
+      if (wanted === null) return cur.metadata?.resourceVersion
+      try {
+        const res = await this.#write('finalizer', { verb: 'patch', resource: 'services', namespace, name },
+          async () => await this.#clients.core.patchNamespacedService({
+            name,
+            namespace,
+            body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: wanted } },
+          }, requestOptions({ contentType: MERGE_PATCH })))
+        return res.metadata?.resourceVersion
+      } catch (err) {
+        const status = statusCodeOf(err)
+        if (status === 404) return undefined
+        if (status !== 409) throw err
+        try {
+          cur = await this.#clients.core.readNamespacedService({ name, namespace }, requestOptions()) as Svc
+        } catch (raw) {
+          if (statusCodeOf(raw) === 404) return undefined
+          throw kubeError(raw, { verb: 'get', resource: 'services', namespace, name })
+        }
+      }
+    }
+    throw new KtError('KT_ERR_KUBE_CONFLICT', `patch services "${namespace}/${name}": still conflicting after 4 attempts`)
+  }
+
+  async #addFinalizer (svc: Svc): Promise<string | undefined> {
+    // Deleted meanwhile? The API refuses new finalizers then (422); the
+    // failure is retried, and the next pass sees the deletion and cleans up.
+    return await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? null : [...fins, FINALIZER])
+  }
+
+  async #removeFinalizer (svc: Svc): Promise<void> {
+    await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? fins.filter((f) => f !== FINALIZER) : null)
+  }
+
+  // ------------------------------------------------------------ public
+
+  snapshot (): ControllerSnapshot {
+    const now = Date.now()
+    const endpoints = new Map<string, string[]>()
+    for (const l of this.#last?.table.listeners ?? []) {
+      for (const up of [l.default, ...l.routes.map((r) => r.upstream)]) {
+        if (up === undefined || endpoints.has(up.id)) continue
+        endpoints.set(up.id, up.endpoints.map((e) => (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`)))
+      }
+    }
+    const failed = this.#lastFailedListeners
+    const services: ServiceSnapshot[] = []
+    for (const plan of this.#last?.services ?? []) {
+      const st = this.#states.get(plan.key)
+      const svc = this.#inf.services.get(plan.name, plan.namespace) as Svc | undefined
+      const backends: Record<string, readonly string[]> = {}
+      for (const p of plan.ports) if (p.upstream !== undefined) backends[p.upstream] = endpoints.get(p.upstream) ?? []
+      services.push({
+        key: plan.key,
+        action: plan.action,
+        ...(plan.reason !== undefined ? { reason: plan.reason } : {}),
+        ...(plan.ip !== undefined ? { ip: plan.ip } : {}),
+        hostnames: plan.hostnames,
+        ports: plan.ports.map((p) => ({
+          port: p.port,
+          protocol: p.protocol,
+          ...(p.nodePort !== undefined ? { nodePort: p.nodePort } : {}),
+          status: p.status,
+          ...(p.error !== undefined ? { error: p.error } : {}),
+          listeners: p.listeners,
+          up: p.status === 'served' && p.listeners.every((k) => !failed.has(k)),
+        })),
+        backends,
+        nodes: plan.nodes,
+        ...(plan.readyEndpoints !== undefined ? { readyEndpoints: plan.readyEndpoints } : {}),
+        statusPatched: st?.statusPatched === true || (!plan.statusChanged && st !== undefined),
+        finalizer: svc !== undefined && hasFinalizer(svc),
+        ...(st?.lastError !== undefined ? { lastError: { code: st.lastError.code, message: st.lastError.message, at: new Date(st.lastError.at).toISOString() } } : {}),
+        ...(st !== undefined && st.retryAt > now ? { retryInMs: st.retryAt - now } : {}),
+      })
+    }
+    return {
+      cluster: this.#o.cluster,
+      server: this.#clients.server,
+      synced: this.#syncedDone && this.#reconciles > 0,
+      version: this.#lastApply?.version ?? 0,
+      reconciles: this.#reconciles,
+      ...(this.#lastReconcileAt !== undefined ? { lastReconcileAt: new Date(this.#lastReconcileAt).toISOString() } : {}),
+      ...(this.#lastReconcileMs !== undefined ? { lastReconcileMs: this.#lastReconcileMs } : {}),
+      listeners: {
+        count: this.#last?.table.listeners.length ?? 0,
+        failed: [...failed].map(([key, f]) => ({ key, code: f.code, message: f.message })),
+      },
+      services,
+      addresses: [...this.#ensured].sort(cmp),
+      informers: this.#inf.all.map((i) => i.health()),
+    }
+  }
+
+  async #pause (): Promise<void> {
+    this.#paused = true
+    if (this.#debounce !== undefined) clearTimeout(this.#debounce)
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer)
+    this.#debounce = undefined
+    this.#retryTimer = undefined
+    if (this.#running !== undefined) await this.#running
+  }
+
+  async cleanup (): Promise<void> {
+    await this.#pause()
+    const failures: KtError[] = []
+    const note = (err: unknown, what: string): void => {
+      const e = err instanceof KtError ? err : new KtError('KT_ERR_KUBE_API', `${what}: ${err instanceof Error ? err.message : String(err)}`)
+      failures.push(e)
+      this.#log.error({ code: e.code }, e.message)
+    }
+    // 1. Statuses and finalizers first: never promise an address that is about to die.
+    const services = (this.#inf.services.list() as readonly Svc[]).filter(isManaged)
+    await limit(services, this.#concurrency, async (svc) => {
+      const namespace = svc.metadata?.namespace ?? 'default'
+      const name = svc.metadata?.name ?? ''
+      try {
+        await undoService(this.#clients, svc)
+        this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'cleanup', outcome: 'ok' })
+      } catch (err) {
+        note(err, `clean up ${namespace}/${name}`)
+      }
+    })
+    // 2. Stop serving this cluster.
+    try {
+      const r = await this.#o.sink.apply(this.#o.cluster, { version: ++this.#version, listeners: [] })
+      this.#lastApply = r
+    } catch (err) {
+      note(err, 'close the listeners')
+    }
+    // 3. Release every address held.
+    const addresses = this.#o.addresses
+    if (addresses !== undefined) {
+      const ips = new Set([...this.#ensured, ...this.#allocations.values()])
+      for (const ip of ips) {
+        try {
+          await addresses.release(ip)
+          this.#ensured.delete(ip)
+        } catch (err) {
+          note(err, `release ${ip}`)
+        }
+      }
+    }
+    this.#allocations = new Map()
+    if (failures.length > 0) {
+      const first = failures[0] as KtError
+      throw new KtError('KT_ERR_CLEANUP', `${failures.length} cleanup step(s) failed; first: ${first.code}: ${first.message}`, { cause: first })
+    }
+    this.#log.info({ services: services.length }, 'statuses, finalizers and addresses removed')
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    await this.#pause()
+    await this.#inf.stop()
+    this.#settleSynced(new KtError('KT_ERR_KUBE_API', 'the controller was stopped before its first reconcile'))
+  }
+}
+
+/** Clear our status entries and remove the finalizer of one Service (409 → re-read and retry). */
+async function undoService (clients: KubeClients, svc: Svc): Promise<void> {
+  const namespace = svc.metadata?.namespace ?? 'default'
+  const name = svc.metadata?.name ?? ''
+  const ingress = svc.status?.loadBalancer?.ingress ?? []
+  if (ingress.length > 0 && !isDeleting(svc)) {
+    try {
+      await clients.core.patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress: null } } } }, requestOptions({ contentType: MERGE_PATCH }))
+    } catch (err) {
+      if (statusCodeOf(err) !== 404) throw kubeError(err, { verb: 'patch', resource: 'services/status', namespace, name })
+    }
+  }
+  let cur: Svc = svc
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const fins = cur.metadata?.finalizers ?? []
+    if (!fins.includes(FINALIZER)) return
+    try {
+      await clients.core.patchNamespacedService({
+        name,
+        namespace,
+        body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: fins.filter((f) => f !== FINALIZER) } },
+      }, requestOptions({ contentType: MERGE_PATCH }))
+      return
+    } catch (err) {
+      const status = statusCodeOf(err)
+      if (status === 404) return
+      if (status !== 409) throw kubeError(err, { verb: 'patch', resource: 'services', namespace, name })
+      try {
+        cur = await clients.core.readNamespacedService({ name, namespace }, requestOptions()) as Svc
+      } catch (raw) {
+        if (statusCodeOf(raw) === 404) return
+        throw kubeError(raw, { verb: 'get', resource: 'services', namespace, name })
+      }
+    }
+  }
+  throw new KtError('KT_ERR_KUBE_CONFLICT', `patch services "${namespace}/${name}": still conflicting after 4 attempts`)
+}
+
+/**
+ * Start watching one cluster and keeping its LoadBalancer Services served.
+ * Throws at once (InvalidArgumentError) on an unreadable kubeconfig or bad
+ * routing options; API failures after that are retried, never thrown.
+ */
+export async function startController (o: ControllerOptions): Promise<Controller> {
+  const kc = loadKubeConfig(o.kubeconfig)
+  // Validate the routing options now (they throw InvalidArgumentError), not on the first event.
+  computeRoutes({ cluster: o.cluster, services: [], nodes: [] }, o.routing)
+  return new ServiceController(o, makeClients(kc))
+}
+
+export interface UndoOptions {
+  cluster: string
+  kubeconfig: string
+  routing: RoutingOptions
+  addresses?: Addresses
+  logger: Logger
+}
+
+/**
+ * `kind-tunnel down` without a running controller: list the Services once,
+ * clear our statuses and finalizers, and release the pool addresses their
+ * statuses name. Returns how many Services were cleaned.
+ */
+export async function undoCluster (o: UndoOptions): Promise<number> {
+  const kc = loadKubeConfig(o.kubeconfig)
+  const clients = makeClients(kc)
+  const log = o.logger.child({ module: 'control', cluster: o.cluster })
+  let list: readonly V1Service[]
+  try {
+    list = (await clients.core.listServiceForAllNamespaces({}, requestOptions())).items
+  } catch (err) {
+    throw kubeError(err, { verb: 'list', resource: 'services' })
+  }
+  const services = (list as readonly Svc[]).filter(isManaged)
+  // Which status IPs are ours to release: the ones a cleanup plan names (in the pool).
+  const plans = computeRoutes({
+    cluster: o.cluster,
+    services: services.map((s) => ({ ...s, metadata: { ...s.metadata, deletionTimestamp: s.metadata?.deletionTimestamp ?? new Date(0).toISOString() } })),
+    nodes: [],
+  }, o.routing).services
+  const failures: KtError[] = []
+  for (const svc of services) {
+    try {
+      await undoService(clients, svc)
+    } catch (err) {
+      failures.push(err instanceof KtError ? err : kubeError(err, { verb: 'patch', resource: 'services' }))
+    }
+  }
+  if (o.addresses !== undefined) {
+    for (const p of plans) {
+      if (p.ip === undefined) continue
+      try {
+        await o.addresses.release(p.ip)
+      } catch (err) {
+        failures.push(err instanceof KtError ? err : new KtError('KT_ERR_ADDRESS_COMMAND', String(err)))
+      }
+    }
+  }
+  if (failures.length > 0) {
+    const first = failures[0] as KtError
+    throw new KtError('KT_ERR_CLEANUP', `${failures.length} cleanup step(s) failed; first: ${first.code}: ${first.message}`, { cause: first })
+  }
+  log.info({ services: services.length }, 'statuses, finalizers and addresses removed')
+  return services.length
+}

@@ -1,0 +1,479 @@
+// Informers for the objects the controller reads: Services, Nodes,
+// EndpointSlices, and (hostname mode) Ingresses and IngressClasses. Each is a
+// client-node ListWatch kept alive by a supervisor:
+//
+// - Any stop (network error, API server restart, a list that fails, a watch
+//   that ends at once) restarts it after a capped, jittered exponential
+//   backoff, with a fresh ListWatch, so the restart is always a full re-list.
+//   client-node itself gives up after an error (ListWatch.doneHandler only
+//   calls the error callbacks), and re-watches at once, with no delay, after
+//   a clean end.
+// - A 410 Gone (in the stream or as a status) makes the ListWatch re-list on
+//   its own; that is counted too.
+// - Silence is failure: the watch asks for bookmarks (allowWatchBookmarks)
+//   and a server-side timeout, so a live watch hears something every minute
+//   or so; one that hears nothing for `silenceMs` is torn down and restarted
+//   (a dead TCP path, a proxy that swallowed the FIN).
+// - While a restart lists again, readers keep the previous cache: an API
+//   outage never looks like "every Service was deleted".
+
+import {
+  type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch,
+} from '@kubernetes/client-node'
+import { KtError } from '../errors.js'
+import type { Logger } from '../observe/logger.js'
+import { Backoff, type BackoffOptions } from './backoff.js'
+import { type KubeClients, kubeError, requestOptions, statusCodeOf } from './kube.js'
+
+export interface InformerHealth {
+  /** Plural, with the group: `services`, `endpointslices.discovery.k8s.io`. */
+  readonly resource: string
+  /** Ingresses and IngressClasses: their absence (404) or a refusal (403) is tolerated. */
+  readonly optional: boolean
+  /** A cache is available (the first list succeeded at least once). */
+  readonly synced: boolean
+  /** The current ListWatch has listed and is watching. */
+  readonly watching: boolean
+  /** Optional resource not served or not allowed; treated as empty. */
+  readonly absent: boolean
+  /** Objects in the cache. */
+  readonly objects: number
+  /** ISO time of the last watch event or bookmark. */
+  readonly lastEventAt?: string
+  /** ISO time of the last successful list. */
+  readonly lastListAt?: string
+  /** Restarts after a failure or a stall. */
+  readonly restarts: number
+  /** Lists done (the first, every restart, every 410). */
+  readonly lists: number
+  /** 410 Gone answers seen. */
+  readonly gone: number
+  /** Watches torn down for silence. */
+  readonly stalls: number
+  readonly lastError?: { readonly code: string, readonly message: string, readonly at: string }
+}
+
+export interface InformerTimings {
+  /** No event and no bookmark for this long on an open watch: restart. Default 180 s. */
+  readonly silenceMs?: number
+  /** Server-side watch timeout, drawn at random in this range (client-go: 5-10 min). Default [300, 600] s. */
+  readonly watchTimeoutSeconds?: readonly [number, number]
+  /** A watch that ends cleanly sooner than this is a failure (backoff), not a normal end. Default 1000 ms. */
+  readonly minWatchMs?: number
+  /** Bound on one list request. Default 60 s. */
+  readonly listTimeoutMs?: number
+  /** Restart backoff. Default 200 ms → 30 s, ±20 %. */
+  readonly backoff?: BackoffOptions
+  /** A watch that stayed up this long resets the backoff. Default 30 s. */
+  readonly backoffResetMs?: number
+  /** How often an absent optional resource is looked for again. Default 60 s. */
+  readonly absentRetryMs?: number
+}
+
+interface Resolved {
+  silenceMs: number
+  watchTimeoutSeconds: readonly [number, number]
+  minWatchMs: number
+  listTimeoutMs: number
+  backoff: BackoffOptions
+  backoffResetMs: number
+  absentRetryMs: number
+}
+
+function resolveTimings (t: InformerTimings = {}): Resolved {
+  return {
+    silenceMs: t.silenceMs ?? 180_000,
+    watchTimeoutSeconds: t.watchTimeoutSeconds ?? [300, 600],
+    minWatchMs: t.minWatchMs ?? 1000,
+    listTimeoutMs: t.listTimeoutMs ?? 60_000,
+    backoff: t.backoff ?? {},
+    backoffResetMs: t.backoffResetMs ?? 30_000,
+    absentRetryMs: t.absentRetryMs ?? 60_000,
+  }
+}
+
+interface WatchHooks {
+  started (): void
+  line (type: string, obj: unknown): void
+  timeoutSeconds (): number
+  minWatchMs: number
+}
+
+/**
+ * client-node's Watch with what ListWatch does not ask for: bookmarks, a
+ * server-side timeout, activity tracking, and a kill switch that silences a
+ * replaced generation for good (its late callbacks and a fetch that returns
+ * after the kill are dropped and aborted).
+ */
+class TrackedWatch extends Watch {
+  #killed = false
+  #current: AbortController | undefined
+  readonly #hooks: WatchHooks
+
+  constructor (kc: KubeConfig, hooks: WatchHooks) {
+    super(kc)
+    this.#hooks = hooks
+  }
+
+  override async watch (
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: any, watchObj?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    done: (err: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+  ): Promise<AbortController> {
+    if (this.#killed) {
+      const c = new AbortController()
+      c.abort()
+      return c
+    }
+    // ListWatch calls watch() right after it stored a list: the cache is fresh.
+    this.#hooks.started()
+    const started = Date.now()
+    let gone = false
+    const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.#hooks.timeoutSeconds() }
+    const ctrl = await super.watch(path, params, (phase, obj, raw) => {
+      if (this.#killed) return
+      if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) gone = true
+      this.#hooks.line(phase, obj)
+      callback(phase, obj, raw)
+    }, (err: unknown) => {
+      if (this.#killed) return
+      let e = err
+      // A clean end right after the start, without a 410 to explain it: a
+      // server or proxy that closes at once. ListWatch would re-watch with no
+      // delay, in a tight loop; make it a failure so the backoff applies.
+      if ((e === null || e === undefined) && !gone && Date.now() - started < this.#hooks.minWatchMs) {
+        e = new KtError('KT_ERR_KUBE_API', `the watch on ${path} ended after ${Date.now() - started} ms`)
+      }
+      done(e)
+    })
+    this.#current = ctrl
+    if (this.#killed) ctrl.abort()
+    return ctrl
+  }
+
+  kill (): void {
+    this.#killed = true
+    this.#current?.abort()
+  }
+}
+
+interface Generation<T extends KubernetesObject> {
+  readonly id: number
+  readonly lw: ListWatch<T>
+  readonly watch: TrackedWatch
+  readonly createdAt: number
+  /** Set when the watch opened after a list: the cache is complete. */
+  syncedAt: number | undefined
+  lastActivity: number
+  dead: boolean
+}
+
+export interface InformerSpec<T extends KubernetesObject> {
+  /** For health and messages: `services`, `endpointslices.discovery.k8s.io`. */
+  readonly resource: string
+  /** Watch path, e.g. `/api/v1/services`. */
+  readonly path: string
+  /** One list call with these request options. */
+  readonly list: (opts: ReturnType<typeof requestOptions>) => Promise<KubernetesListObject<T>>
+  readonly optional?: boolean
+}
+
+export interface InformerInit {
+  readonly kc: KubeConfig
+  readonly logger: Logger
+  /** Called (synchronously) after any change to the cache. */
+  readonly onChange: () => void
+  readonly timings?: InformerTimings
+}
+
+export class ResourceInformer<T extends KubernetesObject> {
+  readonly resource: string
+  readonly optional: boolean
+  /** Resolves once a cache is available (or an optional resource is known absent). Rejects with KT_ERR_KUBE_FORBIDDEN if the first list of a required resource is refused; the informer keeps retrying. */
+  readonly firstSync: Promise<void>
+  readonly #spec: InformerSpec<T>
+  readonly #kc: KubeConfig
+  readonly #log: Logger
+  readonly #onChange: () => void
+  readonly #t: Resolved
+  readonly #backoff: Backoff
+  #current: Generation<T> | undefined
+  #visible: Generation<T> | undefined
+  #nextId = 1
+  #stopped = false
+  #restartTimer: NodeJS.Timeout | undefined
+  #watchdog: NodeJS.Timeout | undefined
+  #resolveSync!: () => void
+  #rejectSync!: (err: Error) => void
+  #syncSettled = false
+  #absent = false
+  #restarts = 0
+  #lists = 0
+  #gone = 0
+  #stalls = 0
+  #lastEventAt: number | undefined
+  #lastListAt: number | undefined
+  #lastError: { code: string, message: string, at: number } | undefined
+  #lastLoggedCode: string | undefined
+
+  constructor (spec: InformerSpec<T>, init: InformerInit) {
+    this.#spec = spec
+    this.resource = spec.resource
+    this.optional = spec.optional === true
+    this.#kc = init.kc
+    this.#log = init.logger.child({ informer: spec.resource })
+    this.#onChange = init.onChange
+    this.#t = resolveTimings(init.timings)
+    this.#backoff = new Backoff(this.#t.backoff)
+    this.firstSync = new Promise<void>((resolve, reject) => {
+      this.#resolveSync = resolve
+      this.#rejectSync = reject
+    })
+    // Nobody may be waiting (an optional informer, or stop() before sync).
+    this.firstSync.catch(() => {})
+  }
+
+  start (): void {
+    if (this.#stopped || this.#current !== undefined) return
+    const every = Math.max(50, Math.min(5000, Math.floor(this.#t.silenceMs / 4)))
+    this.#watchdog = setInterval(() => { this.#checkSilence() }, every)
+    this.#watchdog.unref()
+    this.#spawn()
+  }
+
+  /** The cached objects (the last complete cache while a restart lists again). */
+  list (): readonly T[] {
+    return this.#visible?.lw.list() ?? []
+  }
+
+  get (name: string, namespace?: string): T | undefined {
+    return this.#visible?.lw.get(name, namespace)
+  }
+
+  get synced (): boolean {
+    return this.#visible !== undefined || this.#absent
+  }
+
+  health (): InformerHealth {
+    const iso = (ms: number | undefined): string | undefined => ms === undefined ? undefined : new Date(ms).toISOString()
+    const lastEventAt = iso(this.#lastEventAt)
+    const lastListAt = iso(this.#lastListAt)
+    const cur = this.#current
+    return {
+      resource: this.resource,
+      optional: this.optional,
+      synced: this.synced,
+      watching: cur !== undefined && !cur.dead && cur.syncedAt !== undefined,
+      absent: this.#absent,
+      objects: this.list().length,
+      ...(lastEventAt !== undefined ? { lastEventAt } : {}),
+      ...(lastListAt !== undefined ? { lastListAt } : {}),
+      restarts: this.#restarts,
+      lists: this.#lists,
+      gone: this.#gone,
+      stalls: this.#stalls,
+      ...(this.#lastError !== undefined ? { lastError: { code: this.#lastError.code, message: this.#lastError.message, at: new Date(this.#lastError.at).toISOString() } } : {}),
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    if (this.#restartTimer !== undefined) clearTimeout(this.#restartTimer)
+    if (this.#watchdog !== undefined) clearInterval(this.#watchdog)
+    this.#restartTimer = undefined
+    this.#watchdog = undefined
+    const g = this.#current
+    if (g !== undefined) await this.#kill(g)
+    if (!this.#syncSettled) {
+      this.#syncSettled = true
+      this.#rejectSync(new KtError('KT_ERR_KUBE_API', `the ${this.resource} informer was stopped before its first list`))
+    }
+  }
+
+  #spawn (): void {
+    if (this.#stopped) return
+    const id = this.#nextId++
+    const now = Date.now()
+    let gen: Generation<T> | undefined
+    const [lo, hi] = this.#t.watchTimeoutSeconds
+    const watch = new TrackedWatch(this.#kc, {
+      minWatchMs: this.#t.minWatchMs,
+      timeoutSeconds: () => Math.round(lo + Math.random() * Math.max(0, hi - lo)),
+      started: () => { if (gen !== undefined) this.#watchStarted(gen) },
+      line: (phase, obj) => {
+        if (gen === undefined || gen.dead) return
+        gen.lastActivity = Date.now()
+        this.#lastEventAt = gen.lastActivity
+        if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) {
+          this.#gone++
+          this.#log.info({ code: 410 }, `${this.resource}: resourceVersion expired (410 Gone); listing again`)
+        }
+      },
+    })
+    const listFn = async (): Promise<KubernetesListObject<T>> => {
+      try {
+        const l = await this.#spec.list(requestOptions({ timeoutMs: this.#t.listTimeoutMs }))
+        this.#lists++
+        this.#lastListAt = Date.now()
+        return l
+      } catch (err) {
+        throw kubeError(err, { verb: 'list', resource: this.resource })
+      }
+    }
+    const lw = new ListWatch<T>(this.#spec.path, watch, listFn, false)
+    gen = { id, lw, watch, createdAt: now, syncedAt: undefined, lastActivity: now, dead: false }
+    const g = gen
+    const changed = (): void => { if (!g.dead && g === this.#visible) this.#onChange() }
+    lw.on('add', changed)
+    lw.on('update', changed)
+    lw.on('delete', changed)
+    lw.on('error', (err: unknown) => { this.#failed(g, err) })
+    this.#current = g
+    lw.start().catch((err: unknown) => { this.#failed(g, err) })
+  }
+
+  #watchStarted (g: Generation<T>): void {
+    if (g.dead || g !== this.#current) return
+    const now = Date.now()
+    g.lastActivity = now
+    if (g.syncedAt !== undefined) {
+      // A re-watch in the same generation: after a clean end or a 410 re-list.
+      return
+    }
+    g.syncedAt = now
+    const previous = this.#visible
+    this.#visible = g
+    this.#absent = false
+    if (previous !== undefined && previous !== g) previous.dead = true
+    if (this.#lastError !== undefined) this.#log.info({ generation: g.id }, `${this.resource}: watching again`)
+    this.#lastLoggedCode = undefined
+    if (!this.#syncSettled) {
+      this.#syncSettled = true
+      this.#resolveSync()
+    }
+    this.#onChange()
+  }
+
+  #failed (g: Generation<T>, raw: unknown): void {
+    if (this.#stopped || g.dead || g !== this.#current) return
+    const err = kubeError(raw, { verb: g.syncedAt === undefined ? 'list' : 'watch', resource: this.resource })
+    const status = statusCodeOf(err)
+    const now = Date.now()
+    this.#lastError = { code: err.code, message: err.message, at: now }
+    // A watch that stayed up a while proves the path works: start the backoff over.
+    if (g.syncedAt !== undefined && now - g.syncedAt >= this.#t.backoffResetMs) this.#backoff.reset()
+    let delay = this.#backoff.next()
+    const neverSynced = this.#visible === undefined
+    if (this.optional && neverSynced && (status === 404 || status === 403 || status === 401)) {
+      // Optional and missing (no networking.k8s.io/v1 on this cluster, or no
+      // RBAC for it): hostname routing from Ingress hosts is off, nothing else.
+      if (!this.#absent) {
+        this.#log.warn({ code: err.code, status }, `${this.resource} unavailable (HTTP ${status}); Ingress hosts will not be routed until it is`)
+      }
+      const was = this.#absent
+      this.#absent = true
+      delay = this.#t.absentRetryMs
+      if (!this.#syncSettled) {
+        this.#syncSettled = true
+        this.#resolveSync()
+      }
+      if (!was) this.#onChange()
+    } else {
+      if (!this.#syncSettled && neverSynced && err.code === 'KT_ERR_KUBE_FORBIDDEN') {
+        this.#syncSettled = true
+        this.#rejectSync(err)
+      }
+      // One line per distinct failure, not one per retry.
+      if (this.#lastLoggedCode !== err.code) {
+        this.#lastLoggedCode = err.code
+        this.#log.warn({ code: err.code, status, retryInMs: delay }, err.message)
+      }
+    }
+    this.#restarts++
+    void this.#kill(g)
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined
+      this.#spawn()
+    }, delay)
+    this.#restartTimer.unref()
+  }
+
+  async #kill (g: Generation<T>): Promise<void> {
+    // Dead: no more events or errors from it. If it is the visible one, its
+    // cache stays readable until a newer generation has listed. Late
+    // callbacks are dropped by TrackedWatch.
+    g.dead = true
+    g.watch.kill()
+    await g.lw.stop().catch(() => {})
+    if (g === this.#current) this.#current = undefined
+  }
+
+  #checkSilence (): void {
+    const g = this.#current
+    if (g === undefined || g.dead || this.#stopped) return
+    const now = Date.now()
+    // A list hangs no longer than listTimeoutMs (its own timeout); an open
+    // watch, or one whose request has not answered yet, must hear something.
+    if (g.syncedAt === undefined) return
+    if (now - g.lastActivity <= this.#t.silenceMs) return
+    this.#stalls++
+    this.#failed(g, new KtError('KT_ERR_KUBE_WATCH_STALLED', `the ${this.resource} watch was silent for ${Math.round((now - g.lastActivity) / 1000)} s (no event, no bookmark); restarting it`))
+  }
+}
+
+// ---------------------------------------------------------------- the set
+
+export interface ClusterInformers {
+  readonly services: ResourceInformer<KubernetesObject>
+  readonly nodes: ResourceInformer<KubernetesObject>
+  readonly endpointSlices: ResourceInformer<KubernetesObject>
+  readonly ingresses: ResourceInformer<KubernetesObject> | undefined
+  readonly ingressClasses: ResourceInformer<KubernetesObject> | undefined
+  readonly all: ReadonlyArray<ResourceInformer<KubernetesObject>>
+  /** Every informer has a cache (optional ones may be absent). Rejects as the first required informer refused. */
+  readonly synced: Promise<void>
+  stop (): Promise<void>
+}
+
+export interface InformerSetOptions {
+  readonly clients: KubeClients
+  readonly logger: Logger
+  readonly onChange: () => void
+  /** Watch Ingresses and IngressClasses (hostname mode only). */
+  readonly ingresses: boolean
+  readonly timings?: InformerTimings
+}
+
+type Lister = (opts: ReturnType<typeof requestOptions>) => Promise<KubernetesListObject<KubernetesObject>>
+
+export function startInformers (o: InformerSetOptions): ClusterInformers {
+  const { core, discovery, networking } = o.clients
+  const init: InformerInit = { kc: o.clients.kc, logger: o.logger, onChange: o.onChange, ...(o.timings !== undefined ? { timings: o.timings } : {}) }
+  const make = (resource: string, path: string, list: Lister, optional = false): ResourceInformer<KubernetesObject> =>
+    new ResourceInformer<KubernetesObject>({ resource, path, list, optional }, init)
+  const services = make('services', '/api/v1/services', async (r) => await core.listServiceForAllNamespaces({}, r))
+  const nodes = make('nodes', '/api/v1/nodes', async (r) => await core.listNode({}, r))
+  const endpointSlices = make('endpointslices.discovery.k8s.io', '/apis/discovery.k8s.io/v1/endpointslices',
+    async (r) => await discovery.listEndpointSliceForAllNamespaces({}, r))
+  const ingresses = o.ingresses
+    ? make('ingresses.networking.k8s.io', '/apis/networking.k8s.io/v1/ingresses', async (r) => await networking.listIngressForAllNamespaces({}, r), true)
+    : undefined
+  const ingressClasses = o.ingresses
+    ? make('ingressclasses.networking.k8s.io', '/apis/networking.k8s.io/v1/ingressclasses', async (r) => await networking.listIngressClass({}, r), true)
+    : undefined
+  const all = [services, nodes, endpointSlices, ...(ingresses !== undefined ? [ingresses] : []), ...(ingressClasses !== undefined ? [ingressClasses] : [])]
+  for (const i of all) i.start()
+  const synced = Promise.all(all.map(async (i) => await i.firstSync)).then(() => {})
+  synced.catch(() => {})
+  return {
+    services,
+    nodes,
+    endpointSlices,
+    ingresses,
+    ingressClasses,
+    all,
+    synced,
+    stop: async () => { await Promise.all(all.map(async (i) => await i.stop())) },
+  }
+}
