@@ -6,6 +6,11 @@ import { hideBin } from 'yargs/helpers'
 import { InvalidArgumentError } from '../errors.js'
 import { proxyOptions, runProxy } from './proxy.js'
 import { EXIT_OK, EXIT_USAGE, reportError } from './run.js'
+import { upOptions, runUp } from './up.js'
+import { downOptions, runDownCommand } from './down.js'
+import { statusOptions, runStatus } from './status.js'
+import { doctorOptions, runDoctorCommand } from './doctor.js'
+import { demoOptions, runDemo } from './demo.js'
 
 async function runHelperCommand (argv: { ipPool: string }): Promise<number> {
   const { runHelper } = await import('../addresses/helper.js')
@@ -40,6 +45,11 @@ export async function main (args: string[]): Promise<void> {
   await yargs(args)
     .scriptName('kind-tunnel')
     .usage('$0 <command> [options]')
+    .command('up', 'serve the LoadBalancer Services of kind clusters on the host until Ctrl-C', (y) => upOptions(y), wrap(runUp))
+    .command('down', 'undo everything up did (also from another terminal, also after a crash)', (y) => downOptions(y), wrap(runDownCommand))
+    .command('status', 'what the running up serves: Services, addresses, backends, connections', (y) => statusOptions(y), wrap(runStatus))
+    .command('doctor', 'automated troubleshooting: one line per check, exit 1 on a failure', (y) => doctorOptions(y), wrap(runDoctorCommand))
+    .command('demo', 'no Docker, no cluster: an embedded API server, two simulated nodes, and up', (y) => demoOptions(y), wrap(runDemo))
     .command('proxy', 'run the data plane alone with static routes', (y) => proxyOptions(y), wrap(runProxy))
     .command('relay', 'run the relay (inside the relay container); see relay --help', (y) => y, () => {})
     .command('helper', 'privileged address helper: JSON verbs on stdin (run with sudo by kind-tunnel up)', (y) => y

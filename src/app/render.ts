@@ -1,0 +1,162 @@
+// What people see: the Services table (TTY and `status`), the live TTY view
+// of `up` (progress lines above a table redrawn in place), and the plain
+// lines a script reads when stdout is not a terminal.
+
+import { Writable } from 'node:stream'
+import type { ServiceStatus, UpStatus } from './status.js'
+import type { UpEvent } from './up.js'
+
+function fmtBytes (n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let v = n / 1024
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i] as string}`
+}
+
+function serviceName (s: ServiceStatus, multiCluster: boolean): string {
+  return multiCluster ? `${s.cluster}/${s.namespace}/${s.name}` : `${s.namespace}/${s.name}`
+}
+
+function clip (text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, Math.max(0, width - 1))}…`
+}
+
+/** Rows of the Services table; each cell may hold several lines (one per address/name). */
+export function formatTable (st: UpStatus, width = 120): string[] {
+  const multi = new Set(st.services.map((s) => s.cluster)).size > 1
+  const header = ['SERVICE', 'ADDRESS', 'HOSTNAME', 'BACKENDS', 'HEALTH', 'CONNS']
+  const rows: string[][][] = st.services.map((s) => {
+    const conns = s.backends.reduce((a, b) => a + b.active, 0)
+    return [
+      [serviceName(s, multi)],
+      s.addresses.length > 0 ? [...s.addresses] : ['-'],
+      s.hostnames.length > 0 ? [...s.hostnames] : ['-'],
+      s.backends.length > 0 ? s.backends.map((b) => b.address) : ['(no Ready node)'],
+      s.backends.length > 0 ? s.backends.map((b) => b.health) : ['-'],
+      [String(conns)],
+    ]
+  })
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.flatMap((r) => (r[i] ?? []).map((c) => c.length))))
+  // Shrink the widest columns first when the terminal is narrow.
+  const total = (): number => widths.reduce((a, b) => a + b + 2, 0)
+  while (total() > width) {
+    const i = widths.indexOf(Math.max(...widths))
+    if ((widths[i] as number) <= 12) break
+    widths[i] = (widths[i] as number) - 1
+  }
+  const line = (cells: string[]): string => cells.map((c, i) => clip(c, widths[i] as number).padEnd(widths[i] as number)).join('  ').trimEnd()
+  const out = [line(header)]
+  for (const r of rows) {
+    const height = Math.max(...r.map((c) => c.length))
+    for (let k = 0; k < height; k++) out.push(line(r.map((c) => c[k] ?? '')))
+  }
+  if (st.services.length === 0) out.push('(no LoadBalancer Service yet: `kubectl expose deployment NAME --type=LoadBalancer --port=80`)')
+  return out
+}
+
+/** `status` without --json. */
+export function formatStatus (st: UpStatus, width = 120): string[] {
+  const out: string[] = []
+  out.push(`kind-tunnel up, pid ${st.pid}, since ${st.startedAt}, --address ${st.address}${st.ready ? '' : ' (starting)'}`)
+  for (const c of st.clusters) {
+    const relay = c.relay !== undefined ? `, relay ${c.relay.name} on 127.0.0.1:${c.relay.port}` : ''
+    out.push(`cluster ${c.name}: ${c.mode}${relay}${c.synced ? '' : ' (not synced)'}${c.error !== undefined ? `; error ${c.error}` : ''}`)
+  }
+  out.push('')
+  out.push(...formatTable(st, width))
+  out.push('')
+  const t = st.totals
+  out.push(`connections: ${t.active} active, ${t.accepted} accepted; bytes: ${fmtBytes(t.bytesIn)} in, ${fmtBytes(t.bytesOut)} out; pool: ${t.poolHits} hits, ${t.poolMisses} misses`)
+  for (const c of st.conflicts) out.push(`conflict: ${c.message}`)
+  return out
+}
+
+/** Plain lines for scripts (stdout not a TTY): one per Service, after `ready`. */
+export function formatPlain (st: UpStatus): string[] {
+  return st.services.map((s) => ['service', `${s.cluster}/${s.namespace}/${s.name}`, ...s.addresses, ...s.hostnames].join(' '))
+}
+
+/**
+ * A terminal view: progress lines scroll above a block (the table) that is
+ * redrawn in place. Lines are clipped to the terminal width so the cursor
+ * arithmetic holds.
+ */
+export class TtyView {
+  readonly #out: NodeJS.WriteStream
+  #block: string[] = []
+  #drawn = 0
+
+  constructor (out: NodeJS.WriteStream) {
+    this.#out = out
+  }
+
+  get width (): number {
+    return Math.max(40, (this.#out.columns ?? 100) - 1)
+  }
+
+  #clear (): string {
+    return this.#drawn > 0 ? `\x1b[${this.#drawn}A\x1b[0J` : ''
+  }
+
+  #draw (): string {
+    this.#drawn = this.#block.length
+    return this.#block.map((l) => `${clip(l, this.width)}\n`).join('')
+  }
+
+  line (text: string): void {
+    this.#out.write(this.#clear() + `${clip(text, this.width)}\n` + this.#draw())
+  }
+
+  block (lines: string[]): void {
+    const clear = this.#clear()
+    this.#block = lines
+    this.#out.write(clear + this.#draw())
+  }
+
+  /** Leave the block on screen and stop managing it. */
+  release (): void {
+    this.#drawn = 0
+    this.#block = []
+  }
+}
+
+/** A pino destination that prints log lines through the view (level, message, fields). */
+export function viewLogStream (view: TtyView): Writable {
+  const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' }
+  return new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      for (const raw of chunk.toString('utf8').split('\n')) {
+        if (raw.trim() === '') continue
+        try {
+          const o = JSON.parse(raw) as Record<string, unknown>
+          const { level, msg, time: _t, pid: _p, hostname: _h, module: _m, ...rest } = o
+          const extra = Object.entries(rest).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k}=${String(v)}`).join(' ')
+          view.line(`${(names[Number(level)] ?? 'log').padEnd(5)} ${String(msg ?? '')}${extra !== '' ? `  ${extra}` : ''}`)
+        } catch {
+          view.line(raw)
+        }
+      }
+      cb()
+    },
+  })
+}
+
+/** Progress lines for `up`'s events on a terminal; undefined when the event shows nothing. */
+export function eventLine (e: UpEvent): string | undefined {
+  switch (e.type) {
+    case 'recovering': return `↻ undoing what a previous kind-tunnel up (pid ${e.pid}) left behind`
+    case 'recovered': return `✓ cleaned up after the previous run (${e.reports.map((r) => r.cluster).join(', ') || 'nothing to do'})`
+    case 'cluster': return `● cluster ${e.name}: ${e.mode} mode (${e.reason})`
+    case 'relay': return `  relay ${e.cluster}: ${e.line}`
+    case 'helper': return `  loopback aliases need root: ${e.argv.join(' ')}`
+    case 'listening': return `✓ listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`
+    case 'metrics': return `✓ metrics on http://${e.host}:${e.port}/metrics`
+    case 'synced': return `✓ cluster ${e.cluster} synced`
+    case 'stopping': return `… stopping (${e.reason}): removing statuses, draining connections`
+    case 'cleaned': return `✓ cluster ${e.cluster} cleaned up`
+    case 'stopped': return e.clean ? '✓ stopped; everything undone' : '✗ stopped; some changes are left: run `kind-tunnel down`'
+    default: return undefined
+  }
+}

@@ -1,0 +1,187 @@
+// The status `up` reports (control socket, `status`, the TTY table): plain
+// data derived from the applied RouteTable and the data plane's snapshot.
+// Pure: no I/O.
+
+import type { DataplaneSnapshot } from '../dataplane/listener-manager.js'
+import type { MergeConflict } from '../routing/merge.js'
+import type { RouteTable, UpstreamSpec } from '../routing/types.js'
+import { endpointKey, listenerKey } from '../routing/types.js'
+
+export interface BackendStatus {
+  readonly address: string
+  /** `up`, `down` (out of rotation) or `unknown` when the data plane does not say. */
+  readonly health: 'up' | 'down' | 'unknown'
+  readonly active: number
+}
+
+export interface ServicePortStatus {
+  readonly port: number
+  /** `host:port` of the listener. */
+  readonly listener: string
+  /** Names routed to it on a shared listener; empty when it is the listener's only or default upstream. */
+  readonly names: readonly string[]
+  readonly default: boolean
+}
+
+export interface ServiceStatus {
+  readonly cluster: string
+  readonly namespace: string
+  readonly name: string
+  /** Dedicated-IP addresses (`ip:port`). */
+  readonly addresses: readonly string[]
+  /** `http://name:port` or `https://name:port` style entries for hostname mode. */
+  readonly hostnames: readonly string[]
+  readonly ports: readonly ServicePortStatus[]
+  readonly backends: readonly BackendStatus[]
+  readonly healthy: number
+}
+
+export interface ClusterStatus {
+  readonly name: string
+  readonly mode: string
+  readonly reason: string
+  readonly synced: boolean
+  readonly relay?: { readonly name: string, readonly port: number, readonly pool?: unknown }
+  readonly controller?: unknown
+  readonly error?: string
+}
+
+export interface Totals {
+  readonly active: number
+  readonly accepted: number
+  readonly bytesIn: number
+  readonly bytesOut: number
+  readonly poolHits: number
+  readonly poolMisses: number
+}
+
+export interface UpStatus {
+  readonly pid: number
+  readonly startedAt: string
+  readonly stateDir: string
+  readonly address: string
+  readonly listenHost: string
+  readonly ready: boolean
+  readonly version: number
+  readonly clusters: readonly ClusterStatus[]
+  readonly services: readonly ServiceStatus[]
+  readonly listeners: DataplaneSnapshot['listeners']
+  readonly conflicts: readonly MergeConflict[]
+  readonly totals: Totals
+}
+
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+/** `cluster/namespace/name:port` → its parts (computeRoutes' upstream id). */
+export function parseUpstreamId (id: string): { cluster: string, namespace: string, name: string, port: number } | undefined {
+  const m = /^(.+)\/([^/]+)\/([^/:]+):(\d+)$/.exec(id)
+  if (m === null) return undefined
+  return { cluster: m[1] as string, namespace: m[2] as string, name: m[3] as string, port: Number(m[4]) }
+}
+
+function healthOf (b: Record<string, unknown> | undefined): 'up' | 'down' | 'unknown' {
+  if (b === undefined) return 'unknown'
+  for (const k of ['available', 'healthy', 'up']) {
+    const v = b[k]
+    if (typeof v === 'boolean') return v ? 'up' : 'down'
+  }
+  if (typeof b.health === 'string') return b.health === 'healthy' || b.health === 'up' ? 'up' : 'down'
+  return 'unknown'
+}
+
+export interface DeriveOptions {
+  readonly listenHost: string
+  readonly httpsPort: number
+  readonly hostnameSuffix?: string
+}
+
+/** Services, their addresses, names and backends, from the applied table and the data plane. */
+export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: DeriveOptions): ServiceStatus[] {
+  const suffix = o.hostnameSuffix ?? 'localhost'
+  const backendsById = new Map(snap.upstreams.map((u) => [u.id, new Map(u.backends.map((b) => [b.key, b]))]))
+  const boundPort = new Map(snap.listeners.map((l) => [l.key, l.port]))
+  interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, upstreams: Map<string, UpstreamSpec> }
+  const acc = new Map<string, Acc>()
+  const note = (up: UpstreamSpec, listener: { host: string, port: number }, names: readonly string[], isDefault: boolean): void => {
+    const p = parseUpstreamId(up.id)
+    if (p === undefined) return
+    const key = `${p.cluster}/${p.namespace}/${p.name}`
+    let a = acc.get(key)
+    if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), upstreams: new Map() })
+    a.upstreams.set(up.id, up)
+    const k = listenerKey(listener)
+    const realPort = boundPort.get(k) ?? listener.port
+    a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }), names: [...names], default: isDefault })
+    const scheme = listener.port === o.httpsPort || p.port === 443 ? 'https' : 'http'
+    const portText = (scheme === 'https' && realPort === 443) || (scheme === 'http' && realPort === 80) ? '' : `:${realPort}`
+    if (listener.host === o.listenHost) {
+      const shown = names.length > 0 ? names : [`${p.name}.${p.namespace}.${suffix}`]
+      for (const n of shown) a.hostnames.add(`${scheme}://${n}${portText}`)
+    } else {
+      a.addresses.add(listenerKey({ host: listener.host, port: realPort }))
+    }
+  }
+  for (const l of table.listeners) {
+    for (const r of l.routes) note(r.upstream, l, r.names, false)
+    if (l.default !== undefined) {
+      // An L4 listener (one Service alone on its port) answers any name.
+      note(l.default, l, [], true)
+    }
+  }
+  const out: ServiceStatus[] = []
+  for (const a of acc.values()) {
+    const backends = new Map<string, BackendStatus>()
+    for (const up of a.upstreams.values()) {
+      const live = backendsById.get(up.id)
+      for (const e of up.endpoints) {
+        const k = endpointKey(e)
+        const b = live?.get(k) as Record<string, unknown> | undefined
+        const prev = backends.get(k)
+        const health = healthOf(b)
+        const active = typeof b?.active === 'number' ? b.active : 0
+        backends.set(k, { address: k, health: prev?.health === 'down' ? 'down' : health, active: (prev?.active ?? 0) + active })
+      }
+    }
+    const list = [...backends.values()].sort((x, y) => cmp(x.address, y.address))
+    out.push({
+      cluster: a.cluster,
+      namespace: a.namespace,
+      name: a.name,
+      addresses: [...a.addresses].sort(cmp),
+      hostnames: [...a.hostnames].sort(cmp),
+      ports: a.ports.sort((x, y) => x.port - y.port || cmp(x.listener, y.listener)),
+      backends: list,
+      healthy: list.filter((b) => b.health !== 'down').length,
+    })
+  }
+  return out.sort((x, y) => cmp(`${x.cluster}/${x.namespace}/${x.name}`, `${y.cluster}/${y.namespace}/${y.name}`))
+}
+
+/** Sum of every sample of a counter in Prometheus text (`name{...} value`). */
+export function sumMetric (text: string, name: string, label?: string): number {
+  let total = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const rest = line.slice(name.length)
+    if (rest[0] !== '{' && rest[0] !== ' ') continue
+    if (label !== undefined && !rest.includes(label)) continue
+    const v = Number(line.slice(line.lastIndexOf(' ') + 1))
+    if (Number.isFinite(v)) total += v
+  }
+  return total
+}
+
+export function totals (snap: DataplaneSnapshot, metricsText: string): Totals {
+  let accepted = 0
+  let bytesIn = 0
+  let bytesOut = 0
+  for (const l of snap.listeners) { accepted += l.accepted; bytesIn += l.bytesIn; bytesOut += l.bytesOut }
+  return {
+    active: snap.active,
+    accepted,
+    bytesIn,
+    bytesOut,
+    poolHits: sumMetric(metricsText, 'kt_upstream_pool_hits_total') + sumMetric(metricsText, 'kt_relay_pool_total', 'hit'),
+    poolMisses: sumMetric(metricsText, 'kt_upstream_pool_misses_total') + sumMetric(metricsText, 'kt_relay_pool_total', 'miss'),
+  }
+}
