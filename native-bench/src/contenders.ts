@@ -102,7 +102,13 @@ function ktContender(
   };
 }
 
-const ktL4 = ktContender('kt-l4', 'kind-tunnel L4', ['no route on the listener: no peek, straight splice'], () => [], '');
+const ktL4 = ktContender(
+  'kt-l4',
+  'kind-tunnel L4',
+  ['no route on the listener: no peek, straight splice; `--native auto` (the default) uses the native splice addon when it is built'],
+  () => [],
+  '',
+);
 
 const ktRouted = ktContender(
   'kt-routed',
@@ -125,6 +131,14 @@ const ktPool = ktContender(
   ],
   (kind, ctx) => (kind === 'bulk' ? [] : ['--pool-size', String(ctx.poolSize)]),
   ' --pool-size N',
+);
+
+const ktJs = ktContender(
+  'kt-js',
+  'kind-tunnel L4, pure JS',
+  ['L4 with `--native off`: the pure-JS data plane, the fallback where the native splice addon is not built (macOS, Windows, no compiler)'],
+  () => ['--native', 'off'],
+  ' --native off',
 );
 
 const dockerProxy: Contender = {
@@ -267,6 +281,7 @@ export const ALL_CONTENDERS: readonly Contender[] = [
   ktL4,
   ktRouted,
   ktPool,
+  ktJs,
   dockerProxy,
   dockerMapping,
   socat,

@@ -240,6 +240,7 @@ const COLORS: Record<string, string> = {
   'kt-l4': '#1565c0',
   'kt-routed': '#42a5f5',
   'kt-pool': '#0d47a1',
+  'kt-js': '#90caf9',
   'docker-proxy': '#e53935',
   'docker-mapping': '#ef9a9a',
   socat: '#8d6e63',

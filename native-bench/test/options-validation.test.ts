@@ -11,7 +11,7 @@ t.test('quick and full defaults', async (t) => {
   t.equal(f.mode, 'full');
   t.equal(f.durationS, 10);
   t.equal(f.idleConns, 5000);
-  t.equal(f.contenders.length, 10);
+  t.equal(f.contenders.length, 11);
   t.equal(f.docsDir, '/docs');
 });
 
