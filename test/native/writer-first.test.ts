@@ -87,4 +87,44 @@ for (const mode of MODES) {
     await proxy.waitResults(1, 5000)
     t.equal(proxy.results[0]?.cause, 'eof')
   })
+  t.test(`${mode}: a leftover 'data' listener does not see the bytes handed to native`, { skip: SKIP }, async (t) => {
+    const splicer = splicerFor(t, mode)
+    let backendGot: ReturnType<typeof collect> | undefined
+    const backend = await startBackend(t, (s) => {
+      backendGot = collect(s, true)
+      s.on('end', () => s.end())
+    })
+    const seen: Buffer[] = []
+    let seenAtHandoff = -1
+    let paused: () => void = noop
+    const pausedP = new Promise<void>((resolve) => { paused = resolve })
+    const proxy = await startProxy(t, splicer, backend.port, {
+      idleTimeoutMs: 10_000,
+      beforeSplice: async (c) => {
+        // A peek done with a 'data' listener, then pause(): later bytes pile up in JS.
+        c.on('data', (d: Buffer) => seen.push(d))
+        c.resume()
+        await waitFor(() => seen.length > 0, 5000, 'peeked bytes')
+        c.pause()
+        paused()
+        await waitFor(() => c.readableLength >= 'part2;'.length, 5000, 'bytes buffered while paused')
+        seenAtHandoff = seen.length
+        return { idleTimeoutMs: 10_000, headAtoB: Buffer.concat(seen) }
+      },
+    })
+    const client = await connect(proxy.port)
+    t.teardown(() => client.destroy())
+    const got = collect(client)
+    client.write('part1;')
+    await within(pausedP, 5000, 'proxy paused')
+    client.write('part2;')
+    await waitFor(() => proxy.handles.length === 1, 5000, 'handoff')
+    client.end('part3;')
+    await within(got.done, 5000, 'client EOF')
+    const b = await within(backendGot!.done, 5000, 'backend EOF')
+    t.equal(b.text(), 'part1;part2;part3;')
+    t.equal(seen.length, seenAtHandoff, 'the listener saw nothing after the handoff')
+    await proxy.waitResults(1, 5000)
+    t.same(proxy.results[0], { aToB: 18, bToA: 0, cause: 'eof' })
+  })
 }

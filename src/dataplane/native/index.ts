@@ -223,7 +223,16 @@ function stopReading (s: Socket): void {
 function takeBuffered (s: Socket): Buffer | undefined {
   if (s.readableLength === 0) return undefined
   if (s.readableFlowing === true) s.pause()
-  const chunk: unknown = s.read()
+  // read() also emits 'data' with what it returns: a leftover peek listener must
+  // not see bytes that now belong to native.
+  const listeners = s.rawListeners('data') as Array<(...args: unknown[]) => void>
+  s.removeAllListeners('data')
+  let chunk: unknown
+  try {
+    chunk = s.read()
+  } finally {
+    for (const l of listeners) s.on('data', l)
+  }
   stopReading(s)
   if (chunk === null || chunk === undefined) return undefined
   return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk as Buffer
