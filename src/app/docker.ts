@@ -2,10 +2,12 @@
 // handle behind plain functions. The docker module does the work; this file
 // only remembers the connection and answers "no such cluster" with undefined.
 
-import { connectDocker, type DockerConnection, type Env } from '../docker/engine.js'
-import { discoverClusters, getKubeconfig, primaryControlPlane, API_SERVER_PORT, type KindCluster } from '../docker/discover.js'
-import { chooseMode, type ModeChoice } from '../docker/mode.js'
-import { ensureRelay, removeRelay, type RelayInfo } from '../docker/relay-container.js'
+// The docker modules are loaded on first use: dockerode costs a few hundred
+// milliseconds of startup that `status` or `demo` never need.
+import type { DockerConnection, Env } from '../docker/engine.js'
+import type { KindCluster } from '../docker/discover.js'
+import type { ModeChoice } from '../docker/mode.js'
+import type { RelayInfo } from '../docker/relay-container.js'
 
 export interface DockerAccess {
   /** Every kind cluster (running or not), sorted by name. Throws KT_ERR_DOCKER_UNAVAILABLE. */
@@ -25,7 +27,7 @@ export interface DockerAccess {
 export function dockerAccess (opts: { env?: Env, network?: string } = {}): DockerAccess {
   let conn: Promise<DockerConnection> | undefined
   const get = async (): Promise<DockerConnection> => {
-    conn ??= connectDocker(opts.env !== undefined ? { env: opts.env } : {})
+    conn ??= import('../docker/engine.js').then(({ connectDocker }) => connectDocker(opts.env !== undefined ? { env: opts.env } : {}))
     try {
       return await conn
     } catch (err) {
@@ -35,6 +37,7 @@ export function dockerAccess (opts: { env?: Env, network?: string } = {}): Docke
   }
   const discover = async (): Promise<KindCluster[]> => {
     const { docker } = await get()
+    const { discoverClusters } = await import('../docker/discover.js')
     return await discoverClusters({ docker, ...(opts.network !== undefined ? { network: opts.network } : {}), ...(opts.env !== undefined ? { env: opts.env } : {}) })
   }
   return {
@@ -43,6 +46,7 @@ export function dockerAccess (opts: { env?: Env, network?: string } = {}): Docke
       const c = (await discover()).find((x) => x.name === name)
       if (c === undefined) return undefined
       const { docker } = await get()
+      const { getKubeconfig, primaryControlPlane, API_SERVER_PORT } = await import('../docker/discover.js')
       const text = await getKubeconfig(docker, c)
       if (o.internal !== true) return text
       const cp = primaryControlPlane(c)
@@ -52,9 +56,10 @@ export function dockerAccess (opts: { env?: Env, network?: string } = {}): Docke
       const server = `https://${ip.includes(':') ? `[${ip}]` : ip}:${API_SERVER_PORT}`
       return text.replace(/^(\s*server:\s*)\S.*$/gm, (_m, lead: string) => `${lead}${server}`)
     },
-    chooseMode: (c) => chooseMode(c),
+    chooseMode: async (c) => (await import('../docker/mode.js')).chooseMode(c),
     async ensureRelay (cluster, o) {
       const { docker } = await get()
+      const { ensureRelay } = await import('../docker/relay-container.js')
       return await ensureRelay({
         docker,
         cluster,
@@ -64,6 +69,7 @@ export function dockerAccess (opts: { env?: Env, network?: string } = {}): Docke
     },
     async removeRelay (cluster) {
       const { docker } = await get()
+      const { removeRelay } = await import('../docker/relay-container.js')
       return await removeRelay(docker, cluster)
     },
   }

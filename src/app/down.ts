@@ -2,6 +2,7 @@
 // its control socket (it drains and cleans up itself); a dead one's leftovers
 // are undone from the state file.
 
+import { rm } from 'node:fs/promises'
 import { KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import { controlRequest } from './control.js'
@@ -92,6 +93,10 @@ export async function runDown (o: DownOptions): Promise<number> {
   }, o.cluster)
   for (const r of reports) {
     for (const s of r.steps) o.print(`${s.ok ? 'ok  ' : 'FAIL'} ${r.cluster}: ${s.what}: ${s.detail}`)
+  }
+  if (!running && process.platform !== 'win32') {
+    // The dead up's socket file: nothing answers on it any more.
+    await rm(current.controlSocket, { force: true }).catch(() => {})
   }
   if (left === undefined) {
     await removeState(o.stateDir)

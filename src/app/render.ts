@@ -80,8 +80,8 @@ export function formatPlain (st: UpStatus): string[] {
 
 /**
  * A terminal view: progress lines scroll above a block (the table) that is
- * redrawn in place. Lines are clipped to the terminal width so the cursor
- * arithmetic holds.
+ * redrawn in place. Lines are never cut (a curl command must stay whole);
+ * the rows a long line wraps to are counted so the cursor arithmetic holds.
  */
 export class TtyView {
   readonly #out: NodeJS.WriteStream
@@ -92,8 +92,14 @@ export class TtyView {
     this.#out = out
   }
 
+  /** Columns to lay tables out in (one less than the terminal, so nothing wraps). */
   get width (): number {
     return Math.max(40, (this.#out.columns ?? 100) - 1)
+  }
+
+  #rows (text: string): number {
+    const cols = Math.max(1, this.#out.columns ?? 100)
+    return Math.max(1, Math.ceil([...text].length / cols))
   }
 
   #clear (): string {
@@ -101,15 +107,16 @@ export class TtyView {
   }
 
   #draw (): string {
-    this.#drawn = this.#block.length
-    return this.#block.map((l) => `${clip(l, this.width)}\n`).join('')
+    this.#drawn = this.#block.reduce((n, l) => n + this.#rows(l), 0)
+    return this.#block.map((l) => `${l}\n`).join('')
   }
 
   line (text: string): void {
-    this.#out.write(this.#clear() + `${clip(text, this.width)}\n` + this.#draw())
+    this.#out.write(this.#clear() + `${text}\n` + this.#draw())
   }
 
   block (lines: string[]): void {
+    if (lines.length === this.#block.length && lines.every((l, i) => l === this.#block[i])) return
     const clear = this.#clear()
     this.#block = lines
     this.#out.write(clear + this.#draw())

@@ -45,12 +45,18 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
   const registry = new Registry()
   let run: UpRun | undefined
   let redraw: NodeJS.Timeout | undefined
+  let stopping = false
   const draw = (): void => {
-    if (view === undefined || run === undefined || !run.ready) return
+    if (view === undefined || run === undefined || !run.ready || stopping) return
     view.block(['', ...formatTable(run.status(), view.width), ...(o.readyLines?.(run) ?? [])])
   }
   const onEvent = (e: UpEvent): void => {
     if (view !== undefined) {
+      if (e.type === 'stopping' && !stopping) {
+        // The table would only show Services disappearing: take it away.
+        stopping = true
+        view.block([])
+      }
       const l = eventLine(e)
       if (l !== undefined) view.line(l)
       if (e.type === 'applied' || e.type === 'ready') draw()

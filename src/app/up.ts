@@ -20,7 +20,7 @@ import type { Logger } from '../observe/logger.js'
 import type { Registry } from '../observe/metrics.js'
 import { startMetricsServer, type MetricsServer } from '../observe/metrics-server.js'
 import type { KindCluster } from '../docker/discover.js'
-import { relayName, type RelayInfo } from '../docker/relay-container.js'
+import type { RelayInfo } from '../docker/relay-container.js'
 import { RelayDialer } from '../relay/client.js'
 import type { Addresses } from '../addresses/manager.js'
 import { cidrSize, formatIp, parseCidr, type Cidr } from '../routing/cidr.js'
@@ -360,7 +360,7 @@ export class UpRun {
 
       if (plan.mode === 'relay' && !this.startAbort.signal.aborted) {
         if (plan.kind === undefined) throw new KtError('KT_ERR_NO_CLUSTER', `relay mode needs the kind cluster ${plan.name} in Docker`)
-        await state.cluster(plan.name, (c) => ({ ...c, relay: { name: relayName(plan.name), containerId: '' } }))
+        await state.cluster(plan.name, (c) => ({ ...c, relay: { name: `kind-tunnel-relay-${plan.name}`, containerId: '' } }))
         const info = await this.deps.docker.ensureRelay(plan.kind, {
           base: cfg.relayBase,
           onProgress: (line) => { this.emit({ type: 'relay', cluster: plan.name, line }); this.log.info({ cluster: plan.name }, line) },

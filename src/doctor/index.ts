@@ -24,7 +24,8 @@ import {
   type CheckLine, type EndpointTarget, type TlsTarget,
 } from './checks.js'
 import { defaultHostsFile } from './hosts.js'
-import { readClusterFacts, type ClusterFacts } from './kube.js'
+// ./kube.js (the Kubernetes client) is loaded only when a cluster is read.
+import type { ClusterFacts } from './kube.js'
 import { healthCheck, portOwner, tcpConnect, tlsHandshake, tryBind } from './probes.js'
 
 export type { CheckLine } from './checks.js'
@@ -158,6 +159,7 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
     }
     facts = await Promise.all(sources.map(async (s) => {
       try {
+        const { readClusterFacts } = await import('./kube.js')
         return await readClusterFacts(s.cluster, s.kubeconfig, Math.max(timeoutMs, 5000))
       } catch (err) {
         const e = { ok: false as const, message: `${errorCode(err)}: ${(err as Error).message}` }
