@@ -89,6 +89,10 @@ export class AddressManager implements Addresses {
   /** Remove `ip` from loopback if it is there. */
   release (raw: string): Promise<AddressChange> {
     const ip = validateIp(raw, this.pool)
+    // An address that needs no alias here (127/8 on Linux and Windows) was
+    // never added, so there is nothing to remove, and no list to run: the
+    // controller releases one per deleted Service.
+    if (this.backend.add(ip) === null) return Promise.resolve({ ip, changed: false })
     const cmd = this.backend.remove(ip)
     return this.#serial(async () => {
       if (!(await this.#present(ip))) return { ip, changed: false }

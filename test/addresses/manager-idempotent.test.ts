@@ -72,6 +72,7 @@ t.test('linux: 127.0.0.0/8 needs no alias and runs nothing', async (t) => {
   const calls: Command[] = []
   const m = new AddressManager({ pool: '127.240.0.0/16', backend: linuxBackend, runner: async (c) => { calls.push(c); return { code: 0, stdout: '', stderr: '' } } })
   t.same(await m.ensure('127.240.0.5'), { ip: '127.240.0.5', changed: false })
+  t.same(await m.release('127.240.0.5'), { ip: '127.240.0.5', changed: false })
   t.same(calls, [])
 })
 
