@@ -62,7 +62,8 @@ async function startProxy(
     await stop(p);
     throw err;
   }
-  return { port, pids: () => (p.hasExited ? [] : processTree(p.pid)), stop: () => stop(p) };
+  // Shutdown is not measured: a second for a graceful exit, then SIGKILL (kind-tunnel would drain for up to 10 s).
+  return { port, pids: () => (p.hasExited ? [] : processTree(p.pid)), stop: () => stop(p, 1000) };
 }
 
 function info(id: string, label: string, family: Family, command: string, notes: string[] = []): ContenderInfo {

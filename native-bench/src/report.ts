@@ -160,7 +160,7 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
   p('```sh');
   p('cd native-bench && npm install            # autocannon; the TypeScript compiler comes from the repo root');
   p('npm run bench                              # full: every contender, 3 rounds of 10 s runs');
-  p('npm run bench -- --quick                   # 2–3 minutes, the quick contender set');
+  p('npm run bench -- --quick                   # about 3 minutes: 1 s runs, the quick contender set');
   p('KT_BIN="node /path/to/dist/src/cli/main.js" npm run bench -- --contenders direct,kt-l4,docker-proxy');
   p('npm run report -- results/latest.json      # regenerate these docs from a results file');
   p('```');

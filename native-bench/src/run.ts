@@ -208,6 +208,7 @@ async function main(): Promise<number> {
     const random = rng(opts.seed);
 
     for (let round = 1; round <= opts.rounds; round++) {
+      const roundStart = Date.now();
       const roundOrder = shuffle(runnable, random);
       order.push(roundOrder.map((c) => c.info.id));
       log(`\nround ${round}/${opts.rounds}: ${order.at(-1)!.join(' ')}`);
@@ -251,12 +252,13 @@ async function main(): Promise<number> {
             }
             samples.push(sample);
             log(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(4)}s ${w.id.padEnd(10)} ${c.info.id.padEnd(15)} ${sample.error !== undefined ? `ERROR ${sample.error}` : fmtMetrics(w.id, sample.metrics)}${sample.note !== undefined ? ` (${sample.note})` : ''}`);
-            await sleep(w.id === 'connclose' ? 300 : 100);
+            await sleep(w.id === 'connclose' ? 300 : 50);
           }
         }
       } finally {
         await Promise.all([...instances.values()].map((i) => (i instanceof Error ? undefined : i.stop())));
       }
+      log(`round ${round} took ${((Date.now() - roundStart) / 1000).toFixed(0)} s`);
     }
   } finally {
     await docker?.stop();
