@@ -467,7 +467,11 @@ class ServiceController implements Controller {
       const err = raw instanceof KtError ? raw : kubeError(raw, { verb: 'update', resource: 'services', namespace: plan.namespace, name: plan.name })
       const delay = st.backoff.next()
       st.retryAt = Date.now() + delay
+      const fresh = st.loggedCode !== err.code
       this.#setError(st, err.code, err.message, delay)
+      // The upstream service controller's reason, so `kubectl describe svc`
+      // says why: once per distinct failure, not once per retry.
+      if (fresh) await this.#event(svc, { type: 'Warning', reason: 'SyncLoadBalancerFailed', message: `${err.code}: ${err.message}; retrying` })
     }
   }
 
