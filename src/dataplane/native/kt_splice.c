@@ -648,9 +648,14 @@ static void stop_worker (engine_t *e) {
 
 static void cleanup_hook (void *arg) {
   // The environment is going away (process exit, worker_threads teardown).
+  // Cleanup hooks run last-registered first, and this one was added after the
+  // threadsafe function was created, so the worker is joined before Node tears
+  // that function down: the worker never calls into a freed one. Node disposes
+  // of the function itself; touching it from here on (release) is not ours to do.
   engine_t *e = arg;
   e->hook_added = 0;
   stop_worker(e);
+  e->tsfn_released = 1;
 }
 
 static void engine_finalize (napi_env env, void *data, void *hint) {
