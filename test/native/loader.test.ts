@@ -53,6 +53,10 @@ t.test('mode comes from opts, then KT_NATIVE_MODE, default splice', { skip: SKIP
     s?.close()
   })
   t.throws(() => loadNativeSplicer({ pipeSize: -1 }), { code: 'KT_ERR_INVALID_ARG' })
+  t.throws(() => loadNativeSplicer({ threads: 0 }), { code: 'KT_ERR_INVALID_ARG' })
+  const two = loadNativeSplicer({ threads: 2 })
+  t.same(two?.stats(), { pairs: 0, pipesPooled: 0, pipeFallbacks: 0 })
+  two?.close()
 })
 
 t.test('refusals carry codes and leave the sockets untouched', { skip: SKIP }, async (t) => {

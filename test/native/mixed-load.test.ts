@@ -14,10 +14,12 @@ const EXPECT: Record<typeof KINDS[number], string> = {
 }
 const BULK = Buffer.alloc(1 << 20, 'z')
 
-for (const mode of MODES) {
-  t.test(`${mode}: ${PAIRS} pairs with mixed endings`, { skip: SKIP }, async (t) => {
+const VARIANTS = [...MODES.map((mode) => ({ mode, threads: 1 })), { mode: 'splice' as const, threads: 2 }]
+
+for (const { mode, threads } of VARIANTS) {
+  t.test(`${mode}, ${threads} thread(s): ${PAIRS} pairs with mixed endings`, { skip: SKIP }, async (t) => {
     const fdsBefore = fdCount()
-    const splicer = splicerFor(t, mode)
+    const splicer = splicerFor(t, mode, threads)
     const backend = await startBackend(t, (s) => {
       let kind: string | undefined
       s.on('data', (d: Buffer) => {

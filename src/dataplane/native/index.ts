@@ -86,6 +86,8 @@ export interface LoadOptions {
   pipeSize?: number
   /** Path of kt_splice.node; otherwise KT_NATIVE_ADDON, then the build folder beside the sources. */
   addonPath?: string
+  /** Worker threads, each with its own epoll set; a new pair goes to the least busy (default 1, at most 64). */
+  threads?: number
 }
 
 // The order matches the C enum in kt_splice.c.
@@ -162,10 +164,14 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   if (!Number.isInteger(pipeSize) || pipeSize < 0 || pipeSize > 2 ** 30) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `pipeSize must be an integer from 0 to 2^30, got ${String(opts.pipeSize)}`)
   }
+  const threads = opts.threads ?? 1
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+    throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `threads must be an integer from 1 to 64, got ${String(opts.threads)}`)
+  }
   const binding = loadBinding(opts.addonPath)
   if (binding === undefined) return undefined
   try {
-    return new Splicer(binding, mode, pipeSize)
+    return new Splicer(binding, mode, pipeSize, threads)
   } catch (err) {
     loadError = `the native splicer could not start: ${(err as Error).message}`
     return undefined
@@ -252,36 +258,54 @@ function handOver (s: Socket): void {
   s.setTimeout(0)
 }
 
+interface Engine {
+  readonly handle: object
+  /** Pairs handed to this engine and not yet reported done. */
+  live: number
+  refd: boolean
+}
+
+interface Pending {
+  readonly done: (r: SpliceResult) => void
+  readonly engine: Engine
+}
+
 class Splicer implements NativeSplicer {
   readonly mode: 'splice' | 'rw'
   readonly #binding: Binding
-  readonly #engine: object
-  readonly #pending = new Map<number, (r: SpliceResult) => void>()
+  readonly #engines: Engine[] = []
+  readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false
-  #refd = false
 
-  constructor (binding: Binding, mode: 'splice' | 'rw', pipeSize: number) {
+  constructor (binding: Binding, mode: 'splice' | 'rw', pipeSize: number, threads: number) {
     this.mode = mode
     this.#binding = binding
-    this.#engine = binding.createEngine(mode === 'rw' ? 1 : 0, pipeSize, this.#onDone)
+    try {
+      for (let i = 0; i < threads; i++) {
+        this.#engines.push({ handle: binding.createEngine(mode === 'rw' ? 1 : 0, pipeSize, this.#onDone), live: 0, refd: false })
+      }
+    } catch (err) {
+      for (const e of this.#engines) binding.close(e.handle)
+      throw err
+    }
   }
 
-  // Runs on the JS thread, called by the threadsafe function.
+  // Runs on the JS thread, called by an engine's threadsafe function.
   readonly #onDone: OnDone = (id, aToB, bToA, cause, errno) => {
-    const done = this.#pending.get(id)
-    if (done === undefined) return
+    const p = this.#pending.get(id)
+    if (p === undefined) return
     this.#pending.delete(id)
-    if (this.#pending.size === 0) this.#setRef(false)
+    if (--p.engine.live === 0) this.#setRef(p.engine, false)
     const r: SpliceResult = { aToB, bToA, cause: CAUSES[cause] ?? 'error' }
     if (errno !== undefined) r.errno = errno
-    done(r)
+    p.done(r)
   }
 
-  #setRef (on: boolean): void {
-    if (this.#refd === on || this.#closed) return
-    this.#refd = on
-    this.#binding.ref(this.#engine, on)
+  #setRef (e: Engine, on: boolean): void {
+    if (e.refd === on || this.#closed) return
+    e.refd = on
+    this.#binding.ref(e.handle, on)
   }
 
   splice (a: Socket, b: Socket, opts: SpliceOptions, done: (r: SpliceResult) => void): SpliceHandle {
@@ -307,8 +331,11 @@ class Splicer implements NativeSplicer {
     let headAtoB = opts.headAtoB
     if (restA !== undefined) headAtoB = headAtoB === undefined || headAtoB.length === 0 ? restA : Buffer.concat([headAtoB, restA])
     const id = this.#nextId++
+    // The least busy worker thread takes the pair.
+    let engine = this.#engines[0]!
+    for (const e of this.#engines) if (e.live < engine.live) engine = e
     try {
-      this.#binding.add(this.#engine, id, fdA, fdB, idle, headAtoB, restB, half)
+      this.#binding.add(engine.handle, id, fdA, fdB, idle, headAtoB, restB, half)
     } catch (err) {
       // Give the sockets back as they were: nothing taken from them is lost.
       if (restA !== undefined) a.unshift(restA)
@@ -318,22 +345,29 @@ class Splicer implements NativeSplicer {
     }
     handOver(a)
     handOver(b)
-    this.#pending.set(id, done)
+    this.#pending.set(id, { done, engine })
     // A paused socket does not keep the event loop alive; the pending done must.
-    this.#setRef(true)
-    return { abort: () => { if (!this.#closed && this.#pending.has(id)) this.#binding.abort(this.#engine, id) } }
+    if (engine.live++ === 0) this.#setRef(engine, true)
+    return { abort: () => { if (!this.#closed && this.#pending.has(id)) this.#binding.abort(engine.handle, id) } }
   }
 
   stats (): SplicerStats {
-    const [pairs, pipesPooled, pipeFallbacks] = this.#binding.stats(this.#engine)
-    return { pairs: this.#closed ? this.#pending.size : pairs, pipesPooled, pipeFallbacks }
+    const out: SplicerStats = { pairs: 0, pipesPooled: 0, pipeFallbacks: 0 }
+    for (const e of this.#engines) {
+      const [pairs, pipesPooled, pipeFallbacks] = this.#binding.stats(e.handle)
+      out.pairs += pairs
+      out.pipesPooled += pipesPooled
+      out.pipeFallbacks += pipeFallbacks
+    }
+    if (this.#closed) out.pairs = this.#pending.size
+    return out
   }
 
   close (): void {
     if (this.#closed) return
     // Completions for the aborted pairs are still delivered after this.
-    this.#setRef(this.#pending.size > 0)
+    for (const e of this.#engines) this.#setRef(e, e.live > 0)
     this.#closed = true
-    this.#binding.close(this.#engine)
+    for (const e of this.#engines) this.#binding.close(e.handle)
   }
 }
