@@ -537,6 +537,8 @@ class ServiceController implements Controller {
     } else {
       st.statusPatched = true
     }
+    // A write that changed nothing keeps its RV: that one is current, not stale.
+    if (rv !== undefined) stale.delete(rv)
     st.staleRvs = stale
   }
 
@@ -548,7 +550,7 @@ class ServiceController implements Controller {
       this.#ensured.delete(plan.ip)
     }
     const stale = new Set<string>()
-    const rv = svc.metadata?.resourceVersion
+    let rv = svc.metadata?.resourceVersion
     if (!isDeleting(svc) && plan.statusChanged) {
       // It stopped asking for a load balancer but lives on: take our status back.
       if (rv !== undefined) stale.add(rv)
@@ -556,12 +558,13 @@ class ServiceController implements Controller {
       const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
         async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
       await this.#event(svc, { type: 'Normal', reason: 'DeletedLoadBalancer', message: `load balancer removed${plan.ip !== undefined ? `; released ${plan.ip}` : ''}` })
-      const next = res.metadata?.resourceVersion
-      if (next !== undefined) stale.add(next)
+      rv = res.metadata?.resourceVersion ?? rv
     }
     if (hasFinalizer(svc)) {
       if (rv !== undefined) stale.add(rv)
-      await this.#removeFinalizer(svc)
+      // The RV the status patch left, so the precondition holds.
+      const after = await this.#removeFinalizer(rv === undefined ? svc : { ...svc, metadata: { ...svc.metadata, resourceVersion: rv } })
+      if (after !== undefined) stale.delete(after)
       this.#log.info({ service: plan.key, ip: plan.ip }, 'load balancer cleaned up')
     }
     st.statusPatched = true
@@ -622,8 +625,8 @@ class ServiceController implements Controller {
     return await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? null : [...fins, FINALIZER])
   }
 
-  async #removeFinalizer (svc: Svc): Promise<void> {
-    await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? fins.filter((f) => f !== FINALIZER) : null)
+  async #removeFinalizer (svc: Svc): Promise<string | undefined> {
+    return await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? fins.filter((f) => f !== FINALIZER) : null)
   }
 
   // ------------------------------------------------------------ public

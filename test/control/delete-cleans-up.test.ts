@@ -53,3 +53,19 @@ t.test('a Service deleted while kind-tunnel was down is cleaned up at the next s
   t.ok(h.addresses.releases > releasesBefore, `its address ${ip} was released`)
   t.equal(await tryConnect(ip, 18080), 'ECONNREFUSED', 'nothing listens on it')
 })
+
+t.test('a Service that stops being a LoadBalancer gets its status and finalizer back, and its listener closes', async (t) => {
+  const h = await startHarness(t)
+  h.api.create(lbService('web', [{ port: 18080 }]))
+  await h.serveNodePorts('web')
+  const ip = await waitFor(() => ingressOf(h.api, 'web')[0]?.ip, 'the IP of web')
+  const cur = h.api.get('services', 'web') as unknown as { spec: { ports: Array<Record<string, unknown>> } }
+  h.api.patch('services', 'web', { spec: { type: 'ClusterIP', ports: cur.spec.ports.map(({ nodePort: _n, ...p }) => p) } })
+  await waitFor(() => ingressOf(h.api, 'web').length === 0 && (finalizersOf(h.api, 'web') ?? []).length === 0, 'status and finalizer gone', 3000)
+  t.ok(h.api.tryGet('services', 'web') !== undefined, 'the Service lives on')
+  t.equal(await tryConnect(ip, 18080), 'ECONNREFUSED', 'its listener is closed')
+  t.notOk(h.addresses.held.has(ip), 'its IP is released')
+  const reasons = h.api.list('events', 'default').map((e) => (e as unknown as { reason: string }).reason)
+  t.ok(reasons.includes('DeletedLoadBalancer'), 'a DeletedLoadBalancer event says so')
+  t.equal(h.api.requestCount({ code: 409 }), 0, 'the finalizer patch carried the RV the status patch left: no conflict')
+})
