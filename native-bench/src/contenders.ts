@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendKind, ContenderInfo, Family, WorkloadId } from './defs.js';
 import type { DockerMapping } from './backends.js';
-import { freePort, processTree, start, stop, waitForOutput, waitForPort, type Proc } from './proc.js';
+import { freePort, pinPids, processTree, start, stop, waitForOutput, waitForPort, type Proc } from './proc.js';
 
 export interface Ctx {
   tmp: string;
@@ -39,7 +39,7 @@ export interface Contender {
   start(kind: BackendKind, ctx: Ctx): Promise<Instance>;
 }
 
-const READY_MS = 10_000;
+const READY_MS = 30_000;
 
 /** Start a proxy process and wait until it accepts (or prints `listening`). */
 async function startProxy(
@@ -50,7 +50,6 @@ async function startProxy(
   opts: { readyLine?: boolean; fd3DevNull?: boolean; cwd?: string } = {},
 ): Promise<Instance> {
   const p: Proc = start(name, argv[0]!, argv.slice(1), {
-    cpu: ctx.proxyCpu,
     nofile: ctx.nofile,
     fd3DevNull: opts.fd3DevNull,
     cwd: opts.cwd,
@@ -58,6 +57,7 @@ async function startProxy(
   try {
     if (opts.readyLine === true) await waitForOutput(p, new RegExp(`^listening 127\\.0\\.0\\.1:${port}$`, 'm'), READY_MS);
     else await waitForPort(port, READY_MS, p);
+    await pinPids(processTree(p.pid), ctx.proxyCpu);
   } catch (err) {
     await stop(p);
     throw err;

@@ -1,7 +1,7 @@
 // Child processes for the bench: every contender, backend and load generator is
 // spawned here, in its own process group, and recorded so that one synchronous
 // sweep can kill them all on exit, Ctrl-C, SIGTERM or an uncaught error.
-import { spawn, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { execFile, spawn, execFileSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { openSync, readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 
@@ -398,4 +398,21 @@ export function nofileLimit(): number {
     nofileCache = Math.min(65536, hard);
   }
   return nofileCache;
+}
+
+/**
+ * Pin every thread of these processes (taskset -a -p). Proxies start unpinned and are
+ * pinned once ready, so a dozen Node start-ups do not queue on one CPU; threads
+ * and children created later inherit the mask.
+ */
+export async function pinPids(pids: readonly number[], cpu: string | undefined): Promise<void> {
+  if (cpu === undefined) return;
+  await Promise.all(
+    pids.map(
+      (pid) =>
+        new Promise<void>((resolve) => {
+          execFile('taskset', ['-a', '-p', '-c', cpu, String(pid)], { timeout: 10_000 }, () => resolve());
+        }),
+    ),
+  );
 }

@@ -11,12 +11,13 @@ import { ALL_CONTENDERS, type Contender, type Ctx, type Instance } from './conte
 import type { BackendKind, ContenderInfo, Machine, Results, Sample, WorkloadId } from './defs.js';
 import { parseOptions, UsageError, USAGE, type Options } from './options.js';
 import { WRK_SCRIPT } from './parse.js';
-import { killAllSync, nofileLimit, sleep, stop } from './proc.js';
+import { killAllSync, nofileLimit, pinPids, sleep, stop } from './proc.js';
 import { writeDocs } from './report.js';
 import { rng, shuffle } from './stats.js';
 import { WORKLOADS, type LoadSettings } from './workloads.js';
 
 const execFileP = promisify(execFile);
+const START_CONCURRENCY = 4;
 const here = dirname(fileURLToPath(import.meta.url)); // native-bench/build/src
 const benchDir = resolve(here, '../..');
 const repoDir = resolve(benchDir, '..');
@@ -75,10 +76,6 @@ function splitArgs(s: string | undefined): string[] {
   return (s ?? '').split(/\s+/).filter(Boolean);
 }
 
-async function pinPids(pids: number[], cpu: string | undefined): Promise<void> {
-  if (cpu === undefined) return;
-  for (const pid of pids) await execFileP('taskset', ['-a', '-p', '-c', cpu, String(pid)], { timeout: 10_000 }).catch(() => undefined);
-}
 
 function fmtMetrics(w: WorkloadId, m: Record<string, number>): string {
   const f = (x: number | undefined, d = 0): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
@@ -214,18 +211,18 @@ async function main(): Promise<number> {
       log(`\nround ${round}/${opts.rounds}: ${order.at(-1)!.join(' ')}`);
       // fresh processes each round, all started before any measurement
       const instances = new Map<string, Instance | Error>();
-      await Promise.all(
-        roundOrder.flatMap((c) => {
-          const kinds = new Set<BackendKind>(workloads.filter((w) => c.unsupported[w.id] === undefined).map((w) => w.backend));
-          return [...kinds].map(async (kind) => {
-            try {
-              instances.set(`${c.info.id}/${kind}`, await c.start(kind, ctx));
-            } catch (err) {
-              instances.set(`${c.info.id}/${kind}`, err as Error);
-            }
-          });
-        }),
-      );
+      const jobs = roundOrder.flatMap((c) => {
+        const kinds = new Set<BackendKind>(workloads.filter((w) => c.unsupported[w.id] === undefined).map((w) => w.backend));
+        return [...kinds].map((kind) => async (): Promise<void> => {
+          try {
+            instances.set(`${c.info.id}/${kind}`, await c.start(kind, ctx));
+          } catch (err) {
+            instances.set(`${c.info.id}/${kind}`, err as Error);
+          }
+        });
+      });
+      // a few start-ups at a time: a dozen Node processes at once can take longer than READY_MS on 2 busy cores
+      for (let i = 0; i < jobs.length; i += START_CONCURRENCY) await Promise.all(jobs.slice(i, i + START_CONCURRENCY).map((j) => j()));
       if (docker !== undefined && proxyCpu !== undefined) {
         await pinPids([...docker.proxyPids(docker.ports.http!), ...docker.proxyPids(docker.ports.bulk!)], proxyCpu);
       }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { cpuSeconds, parseStat, processTree, rssKiB, run, sleep, start, stop, waitForOutput, wrapArgv } from '../src/proc.js';
+import { cpuSeconds, parseStat, pinPids, processTree, rssKiB, run, sleep, start, stop, waitForOutput, wrapArgv } from '../src/proc.js';
 
 /** Still running in that process group (a reused pid would be in another group). */
 function stillInGroup(pid: number, pgid: number): boolean {
@@ -48,4 +48,11 @@ t.test('/proc readers: stat fields, CPU and RSS of this process', async (t) => {
   t.ok(cpuSeconds([process.pid]) > 0);
   t.ok(rssKiB([process.pid]) > 10_000, 'a Node process has more than 10 MiB resident');
   t.equal(rssKiB([2 ** 22 + 12345]), 0, 'a missing pid counts as nothing');
+});
+
+t.test('pinPids pins a running process after it started', async (t) => {
+  const p = start('sleeper', 'sleep', ['30']);
+  t.teardown(() => stop(p, 500));
+  await pinPids([p.pid], '0');
+  t.match(readFileSync(`/proc/${p.pid}/status`, 'utf8'), /^Cpus_allowed_list:\s+0$/m);
 });
