@@ -131,9 +131,36 @@ class TrackedWatch extends Watch {
     const started = Date.now()
     let gone = false
     const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.#hooks.timeoutSeconds() }
-    const ctrl = await super.watch(path, params, (phase, obj, raw) => {
+    let ctrl: AbortController
+    try {
+      ctrl = await this.#open(path, params, callback, done, started, () => gone, () => { gone = true })
+    } catch (err) {
+      // Watch.watch throws (rather than calling done) when the request cannot
+      // even be built, e.g. an auth plugin fails. ListWatch would let that
+      // escape as an unhandled rejection from a re-watch; report it through
+      // done like any other failure.
+      const c = new AbortController()
+      c.abort()
+      queueMicrotask(() => { if (!this.#killed) done(err) })
+      return c
+    }
+    this.#current = ctrl
+    if (this.#killed) ctrl.abort()
+    return ctrl
+  }
+
+  async #open (
+    path: string,
+    params: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: any, watchObj?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    done: (err: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    started: number,
+    wasGone: () => boolean,
+    markGone: () => void,
+  ): Promise<AbortController> {
+    return await super.watch(path, params, (phase, obj, raw) => {
       if (this.#killed) return
-      if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) gone = true
+      if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) markGone()
       this.#hooks.line(phase, obj)
       callback(phase, obj, raw)
     }, (err: unknown) => {
@@ -142,14 +169,11 @@ class TrackedWatch extends Watch {
       // A clean end right after the start, without a 410 to explain it: a
       // server or proxy that closes at once. ListWatch would re-watch with no
       // delay, in a tight loop; make it a failure so the backoff applies.
-      if ((e === null || e === undefined) && !gone && Date.now() - started < this.#hooks.minWatchMs) {
+      if ((e === null || e === undefined) && !wasGone() && Date.now() - started < this.#hooks.minWatchMs) {
         e = new KtError('KT_ERR_KUBE_API', `the watch on ${path} ended after ${Date.now() - started} ms`)
       }
       done(e)
     })
-    this.#current = ctrl
-    if (this.#killed) ctrl.abort()
-    return ctrl
   }
 
   kill (): void {

@@ -21,7 +21,8 @@ t.test('the API server restarts: informers restart with backoff and routes conve
   const inf = h.ctl.snapshot().informers.find((i) => i.resource === 'services')
   t.ok((inf?.restarts ?? 0) > restartsBefore, `the services informer restarted (${inf?.restarts ?? 0})`)
   t.ok((inf?.lists ?? 0) >= 2, 're-listed')
-  t.ok(h.ctl.snapshot().informers.every((i) => i.watching), 'every informer watches again')
+  await waitFor(() => h.ctl.snapshot().informers.every((i) => i.watching), 'every informer to watch again', 5000)
+  t.pass('every informer watches again')
 })
 
 t.test('a watch cut mid-stream is restarted and nothing is missed', async (t) => {
