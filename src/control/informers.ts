@@ -118,8 +118,8 @@ class TrackedWatch extends Watch {
   override async watch (
     path: string,
     queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
-    done: (err: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    callback: (phase: string, apiObj: any, watchObj?: any) => void,
+    done: (err: any) => void,
   ): Promise<AbortController> {
     if (this.#killed) {
       const c = new AbortController()
@@ -152,8 +152,8 @@ class TrackedWatch extends Watch {
   async #open (
     path: string,
     params: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
-    done: (err: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    callback: (phase: string, apiObj: any, watchObj?: any) => void,
+    done: (err: any) => void,
     started: number,
     wasGone: () => boolean,
     markGone: () => void,
