@@ -38,6 +38,7 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
   t.same(h.ctl.snapshot().addresses, [], 'the controller holds none')
 
   const snap = h.ctl.snapshot()
+  t.comment(`API requests: ${h.api.requestCount()} (409: ${h.api.requestCount({ code: 409 })}, 5xx: ${h.api.requests.filter((r) => r.code >= 500).length}), writes retried after an error: ${h.metrics.render().split('\n').filter((l) => l.startsWith('kt_controller_api_writes_total') && !l.includes('outcome="ok"')).join('; ') || 'none'}`)
   t.comment(`convergence: ${N} created → all statuses in ${Math.round(up)} ms; ${N} deleted → all gone in ${Math.round(down)} ms; ${snap.reconciles} reconciles`)
   t.ok(up < 20_000 && down < 20_000, 'both within 20 s')
 })
