@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { InvalidArgumentError, KtError } from '../../errors.js'
 
@@ -86,7 +87,11 @@ export interface LoadOptions {
   pipeSize?: number
   /** Path of kt_splice.node; otherwise KT_NATIVE_ADDON, then the build folder beside the sources. */
   addonPath?: string
-  /** Worker threads, each with its own epoll set; a new pair goes to the least busy (default 1, at most 64). */
+  /**
+   * Worker threads, each with its own epoll set; a new pair goes to the least busy (at most 64).
+   * Default min(2, available CPUs): on 2 cores shared with the load, a second thread served
+   * keep-alive traffic 1.0-1.45x docker-proxy against 0.75-1.3x for one (one bulk stream gains nothing).
+   */
   threads?: number
 }
 
@@ -164,7 +169,7 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   if (!Number.isInteger(pipeSize) || pipeSize < 0 || pipeSize > 2 ** 30) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `pipeSize must be an integer from 0 to 2^30, got ${String(opts.pipeSize)}`)
   }
-  const threads = opts.threads ?? 1
+  const threads = opts.threads ?? Math.min(2, availableParallelism())
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `threads must be an integer from 1 to 64, got ${String(opts.threads)}`)
   }
