@@ -5,9 +5,12 @@ import { MODES, SKIP, collect, connect, payloadBlocks, sha256, splicerFor, start
 
 const SIZE = 64 * 1024 * 1024
 
-for (const mode of MODES) {
-  t.test(`${mode}: 64 MiB each way, byte-exact`, { skip: SKIP }, async (t) => {
-    const splicer = splicerFor(t, mode)
+// The default pipe (256 KiB) and the kernel's own 64 KiB one.
+const VARIANTS = [...MODES.map((mode) => ({ mode, pipeSize: undefined })), { mode: 'splice' as const, pipeSize: 0 }]
+
+for (const { mode, pipeSize } of VARIANTS) {
+  t.test(`${mode}${pipeSize === 0 ? ' (64 KiB pipes)' : ''}: 64 MiB each way, byte-exact`, { skip: SKIP }, async (t) => {
+    const splicer = splicerFor(t, mode, pipeSize === undefined ? {} : { pipeSize })
     const up = payloadBlocks(SIZE)
     const down = payloadBlocks(SIZE)
     let backendGot: Promise<{ bytes: number, hash: string }> | undefined

@@ -47,7 +47,7 @@ for (const mode of MODES) {
     t.equal(proxy.results.filter((r) => r.cause === 'eof' && r.aToB === 100 && r.bToA === 100).length, PAIRS, 'every pair ended clean with exact counts')
     const st = splicer.stats()
     t.equal(st.pairs, 0)
-    t.ok(st.pipesPooled <= 256, `pipes pooled ${st.pipesPooled} (bounded)`)
+    t.ok(st.pipesPooled <= 64, `pipes pooled ${st.pipesPooled} (bounded)`)
 
     for (const c of clients) c.destroy()
     for (const s of backend.sockets) s.destroy()

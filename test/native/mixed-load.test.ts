@@ -19,7 +19,7 @@ const VARIANTS = [...MODES.map((mode) => ({ mode, threads: 1 })), { mode: 'splic
 for (const { mode, threads } of VARIANTS) {
   t.test(`${mode}, ${threads} thread(s): ${PAIRS} pairs with mixed endings`, { skip: SKIP }, async (t) => {
     const fdsBefore = fdCount()
-    const splicer = splicerFor(t, mode, threads)
+    const splicer = splicerFor(t, mode, { threads })
     const backend = await startBackend(t, (s) => {
       let kind: string | undefined
       s.on('data', (d: Buffer) => {

@@ -37,7 +37,10 @@
 #define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
 #define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
 #define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode
-#define KT_POOL_MAX 256              // empty pipes / buffers kept for reuse
+// Empty pipes and buffers kept for reuse. Pipes are charged to the user's
+// pipe-user-pages-soft (16384 pages) at full capacity even when empty: 64 pipes
+// of 256 KiB take a quarter of it. Creating one costs two syscalls anyway.
+#define KT_POOL_MAX 64
 #define KT_BUDGET 16                 // transfers per direction per turn, so one bulk pair cannot starve the rest
 #define KT_MAX_EVENTS 256
 #define KT_BUCKETS 16384             // id -> pair hash, only used by abort
