@@ -1,0 +1,130 @@
+// Sidecar mode in the real Docker engine, as in CI:
+//   docker run --network <kind net> --cap-add NET_ADMIN -v kubeconfig:/kubeconfig <image> up --mode sidecar
+// A kind-like test cluster (busybox nodes serving HTTP on NodePort 30080), the
+// test API server reachable from the containers through a forwarder on the
+// test network's gateway (a host address the test owns), and a client
+// container on the same network fetching the LB IP, which the sidecar took
+// from the top of the subnet and added to its own eth0.
+import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { startApiServer } from '../../src/sim/apiserver.js'
+import { renderKubeconfig } from '../../src/sim/kubeconfig.js'
+import { FINALIZER } from '../../src/routing/compute.js'
+import { demuxLogs } from '../../src/docker/relay-container.js'
+import { topOfSubnet } from '../../src/app/addresses.js'
+import { cidrContainsIp, parseCidr } from '../../src/routing/cidr.js'
+import {
+  busyboxImage, createNetwork, docker, dockerAvailable, HTTP_PORT, listenOnGateway, makeKindCluster, TEST_LABEL, useScratch,
+} from '../support/docker.js'
+import { curl, scratchDir, until } from '../app/product-support.js'
+import { sidecarImage, sidecarMounts } from './image.js'
+
+interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } } }
+
+async function exec (id: string, cmd: string[]): Promise<void> {
+  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: false, AttachStderr: false })
+  // Detached, but the engine keeps the response stream open: close our end.
+  const stream = await e.start({ Detach: true }) as unknown as { destroy?: () => void } | undefined
+  stream?.destroy?.()
+}
+
+/** Run a one-shot container on the network; resolves with its stdout. */
+async function oneShot (prefix: string, network: string, cmd: string[], timeoutMs = 20_000): Promise<{ code: number, out: string }> {
+  const c = await docker.createContainer({ Image: await busyboxImage(), Cmd: cmd, Labels: { [TEST_LABEL]: prefix }, HostConfig: { NetworkMode: network } })
+  await c.start()
+  let timer: NodeJS.Timeout | undefined
+  const res = await Promise.race([c.wait() as Promise<{ StatusCode: number }>, new Promise<{ StatusCode: number }>((resolve) => { timer = setTimeout(() => resolve({ StatusCode: -1 }), timeoutMs) })])
+  clearTimeout(timer)
+  const logs = await c.logs({ stdout: true, stderr: true, follow: false }) as unknown as Buffer
+  await c.remove({ force: true }).catch(() => {})
+  return { code: res.StatusCode, out: demuxLogs(Buffer.isBuffer(logs) ? logs : Buffer.from(String(logs))) }
+}
+
+const skip = await dockerAvailable()
+if (skip !== null) t.plan(0, skip)
+else {
+  const prefix = await useScratch(t)
+  const dir = await scratchDir(t)
+  const [net, image] = await Promise.all([createNetwork(prefix), sidecarImage()])
+  const cluster = await makeKindCluster({ prefix, name: `${prefix}-k`, network: net, workers: 1 })
+  // kube-proxy's health endpoint on every node, for the sidecar's active checks.
+  for (const n of cluster.nodes) await exec(n.id, ['/bin/sh', '-c', 'mkdir -p /hz && echo ok > /hz/healthz && httpd -p 10256 -h /hz'])
+
+  // The test API server on loopback, reachable from the network through its gateway.
+  const api = await startApiServer({ clusterName: cluster.name })
+  t.teardown(() => api.close())
+  const fwd = await listenOnGateway(net, (s) => {
+    const up = connect({ host: '127.0.0.1', port: api.port })
+    s.pipe(up).pipe(s)
+    s.on('error', () => up.destroy())
+    up.on('error', () => s.destroy())
+  })
+  t.teardown(() => fwd.close())
+  for (const n of cluster.nodes) api.addNode({ name: n.name, internalIP: n.ip, ...(n.role === 'control-plane' ? { roles: ['control-plane'] } : {}) })
+  api.create({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }] },
+  })
+  const kubeconfig = join(dir, 'kubeconfig')
+  await writeFile(kubeconfig, renderKubeconfig({ server: `http://${net.gateway}:${fwd.port}`, name: `kind-${cluster.name}` }), { mode: 0o644 })
+
+  const sidecar = await docker.createContainer({
+    name: `${prefix}-sidecar`,
+    Image: image,
+    Cmd: ['up', '--mode', 'sidecar', '--kubeconfig', '/kubeconfig', '--no-docker', '--json-logs', '--drain-timeout', '500'],
+    Labels: { [TEST_LABEL]: prefix },
+    HostConfig: { NetworkMode: net.name, CapAdd: ['NET_ADMIN'], Binds: [`${kubeconfig}:/kubeconfig:ro`, ...sidecarMounts()] },
+  })
+  await sidecar.start()
+  const svc = (): Svc => api.get('services', 'web', 'default') as unknown as Svc
+  const lbIp = (): string | undefined => svc().status?.loadBalancer?.ingress?.[0]?.ip
+  const logs = async (): Promise<string> => demuxLogs(await sidecar.logs({ stdout: true, stderr: true, follow: false }) as unknown as Buffer)
+  try {
+    await until(() => lbIp() !== undefined, 30_000, 'the LB IP in the Service status')
+  } catch (err) {
+    t.comment(await logs())
+    throw err
+  }
+  const ip = lbIp() as string
+  const pool = topOfSubnet(parseCidr(net.subnet))
+
+  t.test('the LB IP comes from the top of the kind subnet and is on the sidecar\'s eth0', async (t) => {
+    t.ok(cidrContainsIp(pool, ip), `${ip} is in ${pool.text}, the top of ${net.subnet}`)
+    t.ok((svc().metadata.finalizers ?? []).includes(FINALIZER))
+    const out = await logs()
+    t.match(out, /sidecar: LB IPs go on the container interface/)
+    t.match(out, new RegExp(`listening ${ip.replace(/\./g, '\\.')}:80`))
+  })
+
+  t.test('a client container on the same network reaches the Service at the LB IP', async (t) => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 4; i++) {
+      // Raw HTTP/1.0 through busybox nc (its static wget needs a resolver the image lacks).
+      const r = await oneShot(prefix, net.name, ['/bin/sh', '-c', `printf 'GET / HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n' | nc -w 5 ${ip} 80`])
+      t.equal(r.code, 0, r.out)
+      t.match(r.out, /^HTTP\/1\.[01] 200 /)
+      seen.add(r.out.slice(r.out.indexOf('\r\n\r\n') + 4).trim())
+    }
+    // kind (and the test API server) label control planes exclude-from-external-load-balancers.
+    t.same([...seen], [`${cluster.name}-worker`], 'the worker answered')
+  })
+
+  t.test('the host (the CI runner) reaches it over the bridge too', async (t) => {
+    const r = await curl(`http://${ip}/`)
+    t.equal(r.code, 0, r.stderr)
+    t.equal(r.stdout.trim(), `${cluster.name}-worker`)
+  })
+
+  t.test('docker stop: statuses and finalizers are undone', async (t) => {
+    await sidecar.stop({ t: 20 })
+    const info = await sidecar.inspect()
+    t.equal(info.State.ExitCode, 0, await logs())
+    t.equal(lbIp(), undefined, 'no status entry')
+    t.notOk((svc().metadata.finalizers ?? []).includes(FINALIZER), 'no finalizer')
+  })
+}
+
