@@ -10,7 +10,7 @@
 import Docker from 'dockerode'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Readable } from 'node:stream'
@@ -93,11 +93,56 @@ export async function sweepStale (maxAgeMs = 15 * 60_000): Promise<void> {
   for (const p of prefixes) await cleanupPrefix(p)
 }
 
-/** A scratch prefix whose resources are removed at teardown, pass or fail. */
+const LOCK_DIR = '/tmp/kind-tunnel-docker-tests.lock'
+
+/**
+ * Docker test files run one at a time, across tap's parallel jobs: they share
+ * the engine, its image tags (the base image is rebuilt by build-base.sh) and
+ * the relay naming, and concurrent builds made reuse checks flaky. A lock
+ * directory holds the owner's pid; a dead owner's lock is taken over.
+ */
+let lockHolds = 0
+
+async function dockerLock (): Promise<() => void> {
+  // Re-entrant within one process (several useScratch calls in one file).
+  if (lockHolds > 0) {
+    lockHolds++
+    return () => { if (--lockHolds === 0) releaseLock() }
+  }
+  const deadline = Date.now() + 15 * 60_000
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR)
+      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid))
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      let owner = NaN
+      try { owner = Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')) } catch {}
+      let alive = false
+      if (Number.isInteger(owner) && owner > 0) { try { process.kill(owner, 0); alive = true } catch {} }
+      if (!alive && Number.isInteger(owner)) { rmSync(LOCK_DIR, { recursive: true, force: true }); continue }
+      if (Date.now() > deadline) throw new Error('timed out waiting for the docker test lock')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+  lockHolds = 1
+  process.once('exit', releaseLock)
+  return () => { if (--lockHolds === 0) releaseLock() }
+}
+
+function releaseLock (): void {
+  try { if (readFileSync(`${LOCK_DIR}/pid`, 'utf8') === String(process.pid)) rmSync(LOCK_DIR, { recursive: true, force: true }) } catch {}
+}
+
+/** A scratch prefix whose resources are removed at teardown, pass or fail. Holds the docker test lock. */
 export async function useScratch (t: Tap): Promise<string> {
+  const release = await dockerLock()
   await sweepStale()
   const prefix = testPrefix()
-  t.teardown(() => cleanupPrefix(prefix))
+  t.teardown(async () => {
+    try { await cleanupPrefix(prefix) } finally { release() }
+  })
   return prefix
 }
 

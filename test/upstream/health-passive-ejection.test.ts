@@ -33,13 +33,14 @@ t.test('no active check: ejection for a backoff, half-open, doubling', async (t)
   let t0 = Date.now()
   t.ok(await waitFor(() => h.available, 1000, 5), 'readmitted after the backoff')
   const first = Date.now() - t0
-  t.ok(first >= 140 && first < 400, `first ejection lasted ${first} ms (base 150)`)
+  // Node starts timers from the loop's cached clock, which lags Date.now() under load: allow early-looking fires.
+  t.ok(first >= 100 && first < 400, `first ejection lasted ${first} ms (base 150)`)
   h.connectFailed(refused)
   t.notOk(h.available, 'half-open: a single failure ejects again')
   t0 = Date.now()
   t.ok(await waitFor(() => h.available, 2000, 5))
   const second = Date.now() - t0
-  t.ok(second >= 290, `second ejection lasted ${second} ms (doubled)`)
+  t.ok(second >= 240, `second ejection lasted ${second} ms (doubled)`)
   h.connectSucceeded()
   h.connectFailed(refused)
   t.ok(h.available, 'a success closes the circuit: back to needing 3')
