@@ -1,0 +1,78 @@
+// `up --mode relay` in the real Docker engine: the kind-like test cluster is
+// found through Docker, its relay container started and registered as the
+// dialer `relay:<cluster>`, and a connection to the LB address goes
+// host → 127.0.0.1:<published> → relay → node:NodePort. The API is the test
+// API server (the test cluster's API server is a stand-in). `down` from
+// another terminal removes the relay container and the statuses.
+import t from 'tap'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startApiServer } from '../../src/sim/apiserver.js'
+import { relayName, RELAY_LABEL } from '../../src/docker/relay-container.js'
+import { createNetwork, docker, dockerAvailable, HTTP_PORT, makeKindCluster, relayBaseImage, useScratch } from '../support/docker.js'
+import { runCli, startCli } from '../support/cli.js'
+import { curl, freePort, loopbackPool, scratchDir, until } from './product-support.js'
+
+const skip = await dockerAvailable()
+if (skip !== null) t.plan(0, skip)
+else {
+  const prefix = await useScratch(t)
+  const dir = await scratchDir(t)
+  const [net, base] = await Promise.all([createNetwork(prefix), relayBaseImage()])
+  const cluster = await makeKindCluster({ prefix, name: `${prefix}-r`, network: net, workers: 1 })
+  const api = await startApiServer({ clusterName: cluster.name })
+  t.teardown(() => api.close())
+  for (const n of cluster.nodes) api.addNode({ name: n.name, internalIP: n.ip })
+  api.create({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }] },
+  })
+  const kubeconfig = join(dir, 'kubeconfig')
+  await writeFile(kubeconfig, api.kubeconfig(), { mode: 0o600 })
+  const stateDir = join(dir, 'state')
+  const httpPort = await freePort()
+
+  const up = await startCli(['up', '--kubeconfig', kubeconfig, '--cluster', cluster.name, '--mode', 'relay', '--relay-base', base, '--address', 'both',
+    '--ip-pool', loopbackPool(), '--http-port', String(httpPort), '--https-port', String(await freePort()), '--state-dir', stateDir, '--drain-timeout', '500'],
+  { waitListening: 2, timeoutMs: 120_000 })
+  t.teardown(() => up.stop('SIGKILL'))
+  await until(() => up.stdout.includes('ready'), 60_000, 'ready')
+  const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
+
+  t.test('the relay container runs and up says why relay', async (t) => {
+    const info = await docker.getContainer(relayName(cluster.name)).inspect()
+    t.equal(info.State.Running, true)
+    t.equal(info.Config.Labels[RELAY_LABEL], cluster.name)
+    t.ok(up.stderr.some((l) => l.includes('"mode":"relay"') && l.includes('--mode relay')), 'the mode and the reason are logged')
+  })
+
+  t.test('connections go through the relay to the nodes (by IP and by name)', async (t) => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 4; i++) {
+      const a = await curl(`http://${ip}/`)
+      t.equal(a.code, 0, a.stderr)
+      seen.add(a.stdout.trim())
+      const b = await curl(`http://web.default.localhost:${httpPort}/`)
+      t.equal(b.code, 0, b.stderr)
+      seen.add(b.stdout.trim())
+    }
+    t.same([...seen].sort(), cluster.nodes.map((n) => n.name).sort())
+    const st = await runCli(['status', '--json', '--state-dir', stateDir])
+    const status = JSON.parse(st.stdout) as { clusters: Array<{ mode: string, relay?: { name: string, pool?: { hits: number, misses: number } } }> }
+    t.equal(status.clusters[0]?.mode, 'relay')
+    t.equal(status.clusters[0]?.relay?.name, relayName(cluster.name))
+    t.ok((status.clusters[0]?.relay?.pool?.hits ?? 0) > 0, 'the warm relay pool served connections')
+  })
+
+  t.test('down: the relay container and the statuses are gone', async (t) => {
+    const down = await runCli(['down', '--state-dir', stateDir], { timeoutMs: 60_000 })
+    t.equal(down.code, 0, down.stdout + down.stderr)
+    t.equal((await up.exited).code, 0)
+    const gone = await docker.getContainer(relayName(cluster.name)).inspect().then(() => 200, (err: { statusCode?: number }) => err.statusCode)
+    t.equal(gone, 404)
+    const svc = api.get('services', 'web', 'default') as unknown as { status?: { loadBalancer?: { ingress?: unknown[] } } }
+    t.same(svc.status?.loadBalancer?.ingress ?? [], [])
+  })
+}
