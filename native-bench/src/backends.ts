@@ -1,6 +1,6 @@
 // Backends every contender forwards to, started once per run on 127.0.0.1:
-// nginx (one worker, 100-byte body) for HTTP, iperf3 -s for bulk, a Node echo
-// server for idle connections. Plus the container that the "real Docker port
+// nginx (one worker, 100-byte body) for HTTP, iperf3 -s for bulk (one per
+// contender instance), a Node echo server for idle connections. Plus the container that the "real Docker port
 // mapping" contender publishes: the same nginx and iperf3, copied into an image
 // built locally with `docker import` (no registry is reachable).
 import { execFile, execFileSync } from 'node:child_process';
@@ -44,8 +44,30 @@ http {
 }
 
 export interface HostBackends {
-  ports: Record<BackendKind, number>;
+  /** nginx and echo are shared; every bulk instance gets its own iperf3 server (startIperfServer). */
+  ports: { http: number; echo: number };
   procs: Proc[];
+}
+
+/**
+ * One `iperf3 -s` per contender instance: iperf3 serves one test at a time, and a
+ * test left hanging behind one proxy must not fail the next contender's run.
+ * --rcv-timeout frees a server whose client vanished mid-test; --forceflush makes
+ * its "Server listening" line the readiness signal (probing the port would count
+ * as a failed test).
+ */
+export async function startIperfServer(): Promise<{ port: number; proc: Proc }> {
+  const port = await freePort();
+  const proc = start('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--forceflush', '--rcv-timeout', '5000'], {
+    nofile: nofileLimit(),
+  });
+  try {
+    await waitForOutput(proc, /Server listening on/, 5000);
+  } catch (err) {
+    await stop(proc);
+    throw err;
+  }
+  return { port, proc };
 }
 
 export async function startHostBackends(tmp: string, buildDir: string): Promise<HostBackends> {
@@ -63,16 +85,11 @@ export async function startHostBackends(tmp: string, buildDir: string): Promise<
     procs.push(ng);
     await waitForPort(http, 5000, ng);
 
-    const bulk = await freePort();
-    const ip = start('iperf3 server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(bulk)], { nofile: nofileLimit() });
-    procs.push(ip);
-    await waitForPort(bulk, 5000, ip);
-
     const echo = await freePort();
     const ec = start('echo backend', process.execPath, [join(buildDir, 'echo-server.js'), String(echo)], { nofile: nofileLimit() });
     procs.push(ec);
     await waitForOutput(ec, /^listening /m, 5000);
-    return { ports: { http, bulk, echo }, procs };
+    return { ports: { http, echo }, procs };
   } catch (err) {
     await Promise.all(procs.map((p) => stop(p)));
     throw err;

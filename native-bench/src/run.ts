@@ -6,7 +6,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { buildImage, dockerReachable, startDockerMapping, startHostBackends, type DockerMapping, type HostBackends } from './backends.js';
+import { buildImage, dockerReachable, startDockerMapping, startHostBackends, startIperfServer, type DockerMapping, type HostBackends } from './backends.js';
 import { ALL_CONTENDERS, type Contender, type Ctx, type Instance } from './contenders.js';
 import type { BackendKind, ContenderInfo, Machine, Results, Sample, WorkloadId } from './defs.js';
 import { parseOptions, UsageError, USAGE, type Options } from './options.js';
@@ -62,6 +62,26 @@ async function machineInfo(): Promise<Machine> {
     },
     kindTunnelCommit: commit,
   };
+}
+
+/** A contender in front of one backend; bulk instances bring their own iperf3 server. */
+async function startInstance(c: Contender, kind: BackendKind, ctx: Ctx): Promise<Instance> {
+  if (kind !== 'bulk' || c.info.id === 'docker-mapping') return c.start(kind, ctx);
+  const server = await startIperfServer();
+  try {
+    const inst = await c.start(kind, { ...ctx, backends: { ...ctx.backends, bulk: server.port } });
+    return {
+      port: inst.port,
+      pids: () => inst.pids(),
+      stop: async () => {
+        await inst.stop();
+        await stop(server.proc, 1000);
+      },
+    };
+  } catch (err) {
+    await stop(server.proc, 1000);
+    throw err;
+  }
 }
 
 /** Errors go into a table cell: one line, bounded, the alert rather than the banner. */
@@ -195,7 +215,7 @@ async function main(): Promise<number> {
       buildDir: here,
       proxyCpu,
       nofile: nofileLimit(),
-      backends: backends.ports,
+      backends: { ...backends.ports, bulk: 0 }, // bulk: set per instance below
       ktArgv,
       ktExtraArgs: splitArgs(process.env['KT_ARGS']),
       poolSize: opts.poolSize,
@@ -215,7 +235,7 @@ async function main(): Promise<number> {
         const kinds = new Set<BackendKind>(workloads.filter((w) => c.unsupported[w.id] === undefined).map((w) => w.backend));
         return [...kinds].map((kind) => async (): Promise<void> => {
           try {
-            instances.set(`${c.info.id}/${kind}`, await c.start(kind, ctx));
+            instances.set(`${c.info.id}/${kind}`, await startInstance(c, kind, ctx));
           } catch (err) {
             instances.set(`${c.info.id}/${kind}`, err as Error);
           }
