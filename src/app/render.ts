@@ -34,7 +34,7 @@ export function formatTable (st: UpStatus, width = 120): string[] {
       s.addresses.length > 0 ? [...s.addresses] : ['-'],
       s.hostnames.length > 0 ? [...s.hostnames] : ['-'],
       s.backends.length > 0 ? s.backends.map((b) => b.address) : ['(no Ready node)'],
-      s.backends.length > 0 ? s.backends.map((b) => b.health) : ['-'],
+      s.backends.length > 0 ? s.backends.map((b) => (b.cause !== undefined ? `${b.health} (${b.cause})` : b.health)) : ['-'],
       [String(conns)],
     ]
   })

@@ -11,6 +11,8 @@ export interface BackendStatus {
   readonly address: string
   /** `up`, `down` (out of rotation) or `unknown` when the data plane does not say. */
   readonly health: 'up' | 'down' | 'unknown'
+  /** Why it is down (the last failed check or connect), when the data plane says. */
+  readonly cause?: string
   readonly active: number
 }
 
@@ -139,7 +141,8 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
         const prev = backends.get(k)
         const health = healthOf(b)
         const active = typeof b?.active === 'number' ? b.active : 0
-        backends.set(k, { address: k, health: prev?.health === 'down' ? 'down' : health, active: (prev?.active ?? 0) + active })
+        const cause = typeof b?.lastFailure === 'string' && health === 'down' ? b.lastFailure : prev?.cause
+        backends.set(k, { address: k, health: prev?.health === 'down' ? 'down' : health, ...(cause !== undefined ? { cause } : {}), active: (prev?.active ?? 0) + active })
       }
     }
     const list = [...backends.values()].sort((x, y) => cmp(x.address, y.address))
