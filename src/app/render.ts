@@ -31,7 +31,7 @@ export function formatTable (st: UpStatus, width = 120): string[] {
     const conns = s.backends.reduce((a, b) => a + b.active, 0)
     return [
       [serviceName(s, multi)],
-      s.addresses.length > 0 ? [...s.addresses] : ['-'],
+      s.addresses.length + s.unbound.length > 0 ? [...s.addresses, ...s.unbound.map((u) => `${u} (not bound)`)] : ['-'],
       s.hostnames.length > 0 ? [...s.hostnames] : ['-'],
       s.backends.length > 0 ? s.backends.map((b) => b.address) : ['(no Ready node)'],
       s.backends.length > 0 ? s.backends.map((b) => (b.cause !== undefined ? `${b.health} (${b.cause})` : b.health)) : ['-'],

@@ -46,6 +46,23 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
   let run: UpRun | undefined
   let redraw: NodeJS.Timeout | undefined
   let stopping = false
+  const known = new Set<string>()
+  /** `service ...` lines of Services not shown yet. */
+  const newServices = (): string[] => {
+    if (run === undefined || stopping) return []
+    const st = run.status()
+    const lines = formatPlain(st)
+    const out: string[] = []
+    st.services.forEach((sv, i) => {
+      const k = `${sv.cluster}/${sv.namespace}/${sv.name}`
+      if (known.has(k)) return
+      known.add(k)
+      out.push(lines[i] as string)
+    })
+    const present = new Set(st.services.map((sv) => `${sv.cluster}/${sv.namespace}/${sv.name}`))
+    for (const k of known) if (!present.has(k)) known.delete(k)
+    return out
+  }
   const draw = (): void => {
     if (view === undefined || run === undefined || !run.ready || stopping) return
     view.block(['', ...formatTable(run.status(), view.width), ...(o.readyLines?.(run) ?? [])])
@@ -59,9 +76,14 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
       }
       const l = eventLine(e)
       if (l !== undefined) view.line(l)
-      if (e.type === 'applied' || e.type === 'ready') draw()
+      if (e.type === 'applied' || e.type === 'ready') {
+        for (const l of newServices()) view.line(`✓ ${l.replace(/^service /, '')}`)
+        draw()
+      }
       return
     }
+    // Services that appear after `ready` get their line when they do.
+    if (e.type === 'applied' && run?.ready === true) for (const l of newServices()) out.write(`${l}\n`)
     if (e.type === 'listening') out.write(`listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}\n`)
     else if (e.type === 'metrics') out.write(`metrics ${e.host}:${e.port}\n`)
   }
@@ -85,8 +107,7 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
     redraw = setInterval(draw, 2000)
     redraw.unref()
   } else {
-    const st = run.status()
-    for (const l of formatPlain(st)) out.write(`${l}\n`)
+    for (const l of newServices()) out.write(`${l}\n`)
     for (const l of o.readyLines?.(run) ?? []) out.write(`${l}\n`)
     out.write('ready\n')
   }

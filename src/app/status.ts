@@ -36,6 +36,8 @@ export interface ServiceStatus {
   readonly ports: readonly ServicePortStatus[]
   readonly backends: readonly BackendStatus[]
   readonly healthy: number
+  /** Listeners of this Service that are in the table but not bound (taken port, EACCES, ...). */
+  readonly unbound: readonly string[]
 }
 
 export interface ClusterStatus {
@@ -102,18 +104,19 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
   const suffix = o.hostnameSuffix ?? 'localhost'
   const backendsById = new Map(snap.upstreams.map((u) => [u.id, new Map(u.backends.map((b) => [b.key, b]))]))
   const boundPort = new Map(snap.listeners.map((l) => [l.key, l.port]))
-  interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, upstreams: Map<string, UpstreamSpec> }
+  interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, unbound: Set<string>, upstreams: Map<string, UpstreamSpec> }
   const acc = new Map<string, Acc>()
   const note = (up: UpstreamSpec, listener: { host: string, port: number }, names: readonly string[], isDefault: boolean): void => {
     const p = parseUpstreamId(up.id)
     if (p === undefined) return
     const key = `${p.cluster}/${p.namespace}/${p.name}`
     let a = acc.get(key)
-    if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), upstreams: new Map() })
+    if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), unbound: new Set(), upstreams: new Map() })
     a.upstreams.set(up.id, up)
     const k = listenerKey(listener)
     const realPort = boundPort.get(k) ?? listener.port
     a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }), names: [...names], default: isDefault })
+    if (!boundPort.has(k)) { a.unbound.add(k); return }
     const scheme = listener.port === o.httpsPort || p.port === 443 ? 'https' : 'http'
     const portText = (scheme === 'https' && realPort === 443) || (scheme === 'http' && realPort === 80) ? '' : `:${realPort}`
     if (listener.host === o.listenHost) {
@@ -155,6 +158,7 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
       ports: a.ports.sort((x, y) => x.port - y.port || cmp(x.listener, y.listener)),
       backends: list,
       healthy: list.filter((b) => b.health !== 'down').length,
+      unbound: [...a.unbound].sort(cmp),
     })
   }
   return out.sort((x, y) => cmp(`${x.cluster}/${x.namespace}/${x.name}`, `${y.cluster}/${y.namespace}/${y.name}`))

@@ -443,10 +443,12 @@ export class UpRun {
       const k = `fail ${f.key} ${f.code}`
       if (this.reported.has(k)) continue
       this.reported.add(k)
+      // The data plane has logged the failure itself; add what to do about it.
       const hint = f.code === 'EACCES'
-        ? ' (ports below 1024 need root: run with sudo, lower net.ipv4.ip_unprivileged_port_start, or use --address hostname)'
-        : f.code === 'EADDRINUSE' ? ' (the port is taken; `kind-tunnel doctor` shows by whom)' : f.code === 'EADDRNOTAVAIL' ? ' (the address is not on this host; see `kind-tunnel doctor`)' : ''
-      this.warn(`${f.message}${hint}`, { listener: f.key }, f.code)
+        ? 'ports below 1024 need root: run with sudo, lower net.ipv4.ip_unprivileged_port_start, or use --address hostname'
+        : f.code === 'EADDRINUSE' ? 'the port is taken; `kind-tunnel doctor` shows by whom, or move with --http-port/--https-port'
+          : f.code === 'EADDRNOTAVAIL' ? 'the address is not on this host; see `kind-tunnel doctor`' : undefined
+      if (hint !== undefined) this.warn(`${f.key}: ${hint}`, { listener: f.key }, f.code)
     }
     this.emit({ type: 'applied', version: merged.table.version })
     const mine = new Set(table.listeners.map((l) => listenerKey(l)))
