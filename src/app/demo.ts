@@ -22,6 +22,10 @@ export interface DemoClusterOptions {
   /** The Service's port (ip mode binds it on the external IP). Default: 80 when it can be bound, else 8000. */
   readonly servicePort?: number
   readonly nodes?: number
+  /** The Service's name (default `hello`), in namespace `demo`. */
+  readonly service?: string
+  /** Node names are `<cluster>-worker`, `<cluster>-worker2`...; default `demo`. */
+  readonly cluster?: string
   readonly logger?: Logger
 }
 
@@ -82,7 +86,9 @@ async function startNode (name: string, ip: string, nodePort: number, all: NodeS
 }
 
 export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<DemoCluster> {
-  const api = await startApiServer({ clusterName: DEMO_CLUSTER, ...(o.logger !== undefined ? { logger: o.logger } : {}) })
+  const clusterName = o.cluster ?? DEMO_CLUSTER
+  const service = o.service ?? DEMO_SERVICE
+  const api = await startApiServer({ clusterName, ...(o.logger !== undefined ? { logger: o.logger } : {}) })
   const servers: NodeServers = { servers: [], sockets: new Set() }
   const close = async (): Promise<void> => {
     for (const s of servers.sockets) s.destroy()
@@ -94,7 +100,7 @@ export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<Dem
     // (127.240/16), so two demos (or a demo and the tests) never collide.
     const net = `127.${randomInt(100, 200)}.${randomInt(1, 255)}`
     const count = o.nodes ?? 2
-    const nodes = Array.from({ length: count }, (_v, i) => ({ name: i === 0 ? `${DEMO_CLUSTER}-worker` : `${DEMO_CLUSTER}-worker${i + 1}`, ip: `${net}.${10 + i}` }))
+    const nodes = Array.from({ length: count }, (_v, i) => ({ name: i === 0 ? `${clusterName}-worker` : `${clusterName}-worker${i + 1}`, ip: `${net}.${10 + i}` }))
     const servicePort = o.servicePort ?? defaultServicePort()
     api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE } })
     for (const n of nodes) api.addNode({ name: n.name, internalIP: n.ip })
@@ -102,13 +108,13 @@ export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<Dem
     const svc = api.create({
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: DEMO_SERVICE, namespace: DEMO_NAMESPACE, labels: { app: DEMO_SERVICE } },
-      spec: { type: 'LoadBalancer', selector: { app: DEMO_SERVICE }, ports: [{ name: 'http', port: servicePort, targetPort: 8080, protocol: 'TCP' }] },
+      metadata: { name: service, namespace: DEMO_NAMESPACE, labels: { app: service } },
+      spec: { type: 'LoadBalancer', selector: { app: service }, ports: [{ name: 'http', port: servicePort, targetPort: 8080, protocol: 'TCP' }] },
     }) as { spec?: { ports?: Array<{ nodePort?: number }> } }
     const nodePort = svc.spec?.ports?.[0]?.nodePort
     if (typeof nodePort !== 'number') throw new Error('the test API server allocated no nodePort')
     api.setServiceEndpoints({
-      service: DEMO_SERVICE,
+      service,
       namespace: DEMO_NAMESPACE,
       endpoints: nodes.map((n, i) => ({ ip: `10.244.${i + 1}.2`, nodeName: n.name })),
     })
