@@ -577,7 +577,9 @@ export class UpRun {
     this.startAbort.abort()
     // Let a start in progress reach a checkpoint, so nothing it starts is missed below.
     await this.starting?.catch(() => {})
-    this.log.info({ reason, active: this.manager.connectionCount }, 'stopping: removing statuses, draining connections')
+    // A start that failed before any cluster began has nothing to undo: say little.
+    const level = this.clusters.size > 0 ? 'info' : 'debug'
+    this.log[level]({ reason, active: this.manager.connectionCount }, 'stopping: removing statuses, draining connections')
     const runs = [...this.clusters.values()].filter((r) => !r.stopped)
     for (const r of runs) r.stopped = true
     // 1. Statuses and finalizers first, so nobody is sent to an address that is going away.
