@@ -29,6 +29,7 @@ export function proxyOptions<T> (y: Argv<T>) {
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on HOST:PORT' })
     .option('allow-wildcard', { type: 'boolean', default: false, describe: 'allow binding 0.0.0.0 or ::' })
     .option('native', { type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], describe: 'the native splice fast path: auto uses it when built (Linux), on requires it, off forces pure JS' })
+    .option('native-accept', { type: 'string', default: 'auto', choices: ['auto', 'off'], describe: 'accept and connect plain L4 listeners in native threads (needs the native splice; KT_NATIVE_ACCEPT=0 disables): auto uses it where eligible, off accepts in JS' })
     .option('access-log', { type: 'boolean', default: true, describe: 'one log line per connection at close' })
     .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
 }
@@ -50,6 +51,7 @@ type ProxyArgv = ArgumentsCamelCase<{
   allowWildcard: boolean
   accessLog: boolean
   native: string
+  nativeAccept: string
   logLevel: string
 }>
 
@@ -78,7 +80,7 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
   if (limit !== undefined && limit < 1024) logger.warn({ fdLimit: limit, maxConnections: config.dataplane.maxConnections }, 'the file-descriptor limit is low; raise it with ulimit -n')
   const registry = new Registry()
   const splicer = await loadSplicer(argv.native, logger)
-  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane, splicer })
+  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane, splicer, nativeAccept: argv.nativeAccept === 'off' ? 'off' : 'auto' })
   const res = await manager.apply(config.table)
   if (res.failed.length > 0) {
     await manager.close(0)

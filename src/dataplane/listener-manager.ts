@@ -12,6 +12,7 @@ import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
 import type { Connection } from './connection.js'
 import type { Dialer } from './dialer.js'
+import { createFastLane, type FastLane } from './fastlane.js'
 import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
 import { Upstream, type BackendStatus } from './upstream.js'
 
@@ -62,6 +63,11 @@ export interface ListenerManagerInit {
   dialers?: ReadonlyMap<string, Dialer>
   /** The native splice fast path; absent means the pure-JS splice for every connection. */
   splicer?: NativeSplicer | undefined
+  /**
+   * The native accept+connect lane for plain L4 listeners (needs the splicer):
+   * auto uses it where eligible. Default off, or KT_NATIVE_ACCEPT=1; KT_NATIVE_ACCEPT=0 always disables.
+   */
+  nativeAccept?: 'auto' | 'off' | undefined
 }
 
 export class ListenerManager {
@@ -72,6 +78,7 @@ export class ListenerManager {
   readonly upstreams = new Map<string, Upstream>()
   readonly dialers: ReadonlyMap<string, Dialer>
   readonly splicer: NativeSplicer | undefined
+  readonly lane: FastLane | undefined
   readonly metrics: Registry
   readonly m: {
     connections: Counter
@@ -101,6 +108,11 @@ export class ListenerManager {
     this.splicer = init.splicer
     this.metrics = init.metrics
     const r = init.metrics
+    // Registered first so that a scrape folds the native lane's counters in before it renders the rest.
+    r.gauge('kt_native_accept_listeners', 'Listeners accepted natively (issue #8 fast lane); 0 when the lane is off.').collect((set) => {
+      this.lane?.sync()
+      set(undefined, this.lane?.listeners.size ?? 0)
+    })
     this.m = {
       connections: r.counter('kt_connections_total', 'Client connections closed or refused, by listener and outcome.'),
       routeDecisions: r.counter('kt_route_decisions_total', 'Routing decisions on peeking listeners, by outcome (sni, host, default, no_route, peek_timeout, too_large, not_tls_or_http).'),
@@ -114,8 +126,9 @@ export class ListenerManager {
     }
     this.nativeFallbacks = this.m.nativeFallbacks.bind()
     this.m.active.collect((set) => {
-      for (const l of this.listeners.values()) set({ listener: l.name }, l.active.size)
+      for (const l of this.listeners.values()) set({ listener: l.name }, l.activeCount)
     })
+    this.lane = createFastLane(this, this.splicer, init.nativeAccept)
   }
 
   /** Apply a table. Serialised: concurrent calls run one after another. */
@@ -164,6 +177,7 @@ export class ListenerManager {
       const existing = this.listeners.get(key)
       if (existing !== undefined) {
         existing.config = config
+        existing.reconfigured()
         result.kept.push(key)
         continue
       }
@@ -184,6 +198,7 @@ export class ListenerManager {
       result.removed.push(key)
       l.stopAccepting()
       for (const c of l.active) this.drainConnection(c, this.opts.drainTimeoutMs)
+      l.lane?.drain(this.opts.drainTimeoutMs)
     }
 
     // 4. Upstreams no longer referenced: no new picks; their connections drain.
@@ -264,6 +279,7 @@ export class ListenerManager {
   }
 
   get connectionCount (): number {
+    this.lane?.sync()
     return this.activeCount
   }
 
@@ -278,19 +294,22 @@ export class ListenerManager {
     this.listeners.clear()
     for (const l of ls) l.stopAccepting()
     const deadline = Date.now() + drainMs
-    while (this.activeCount > 0 && Date.now() < deadline) {
+    while (this.connectionCount > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
     }
     for (const l of ls) for (const c of l.active) c.abort()
+    for (const l of ls) l.lane?.abort()
     // Let aborted sockets report their close.
     const hard = Date.now() + 1000
-    while (this.activeCount > 0 && Date.now() < hard) await new Promise((resolve) => setTimeout(resolve, 5))
+    while (this.connectionCount > 0 && Date.now() < hard) await new Promise((resolve) => setTimeout(resolve, 5))
     for (const up of this.upstreams.values()) up.close()
     this.upstreams.clear()
+    this.lane?.close()
   }
 
   /** A plain snapshot for status: listeners, upstreams, backends. */
   snapshot (): DataplaneSnapshot {
+    this.lane?.sync()
     return {
       version: this.version,
       active: this.activeCount,
@@ -299,7 +318,7 @@ export class ListenerManager {
         name: l.name,
         port: l.port,
         owner: l.config.spec.owner,
-        active: l.active.size,
+        active: l.activeCount,
         accepted: l.accepted.v,
         bytesIn: l.bytesIn.v,
         bytesOut: l.bytesOut.v,

@@ -9,6 +9,7 @@ import { listenerKey, type ListenerSpec } from '../routing/types.js'
 import { Connection, type ConnOutcome, type RouteOutcome } from './connection.js'
 import type { ListenerManager, DataplaneOptions } from './listener-manager.js'
 import type { ClientInfo, Upstream } from './upstream.js'
+import type { LaneListener } from './fastlane.js'
 
 /** What a hostname resolves to on a shared listener. */
 export interface RouteTarget {
@@ -53,6 +54,8 @@ export class Listener {
   bytesIn!: Cell
   bytesOut!: Cell
   private lastAcceptErrorLog = 0
+  /** Set when the native accept lane took this listener (fastlane.ts); JS then accepts nothing on it. */
+  lane: LaneListener | undefined
 
   constructor (manager: ListenerManager, config: ListenerConfig) {
     this.manager = manager
@@ -77,6 +80,8 @@ export class Listener {
         if (a !== null && typeof a === 'object') this.port = a.port
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()
+        // Eligible plain L4 listeners are accepted natively from here on (issue #8 target 3).
+        this.lane = this.manager.lane?.adopt(this)
         resolve()
       })
     })
@@ -90,6 +95,16 @@ export class Listener {
     this.accepted = m.accepted.bind(l)
     this.bytesIn = m.bytes.bind({ ...l, direction: 'client_to_upstream' })
     this.bytesOut = m.bytes.bind({ ...l, direction: 'upstream_to_client' })
+  }
+
+  /** Open connections: JS ones plus the native lane's (as last read). */
+  get activeCount (): number {
+    return this.active.size + (this.lane?.active ?? 0)
+  }
+
+  /** The config was swapped on reload: the lane takes it, or hands the socket back to JS when no longer eligible. */
+  reconfigured (): void {
+    if (this.lane !== undefined && !this.lane.stopped) this.manager.lane?.reconfigure(this.lane)
   }
 
   accept (socket: Socket): void {
@@ -157,6 +172,7 @@ export class Listener {
   stopAccepting (): void {
     if (!this.accepting) return
     this.accepting = false
+    this.lane?.stop()
     this.server.close()
   }
 }

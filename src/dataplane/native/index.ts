@@ -115,6 +115,34 @@ interface Binding {
   close (engine: object): void
 }
 
+/** The native accept+connect lane's entry points (kt_accept.c); fastlane.ts is their only user. */
+export interface LaneBinding {
+  createLane (engines: object[], onEvents: (records: Float64Array) => void): object
+  laneListen (lane: object, id: number, fd: number): object
+  laneConfigure (l: object, maxConns: number, connectMs: number, idleMs: number, halfMs: number, attempts: number, policy: number, log: number): void
+  laneSetBackends (l: object, ids: number[], hosts: string[], ports: number[]): void
+  laneStop (l: object): void
+  laneDupFd (l: object): number
+  laneAbort (l: object): void
+  laneStats (l: object, out: Float64Array): void
+  laneBackendActive (lane: object, id: number): number
+  laneSetCap (lane: object, n: number): void
+  laneRef (lane: object, on: boolean): void
+  laneClose (lane: object): void
+}
+
+/**
+ * The lane binding and the engines (worker threads) of a splicer loaded here, or
+ * undefined when the addon lacks the lane (an older build). The lane runs on the
+ * splicer's own threads, so accepted pairs are spliced without a thread hop.
+ */
+export function laneBindingOf (s: NativeSplicer): { binding: LaneBinding, engines: object[] } | undefined {
+  if (!(s instanceof Splicer)) return undefined
+  const b = s.binding as Partial<LaneBinding>
+  if (typeof b.createLane !== 'function') return undefined
+  return { binding: b as LaneBinding, engines: s.engineHandles() }
+}
+
 let loadError: string | undefined
 
 /** Why the last loadNativeSplicer() returned undefined (for `doctor` and logs), or undefined if it did not. */
@@ -283,6 +311,10 @@ class Splicer implements NativeSplicer {
   readonly mode: 'splice' | 'rw'
   readonly #binding: Binding
   readonly #engines: Engine[] = []
+  /** @internal for laneBindingOf */
+  get binding (): Binding { return this.#binding }
+  /** @internal for laneBindingOf */
+  engineHandles (): object[] { return this.#engines.map((e) => e.handle) }
   readonly #pending = new Map<number, Pending>()
   #nextId = 1
   #closed = false

@@ -11,126 +11,7 @@
 //
 // Plain C N-API (node_api.h, NAPI_VERSION 8): no node-addon-api, no libuv.
 
-#define _GNU_SOURCE
-#ifndef NAPI_VERSION
-#define NAPI_VERSION 8
-#endif
-#include <node_api.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
-#define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
-#define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode
-// Empty pipes and buffers kept for reuse. Pipes are charged to the user's
-// pipe-user-pages-soft (16384 pages) at full capacity even when empty: 64 pipes
-// of 256 KiB take a quarter of it. Creating one costs two syscalls anyway.
-#define KT_POOL_MAX 64
-#define KT_BUDGET 16                 // transfers per direction per turn, so one bulk pair cannot starve the rest
-#define KT_MAX_EVENTS 256
-#define KT_BUCKETS 16384             // id -> pair hash, only used by abort
-#define KT_SCAN_MIN_MS 50            // idle scans are O(pairs): at most one per this many ms
-
-enum { MODE_SPLICE = 0, MODE_RW = 1 };
-// The order matches CAUSES in index.ts.
-enum { C_EOF = 0, C_RESET_A, C_RESET_B, C_IDLE, C_ERROR, C_ABORTED };
-enum { CMD_ADD = 0, CMD_ABORT };
-
-typedef struct pair pair_t;
-
-typedef struct side {
-  pair_t *p;
-  int fd;            // our F_DUPFD_CLOEXEC duplicate, never JS's fd
-  uint8_t idx;       // 0 = a, 1 = b
-  uint8_t readable;  // edge-triggered: cleared by EAGAIN (or a short read), set by events
-  uint8_t writable;
-  uint8_t rdhup;     // FIN/RST/error signalled: read until EAGAIN or EOF, no short-read shortcut
-} side_t;
-
-// One direction: src side idx -> the other side. The bytes in flight sit in a
-// carrier: a pipe (pr/pw) or a buffer (buf), held only while non-empty.
-typedef struct dir {
-  int pr, pw;
-  char *buf;
-  size_t held;       // bytes read from src not yet written to dst: the pipe's exact fill
-  size_t off;        // rw: first unwritten byte in buf
-  char *head;        // bytes JS had already read (peeked or buffered), written first
-  size_t head_len, head_off;
-  uint64_t bytes;    // written to dst
-  uint8_t eof;       // src returned 0
-  uint8_t shut;      // shutdown(dst, SHUT_WR) done: this direction is complete
-  uint8_t bulk;      // splice mode: the last read filled a buffer, so splice the next ones
-} dir_t;
-
-struct pair {
-  uint64_t id;
-  side_t s[2];
-  dir_t d[2];        // d[0] = a -> b, d[1] = b -> a
-  int64_t last_ms;
-  uint32_t idle_ms;
-  uint32_t half_ms;  // once one direction is done, quiet this long ends the pair (0: off)
-  uint8_t dead, in_ready, in_hash;
-  pair_t *hnext;
-  pair_t *prev, *next;  // live list, for the idle scan and shutdown
-  pair_t *rnext;        // ready list: pairs whose budget ran out with work left
-  pair_t *gnext;        // graveyard: freed after the epoll batch
-};
-
-typedef struct cmd {
-  int type;
-  uint64_t id;
-  pair_t *p;
-  struct cmd *next;
-} cmd_t;
-
-typedef struct completion {
-  double id, a2b, b2a;
-  int cause;
-  int err;
-} completion_t;
-
-typedef struct engine {
-  int mode;
-  int pipe_size;
-  int ep, evfd;
-  pthread_t thread;
-  int thread_started, joined;
-  atomic_int stopping;
-  pthread_mutex_t mu;
-  cmd_t *q_head, *q_tail;
-  napi_threadsafe_function tsfn;
-  int tsfn_released;
-  int hook_added;
-  napi_env env;
-  atomic_int pairs;
-  atomic_int pipes_pooled;
-  atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
-  // worker-owned from here on
-  pair_t *buckets[KT_BUCKETS];
-  pair_t live;
-  pair_t *ready;
-  pair_t *grave;
-  int pool_r[KT_POOL_MAX], pool_w[KT_POOL_MAX];
-  int pool_n;
-  char *bufs[KT_POOL_MAX];
-  int bufs_n;
-  int64_t now_ms, next_scan_ms;
-} engine_t;
+#include "kt_engine.h"
 
 static const napi_type_tag kEngineTag = { 0x6b74737069636531ULL, 0x6e61746976653031ULL };
 
@@ -305,7 +186,9 @@ static void finish (engine_t *e, pair_t *p, int cause, int err, int reset) {
   p->gnext = e->grave;
   e->grave = p;
   atomic_fetch_sub(&e->pairs, 1);
-  post(e, p, cause, err);
+  // A lane pair is JS's only as counters and a close record, not a pending done.
+  if (p->lane != NULL) kt_lane_finished(e, p, cause, err);
+  else post(e, p, cause, err);
 }
 
 static int is_reset_errno (int err) {
@@ -457,15 +340,18 @@ static void pump_pair (engine_t *e, pair_t *p) {
 
 static void add_pair (engine_t *e, pair_t *p) {
   p->last_ms = e->now_ms;
-  pair_t **b = &e->buckets[p->id % KT_BUCKETS];
-  p->hnext = *b;
-  *b = p;
-  p->in_hash = 1;
+  if (p->lane == NULL) {  // lane pairs are aborted by listener, never by id
+    pair_t **b = &e->buckets[p->id % KT_BUCKETS];
+    p->hnext = *b;
+    *b = p;
+    p->in_hash = 1;
+  }
   p->next = e->live.next;
   p->prev = &e->live;
   e->live.next->prev = p;
   e->live.next = p;
   for (int i = 0; i < 2; i++) {
+    if (p->registered & (1u << i)) continue;
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = &p->s[i];
@@ -487,6 +373,8 @@ static void run_commands (engine_t *e) {
     cmd_t *next = c->next;
     if (c->type == CMD_ADD) {
       add_pair(e, c->p);
+    } else if (c->type == CMD_LANE) {
+      kt_lane_command(e, c);
     } else {
       pair_t *p = hash_find(e, c->id);
       if (p != NULL) finish(e, p, C_ABORTED, 0, 1);
@@ -538,6 +426,7 @@ static void free_grave (engine_t *e) {
   e->grave = NULL;
   while (p != NULL) {
     pair_t *nx = p->gnext;
+    free(p->lane);
     free(p);
     p = nx;
   }
@@ -556,9 +445,17 @@ static void *worker (void *arg) {
     int timeout = -1;
     if (e->ready != NULL) {
       timeout = 0;
-    } else if (e->next_scan_ms != INT64_MAX) {
-      int64_t wait = e->next_scan_ms - mono_ms();
-      timeout = wait <= 0 ? 0 : (wait > 60000 ? 60000 : (int)wait);
+    } else {
+      // The nearer of the idle scan and the lane's own deadlines (connect timeouts, accept backoff).
+      int64_t next = e->next_scan_ms;
+      if (e->lane != NULL) {
+        int64_t ln = kt_lane_deadline(e);
+        if (ln < next) next = ln;
+      }
+      if (next != INT64_MAX) {
+        int64_t wait = next - mono_ms();
+        timeout = wait <= 0 ? 0 : (wait > 60000 ? 60000 : (int)wait);
+      }
     }
     int n = epoll_wait(e->ep, events, KT_MAX_EVENTS, timeout);
     if (n < 0) {
@@ -576,9 +473,17 @@ static void *worker (void *arg) {
         commands = 1;
         continue;
       }
+      uint32_t ev = events[k].events;
+      if (s->kind != KIND_SIDE) {
+        kt_lane_event(e, s, ev);
+        continue;
+      }
       pair_t *p = s->p;
       if (p->dead) continue;
-      uint32_t ev = events[k].events;
+      if (p->lane != NULL && p->lane->connecting) {
+        kt_lane_connect_event(e, p, ev);
+        continue;
+      }
       if (ev & EPOLLERR) {
         // A pending socket error (an RST) is reported once: take it here so a
         // quiet direction does not miss it and later read it as a clean EOF.
@@ -606,6 +511,7 @@ static void *worker (void *arg) {
       }
     }
     if (atomic_load(&e->stopping)) break;
+    if (e->lane != NULL) kt_lane_tick(e);
     if (e->now_ms >= e->next_scan_ms) idle_scan(e);
     free_grave(e);
   }
@@ -618,9 +524,11 @@ static void *worker (void *arg) {
   while (c != NULL) {
     cmd_t *next = c->next;
     if (c->type == CMD_ADD) finish(e, c->p, C_ABORTED, 0, 1);
+    else if (c->type == CMD_LANE) kt_lane_command(e, c);
     free(c);
     c = next;
   }
+  if (e->lane != NULL) kt_lane_stop(e);  // connecting pairs and listener registrations
   while (e->live.next != &e->live) finish(e, e->live.next, C_ABORTED, 0, 1);
   free_grave(e);
   while (e->pool_n > 0) {
@@ -988,6 +896,27 @@ static napi_value js_close (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---------------------------------------------------------------- shared with the lane
+
+engine_t *kt_get_engine (napi_env env, napi_value v) { return get_engine(env, v); }
+void kt_wake (engine_t *e) { wake(e); }
+void kt_start_pair (engine_t *e, pair_t *p) { add_pair(e, p); }
+void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset) { finish(e, p, cause, err, reset); }
+void kt_reset_fd (int fd) { reset_fd(fd); }
+int64_t kt_mono_ms (void) { return mono_ms(); }
+const char *kt_errno_name (int err) { return errno_name(err); }
+
+// Commands reach the worker through the same queue and eventfd as pairs, so
+// only the worker touches its epoll set and lists.
+void kt_enqueue (engine_t *e, cmd_t *c) {
+  pthread_mutex_lock(&e->mu);
+  if (e->q_tail != NULL) e->q_tail->next = c;
+  else e->q_head = c;
+  e->q_tail = c;
+  pthread_mutex_unlock(&e->mu);
+  wake(e);
+}
+
 static napi_value init (napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "createEngine", NULL, js_create_engine, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -998,6 +927,7 @@ static napi_value init (napi_env env, napi_value exports) {
     { "close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  kt_lane_init(env, exports);
   return exports;
 }
 

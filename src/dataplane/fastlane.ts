@@ -1,0 +1,402 @@
+// The native accept+connect lane (issue #8 target 3), JS side. Plain L4
+// listeners (no hostname routes, no source ranges, a direct-dialed default
+// upstream without PROXY protocol or warm pool, round-robin or
+// least-connections) are accepted, connected and spliced by the splicer's
+// native worker threads (kt_accept.c); every other listener stays on the JS
+// path. perf-anchors.md: with JS accepting and connecting, new connections/s
+// stop at ~0.70x docker-proxy, ~350 us of JS per connection.
+//
+// Handoff: JS binds the listener exactly as before (EADDRINUSE and the
+// `listening` line are unchanged), native dups the listening fd, and JS then
+// closes its net.Server. libuv has no way to stop polling a listening handle it
+// keeps, and a paused `onconnection` still accepts; closing our handle while the
+// dup keeps the socket open means no connection is refused or lost in between
+// (they wait in the backlog). Trade-off: the Server object no longer listens, so
+// if the listener's config stops being eligible (a route is added on reload) the
+// fd is handed back: the Server listens again on a dup of it (`listen({ fd })`).
+//
+// JS keeps the control plane: it pushes the backends in rotation (re-pushed
+// whenever health, ejection or the table changes), caps and timeouts, and reads
+// counters every SYNC_MS (cheap: one typed-array fill per listener) into the
+// same metric cells the JS path uses. Connect failures arrive as batched events
+// and feed passive health; close records arrive the same way, only while the
+// access log is on.
+
+import { constants as osConstants } from 'node:os'
+import type { Cell } from '../observe/metrics.js'
+import { errorCode } from '../errors.js'
+import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/index.js'
+import type { Listener, ListenerConfig } from './listener.js'
+import type { ListenerManager } from './listener-manager.js'
+import type { Backend, Upstream } from './upstream.js'
+
+const SYNC_MS = 100
+// stats() layout (kt_accept.c S_*): accepted, 13 outcomes, bytesIn, bytesOut, active, emfile, acceptOther, dropped.
+const OUTCOMES = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied', 'error'] as const
+const S_OUTCOMES = 1
+const S_BYTES_IN = S_OUTCOMES + OUTCOMES.length
+const S_BYTES_OUT = S_BYTES_IN + 1
+const S_ACTIVE = S_BYTES_OUT + 1
+const S_EMFILE = S_ACTIVE + 1
+const S_ACCEPT_OTHER = S_EMFILE + 1
+const S_COUNT = S_ACCEPT_OTHER + 2
+const REC = 16
+const REC_CLOSE = 1
+const REC_CONNECT_ERR = 2
+const REC_CONNECT_OK = 3
+const MAX_BACKEND_IDS = 65536
+
+const ERRNO_NAMES = new Map<number, string>()
+for (const [name, n] of Object.entries(osConstants.errno)) if (!ERRNO_NAMES.has(n)) ERRNO_NAMES.set(n, name)
+
+function errName (n: number): string {
+  if (n === -1) return 'KT_ERR_CONNECT_TIMEOUT'
+  if (n === -2) return 'KT_ERR_NO_BACKEND'
+  return ERRNO_NAMES.get(n) ?? 'EUNKNOWN'
+}
+
+/** Whether the lane may take this listener (everything else stays on the JS path). */
+export function laneEligible (cfg: ListenerConfig, poolSizeDefault: number): boolean {
+  if (cfg.peek || cfg.matcher !== undefined || cfg.allow !== undefined) return false
+  const up = cfg.defaultUpstream
+  if (up === undefined) return false
+  const spec = up.spec
+  if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
+  if ((spec.poolSize ?? poolSizeDefault) !== 0) return false
+  if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
+  return up.backends.length < MAX_BACKEND_IDS
+}
+
+interface Out { cell: Cell, last: number }
+
+export class LaneListener {
+  readonly lane: FastLane
+  readonly listener: Listener
+  readonly handle: object
+  readonly id: number
+  readonly stats = new Float64Array(S_COUNT)
+  /** Lane pairs open now (last read). */
+  active = 0
+  stopped = false
+  private readonly outs: Out[]
+  private readonly accepted: Out
+  private readonly bytesIn: Out
+  private readonly bytesOut: Out
+  private emfile = 0
+  private acceptOther = 0
+  private backendSig = ''
+  private configSig = ''
+  /** Backends pushed last, by native id. */
+  readonly byId = new Map<number, Backend>()
+  upstream: Upstream | undefined
+  drainTimer: NodeJS.Timeout | undefined
+
+  constructor (lane: FastLane, listener: Listener, handle: object, id: number) {
+    this.lane = lane
+    this.listener = listener
+    this.handle = handle
+    this.id = id
+    const l = listener
+    this.outs = OUTCOMES.map((o) => ({ cell: l.outcomeCells[o], last: 0 }))
+    this.accepted = { cell: l.accepted, last: 0 }
+    this.bytesIn = { cell: l.bytesIn, last: 0 }
+    this.bytesOut = { cell: l.bytesOut, last: 0 }
+  }
+
+  /** Push caps, timeouts, policy and the backends in rotation when they changed. */
+  configure (): void {
+    const b = this.lane.binding
+    const cfg = this.listener.config
+    const o = this.listener.opts
+    const up = cfg.defaultUpstream
+    const policy = up?.policy === 'least-connections' ? 1 : 0
+    const sig = `${cfg.maxConnections},${o.connectTimeoutMs},${o.idleTimeoutMs},${o.halfCloseTimeoutMs},${o.connectAttempts},${policy},${o.accessLog ? 1 : 0}`
+    if (sig !== this.configSig) {
+      this.configSig = sig
+      b.laneConfigure(this.handle, Math.min(cfg.maxConnections, 2 ** 31 - 1), o.connectTimeoutMs, o.idleTimeoutMs, o.halfCloseTimeoutMs, o.connectAttempts, policy, o.accessLog ? 1 : 0)
+    }
+    this.upstream = up
+    // The candidates, as Upstream.pick sees them: backends in rotation; when
+    // every one is down, all of them under try-all, none under refuse.
+    const all = up?.backends ?? []
+    let list = all.filter((x) => x.available)
+    if (list.length === 0 && up !== undefined && up.allUnhealthy && up.noBackendCode === 'KT_ERR_NO_BACKEND') list = all
+    const ids: number[] = []
+    const hosts: string[] = []
+    const ports: number[] = []
+    for (const x of list) {
+      ids.push(this.lane.backendId(up as Upstream, x))
+      hosts.push(x.endpoint.host)
+      ports.push(x.endpoint.port)
+    }
+    for (const x of all) this.byId.set(this.lane.backendId(up as Upstream, x), x)
+    const bsig = ids.join(',')
+    if (bsig !== this.backendSig) {
+      this.backendSig = bsig
+      b.laneSetBackends(this.handle, ids, hosts, ports)
+    }
+  }
+
+  /** Fold the native counters into the listener's metric cells (deltas since the last read). */
+  sync (): void {
+    const s = this.stats
+    this.lane.binding.laneStats(this.handle, s)
+    add(this.accepted, s[0] as number)
+    for (let i = 0; i < this.outs.length; i++) add(this.outs[i] as Out, s[S_OUTCOMES + i] as number)
+    add(this.bytesIn, s[S_BYTES_IN] as number)
+    add(this.bytesOut, s[S_BYTES_OUT] as number)
+    const active = s[S_ACTIVE] as number
+    this.listener.manager.activeCount += active - this.active
+    this.active = active
+    const m = this.listener.manager
+    const emfile = s[S_EMFILE] as number
+    if (emfile > this.emfile) {
+      m.m.acceptErrors.inc({ listener: this.listener.name, code: 'EMFILE' }, emfile - this.emfile)
+      this.emfile = emfile
+      m.fdExhausted('EMFILE')
+    }
+    const other = s[S_ACCEPT_OTHER] as number
+    if (other > this.acceptOther) {
+      m.m.acceptErrors.inc({ listener: this.listener.name, code: 'ECONNABORTED' }, other - this.acceptOther)
+      this.acceptOther = other
+    }
+  }
+
+  stop (): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.lane.binding.laneStop(this.handle)
+  }
+
+  /** Reset every pair of this listener now. */
+  abort (): void {
+    this.lane.binding.laneAbort(this.handle)
+  }
+
+  drain (ms: number): void {
+    if (this.drainTimer !== undefined) return
+    this.drainTimer = setTimeout(() => { this.abort() }, ms)
+    this.drainTimer.unref()
+  }
+}
+
+function add (o: Out, now: number): void {
+  if (now > o.last) { o.cell.inc(now - o.last); o.last = now }
+}
+
+export class FastLane {
+  readonly binding: LaneBinding
+  readonly handle: object
+  readonly manager: ListenerManager
+  /** Lane listeners, open or still draining. */
+  readonly listeners = new Set<LaneListener>()
+  private readonly byId = new Map<number, LaneListener>()
+  private readonly backendIds = new Map<string, number>()
+  private readonly backendActive = new Map<Backend, number>()
+  private nextListenerId = 1
+  private timer: NodeJS.Timeout | undefined
+  private refd = false
+  private closed = false
+
+  constructor (manager: ListenerManager, binding: LaneBinding, engines: object[]) {
+    this.manager = manager
+    this.binding = binding
+    this.handle = binding.createLane(engines, (recs) => { this.onEvents(recs) })
+  }
+
+  /**
+   * Take a freshly bound listener if its config is eligible: native dups the
+   * fd, then the JS server closes (see the header). Returns undefined (the JS
+   * path keeps it) when not eligible or when native refuses the fd.
+   */
+  adopt (l: Listener): LaneListener | undefined {
+    if (this.closed || !laneEligible(l.config, l.opts.poolSize)) return undefined
+    const fd = (l.server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+    if (typeof fd !== 'number' || fd < 0) return undefined
+    const id = this.nextListenerId++
+    let handle: object
+    try {
+      handle = this.binding.laneListen(this.handle, id, fd)
+    } catch (err) {
+      this.manager.log.warn({ listener: l.name, code: errorCode(err) }, 'native accept lane refused the listener; accepting in JS')
+      return undefined
+    }
+    const ll = new LaneListener(this, l, handle, id)
+    ll.configure()
+    // From here native accepts. Nothing else can accept in between: this runs in
+    // the listen callback, before libuv polls the new handle.
+    l.server.close()
+    this.listeners.add(ll)
+    this.byId.set(id, ll)
+    this.pushCap()
+    this.schedule()
+    return ll
+  }
+
+  /**
+   * The listener's config changed (reload). Still eligible: push it. Not any
+   * more: native stops accepting and the JS server listens again on the same
+   * socket (a dup, so the port is never released).
+   */
+  reconfigure (ll: LaneListener): boolean {
+    const l = ll.listener
+    if (laneEligible(l.config, l.opts.poolSize)) { ll.configure(); return true }
+    // Our own reference first: the workers close theirs once they stopped.
+    let fd: number | undefined
+    try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
+      this.manager.log.error({ listener: l.name, code: errorCode(err) }, 'cannot hand the listener back to JS; it stays on the native lane')
+      ll.configure()
+      return true
+    }
+    ll.stop()
+    l.server.listen({ fd, backlog: 4096 })
+    return false
+  }
+
+  backendId (up: Upstream, b: Backend): number {
+    const key = `${up.id}\u0000${b.key}`
+    let id = this.backendIds.get(key)
+    if (id === undefined) {
+      id = this.backendIds.size
+      this.backendIds.set(key, id)
+    }
+    return id
+  }
+
+  /** Records from the workers: connect failures (passive health), successes after failures, close records. */
+  private onEvents (r: Float64Array): void {
+    const m = this.manager
+    let healthChanged = false
+    for (let i = 0; i + REC <= r.length; i += REC) {
+      const type = r[i] as number
+      const ll = this.byId.get(r[i + 1] as number)
+      if (ll === undefined) continue
+      const backend = ll.byId.get(r[i + 2] as number)
+      if (type === REC_CONNECT_ERR) {
+        const code = errName(r[i + 4] as number)
+        m.connectErrors.inc({ upstream: ll.upstream?.id ?? '', backend: backend?.key ?? '', code })
+        if (code === 'EMFILE' || code === 'ENFILE') m.fdExhausted(code)
+        else if (backend !== undefined && code !== 'KT_ERR_NO_BACKEND') { backend.health.connectFailed({ code }); healthChanged = true }
+      } else if (type === REC_CONNECT_OK) {
+        if (backend !== undefined) { backend.health.connectSucceeded(); healthChanged = true }
+      } else if (type === REC_CLOSE) {
+        this.closeRecord(ll, backend, r, i)
+      }
+    }
+    if (healthChanged) for (const ll of this.listeners) if (!ll.stopped) ll.configure()
+  }
+
+  private closeRecord (ll: LaneListener, backend: Backend | undefined, r: Float64Array, i: number): void {
+    const m = this.manager
+    const ms = r[i + 7] as number
+    m.m.duration.observe(undefined, ms / 1000)
+    if (!m.opts.accessLog) return
+    const outcome = OUTCOMES[r[i + 3] as number] ?? 'error'
+    const err = r[i + 4] as number
+    m.accessLog.info({
+      listener: ll.listener.name,
+      client: formatAddress(r, i),
+      clientPort: r[i + 9],
+      route: 'default',
+      name: undefined,
+      upstream: ll.upstream?.id,
+      backend: backend?.key,
+      attempts: r[i + 8],
+      bytesIn: r[i + 5],
+      bytesOut: r[i + 6],
+      ms,
+      cause: outcome,
+      error: err !== 0 ? errName(err) : undefined,
+    }, 'connection closed')
+  }
+
+  /** Fold the native counters in now (readers that must not see a value up to SYNC_MS old: drain, status). */
+  sync (): void {
+    if (this.closed) return
+    for (const ll of this.listeners) ll.sync()
+  }
+
+  /** Fold counters, re-push backends (health may have changed), keep the process up while anything is open. */
+  tick (): void {
+    let laneActive = 0
+    for (const ll of this.listeners) {
+      ll.sync()
+      if (!ll.stopped) ll.configure()
+      laneActive += ll.active
+      if (ll.stopped && ll.active === 0) {
+        if (ll.drainTimer !== undefined) clearTimeout(ll.drainTimer)
+        this.listeners.delete(ll)
+        this.byId.delete(ll.id)
+      }
+    }
+    // Backend active counts: JS connections count themselves; add the lane's.
+    for (const ll of this.listeners) {
+      for (const [id, b] of ll.byId) {
+        const now = this.binding.laneBackendActive(this.handle, id)
+        const last = this.backendActive.get(b) ?? 0
+        if (now !== last) { b.active += now - last; this.backendActive.set(b, now) }
+      }
+    }
+    this.pushCap(laneActive)
+    this.schedule()
+  }
+
+  /**
+   * The global cap covers JS and lane connections alike: leave the lane what JS
+   * connections do not use (their count is pushed every SYNC_MS, so it may lag that much).
+   */
+  private pushCap (laneActive = this.active): void {
+    const m = this.manager
+    this.binding.laneSetCap(this.handle, Math.max(0, m.opts.maxConnections - (m.activeCount - laneActive)))
+  }
+
+  private schedule (): void {
+    const busy = this.listeners.size > 0
+    if (busy !== this.refd && !this.closed) {
+      this.refd = busy
+      // JS closed its server handles: this keeps the process up while lane listeners or pairs live.
+      this.binding.laneRef(this.handle, busy)
+    }
+    if (this.timer === undefined && busy) {
+      this.timer = setTimeout(() => { this.timer = undefined; this.tick() }, SYNC_MS)
+      this.timer.unref()
+    }
+  }
+
+  /** Lane pairs open now, over every listener (last read). */
+  get active (): number {
+    let n = 0
+    for (const ll of this.listeners) n += ll.active
+    return n
+  }
+
+  close (): void {
+    if (this.closed) return
+    for (const ll of this.listeners) { ll.stop(); ll.abort() }
+    this.tick()
+    this.closed = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.binding.laneRef(this.handle, false)
+    this.binding.laneClose(this.handle)
+  }
+}
+
+function formatAddress (r: Float64Array, i: number): string {
+  const w = [r[i + 11] as number, r[i + 12] as number, r[i + 13] as number, r[i + 14] as number]
+  if (r[i + 10] === 4) { const a = w[0] as number; return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}` }
+  const parts: string[] = []
+  for (const x of w) parts.push(((x >>> 16) & 0xffff).toString(16), (x & 0xffff).toString(16))
+  return parts.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')
+}
+
+/** The lane for a manager, or undefined (JS accepts everything) when off, disabled by KT_NATIVE_ACCEPT=0, or the addon lacks it. */
+export function createFastLane (manager: ListenerManager, splicer: NativeSplicer | undefined, mode: 'auto' | 'off' | undefined): FastLane | undefined {
+  const env = process.env['KT_NATIVE_ACCEPT']
+  if (env === '0' || splicer === undefined) return undefined
+  // Managers built without a say (tests, embedders) follow KT_NATIVE_ACCEPT=1; the CLI passes --native-accept.
+  if ((mode ?? (env === '1' ? 'auto' : 'off')) === 'off') return undefined
+  const lb = laneBindingOf(splicer)
+  if (lb === undefined) return undefined
+  return new FastLane(manager, lb.binding, lb.engines)
+}
+

@@ -1,0 +1,898 @@
+// kind-tunnel native accept+connect lane (issue #8 target 3).
+//
+// perf-anchors.md: new connections/s topped out at ~0.70x docker-proxy while JS
+// accepted and connected every connection (~350 us of JS each). Here the splice
+// engine's worker threads also accept (a shared listening socket registered in
+// every worker's epoll set with EPOLLEXCLUSIVE, so one wakes per connection),
+// pick a backend from a list JS pushes, connect without blocking, and start the
+// splice on the same thread. JS keeps the control plane: it binds the listener,
+// pushes backends, caps and timeouts, and reads counters and batched events
+// (connect failures for passive health, close records for the access log).
+//
+// Why one shared socket rather than one SO_REUSEPORT socket per worker: JS binds
+// the listener first (errors and the `listening` line stay exactly as on the JS
+// path) without SO_REUSEPORT (Node 20 cannot set it), so more sockets cannot join
+// its port; EPOLLEXCLUSIVE gives the same one-wakeup-per-connection behaviour.
+
+#include "kt_engine.h"
+
+#include <arpa/inet.h>
+
+#define KT_LANE_MAX_ENGINES 64
+#define KT_LANE_MAX_BACKENDS 65536
+#define KT_ACCEPT_BATCH 64        // accepts per wakeup; level-triggered epoll reports the rest
+#define KT_EMFILE_BACKOFF_MS 100  // out of fds: stop polling that listener this long, never spin
+#define KT_REC 16                 // doubles per event record
+#define KT_RING_MAX 65536         // records held for JS at most; beyond, records are dropped and counted
+#define KT_ERR_TIMEOUT (-1)       // record errno: the connect timed out (KT_ERR_CONNECT_TIMEOUT)
+#define KT_ERR_NO_BACKEND (-2)    // record errno: no backend left to try
+
+// The order matches CONN_OUTCOMES in listener.ts.
+enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
+  O_CLIENT_CLOSED, O_PEEK_TIMEOUT, O_TOO_LARGE, O_MAX_CONN, O_SOURCE_DENIED, O_ERROR, O_COUNT };
+enum { REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3 };
+enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT };
+// stats() layout, read by fastlane.ts
+enum { S_ACCEPTED = 0, S_OUTCOMES = 1, S_BYTES_IN = S_OUTCOMES + O_COUNT, S_BYTES_OUT, S_ACTIVE, S_EMFILE,
+  S_ACCEPT_OTHER, S_DROPPED, S_COUNT };
+
+typedef struct backend {
+  int32_t id;
+  socklen_t len;
+  struct sockaddr_storage addr;
+} backend_t;
+
+typedef struct lane lane_t;
+
+typedef struct lane_listener {
+  uint8_t kind;  // KIND_LISTENER; first, as every epoll-registered object
+  lane_t *lane;
+  double id;
+  int fd;  // our dup of the listening socket
+  atomic_int refs;  // JS handle + live pairs + queued commands + the registration
+  atomic_int stopped;
+  atomic_int unlisten_pending;
+  pthread_mutex_t mu;  // backends and the cursor
+  backend_t *backends;
+  int n_backends;
+  uint32_t cursor;
+  int policy;  // 0 round-robin, 1 least-connections
+  atomic_int max_conns, connect_ms, idle_ms, half_ms, attempts, log;
+  atomic_uint_fast64_t accepted, outcomes[O_COUNT], bytes_in, bytes_out, emfile, accept_other;
+  atomic_int active;
+  // Per engine (index), touched only by that engine's worker.
+  uint8_t in_list[KT_LANE_MAX_ENGINES];
+  uint8_t armed[KT_LANE_MAX_ENGINES];
+  int64_t backoff_until[KT_LANE_MAX_ENGINES];
+} lane_listener_t;
+
+typedef struct lane_engine {
+  lane_t *lane;
+  pair_t *c_head, *c_tail;  // connecting pairs, FIFO = deadline order (one connect timeout)
+  lane_listener_t **ls;
+  int n_ls, cap_ls;
+} lane_engine_t;
+
+struct lane {
+  engine_t *engines[KT_LANE_MAX_ENGINES];
+  lane_engine_t *les[KT_LANE_MAX_ENGINES];
+  int n;
+  atomic_int active_total;
+  atomic_int cap_total;
+  atomic_int *backend_active;  // by backend id
+  atomic_uchar *backend_failed;  // the last connect to it failed: report the next success
+  pthread_mutex_t rmu;
+  double *ring;
+  size_t len, cap;
+  int posted;
+  int closed;
+  atomic_uint_fast64_t dropped;
+  napi_threadsafe_function tsfn;
+};
+
+static const napi_type_tag kLaneTag = { 0x6b746c616e653031ULL, 0x6c616e656c616e65ULL };
+static const napi_type_tag kListenerTag = { 0x6b746c6c69737431ULL, 0x6c697374656e6572ULL };
+
+// ---------------------------------------------------------------- helpers
+
+static void l_ref (lane_listener_t *L) { atomic_fetch_add(&L->refs, 1); }
+
+static void l_unref (lane_listener_t *L) {
+  if (atomic_fetch_sub(&L->refs, 1) != 1) return;
+  if (L->fd >= 0) close(L->fd);
+  free(L->backends);
+  pthread_mutex_destroy(&L->mu);
+  free(L);
+}
+
+// Events for JS go into one buffer, handed over whole by the threadsafe
+// function: one call per batch, however many records it holds, so the cost
+// per connection is a memcpy of 128 bytes, not a JS call.
+static void emit (lane_t *ln, const double *rec) {
+  pthread_mutex_lock(&ln->rmu);
+  if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return; }
+  if (ln->len == ln->cap) {
+    size_t ncap = ln->cap == 0 ? 256 : ln->cap * 2;
+    double *nr = ncap <= KT_RING_MAX ? realloc(ln->ring, ncap * KT_REC * sizeof(double)) : NULL;
+    if (nr == NULL) {
+      pthread_mutex_unlock(&ln->rmu);
+      atomic_fetch_add(&ln->dropped, 1);
+      return;
+    }
+    ln->ring = nr;
+    ln->cap = ncap;
+  }
+  memcpy(ln->ring + ln->len * KT_REC, rec, KT_REC * sizeof(double));
+  ln->len++;
+  int post = !ln->posted;
+  ln->posted = 1;
+  pthread_mutex_unlock(&ln->rmu);
+  if (post && napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
+    pthread_mutex_lock(&ln->rmu);
+    ln->posted = 0;
+    pthread_mutex_unlock(&ln->rmu);
+  }
+}
+
+static void rec_connect (lane_t *ln, lane_listener_t *L, int type, int32_t backend, int err) {
+  double r[KT_REC] = { 0 };
+  r[0] = type;
+  r[1] = L->id;
+  r[2] = backend;
+  r[4] = err;
+  emit(ln, r);
+}
+
+static void c_unlink (lane_engine_t *le, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  if (lc->cprev != NULL) lc->cprev->lane->cnext = lc->cnext;
+  else if (le->c_head == p) le->c_head = lc->cnext;
+  if (lc->cnext != NULL) lc->cnext->lane->cprev = lc->cprev;
+  else if (le->c_tail == p) le->c_tail = lc->cprev;
+  lc->cprev = lc->cnext = NULL;
+}
+
+static void c_append (lane_engine_t *le, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  lc->cnext = NULL;
+  lc->cprev = le->c_tail;
+  if (le->c_tail != NULL) le->c_tail->lane->cnext = p;
+  else le->c_head = p;
+  le->c_tail = p;
+}
+
+// Round-robin or least-connections over the backends JS pushed (already only
+// those in rotation), skipping the ones this connection tried.
+static int pick (lane_t *ln, lane_listener_t *L, lane_conn_t *lc, backend_t *out) {
+  int found = 0;
+  pthread_mutex_lock(&L->mu);
+  int n = L->n_backends;
+  int best = -1, best_active = 0;
+  for (int k = 0; k < n; k++) {
+    uint32_t idx = (L->cursor + (uint32_t)k) % (uint32_t)n;
+    backend_t *b = &L->backends[idx];
+    int skip = 0;
+    for (int t = 0; t < lc->attempts && t < 4; t++) if (lc->tried[t] == b->id) skip = 1;
+    if (skip) continue;
+    if (L->policy == 0) { best = (int)idx; break; }
+    int a = atomic_load(&ln->backend_active[b->id]);
+    if (best < 0 || a < best_active) { best = (int)idx; best_active = a; }
+  }
+  if (best >= 0) {
+    *out = L->backends[best];
+    L->cursor = L->policy == 0 ? (uint32_t)best + 1 : L->cursor + 1;
+    found = 1;
+  }
+  pthread_mutex_unlock(&L->mu);
+  return found;
+}
+
+static void on_connected (engine_t *e, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  lane_t *ln = ((lane_engine_t *)e->lane)->lane;
+  lc->acquired = 1;
+  atomic_fetch_add(&ln->backend_active[lc->backend], 1);
+  // Passive health counts consecutive failures: only a success after a failure changes it.
+  if (atomic_exchange(&ln->backend_failed[lc->backend], 0)) rec_connect(ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
+  p->s[1].readable = 1;
+  p->s[1].writable = 1;
+  kt_start_pair(e, p);  // registers the client, pumps whatever it already sent
+}
+
+static void give_up (engine_t *e, pair_t *p) {
+  p->lane->failed = 1;
+  kt_finish(e, p, C_ERROR, 0, 1);  // resets the client: it must see the failure (as the JS path does)
+}
+
+// Try the next backend: retry only the connect, only before any byte moved
+// (no client byte was read yet), at most `attempts` in all (HAProxy retries +
+// redispatch, anchors.md).
+static void connect_next (engine_t *e, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  lane_t *ln = ((lane_engine_t *)e->lane)->lane;
+  int max = atomic_load(&L->attempts);
+  while (lc->attempts < max) {
+    backend_t b;
+    if (!pick(ln, L, lc, &b)) {
+      if (lc->attempts == 0) rec_connect(ln, L, REC_CONNECT_ERR, -1, KT_ERR_NO_BACKEND);
+      break;
+    }
+    if (lc->attempts < 4) lc->tried[lc->attempts] = b.id;
+    lc->attempts++;
+    lc->backend = b.id;
+    int s = socket(b.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+      // EMFILE/ENFILE: counted as this backend's connect error (as the JS path), not its health.
+      rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      continue;
+    }
+    int one = 1;
+    (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(s, (struct sockaddr *)&b.addr, b.len) == 0) {
+      p->s[1].fd = s;
+      on_connected(e, p);
+      return;
+    }
+    int err = errno;
+    if (err != EINPROGRESS) {
+      close(s);
+      atomic_store(&ln->backend_failed[b.id], 1);
+      rec_connect(ln, L, REC_CONNECT_ERR, b.id, err);
+      continue;
+    }
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = &p->s[1];
+    if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev) < 0) {
+      close(s);
+      rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      continue;
+    }
+    p->s[1].fd = s;
+    p->registered = 2;
+    lc->connecting = 1;
+    int ms = atomic_load(&L->connect_ms);
+    lc->deadline_ms = ms > 0 ? e->now_ms + ms : INT64_MAX;
+    c_append((lane_engine_t *)e->lane, p);
+    return;
+  }
+  give_up(e, p);
+}
+
+static void connect_failed (engine_t *e, pair_t *p, int err) {
+  lane_conn_t *lc = p->lane;
+  lane_t *ln = ((lane_engine_t *)e->lane)->lane;
+  c_unlink((lane_engine_t *)e->lane, p);
+  lc->connecting = 0;
+  (void)epoll_ctl(e->ep, EPOLL_CTL_DEL, p->s[1].fd, NULL);
+  close(p->s[1].fd);
+  p->s[1].fd = -1;
+  p->registered = 0;
+  atomic_store(&ln->backend_failed[lc->backend], 1);
+  rec_connect(ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
+  connect_next(e, p);
+}
+
+void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(p->s[1].fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
+  if (err == 0 && !(events & EPOLLOUT)) return;  // not done yet
+  if (err != 0) { connect_failed(e, p, err); return; }
+  c_unlink((lane_engine_t *)e->lane, p);
+  p->lane->connecting = 0;
+  on_connected(e, p);
+}
+
+static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct sockaddr_storage *ss) {
+  lane_t *ln = L->lane;
+  // Caps: global (over every listener) and per listener; the excess is closed and counted.
+  if (atomic_fetch_add(&ln->active_total, 1) >= atomic_load(&ln->cap_total)) {
+    atomic_fetch_sub(&ln->active_total, 1);
+    atomic_fetch_add(&L->outcomes[O_MAX_CONN], 1);
+    close(fd);
+    return;
+  }
+  if (atomic_fetch_add(&L->active, 1) >= atomic_load(&L->max_conns)) {
+    atomic_fetch_sub(&L->active, 1);
+    atomic_fetch_sub(&ln->active_total, 1);
+    atomic_fetch_add(&L->outcomes[O_MAX_CONN], 1);
+    close(fd);
+    return;
+  }
+  pair_t *p = calloc(1, sizeof *p);
+  lane_conn_t *lc = p != NULL ? calloc(1, sizeof *lc) : NULL;
+  if (lc == NULL) {
+    free(p);
+    atomic_fetch_sub(&L->active, 1);
+    atomic_fetch_sub(&ln->active_total, 1);
+    atomic_fetch_add(&L->outcomes[O_ERROR], 1);
+    kt_reset_fd(fd);
+    close(fd);
+    return;
+  }
+  atomic_fetch_add(&L->accepted, 1);
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  l_ref(L);
+  lc->listener = L;
+  lc->backend = -1;
+  lc->start_ms = e->now_ms;
+  lc->client = *ss;
+  p->lane = lc;
+  p->idle_ms = (uint32_t)atomic_load(&L->idle_ms);
+  p->half_ms = (uint32_t)atomic_load(&L->half_ms);
+  for (int i = 0; i < 2; i++) {
+    p->s[i].p = p;
+    p->s[i].idx = (uint8_t)i;
+    p->s[i].readable = 1;
+    p->s[i].writable = 1;
+    p->d[i].pr = p->d[i].pw = -1;
+  }
+  p->s[0].fd = fd;
+  p->s[1].fd = -1;
+  atomic_fetch_add(&e->pairs, 1);
+  connect_next(e, p);
+}
+
+static void arm (engine_t *e, lane_listener_t *L) {
+  struct epoll_event ev;
+  // Level-triggered: a batch cut short is reported again. EPOLLEXCLUSIVE: one
+  // worker wakes per connection instead of every worker (thundering herd).
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  ev.data.ptr = L;
+  if (epoll_ctl(e->ep, EPOLL_CTL_ADD, L->fd, &ev) == 0) L->armed[e->index] = 1;
+}
+
+static void disarm (engine_t *e, lane_listener_t *L) {
+  if (!L->armed[e->index]) return;
+  (void)epoll_ctl(e->ep, EPOLL_CTL_DEL, L->fd, NULL);
+  L->armed[e->index] = 0;
+}
+
+void kt_lane_event (engine_t *e, void *obj, uint32_t events) {
+  (void)events;
+  lane_listener_t *L = obj;
+  for (int k = 0; k < KT_ACCEPT_BATCH; k++) {
+    if (atomic_load(&L->stopped)) return;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(L->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) { accept_one(e, L, fd, &ss); continue; }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // The connection stays in the backlog while the listener would stay
+      // readable: polling it now would spin. Stop for a while; it waits its turn.
+      atomic_fetch_add(&L->emfile, 1);
+      disarm(e, L);
+      L->backoff_until[e->index] = e->now_ms + KT_EMFILE_BACKOFF_MS;
+      return;
+    }
+    atomic_fetch_add(&L->accept_other, 1);  // ECONNABORTED and the like: that client is gone
+  }
+}
+
+static void le_remove (lane_engine_t *le, lane_listener_t *L) {
+  for (int i = 0; i < le->n_ls; i++) {
+    if (le->ls[i] == L) { le->ls[i] = le->ls[--le->n_ls]; return; }
+  }
+}
+
+static void abort_listener (engine_t *e, lane_listener_t *L) {
+  lane_engine_t *le = e->lane;
+  pair_t *p = le->c_head;
+  while (p != NULL) {
+    pair_t *nx = p->lane->cnext;
+    if (p->lane->listener == L) kt_finish(e, p, C_ABORTED, 0, 1);
+    p = nx;
+  }
+  p = e->live.next;
+  while (p != &e->live) {
+    pair_t *nx = p->next;
+    if (p->lane != NULL && p->lane->listener == L) kt_finish(e, p, C_ABORTED, 0, 1);
+    p = nx;
+  }
+}
+
+void kt_lane_command (engine_t *e, cmd_t *c) {
+  if (c->sub == L_ATTACH) { e->lane = c->arg; return; }
+  lane_listener_t *L = c->arg;
+  lane_engine_t *le = e->lane;
+  if (le == NULL) { l_unref(L); return; }
+  switch (c->sub) {
+    case L_LISTEN:
+      if (!atomic_load(&L->stopped) && !L->in_list[e->index]) {
+        if (le->n_ls == le->cap_ls) {
+          int ncap = le->cap_ls == 0 ? 8 : le->cap_ls * 2;
+          lane_listener_t **n = realloc(le->ls, (size_t)ncap * sizeof *n);
+          if (n == NULL) break;
+          le->ls = n;
+          le->cap_ls = ncap;
+        }
+        le->ls[le->n_ls++] = L;
+        L->in_list[e->index] = 1;
+        arm(e, L);
+      }
+      break;
+    case L_UNLISTEN:
+      if (L->in_list[e->index]) {
+        disarm(e, L);
+        le_remove(le, L);
+        L->in_list[e->index] = 0;
+      }
+      // The last worker to let go closes our dup of the listening socket.
+      if (atomic_fetch_sub(&L->unlisten_pending, 1) == 1) {
+        close(L->fd);
+        L->fd = -1;
+        l_unref(L);  // the registration's reference
+      }
+      break;
+    case L_ABORT:
+      abort_listener(e, L);
+      break;
+  }
+  l_unref(L);  // the command's reference
+}
+
+int64_t kt_lane_deadline (engine_t *e) {
+  lane_engine_t *le = e->lane;
+  int64_t next = INT64_MAX;
+  if (le->c_head != NULL) next = le->c_head->lane->deadline_ms;
+  for (int i = 0; i < le->n_ls; i++) {
+    int64_t b = le->ls[i]->backoff_until[e->index];
+    if (b != 0 && b < next) next = b;
+  }
+  return next;
+}
+
+void kt_lane_tick (engine_t *e) {
+  lane_engine_t *le = e->lane;
+  int64_t now = e->now_ms;
+  // Connect timeouts (FIFO: every pair shares one timeout, so the head is the nearest).
+  int guard = 1024;
+  while (le->c_head != NULL && le->c_head->lane->deadline_ms <= now && guard-- > 0) {
+    connect_failed(e, le->c_head, KT_ERR_TIMEOUT);
+  }
+  for (int i = 0; i < le->n_ls; i++) {
+    lane_listener_t *L = le->ls[i];
+    int64_t b = L->backoff_until[e->index];
+    if (b != 0 && b <= now) {
+      L->backoff_until[e->index] = 0;
+      if (!atomic_load(&L->stopped)) arm(e, L);
+    }
+  }
+}
+
+void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  lane_t *ln = L->lane;
+  if (lc->connecting) {
+    c_unlink((lane_engine_t *)e->lane, p);
+    lc->connecting = 0;
+  }
+  int o;
+  if (lc->failed) o = O_CONNECT_FAILED;
+  else switch (cause) {
+    case C_EOF: o = O_EOF; break;
+    case C_RESET_A: o = O_RESET_CLIENT; break;
+    case C_RESET_B: o = O_RESET_UPSTREAM; break;
+    case C_IDLE: o = O_IDLE; break;
+    case C_ABORTED: o = O_ABORTED; break;
+    default: o = O_ERROR;
+  }
+  atomic_fetch_add(&L->outcomes[o], 1);
+  atomic_fetch_add(&L->bytes_in, p->d[0].bytes);
+  atomic_fetch_add(&L->bytes_out, p->d[1].bytes);
+  if (lc->acquired) atomic_fetch_sub(&ln->backend_active[lc->backend], 1);
+  if (atomic_load(&L->log)) {
+    double r[KT_REC] = { 0 };
+    r[0] = REC_CLOSE;
+    r[1] = L->id;
+    r[2] = lc->backend;
+    r[3] = o;
+    r[4] = err;
+    r[5] = (double)p->d[0].bytes;
+    r[6] = (double)p->d[1].bytes;
+    r[7] = (double)(e->now_ms - lc->start_ms);
+    r[8] = lc->attempts;
+    const struct sockaddr_storage *ss = &lc->client;
+    uint8_t a[16] = { 0 };
+    if (ss->ss_family == AF_INET) {
+      const struct sockaddr_in *s4 = (const void *)ss;
+      r[9] = ntohs(s4->sin_port);
+      r[10] = 4;
+      memcpy(a, &s4->sin_addr, 4);
+    } else {
+      const struct sockaddr_in6 *s6 = (const void *)ss;
+      r[9] = ntohs(s6->sin6_port);
+      r[10] = 6;
+      memcpy(a, &s6->sin6_addr, 16);
+    }
+    for (int i = 0; i < 4; i++) r[11 + i] = ((uint32_t)a[4 * i] << 24) | ((uint32_t)a[4 * i + 1] << 16) | ((uint32_t)a[4 * i + 2] << 8) | a[4 * i + 3];
+    emit(ln, r);
+  }
+  // Counted last: once JS sees active drop, the counters above are final.
+  atomic_fetch_sub(&L->active, 1);
+  atomic_fetch_sub(&ln->active_total, 1);
+  l_unref(L);
+}
+
+void kt_lane_stop (engine_t *e) {
+  lane_engine_t *le = e->lane;
+  while (le->c_head != NULL) kt_finish(e, le->c_head, C_ABORTED, 0, 1);
+  for (int i = 0; i < le->n_ls; i++) disarm(e, le->ls[i]);
+}
+
+// ---------------------------------------------------------------- JS thread
+
+static void call_js (napi_env env, napi_value cb, void *ctx, void *data) {
+  (void)data;
+  lane_t *ln = ctx;
+  pthread_mutex_lock(&ln->rmu);
+  double *ring = ln->ring;
+  size_t len = ln->len;
+  ln->ring = NULL;
+  ln->len = ln->cap = 0;
+  ln->posted = 0;
+  pthread_mutex_unlock(&ln->rmu);
+  if (env == NULL || cb == NULL || len == 0) { free(ring); return; }
+  napi_value ab, arr, undef;
+  size_t bytes = len * KT_REC * sizeof(double);
+  void *mem;
+  if (napi_create_arraybuffer(env, bytes, &mem, &ab) != napi_ok) { free(ring); return; }
+  memcpy(mem, ring, bytes);
+  free(ring);
+  napi_create_typedarray(env, napi_float64_array, len * KT_REC, ab, 0, &arr);
+  napi_get_undefined(env, &undef);
+  if (napi_call_function(env, undef, cb, 1, &arr, NULL) == napi_pending_exception) {
+    napi_value exc;
+    if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+  }
+}
+
+static napi_value throw_msg (napi_env env, const char *code, const char *msg) {
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+static void *unwrap_tagged (napi_env env, napi_value v, const napi_type_tag *tag) {
+  bool ok = false;
+  if (napi_check_object_type_tag(env, v, tag, &ok) != napi_ok || !ok) return NULL;
+  void *ptr = NULL;
+  if (napi_unwrap(env, v, &ptr) != napi_ok) return NULL;
+  return ptr;
+}
+
+static void lane_cmd (lane_t *ln, int sub, lane_listener_t *L) {
+  for (int i = 0; i < ln->n; i++) {
+    cmd_t *c = calloc(1, sizeof *c);
+    if (c == NULL) continue;
+    c->type = CMD_LANE;
+    c->sub = sub;
+    c->arg = L;
+    if (L != NULL) l_ref(L);
+    else c->arg = ln->les[i];
+    kt_enqueue(ln->engines[i], c);
+  }
+}
+
+// Node disposes of threadsafe functions in an environment cleanup hook of its
+// own, before the splice engines' hooks join the workers (hooks run last-added
+// first, and the lane is created after the engines). This hook, added after the
+// lane's function, runs before that disposal: from here workers emit nothing.
+static void lane_cleanup (void *arg) {
+  lane_t *ln = arg;
+  pthread_mutex_lock(&ln->rmu);
+  ln->closed = 1;
+  pthread_mutex_unlock(&ln->rmu);
+}
+
+static void lane_finalize (napi_env env, void *data, void *hint) {
+  (void)env; (void)data; (void)hint;
+  // The workers hold the lane (e->lane) for as long as they run and the lane is
+  // one per process: it is left to the process's exit rather than raced here.
+}
+
+// createLane(engines: object[], onEvents: (records: Float64Array) => void) -> lane
+static napi_value js_create_lane (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_arr = false;
+  if (argc < 2 || napi_is_array(env, argv[0], &is_arr) != napi_ok || !is_arr) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "createLane(engines, onEvents)");
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[0], &n);
+  if (n == 0 || n > KT_LANE_MAX_ENGINES) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: 1 to 64 engines");
+  lane_t *ln = calloc(1, sizeof *ln);
+  if (ln == NULL) return throw_msg(env, "ENOMEM", "createLane");
+  ln->backend_active = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_active);
+  ln->backend_failed = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_failed);
+  if (ln->backend_active == NULL || ln->backend_failed == NULL) return throw_msg(env, "ENOMEM", "createLane");
+  atomic_store(&ln->cap_total, 10000);
+  pthread_mutex_init(&ln->rmu, NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    engine_t *e = kt_get_engine(env, v);
+    if (e == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "createLane: not a splice engine");
+    ln->engines[i] = e;
+    ln->les[i] = calloc(1, sizeof(lane_engine_t));
+    if (ln->les[i] == NULL) return throw_msg(env, "ENOMEM", "createLane");
+    ln->les[i]->lane = ln;
+    e->index = (int)i;  // read by the worker only after the attach command below
+  }
+  ln->n = (int)n;
+  napi_value name;
+  napi_create_string_utf8(env, "kind-tunnel native lane", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, ln, call_js, &ln->tsfn) != napi_ok) {
+    return throw_msg(env, "ENOMEM", "createLane: threadsafe function");
+  }
+  napi_unref_threadsafe_function(env, ln->tsfn);
+  napi_add_env_cleanup_hook(env, lane_cleanup, ln);
+  lane_cmd(ln, L_ATTACH, NULL);
+  napi_value obj;
+  napi_create_object(env, &obj);
+  napi_wrap(env, obj, ln, lane_finalize, NULL, NULL);
+  napi_type_tag_object(env, obj, &kLaneTag);
+  return obj;
+}
+
+static void listener_finalize (napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  l_unref(data);
+}
+
+// listen(lane, id, fd) -> listener: adopt a bound, listening TCP socket (dup'd; JS then closes its own handle).
+static napi_value js_listen (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 3 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  if (ln == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "listen(lane, id, fd)");
+  double id;
+  int32_t fd;
+  if (napi_get_value_double(env, argv[1], &id) != napi_ok || napi_get_value_int32(env, argv[2], &fd) != napi_ok || fd < 0) {
+    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "listen(lane, id, fd)");
+  }
+  int acc = 0;
+  socklen_t len = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) return throw_msg(env, "ENOTSOCK", "listen: not a listening socket");
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return throw_msg(env, kt_errno_name(errno), "listen: dup failed");
+  int fl = fcntl(d, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(d, F_SETFL, fl | O_NONBLOCK);
+  lane_listener_t *L = calloc(1, sizeof *L);
+  if (L == NULL) { close(d); return throw_msg(env, "ENOMEM", "listen"); }
+  L->kind = KIND_LISTENER;
+  L->lane = ln;
+  L->id = id;
+  L->fd = d;
+  atomic_store(&L->refs, 2);  // the JS handle and the registration
+  atomic_store(&L->unlisten_pending, ln->n);
+  atomic_store(&L->max_conns, 10000);
+  atomic_store(&L->connect_ms, 5000);
+  atomic_store(&L->idle_ms, 3600000);
+  atomic_store(&L->half_ms, 30000);
+  atomic_store(&L->attempts, 3);
+  pthread_mutex_init(&L->mu, NULL);
+  napi_value obj;
+  napi_create_object(env, &obj);
+  if (napi_wrap(env, obj, L, listener_finalize, NULL, NULL) != napi_ok) {
+    close(d);
+    free(L);
+    return throw_msg(env, "ENOMEM", "listen");
+  }
+  napi_type_tag_object(env, obj, &kListenerTag);
+  lane_cmd(ln, L_LISTEN, L);
+  return obj;
+}
+
+static lane_listener_t *get_listener (napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < want) return NULL;
+  return unwrap_tagged(env, argv[0], &kListenerTag);
+}
+
+// configure(listener, maxConns, connectMs, idleMs, halfMs, attempts, policy, log)
+static napi_value js_configure (napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  lane_listener_t *L = get_listener(env, info, 8, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "configure(listener, ...)");
+  int32_t v[7];
+  for (int i = 0; i < 7; i++) {
+    if (napi_get_value_int32(env, argv[1 + i], &v[i]) != napi_ok || v[i] < 0) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "configure: non-negative integers");
+  }
+  atomic_store(&L->max_conns, v[0]);
+  atomic_store(&L->connect_ms, v[1]);
+  atomic_store(&L->idle_ms, v[2]);
+  atomic_store(&L->half_ms, v[3]);
+  atomic_store(&L->attempts, v[4] < 1 ? 1 : (v[4] > 4 ? 4 : v[4]));
+  pthread_mutex_lock(&L->mu);
+  L->policy = v[5] == 1 ? 1 : 0;
+  pthread_mutex_unlock(&L->mu);
+  atomic_store(&L->log, v[6] != 0);
+  return NULL;
+}
+
+// setBackends(listener, ids: number[], hosts: string[], ports: number[]): the backends in rotation, in order.
+static napi_value js_set_backends (napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  lane_listener_t *L = get_listener(env, info, 4, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setBackends(listener, ids, hosts, ports)");
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[1], &n);
+  backend_t *bs = n > 0 ? calloc(n, sizeof *bs) : NULL;
+  if (n > 0 && bs == NULL) return throw_msg(env, "ENOMEM", "setBackends");
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value vid, vhost, vport;
+    napi_get_element(env, argv[1], i, &vid);
+    napi_get_element(env, argv[2], i, &vhost);
+    napi_get_element(env, argv[3], i, &vport);
+    int32_t id, port;
+    char host[64];
+    size_t hl = 0;
+    if (napi_get_value_int32(env, vid, &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS ||
+        napi_get_value_int32(env, vport, &port) != napi_ok || port < 1 || port > 65535 ||
+        napi_get_value_string_utf8(env, vhost, host, sizeof host, &hl) != napi_ok) {
+      free(bs);
+      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setBackends: bad backend");
+    }
+    backend_t *b = &bs[i];
+    b->id = id;
+    struct sockaddr_in *s4 = (void *)&b->addr;
+    struct sockaddr_in6 *s6 = (void *)&b->addr;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons((uint16_t)port);
+      b->len = sizeof *s4;
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons((uint16_t)port);
+      b->len = sizeof *s6;
+    } else {
+      free(bs);
+      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setBackends: backend host is not an IP address");
+    }
+  }
+  pthread_mutex_lock(&L->mu);
+  backend_t *old = L->backends;
+  L->backends = bs;
+  L->n_backends = (int)n;
+  pthread_mutex_unlock(&L->mu);
+  free(old);
+  return NULL;
+}
+
+// stop(listener): no new accepts from now on; pairs continue.
+static napi_value js_stop (napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  lane_listener_t *L = get_listener(env, info, 1, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "stop(listener)");
+  if (atomic_exchange(&L->stopped, 1)) return NULL;
+  lane_cmd(L->lane, L_UNLISTEN, L);
+  return NULL;
+}
+
+// dupFd(listener) -> a new descriptor of the listening socket (hand-back to JS; call before stop).
+static napi_value js_dup_fd (napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  lane_listener_t *L = get_listener(env, info, 1, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "dupFd(listener)");
+  if (atomic_load(&L->stopped) || L->fd < 0) return throw_msg(env, "EBADF", "dupFd: the listener is stopped");
+  int d = fcntl(L->fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return throw_msg(env, kt_errno_name(errno), "dupFd failed");
+  napi_create_int32(env, d, &out);
+  return out;
+}
+
+// abort(listener): reset every pair of this listener now (drain timeout).
+static napi_value js_abort_listener (napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  lane_listener_t *L = get_listener(env, info, 1, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "abortListener(listener)");
+  lane_cmd(L->lane, L_ABORT, L);
+  return NULL;
+}
+
+// stats(listener, out: Float64Array(S_COUNT))
+static napi_value js_listener_stats (napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  lane_listener_t *L = get_listener(env, info, 2, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "listenerStats(listener, out)");
+  napi_typedarray_type t;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[1], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float64_array || len < S_COUNT) {
+    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "listenerStats: out must be a Float64Array");
+  }
+  double *o = data;
+  o[S_ACCEPTED] = (double)atomic_load(&L->accepted);
+  for (int i = 0; i < O_COUNT; i++) o[S_OUTCOMES + i] = (double)atomic_load(&L->outcomes[i]);
+  o[S_BYTES_IN] = (double)atomic_load(&L->bytes_in);
+  o[S_BYTES_OUT] = (double)atomic_load(&L->bytes_out);
+  o[S_ACTIVE] = atomic_load(&L->active);
+  o[S_EMFILE] = (double)atomic_load(&L->emfile);
+  o[S_ACCEPT_OTHER] = (double)atomic_load(&L->accept_other);
+  o[S_DROPPED] = (double)atomic_load(&L->lane->dropped);
+  return NULL;
+}
+
+// backendActive(lane, id) -> lane pairs using that backend now
+static napi_value js_backend_active (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  int32_t id = -1;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS) {
+    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendActive(lane, id)");
+  }
+  napi_create_int32(env, atomic_load(&ln->backend_active[id]), &out);
+  return out;
+}
+
+// setCap(lane, n): the global cap left for lane pairs (JS subtracts its own connections).
+static napi_value js_set_cap (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  int32_t cap;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &cap) != napi_ok) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setCap(lane, n)");
+  atomic_store(&ln->cap_total, cap < 0 ? 0 : cap);
+  return NULL;
+}
+
+// laneRef(lane, on): keep the process up while lane listeners or pairs live (JS closed its server handle).
+static napi_value js_lane_ref (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  if (ln == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRef(lane, on)");
+  bool on = false;
+  napi_get_value_bool(env, argv[1], &on);
+  if (ln->closed) return NULL;
+  if (on) napi_ref_threadsafe_function(env, ln->tsfn);
+  else napi_unref_threadsafe_function(env, ln->tsfn);
+  return NULL;
+}
+
+// laneClose(lane): no more events to JS (the splicer's close() stops the workers).
+static napi_value js_lane_close (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 1 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  if (ln == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneClose(lane)");
+  pthread_mutex_lock(&ln->rmu);
+  int was = ln->closed;
+  ln->closed = 1;
+  pthread_mutex_unlock(&ln->rmu);
+  if (!was) napi_release_threadsafe_function(ln->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+void kt_lane_init (napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "createLane", NULL, js_create_lane, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneListen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneConfigure", NULL, js_configure, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneSetBackends", NULL, js_set_backends, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneStop", NULL, js_stop, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneDupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneAbort", NULL, js_abort_listener, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneStats", NULL, js_listener_stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneBackendActive", NULL, js_backend_active, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneSetCap", NULL, js_set_cap, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneRef", NULL, js_lane_ref, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneClose", NULL, js_lane_close, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}

@@ -1,0 +1,175 @@
+// Shared between kt_splice.c (the splice engine) and kt_accept.c (the native
+// accept+connect lane, issue #8 target 3): both run on the same worker thread
+// and epoll set, so a connection accepted and connected natively is spliced
+// without crossing threads.
+#ifndef KT_ENGINE_H
+#define KT_ENGINE_H
+#define _GNU_SOURCE
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
+#define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
+#define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode
+// Empty pipes and buffers kept for reuse. Pipes are charged to the user's
+// pipe-user-pages-soft (16384 pages) at full capacity even when empty: 64 pipes
+// of 256 KiB take a quarter of it. Creating one costs two syscalls anyway.
+#define KT_POOL_MAX 64
+#define KT_BUDGET 16                 // transfers per direction per turn, so one bulk pair cannot starve the rest
+#define KT_MAX_EVENTS 256
+#define KT_BUCKETS 16384             // id -> pair hash, only used by abort
+#define KT_SCAN_MIN_MS 50            // idle scans are O(pairs): at most one per this many ms
+
+enum { MODE_SPLICE = 0, MODE_RW = 1 };
+// The order matches CAUSES in index.ts.
+enum { C_EOF = 0, C_RESET_A, C_RESET_B, C_IDLE, C_ERROR, C_ABORTED };
+enum { CMD_ADD = 0, CMD_ABORT, CMD_LANE };
+// The first byte of every object registered in an epoll set says what it is:
+// a pair's side (0: pairs are calloc'd) or a lane listener.
+enum { KIND_SIDE = 0, KIND_LISTENER = 1 };
+
+typedef struct pair pair_t;
+
+typedef struct side {
+  uint8_t kind;      // KIND_SIDE; must stay first (see KIND_*)
+  pair_t *p;
+  int fd;            // our F_DUPFD_CLOEXEC duplicate, never JS's fd
+  uint8_t idx;       // 0 = a, 1 = b
+  uint8_t readable;  // edge-triggered: cleared by EAGAIN (or a short read), set by events
+  uint8_t writable;
+  uint8_t rdhup;     // FIN/RST/error signalled: read until EAGAIN or EOF, no short-read shortcut
+} side_t;
+
+// One direction: src side idx -> the other side. The bytes in flight sit in a
+// carrier: a pipe (pr/pw) or a buffer (buf), held only while non-empty.
+typedef struct dir {
+  int pr, pw;
+  char *buf;
+  size_t held;       // bytes read from src not yet written to dst: the pipe's exact fill
+  size_t off;        // rw: first unwritten byte in buf
+  char *head;        // bytes JS had already read (peeked or buffered), written first
+  size_t head_len, head_off;
+  uint64_t bytes;    // written to dst
+  uint8_t eof;       // src returned 0
+  uint8_t shut;      // shutdown(dst, SHUT_WR) done: this direction is complete
+  uint8_t bulk;      // splice mode: the last read filled a buffer, so splice the next ones
+} dir_t;
+
+// A pair the lane accepted and connected itself (kt_accept.c); NULL lane for pairs JS handed over.
+typedef struct lane_conn {
+  void *listener;        // lane_listener_t, referenced while the pair lives
+  int32_t backend;       // backend id (JS-assigned), -1 before the first pick
+  int32_t tried[4];
+  uint8_t attempts;
+  uint8_t connecting;    // the upstream connect is in flight: only s[1] is registered
+  uint8_t failed;        // every attempt failed: the outcome is connect_failed
+  uint8_t acquired;      // counted in its backend's active count
+  int64_t start_ms, deadline_ms;
+  pair_t *cprev, *cnext; // the engine's connecting list (FIFO = deadline order)
+  struct sockaddr_storage client;
+} lane_conn_t;
+
+struct pair {
+  uint64_t id;
+  lane_conn_t *lane;
+  uint8_t registered;  // bit i: side i already in the epoll set
+  side_t s[2];
+  dir_t d[2];        // d[0] = a -> b, d[1] = b -> a
+  int64_t last_ms;
+  uint32_t idle_ms;
+  uint32_t half_ms;  // once one direction is done, quiet this long ends the pair (0: off)
+  uint8_t dead, in_ready, in_hash;
+  pair_t *hnext;
+  pair_t *prev, *next;  // live list, for the idle scan and shutdown
+  pair_t *rnext;        // ready list: pairs whose budget ran out with work left
+  pair_t *gnext;        // graveyard: freed after the epoll batch
+};
+
+typedef struct cmd {
+  int type;
+  int sub;           // CMD_LANE: which lane command
+  void *arg;
+  uint64_t id;
+  pair_t *p;
+  struct cmd *next;
+} cmd_t;
+
+typedef struct completion {
+  double id, a2b, b2a;
+  int cause;
+  int err;
+} completion_t;
+
+typedef struct engine {
+  int mode;
+  int pipe_size;
+  int ep, evfd;
+  pthread_t thread;
+  int thread_started, joined;
+  atomic_int stopping;
+  pthread_mutex_t mu;
+  cmd_t *q_head, *q_tail;
+  napi_threadsafe_function tsfn;
+  int tsfn_released;
+  int hook_added;
+  napi_env env;
+  int index;         // position among the lane's engines
+  void *lane;        // per-engine lane state (kt_accept.c), worker-owned
+  atomic_int pairs;
+  atomic_int pipes_pooled;
+  atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
+  // worker-owned from here on
+  pair_t *buckets[KT_BUCKETS];
+  pair_t live;
+  pair_t *ready;
+  pair_t *grave;
+  int pool_r[KT_POOL_MAX], pool_w[KT_POOL_MAX];
+  int pool_n;
+  char *bufs[KT_POOL_MAX];
+  int bufs_n;
+  int64_t now_ms, next_scan_ms;
+} engine_t;
+
+// ---------------------------------------------------------------- shared with the lane (kt_accept.c)
+
+engine_t *kt_get_engine (napi_env env, napi_value v);
+void kt_wake (engine_t *e);
+void kt_enqueue (engine_t *e, cmd_t *c);
+// Start splicing a pair whose sides are connected; sides already in the epoll
+// set (pair->registered bit i) are not added again.
+void kt_start_pair (engine_t *e, pair_t *p);
+void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset);
+void kt_reset_fd (int fd);
+int64_t kt_mono_ms (void);
+const char *kt_errno_name (int err);
+
+// Hooks the engine calls into the lane.
+void kt_lane_event (engine_t *e, void *obj, uint32_t events);
+void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events);
+void kt_lane_command (engine_t *e, cmd_t *c);
+int64_t kt_lane_deadline (engine_t *e);
+void kt_lane_tick (engine_t *e);
+void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err);
+void kt_lane_stop (engine_t *e);
+void kt_lane_init (napi_env env, napi_value exports);
+
+#endif
