@@ -202,7 +202,10 @@ export class Connection {
     this.handle = splice(this.client, s, {
       idleTimeoutMs: opts.idleTimeoutMs,
       halfCloseTimeoutMs: opts.halfCloseTimeoutMs,
-      clientEnded: this.clientEnded,
+      // A FIN right behind the deciding flight is emitted as 'end' while the
+      // client sits paused between peek and splice, with no listener left to
+      // see it; readableEnded still tells (issue #9: the flood hung on it).
+      clientEnded: this.clientEnded || this.client.readableEnded,
     }, (r) => { this.onSpliced(r) })
   }
 
