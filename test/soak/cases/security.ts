@@ -64,6 +64,13 @@ function processTree (pid: number): Set<number> {
   return tree
 }
 
+/** `p`, or `fallback` after `ms`; the timer is cleared either way (no lingering handle). */
+async function within<T, F> (p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined
+  const t = new Promise<F>((resolve) => { timer = setTimeout(() => resolve(fallback), ms) })
+  try { return await Promise.race([p, t]) } finally { clearTimeout(timer) }
+}
+
 async function freePort (): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1')
   await once(s, 'listening')
@@ -136,7 +143,7 @@ export function socketAudit (opts: { demo: boolean }, log: (m: string) => void =
     await sleep(500)
     auditFigure(c, '`kind-tunnel demo` (the `up` code path, with its embedded API server and simulated nodes)', listeningSockets(processTree(child.pid as number)))
     child.kill('SIGTERM')
-    const [code] = await Promise.race([once(child, 'exit'), sleep(20_000).then(() => [null])]) as [number | null]
+    const [code] = await within(once(child, 'exit'), 20_000, [null]) as [number | null]
     c.check('`demo` stops on SIGTERM', code !== null, `exit ${String(code)}`)
   })
 }
@@ -191,7 +198,7 @@ export function helperRefusals (log: (m: string) => void = () => {}): Promise<Ca
     child.stdin.write(`${JSON.stringify({ id: 'alive', verb: 'list' })}\n`)
     await waitUntil(() => answers.length >= hostile.length + 1, 15_000)
     child.stdin.end()
-    const [code] = await Promise.race([once(child, 'exit'), sleep(10_000).then(() => [null])]) as [number | null]
+    const [code] = await within(once(child, 'exit'), 10_000, [null]) as [number | null]
     const refusals = answers.slice(0, hostile.length)
     const refused = refusals.filter((a) => a.ok === false && a.code === 'KT_ERR_ADDRESS_REFUSED').length
     const loAfter = execFileSync('ip', ['-o', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8' })

@@ -324,7 +324,9 @@ async function flood (m: RpcMessage): Promise<Record<string, unknown>> {
   const t = target(m)
   const n = Number(m.n)
   const rstShare = Number(m.rstShare ?? 0.1)
-  const kinds: FloodKind[] = ['random', 'random_tls_header', 'truncated_hello', 'hello', 'http', 'oversize_http', 'empty']
+  const all: FloodKind[] = ['random', 'random_tls_header', 'truncated_hello', 'hello', 'http', 'oversize_http', 'empty']
+  const kinds = Array.isArray(m.kinds) ? all.filter((k) => (m.kinds as string[]).includes(k)) : all
+  const hung: Record<string, number> = {}
   const fullHello = tlsFlight({ sni: 'a.test' })
   const byKind: Record<string, number> = {}
   const byEnd: Record<string, number> = {}
@@ -348,7 +350,7 @@ async function flood (m: RpcMessage): Promise<Record<string, unknown>> {
     await new Promise<void>((resolve) => {
       const s = open(t, undefined)
       let kindSeen: string | undefined
-      const timer = setTimeout(() => { timeouts++; s.destroy() }, 15_000)
+      const timer = setTimeout(() => { timeouts++; bump(hung, kind); s.destroy() }, Number(m.timeoutMs ?? 15_000))
       s.on('error', (e) => { kindSeen ??= codeOf(e) === 'ECONNRESET' ? 'reset' : codeOf(e) })
       s.on('data', () => {})
       s.on('end', () => { kindSeen ??= 'fin'; s.end() })
@@ -360,7 +362,7 @@ async function flood (m: RpcMessage): Promise<Record<string, unknown>> {
       s.once('close', () => { clearTimeout(timer); bump(closes, rst ? 'client_reset' : (kindSeen ?? 'close')); resolve() })
     })
   })
-  return { n, byKind, byEnd, closes, timeouts }
+  return { n, byKind, byEnd, closes, timeouts, hung }
 }
 
 // ---- byte-exact transfers ------------------------------------------------------
