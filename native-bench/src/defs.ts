@@ -59,6 +59,8 @@ export interface Method {
   pinning: { loadGenerator: string; proxy: string; backend: string };
   seed: number;
   order: string[][];
+  /** KT_* variables the run was started with (KT_BIN, KT_ARGS, KT_NATIVE_ADDON, ...). */
+  env?: Record<string, string>;
 }
 
 export interface Results {

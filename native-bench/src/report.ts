@@ -165,7 +165,9 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
   p('npm run report -- results/latest.json      # regenerate these docs from a results file');
   p('```');
   p();
-  p(`This page was generated from \`${r.command}\` (${r.startedAt} to ${r.finishedAt}). The raw results are in \`native-bench/${opts.resultsFile}\` (not committed).`);
+  const env = Object.entries(r.method.env ?? {}).map(([k, v]) => `${k}="${v}"`).join(' ');
+  const command = env.length === 0 ? r.command : r.command.includes('&& ') ? r.command.replace('&& ', `&& ${env} `) : `${env} ${r.command}`;
+  p(`This page was generated from \`${command}\` (${r.startedAt} to ${r.finishedAt}). The raw results are in \`native-bench/${opts.resultsFile}\` (not committed).`);
   p();
   p('## Machine');
   p();

@@ -308,6 +308,7 @@ async function main(): Promise<number> {
       },
       seed: opts.seed,
       order,
+      env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('KT_') && e[1] !== undefined)),
     },
     contenders: [...infos.values()],
     workloads: workloads.map((w) => w.info(settings)),

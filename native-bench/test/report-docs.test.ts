@@ -55,6 +55,7 @@ function fixture(): Results {
       nofile: 20000,
       pinning: { loadGenerator: 'CPU 0', proxy: 'CPU 1', backend: 'unpinned' },
       seed: 7,
+      env: { KT_BIN: 'node /x/main.js' },
       order: [['direct', 'kt-l4'], ['kt-l4', 'direct'], ['direct', 'kt-l4']],
     },
     contenders: [
@@ -102,6 +103,7 @@ t.test('the markdown has the table, the ratios, the machine, the method and the 
   t.match(md, /\| docker-proxy \|[^\n]*\| 14\.5 \[14\.5–14\.5\] \|/);
   t.match(md, /HAProxy version 2\.6\.12 \\\| x/, 'pipes in cells are escaped');
   t.match(md, /round 1: direct, kt-l4; round 2: kt-l4, direct/);
+  t.match(md, /generated from `cd native-bench && KT_BIN="node \/x\/main\.js" npm run bench -- --quick`/, 'the exact command, with its KT_ environment');
   t.ok(md.includes(`${TRIED_START}\nkept: nothing yet\n${TRIED_END}`));
   t.notMatch(md, /\| socat \|/, 'a skipped contender has no result row');
 });
