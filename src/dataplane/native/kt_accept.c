@@ -283,6 +283,10 @@ void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events) {
   if (err != 0) { connect_failed(e, p, err); return; }
   c_unlink((lane_engine_t *)e->lane, p);
   p->lane->connecting = 0;
+  // This edge may also carry the backend's first bytes and its FIN (a server
+  // that writes and closes at once): the pump must read until EOF, not stop at
+  // the first short read, or the FIN's edge is lost.
+  if (events & (EPOLLRDHUP | EPOLLHUP)) p->s[1].rdhup = 1;
   on_connected(e, p);
 }
 
