@@ -28,19 +28,19 @@ interface Plan { id: string, section: string, run (quick: boolean, log: (m: stri
 const MiB = 1024 * 1024
 
 export const PLAN: readonly Plan[] = [
-  { id: 'idle-churn-js', section: '1-2', run: (q, log) => idleChurn({ idle: 10_000, churnRate: 1000, churnSeconds: q ? 15 : 60, rssTargetKiB: 10, native: false }, log) },
-  { id: 'idle-churn-default', section: '1-2', run: (q, log) => idleChurn({ idle: 10_000, churnRate: 1000, churnSeconds: q ? 10 : 30, rssTargetKiB: 10, native: true }, log) },
+  { id: 'idle-churn-js', section: '1-2', run: (q, log) => idleChurn({ idle: 10_000, churnRate: 1000, churnSeconds: q ? 12 : 60, rssTargetKiB: 10, native: false }, log) },
+  { id: 'idle-churn-default', section: '1-2', run: (q, log) => idleChurn({ idle: 10_000, churnRate: 1000, churnSeconds: q ? 5 : 30, rssTargetKiB: 10, native: true }, log) },
   { id: 'reload', section: '3', run: (q, log) => reloadUnderLoad({ idle: q ? 1000 : 4000, rate: 1000, seconds: q ? 12 : 30, changes: 100 }, log) },
   { id: 'fault-kill9', section: '4', run: (_q, log) => kill9MidTransfer({ clients: 6, bytes: 32 * MiB, rateBytesPerSec: 8 * MiB, killAfterMs: 1500 }, log) },
   { id: 'fault-blackhole', section: '4', run: (q, log) => blackholedBackend({ connectTimeoutMs: 2000, rate: 20, seconds: q ? 4 : 10 }, log) },
   { id: 'fault-lossy', section: '4', run: (q, log) => lossyPath({ clients: q ? 4 : 8, bytes: (q ? 2 : 8) * MiB, lossPct: 5, delayMs: 50 }, log) },
   { id: 'fault-stall', section: '4', run: (q, log) => neverReadingBackend({ clients: q ? 50 : 200, seconds: q ? 5 : 10, perConnBudgetKiB: 256 }, log) },
-  { id: 'abuse-slowloris', section: '5', run: (q, log) => slowloris({ count: 1000, peekTimeoutMs: q ? 6000 : 10_000, normalN: q ? 100 : 200, perConnBudgetKiB: 16 }, log) },
+  { id: 'abuse-slowloris', section: '5', run: (q, log) => slowloris({ count: 1000, peekTimeoutMs: q ? 6000 : 10_000, normalN: q ? 100 : 200, perConnBudgetKiB: 32 }, log) },
   { id: 'abuse-flood', section: '5', run: (q, log) => flood({ n: q ? 3000 : 10_000, rstN: q ? 1000 : 3000 }, log) },
   { id: 'abuse-max-connections', section: '5', run: (q, log) => maxConnections({ max: q ? 500 : 2000, over: q ? 300 : 1000 }, log) },
   { id: 'abuse-ulimit64-js', section: '5', run: (_q, log) => ulimit64({ attempts: 200, native: false }, log) },
   { id: 'abuse-ulimit64-default', section: '5', run: (_q, log) => ulimit64({ attempts: 200, native: true }, log) },
-  { id: 'fuzz', section: '6', run: (q, log) => fuzz({ seconds: q ? 20 : 120 }, log) },
+  { id: 'fuzz', section: '6', run: (q, log) => fuzz({ seconds: q ? 15 : 120 }, log) },
   { id: 'security-sockets', section: '7', run: (_q, log) => socketAudit({ demo: true }, log) },
   { id: 'security-helper', section: '7', run: (_q, log) => helperRefusals(log) },
   { id: 'security-relay', section: '7', run: (_q, log) => relayAllowlist(log) },

@@ -19,7 +19,16 @@ export function parseMetrics (text: string): Sample[] {
   return out
 }
 
-export function scrape (host: string, port: number, timeoutMs = 5000): Promise<Sample[]> {
+/** GET /metrics; a failed or slow attempt is retried (up to 3 in all) so one lost request does not sink a case. */
+export async function scrape (host: string, port: number, timeoutMs = 5000): Promise<Sample[]> {
+  let last: unknown
+  for (let i = 0; i < 3; i++) {
+    try { return await scrapeOnce(host, port, timeoutMs) } catch (err) { last = err }
+  }
+  throw last
+}
+
+function scrapeOnce (host: string, port: number, timeoutMs: number): Promise<Sample[]> {
   return new Promise((resolve, reject) => {
     const req = get({ host, port, path: '/metrics', timeout: timeoutMs, agent: false }, (res) => {
       let body = ''
