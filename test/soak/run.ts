@@ -11,7 +11,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { repoRoot } from '../fixtures/peek-helpers.js'
 import { flood, maxConnections, slowloris, ulimit64 } from './cases/abuse.js'
@@ -120,7 +120,8 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(`[${p.id}] done in ${(r.ms / 1000).toFixed(1)} s: ${r.checks.length - bad} passed, ${bad} failed\n`)
     for (const [k, v] of r.figures) process.stdout.write(`[${p.id}]   ${k}: ${v}\n`)
   }
-  const command = `node dist/test/soak/run.js${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`
+  // The command exactly as run (npm run soak runs dist/; a private build dir shows as such).
+  const command = `node ${relative(repoRoot(), process.argv[1] as string)}${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`
   const block = renderReport(results, { command, started, seconds: (Date.now() - t0) / 1000, quick, load })
   const file = outArg ?? (only === undefined && !quick ? join(repoRoot(), 'docs', 'reliability.md') : undefined)
   if (file !== undefined) {

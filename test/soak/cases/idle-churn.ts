@@ -80,7 +80,7 @@ export function idleChurn (p: IdleChurnParams, log: (m: string) => void = () => 
     const perConn = slope(points)
     c.figure('idle connections held', idle)
     c.figure('proxy RSS before / with idle set', `${kib(rss0)} / ${kib(rss1)} (connections→KiB: ${points.map(([n, r]) => `${n}→${r}`).join(', ')})`)
-    c.figure('RSS per idle connection (client + upstream socket; least-squares slope after the first step)', kib(perConn))
+    c.figure('RSS per idle connection (client + upstream socket; least-squares slope after the first step)', perConn < 0.5 ? `${kib(perConn)}: below what RSS can resolve here (V8 returned more memory than the connections added)` : kib(perConn))
     c.figure('RSS per idle connection, whole set ((with − before) / count)', kib((rss1 - rss0) / idle))
     c.figure('fds per proxied connection', fdPer)
     c.figure('proxy fds with idle set', `${fd1} (${((fd1 - fd0) / idle).toFixed(2)} per connection)`)
