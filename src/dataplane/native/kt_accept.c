@@ -31,7 +31,7 @@
 enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
   O_CLIENT_CLOSED, O_PEEK_TIMEOUT, O_TOO_LARGE, O_MAX_CONN, O_SOURCE_DENIED, O_ERROR, O_COUNT };
 enum { REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3 };
-enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT };
+enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT };
 // stats() layout, read by fastlane.ts
 enum { S_ACCEPTED = 0, S_OUTCOMES = 1, S_BYTES_IN = S_OUTCOMES + O_COUNT, S_BYTES_OUT, S_ACTIVE, S_EMFILE,
   S_ACCEPT_OTHER, S_DROPPED, S_COUNT };
@@ -337,7 +337,28 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
   }
   p->s[0].fd = fd;
   p->s[1].fd = -1;
-  atomic_fetch_add(&e->pairs, 1);
+  // EPOLLEXCLUSIVE tends to wake the same worker again and again, which would
+  // put every long-lived pair on one thread. When another worker carries
+  // clearly fewer pairs, it takes this one (through its command queue); short
+  // connections end before any imbalance builds, so they rarely move.
+  engine_t *to = e;
+  for (int i = 0; i < ln->n; i++) {
+    engine_t *o = ln->engines[i];
+    if (!atomic_load(&o->stopping) && atomic_load(&o->pairs) + 1 < atomic_load(&to->pairs)) to = o;
+  }
+  atomic_fetch_add(&to->pairs, 1);
+  if (to != e) {
+    cmd_t *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+      c->type = CMD_LANE;
+      c->sub = L_ADOPT;
+      c->arg = p;
+      kt_enqueue(to, c);
+      return;
+    }
+    atomic_fetch_sub(&to->pairs, 1);
+    atomic_fetch_add(&e->pairs, 1);
+  }
   connect_next(e, p);
 }
 
@@ -404,6 +425,12 @@ static void abort_listener (engine_t *e, lane_listener_t *L) {
 
 void kt_lane_command (engine_t *e, cmd_t *c) {
   if (c->sub == L_ATTACH) { e->lane = c->arg; return; }
+  if (c->sub == L_ADOPT) {
+    pair_t *p = c->arg;
+    if (atomic_load(&e->stopping)) kt_finish(e, p, C_ABORTED, 0, 1);
+    else connect_next(e, p);
+    return;
+  }
   lane_listener_t *L = c->arg;
   lane_engine_t *le = e->lane;
   if (le == NULL) { l_unref(L); return; }
