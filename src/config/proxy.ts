@@ -29,9 +29,6 @@ export interface ProxyConfig {
   readonly metrics: Endpoint | undefined
 }
 
-/** Warm idle sockets per backend on hostname routes when --pool-size is not given. */
-export const ROUTED_POOL_SIZE = 2
-
 const POLICIES: readonly BalancePolicy[] = ['round-robin', 'least-connections', 'random', 'client-ip-hash']
 
 /** The default connection cap: min(10,000, (fd limit - 64) / 2), two fds per proxied connection. */
@@ -57,12 +54,13 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
   }
   const poolSize = a.poolSize === undefined ? undefined : parseIntOption(a.poolSize, '--pool-size', 0, 1000)
 
-  // Warm pools default to ROUTED_POOL_SIZE on hostname routes only: a peeked
-  // connection is client-speaks-first by construction, so an idle pooled
-  // socket never holds a server greeting. Plain L4 backends may speak first
-  // (SMTP, MySQL), so they get a pool only when --pool-size asks for one.
-  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined, routed: boolean): UpstreamSpec => {
-    const pool = poolSize ?? (routed ? ROUTED_POOL_SIZE : undefined)
+  // Warm pools are opt-in (--pool-size). They pay off only where a connect is
+  // slow (Docker Desktop's port forwarding, the relay: see docs/upstream.md);
+  // on a fast path the verified take costs more than the connect it saves
+  // (docs/benchmarks.md: new conn/s fell to ~0.3x docker-proxy with a pool of 2).
+  // Plain L4 backends may also speak first (SMTP, MySQL), which a pool cannot hold.
+  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined, _routed: boolean): UpstreamSpec => {
+    const pool = poolSize
     return {
       id,
       endpoints,
