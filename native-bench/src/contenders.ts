@@ -136,6 +136,14 @@ const ktPool = ktContender(
   ' --pool-size N',
 );
 
+const ktJsAccept = ktContender(
+  'kt-jsaccept',
+  'kind-tunnel L4, JS accept',
+  ['L4 with `--native-accept off`: JS accepts and connects, the native addon splices; the same per-connection path a routed listener takes, minus the peek, so kt-routed against this one is the cost of routing'],
+  () => ['--native-accept', 'off'],
+  ' --native-accept off',
+);
+
 const ktJs = ktContender(
   'kt-js',
   'kind-tunnel L4, pure JS',
@@ -284,6 +292,7 @@ export const ALL_CONTENDERS: readonly Contender[] = [
   ktL4,
   ktRouted,
   ktPool,
+  ktJsAccept,
   ktJs,
   dockerProxy,
   dockerMapping,
@@ -294,4 +303,4 @@ export const ALL_CONTENDERS: readonly Contender[] = [
 ];
 
 /** The quick set: the product, its references, and the strongest rivals. */
-export const QUICK_CONTENDERS: readonly string[] = ['direct', 'kt-l4', 'kt-routed', 'kt-pool', 'docker-proxy', 'haproxy', 'naive-pipe'];
+export const QUICK_CONTENDERS: readonly string[] = ['direct', 'kt-l4', 'kt-jsaccept', 'kt-routed', 'kt-pool', 'docker-proxy', 'haproxy', 'naive-pipe'];

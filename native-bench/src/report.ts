@@ -242,6 +242,7 @@ const COLORS: Record<string, string> = {
   'kt-l4': '#1565c0',
   'kt-routed': '#42a5f5',
   'kt-pool': '#0d47a1',
+  'kt-jsaccept': '#64b5f6',
   'kt-js': '#90caf9',
   'docker-proxy': '#e53935',
   'docker-mapping': '#ef9a9a',
