@@ -1,4 +1,5 @@
 import t from 'tap';
+import { ALL_CONTENDERS } from '../src/contenders.js';
 import { parseOptions, UsageError } from '../src/options.js';
 
 t.test('quick and full defaults', async (t) => {
@@ -11,7 +12,7 @@ t.test('quick and full defaults', async (t) => {
   t.equal(f.mode, 'full');
   t.equal(f.durationS, 10);
   t.equal(f.idleConns, 5000);
-  t.equal(f.contenders.length, 11);
+  t.same(f.contenders, ALL_CONTENDERS.map((c) => c.info.id), 'full runs every contender');
   t.equal(f.docsDir, '/docs');
 });
 
