@@ -26,6 +26,7 @@
 #define KT_RING_MAX 65536         // records held for JS at most; beyond, records are dropped and counted
 #define KT_ERR_TIMEOUT (-1)       // record errno: the connect timed out (KT_ERR_CONNECT_TIMEOUT)
 #define KT_ERR_NO_BACKEND (-2)    // record errno: no backend left to try
+#define KT_FLUSH_MS 10            // at most one batch to JS per this many ms (each costs a loop wakeup)
 
 // The order matches CONN_OUTCOMES in listener.ts.
 enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
@@ -86,6 +87,8 @@ struct lane {
   size_t len, cap;
   int posted;
   int closed;
+  int64_t last_post_ms;
+  atomic_int_fast64_t flush_at;  // records wait for this time (0: nothing waiting)
   atomic_uint_fast64_t dropped;
   napi_threadsafe_function tsfn;
 };
@@ -124,8 +127,41 @@ static void emit (lane_t *ln, const double *rec) {
   }
   memcpy(ln->ring + ln->len * KT_REC, rec, KT_REC * sizeof(double));
   ln->len++;
-  int post = !ln->posted;
-  ln->posted = 1;
+  int post = 0;
+  if (!ln->posted) {
+    // Measured: a wakeup per few records cost the JS thread more than the
+    // records themselves. Batch: post now if the last batch is old enough,
+    // else a worker's tick posts once the interval is over.
+    int64_t now = kt_mono_ms();
+    if (now - ln->last_post_ms >= KT_FLUSH_MS) {
+      post = 1;
+      ln->posted = 1;
+      ln->last_post_ms = now;
+      atomic_store(&ln->flush_at, 0);
+    } else if (atomic_load(&ln->flush_at) == 0) {
+      atomic_store(&ln->flush_at, ln->last_post_ms + KT_FLUSH_MS);
+    }
+  }
+  pthread_mutex_unlock(&ln->rmu);
+  if (post && napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
+    pthread_mutex_lock(&ln->rmu);
+    ln->posted = 0;
+    pthread_mutex_unlock(&ln->rmu);
+  }
+}
+
+// A worker's tick: post the batch that waited for the flush interval.
+static void flush_due (lane_t *ln, int64_t now) {
+  int64_t at = atomic_load(&ln->flush_at);
+  if (at == 0 || now < at) return;
+  int post = 0;
+  pthread_mutex_lock(&ln->rmu);
+  if (!ln->closed && !ln->posted && ln->len > 0 && atomic_load(&ln->flush_at) != 0) {
+    post = 1;
+    ln->posted = 1;
+    ln->last_post_ms = now;
+  }
+  atomic_store(&ln->flush_at, 0);
   pthread_mutex_unlock(&ln->rmu);
   if (post && napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
     pthread_mutex_lock(&ln->rmu);
@@ -473,6 +509,8 @@ int64_t kt_lane_deadline (engine_t *e) {
   lane_engine_t *le = e->lane;
   int64_t next = INT64_MAX;
   if (le->c_head != NULL) next = le->c_head->lane->deadline_ms;
+  int64_t f = atomic_load(&le->lane->flush_at);
+  if (f != 0 && f < next) next = f;
   for (int i = 0; i < le->n_ls; i++) {
     int64_t b = le->ls[i]->backoff_until[e->index];
     if (b != 0 && b < next) next = b;
@@ -483,6 +521,7 @@ int64_t kt_lane_deadline (engine_t *e) {
 void kt_lane_tick (engine_t *e) {
   lane_engine_t *le = e->lane;
   int64_t now = e->now_ms;
+  flush_due(le->lane, now);
   // Connect timeouts (FIFO: every pair shares one timeout, so the head is the nearest).
   int guard = 1024;
   while (le->c_head != NULL && le->c_head->lane->deadline_ms <= now && guard-- > 0) {
