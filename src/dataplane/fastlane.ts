@@ -22,6 +22,7 @@
 // and feed passive health; close records arrive the same way, only while the
 // access log is on.
 
+import { isIP } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import type { Cell } from '../observe/metrics.js'
 import { errorCode } from '../errors.js'
@@ -64,6 +65,8 @@ export function laneEligible (cfg: ListenerConfig, poolSizeDefault: number): boo
   if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
   if ((spec.poolSize ?? poolSizeDefault) !== 0) return false
   if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
+  // Native connects to addresses only: a name would need a resolver per connect.
+  for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false
   return up.backends.length < MAX_BACKEND_IDS
 }
 
@@ -321,7 +324,7 @@ export class FastLane {
     let laneActive = 0
     for (const ll of this.listeners) {
       ll.sync()
-      if (!ll.stopped) ll.configure()
+      if (!ll.stopped) this.reconfigure(ll)
       laneActive += ll.active
       if (ll.stopped && ll.active === 0) {
         if (ll.drainTimer !== undefined) clearTimeout(ll.drainTimer)
