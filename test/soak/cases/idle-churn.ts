@@ -15,8 +15,8 @@ export interface IdleChurnParams {
   /** Target: RSS per idle connection, KiB. */
   rssTargetKiB: number
   /**
-   * false: the pure-JS splice (KT_NATIVE=0). true: the default, which uses
-   * the native splice addon when it is built.
+   * false: the pure-JS data plane (KT_NATIVE=0). true: the defaults, which
+   * use the native addon (accept lane, splicer) when it is built.
    */
   native: boolean
 }
@@ -24,7 +24,7 @@ export interface IdleChurnParams {
 interface Latency { n: number, p50: number, p99: number, p999: number, max: number, mean: number }
 
 export function idleChurn (p: IdleChurnParams, log: (m: string) => void = () => {}): Promise<CaseResult> {
-  const splice = p.native ? 'default splice (native addon when built)' : 'pure-JS splice (KT_NATIVE=0)'
+  const splice = p.native ? 'defaults (the native accept lane and splicer, when built)' : 'pure-JS data plane (KT_NATIVE=0)'
   const title = p.churnRate > 0 ? `Idle connections and churn (${p.churnRate}/s for ${p.churnSeconds} s), ${splice}` : `Idle connections, ${splice}`
   return runCase(p.native ? 'idle-churn-default' : 'idle-churn-js', title, log, async (c) => {
     const nofile = nofileLimit()
