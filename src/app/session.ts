@@ -87,9 +87,13 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
     if (e.type === 'listening') out.write(`listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}\n`)
     else if (e.type === 'metrics') out.write(`metrics ${e.host}:${e.port}\n`)
   }
+  // The native splice (and accept lane) when the addon is built; KT_NATIVE=0 turns it off.
+  const { loadNativeSplicer } = await import('../dataplane/native/index.js')
+  const splicer = loadNativeSplicer()
   run = new UpRun(o.cfg, {
     logger,
     registry,
+    splicer,
     controller: o.controller ?? loadController,
     docker: o.docker ?? dockerAccess(),
     onEvent,
@@ -98,6 +102,9 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
   o.signal.addEventListener('abort', onAbort, { once: true })
   try {
     await run.start()
+  } catch (err) {
+    splicer?.close()
+    throw err
   } finally {
     if (o.signal.aborted) await run.done
   }
@@ -113,6 +120,7 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
   }
   await o.onReady?.(run)
   await run.done
+  splicer?.close()
   if (redraw !== undefined) clearInterval(redraw)
   view?.release()
   o.signal.removeEventListener('abort', onAbort)

@@ -12,6 +12,7 @@
 //
 // Everything `up` changes is written to the state file BEFORE it happens.
 
+import type { NativeSplicer } from '../dataplane/native/index.js'
 import { readFile } from 'node:fs/promises'
 import { errorCode, KtError } from '../errors.js'
 import { ListenerManager, type ApplyResult } from '../dataplane/listener-manager.js'
@@ -62,6 +63,10 @@ export interface UpDeps {
   readonly onEvent?: (e: UpEvent) => void
   /** Sidecar: the interfaces to look at (tests). */
   readonly interfaces?: Parameters<typeof sidecarNetwork>[1]
+  /** The native splice fast path (absent: pure JS); the session loads it. */
+  readonly splicer?: NativeSplicer | undefined
+  /** The native accept lane for plain L4 listeners (ip mode); needs the splicer. */
+  readonly nativeAccept?: 'auto' | 'off'
 }
 
 type ReachMode = 'direct' | 'relay' | 'sidecar'
@@ -158,7 +163,14 @@ export class UpRun {
     this.deps = deps
     this.log = deps.logger.child({ module: 'up' })
     this.stateDir = cfg.stateDir
-    this.manager = new ListenerManager({ logger: deps.logger, metrics: deps.registry, options: cfg.dataplane, dialers: this.dialers })
+    this.manager = new ListenerManager({
+      logger: deps.logger,
+      metrics: deps.registry,
+      options: cfg.dataplane,
+      dialers: this.dialers,
+      splicer: deps.splicer,
+      nativeAccept: deps.nativeAccept ?? (deps.splicer === undefined ? 'off' : 'auto'),
+    })
     this.done = new Promise((resolve) => { this.resolveDone = resolve })
   }
 
