@@ -118,7 +118,14 @@ export class Listener {
       return
     }
     const address = socket.remoteAddress
-    if (address === undefined) { socket.on('error', noop); socket.destroy(); return }
+    if (address === undefined) {
+      // The client reset between the kernel's accept and ours: nothing to
+      // serve, but it still counts (issue #9 flood accounting).
+      this.outcomeCells.reset_client.inc()
+      socket.on('error', noop)
+      socket.destroy()
+      return
+    }
     const family: 4 | 6 = isIPv4(address) ? 4 : 6
     if (cfg.allow !== undefined && !cfg.allow.check(address, family === 4 ? 'ipv4' : 'ipv6')) {
       this.outcomeCells.source_denied.inc()
