@@ -57,7 +57,10 @@ for (const mode of MODES) {
     await waitFor(() => accepted > 0 && Date.now() - lastProgress > 500, 20_000, 'backend to stall', 50)
     const stalledAt = accepted
     const during = rssKiB(pid)
-    t.ok(stalledAt < SIZE / 2, `the backlog stalled the backend after ${(stalledAt / 1048576).toFixed(1)} MiB`)
+    // The kernel absorbs a lot first (autotuned loopback buffers on four
+    // sockets plus a 256 KiB pipe): what matters is that the backend stalls
+    // before the end while the proxy's own memory stays flat (next assertion).
+    t.ok(stalledAt < SIZE * 0.9, `the backlog stalled the backend after ${(stalledAt / 1048576).toFixed(1)} MiB`)
     t.ok(during - before < 8 * 1024, `proxy RSS grew by ${during - before} KiB while holding the backlog`)
 
     const got = collect(client)
