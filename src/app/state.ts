@@ -79,7 +79,12 @@ export function controlPath (stateDir: string, platform: string = process.platfo
 
 export async function ensureStateDir (dir: string): Promise<void> {
   // 0700: the control socket in it can stop `up`, and only its user may.
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'UNKNOWN'
+    throw new KtError('KT_ERR_STATE_FILE', `cannot create the state dir ${dir} (${code}); point --state-dir or KIND_TUNNEL_STATE_DIR at a writable folder`, { cause: err })
+  }
 }
 
 function isStringArray (v: unknown): v is string[] {
