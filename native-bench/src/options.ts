@@ -4,6 +4,7 @@ import { WORKLOAD_ORDER, type WorkloadId } from './defs.js';
 
 export const USAGE = `usage: npm run bench -- [options]      (from native-bench/, or the repo root)
 
+  --slowpath           a separate mode: warm pools over a slow connect path (--slowpath --help)
   --quick              1 s runs, the quick contender set, 1000 idle connections, 200 TTFB samples
   --rounds N           interleaved rounds, at least 3 (default 3)
   --duration S         seconds per throughput run (default 10; quick 1)

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { METRICS, WORKLOAD_TITLES, type ContenderInfo, type MetricDef, type Results } from './defs.js';
 import { roundRatios, summarize, type Summary } from './stats.js';
+import { extractSlowSection } from './slowpath.js';
 
 export const TRIED_START = '<!-- what-was-tried:start -->';
 export const TRIED_END = '<!-- what-was-tried:end -->';
@@ -342,7 +343,10 @@ export function writeDocs(r: Results, docsDir: string, resultsPath: string): str
   const svgPath = join(docsDir, 'benchmarks.svg');
   const existing = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : undefined;
   const resultsFile = `results/${basename(resultsPath)}`;
-  writeFileSync(mdPath, renderMarkdown(r, { resultsFile, tried: extractTried(existing) }));
+  // the --slowpath section (src/slowpath.ts) comes from its own run: keep it
+  const slow = extractSlowSection(existing);
+  const md = renderMarkdown(r, { resultsFile, tried: extractTried(existing) });
+  writeFileSync(mdPath, slow === undefined ? md : `${md.replace(/\n*$/, '')}\n\n${slow}\n`);
   writeFileSync(svgPath, renderSvg(r));
   return [mdPath, svgPath];
 }

@@ -1,7 +1,9 @@
 // Time to first byte: connect, send one small HTTP request, time until the first
 // response byte arrives. One connection at a time, so the figure is the latency
 // of a fresh connection through the proxy (accept + upstream connect or pool hit).
-// Usage: node ttfb-client.js PORT SAMPLES HOST TIME_LIMIT_MS
+// Usage: node ttfb-client.js PORT SAMPLES HOST TIME_LIMIT_MS [GAP_MS]
+// GAP_MS (default 0) pauses between samples: the slow-path mode uses it so a warm
+// pool has time to refill, as between a user's sporadic connections.
 // Prints one JSON line: {"samples":n,"errors":n,"p50":us,"p90":us,"p99":us,"max":us}
 import net from 'node:net';
 import { percentileSorted } from './stats.js';
@@ -10,6 +12,8 @@ const port = Number(process.argv[2]);
 const samples = Number(process.argv[3] ?? 500);
 const host = process.argv[4] ?? 'bench.localhost';
 const timeLimitMs = Number(process.argv[5] ?? 20_000);
+const gapMs = Math.max(0, Math.min(10_000, Number(process.argv[6] ?? 0) || 0));
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 if (!Number.isInteger(port) || !Number.isInteger(samples) || samples < 1) {
   process.stderr.write('usage: ttfb-client PORT SAMPLES HOST TIME_LIMIT_MS\n');
   process.exit(2);
@@ -48,6 +52,7 @@ const deadline = Date.now() + timeLimitMs;
 // a few warm-up connections so the JIT of this client is not measured
 for (let i = 0; i < Math.min(20, samples) && Date.now() < deadline; i++) {
   await once().catch(() => undefined);
+  if (gapMs > 0) await pause(gapMs);
 }
 for (let i = 0; i < samples && Date.now() < deadline; i++) {
   try {
@@ -56,6 +61,7 @@ for (let i = 0; i < samples && Date.now() < deadline; i++) {
     errors++;
     if (errors > samples / 10) break;
   }
+  if (gapMs > 0) await pause(gapMs);
 }
 times.sort((a, b) => a - b);
 process.stdout.write(
