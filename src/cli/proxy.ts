@@ -84,6 +84,8 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
   const res = await manager.apply(config.table)
   if (res.failed.length > 0) {
     await manager.close(0)
+    // Let the logged failure out first, so the one-line error is the last line.
+    await new Promise<void>((resolve) => { logger.flush(() => { resolve() }) })
     const f = res.failed[0] as { code: string, message: string }
     throw new KtError('KT_ERR_LISTEN', `${f.message} (${f.code})`)
   }
