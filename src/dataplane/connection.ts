@@ -57,7 +57,6 @@ export class Connection {
   peekTimer: NodeJS.Timeout | undefined
   routeName: string | undefined
   routeOutcome: RouteOutcome | undefined
-  clientEnded = false
   peekedBytes = 0
   handle: { abort (): void } | undefined
   result: SpliceResult | undefined
@@ -108,11 +107,11 @@ export class Connection {
           this.route(target.upstream, p.kind)
           return
         }
-        this.route(cfg.defaultUpstream, cfg.defaultUpstream === undefined ? 'no_route' : 'default')
+        this.routeDefault()
         return
       }
       case 'no-name':
-        this.route(cfg.defaultUpstream, cfg.defaultUpstream === undefined ? 'no_route' : 'default')
+        this.routeDefault()
         return
       case 'not-tls-or-http':
         this.route(cfg.defaultUpstream, 'not_tls_or_http')
@@ -127,6 +126,12 @@ export class Connection {
     this.client.removeListener('data', onPeekData)
     this.client.removeListener('end', onPeekEnd)
     if (this.peekTimer !== undefined) { clearTimeout(this.peekTimer); this.peekTimer = undefined }
+  }
+
+  /** No name matched (or none was sent): the listener's default, or close. */
+  routeDefault (): void {
+    const def = this.config.defaultUpstream
+    this.route(def, def === undefined ? 'no_route' : 'default')
   }
 
   route (up: Upstream | undefined, outcome: RouteOutcome): void {
@@ -202,10 +207,10 @@ export class Connection {
     this.handle = splice(this.client, s, {
       idleTimeoutMs: opts.idleTimeoutMs,
       halfCloseTimeoutMs: opts.halfCloseTimeoutMs,
-      // A FIN right behind the deciding flight is emitted as 'end' while the
-      // client sits paused between peek and splice, with no listener left to
-      // see it; readableEnded still tells (issue #9: the flood hung on it).
-      clientEnded: this.clientEnded || this.client.readableEnded,
+      // The client's FIN may already have been consumed: seen by the peek, or
+      // emitted as 'end' while it sat paused between peek and splice with no
+      // listener left (issue #9: the flood hung on it). readableEnded tells both.
+      clientEnded: this.client.readableEnded,
     }, (r) => { this.onSpliced(r) })
   }
 
@@ -264,9 +269,8 @@ function onPeekEnd (this: ConnSocket): void {
   // The client half-closed before a decision: route what we have to the
   // default (the peeked bytes and the FIN are both forwarded).
   const conn = this[kConn]
-  conn.clientEnded = true
   conn.endPeek()
-  conn.route(conn.config.defaultUpstream, conn.config.defaultUpstream === undefined ? 'no_route' : 'default')
+  conn.routeDefault()
 }
 
 function onPeekTimeout (conn: Connection): void {
