@@ -6,7 +6,7 @@
 import { BlockList, isIP } from 'node:net'
 import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
-import type { Cell, Counter, Gauge, Histogram, Registry } from '../observe/metrics.js'
+import type { Cell, Counter, Gauge, Histogram, HistogramCell, Registry } from '../observe/metrics.js'
 import type { NativeSplicer } from './native/index.js'
 import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
@@ -99,6 +99,7 @@ export class ListenerManager {
 
   get connectErrors (): Counter { return this.m.connectErrors }
   readonly nativeFallbacks: Cell
+  private readonly durationCell: HistogramCell
 
   constructor (init: ListenerManagerInit) {
     this.opts = Object.freeze({ ...DEFAULT_DATAPLANE_OPTIONS, ...init.options })
@@ -125,6 +126,7 @@ export class ListenerManager {
       duration: r.histogram('kt_connection_duration_seconds', 'Client connection lifetime.', [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600]),
     }
     this.nativeFallbacks = this.m.nativeFallbacks.bind()
+    this.durationCell = this.m.duration.bind()
     this.m.active.collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.activeCount)
     })
@@ -247,7 +249,7 @@ export class ListenerManager {
 
   connectionClosed (conn: Connection): void {
     const seconds = (performance.now() - conn.start) / 1000
-    this.m.duration.observe(undefined, seconds)
+    this.durationCell.observe(seconds)
     if (!this.opts.accessLog) return
     const r = conn.result
     // One access-log line per connection, at close. Untrusted names go under
