@@ -342,7 +342,10 @@ export class Pool {
 
   private fill (): void {
     if (this.closed || this.suspended || this.backoffTimer !== undefined) return
-    while (this.idleList.length + this.connecting < this.size && this.connecting < this.maxConnecting) {
+    // While dials fail, probe one at a time: parallel dials that fail at
+    // different moments would each arm their own backoff step.
+    const parallel = this.failures > 0 ? 1 : this.maxConnecting
+    while (this.idleList.length + this.connecting < this.size && this.connecting < parallel) {
       this.connecting++
       this.counts.dials++
       const started = Date.now()
