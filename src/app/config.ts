@@ -1,7 +1,7 @@
 // `up` flags → a checked, frozen UpConfig. Pure apart from nothing: no I/O.
 
 import { InvalidArgumentError } from '../errors.js'
-import { parseHostPort, parseIntOption } from '../config/parse.js'
+import { parseHostPort, parseIntOption, parsePoolSize } from '../config/parse.js'
 import { defaultMaxConnections } from '../config/proxy.js'
 import type { DataplaneOptions } from '../dataplane/listener-manager.js'
 import { canonicalIp, parseCidr, parseIp } from '../routing/cidr.js'
@@ -92,7 +92,7 @@ export function buildUpConfig (a: UpArgs, fdLimit?: number): UpConfig {
   const dataplane: Partial<DataplaneOptions> = {
     maxConnections: defaultMaxConnections(fdLimit),
     maxConnectionsPerListener: defaultMaxConnections(fdLimit),
-    ...(a.poolSize !== undefined ? { poolSize: parseIntOption(a.poolSize, '--pool-size', 0, 1024) } : {}),
+    ...(a.poolSize !== undefined ? { poolSize: parsePoolSize(a.poolSize, 1024) } : {}),
     ...(a.accessLog !== undefined ? { accessLog: a.accessLog } : {}),
   }
   return Object.freeze({

@@ -77,6 +77,14 @@ export function parseIntOption (raw: unknown, what: string, min: number, max = N
   return n
 }
 
+/** `--pool-size`: `auto` or a whole number 0..max. */
+export function parsePoolSize (raw: unknown, max: number): number | 'auto' {
+  if (typeof raw === 'string' && raw.trim().toLowerCase() === 'auto') return 'auto'
+  const s = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim() : ''
+  if (!/^\d+$/.test(s)) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--pool-size: ${JSON.stringify(raw)} is not \`auto\` or a whole number`)
+  return parseIntOption(s, '--pool-size', 0, max)
+}
+
 /** A route hostname: exact DNS name or `*.suffix`. Lowercased, one trailing dot dropped. */
 export function parseRouteName (raw: string): string {
   const t = raw.trim()

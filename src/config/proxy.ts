@@ -3,7 +3,7 @@
 import { InvalidArgumentError } from '../errors.js'
 import type { DataplaneOptions } from '../dataplane/listener-manager.js'
 import type { BalancePolicy, Endpoint, HostRoute, ListenerSpec, ProxyProtocolVersion, RouteTable, UpstreamSpec } from '../routing/types.js'
-import { parseEndpointList, parseHostPort, parseIntOption, parseRouteArg } from './parse.js'
+import { parseEndpointList, parseHostPort, parseIntOption, parsePoolSize, parseRouteArg } from './parse.js'
 
 export interface ProxyArgs {
   listen: string[]
@@ -52,21 +52,16 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
     if (!(POLICIES as readonly string[]).includes(a.policy)) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--policy: ${JSON.stringify(a.policy)} is not one of ${POLICIES.join(', ')}`)
     policy = a.policy as BalancePolicy
   }
-  const poolSize = a.poolSize === undefined ? undefined : parseIntOption(a.poolSize, '--pool-size', 0, 1000)
+  const poolSize = a.poolSize === undefined ? undefined : parsePoolSize(a.poolSize, 1000)
 
-  // Warm pools are opt-in (--pool-size). They pay off only where a connect is
-  // slow (Docker Desktop's port forwarding, the relay: see docs/upstream.md);
-  // on a fast path the verified take costs more than the connect it saves
-  // (docs/benchmarks.md: new conn/s fell to ~0.3x docker-proxy with a pool of 2).
-  // Plain L4 backends may also speak first (SMTP, MySQL), which a pool cannot hold.
+  // --pool-size goes to the data plane's default (dataplane.poolSize below);
+  // `auto` is resolved per upstream there (pool.ts effectivePoolSize).
   const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined, _routed: boolean): UpstreamSpec => {
-    const pool = poolSize
     return {
       id,
       endpoints,
       ...(policy === undefined ? {} : { policy }),
       ...(pp === undefined ? {} : { proxyProtocol: pp }),
-      ...(pool === undefined ? {} : { poolSize: pool }),
     }
   }
 

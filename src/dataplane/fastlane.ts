@@ -30,6 +30,7 @@ import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/in
 import type { Listener, ListenerConfig } from './listener.js'
 import type { ListenerManager } from './listener-manager.js'
 import type { Backend, Upstream } from './upstream.js'
+import { effectivePoolSize, type PoolSizeSetting } from './pool.js'
 
 const SYNC_MS = 100
 // stats() layout (kt_accept.c S_*): accepted, 13 outcomes, bytesIn, bytesOut, active, emfile, acceptOther, dropped.
@@ -57,13 +58,13 @@ function errName (n: number): string {
 }
 
 /** Whether the lane may take this listener (everything else stays on the JS path). */
-export function laneEligible (cfg: ListenerConfig, poolSizeDefault: number): boolean {
+export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting): boolean {
   if (cfg.peek || cfg.matcher !== undefined || cfg.allow !== undefined) return false
   const up = cfg.defaultUpstream
   if (up === undefined) return false
   const spec = up.spec
   if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
-  if ((spec.poolSize ?? poolSizeDefault) !== 0) return false
+  if (effectivePoolSize(spec.poolSize, poolSizeDefault, spec.dialer) !== 0) return false
   if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
   // Native connects to addresses only: a name would need a resolver per connect.
   for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false

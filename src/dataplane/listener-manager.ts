@@ -12,6 +12,7 @@ import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
 import type { Connection } from './connection.js'
 import type { Dialer } from './dialer.js'
+import type { PoolSizeSetting } from './pool.js'
 import { createFastLane, type FastLane } from './fastlane.js'
 import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
 import { Upstream, type BackendStatus } from './upstream.js'
@@ -28,7 +29,8 @@ export interface DataplaneOptions {
   maxConnectionsPerListener: number
   drainTimeoutMs: number
   policy: BalancePolicy
-  poolSize: number
+  /** Warm sockets per backend: a count, or `auto` (pool.ts effectivePoolSize). */
+  poolSize: PoolSizeSetting
   accessLog: boolean
 }
 
@@ -42,7 +44,7 @@ export const DEFAULT_DATAPLANE_OPTIONS: Readonly<DataplaneOptions> = Object.free
   maxConnectionsPerListener: 10_000,
   drainTimeoutMs: 10_000,
   policy: 'round-robin',
-  poolSize: 0,
+  poolSize: 'auto',
   accessLog: true,
 })
 

@@ -17,7 +17,7 @@ import { endpointKey, type AllUnhealthyPolicy, type BalancePolicy, type Endpoint
 import { createBalancer, type Balanceable, type Balancer } from './balancer.js'
 import { dialDirect, type DialCallback, type Dialer } from './dialer.js'
 import { HealthGroup, healthTimings, type BackendHealth, type HealthTimings } from './health.js'
-import { Pool } from './pool.js'
+import { effectivePoolSize, Pool, type PoolSizeSetting } from './pool.js'
 import { encodeProxyHeader } from './proxy-protocol.js'
 
 export interface ClientInfo {
@@ -31,8 +31,8 @@ export interface ClientInfo {
 export interface UpstreamDefaults {
   connectTimeoutMs: number
   policy: BalancePolicy
-  /** Warm sockets per backend when the spec does not say; 0 disables pooling. */
-  poolSize: number
+  /** Warm sockets per backend when the spec does not say; 0 disables pooling; `auto`: see effectivePoolSize. */
+  poolSize: PoolSizeSetting
   /** Idle TTL of warm sockets (default 30 s). */
   poolIdleTtlMs?: number
   /** Active-check and ejection timings; defaults are cloud-provider-kind's (2 s, 3 s, 2, 1). */
@@ -147,7 +147,7 @@ export class Upstream {
     this.spec = spec
     this.ctx = ctx
     this.balancer = createBalancer<Backend>(spec.policy ?? ctx.defaults.policy)
-    this.poolSize = spec.poolSize ?? ctx.defaults.poolSize
+    this.poolSize = effectivePoolSize(spec.poolSize, ctx.defaults.poolSize, spec.dialer)
     this.idleTtlMs = ctx.defaults.poolIdleTtlMs ?? 30_000
     this.m = upstreamMetrics(ctx.metrics, this)
     this.group = new HealthGroup({
@@ -189,7 +189,7 @@ export class Upstream {
     if (policy !== this.balancer.policy) this.balancer = createBalancer<Backend>(policy)
     this.group.setCheck(spec.health)
     this.group.allUnhealthyPolicy = spec.allUnhealthy ?? this.ctx.defaults.allUnhealthy ?? 'try-all'
-    const poolSize = spec.poolSize ?? this.ctx.defaults.poolSize
+    const poolSize = effectivePoolSize(spec.poolSize, this.ctx.defaults.poolSize, spec.dialer)
     const dialerChanged = (prev.dialer ?? 'direct') !== (spec.dialer ?? 'direct')
     this.poolSize = poolSize
 
