@@ -51,7 +51,7 @@ if (how === undefined) {
   const cc = process.env.CC || 'cc'
   mkdirSync(dirname(out), { recursive: true })
   const r = spawnSync(cc, ['-std=gnu11', '-O2', '-fPIC', '-shared', '-pthread', `-I${join(nodedir, 'include', 'node')}`,
-    '-DNODE_GYP_MODULE_NAME=kt_splice', '-o', out, join(here, 'kt_splice.c'), join(here, 'kt_accept.c')], { stdio, timeout: TIMEOUT_MS })
+    '-DNODE_GYP_MODULE_NAME=kt_splice', '-o', out, join(here, 'kt_splice.c'), join(here, 'kt_accept.c'), join(here, 'kt_peek.c')], { stdio, timeout: TIMEOUT_MS })
   if (r.status === 0 && existsSync(out)) how = cc
 }
 if (how === undefined) done('not built (no working compiler); the pure-JS data plane is used')

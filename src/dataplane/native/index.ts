@@ -120,7 +120,15 @@ export interface LaneBinding {
   createLane (engines: object[], onEvents: (records: Float64Array) => void): object
   laneListen (lane: object, id: number, fd: number): object
   laneConfigure (l: object, maxConns: number, connectMs: number, idleMs: number, halfMs: number, attempts: number, policy: number, log: number): void
-  laneSetBackends (l: object, ids: number[], hosts: string[], ports: number[]): void
+  /** The backends in rotation of upstream group `group` (0 when omitted: the default on an L4 listener). */
+  laneSetBackends (l: object, ids: number[], hosts: string[], ports: number[], group?: number): void
+  /**
+   * Routed listeners (issue #3): whether to peek, the hostname routes (names
+   * normalised and deduplicated as HostMatcher does; `wild` 1 for `*.suffix`,
+   * the name then being the suffix), each to a group, the default group (-1:
+   * none), the peek deadline and the number of groups. Absent in older builds.
+   */
+  laneSetRoutes? (l: object, routed: number, names: string[], wild: number[], groups: number[], defaultGroup: number, peekMs: number, nGroups: number): void
   laneStop (l: object): void
   laneDupFd (l: object): number
   laneAbort (l: object): void
@@ -141,6 +149,22 @@ export function laneBindingOf (s: NativeSplicer): { binding: LaneBinding, engine
   const b = s.binding as Partial<LaneBinding>
   if (typeof b.createLane !== 'function') return undefined
   return { binding: b as LaneBinding, engines: s.engineHandles() }
+}
+
+/** The C first-flight parser and matcher (kt_peek.c), for the differential tests only. */
+export interface NativePeekHooks {
+  /** [kind, reason, proto, name, decidedAt]: feeds buf cut at `cuts` (growing lengths), then whole. */
+  peekParse (buf: Buffer, cuts?: number[]): [number, number, number, string | undefined, number]
+  /** Index of the entry the name matches (HostMatcher semantics), or -1. Entries normalised, wildcards without `*.`. */
+  peekMatch (names: string[], wild: number[], name: string): number
+}
+
+/** The test hooks of the addon loaded as loadNativeSplicer() would, or undefined. */
+export function nativePeekHooks (addonPath?: string): NativePeekHooks | undefined {
+  if (process.env['KT_NATIVE'] === '0' || process.platform !== 'linux') return undefined
+  const b = loadBinding(addonPath) as Partial<NativePeekHooks> | undefined
+  if (b === undefined || typeof b.peekParse !== 'function' || typeof b.peekMatch !== 'function') return undefined
+  return b as NativePeekHooks
 }
 
 let loadError: string | undefined
