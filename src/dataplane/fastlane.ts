@@ -1,8 +1,11 @@
-// The native accept+connect lane (issue #8 target 3), JS side. Plain L4
-// listeners (no hostname routes, no source ranges, a direct-dialed default
-// upstream without PROXY protocol or warm pool, round-robin or
-// least-connections) are accepted, connected and spliced by the splicer's
-// native worker threads (kt_accept.c); every other listener stays on the JS
+// The native accept+connect lane (issue #8 target 3), JS side. Listeners
+// without source ranges whose every reachable upstream is direct-dialed to IP
+// backends, without PROXY protocol or warm pool, round-robin or
+// least-connections, are accepted, connected and spliced by the splicer's
+// native worker threads (kt_accept.c). That includes listeners with hostname
+// routes (issue #3): native reads the first flight, parses it with the C port
+// of the TS peeker (kt_peek.c), matches the routes pushed from here and picks
+// from the matched upstream's group. Every other listener stays on the JS
 // path. perf-anchors.md: with JS accepting and connecting, new connections/s
 // stop at ~0.70x docker-proxy, ~350 us of JS per connection.
 //
@@ -26,27 +29,37 @@ import { isIP } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import type { Cell } from '../observe/metrics.js'
 import { errorCode } from '../errors.js'
+import { normalizeHostname } from '../routing/hostmatch.js'
 import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/index.js'
+import type { RouteOutcome } from './connection.js'
 import type { Listener, ListenerConfig } from './listener.js'
 import type { ListenerManager } from './listener-manager.js'
 import type { Backend, Upstream } from './upstream.js'
 import { effectivePoolSize, type PoolSizeSetting } from './pool.js'
 
 const SYNC_MS = 100
-// stats() layout (kt_accept.c S_*): accepted, 13 outcomes, bytesIn, bytesOut, active, emfile, acceptOther, dropped.
+// stats() layout (kt_accept.c S_*): accepted, 13 outcomes, bytesIn, bytesOut, active, emfile, acceptOther, dropped, 7 route outcomes.
 const OUTCOMES = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied', 'error'] as const
+// kt_accept.c R_*: the order of listener.ts ROUTE_OUTCOMES.
+const ROUTES: readonly RouteOutcome[] = ['sni', 'host', 'default', 'no_route', 'peek_timeout', 'too_large', 'not_tls_or_http']
 const S_OUTCOMES = 1
 const S_BYTES_IN = S_OUTCOMES + OUTCOMES.length
 const S_BYTES_OUT = S_BYTES_IN + 1
 const S_ACTIVE = S_BYTES_OUT + 1
 const S_EMFILE = S_ACTIVE + 1
 const S_ACCEPT_OTHER = S_EMFILE + 1
-const S_COUNT = S_ACCEPT_OTHER + 2
+const S_ROUTES = S_ACCEPT_OTHER + 2
+const S_COUNT = S_ROUTES + ROUTES.length
 const REC = 16
 const REC_CLOSE = 1
 const REC_CONNECT_ERR = 2
 const REC_CONNECT_OK = 3
+const REC_ROUTE = 4
+const REC_NAME = 5
+/** Bytes of a name carried per REC_NAME record (doubles 3..15, read as bytes). */
+const NAME_BYTES_PER_REC = 13 * 8
 const MAX_BACKEND_IDS = 65536
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 const ERRNO_NAMES = new Map<number, string>()
 for (const [name, n] of Object.entries(osConstants.errno)) if (!ERRNO_NAMES.has(n)) ERRNO_NAMES.set(n, name)
@@ -57,18 +70,86 @@ function errName (n: number): string {
   return ERRNO_NAMES.get(n) ?? 'EUNKNOWN'
 }
 
-/** Whether the lane may take this listener (everything else stays on the JS path). */
-export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting): boolean {
-  if (cfg.peek || cfg.matcher !== undefined || cfg.allow !== undefined) return false
-  const up = cfg.defaultUpstream
-  if (up === undefined) return false
-  const spec = up.spec
-  if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
-  if (effectivePoolSize(spec.poolSize, poolSizeDefault, spec.dialer) !== 0) return false
-  if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
-  // Native connects to addresses only: a name would need a resolver per connect.
-  for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false
-  return up.backends.length < MAX_BACKEND_IDS
+/**
+ * What the lane needs of a listener: its upstream groups (the default first,
+ * then every routed upstream once), the default's group (-1: none) and the
+ * hostname routes as native matches them.
+ */
+export interface LanePlan {
+  readonly routed: boolean
+  readonly groups: readonly Upstream[]
+  readonly defaultGroup: number
+  /** Normal-form names; for a wildcard the suffix without `*.`. */
+  readonly names: readonly string[]
+  readonly wild: readonly number[]
+  readonly routeGroups: readonly number[]
+}
+
+/**
+ * The lane's view of a listener config, or undefined when a route cannot be
+ * carried natively (a route with its own source ranges, an upstream not
+ * found). Names are read exactly as HostMatcher's constructor reads them
+ * (trim, `*.` prefix, normalizeHostname; the first of duplicates wins), so
+ * the native matcher answers as HostMatcher.match does.
+ */
+export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstream | undefined): LanePlan | undefined {
+  const groups: Upstream[] = []
+  const def = cfg.defaultUpstream
+  if (def !== undefined) groups.push(def)
+  const routed = cfg.peek || cfg.matcher !== undefined
+  const names: string[] = []
+  const wild: number[] = []
+  const routeGroups: number[] = []
+  if (routed) {
+    const seen = [new Set<string>(), new Set<string>()]
+    for (const r of cfg.spec.routes) {
+      if (r.sourceRanges !== undefined && r.sourceRanges.length > 0) return undefined
+      const up = upstreamOf(r.upstream.id)
+      if (up === undefined) return undefined
+      let g = groups.indexOf(up)
+      if (g < 0) g = groups.push(up) - 1
+      for (const raw of r.names) {
+        const trimmed = raw.trim()
+        const isWild = trimmed.startsWith('*.')
+        const name = normalizeHostname(isWild ? trimmed.slice(2) : trimmed)
+        if (name === undefined) return undefined // HostMatcher would have refused the config
+        const set = seen[isWild ? 1 : 0] as Set<string>
+        if (set.has(name)) continue
+        set.add(name)
+        names.push(name)
+        wild.push(isWild ? 1 : 0)
+        routeGroups.push(g)
+      }
+    }
+  }
+  return { routed, groups, defaultGroup: def === undefined ? -1 : 0, names, wild, routeGroups }
+}
+
+/**
+ * Whether the lane may take this listener (everything else stays on the JS
+ * path): no source ranges, and every upstream it can route to direct-dialed
+ * to IP backends, without PROXY protocol or warm pool, round-robin or
+ * least-connections. Listeners with hostname routes need `upstreamOf` (to
+ * find the routes' upstreams) and an addon with routes (`routed`).
+ */
+export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined): boolean {
+  if (cfg.allow !== undefined) return false
+  const peeks = cfg.peek || cfg.matcher !== undefined
+  if (peeks && (!routed || upstreamOf === undefined)) return false
+  if (!peeks && cfg.defaultUpstream === undefined) return false
+  const plan = lanePlan(cfg, upstreamOf ?? (() => undefined))
+  if (plan === undefined) return false
+  let backends = 0
+  for (const up of plan.groups) {
+    const spec = up.spec
+    if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
+    if (effectivePoolSize(spec.poolSize, poolSizeDefault, spec.dialer) !== 0) return false
+    if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
+    // Native connects to addresses only: a name would need a resolver per connect.
+    for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false
+    backends += up.backends.length
+  }
+  return backends < MAX_BACKEND_IDS
 }
 
 interface Out { cell: Cell, last: number }
@@ -83,16 +164,27 @@ export class LaneListener {
   active = 0
   stopped = false
   private readonly outs: Out[]
+  private readonly routeOuts: Out[]
   private readonly accepted: Out
   private readonly bytesIn: Out
   private readonly bytesOut: Out
   private emfile = 0
   private acceptOther = 0
-  private backendSig = ''
+  private backendSigs: string[] = []
   private configSig = ''
-  /** Backends pushed last, by native id. */
-  readonly byId = new Map<number, Backend>()
+  private routeSig = ''
+  private planFor: ListenerConfig | undefined
+  private plan: LanePlan | undefined
+  /** Backends pushed, by native id, with the upstream each belongs to. */
+  readonly byId = new Map<number, { backend: Backend, upstream: Upstream }>()
+  /** The default upstream (L4 listeners: the only one). */
   upstream: Upstream | undefined
+  /** Upstream of each group pushed last (close records name the group). */
+  groups: readonly Upstream[] = []
+  /** A routed name arriving in REC_NAME records, for the close record that follows. */
+  pendingName = ''
+  private routeLogAt = 0
+  private routeLogSuppressed = 0
   drainTimer: NodeJS.Timeout | undefined
 
   constructor (lane: FastLane, listener: Listener, handle: object, id: number) {
@@ -102,43 +194,77 @@ export class LaneListener {
     this.id = id
     const l = listener
     this.outs = OUTCOMES.map((o) => ({ cell: l.outcomeCells[o], last: 0 }))
+    this.routeOuts = ROUTES.map((o) => ({ cell: l.routeCells[o], last: 0 }))
     this.accepted = { cell: l.accepted, last: 0 }
     this.bytesIn = { cell: l.bytesIn, last: 0 }
     this.bytesOut = { cell: l.bytesOut, last: 0 }
   }
 
-  /** Push caps, timeouts, policy and the backends in rotation when they changed. */
+  /** Push caps, timeouts, policy, the backends in rotation of each group and the routes, when they changed. */
   configure (): void {
     const b = this.lane.binding
     const cfg = this.listener.config
     const o = this.listener.opts
     const up = cfg.defaultUpstream
-    const policy = up?.policy === 'least-connections' ? 1 : 0
+    if (cfg !== this.planFor || this.plan === undefined) {
+      this.plan = lanePlan(cfg, (id) => this.listener.manager.upstreams.get(id)) ?? { routed: false, groups: up === undefined ? [] : [up], defaultGroup: 0, names: [], wild: [], routeGroups: [] }
+      this.planFor = cfg
+    }
+    const plan = this.plan
+    // One policy per listener natively: the default's, else the first group's.
+    const policy = (up ?? plan.groups[0])?.policy === 'least-connections' ? 1 : 0
     const sig = `${cfg.maxConnections},${o.connectTimeoutMs},${o.idleTimeoutMs},${o.halfCloseTimeoutMs},${o.connectAttempts},${policy},${o.accessLog ? 1 : 0}`
     if (sig !== this.configSig) {
       this.configSig = sig
       b.laneConfigure(this.handle, Math.min(cfg.maxConnections, 2 ** 31 - 1), o.connectTimeoutMs, o.idleTimeoutMs, o.halfCloseTimeoutMs, o.connectAttempts, policy, o.accessLog ? 1 : 0)
     }
     this.upstream = up
-    // The candidates, as Upstream.pick sees them: backends in rotation; when
-    // every one is down, all of them under try-all, none under refuse.
-    const all = up?.backends ?? []
-    let list = all.filter((x) => x.available)
-    if (list.length === 0 && up !== undefined && up.allUnhealthy && up.noBackendCode === 'KT_ERR_NO_BACKEND') list = all
-    const ids: number[] = []
-    const hosts: string[] = []
-    const ports: number[] = []
-    for (const x of list) {
-      ids.push(this.lane.backendId(up as Upstream, x))
-      hosts.push(x.endpoint.host)
-      ports.push(x.endpoint.port)
+    this.groups = plan.groups
+    // Backends first, then routes: a route is never pushed before its group has backends.
+    for (let g = 0; g < Math.max(1, plan.groups.length); g++) {
+      const gu = plan.groups[g]
+      // The candidates, as Upstream.pick sees them: backends in rotation; when
+      // every one is down, all of them under try-all, none under refuse.
+      const all = gu?.backends ?? []
+      let list = all.filter((x) => x.available)
+      if (list.length === 0 && gu !== undefined && gu.allUnhealthy && gu.noBackendCode === 'KT_ERR_NO_BACKEND') list = all
+      const ids: number[] = []
+      const hosts: string[] = []
+      const ports: number[] = []
+      for (const x of list) {
+        ids.push(this.lane.backendId(gu as Upstream, x))
+        hosts.push(x.endpoint.host)
+        ports.push(x.endpoint.port)
+      }
+      for (const x of all) this.byId.set(this.lane.backendId(gu as Upstream, x), { backend: x, upstream: gu as Upstream })
+      const bsig = ids.join(',')
+      if (bsig !== this.backendSigs[g]) {
+        this.backendSigs[g] = bsig
+        if (g === 0) b.laneSetBackends(this.handle, ids, hosts, ports)
+        else b.laneSetBackends(this.handle, ids, hosts, ports, g)
+      }
     }
-    for (const x of all) this.byId.set(this.lane.backendId(up as Upstream, x), x)
-    const bsig = ids.join(',')
-    if (bsig !== this.backendSig) {
-      this.backendSig = bsig
-      b.laneSetBackends(this.handle, ids, hosts, ports)
+    this.backendSigs.length = Math.max(1, plan.groups.length)
+    if (b.laneSetRoutes !== undefined) {
+      const peekMs = Math.min(o.peekTimeoutMs, MAX_TIMER_MS)
+      const nGroups = Math.max(1, plan.groups.length)
+      const rsig = `${plan.routed ? 1 : 0}|${plan.defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${plan.routeGroups.join(',')}`
+      if (rsig !== this.routeSig) {
+        this.routeSig = rsig
+        b.laneSetRoutes(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], [...plan.routeGroups], plan.defaultGroup, peekMs, nGroups)
+      }
     }
+  }
+
+  /** A peek timeout, too_large or no_route (kt_accept.c REC_ROUTE): logged at most once a second per listener. */
+  routeRecord (outcome: RouteOutcome, toDefault: boolean, client: string, clientPort: number, bytes: number): void {
+    const now = Date.now()
+    if (now - this.routeLogAt < 1000) { this.routeLogSuppressed++; return }
+    this.routeLogAt = now
+    const suppressed = this.routeLogSuppressed
+    this.routeLogSuppressed = 0
+    this.listener.manager.log.info({ listener: this.listener.name, route: outcome, to: toDefault ? 'default' : 'closed', client, clientPort, peeked: bytes, suppressed },
+      'no name routed the connection; sent to the default route or closed')
   }
 
   /** Fold the native counters into the listener's metric cells (deltas since the last read). */
@@ -147,6 +273,7 @@ export class LaneListener {
     this.lane.binding.laneStats(this.handle, s)
     add(this.accepted, s[0] as number)
     for (let i = 0; i < this.outs.length; i++) add(this.outs[i] as Out, s[S_OUTCOMES + i] as number)
+    for (let i = 0; i < this.routeOuts.length; i++) add(this.routeOuts[i] as Out, s[S_ROUTES + i] as number)
     add(this.bytesIn, s[S_BYTES_IN] as number)
     add(this.bytesOut, s[S_BYTES_OUT] as number)
     const active = s[S_ACTIVE] as number
@@ -214,7 +341,7 @@ export class FastLane {
    * path keeps it) when not eligible or when native refuses the fd.
    */
   adopt (l: Listener): LaneListener | undefined {
-    if (this.closed || !laneEligible(l.config, l.opts.poolSize)) return undefined
+    if (this.closed || !this.eligible(l)) return undefined
     const fd = (l.server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
     if (typeof fd !== 'number' || fd < 0) return undefined
     const id = this.nextListenerId++
@@ -244,7 +371,7 @@ export class FastLane {
    */
   reconfigure (ll: LaneListener): boolean {
     const l = ll.listener
-    if (laneEligible(l.config, l.opts.poolSize)) { ll.configure(); return true }
+    if (this.eligible(l)) { ll.configure(); return true }
     // Our own reference first: the workers close theirs once they stopped.
     let fd: number | undefined
     try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
@@ -255,6 +382,10 @@ export class FastLane {
     ll.stop()
     l.server.listen({ fd, backlog: 4096 })
     return false
+  }
+
+  private eligible (l: Listener): boolean {
+    return laneEligible(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined)
   }
 
   backendId (up: Upstream, b: Backend): number {
@@ -275,10 +406,20 @@ export class FastLane {
       const type = r[i] as number
       const ll = this.byId.get(r[i + 1] as number)
       if (ll === undefined) continue
-      const backend = ll.byId.get(r[i + 2] as number)
+      if (type === REC_NAME) {
+        const n = Math.min(r[i + 2] as number, NAME_BYTES_PER_REC)
+        ll.pendingName += Buffer.from(r.buffer, r.byteOffset + (i + 3) * 8, n).toString('latin1')
+        continue
+      }
+      if (type === REC_ROUTE) {
+        ll.routeRecord(ROUTES[r[i + 3] as number] ?? 'no_route', r[i + 4] === 1, formatAddress(r, i), r[i + 9] as number, r[i + 8] as number)
+        continue
+      }
+      const entry = ll.byId.get(r[i + 2] as number)
+      const backend = entry?.backend
       if (type === REC_CONNECT_ERR) {
         const code = errName(r[i + 4] as number)
-        m.connectErrors.inc({ upstream: ll.upstream?.id ?? '', backend: backend?.key ?? '', code })
+        m.connectErrors.inc({ upstream: entry?.upstream.id ?? ll.upstream?.id ?? '', backend: backend?.key ?? '', code })
         if (code === 'EMFILE' || code === 'ENFILE') m.fdExhausted(code)
         else if (backend !== undefined && code !== 'KT_ERR_NO_BACKEND') { backend.health.connectFailed({ code }); healthChanged = true }
       } else if (type === REC_CONNECT_OK) {
@@ -293,17 +434,23 @@ export class FastLane {
   private closeRecord (ll: LaneListener, backend: Backend | undefined, r: Float64Array, i: number): void {
     const m = this.manager
     const ms = r[i + 7] as number
+    const name = ll.pendingName === '' ? undefined : ll.pendingName
+    ll.pendingName = ''
     m.m.duration.observe(undefined, ms / 1000)
     if (!m.opts.accessLog) return
     const outcome = OUTCOMES[r[i + 3] as number] ?? 'error'
     const err = r[i + 4] as number
+    // r[15]: -1 on an L4 listener, else route outcome + 8 x (group + 1), group -1 when closed.
+    const rv = r[i + 15] as number
+    const route = rv < 0 ? 'default' : ROUTES[rv % 8] ?? 'default'
+    const up = rv < 0 ? ll.upstream : ll.groups[Math.floor(rv / 8) - 1]
     m.accessLog.info({
       listener: ll.listener.name,
       client: formatAddress(r, i),
       clientPort: r[i + 9],
-      route: 'default',
-      name: undefined,
-      upstream: ll.upstream?.id,
+      route,
+      name,
+      upstream: up?.id,
       backend: backend?.key,
       attempts: r[i + 8],
       bytesIn: r[i + 5],
@@ -335,7 +482,7 @@ export class FastLane {
     }
     // Backend active counts: JS connections count themselves; add the lane's.
     for (const ll of this.listeners) {
-      for (const [id, b] of ll.byId) {
+      for (const [id, { backend: b }] of ll.byId) {
         const now = this.binding.laneBackendActive(this.handle, id)
         const last = this.backendActive.get(b) ?? 0
         if (now !== last) { b.active += now - last; this.backendActive.set(b, now) }

@@ -1,7 +1,8 @@
 // The data-plane behaviour tests again, with the native accept lane taking
 // every eligible listener (KT_TEST_SPLICE=native + KT_NATIVE_ACCEPT=1): byte
 // integrity (64 MiB both ways), half-close, RST both ways, reload, drain on
-// SIGTERM (the CLI defaults to --native-accept auto), access log and metrics.
+// SIGTERM (the CLI defaults to --native-accept auto), access log and metrics,
+// and the SNI / Host routing end-to-end tests.
 // The lane's own cases (retry, caps, EMFILE, balancing) are in this folder.
 import t from 'tap'
 import { spawn } from 'node:child_process'
@@ -17,6 +18,10 @@ const files = [
   'dataplane/reload.test.js',
   'dataplane/drain.test.js',
   'dataplane/observability.test.js',
+  // Routed listeners take the lane too (issue #3); test/fastlane/routing.test.ts proves the lane carries them.
+  'routing-e2e/tls-sni.test.js',
+  'routing-e2e/http-host.test.js',
+  'routing-e2e/slowloris.test.js',
 ]
 
 for (const f of files) {

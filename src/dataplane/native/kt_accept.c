@@ -15,6 +15,7 @@
 // its port; EPOLLEXCLUSIVE gives the same one-wakeup-per-connection behaviour.
 
 #include "kt_engine.h"
+#include "kt_peek.h"
 
 #include <arpa/inet.h>
 
@@ -27,15 +28,20 @@
 #define KT_ERR_TIMEOUT (-1)       // record errno: the connect timed out (KT_ERR_CONNECT_TIMEOUT)
 #define KT_ERR_NO_BACKEND (-2)    // record errno: no backend left to try
 #define KT_FLUSH_MS 10            // at most one batch to JS per this many ms (each costs a loop wakeup)
+#define KT_LANE_MAX_GROUPS 4096   // upstream groups per listener (default + one per routed upstream)
+#define KT_LANE_MAX_ROUTES 65536
+#define KT_PEEK_FIRST_BUF 4096    // first peek buffer; most hellos and heads fit (post-quantum hellos ~1.7 KB)
 
 // The order matches CONN_OUTCOMES in listener.ts.
 enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
   O_CLIENT_CLOSED, O_PEEK_TIMEOUT, O_TOO_LARGE, O_MAX_CONN, O_SOURCE_DENIED, O_ERROR, O_COUNT };
-enum { REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3 };
+enum { REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3, REC_ROUTE = 4, REC_NAME = 5 };
+// The order matches ROUTE_OUTCOMES in listener.ts (kt_route_decisions_total).
+enum { R_SNI = 0, R_HOST, R_DEFAULT, R_NO_ROUTE, R_PEEK_TIMEOUT, R_TOO_LARGE, R_NOT_TLS_OR_HTTP, R_COUNT, R_NONE = 0xff };
 enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT };
 // stats() layout, read by fastlane.ts
 enum { S_ACCEPTED = 0, S_OUTCOMES = 1, S_BYTES_IN = S_OUTCOMES + O_COUNT, S_BYTES_OUT, S_ACTIVE, S_EMFILE,
-  S_ACCEPT_OTHER, S_DROPPED, S_COUNT };
+  S_ACCEPT_OTHER, S_DROPPED, S_ROUTES, S_COUNT = S_ROUTES + R_COUNT };
 
 typedef struct backend {
   int32_t id;
@@ -45,6 +51,21 @@ typedef struct backend {
 
 typedef struct lane lane_t;
 
+// One upstream's backends in rotation; a listener has one per upstream it can route to.
+typedef struct group {
+  backend_t *backends;
+  int n;
+  uint32_t cursor;
+} group_t;
+
+// A connection reading its first flight: parser state and every byte read so far.
+typedef struct peek_conn {
+  kt_peek_t st;
+  uint8_t *buf;
+  size_t len, cap;
+  uint8_t eof;
+} peek_conn_t;
+
 typedef struct lane_listener {
   uint8_t kind;  // KIND_LISTENER; first, as every epoll-registered object
   lane_t *lane;
@@ -53,13 +74,16 @@ typedef struct lane_listener {
   atomic_int refs;  // JS handle + live pairs + queued commands + the registration
   atomic_int stopped;
   atomic_int unlisten_pending;
-  pthread_mutex_t mu;  // backends and the cursor
-  backend_t *backends;
-  int n_backends;
-  uint32_t cursor;
+  pthread_mutex_t mu;  // groups, routes and the cursors
+  group_t *groups;
+  int n_groups;
+  kt_routes_t routes;
+  int default_group;  // -1: none (unmatched connections are closed and counted no_route)
+  atomic_int routed;  // peek the first flight and route by name (issue #3)
+  atomic_int peek_ms;
   int policy;  // 0 round-robin, 1 least-connections
   atomic_int max_conns, connect_ms, idle_ms, half_ms, attempts, log;
-  atomic_uint_fast64_t accepted, outcomes[O_COUNT], bytes_in, bytes_out, emfile, accept_other;
+  atomic_uint_fast64_t accepted, outcomes[O_COUNT], bytes_in, bytes_out, emfile, accept_other, routes_out[R_COUNT];
   atomic_int active;
   // Per engine (index), touched only by that engine's worker.
   uint8_t in_list[KT_LANE_MAX_ENGINES];
@@ -70,6 +94,7 @@ typedef struct lane_listener {
 typedef struct lane_engine {
   lane_t *lane;
   pair_t *c_head, *c_tail;  // connecting pairs, FIFO = deadline order (one connect timeout)
+  pair_t *p_head, *p_tail;  // peeking pairs, in deadline order
   lane_listener_t **ls;
   int n_ls, cap_ls;
 } lane_engine_t;
@@ -103,7 +128,9 @@ static void l_ref (lane_listener_t *L) { atomic_fetch_add(&L->refs, 1); }
 static void l_unref (lane_listener_t *L) {
   if (atomic_fetch_sub(&L->refs, 1) != 1) return;
   if (L->fd >= 0) close(L->fd);
-  free(L->backends);
+  for (int i = 0; i < L->n_groups; i++) free(L->groups[i].backends);
+  free(L->groups);
+  kt_routes_free(&L->routes);
   pthread_mutex_destroy(&L->mu);
   free(L);
 }
@@ -111,22 +138,24 @@ static void l_unref (lane_listener_t *L) {
 // Events for JS go into one buffer, handed over whole by the threadsafe
 // function: one call per batch, however many records it holds, so the cost
 // per connection is a memcpy of 128 bytes, not a JS call.
-static void emit (lane_t *ln, const double *rec) {
+// n records that belong together (a close record and the name records before
+// it) go in under one lock, so no other worker's record lands between them.
+static void emit_n (lane_t *ln, const double *rec, size_t n) {
   pthread_mutex_lock(&ln->rmu);
   if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return; }
-  if (ln->len == ln->cap) {
+  while (ln->len + n > ln->cap) {
     size_t ncap = ln->cap == 0 ? 256 : ln->cap * 2;
     double *nr = ncap <= KT_RING_MAX ? realloc(ln->ring, ncap * KT_REC * sizeof(double)) : NULL;
     if (nr == NULL) {
       pthread_mutex_unlock(&ln->rmu);
-      atomic_fetch_add(&ln->dropped, 1);
+      atomic_fetch_add(&ln->dropped, n);
       return;
     }
     ln->ring = nr;
     ln->cap = ncap;
   }
-  memcpy(ln->ring + ln->len * KT_REC, rec, KT_REC * sizeof(double));
-  ln->len++;
+  memcpy(ln->ring + ln->len * KT_REC, rec, n * KT_REC * sizeof(double));
+  ln->len += n;
   int post = 0;
   if (!ln->posted) {
     // Measured: a wakeup per few records cost the JS thread more than the
@@ -149,6 +178,8 @@ static void emit (lane_t *ln, const double *rec) {
     pthread_mutex_unlock(&ln->rmu);
   }
 }
+
+static void emit (lane_t *ln, const double *rec) { emit_n(ln, rec, 1); }
 
 // A worker's tick: post the batch that waited for the flush interval.
 static void flush_due (lane_t *ln, int64_t now) {
@@ -197,16 +228,18 @@ static void c_append (lane_engine_t *le, pair_t *p) {
   le->c_tail = p;
 }
 
-// Round-robin or least-connections over the backends JS pushed (already only
-// those in rotation), skipping the ones this connection tried.
+// Round-robin or least-connections over the backends JS pushed for the
+// connection's upstream group (already only those in rotation), skipping the
+// ones this connection tried.
 static int pick (lane_t *ln, lane_listener_t *L, lane_conn_t *lc, backend_t *out) {
   int found = 0;
   pthread_mutex_lock(&L->mu);
-  int n = L->n_backends;
+  group_t *g = lc->group >= 0 && lc->group < L->n_groups ? &L->groups[lc->group] : NULL;
+  int n = g != NULL ? g->n : 0;
   int best = -1, best_active = 0;
   for (int k = 0; k < n; k++) {
-    uint32_t idx = (L->cursor + (uint32_t)k) % (uint32_t)n;
-    backend_t *b = &L->backends[idx];
+    uint32_t idx = (g->cursor + (uint32_t)k) % (uint32_t)n;
+    backend_t *b = &g->backends[idx];
     int skip = 0;
     for (int t = 0; t < lc->attempts && t < 4; t++) if (lc->tried[t] == b->id) skip = 1;
     if (skip) continue;
@@ -215,8 +248,8 @@ static int pick (lane_t *ln, lane_listener_t *L, lane_conn_t *lc, backend_t *out
     if (best < 0 || a < best_active) { best = (int)idx; best_active = a; }
   }
   if (best >= 0) {
-    *out = L->backends[best];
-    L->cursor = L->policy == 0 ? (uint32_t)best + 1 : L->cursor + 1;
+    *out = g->backends[best];
+    g->cursor = L->policy == 0 ? (uint32_t)best + 1 : g->cursor + 1;
     found = 1;
   }
   pthread_mutex_unlock(&L->mu);
@@ -286,7 +319,7 @@ static void connect_next (engine_t *e, pair_t *p) {
       continue;
     }
     p->s[1].fd = s;
-    p->registered = 2;
+    p->registered |= 2;
     lc->connecting = 1;
     int ms = atomic_load(&L->connect_ms);
     lc->deadline_ms = ms > 0 ? e->now_ms + ms : INT64_MAX;
@@ -304,7 +337,7 @@ static void connect_failed (engine_t *e, pair_t *p, int err) {
   (void)epoll_ctl(e->ep, EPOLL_CTL_DEL, p->s[1].fd, NULL);
   close(p->s[1].fd);
   p->s[1].fd = -1;
-  p->registered = 0;
+  p->registered &= (uint8_t)~2u;
   atomic_store(&ln->backend_failed[lc->backend], 1);
   rec_connect(ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
   connect_next(e, p);
@@ -324,6 +357,239 @@ void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events) {
   // the first short read, or the FIN's edge is lost.
   if (events & (EPOLLRDHUP | EPOLLHUP)) p->s[1].rdhup = 1;
   on_connected(e, p);
+}
+
+// ---------------------------------------------------------------- routed listeners (issue #3)
+//
+// A listener with hostname routes reads the client's first flight here, on
+// the worker, with the C port of the TS peeker (kt_peek.c): accept -> read
+// into a per-connection buffer until the parser decides or the absolute peek
+// deadline passes -> match the name against the routes JS pushed -> pick a
+// backend of the matched upstream group -> connect -> the bytes read go
+// upstream first, then the pair is spliced as any other. Outcomes and route
+// counters are the JS path's (connection.ts decide/route/routeDefault).
+
+static void p_unlink (lane_engine_t *le, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  if (lc->cprev != NULL) lc->cprev->lane->cnext = lc->cnext;
+  else if (le->p_head == p) le->p_head = lc->cnext;
+  if (lc->cnext != NULL) lc->cnext->lane->cprev = lc->cprev;
+  else if (le->p_tail == p) le->p_tail = lc->cprev;
+  lc->cprev = lc->cnext = NULL;
+}
+
+// Deadline order; one peek timeout for every listener makes this an append.
+static void p_insert (lane_engine_t *le, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  pair_t *after = le->p_tail;
+  while (after != NULL && after->lane->deadline_ms > lc->deadline_ms) after = after->lane->cprev;
+  lc->cprev = after;
+  lc->cnext = after != NULL ? after->lane->cnext : le->p_head;
+  if (lc->cnext != NULL) lc->cnext->lane->cprev = p;
+  else le->p_tail = p;
+  if (after != NULL) after->lane->cnext = p;
+  else le->p_head = p;
+}
+
+static void free_peek (lane_conn_t *lc) {
+  peek_conn_t *pk = lc->peek;
+  if (pk == NULL) return;
+  free(pk->buf);
+  free(pk);
+  lc->peek = NULL;
+}
+
+static void end_peek (engine_t *e, pair_t *p) {
+  if (!p->lane->peeking) return;
+  p_unlink(e->lane, p);
+  p->lane->peeking = 0;
+}
+
+// The client's address and port in a record (close and route records share the layout).
+static void rec_client (double *r, const struct sockaddr_storage *ss) {
+  uint8_t a[16] = { 0 };
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const void *)ss;
+    r[9] = ntohs(s4->sin_port);
+    r[10] = 4;
+    memcpy(a, &s4->sin_addr, 4);
+  } else {
+    const struct sockaddr_in6 *s6 = (const void *)ss;
+    r[9] = ntohs(s6->sin6_port);
+    r[10] = 6;
+    memcpy(a, &s6->sin6_addr, 16);
+  }
+  for (int i = 0; i < 4; i++) r[11 + i] = ((uint32_t)a[4 * i] << 24) | ((uint32_t)a[4 * i + 1] << 16) | ((uint32_t)a[4 * i + 2] << 8) | a[4 * i + 3];
+}
+
+static void connect_next (engine_t *e, pair_t *p);
+
+// The route decided: count it, then the group's backends, or close (no group).
+static void route_to (engine_t *e, pair_t *p, int32_t group, int route) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  peek_conn_t *pk = lc->peek;
+  end_peek(e, p);
+  lc->route = (uint8_t)route;
+  lc->group = group;
+  atomic_fetch_add(&L->routes_out[route], 1);
+  if (route == R_PEEK_TIMEOUT || route == R_TOO_LARGE || route == R_NO_ROUTE) {
+    // The JS path logs these; JS logs them from this record (bounded by the ring).
+    double r[KT_REC] = { 0 };
+    r[0] = REC_ROUTE;
+    r[1] = L->id;
+    r[2] = -1;
+    r[3] = route;
+    r[4] = group >= 0;
+    r[7] = (double)(e->now_ms - lc->start_ms);
+    r[8] = pk != NULL ? (double)pk->len : 0;
+    rec_client(r, &lc->client);
+    emit(L->lane, r);
+  }
+  if (group < 0) {
+    lc->outcome = 1 + (route == R_PEEK_TIMEOUT ? O_PEEK_TIMEOUT : route == R_TOO_LARGE ? O_TOO_LARGE : O_NO_ROUTE);
+    kt_finish(e, p, C_ERROR, 0, 1);  // reset: the JS path's resetAndDestroy
+    return;
+  }
+  // Every byte read goes upstream first (d[0].head: written before anything
+  // else, freed as soon as it is written): not one byte is lost.
+  if (pk != NULL) {
+    if (pk->len > 0) {
+      p->d[0].head = (char *)pk->buf;
+      p->d[0].head_len = pk->len;
+      pk->buf = NULL;
+    }
+    if (pk->eof) p->s[0].rdhup = 1;  // its FIN follows the bytes
+    free_peek(lc);
+  }
+  p->s[0].readable = 1;
+  p->s[0].writable = 1;
+  struct epoll_event ev;
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &p->s[0];
+  if (epoll_ctl(e->ep, EPOLL_CTL_MOD, p->s[0].fd, &ev) < 0) {
+    lc->outcome = 1 + O_ERROR;
+    kt_finish(e, p, C_ERROR, errno, 1);
+    return;
+  }
+  lc->group = group;
+  connect_next(e, p);
+}
+
+static int32_t default_group (lane_listener_t *L) {
+  pthread_mutex_lock(&L->mu);
+  int32_t g = L->default_group < L->n_groups ? L->default_group : -1;
+  pthread_mutex_unlock(&L->mu);
+  return g;
+}
+
+// connection.ts routeDefault(): the listener's default, or close (no_route).
+static void route_default (engine_t *e, pair_t *p) {
+  int32_t def = default_group(p->lane->listener);
+  route_to(e, p, def, def >= 0 ? R_DEFAULT : R_NO_ROUTE);
+}
+
+// connection.ts decide(): a final parser outcome to a route.
+static void decide (engine_t *e, pair_t *p, int kind) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  peek_conn_t *pk = lc->peek;
+  if (kind == KP_SNI || kind == KP_HOST) {
+    if (atomic_load(&L->log)) lc->name = strndup(pk->st.name, pk->st.name_len);
+    pthread_mutex_lock(&L->mu);
+    int32_t g = kt_routes_match(&L->routes, pk->st.name, pk->st.name_len);
+    if (g >= L->n_groups) g = -1;
+    pthread_mutex_unlock(&L->mu);
+    if (g >= 0) { route_to(e, p, g, kind == KP_SNI ? R_SNI : R_HOST); return; }
+    route_default(e, p);
+    return;
+  }
+  if (kind == KP_NOT_TLS_OR_HTTP) { route_to(e, p, default_group(L), R_NOT_TLS_OR_HTTP); return; }
+  if (kind == KP_TOO_LARGE) { route_to(e, p, default_group(L), R_TOO_LARGE); return; }
+  route_default(e, p);  // no-name
+}
+
+// Read what the client sent until the parser decides, EAGAIN, EOF or an error.
+// Bounded: every read adds a byte or more and the parser decides by the raw cap.
+static void peek_read (engine_t *e, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  peek_conn_t *pk = lc->peek;
+  const size_t max_cap = KT_PEEK_TLS_RAW_CAP(KT_PEEK_MAX_MESSAGE);
+  for (;;) {
+    if (pk->len == pk->cap) {
+      if (pk->cap >= max_cap) { decide(e, p, KP_TOO_LARGE); return; }  // the parser decides first
+      size_t ncap = pk->cap == 0 ? KT_PEEK_FIRST_BUF : pk->cap * 2;
+      if (ncap > max_cap) ncap = max_cap;
+      uint8_t *nb = realloc(pk->buf, ncap);
+      if (nb == NULL) {
+        lc->outcome = 1 + O_ERROR;
+        kt_finish(e, p, C_ERROR, ENOMEM, 1);
+        return;
+      }
+      pk->buf = nb;
+      pk->cap = ncap;
+    }
+    ssize_t n = recv(p->s[0].fd, pk->buf + pk->len, pk->cap - pk->len, MSG_DONTWAIT);
+    if (n > 0) {
+      pk->len += (size_t)n;
+      int kind = kt_peek_feed(&pk->st, pk->buf, pk->len);
+      if (kind != KP_NEED_MORE) { decide(e, p, kind); return; }
+      continue;
+    }
+    if (n == 0) {
+      // Half-closed before a decision: the bytes and the FIN go to the default (connection.ts onPeekEnd).
+      pk->eof = 1;
+      route_default(e, p);
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    // Reset (or failed) while we peeked: nothing to route (connection.ts onEarlyClientClose).
+    lc->outcome = 1 + O_CLIENT_CLOSED;
+    kt_finish(e, p, C_RESET_A, errno, 0);
+    return;
+  }
+}
+
+void kt_lane_peek_event (engine_t *e, pair_t *p, uint32_t events) {
+  (void)events;  // an error or hangup shows up as the read's result
+  peek_read(e, p);
+}
+
+static void peek_start (engine_t *e, pair_t *p) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  peek_conn_t *pk = calloc(1, sizeof *pk);
+  if (pk == NULL) {
+    lc->outcome = 1 + O_ERROR;
+    kt_finish(e, p, C_ERROR, ENOMEM, 1);
+    return;
+  }
+  kt_peek_init(&pk->st, KT_PEEK_MAX_MESSAGE);
+  lc->peek = pk;
+  struct epoll_event ev;
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = &p->s[0];
+  if (epoll_ctl(e->ep, EPOLL_CTL_ADD, p->s[0].fd, &ev) < 0) {
+    lc->outcome = 1 + O_ERROR;
+    kt_finish(e, p, C_ERROR, errno, 1);
+    return;
+  }
+  p->registered |= 1;
+  lc->peeking = 1;
+  // Absolute deadline from accept (--peek-timeout; anchors.md: slowloris cut at it).
+  int ms = atomic_load(&L->peek_ms);
+  lc->deadline_ms = ms > 0 ? lc->start_ms + ms : INT64_MAX;
+  p_insert(e->lane, p);
+  peek_read(e, p);  // the first flight is often there already
+}
+
+// A new pair on its worker: peek first on a routed listener, else connect to the default group.
+static void start_conn (engine_t *e, pair_t *p) {
+  lane_listener_t *L = p->lane->listener;
+  if (atomic_load(&L->routed)) { peek_start(e, p); return; }
+  p->lane->group = 0;
+  connect_next(e, p);
 }
 
 static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct sockaddr_storage *ss) {
@@ -359,6 +625,7 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
   l_ref(L);
   lc->listener = L;
   lc->backend = -1;
+  lc->route = R_NONE;
   lc->start_ms = e->now_ms;
   lc->client = *ss;
   p->lane = lc;
@@ -395,7 +662,7 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
     atomic_fetch_sub(&to->pairs, 1);
     atomic_fetch_add(&e->pairs, 1);
   }
-  connect_next(e, p);
+  start_conn(e, p);
 }
 
 static void arm (engine_t *e, lane_listener_t *L) {
@@ -445,12 +712,15 @@ static void le_remove (lane_engine_t *le, lane_listener_t *L) {
 
 static void abort_listener (engine_t *e, lane_listener_t *L) {
   lane_engine_t *le = e->lane;
-  pair_t *p = le->c_head;
-  while (p != NULL) {
-    pair_t *nx = p->lane->cnext;
-    if (p->lane->listener == L) kt_finish(e, p, C_ABORTED, 0, 1);
-    p = nx;
+  for (int list = 0; list < 2; list++) {
+    pair_t *p = list == 0 ? le->c_head : le->p_head;
+    while (p != NULL) {
+      pair_t *nx = p->lane->cnext;
+      if (p->lane->listener == L) kt_finish(e, p, C_ABORTED, 0, 1);
+      p = nx;
+    }
   }
+  pair_t *p;
   p = e->live.next;
   while (p != &e->live) {
     pair_t *nx = p->next;
@@ -464,7 +734,7 @@ void kt_lane_command (engine_t *e, cmd_t *c) {
   if (c->sub == L_ADOPT) {
     pair_t *p = c->arg;
     if (atomic_load(&e->stopping)) kt_finish(e, p, C_ABORTED, 0, 1);
-    else connect_next(e, p);
+    else start_conn(e, p);
     return;
   }
   lane_listener_t *L = c->arg;
@@ -509,6 +779,7 @@ int64_t kt_lane_deadline (engine_t *e) {
   lane_engine_t *le = e->lane;
   int64_t next = INT64_MAX;
   if (le->c_head != NULL) next = le->c_head->lane->deadline_ms;
+  if (le->p_head != NULL && le->p_head->lane->deadline_ms < next) next = le->p_head->lane->deadline_ms;
   int64_t f = atomic_load(&le->lane->flush_at);
   if (f != 0 && f < next) next = f;
   for (int i = 0; i < le->n_ls; i++) {
@@ -526,6 +797,12 @@ void kt_lane_tick (engine_t *e) {
   int guard = 1024;
   while (le->c_head != NULL && le->c_head->lane->deadline_ms <= now && guard-- > 0) {
     connect_failed(e, le->c_head, KT_ERR_TIMEOUT);
+  }
+  // Peek deadlines: the default route when the listener has one, else close; counted either way.
+  guard = 1024;
+  while (le->p_head != NULL && le->p_head->lane->deadline_ms <= now && guard-- > 0) {
+    pair_t *p = le->p_head;
+    route_to(e, p, default_group(p->lane->listener), R_PEEK_TIMEOUT);
   }
   for (int i = 0; i < le->n_ls; i++) {
     lane_listener_t *L = le->ls[i];
@@ -545,8 +822,11 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
     c_unlink((lane_engine_t *)e->lane, p);
     lc->connecting = 0;
   }
+  end_peek(e, p);
+  free_peek(lc);
   int o;
-  if (lc->failed) o = O_CONNECT_FAILED;
+  if (lc->outcome != 0) o = lc->outcome - 1;
+  else if (lc->failed) o = O_CONNECT_FAILED;
   else switch (cause) {
     case C_EOF: o = O_EOF; break;
     case C_RESET_A: o = O_RESET_CLIENT; break;
@@ -560,32 +840,35 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   atomic_fetch_add(&L->bytes_out, p->d[1].bytes);
   if (lc->acquired) atomic_fetch_sub(&ln->backend_active[lc->backend], 1);
   if (atomic_load(&L->log)) {
-    double r[KT_REC] = { 0 };
-    r[0] = REC_CLOSE;
-    r[1] = L->id;
-    r[2] = lc->backend;
-    r[3] = o;
-    r[4] = err;
-    r[5] = (double)p->d[0].bytes;
-    r[6] = (double)p->d[1].bytes;
-    r[7] = (double)(e->now_ms - lc->start_ms);
-    r[8] = lc->attempts;
-    const struct sockaddr_storage *ss = &lc->client;
-    uint8_t a[16] = { 0 };
-    if (ss->ss_family == AF_INET) {
-      const struct sockaddr_in *s4 = (const void *)ss;
-      r[9] = ntohs(s4->sin_port);
-      r[10] = 4;
-      memcpy(a, &s4->sin_addr, 4);
-    } else {
-      const struct sockaddr_in6 *s6 = (const void *)ss;
-      r[9] = ntohs(s6->sin6_port);
-      r[10] = 6;
-      memcpy(a, &s6->sin6_addr, 16);
+    // The routed name first, as raw bytes in REC_NAME records (13 doubles =
+    // 104 bytes each; JS reads them through a byte view), then the close record.
+    double r[4 * KT_REC] = { 0 };
+    size_t nrec = 0;
+    size_t name_len = lc->name != NULL ? strlen(lc->name) : 0;
+    for (size_t off = 0; off < name_len && nrec < 3; off += 13 * sizeof(double), nrec++) {
+      double *q = r + nrec * KT_REC;
+      size_t chunk = name_len - off < 13 * sizeof(double) ? name_len - off : 13 * sizeof(double);
+      q[0] = REC_NAME;
+      q[1] = L->id;
+      q[2] = (double)chunk;
+      memcpy(q + 3, lc->name + off, chunk);
     }
-    for (int i = 0; i < 4; i++) r[11 + i] = ((uint32_t)a[4 * i] << 24) | ((uint32_t)a[4 * i + 1] << 16) | ((uint32_t)a[4 * i + 2] << 8) | a[4 * i + 3];
-    emit(ln, r);
+    double *c = r + nrec * KT_REC;
+    c[0] = REC_CLOSE;
+    c[1] = L->id;
+    c[2] = lc->backend;
+    c[3] = o;
+    c[4] = err;
+    c[5] = (double)p->d[0].bytes;
+    c[6] = (double)p->d[1].bytes;
+    c[7] = (double)(e->now_ms - lc->start_ms);
+    c[8] = lc->attempts;
+    rec_client(c, &lc->client);
+    c[15] = lc->route == R_NONE ? -1 : lc->route + 8.0 * (lc->group + 1);
+    emit_n(ln, r, nrec + 1);
   }
+  free(lc->name);
+  lc->name = NULL;
   // Counted last: once JS sees active drop, the counters above are final.
   atomic_fetch_sub(&L->active, 1);
   atomic_fetch_sub(&ln->active_total, 1);
@@ -595,6 +878,7 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
 void kt_lane_stop (engine_t *e) {
   lane_engine_t *le = e->lane;
   while (le->c_head != NULL) kt_finish(e, le->c_head, C_ABORTED, 0, 1);
+  while (le->p_head != NULL) kt_finish(e, le->p_head, C_ABORTED, 0, 1);
   for (int i = 0; i < le->n_ls; i++) disarm(e, le->ls[i]);
 }
 
@@ -749,6 +1033,8 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   atomic_store(&L->idle_ms, 3600000);
   atomic_store(&L->half_ms, 30000);
   atomic_store(&L->attempts, 3);
+  atomic_store(&L->peek_ms, 10000);
+  L->default_group = 0;
   pthread_mutex_init(&L->mu, NULL);
   napi_value obj;
   napi_create_object(env, &obj);
@@ -790,11 +1076,28 @@ static napi_value js_configure (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// setBackends(listener, ids: number[], hosts: string[], ports: number[]): the backends in rotation, in order.
+// Make group g exist (its backends empty until set). Called with L->mu held.
+static int ensure_groups (lane_listener_t *L, int n) {
+  if (n <= L->n_groups) return 0;
+  group_t *ng = realloc(L->groups, (size_t)n * sizeof *ng);
+  if (ng == NULL) return -1;
+  memset(ng + L->n_groups, 0, (size_t)(n - L->n_groups) * sizeof *ng);
+  L->groups = ng;
+  L->n_groups = n;
+  return 0;
+}
+
+// setBackends(listener, ids: number[], hosts: string[], ports: number[], group = 0): the backends in rotation, in order.
 static napi_value js_set_backends (napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  lane_listener_t *L = get_listener(env, info, 4, argv);
+  napi_value argv[5];
+  size_t argc = 5;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_listener_t *L = argc >= 4 ? unwrap_tagged(env, argv[0], &kListenerTag) : NULL;
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setBackends(listener, ids, hosts, ports)");
+  int32_t group = 0;
+  if (argc >= 5 && (napi_get_value_int32(env, argv[4], &group) != napi_ok || group < 0 || group >= KT_LANE_MAX_GROUPS)) {
+    return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setBackends: bad group");
+  }
   uint32_t n = 0;
   napi_get_array_length(env, argv[1], &n);
   backend_t *bs = n > 0 ? calloc(n, sizeof *bs) : NULL;
@@ -831,11 +1134,78 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
     }
   }
   pthread_mutex_lock(&L->mu);
-  backend_t *old = L->backends;
-  L->backends = bs;
-  L->n_backends = (int)n;
+  if (ensure_groups(L, group + 1) != 0) {
+    pthread_mutex_unlock(&L->mu);
+    free(bs);
+    return throw_msg(env, "ENOMEM", "setBackends");
+  }
+  backend_t *old = L->groups[group].backends;
+  L->groups[group].backends = bs;
+  L->groups[group].n = (int)n;
   pthread_mutex_unlock(&L->mu);
   free(old);
+  return NULL;
+}
+
+// setRoutes(listener, routed, names: string[], wild: number[], groups: number[], defaultGroup, peekMs, nGroups):
+// the hostname routes (normalised and deduplicated by JS, first wins, as
+// HostMatcher), the default group (-1: none) and how many groups there are.
+static napi_value js_set_routes (napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  lane_listener_t *L = get_listener(env, info, 8, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setRoutes(listener, routed, names, wild, groups, defaultGroup, peekMs, nGroups)");
+  int32_t routed, def, peek_ms, n_groups;
+  uint32_t n = 0;
+  if (napi_get_value_int32(env, argv[1], &routed) != napi_ok || napi_get_value_int32(env, argv[5], &def) != napi_ok ||
+      napi_get_value_int32(env, argv[6], &peek_ms) != napi_ok || napi_get_value_int32(env, argv[7], &n_groups) != napi_ok ||
+      peek_ms < 0 || n_groups < 1 || n_groups > KT_LANE_MAX_GROUPS || def < -1 || def >= n_groups ||
+      napi_get_array_length(env, argv[2], &n) != napi_ok || n > KT_LANE_MAX_ROUTES) {
+    return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad arguments");
+  }
+  kt_route_t *v = n > 0 ? calloc(n, sizeof *v) : NULL;
+  if (n > 0 && v == NULL) return throw_msg(env, "ENOMEM", "setRoutes");
+  kt_routes_t nr = { v, 0, 0 };
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value vn, vw, vg;
+    napi_get_element(env, argv[2], i, &vn);
+    napi_get_element(env, argv[3], i, &vw);
+    napi_get_element(env, argv[4], i, &vg);
+    char raw[KT_PEEK_NAME_MAX + 2], norm[KT_PEEK_NAME_MAX + 1];
+    size_t rl = 0;
+    int32_t w, g;
+    uint16_t nl = 0;
+    // Names must already be in normal form: normalising again must not change them.
+    if (napi_get_value_string_utf8(env, vn, raw, sizeof raw, &rl) != napi_ok || rl > KT_PEEK_NAME_MAX ||
+        kt_normalize_hostname((const uint8_t *)raw, rl, norm, &nl) != 0 || nl != rl || memcmp(norm, raw, rl) != 0 ||
+        napi_get_value_int32(env, vw, &w) != napi_ok || napi_get_value_int32(env, vg, &g) != napi_ok || g < 0 || g >= n_groups) {
+      nr.n = (int)i;
+      kt_routes_free(&nr);
+      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad route");
+    }
+    v[i].name = malloc(rl > 0 ? rl : 1);
+    if (v[i].name == NULL) { nr.n = (int)i; kt_routes_free(&nr); return throw_msg(env, "ENOMEM", "setRoutes"); }
+    memcpy(v[i].name, raw, rl);
+    v[i].len = (uint16_t)rl;
+    v[i].wild = w != 0;
+    v[i].group = g;
+  }
+  kt_routes_build(&nr, v, (int)n);
+  pthread_mutex_lock(&L->mu);
+  if (ensure_groups(L, n_groups) != 0) {
+    pthread_mutex_unlock(&L->mu);
+    kt_routes_free(&nr);
+    return throw_msg(env, "ENOMEM", "setRoutes");
+  }
+  // Groups no route points at any more: new connections cannot pick them.
+  for (int i = n_groups; i < L->n_groups; i++) { free(L->groups[i].backends); L->groups[i].backends = NULL; L->groups[i].n = 0; }
+  L->n_groups = n_groups;
+  kt_routes_t old = L->routes;
+  L->routes = nr;
+  L->default_group = def;
+  pthread_mutex_unlock(&L->mu);
+  kt_routes_free(&old);
+  atomic_store(&L->peek_ms, peek_ms);
+  atomic_store(&L->routed, routed != 0);
   return NULL;
 }
 
@@ -890,6 +1260,7 @@ static napi_value js_listener_stats (napi_env env, napi_callback_info info) {
   o[S_EMFILE] = (double)atomic_load(&L->emfile);
   o[S_ACCEPT_OTHER] = (double)atomic_load(&L->accept_other);
   o[S_DROPPED] = (double)atomic_load(&L->lane->dropped);
+  for (int i = 0; i < R_COUNT; i++) o[S_ROUTES + i] = (double)atomic_load(&L->routes_out[i]);
   return NULL;
 }
 
@@ -949,12 +1320,100 @@ static napi_value js_lane_close (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---------------------------------------------------------------- test hooks (differential tests)
+
+// peekParse(buf, cuts?: number[]) -> [kind, reason, proto, name | undefined, decidedAt]
+// Feeds buf[0..cut) for each cut in order, then the whole buffer, to one parser
+// state: the same incremental path the lane takes on each read.
+static napi_value js_peek_parse (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool is_buf = false;
+  if (argc < 1 || napi_is_buffer(env, argv[0], &is_buf) != napi_ok || !is_buf) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "peekParse(buf, cuts)");
+  void *data;
+  size_t len;
+  napi_get_buffer_info(env, argv[0], &data, &len);
+  kt_peek_t k;
+  kt_peek_init(&k, KT_PEEK_MAX_MESSAGE);
+  int kind = KP_NEED_MORE;
+  double decided = -1;
+  uint32_t n = 0;
+  bool is_arr = false;
+  if (argc >= 2 && napi_is_array(env, argv[1], &is_arr) == napi_ok && is_arr) napi_get_array_length(env, argv[1], &n);
+  size_t last = 0;
+  for (uint32_t i = 0; i <= n; i++) {
+    size_t cut = len;
+    if (i < n) {
+      napi_value v;
+      double d;
+      napi_get_element(env, argv[1], i, &v);
+      if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0)) continue;
+      cut = d > (double)len ? len : (size_t)d;
+      if (cut <= last) continue;  // only growing lengths, as reads give
+    }
+    last = cut;
+    kind = kt_peek_feed(&k, (const uint8_t *)data, cut);
+    if (kind != KP_NEED_MORE && decided < 0) decided = (double)cut;
+  }
+  napi_value out, v;
+  napi_create_array_with_length(env, 5, &out);
+  napi_create_int32(env, kind, &v); napi_set_element(env, out, 0, v);
+  napi_create_int32(env, k.reason, &v); napi_set_element(env, out, 1, v);
+  napi_create_int32(env, k.proto, &v); napi_set_element(env, out, 2, v);
+  if (kind == KP_SNI || kind == KP_HOST) napi_create_string_latin1(env, k.name, k.name_len, &v);
+  else napi_get_undefined(env, &v);
+  napi_set_element(env, out, 3, v);
+  napi_create_double(env, decided, &v); napi_set_element(env, out, 4, v);
+  return out;
+}
+
+// peekMatch(names: string[], wild: number[], name: string) -> index of the matching entry, or -1.
+static napi_value js_peek_match (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t n = 0;
+  if (argc < 3 || napi_get_array_length(env, argv[0], &n) != napi_ok || n > KT_LANE_MAX_ROUTES) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "peekMatch(names, wild, name)");
+  kt_route_t *v = calloc(n > 0 ? n : 1, sizeof *v);
+  if (v == NULL) return throw_msg(env, "ENOMEM", "peekMatch");
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value vn, vw;
+    char raw[KT_PEEK_NAME_MAX + 2];
+    size_t rl = 0;
+    int32_t w = 0;
+    napi_get_element(env, argv[0], i, &vn);
+    napi_get_element(env, argv[1], i, &vw);
+    napi_get_value_string_utf8(env, vn, raw, sizeof raw, &rl);
+    napi_get_value_int32(env, vw, &w);
+    v[i].name = malloc(rl > 0 ? rl : 1);
+    if (v[i].name != NULL) memcpy(v[i].name, raw, rl);
+    v[i].len = (uint16_t)(v[i].name != NULL ? rl : 0);
+    v[i].wild = w != 0;
+    v[i].group = (int32_t)i;
+  }
+  kt_routes_t r;
+  kt_routes_build(&r, v, (int)n);
+  char name[1024], norm[KT_PEEK_NAME_MAX + 1];
+  size_t nl = 0;
+  uint16_t ml = 0;
+  napi_get_value_string_latin1(env, argv[2], name, sizeof name, &nl);
+  // HostMatcher.match normalises the client's name first.
+  int32_t g = kt_normalize_hostname((const uint8_t *)name, nl, norm, &ml) == 0 ? kt_routes_match(&r, norm, ml) : -1;
+  kt_routes_free(&r);
+  napi_create_int32(env, g, &out);
+  return out;
+}
+
 void kt_lane_init (napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "createLane", NULL, js_create_lane, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneListen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneConfigure", NULL, js_configure, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneSetBackends", NULL, js_set_backends, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneSetRoutes", NULL, js_set_routes, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "peekParse", NULL, js_peek_parse, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "peekMatch", NULL, js_peek_match, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneStop", NULL, js_stop, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneDupFd", NULL, js_dup_fd, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneAbort", NULL, js_abort_listener, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -83,8 +83,14 @@ typedef struct lane_conn {
   uint8_t connecting;    // the upstream connect is in flight: only s[1] is registered
   uint8_t failed;        // every attempt failed: the outcome is connect_failed
   uint8_t acquired;      // counted in its backend's active count
+  uint8_t peeking;       // routed listener: reading the first flight (only s[0] is registered)
+  uint8_t route;         // route outcome (R_* in kt_accept.c), 0xff before a decision / on L4 listeners
+  uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
+  int32_t group;         // the upstream group picked from (0: the listener's default on L4)
   int64_t start_ms, deadline_ms;
-  pair_t *cprev, *cnext; // the engine's connecting list (FIFO = deadline order)
+  pair_t *cprev, *cnext; // the engine's connecting or peeking list (deadline order)
+  void *peek;            // routed listener, while peeking: parser state and the bytes read
+  char *name;            // the routed name, kept for the access log only while it is on
   struct sockaddr_storage client;
 } lane_conn_t;
 
@@ -165,6 +171,7 @@ const char *kt_errno_name (int err);
 // Hooks the engine calls into the lane.
 void kt_lane_event (engine_t *e, void *obj, uint32_t events);
 void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events);
+void kt_lane_peek_event (engine_t *e, pair_t *p, uint32_t events);
 void kt_lane_command (engine_t *e, cmd_t *c);
 int64_t kt_lane_deadline (engine_t *e);
 void kt_lane_tick (engine_t *e);

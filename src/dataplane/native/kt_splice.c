@@ -480,8 +480,15 @@ static void *worker (void *arg) {
       }
       pair_t *p = s->p;
       if (p->dead) continue;
-      if (p->lane != NULL && p->lane->connecting) {
-        kt_lane_connect_event(e, p, ev);
+      if (p->lane != NULL && (p->lane->connecting || p->lane->peeking)) {
+        // A routed listener's client is registered while it peeks and stays
+        // so while the upstream connects: only the upstream side's events
+        // finish the connect. The client's are remembered for the pump.
+        if (p->lane->peeking) { kt_lane_peek_event(e, p, ev); continue; }
+        if (s->idx == 1) { kt_lane_connect_event(e, p, ev); continue; }
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
+        if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
+        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
         continue;
       }
       if (ev & EPOLLERR) {
