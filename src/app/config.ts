@@ -1,5 +1,7 @@
 // `up` flags → a checked, frozen UpConfig. Pure apart from nothing: no I/O.
 
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { InvalidArgumentError } from '../errors.js'
 import { parseHostPort, parseIntOption, parsePoolSize } from '../config/parse.js'
 import { defaultMaxConnections } from '../config/proxy.js'
@@ -62,6 +64,17 @@ const MODES: readonly ModeOption[] = ['auto', 'direct', 'relay', 'sidecar']
 const ADDRESSES: readonly AddressingMode[] = ['ip', 'hostname', 'both']
 
 /** kind names clusters with DNS-label-ish names; keep the same rule (it ends up in container names). */
+/**
+ * A leading `~` or `~/` is the home directory: `--kubeconfig=~/.kube/x`
+ * reaches us unexpanded (shells expand `~` only at the start of a word).
+ * `~user` forms are left as they are.
+ */
+export function expandHome (path: string): string {
+  if (path === '~') return homedir()
+  if (path.startsWith('~/')) return join(homedir(), path.slice(2))
+  return path
+}
+
 export function checkClusterName (name: string, what = '--cluster'): string {
   if (!/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/i.test(name)) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `${what}: ${JSON.stringify(name)} is not a cluster name (letters, digits, . _ -)`)
@@ -99,7 +112,7 @@ export function buildUpConfig (a: UpArgs, fdLimit?: number): UpConfig {
     ...(a.cluster !== undefined ? { cluster: checkClusterName(a.cluster) } : {}),
     mode,
     address,
-    ...(a.kubeconfig !== undefined ? { kubeconfigPath: a.kubeconfig } : {}),
+    ...(a.kubeconfig !== undefined ? { kubeconfigPath: expandHome(a.kubeconfig) } : {}),
     ...(ipPool !== undefined ? { ipPool } : {}),
     httpPort: port(a.httpPort, 8080, '--http-port'),
     httpsPort: port(a.httpsPort, 8443, '--https-port'),
