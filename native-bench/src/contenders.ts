@@ -1,4 +1,4 @@
-// The contenders: how each is started on 127.0.0.1, pinned to the proxy CPU,
+// The contenders: how each is started on 127.0.0.1, pinned to the proxy CPU (pinned placement),
 // in front of one backend, and which processes to charge for CPU and memory.
 // Commands follow /work/shared/perf-anchors.md "How to reproduce".
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -186,7 +186,7 @@ const dockerMapping: Contender = {
     'docker run -p 127.0.0.1::80 -p 127.0.0.1::5201 kind-tunnel-bench:<hash> (nginx and iperf3 -s inside)',
     [
       'a real container: dockerd\'s own docker-proxy on 127.0.0.1, then the bridge into the container; the backends run inside it (same nginx config, same iperf3)',
-      'its docker-proxy is started by dockerd and pinned to the proxy CPU after the container starts; the container itself is not pinned',
+      'its docker-proxy is started by dockerd; the pinned placement pins it to the proxy CPU after the container starts; the container itself is never pinned',
     ],
   ),
   unsupported: {

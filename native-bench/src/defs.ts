@@ -4,6 +4,8 @@
 export type Family = 'direct' | 'kind-tunnel' | 'rival' | 'reference';
 export type WorkloadId = 'idle' | 'bulk1' | 'bulk4' | 'wrk' | 'autocannon' | 'connclose' | 'ttfb';
 export type BackendKind = 'http' | 'bulk' | 'echo';
+/** pinned: load generator on CPU 0, every proxy on CPU 1; shared: nothing pinned (issue #8). */
+export type Placement = 'pinned' | 'shared';
 
 export interface ContenderInfo {
   id: string;
@@ -56,6 +58,8 @@ export interface Method {
   poolSize: number;
   /** RLIMIT_NOFILE of every proxy and backend. */
   nofile: number;
+  /** Absent in results written before the option existed: those were pinned. */
+  placement?: Placement;
   pinning: { loadGenerator: string; proxy: string; backend: string };
   seed: number;
   order: string[][];
@@ -96,6 +100,7 @@ export const METRICS: readonly MetricDef[] = [
   { workload: 'wrk', metric: 'p50', title: 'wrk p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'wrk', metric: 'p99', title: 'wrk p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'wrk', metric: 'p999', title: 'wrk p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },
+  { workload: 'wrk', metric: 'cpuPct', title: 'proxy CPU, keep-alive', unit: '% of a core', better: 'lower', digits: 0, headline: false },
   { workload: 'autocannon', metric: 'rps', title: 'autocannon keep-alive', unit: 'req/s', better: 'higher', digits: 0, headline: true },
   { workload: 'autocannon', metric: 'p50', title: 'autocannon p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'autocannon', metric: 'p99', title: 'autocannon p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
@@ -104,6 +109,7 @@ export const METRICS: readonly MetricDef[] = [
   { workload: 'connclose', metric: 'p50', title: 'conn p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'connclose', metric: 'p99', title: 'conn p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'connclose', metric: 'p999', title: 'conn p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },
+  { workload: 'connclose', metric: 'cpuPct', title: 'proxy CPU, new conns', unit: '% of a core', better: 'lower', digits: 0, headline: false },
   { workload: 'ttfb', metric: 'p50', title: 'TTFB p50', unit: 'µs', better: 'lower', digits: 0, headline: true },
   { workload: 'ttfb', metric: 'p99', title: 'TTFB p99', unit: 'µs', better: 'lower', digits: 0, headline: false },
   { workload: 'idle', metric: 'rssPerConnKiB', title: 'RSS / idle conn', unit: 'KiB', better: 'lower', digits: 1, headline: true },

@@ -1,6 +1,6 @@
 // Command-line options of the bench. Pure, so it is table-tested.
 import { ALL_CONTENDERS, QUICK_CONTENDERS } from './contenders.js';
-import { WORKLOAD_ORDER, type WorkloadId } from './defs.js';
+import { WORKLOAD_ORDER, type Placement, type WorkloadId } from './defs.js';
 
 export const USAGE = `usage: npm run bench -- [options]      (from native-bench/, or the repo root)
 
@@ -13,6 +13,9 @@ export const USAGE = `usage: npm run bench -- [options]      (from native-bench/
   --idle-conns N       connections held open for the memory workload (default 5000)
   --ttfb-samples N     sequential connections timed for TTFB (default 2000; quick 200)
   --pool-size N        --pool-size of the warm-pool contender (default 32)
+  --placement P        pinned (default): load generator on CPU 0, every proxy on CPU 1;
+                       shared: nothing pinned, load generator, backends and proxies share
+                       every core. A shared run writes only its own docs section.
   --seed N             seed of the shuffled order within each round
   --out FILE           results JSON (default results/<time>-<mode>.json, also results/latest.json)
   --docs-dir DIR       where benchmarks.md and .svg go (default ../docs); --no-docs to skip
@@ -32,6 +35,7 @@ export interface Options {
   idleConns: number;
   ttfbSamples: number;
   poolSize: number;
+  placement: Placement;
   seed: number;
   out: string | undefined;
   docsDir: string | undefined;
@@ -57,6 +61,7 @@ export function parseOptions(argv: readonly string[], defaultDocsDir: string): O
     idleConns: quick ? 1000 : 5000,
     ttfbSamples: quick ? 200 : 2000,
     poolSize: 32,
+    placement: 'pinned',
     seed: Date.now() % 1_000_000,
     out: undefined,
     docsDir: defaultDocsDir,
@@ -105,6 +110,13 @@ export function parseOptions(argv: readonly string[], defaultDocsDir: string): O
         o.poolSize = intArg(a, next(), 1, 10_000);
         custom = true;
         break;
+      case '--placement': {
+        // a placement is not a mode: a --quick run can be pinned or shared
+        const v = next();
+        if (v !== 'pinned' && v !== 'shared') throw new UsageError(`--placement needs pinned or shared, got ${JSON.stringify(v ?? '')}`);
+        o.placement = v;
+        break;
+      }
       case '--seed':
         o.seed = intArg(a, next(), 0, 2 ** 31);
         break;

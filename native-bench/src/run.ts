@@ -155,10 +155,12 @@ async function main(): Promise<number> {
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   const notes: string[] = [];
   const machine = await machineInfo();
-  const pinned = machine.cores >= 2;
+  // pinned: the load generator and the proxy each own a core; shared: the placement
+  // perf-anchors.md set issue #8's targets in, where the proxy's CPU cost competes with the load's
+  const pinned = opts.placement === 'pinned' && machine.cores >= 2;
   const loadCpu = pinned ? '0' : undefined;
   const proxyCpu = pinned ? '1' : undefined;
-  if (!pinned) notes.push('one CPU only: nothing was pinned');
+  if (opts.placement === 'pinned' && !pinned) notes.push('one CPU only: nothing was pinned');
 
   const ktArgv = splitArgs(process.env['KT_BIN']);
   if (ktArgv.length === 0) ktArgv.push(process.execPath, join(repoDir, 'dist/src/cli/main.js'));
@@ -199,7 +201,7 @@ async function main(): Promise<number> {
   }, budgetS * 1000);
   watchdog.unref();
 
-  log(`native-bench ${opts.mode}: ${opts.rounds} rounds, ${opts.durationS} s per run, seed ${opts.seed}`);
+  log(`native-bench ${opts.mode}: ${opts.rounds} rounds, ${opts.durationS} s per run, seed ${opts.seed}, placement ${opts.placement}${pinned ? ' (load generator CPU 0, proxies CPU 1)' : ' (nothing pinned)'}`);
   log(`machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, load ${machine.loadAvgStart.join(' ')}`);
   try {
     for (const c of chosen) {
@@ -323,6 +325,7 @@ async function main(): Promise<number> {
       wrkConnections: settings.wrkConnections,
       poolSize: opts.poolSize,
       nofile: nofileLimit(),
+      placement: opts.placement,
       pinning: {
         loadGenerator: loadCpu === undefined ? 'unpinned' : `CPU ${loadCpu}`,
         proxy: proxyCpu === undefined ? 'unpinned' : `CPU ${proxyCpu}`,
@@ -339,10 +342,12 @@ async function main(): Promise<number> {
   };
   const resultsDir = join(benchDir, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const out = opts.out ?? join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-${opts.mode}.json`);
+  // a shared run has its own names: latest.json stays the main (pinned) run's
+  const suffix = opts.placement === 'shared' ? '-shared' : '';
+  const out = opts.out ?? join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}-${opts.mode}${suffix}.json`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  if (opts.out === undefined) writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  if (opts.out === undefined) writeFileSync(join(resultsDir, `latest${suffix}.json`), `${JSON.stringify(results, null, 2)}\n`);
   log(`\nresults: ${out}`);
   if (opts.docsDir !== undefined) {
     const written = writeDocs(results, opts.docsDir, out);

@@ -79,10 +79,19 @@ async function wrk(target: Instance, s: LoadSettings, close: boolean): Promise<M
   const args = ['-t1', `-c${s.wrkConnections}`, `-d${s.durationS}s`, '--latency', '-s', s.wrkScript, '-H', `Host: ${s.routeHost}`];
   if (close) args.push('-H', 'Connection: close');
   args.push(`http://127.0.0.1:${target.port}/`);
+  // The proxy's CPU over the run, as for bulk: two passes over /proc, none during the run.
+  // At equal req/s it tells a proxy that saturates its core from one that waits on wakeups.
+  const pids = target.pids();
+  const cpu0 = cpuSeconds(pids);
+  const t0 = process.hrtime.bigint();
   const r = await run('wrk', 'wrk', args, { cpu: s.loadCpu, timeoutMs: s.durationS * 1000 + MARGIN_MS });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const after = target.pids();
+  const cpu = cpuSeconds(after.length > 0 ? after : pids) - cpu0;
   if (r.timedOut) throw new Error('wrk timed out');
   const m = parseWrk(r.stdout);
   if ((m['errors'] ?? 0) > (m['requests'] ?? 0) / 100) throw new Error(`wrk: ${m['errors']} errors in ${m['requests']} requests`);
+  if (pids.length > 0) m['cpuPct'] = (100 * cpu) / wall;
   return m;
 }
 
