@@ -523,7 +523,7 @@ static int32_t find (const kt_routes_t *r, uint8_t wild, const char *name, size_
 
 int kt_routes_build (kt_routes_t *r, kt_route_t *v, int n) {
   // Entries arrive normalised and deduplicated by JS (first wins, as HostMatcher).
-  qsort(v, (size_t)n, sizeof *v, route_cmp);
+  if (n > 1) qsort(v, (size_t)n, sizeof *v, route_cmp);
   r->v = v;
   r->n = n;
   r->has_wild = 0;
@@ -539,7 +539,7 @@ void kt_routes_free (kt_routes_t *r) {
 }
 
 int32_t kt_routes_match (const kt_routes_t *r, const char *name, size_t len) {
-  if (r->n == 0 || len == 0) return -1;
+  if (r->n == 0 || r->v == NULL || len == 0) return -1;
   int32_t g = find(r, 0, name, len);  // an exact entry wins over any wildcard
   if (g >= 0 || !r->has_wild) return g;
   // Suffixes left to right: the first found is the longest; at least one
