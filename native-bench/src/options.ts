@@ -17,7 +17,8 @@ export const USAGE = `usage: npm run bench -- [options]      (from native-bench/
                        shared: nothing pinned, load generator, backends and proxies share
                        every core. A shared run writes only its own docs section.
   --seed N             seed of the shuffled order within each round
-  --out FILE           results JSON (default results/<time>-<mode>.json, also results/latest.json)
+  --out FILE           results JSON (default results/<time>-<mode>[-shared].json, also
+                       results/latest[-shared].json)
   --docs-dir DIR       where benchmarks.md and .svg go (default ../docs); --no-docs to skip
 
 environment:

@@ -109,7 +109,7 @@ function fmtMetrics(w: WorkloadId, m: Record<string, number>): string {
     case 'wrk':
     case 'autocannon':
     case 'connclose':
-      return `${f(m['rps'])} /s  p50 ${f(m['p50'], 2)} ms  p99 ${f(m['p99'], 2)} ms  p99.9 ${f(m['p999'], 2)} ms`;
+      return `${f(m['rps'])} /s  p50 ${f(m['p50'], 2)} ms  p99 ${f(m['p99'], 2)} ms  p99.9 ${f(m['p999'], 2)} ms${m['cpuPct'] !== undefined ? `  proxy ${f(m['cpuPct'])}% CPU` : ''}`;
     case 'ttfb':
       return `p50 ${f(m['p50'])} µs  p99 ${f(m['p99'])} µs`;
   }
