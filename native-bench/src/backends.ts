@@ -16,7 +16,47 @@ const execFileP = promisify(execFile);
 /** The 100-byte response body (perf-anchors.md: nginx, one worker, 100-byte body). */
 export const BODY = 'x'.repeat(99) + '\n';
 
-export function nginxHttpConf(opts: { listen: string; prefix: string; pidFile: string; errorLog: string; nofile: number }): string {
+/** The backend's certificate: ECDSA P-256 keeps the handshake cheap for both ends. */
+export const CERT_SUBJECT = '/CN=bench.localhost';
+export const CERT_SAN = 'subjectAltName=DNS:bench.localhost,DNS:localhost';
+export const CERT_COMMAND = `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj ${CERT_SUBJECT} -addext ${CERT_SAN}`;
+export const TLS_PROTOCOLS = 'TLSv1.2 TLSv1.3';
+
+/** A fresh self-signed certificate for this run, in its tmp dir. */
+export async function makeCertificate(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  await execFileP(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', CERT_SUBJECT, '-addext', CERT_SAN, '-keyout', key, '-out', cert],
+    { timeout: 15_000 },
+  );
+  return { cert, key };
+}
+
+export interface NginxTls {
+  listen: string;
+  cert: string;
+  key: string;
+}
+
+export function nginxHttpConf(opts: { listen: string; prefix: string; pidFile: string; errorLog: string; nofile: number; tls?: NginxTls }): string {
+  // The TLS server: no session tickets and no session cache, so no connection can resume
+  // (RFC 8446 2.2, RFC 5077): every one is a full handshake whose ClientHello carries the SNI
+  // the routed contender routes on. Same body, same keep-alive as the plain server.
+  const tls =
+    opts.tls === undefined
+      ? ''
+      : `
+  server {
+    listen ${opts.tls.listen} ssl backlog=4096;
+    ssl_certificate ${opts.tls.cert};
+    ssl_certificate_key ${opts.tls.key};
+    ssl_protocols ${TLS_PROTOCOLS};
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    location / { return 200 "${BODY.slice(0, -1)}\\n"; }
+  }`;
   // master_process off: one process, which is the one worker; nothing to chase.
   return `daemon off;
 master_process off;
@@ -38,14 +78,14 @@ http {
   server {
     listen ${opts.listen} backlog=4096;
     location / { return 200 "${BODY.slice(0, -1)}\\n"; }
-  }
+  }${tls}
 }
 `;
 }
 
 export interface HostBackends {
-  /** nginx and echo are shared; every bulk instance gets its own iperf3 server (startIperfServer). */
-  ports: { http: number; echo: number };
+  /** nginx (http, https) and echo are shared; every bulk instance gets its own iperf3 server (startIperfServer). */
+  ports: { http: number; https: number; echo: number };
   procs: Proc[];
 }
 
@@ -74,22 +114,32 @@ export async function startHostBackends(tmp: string, buildDir: string): Promise<
   const procs: Proc[] = [];
   try {
     const http = await freePort();
+    const https = await freePort();
     const dir = join(tmp, 'nginx-backend');
     mkdirSync(dir, { recursive: true });
+    const { cert, key } = await makeCertificate(dir);
     const conf = join(dir, 'nginx.conf');
     writeFileSync(
       conf,
-      nginxHttpConf({ listen: `127.0.0.1:${http}`, prefix: dir, pidFile: join(dir, 'nginx.pid'), errorLog: join(dir, 'error.log'), nofile: nofileLimit() }),
+      nginxHttpConf({
+        listen: `127.0.0.1:${http}`,
+        prefix: dir,
+        pidFile: join(dir, 'nginx.pid'),
+        errorLog: join(dir, 'error.log'),
+        nofile: nofileLimit(),
+        tls: { listen: `127.0.0.1:${https}`, cert, key },
+      }),
     );
     const ng = start('nginx backend', 'nginx', ['-p', dir, '-c', conf], { nofile: nofileLimit() });
     procs.push(ng);
     await waitForPort(http, 5000, ng);
+    await waitForPort(https, 5000, ng);
 
     const echo = await freePort();
     const ec = start('echo backend', process.execPath, [join(buildDir, 'echo-server.js'), String(echo)], { nofile: nofileLimit() });
     procs.push(ec);
     await waitForOutput(ec, /^listening /m, 5000);
-    return { ports: { http, echo }, procs };
+    return { ports: { http, https, echo }, procs };
   } catch (err) {
     await Promise.all(procs.map((p) => stop(p)));
     throw err;

@@ -22,6 +22,8 @@ export interface Ctx {
   poolSize: number;
   /** Host name the HTTP load carries and the routed contender routes on. */
   routeHost: string;
+  /** SNI name the TLS load sends (the URL's host in wrk); routed too when it differs from routeHost. */
+  tlsHost: string;
   docker: DockerMapping | undefined;
 }
 
@@ -82,6 +84,8 @@ function ktContender(
   notes: string[],
   extra: (kind: BackendKind, ctx: Ctx) => string[],
   commandExtra: string,
+  /** The --backend (default route) port; the backend of the workload unless given. */
+  defaultBackend: (kind: BackendKind, ctx: Ctx) => number = (kind, ctx) => ctx.backends[kind],
 ): Contender {
   return {
     info: info(id, label, 'kind-tunnel', `$KT_BIN proxy --listen 127.0.0.1:P --backend 127.0.0.1:Q${commandExtra} $KT_ARGS`, notes),
@@ -94,7 +98,7 @@ function ktContender(
         '--listen',
         `127.0.0.1:${port}`,
         '--backend',
-        `127.0.0.1:${ctx.backends[kind]}`,
+        `127.0.0.1:${defaultBackend(kind, ctx)}`,
         ...extra(kind, ctx),
         ...ctx.ktExtraArgs,
       ];
@@ -116,13 +120,21 @@ const ktRouted = ktContender(
   'kind-tunnel routed',
   [
     'a `--route bench.localhost=...` on the listener, so every connection is peeked before it is spliced',
-    'HTTP workloads and the idle workload send `Host: bench.localhost` and are routed by Host; nothing here speaks TLS, so SNI is never the key',
+    'HTTP workloads and the idle workload send `Host: bench.localhost` and are routed by Host',
+    'new TLS connections (tlsclose) are routed by SNI: `--route bench.localhost=127.0.0.1:Q` and, where bench.localhost does not resolve and wrk sends `localhost`, `--route localhost=127.0.0.1:Q` too, Q being the TLS port; its `--backend` is then the plain HTTP port, so a connection routed by default fails its handshake and shows up as a wrk connect error instead of passing unnoticed',
     'iperf3 (bulk) sends no HTTP: its first bytes fall to the default route (`--backend`) once the peek gives up on them',
     'for bulk the named route points at nginx, not at iperf3: the build measured holds idle pre-connected sockets to a route\'s backend, and iperf3 -s, which serves one test at a time, takes such a socket as a test\'s control connection and stalls',
   ],
-  // see the last note: the route's idle upstream sockets must not land on iperf3 -s
-  (kind, ctx) => ['--route', `${ctx.routeHost}=127.0.0.1:${kind === 'bulk' ? ctx.backends.http : ctx.backends[kind]}`],
+  (kind, ctx) => {
+    // see the last note: the route's idle upstream sockets must not land on iperf3 -s
+    const routed = kind === 'bulk' ? ctx.backends.http : ctx.backends[kind];
+    const names = kind === 'https' && ctx.tlsHost !== ctx.routeHost ? [ctx.routeHost, ctx.tlsHost] : [ctx.routeHost];
+    return names.flatMap((n) => ['--route', `${n}=127.0.0.1:${routed}`]);
+  },
   ' --route bench.localhost=127.0.0.1:Q',
+  // TLS: only SNI may reach the TLS port; the default route is plain HTTP, where a TLS
+  // ClientHello gets a 400 and no ServerHello, so a mis-route is an error, not a pass
+  (kind, ctx) => (kind === 'https' ? ctx.backends.http : ctx.backends[kind]),
 );
 
 const ktPool = ktContender(
@@ -191,6 +203,7 @@ const dockerMapping: Contender = {
   ),
   unsupported: {
     idle: 'no echo server in the container; the proxy is the same docker-proxy binary as the standalone row',
+    tlsclose: 'the container serves no TLS; the proxy is the same docker-proxy binary as the standalone row',
   },
   start: async (kind, ctx) => {
     const d = ctx.docker;

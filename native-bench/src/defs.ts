@@ -2,8 +2,9 @@
 // The harness writes results/*.json; report.ts reads them. Keep both in step.
 
 export type Family = 'direct' | 'kind-tunnel' | 'rival' | 'reference';
-export type WorkloadId = 'idle' | 'bulk1' | 'bulk4' | 'wrk' | 'autocannon' | 'connclose' | 'ttfb';
-export type BackendKind = 'http' | 'bulk' | 'echo';
+export type WorkloadId = 'idle' | 'bulk1' | 'bulk4' | 'wrk' | 'autocannon' | 'connclose' | 'tlsclose' | 'ttfb';
+/** https: the same nginx serving TLS on its own port (the tlsclose workload, issue #3). */
+export type BackendKind = 'http' | 'https' | 'bulk' | 'echo';
 /** pinned: load generator on CPU 0, every proxy on CPU 1; shared: nothing pinned (issue #8). */
 export type Placement = 'pinned' | 'shared';
 
@@ -65,6 +66,18 @@ export interface Method {
   order: string[][];
   /** KT_* variables the run was started with (KT_BIN, KT_ARGS, KT_NATIVE_ADDON, ...). */
   env?: Record<string, string>;
+  /** The TLS backend of the tlsclose workload; absent when it did not run. */
+  tls?: TlsMethod;
+}
+
+export interface TlsMethod {
+  /** The SNI name wrk sends (the URL's host): bench.localhost where it resolves, else localhost. */
+  serverName: string;
+  /** How the backend's certificate was made. */
+  certificate: string;
+  protocols: string;
+  /** Why every connection is a full handshake. */
+  resumption: string;
 }
 
 export interface Results {
@@ -110,6 +123,11 @@ export const METRICS: readonly MetricDef[] = [
   { workload: 'connclose', metric: 'p99', title: 'conn p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'connclose', metric: 'p999', title: 'conn p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },
   { workload: 'connclose', metric: 'cpuPct', title: 'proxy CPU, new conns', unit: '% of a core', better: 'lower', digits: 0, headline: false },
+  { workload: 'tlsclose', metric: 'rps', title: 'new TLS conn/s', unit: 'conn/s', better: 'higher', digits: 0, headline: true },
+  { workload: 'tlsclose', metric: 'p50', title: 'TLS conn p50', unit: 'ms', better: 'lower', digits: 2, headline: false },
+  { workload: 'tlsclose', metric: 'p99', title: 'TLS conn p99', unit: 'ms', better: 'lower', digits: 2, headline: false },
+  { workload: 'tlsclose', metric: 'p999', title: 'TLS conn p99.9', unit: 'ms', better: 'lower', digits: 2, headline: false },
+  { workload: 'tlsclose', metric: 'cpuPct', title: 'proxy CPU, new TLS conns', unit: '% of a core', better: 'lower', digits: 0, headline: false },
   { workload: 'ttfb', metric: 'p50', title: 'TTFB p50', unit: 'µs', better: 'lower', digits: 0, headline: true },
   { workload: 'ttfb', metric: 'p99', title: 'TTFB p99', unit: 'µs', better: 'lower', digits: 0, headline: false },
   { workload: 'idle', metric: 'rssPerConnKiB', title: 'RSS / idle conn', unit: 'KiB', better: 'lower', digits: 1, headline: true },
@@ -125,8 +143,9 @@ export const WORKLOAD_TITLES: Record<WorkloadId, string> = {
   wrk: 'HTTP keep-alive (wrk)',
   autocannon: 'HTTP keep-alive (autocannon)',
   connclose: 'New connections (wrk, Connection: close)',
+  tlsclose: 'New TLS connections, SNI-routed (wrk, Connection: close)',
   ttfb: 'Time to first byte of a fresh connection',
 };
 
 /** Workloads in the order they run within a round: idle first, on fresh processes. */
-export const WORKLOAD_ORDER: readonly WorkloadId[] = ['idle', 'bulk1', 'bulk4', 'wrk', 'autocannon', 'connclose', 'ttfb'];
+export const WORKLOAD_ORDER: readonly WorkloadId[] = ['idle', 'bulk1', 'bulk4', 'wrk', 'autocannon', 'connclose', 'tlsclose', 'ttfb'];

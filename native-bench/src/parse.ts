@@ -28,6 +28,10 @@ export function parseWrk(stdout: string): Metrics {
     p999: (j['p999_us'] ?? Number.NaN) / 1000,
     // a read error after `Connection: close` is how wrk sees the server's close: not a failure
     errors: (j['connect'] ?? 0) + (j['write'] ?? 0) + (j['status'] ?? 0) + (j['timeout'] ?? 0),
+    // kept apart: a failed TLS handshake counts as a connect error, and over TLS a clean
+    // close_notify leaves read at 0, so tlsclose can hold both to zero (a mis-route shows)
+    connectErrors: j['connect'] ?? 0,
+    readErrors: j['read'] ?? 0,
     requests,
   };
 }

@@ -2,7 +2,7 @@
 // Pure string building (no plotting dependency); writeDocs does the file I/O.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { METRICS, WORKLOAD_TITLES, type ContenderInfo, type MetricDef, type Results } from './defs.js';
+import { METRICS, WORKLOAD_TITLES, type ContenderInfo, type MetricDef, type Results, type WorkloadId } from './defs.js';
 import { roundRatios, summarize, type Summary } from './stats.js';
 import { extractSlowSection, SLOW_START } from './slowpath.js';
 
@@ -77,6 +77,94 @@ function headline(): MetricDef[] {
 
 function has(r: Results, contender: string, def: MetricDef): boolean {
   return r.samples.some((s) => s.contender === contender && s.workload === def.workload);
+}
+
+// ---- routing cost (issue #3) -----------------------------------------------------
+
+/** Routing may cost at most this share of the new-connection rate (issue #3). */
+export const ROUTING_BUDGET = 0.1;
+
+/** Proxy CPU per connection in µs, per round, from the run's CPU % and its rate. */
+function cpuPerConn(r: Results, contender: string, workload: WorkloadId): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const s of r.samples) {
+    if (s.contender !== contender || s.workload !== workload || s.error !== undefined) continue;
+    const cpu = s.metrics['cpuPct'];
+    const rps = s.metrics['rps'];
+    if (cpu !== undefined && rps !== undefined && Number.isFinite(cpu) && rps > 0) m.set(s.round, (cpu / 100) * (1e6 / rps));
+  }
+  return m;
+}
+
+function fmtSummary(s: Summary, digits: number): string {
+  return s.n === 1 ? s.median.toFixed(digits) : `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}–${s.max.toFixed(digits)}]`;
+}
+
+/**
+ * Issue #3's figure, one line per new-connection workload: kt-routed ÷ kt-l4, taken
+ * within each round (the two ran seconds apart), median [min–max] over rounds. connclose
+ * is routed by HTTP Host, tlsclose by the TLS SNI. Empty when either contender is missing.
+ */
+export function routingCostLines(r: Results): string[] {
+  const kinds: { w: WorkloadId; title: string }[] = [
+    { w: 'connclose', title: 'New connections (`connclose`, plain HTTP, routed by Host)' },
+    { w: 'tlsclose', title: 'New TLS connections (`tlsclose`, routed by SNI)' },
+  ];
+  const out: string[] = [];
+  for (const { w, title } of kinds) {
+    const rate = METRICS.find((d) => d.workload === w && d.metric === 'rps');
+    if (rate === undefined || !r.workloads.some((x) => x.id === w)) continue;
+    const routed = byRound(r, 'kt-routed', rate);
+    const l4 = byRound(r, 'kt-l4', rate);
+    const ratios = roundRatios(routed, l4);
+    const failedRouted = r.samples.filter((s) => s.contender === 'kt-routed' && s.workload === w && s.error !== undefined).length;
+    const failed = failedRouted > 0 ? ` kt-routed failed in ${failedRouted} of ${r.method.rounds} rounds (see Failures and gaps).` : '';
+    if (ratios.length === 0) {
+      if (r.samples.some((s) => s.workload === w && (s.contender === 'kt-routed' || s.contender === 'kt-l4'))) out.push(`- ${title}: no round with both kt-routed and kt-l4.${failed}`);
+      continue;
+    }
+    const sum = summarize(ratios);
+    const cost = 1 - sum.median;
+    const verdict = cost <= ROUTING_BUDGET ? `within issue #3's ${ROUTING_BUDGET * 100}%` : `over issue #3's ${ROUTING_BUDGET * 100}%`;
+    let line = `- ${title}: kt-routed ÷ kt-l4 = **${fmtSummary(sum, 2)}** (rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')}): routing costs ${(cost * 100).toFixed(0)}% of the new-connection rate, ${verdict}.`;
+    const cpuR = summarize([...cpuPerConn(r, 'kt-routed', w).values()]);
+    const cpuL = summarize([...cpuPerConn(r, 'kt-l4', w).values()]);
+    if (cpuR.n > 0 && cpuL.n > 0) line += ` Proxy CPU per connection: ${cpuR.median.toFixed(0)} µs routed, ${cpuL.median.toFixed(0)} µs L4.`;
+    // When even L4 runs near direct, the ends (here: both sides of every handshake) set
+    // the rate, and a rate ratio near 1 says little; the CPU per connection still does.
+    const l4Direct = summarize(roundRatios(l4, byRound(r, 'direct', rate)));
+    if (l4Direct.n > 0 && l4Direct.median >= 0.8) {
+      line += ` kt-l4 reaches ${l4Direct.median.toFixed(2)}× direct here, so the client and the backend set the rate, not the proxy: read the CPU per connection too.`;
+    }
+    if (w === 'tlsclose') {
+      const errs = r.samples
+        .filter((s) => s.contender === 'kt-routed' && s.workload === w)
+        .reduce((a, s) => a + (s.metrics['connectErrors'] ?? 0) + (s.metrics['readErrors'] ?? 0), 0);
+      line += ` wrk connect + read errors through kt-routed: ${errs}.`;
+    }
+    out.push(line + failed);
+  }
+  return out;
+}
+
+function routingCostSection(r: Results): string[] {
+  const lines = routingCostLines(r);
+  if (lines.length === 0) return [];
+  return [
+    '## Routing cost (issue #3)',
+    '',
+    `**routing cost (issue #3)**: new connections per second through a routed listener (\`kt-routed\`, every connection peeked before it is spliced) against a plain L4 listener (\`kt-l4\`), the ratio taken within each round, median [min–max] over ${r.method.rounds} rounds. Issue #3 asks for routing to cost under ${ROUTING_BUDGET * 100}% (a ratio of at least ${(1 - ROUTING_BUDGET).toFixed(2)}).`,
+    '',
+    ...lines,
+    '',
+  ];
+}
+
+/** The TLS backend, for the Method section and the shared section. */
+function tlsMethodLine(r: Results): string | undefined {
+  const t = r.method.tls;
+  if (t === undefined) return undefined;
+  return `**TLS (new TLS conn/s)**: the same nginx serves HTTPS on its own 127.0.0.1 port, same 100-byte body and keep-alive; certificate ${t.certificate}; ${t.protocols} allowed; resumption ${t.resumption}. SNI name \`${t.serverName}\`${t.serverName === 'localhost' ? ' (bench.localhost does not resolve here without editing /etc/hosts, and wrk takes the SNI from the URL\'s host; kt-routed routes both names)' : ''}. The load generator is wrk (Debian's wrk links OpenSSL), not autocannon: on this machine autocannon is itself the bottleneck (/work/shared/perf-anchors.md: about a quarter of wrk's rate on the bare backend), so wrk is the client that ranks the proxies. Docker port mapping does not run it: its container serves no TLS, and its proxy is the docker-proxy of the standalone row.`;
 }
 
 // ---- markdown ----------------------------------------------------------------
@@ -165,6 +253,7 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
     p(`| ${c.label} | ${heads.map((d) => { const x = cell(r, c.id, d); return x.value.n === 0 ? 'n/a' : `${fmtRatio(x.vsDirect)} / ${fmtRatio(x.vsDocker)}`; }).join(' | ')} |`);
   }
   p();
+  for (const l of routingCostSection(r)) p(l);
   const lat = METRICS.filter((d) => !d.headline && r.workloads.some((w) => w.id === d.workload));
   if (lat.length > 0) {
     p('## Latency and the rest');
@@ -218,6 +307,8 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
   p('- **RSS per idle connection**: the proxy\'s VmRSS from `/proc/PID/status`, summed over its process tree, after every connection has sent one 42-byte message and received its echo, minus the same before the first connection, divided by the connections. PSS (`/proc/PID/smaps_rollup`) is shown too; it differs only for socat, whose forked children share pages. The kernel\'s socket memory is not included.');
   p('- **CPU per GB**: utime + stime of the proxy\'s process tree (children included, reaped ones through cutime/cstime) from `/proc/PID/stat` across the one-stream iperf3 run, divided by the bytes iperf3 sent, warm-up included. "proxy CPU, bulk" is the same CPU time over the wall time.');
   p(`- ${CPU_WRK_METHOD}`);
+  const tls = tlsMethodLine(r);
+  if (tls !== undefined) p(`- ${tls}`);
   p('- **TTFB**: one connection at a time: connect, send `GET /`, and time until the first response byte, in µs, measured by a Node client (its own overhead is in every row alike).');
   p();
   p('| contender | started as | notes |');
@@ -263,14 +354,14 @@ export function renderMarkdown(r: Results, opts: { resultsFile: string; tried: s
 }
 
 const CPU_WRK_METHOD =
-  '**Proxy CPU, keep-alive / new conns**: the same utime + stime of the proxy\'s process tree across the wrk run (keep-alive, and `Connection: close`), over the run\'s wall time, in % of one core: above 100 the proxy used more than one core. At equal req/s it separates a proxy that is short of CPU from one that waits on wakeups. No figure for direct (no proxy).';
+  '**Proxy CPU, keep-alive / new conns / new TLS conns**: the same utime + stime of the proxy\'s process tree across the wrk run (keep-alive, `Connection: close`, and `Connection: close` over TLS), over the run\'s wall time, in % of one core: above 100 the proxy used more than one core. At equal req/s it separates a proxy that is short of CPU from one that waits on wakeups. No figure for direct (no proxy).';
 
 // ---- the shared-placement section ---------------------------------------------
 
 /** Columns of the shared section: the headline figures, keep-alive p99 (target 2 of issue #8) and proxy CPU. */
 function sharedColumns(r: Results): MetricDef[] {
   return METRICS.filter(
-    (d) => r.workloads.some((w) => w.id === d.workload) && (d.headline || (d.workload === 'wrk' && d.metric === 'p99') || ((d.workload === 'wrk' || d.workload === 'connclose') && d.metric === 'cpuPct')),
+    (d) => r.workloads.some((w) => w.id === d.workload) && (d.headline || (d.workload === 'wrk' && d.metric === 'p99') || ((d.workload === 'wrk' || d.workload === 'connclose' || d.workload === 'tlsclose') && d.metric === 'cpuPct')),
   );
 }
 
@@ -305,8 +396,17 @@ export function renderSharedSection(r: Results, resultsFile: string): string {
     p(`| ${c.label} | ${cols.map((d) => { const x = cell(r, c.id, d); return x.value.n === 0 ? 'n/a' : `${fmtRatio(x.vsDirect)} / ${fmtRatio(x.vsDocker)}`; }).join(' | ')} |`);
   }
   p();
+  const cost = routingCostLines(r);
+  if (cost.length > 0) {
+    p('**routing cost (issue #3)**, kt-routed ÷ kt-l4 per round, median [min–max]:');
+    p();
+    for (const l of cost) p(l);
+    p();
+  }
   p(placementLine(r));
   if (cols.some((d) => d.metric === 'cpuPct')) p(`- ${CPU_WRK_METHOD}`);
+  const tls = tlsMethodLine(r);
+  if (tls !== undefined) p(`- ${tls}`);
   p(`- Seed ${r.method.seed}; the orders were: ${r.method.order.map((o, i) => `round ${i + 1}: ${o.join(', ')}`).join('; ')}. Backends and contender commands as in the Method section above; load generators: ${r.workloads.map((w) => `\`${mdEscape(w.command)}\``).join(', ')}.`);
   for (const n of r.notes) p(`- ${n}`);
   for (const c of r.contenders) if (c.skipped !== undefined) p(`- ${c.label}: **skipped**: ${mdEscape(c.skipped)}`);

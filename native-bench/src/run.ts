@@ -6,16 +6,17 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { buildImage, dockerReachable, startDockerMapping, startHostBackends, startIperfServer, type DockerMapping, type HostBackends } from './backends.js';
+import { lookup } from 'node:dns/promises';
+import { buildImage, CERT_COMMAND, dockerReachable, TLS_PROTOCOLS, startDockerMapping, startHostBackends, startIperfServer, type DockerMapping, type HostBackends } from './backends.js';
 import { ALL_CONTENDERS, type Contender, type Ctx, type Instance } from './contenders.js';
-import type { BackendKind, ContenderInfo, Machine, Results, Sample, WorkloadId } from './defs.js';
+import type { BackendKind, ContenderInfo, Machine, Results, Sample, TlsMethod, WorkloadId } from './defs.js';
 import { parseOptions, UsageError, USAGE, type Options } from './options.js';
 import { WRK_SCRIPT } from './parse.js';
 import { killAllSync, nofileLimit, pinPids, sleep, stop } from './proc.js';
 import { writeDocs } from './report.js';
 import { slowMain, SLOW_USAGE } from './slowpath.js';
 import { rng, shuffle } from './stats.js';
-import { WORKLOADS, type LoadSettings } from './workloads.js';
+import { tlsErrors, WORKLOADS, type LoadSettings } from './workloads.js';
 
 const execFileP = promisify(execFile);
 const START_CONCURRENCY = 4;
@@ -93,6 +94,21 @@ function oneLine(msg: string): string {
   return text.replace(/\s+/g, ' ').trim().slice(0, 300);
 }
 
+/**
+ * The SNI name of the TLS workload. wrk sends the URL's host as SNI, so the name has to
+ * resolve to 127.0.0.1 without touching /etc/hosts: bench.localhost does where the resolver
+ * maps *.localhost to loopback (RFC 6761 6.3 allows it, glibc alone does not), else localhost.
+ */
+async function tlsServerName(): Promise<string> {
+  try {
+    const a = await lookup('bench.localhost', { family: 4 });
+    if (a.address === '127.0.0.1') return 'bench.localhost';
+  } catch {
+    // does not resolve here
+  }
+  return 'localhost';
+}
+
 function splitArgs(s: string | undefined): string[] {
   return (s ?? '').split(/\s+/).filter(Boolean);
 }
@@ -109,10 +125,20 @@ function fmtMetrics(w: WorkloadId, m: Record<string, number>): string {
     case 'wrk':
     case 'autocannon':
     case 'connclose':
+    case 'tlsclose':
       return `${f(m['rps'])} /s  p50 ${f(m['p50'], 2)} ms  p99 ${f(m['p99'], 2)} ms  p99.9 ${f(m['p999'], 2)} ms${m['cpuPct'] !== undefined ? `  proxy ${f(m['cpuPct'])}% CPU` : ''}`;
     case 'ttfb':
       return `p50 ${f(m['p50'])} µs  p99 ${f(m['p99'])} µs`;
   }
+}
+
+function tlsMethod(serverName: string): TlsMethod {
+  return {
+    serverName,
+    certificate: `self-signed ECDSA P-256, made at the start of the run: \`${CERT_COMMAND}\``,
+    protocols: TLS_PROTOCOLS.replace(' ', ' and '),
+    resumption: 'none: `ssl_session_tickets off; ssl_session_cache off;` on the server, and wrk starts every connection with a fresh session, so each is a full handshake with a ClientHello that carries the SNI',
+  };
 }
 
 async function main(): Promise<number> {
@@ -170,6 +196,7 @@ async function main(): Promise<number> {
   const wrkScript = join(tmp, 'percentiles.lua');
   writeFileSync(wrkScript, WRK_SCRIPT);
   const autocannonBin = join(benchDir, 'node_modules/autocannon/autocannon.js');
+  const tlsHost = await tlsServerName();
   const settings: LoadSettings = {
     durationS: opts.durationS,
     bulkOmitS: opts.bulkOmitS,
@@ -178,6 +205,7 @@ async function main(): Promise<number> {
     ttfbSamples: opts.ttfbSamples,
     loadCpu,
     routeHost: 'bench.localhost',
+    tlsHost,
     wrkScript,
     buildDir: here,
     autocannonBin: existsSync(autocannonBin) ? autocannonBin : undefined,
@@ -244,6 +272,7 @@ async function main(): Promise<number> {
       ktExtraArgs: splitArgs(process.env['KT_ARGS']),
       poolSize: opts.poolSize,
       routeHost: settings.routeHost,
+      tlsHost,
       docker,
     };
     const random = rng(opts.seed);
@@ -287,13 +316,14 @@ async function main(): Promise<number> {
                 if (failedConns > 0) {
                   sample.note = `${failedConns} of ${settings.idleConns} connections failed (file descriptors: RLIMIT_NOFILE ${nofileLimit()}); the figure is per opened connection`;
                 }
+                if (w.id === 'tlsclose') Object.assign(sample, tlsErrors(c.info.id, sample.metrics));
               } catch (err) {
                 sample.error = oneLine((err as Error).message);
               }
             }
             samples.push(sample);
             log(`  ${((Date.now() - t0) / 1000).toFixed(1).padStart(4)}s ${w.id.padEnd(10)} ${c.info.id.padEnd(15)} ${sample.error !== undefined ? `ERROR ${sample.error}` : fmtMetrics(w.id, sample.metrics)}${sample.note !== undefined ? ` (${sample.note})` : ''}`);
-            await sleep(w.id === 'connclose' ? 300 : 50);
+            await sleep(w.id === 'connclose' || w.id === 'tlsclose' ? 300 : 50);
           }
         }
       } finally {
@@ -334,6 +364,7 @@ async function main(): Promise<number> {
       seed: opts.seed,
       order,
       env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('KT_') && e[1] !== undefined)),
+      ...(workloads.some((w) => w.id === 'tlsclose') ? { tls: tlsMethod(tlsHost) } : {}),
     },
     contenders: [...infos.values()],
     workloads: workloads.map((w) => w.info(settings)),
