@@ -179,8 +179,10 @@ export class LaneListener {
   readonly byId = new Map<number, { backend: Backend, upstream: Upstream }>()
   /** The default upstream (L4 listeners: the only one). */
   upstream: Upstream | undefined
-  /** Upstream of each group pushed last (close records name the group). */
-  groups: readonly Upstream[] = []
+  /** Upstream of each native group (close records name the group); a hole keeps the upstream it had last. */
+  groups: Array<Upstream | undefined> = []
+  /** Native group number of each upstream id, kept across reloads (see configure). */
+  private slotOf = new Map<string, number>()
   /** A routed name arriving in REC_NAME records, for the close record that follows. */
   pendingName = ''
   private routeLogAt = 0
@@ -219,41 +221,71 @@ export class LaneListener {
       b.laneConfigure(this.handle, Math.min(cfg.maxConnections, 2 ** 31 - 1), o.connectTimeoutMs, o.idleTimeoutMs, o.halfCloseTimeoutMs, o.connectAttempts, policy, o.accessLog ? 1 : 0)
     }
     this.upstream = up
-    this.groups = plan.groups
+    const routesNative = b.laneSetRoutes !== undefined
+    // Native group numbers. JS pushes each group's backends, then the routes;
+    // the workers keep matching with the routes pushed last until then. A group
+    // number that changed upstream on reload (a route removed or reordered)
+    // sent names to another Service's backends in between (review finding,
+    // test/fastlane/reload-route-groups.test.ts). So an upstream keeps its
+    // number while the listener lives, and a new upstream never takes a number
+    // the routes pushed last can still point at: numbers freed now are reused
+    // from the next configure on. Builds without routes read group 0 only.
+    const slots: number[] = []
+    if (!routesNative) {
+      for (let g = 0; g < plan.groups.length; g++) slots.push(g)
+    } else {
+      const next = new Map<string, number>()
+      const taken = new Set<number>(this.slotOf.values())
+      for (const gu of plan.groups) {
+        let slot = next.get(gu.id) ?? this.slotOf.get(gu.id)
+        if (slot === undefined) { slot = 0; while (taken.has(slot)) slot++ }
+        taken.add(slot)
+        next.set(gu.id, slot)
+        slots.push(slot)
+      }
+      this.slotOf = next
+    }
+    const nGroups = Math.max(1, ...slots.map((x) => x + 1))
+    const groups = this.groups.slice(0, nGroups)
+    for (let g = 0; g < plan.groups.length; g++) groups[slots[g] as number] = plan.groups[g]
+    this.groups = groups
     // Backends first, then routes: a route is never pushed before its group has backends.
-    for (let g = 0; g < Math.max(1, plan.groups.length); g++) {
-      const gu = plan.groups[g]
+    for (let g = 0; g < plan.groups.length; g++) {
+      const gu = plan.groups[g] as Upstream
+      const slot = slots[g] as number
       // The candidates, as Upstream.pick sees them: backends in rotation; when
       // every one is down, all of them under try-all, none under refuse.
-      const all = gu?.backends ?? []
+      const all = gu.backends
       let list = all.filter((x) => x.available)
-      if (list.length === 0 && gu !== undefined && gu.allUnhealthy && gu.noBackendCode === 'KT_ERR_NO_BACKEND') list = all
+      if (list.length === 0 && gu.allUnhealthy && gu.noBackendCode === 'KT_ERR_NO_BACKEND') list = all
       const ids: number[] = []
       const hosts: string[] = []
       const ports: number[] = []
       for (const x of list) {
-        ids.push(this.lane.backendId(gu as Upstream, x))
+        ids.push(this.lane.backendId(gu, x))
         hosts.push(x.endpoint.host)
         ports.push(x.endpoint.port)
       }
-      for (const x of all) this.byId.set(this.lane.backendId(gu as Upstream, x), { backend: x, upstream: gu as Upstream })
+      for (const x of all) this.byId.set(this.lane.backendId(gu, x), { backend: x, upstream: gu })
       const bsig = ids.join(',')
-      if (bsig !== this.backendSigs[g]) {
-        this.backendSigs[g] = bsig
-        if (g === 0) b.laneSetBackends(this.handle, ids, hosts, ports)
-        else b.laneSetBackends(this.handle, ids, hosts, ports, g)
+      if (bsig !== this.backendSigs[slot]) {
+        this.backendSigs[slot] = bsig
+        if (slot === 0) b.laneSetBackends(this.handle, ids, hosts, ports)
+        else b.laneSetBackends(this.handle, ids, hosts, ports, slot)
       }
     }
-    this.backendSigs.length = Math.max(1, plan.groups.length)
-    if (b.laneSetRoutes !== undefined) {
+    if (routesNative) {
       const peekMs = Math.min(o.peekTimeoutMs, MAX_TIMER_MS)
-      const nGroups = Math.max(1, plan.groups.length)
-      const rsig = `${plan.routed ? 1 : 0}|${plan.defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${plan.routeGroups.join(',')}`
+      const defaultGroup = plan.defaultGroup < 0 ? -1 : slots[plan.defaultGroup] ?? -1
+      const routeGroups = plan.routeGroups.map((g) => slots[g] as number)
+      const rsig = `${plan.routed ? 1 : 0}|${defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${routeGroups.join(',')}`
       if (rsig !== this.routeSig) {
         this.routeSig = rsig
-        b.laneSetRoutes(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], [...plan.routeGroups], plan.defaultGroup, peekMs, nGroups)
+        b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups)
       }
     }
+    // Native frees the groups past nGroups: a number reused later is pushed again.
+    this.backendSigs.length = nGroups
   }
 
   /** A peek timeout, too_large or no_route (kt_accept.c REC_ROUTE): logged at most once a second per listener. */

@@ -588,7 +588,11 @@ static void peek_start (engine_t *e, pair_t *p) {
 static void start_conn (engine_t *e, pair_t *p) {
   lane_listener_t *L = p->lane->listener;
   if (atomic_load(&L->routed)) { peek_start(e, p); return; }
-  p->lane->group = 0;
+  // The default group, not group 0: JS keeps each upstream's group number
+  // across reloads (a number never changes upstream while routes may point at
+  // it), so the default of a listener that lost its routes need not be 0.
+  // Builds of fastlane.ts without setRoutes push group 0 only, the initial default.
+  p->lane->group = default_group(L);
   connect_next(e, p);
 }
 

@@ -1,0 +1,51 @@
+// A hostile HTTP head must cost the native parser time linear in its size.
+// Review finding: kt_peek.c http_head() looked for each field line's colon
+// with a search running to the end of the head, not the end of the line, so a
+// 16 KiB head of colon-less lines ("ab\n" x 5,400) cost ~5,400 scans of up to
+// 16 KiB each: 0.5-2 ms of a worker thread per connection (measured 750 us
+// here, 11x the baseline below; a whole lane connection costs ~50 us), from
+// any unauthenticated client. The same head with a colon on every line is the
+// linear baseline; the two must cost about the same.
+import t from 'tap'
+import { nativePeekHooks } from '../../src/dataplane/native/index.js'
+
+const hooks = nativePeekHooks()
+const skip = hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false
+
+function head (line: string): Buffer {
+  const parts = ['GET / HTTP/1.1\r\nHost: a.test\r\n']
+  let n = parts[0]?.length ?? 0
+  while (n + line.length < 16_300) { parts.push(line); n += line.length }
+  parts.push('\r\n')
+  return Buffer.from(parts.join(''), 'latin1')
+}
+
+/** Median microseconds of one whole-buffer parse, over `rounds` rounds of `reps` parses. */
+function cost (buf: Buffer, rounds = 7, reps = 20): number {
+  const h = hooks as NonNullable<typeof hooks>
+  const per: number[] = []
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < reps; i++) h.peekParse(buf)
+    per.push(Number(process.hrtime.bigint() - t0) / 1000 / reps)
+  }
+  per.sort((a, b) => a - b)
+  return per[Math.floor(per.length / 2)] as number
+}
+
+t.test('colon-less field lines do not make the head scan quadratic', { skip }, async (t) => {
+  const h = hooks as NonNullable<typeof hooks>
+  const hostile = head('ab\n')
+  const baseline = head('a:\n')
+  t.ok(hostile.length > 16_000 && hostile.length <= 16_384, `the head fits the limit (${hostile.length} bytes)`)
+  // Both still parse to the Host name (the answer does not change, only the cost).
+  t.same(h.peekParse(hostile).slice(0, 4), [2, 0, 2, 'a.test'], 'hostile head: host a.test')
+  t.same(h.peekParse(baseline).slice(0, 4), [2, 0, 2, 'a.test'], 'baseline head: host a.test')
+  cost(baseline, 2, 5) // warm up
+  const hb = cost(baseline)
+  const hh = cost(hostile)
+  t.comment(`per parse: colon on every line ${hb.toFixed(1)} us, colon-less lines ${hh.toFixed(1)} us`)
+  // Measured before the fix: 11x the baseline; after: 1.0x (same line count
+  // and length, so a linear scan costs the same for both).
+  t.ok(hh < hb * 3 + 20, `colon-less lines cost ${(hh / hb).toFixed(1)}x the baseline (want < 3x)`)
+})
