@@ -20,7 +20,11 @@ export function parseWrk(stdout: string): Metrics {
   const j = JSON.parse(line.slice('KTBENCH '.length)) as Record<string, number>;
   const requests = j['requests'] ?? 0;
   const seconds = (j['duration_us'] ?? 0) / 1e6;
-  if (requests <= 0 || seconds <= 0) throw new Error('wrk completed no request');
+  if (requests <= 0 || seconds <= 0) {
+    // over TLS a failed handshake is a connect error: say how many, it is the diagnosis
+    const connect = j['connect'] ?? 0;
+    throw new Error(`wrk completed no request${connect > 0 ? ` (${connect} connect errors)` : ''}`);
+  }
   return {
     rps: requests / seconds,
     p50: (j['p50_us'] ?? Number.NaN) / 1000,

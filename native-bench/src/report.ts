@@ -120,7 +120,9 @@ export function routingCostLines(r: Results): string[] {
     const failedRouted = r.samples.filter((s) => s.contender === 'kt-routed' && s.workload === w && s.error !== undefined).length;
     const failed = failedRouted > 0 ? ` kt-routed failed in ${failedRouted} of ${r.method.rounds} rounds (see Failures and gaps).` : '';
     if (ratios.length === 0) {
-      if (r.samples.some((s) => s.workload === w && (s.contender === 'kt-routed' || s.contender === 'kt-l4'))) out.push(`- ${title}: no round with both kt-routed and kt-l4.${failed}`);
+      // said only when both ran and none of their rounds pairs up (e.g. kt-routed failed throughout)
+      const ran = (c: string): boolean => r.samples.some((s) => s.workload === w && s.contender === c);
+      if (ran('kt-routed') && ran('kt-l4')) out.push(`- ${title}: no round with both kt-routed and kt-l4.${failed}`);
       continue;
     }
     const sum = summarize(ratios);
