@@ -74,7 +74,9 @@ t.test('three interleaved rounds produce results and docs, and leave nothing run
   t.ok(r.samples.filter((s) => s.workload === 'wrk' && s.error === undefined).every((s) => (s.metrics['rps'] ?? 0) > 0));
   t.equal(r.method.placement, 'pinned', 'pinned unless asked otherwise');
   const wrkCpu = r.samples.filter((s) => s.workload === 'wrk' && s.error === undefined && s.contender !== 'direct').map((s) => s.metrics['cpuPct'] ?? Number.NaN);
-  t.ok(wrkCpu.length > 0 && wrkCpu.every((v) => v > 0), `proxy CPU over each wrk run: ${wrkCpu.map((v) => v.toFixed(0)).join(', ')} %`);
+  // A figure for every run; /proc counts in 10 ms ticks, so a 1 s run of an
+    // idle-ish forking proxy (socat's children) can honestly read 0.
+    t.ok(wrkCpu.length > 0 && wrkCpu.every((v) => Number.isFinite(v) && v >= 0) && wrkCpu.some((v) => v > 0), `proxy CPU over each wrk run: ${wrkCpu.map((v) => v.toFixed(0)).join(', ')} %`);
   t.ok(r.samples.filter((s) => s.contender === 'direct').every((s) => s.metrics['cpuPct'] === undefined), 'no proxy, no CPU figure');
   const md = readFileSync(join(dir, 'benchmarks.md'), 'utf8');
   t.match(md, /\| Node a\.pipe\(b\)\.pipe\(a\) \|/);
