@@ -46,6 +46,7 @@ t.test('colon-less field lines do not make the head scan quadratic', { skip }, a
   const hh = cost(hostile)
   t.comment(`per parse: colon on every line ${hb.toFixed(1)} us, colon-less lines ${hh.toFixed(1)} us`)
   // Measured before the fix: 11x the baseline; after: 1.0x (same line count
-  // and length, so a linear scan costs the same for both).
-  t.ok(hh < hb * 3 + 20, `colon-less lines cost ${(hh / hb).toFixed(1)}x the baseline (want < 3x)`)
+  // and length, so a linear scan costs the same for both). The bound is
+  // relative and loose (5x) so a loaded machine cannot fail it.
+  t.ok(hh < hb * 5 + 20, `colon-less lines cost ${(hh / hb).toFixed(1)}x the baseline (want < 5x)`)
 })

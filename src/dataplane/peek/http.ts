@@ -248,8 +248,12 @@ export function parseHttpHead (head: Buffer): NameResult {
       continue
     }
     prevWasHost = false
-    const colon = s.indexOf(':', p)
-    if (colon > p && colon < le) {
+    // The colon is looked for within this line only: a search to the end of
+    // the head would make colon-less lines cost O(lines x head), quadratic
+    // in a hostile 16 KiB head (the same fix as kt_peek.c http_head).
+    let colon = -1
+    for (let i = p; i < le; i++) if (s.charCodeAt(i) === 0x3a) { colon = i; break }
+    if (colon > p) {
       const nameLen = colon - p
       if (nameLen >= 4 && (s.charCodeAt(p) | 0x20) === 0x68 && s.slice(p, p + 4).toLowerCase() === 'host') {
         if (nameLen === 4) {
