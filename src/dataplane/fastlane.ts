@@ -140,8 +140,13 @@ export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSett
   const plan = lanePlan(cfg, upstreamOf ?? (() => undefined))
   if (plan === undefined) return false
   let backends = 0
+  // The lane balances with one policy per listener: routes to upstreams of
+  // different policies (round-robin and least-connections) stay on JS, where
+  // each upstream keeps its own.
+  const policy = plan.groups[0]?.policy
   for (const up of plan.groups) {
     const spec = up.spec
+    if (up.policy !== policy) return false
     if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
     if (effectivePoolSize(spec.poolSize, poolSizeDefault, spec.dialer) !== 0) return false
     if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
@@ -213,7 +218,7 @@ export class LaneListener {
       this.planFor = cfg
     }
     const plan = this.plan
-    // One policy per listener natively: the default's, else the first group's.
+    // One policy per listener natively (laneEligible requires the groups to agree).
     const policy = (up ?? plan.groups[0])?.policy === 'least-connections' ? 1 : 0
     const sig = `${cfg.maxConnections},${o.connectTimeoutMs},${o.idleTimeoutMs},${o.halfCloseTimeoutMs},${o.connectAttempts},${policy},${o.accessLog ? 1 : 0}`
     if (sig !== this.configSig) {

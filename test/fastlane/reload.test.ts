@@ -22,11 +22,15 @@ t.test('only eligible listeners take the lane', { skip }, async (t) => {
     { host: '127.0.0.5', port: 0, routes: [], default: { ...u, id: 'pool', poolSize: 2 } },
     { host: '127.0.0.6', port: 0, routes: [], default: { ...u, id: 'hash', policy: 'client-ip-hash' } },
     { host: '127.0.0.7', port: 0, routes: [], default: { id: 'named', endpoints: [{ host: 'localhost', port: a.port }] } },
+    // Routes whose upstreams balance differently: one policy per lane listener, so JS.
+    { host: '127.0.0.8', port: 0, routes: [{ names: ['x.test'], upstream: { ...u, id: 'lc', policy: 'least-connections' } }], default: u },
+    // Routes whose upstreams agree on the policy: the lane.
+    { host: '127.0.0.9', port: 0, routes: [{ names: ['x.test'], upstream: { ...u, id: 'rr2' } }], default: u },
   ])
   t.teardown(() => px.close())
-  const onLane = [1, 2, 3, 4, 5, 6, 7].map((i) => px.manager.listeners.get(`127.0.0.${i}:0`)?.lane !== undefined)
-  t.same(onLane, [true, false, false, false, false, false, false])
-  for (let i = 0; i < 7; i++) {
+  const onLane = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => px.manager.listeners.get(`127.0.0.${i}:0`)?.lane !== undefined)
+  t.same(onLane, [true, false, false, false, false, false, false, false, true])
+  for (let i = 0; i < 9; i++) {
     if (i === 3) continue // PROXY header in front of 'A' is not what this checks
     const c = await dial(px.ports[i] as number, px.hosts[i])
     c.end()
