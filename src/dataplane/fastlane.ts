@@ -1,6 +1,5 @@
 // The native accept+connect lane (issue #8 target 3), JS side. Listeners
-// without source ranges whose every reachable upstream is direct-dialed to IP
-// backends, without PROXY protocol or warm pool, round-robin or
+// whose every reachable upstream is direct-dialed to IP backends, without PROXY protocol or warm pool, round-robin or
 // least-connections, are accepted, connected and spliced by the splicer's
 // native worker threads (kt_accept.c). That includes listeners with hostname
 // routes (issue #3): native reads the first flight, parses it with the C port
@@ -8,6 +7,14 @@
 // from the matched upstream's group. Every other listener stays on the JS
 // path. perf-anchors.md: with JS accepting and connecting, new connections/s
 // stop at ~0.70x docker-proxy, ~350 us of JS per connection.
+//
+// Source ranges (loadBalancerSourceRanges) are enforced natively too: JS
+// pushes the listener's set and each route's set with the routes, and the
+// worker checks the accepted peer (the listener's right after accept, a
+// route's once its name matched), with listener.ts/connection.ts's outcomes.
+// Connect latency: the workers count each lane connect into per-backend
+// buckets with upstream.ts's bounds; every SYNC_MS (and before a scrape) the
+// deltas are folded into kt_upstream_connect_duration_seconds.
 //
 // Handoff: JS binds the listener exactly as before (EADDRINUSE and the
 // `listening` line are unchanged), native dups the listening fd, and JS then
@@ -34,7 +41,7 @@ import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/in
 import type { RouteOutcome } from './connection.js'
 import type { Listener, ListenerConfig } from './listener.js'
 import type { ListenerManager } from './listener-manager.js'
-import type { Backend, Upstream } from './upstream.js'
+import { CONNECT_BUCKETS, connectHistogram, type Backend, type Upstream } from './upstream.js'
 import { effectivePoolSize, type PoolSizeSetting } from './pool.js'
 
 const SYNC_MS = 100
@@ -67,6 +74,7 @@ for (const [name, n] of Object.entries(osConstants.errno)) if (!ERRNO_NAMES.has(
 function errName (n: number): string {
   if (n === -1) return 'KT_ERR_CONNECT_TIMEOUT'
   if (n === -2) return 'KT_ERR_NO_BACKEND'
+  if (n === -3) return 'KT_ERR_SOURCE_DENIED'
   return ERRNO_NAMES.get(n) ?? 'EUNKNOWN'
 }
 
@@ -83,12 +91,31 @@ export interface LanePlan {
   readonly names: readonly string[]
   readonly wild: readonly number[]
   readonly routeGroups: readonly number[]
+  /** Per name entry: its route's source-range set in aclSets, -1 for everyone. */
+  readonly routeAcls: readonly number[]
+  /** The listener's own set in aclSets, -1 for everyone. */
+  readonly listenerAcl: number
+  /** Distinct sets of CIDR strings, as the spec gives them (listener.ts parsed them already). */
+  readonly aclSets: readonly (readonly string[])[]
 }
+
+/** Whether native can parse every CIDR as Node did (no zone index: BlockList has none either). */
+function rangesCarried (cidrs: readonly string[] | undefined): boolean {
+  if (cidrs === undefined) return true
+  for (const c of cidrs) {
+    const slash = c.indexOf('/')
+    const addr = slash < 0 ? c : c.slice(0, slash)
+    if (addr.includes('%') || isIP(addr) === 0) return false
+    if (slash >= 0 && !/^\d{1,3}$/.test(c.slice(slash + 1))) return false
+  }
+  return true
+}
+
+const ranged = (cidrs: readonly string[] | undefined): cidrs is readonly string[] => cidrs !== undefined && cidrs.length > 0
 
 /**
  * The lane's view of a listener config, or undefined when a route cannot be
- * carried natively (a route with its own source ranges, an upstream not
- * found). Names are read exactly as HostMatcher's constructor reads them
+ * carried natively (an upstream not found). Names are read exactly as HostMatcher's constructor reads them
  * (trim, `*.` prefix, normalizeHostname; the first of duplicates wins), so
  * the native matcher answers as HostMatcher.match does.
  */
@@ -100,10 +127,21 @@ export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstr
   const names: string[] = []
   const wild: number[] = []
   const routeGroups: number[] = []
+  const routeAcls: number[] = []
+  const aclSets: Array<readonly string[]> = []
+  const aclIndex = new Map<string, number>()
+  const aclOf = (cidrs: readonly string[] | undefined): number => {
+    if (!ranged(cidrs)) return -1
+    const key = cidrs.join(',')
+    let i = aclIndex.get(key)
+    if (i === undefined) { i = aclSets.push([...cidrs]) - 1; aclIndex.set(key, i) }
+    return i
+  }
+  const listenerAcl = aclOf(cfg.spec.sourceRanges)
   if (routed) {
     const seen = [new Set<string>(), new Set<string>()]
     for (const r of cfg.spec.routes) {
-      if (r.sourceRanges !== undefined && r.sourceRanges.length > 0) return undefined
+      const acl = aclOf(r.sourceRanges)
       const up = upstreamOf(r.upstream.id)
       if (up === undefined) return undefined
       let g = groups.indexOf(up)
@@ -119,21 +157,27 @@ export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstr
         names.push(name)
         wild.push(isWild ? 1 : 0)
         routeGroups.push(g)
+        routeAcls.push(acl)
       }
     }
   }
-  return { routed, groups, defaultGroup: def === undefined ? -1 : 0, names, wild, routeGroups }
+  return { routed, groups, defaultGroup: def === undefined ? -1 : 0, names, wild, routeGroups, routeAcls, listenerAcl, aclSets }
 }
 
 /**
  * Whether the lane may take this listener (everything else stays on the JS
- * path): no source ranges, and every upstream it can route to direct-dialed
- * to IP backends, without PROXY protocol or warm pool, round-robin or
- * least-connections. Listeners with hostname routes need `upstreamOf` (to
- * find the routes' upstreams) and an addon with routes (`routed`).
+ * path): every upstream it can route to direct-dialed to IP backends, without
+ * PROXY protocol or warm pool, round-robin or least-connections. Listeners
+ * with hostname routes need `upstreamOf` (to find the routes' upstreams) and
+ * an addon with routes (`routed`); source ranges, on the listener or a route,
+ * an addon that enforces them (`ranges`).
  */
-export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined): boolean {
-  if (cfg.allow !== undefined) return false
+export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): boolean {
+  const spec = cfg.spec
+  if (ranged(spec.sourceRanges) || spec.routes.some((r) => ranged(r.sourceRanges))) {
+    if (!ranges) return false
+    if (!rangesCarried(spec.sourceRanges) || !spec.routes.every((r) => rangesCarried(r.sourceRanges))) return false
+  }
   const peeks = cfg.peek || cfg.matcher !== undefined
   if (peeks && (!routed || upstreamOf === undefined)) return false
   if (!peeks && cfg.defaultUpstream === undefined) return false
@@ -145,10 +189,10 @@ export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSett
   // each upstream keeps its own.
   const policy = plan.groups[0]?.policy
   for (const up of plan.groups) {
-    const spec = up.spec
+    const us = up.spec
     if (up.policy !== policy) return false
-    if ((spec.dialer ?? 'direct') !== 'direct' || spec.proxyProtocol !== undefined) return false
-    if (effectivePoolSize(spec.poolSize, poolSizeDefault, spec.dialer) !== 0) return false
+    if ((us.dialer ?? 'direct') !== 'direct' || us.proxyProtocol !== undefined) return false
+    if (effectivePoolSize(us.poolSize, poolSizeDefault, us.dialer) !== 0) return false
     if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
     // Native connects to addresses only: a name would need a resolver per connect.
     for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false
@@ -214,7 +258,7 @@ export class LaneListener {
     const o = this.listener.opts
     const up = cfg.defaultUpstream
     if (cfg !== this.planFor || this.plan === undefined) {
-      this.plan = lanePlan(cfg, (id) => this.listener.manager.upstreams.get(id)) ?? { routed: false, groups: up === undefined ? [] : [up], defaultGroup: 0, names: [], wild: [], routeGroups: [] }
+      this.plan = lanePlan(cfg, (id) => this.listener.manager.upstreams.get(id)) ?? { routed: false, groups: up === undefined ? [] : [up], defaultGroup: 0, names: [], wild: [], routeGroups: [], routeAcls: [], listenerAcl: -1, aclSets: [] }
       this.planFor = cfg
     }
     const plan = this.plan
@@ -283,10 +327,14 @@ export class LaneListener {
       const peekMs = Math.min(o.peekTimeoutMs, MAX_TIMER_MS)
       const defaultGroup = plan.defaultGroup < 0 ? -1 : slots[plan.defaultGroup] ?? -1
       const routeGroups = plan.routeGroups.map((g) => slots[g] as number)
-      const rsig = `${plan.routed ? 1 : 0}|${defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${routeGroups.join(',')}`
+      const ranges = (b.laneVersion ?? 0) >= 2
+      const rsig = `${plan.routed ? 1 : 0}|${defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${routeGroups.join(',')}` +
+        (ranges ? `|${plan.listenerAcl}|${plan.routeAcls.join(',')}|${plan.aclSets.map((x) => x.join(',')).join(';')}` : '')
       if (rsig !== this.routeSig) {
         this.routeSig = rsig
-        b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups)
+        // Routes and source ranges in one call: native swaps them together under the listener's lock.
+        if (ranges) b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups, [...plan.routeAcls], plan.listenerAcl, plan.aclSets.map((x) => [...x]))
+        else b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups)
       }
     }
     // Native frees the groups past nGroups: a number reused later is pushed again.
@@ -361,6 +409,10 @@ export class FastLane {
   private readonly byId = new Map<number, LaneListener>()
   private readonly backendIds = new Map<string, number>()
   private readonly backendActive = new Map<Backend, number>()
+  /** Per backend id: the Backend (labels, connectCell) and the last connect stats read. */
+  private readonly connectHist = new Map<number, { backend: Backend, last: Float64Array }>()
+  private readonly connectStats = new Float64Array(CONNECT_BUCKETS.length + 2)
+  private readonly timesConnects: boolean
   private nextListenerId = 1
   private timer: NodeJS.Timeout | undefined
   private refd = false
@@ -369,7 +421,10 @@ export class FastLane {
   constructor (manager: ListenerManager, binding: LaneBinding, engines: object[]) {
     this.manager = manager
     this.binding = binding
-    this.handle = binding.createLane(engines, (recs) => { this.onEvents(recs) })
+    this.timesConnects = (binding.laneVersion ?? 0) >= 2
+    this.handle = this.timesConnects
+      ? binding.createLane(engines, (recs) => { this.onEvents(recs) }, CONNECT_BUCKETS)
+      : binding.createLane(engines, (recs) => { this.onEvents(recs) })
   }
 
   /**
@@ -383,14 +438,19 @@ export class FastLane {
     if (typeof fd !== 'number' || fd < 0) return undefined
     const id = this.nextListenerId++
     let handle: object
+    // Version 2+: the workers start accepting only once the source ranges and
+    // backends below are pushed (a client waiting in the backlog must not get
+    // past ranges that are not in place yet).
+    const deferred = (this.binding.laneVersion ?? 0) >= 2 && this.binding.laneStart !== undefined
     try {
-      handle = this.binding.laneListen(this.handle, id, fd)
+      handle = deferred ? this.binding.laneListen(this.handle, id, fd, false) : this.binding.laneListen(this.handle, id, fd)
     } catch (err) {
       this.manager.log.warn({ listener: l.name, code: errorCode(err) }, 'native accept lane refused the listener; accepting in JS')
       return undefined
     }
     const ll = new LaneListener(this, l, handle, id)
     ll.configure()
+    if (deferred) this.binding.laneStart?.(handle)
     // From here native accepts. Nothing else can accept in between: this runs in
     // the listen callback, before libuv polls the new handle.
     l.server.close()
@@ -422,7 +482,7 @@ export class FastLane {
   }
 
   private eligible (l: Listener): boolean {
-    return laneEligible(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined)
+    return laneEligible(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined, (this.binding.laneVersion ?? 0) >= 2)
   }
 
   backendId (up: Upstream, b: Backend): number {
@@ -432,7 +492,41 @@ export class FastLane {
       id = this.backendIds.size
       this.backendIds.set(key, id)
     }
+    // The latest Backend object under this id: its labels (upstream, backend) are the same across reloads.
+    const h = this.connectHist.get(id)
+    if (h === undefined) this.connectHist.set(id, { backend: b, last: new Float64Array(this.connectStats.length) })
+    else h.backend = b
     return id
+  }
+
+  /**
+   * Fold the lane's connect latencies into kt_upstream_connect_duration_seconds
+   * (the cell JS dials observe, labels upstream and backend): per backend id,
+   * the bucket and sum deltas since the last read. The count is the sum of the
+   * bucket deltas, so the buckets and the count always agree.
+   */
+  private foldConnects (): void {
+    const get = this.binding.laneConnectStats
+    if (get === undefined || !this.timesConnects) return
+    const out = this.connectStats
+    const hist = connectHistogram(this.manager.metrics)
+    for (const [id, h] of this.connectHist) {
+      if (!get.call(this.binding, this.handle, id, out)) continue
+      let n = 0
+      let cell
+      for (let i = 1; i < out.length; i++) {
+        const d = (out[i] as number) - (h.last[i] as number)
+        if (d <= 0) continue
+        cell ??= (h.backend.connectCell ??= hist.bind(h.backend.labels))
+        // Index i - 1: a bound of CONNECT_BUCKETS; the last index is past every bound (counted in +Inf only).
+        if (i - 1 < cell.counts.length) cell.counts[i - 1] = (cell.counts[i - 1] as number) + d
+        n += d
+      }
+      if (n === 0 || cell === undefined) continue
+      cell.count += n
+      cell.sum += (out[0] as number) - (h.last[0] as number)
+      h.last.set(out)
+    }
   }
 
   /** Records from the workers: connect failures (passive health), successes after failures, close records. */
@@ -502,11 +596,13 @@ export class FastLane {
   sync (): void {
     if (this.closed) return
     for (const ll of this.listeners) ll.sync()
+    this.foldConnects()
   }
 
   /** Fold counters, re-push backends (health may have changed), keep the process up while anything is open. */
   tick (): void {
     let laneActive = 0
+    this.foldConnects()
     for (const ll of this.listeners) {
       ll.sync()
       if (!ll.stopped) this.reconfigure(ll)

@@ -49,7 +49,7 @@ export interface UpstreamContext {
 }
 
 /** Connect latency buckets, seconds: loopback (sub-ms) up to the 5 s connect timeout. */
-const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+export const CONNECT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 
 export class Backend implements Balanceable {
   readonly endpoint: Endpoint
@@ -125,9 +125,14 @@ function upstreamMetrics (reg: Registry, up: Upstream): UpstreamMetrics {
   }
   live.add(up)
   return {
-    connect: reg.histogram('kt_upstream_connect_duration_seconds', 'Upstream connect latency (warm-pool and client dials)', CONNECT_BUCKETS),
+    connect: connectHistogram(reg),
     active,
   }
+}
+
+/** kt_upstream_connect_duration_seconds: JS dials observe it here, native lane connects are folded in by fastlane.ts. */
+export function connectHistogram (reg: Registry): Histogram {
+  return reg.histogram('kt_upstream_connect_duration_seconds', 'Upstream connect latency (warm-pool and client dials)', CONNECT_BUCKETS)
 }
 
 export class Upstream {

@@ -5,7 +5,7 @@ import { loadNativeSplicer, nativeUnavailableReason, type NativeSplicer } from '
 import { laneBindingOf } from '../../src/dataplane/native/index.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { pino } from 'pino'
-import type { ListenerSpec } from '../../src/routing/types.js'
+import { listenerKey, type ListenerSpec } from '../../src/routing/types.js'
 import { Writable } from 'node:stream'
 
 /** false when the lane can run here, else why the tests are skipped. */
@@ -44,7 +44,7 @@ export async function startLaneProxy (listeners: ListenerSpec[], options: Partia
   const res = await manager.apply({ version: 1, listeners })
   if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed))
   const byKey = new Map(res.bound.map((b) => [b.key, b]))
-  const bound = listeners.map((l) => byKey.get(`${l.host}:${l.port}`) as { host: string, port: number })
+  const bound = listeners.map((l) => byKey.get(listenerKey(l)) as { host: string, port: number })
   return {
     manager,
     registry,

@@ -1,8 +1,9 @@
 // Reloads with lane listeners: a kept listener keeps its socket (never
 // rebound) and its open pairs; a new backend list is pushed without disturbing
-// them; a route with its own source ranges added on reload hands the socket
+// them; a route to a PROXY-protocol upstream added on reload hands the socket
 // back to JS (same port, no gap); a removed listener stops accepting at once and drains its pairs for the
-// drain timeout; KT_NATIVE_ACCEPT-ineligible listeners stay on JS.
+// drain timeout; ineligible listeners stay on JS (source ranges are carried
+// by the lane now: source-ranges.test.ts).
 import t from 'tap'
 import { dial, readAll, sleep, startServer, waitFor } from '../support/net.js'
 import type { ListenerSpec } from '../../src/routing/types.js'
@@ -16,8 +17,10 @@ t.test('only eligible listeners take the lane', { skip }, async (t) => {
   const u = { id: 'u', endpoints: [{ host: '127.0.0.1', port: a.port }] }
   const px = await startLaneProxy([
     { host: '127.0.0.1', port: 0, routes: [], default: u },
+    // Source ranges, a route's or the listener's: enforced natively, so the lane.
     { host: '127.0.0.2', port: 0, routes: [{ names: ['x.test'], upstream: u, sourceRanges: ['127.0.0.0/8'] }], default: u },
     { host: '127.0.0.3', port: 0, routes: [], default: u, sourceRanges: ['127.0.0.0/8'] },
+    // PROXY protocol (and the rest below): JS.
     { host: '127.0.0.4', port: 0, routes: [], default: { ...u, id: 'pp', proxyProtocol: 'v1' } },
     { host: '127.0.0.5', port: 0, routes: [], default: { ...u, id: 'pool', poolSize: 2 } },
     { host: '127.0.0.6', port: 0, routes: [], default: { ...u, id: 'hash', policy: 'client-ip-hash' } },
@@ -29,7 +32,7 @@ t.test('only eligible listeners take the lane', { skip }, async (t) => {
   ])
   t.teardown(() => px.close())
   const onLane = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => px.manager.listeners.get(`127.0.0.${i}:0`)?.lane !== undefined)
-  t.same(onLane, [true, false, false, false, false, false, false, false, true])
+  t.same(onLane, [true, true, true, false, false, false, false, false, true])
   for (let i = 0; i < 9; i++) {
     if (i === 3) continue // PROXY header in front of 'A' is not what this checks
     const c = await dial(px.ports[i] as number, px.hosts[i])
@@ -63,9 +66,9 @@ t.test('reload: kept lane listener keeps its socket and open pairs; new backends
   await waitFor(() => held[0] !== undefined, 1000, 'backend side')
   const got = new Promise<string>((resolve) => held[0]?.once('data', (d: Buffer) => resolve(d.toString())))
   t.equal(await got, 'ping', 'the open pair still forwards')
-  // Add a hostname route with its own source ranges (checked in JS only): not
-  // eligible any more, the socket goes back to JS on the same port.
-  const r3 = await px.manager.apply({ version: 3, listeners: [{ ...L, routes: [{ names: ['x.test'], upstream: { id: 'v', endpoints: [{ host: '127.0.0.1', port: b.port }] }, sourceRanges: ['127.0.0.0/8'] }], default: { id: 'u', endpoints: [{ host: '127.0.0.1', port: b.port }] } }] })
+  // Add a hostname route to a PROXY-protocol upstream (written by JS only):
+  // not eligible any more, the socket goes back to JS on the same port.
+  const r3 = await px.manager.apply({ version: 3, listeners: [{ ...L, routes: [{ names: ['x.test'], upstream: { id: 'v', endpoints: [{ host: '127.0.0.1', port: b.port }], proxyProtocol: 'v1' } }], default: { id: 'u', endpoints: [{ host: '127.0.0.1', port: b.port }] } }] })
   t.equal(px.manager.listeners.get('127.0.0.1:0')?.lane?.stopped, true, 'handed back to JS')
   t.same(r3.kept, ['127.0.0.1:0'])
   const c2 = await dial(port)

@@ -117,8 +117,12 @@ interface Binding {
 
 /** The native accept+connect lane's entry points (kt_accept.c); fastlane.ts is their only user. */
 export interface LaneBinding {
-  createLane (engines: object[], onEvents: (records: Float64Array) => void): object
-  laneListen (lane: object, id: number, fd: number): object
+  /** connectBuckets: the connect-latency histogram's bounds in seconds (ascending); without them nothing is timed. */
+  createLane (engines: object[], onEvents: (records: Float64Array) => void, connectBuckets?: readonly number[]): object
+  /** start false (version 2+): accept only after laneStart, once the ranges and backends are pushed. */
+  laneListen (lane: object, id: number, fd: number, start?: boolean): object
+  /** Begin accepting on a listener created with start false. Version 2+. */
+  laneStart? (l: object): void
   laneConfigure (l: object, maxConns: number, connectMs: number, idleMs: number, halfMs: number, attempts: number, policy: number, log: number): void
   /** The backends in rotation of upstream group `group` (0 when omitted: the default on an L4 listener). */
   laneSetBackends (l: object, ids: number[], hosts: string[], ports: number[], group?: number): void
@@ -128,7 +132,8 @@ export interface LaneBinding {
    * the name then being the suffix), each to a group, the default group (-1:
    * none), the peek deadline and the number of groups. Absent in older builds.
    */
-  laneSetRoutes? (l: object, routed: number, names: string[], wild: number[], groups: number[], defaultGroup: number, peekMs: number, nGroups: number): void
+  laneSetRoutes? (l: object, routed: number, names: string[], wild: number[], groups: number[], defaultGroup: number, peekMs: number, nGroups: number,
+    acls?: number[], listenerAcl?: number, aclSets?: string[][]): void
   laneStop (l: object): void
   laneDupFd (l: object): number
   laneAbort (l: object): void
@@ -137,6 +142,18 @@ export interface LaneBinding {
   laneSetCap (lane: object, n: number): void
   laneRef (lane: object, on: boolean): void
   laneClose (lane: object): void
+  /**
+   * A backend's lane connect latencies so far: out[0] the sum in seconds,
+   * out[1..n+1] the count per bucket of createLane's bounds (the last one past
+   * every bound). false when nothing was ever pushed for that id. Version 2+.
+   */
+  laneConnectStats? (lane: object, id: number, out: Float64Array): boolean
+  /**
+   * Features of the build: 2 = source ranges (setRoutes' `acls`, `listenerAcl`,
+   * `aclSets`: each route's and the listener's set, -1 for everyone) and the
+   * connect-latency histogram. Absent in older builds.
+   */
+  readonly laneVersion?: number
 }
 
 /**

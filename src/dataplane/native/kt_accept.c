@@ -31,6 +31,13 @@
 #define KT_LANE_MAX_GROUPS 4096   // upstream groups per listener (default + one per routed upstream)
 #define KT_LANE_MAX_ROUTES 65536
 #define KT_PEEK_FIRST_BUF 4096    // first peek buffer; most hellos and heads fit (post-quantum hellos ~1.7 KB)
+#define KT_ERR_SOURCE_DENIED (-3) // record errno: a route's source ranges refused the client (KT_ERR_SOURCE_DENIED)
+#define KT_LANE_MAX_ACLS 65536    // source-range sets per listener (the listener's own + one per ranged route)
+#define KT_LANE_MAX_CIDRS 65536   // CIDRs per set
+#define KT_HIST_MAX 32            // connect-latency bucket bounds (upstream.ts CONNECT_BUCKETS has 13)
+// Features of this build that fastlane.ts checks before relying on them:
+// 2 = source ranges (setRoutes' acl arguments) and the connect-latency histogram.
+#define KT_LANE_VERSION 2
 
 // The order matches CONN_OUTCOMES in listener.ts.
 enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
@@ -50,6 +57,32 @@ typedef struct backend {
 } backend_t;
 
 typedef struct lane lane_t;
+
+// A source range in IPv6 form: an IPv4 range a/n is held as ::ffff:a/(96+n)
+// and an IPv4 client as ::ffff:a, which is exactly how Node's BlockList
+// answers across families (an IPv4 rule admits the IPv4-mapped client, an
+// IPv6 rule covering ::ffff:0:0/96 admits IPv4 clients, a plain IPv6 client
+// never matches an IPv4 rule; checked against node:net BlockList in
+// test/fastlane/source-ranges.test.ts). Host bits are cleared, as addSubnet does.
+typedef struct cidr {
+  uint8_t a[16];
+  uint8_t bits;
+} cidr_t;
+
+// One allowlist (a Service's loadBalancerSourceRanges); n == 0 admits no one.
+typedef struct acl {
+  cidr_t *v;
+  int n;
+} acl_t;
+
+// Connect latency of one backend (id), counted by the worker that connected:
+// per-bucket counts (the last one past every bound) and the sum. No count of
+// its own: JS takes the count as the sum of the buckets, so a read racing a
+// worker never shows more in a bucket than in the count.
+typedef struct conn_hist {
+  atomic_uint_fast64_t b[KT_HIST_MAX + 1];
+  atomic_uint_fast64_t sum_ns;
+} conn_hist_t;
 
 // One upstream's backends in rotation; a listener has one per upstream it can route to.
 typedef struct group {
@@ -78,6 +111,10 @@ typedef struct lane_listener {
   group_t *groups;
   int n_groups;
   kt_routes_t routes;
+  acl_t *acls;        // source-range sets: routes point here by index (kt_route_t.acl)
+  int n_acls;
+  int listener_acl;   // the listener's own set (-1: everyone); read under mu
+  atomic_int has_listener_acl;  // lets accept skip the lock when there is none
   int default_group;  // -1: none (unmatched connections are closed and counted no_route)
   atomic_int routed;  // peek the first flight and route by name (issue #3)
   atomic_int peek_ms;
@@ -107,6 +144,13 @@ struct lane {
   atomic_int cap_total;
   atomic_int *backend_active;  // by backend id
   atomic_uchar *backend_failed;  // the last connect to it failed: report the next success
+  // Connect latency by backend id. A slot is allocated on the JS thread when
+  // its backend is first pushed (setBackends), under the listener's mutex, so
+  // a worker that picked the backend sees it; never freed (the lane lives as
+  // long as the process).
+  conn_hist_t **hist;
+  uint64_t hist_bound_ns[KT_HIST_MAX];
+  int hist_n;
   pthread_mutex_t rmu;
   double *ring;
   size_t len, cap;
@@ -125,12 +169,18 @@ static const napi_type_tag kListenerTag = { 0x6b746c6c69737431ULL, 0x6c697374656
 
 static void l_ref (lane_listener_t *L) { atomic_fetch_add(&L->refs, 1); }
 
+static void acls_free (acl_t *v, int n) {
+  for (int i = 0; i < n; i++) free(v[i].v);
+  free(v);
+}
+
 static void l_unref (lane_listener_t *L) {
   if (atomic_fetch_sub(&L->refs, 1) != 1) return;
   if (L->fd >= 0) close(L->fd);
   for (int i = 0; i < L->n_groups; i++) free(L->groups[i].backends);
   free(L->groups);
   kt_routes_free(&L->routes);
+  acls_free(L->acls, L->n_acls);
   pthread_mutex_destroy(&L->mu);
   free(L);
 }
@@ -201,6 +251,54 @@ static void flush_due (lane_t *ln, int64_t now) {
   }
 }
 
+// The client's address in IPv6 form (IPv4 as ::ffff:a, see cidr_t).
+static void client_v6 (const struct sockaddr_storage *ss, uint8_t out[16]) {
+  if (ss->ss_family == AF_INET) {
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+  } else {
+    memcpy(out, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+  }
+}
+
+static int cidr_has (const cidr_t *c, const uint8_t a[16]) {
+  int full = c->bits / 8, rest = c->bits % 8;
+  if (memcmp(c->a, a, (size_t)full) != 0) return 0;
+  if (rest == 0) return 1;
+  uint8_t mask = (uint8_t)(0xff00u >> rest);
+  return (a[full] & mask) == c->a[full];
+}
+
+// Whether set i admits the client (i < 0: no set, everyone). Called with L->mu held.
+static int acl_allows (const lane_listener_t *L, int i, const struct sockaddr_storage *ss) {
+  if (i < 0) return 1;
+  if (i >= L->n_acls) return 0;  // cannot happen (setRoutes checks); refuse rather than admit
+  uint8_t a[16];
+  client_v6(ss, a);
+  const acl_t *s = &L->acls[i];
+  for (int k = 0; k < s->n; k++) if (cidr_has(&s->v[k], a)) return 1;
+  return 0;
+}
+
+static int64_t mono_ns (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// A connect that completed: its latency into the backend's buckets (upstream.ts
+// observes the same for JS dials into kt_upstream_connect_duration_seconds).
+static void hist_observe (lane_t *ln, int32_t id, int64_t ns) {
+  conn_hist_t *h = ln->hist != NULL && id >= 0 && id < KT_LANE_MAX_BACKENDS ? ln->hist[id] : NULL;
+  if (h == NULL) return;
+  if (ns < 0) ns = 0;
+  int i = 0;
+  while (i < ln->hist_n && (uint64_t)ns > ln->hist_bound_ns[i]) i++;
+  atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)ns, memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->b[i], 1, memory_order_relaxed);
+}
+
 static void rec_connect (lane_t *ln, lane_listener_t *L, int type, int32_t backend, int err) {
   double r[KT_REC] = { 0 };
   r[0] = type;
@@ -259,6 +357,7 @@ static int pick (lane_t *ln, lane_listener_t *L, lane_conn_t *lc, backend_t *out
 static void on_connected (engine_t *e, pair_t *p) {
   lane_conn_t *lc = p->lane;
   lane_t *ln = ((lane_engine_t *)e->lane)->lane;
+  hist_observe(ln, lc->backend, mono_ns() - lc->connect_ns);
   lc->acquired = 1;
   atomic_fetch_add(&ln->backend_active[lc->backend], 1);
   // Passive health counts consecutive failures: only a success after a failure changes it.
@@ -298,6 +397,8 @@ static void connect_next (engine_t *e, pair_t *p) {
     }
     int one = 1;
     (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // From connect() to connected, as upstream.ts times a JS dial (which includes the socket setup too).
+    lc->connect_ns = mono_ns();
     if (connect(s, (struct sockaddr *)&b.addr, b.len) == 0) {
       p->s[1].fd = s;
       on_connected(e, p);
@@ -497,9 +598,25 @@ static void decide (engine_t *e, pair_t *p, int kind) {
   if (kind == KP_SNI || kind == KP_HOST) {
     if (atomic_load(&L->log)) lc->name = strndup(pk->st.name, pk->st.name_len);
     pthread_mutex_lock(&L->mu);
-    int32_t g = kt_routes_match(&L->routes, pk->st.name, pk->st.name_len);
+    const kt_route_t *hit = kt_routes_find(&L->routes, pk->st.name, pk->st.name_len);
+    int32_t g = hit != NULL ? hit->group : -1;
     if (g >= L->n_groups) g = -1;
+    // A Service sharing the listener enforces its own loadBalancerSourceRanges
+    // once its name matched, before any connect (connection.ts decide()).
+    int denied = g >= 0 && !acl_allows(L, hit->acl, &lc->client);
     pthread_mutex_unlock(&L->mu);
+    if (denied) {
+      // As the JS path: the route outcome is remembered for the access log but
+      // not counted in kt_route_decisions_total, the outcome is source_denied,
+      // and the client is reset (resetAndDestroy).
+      end_peek(e, p);
+      free_peek(lc);
+      lc->route = (uint8_t)(kind == KP_SNI ? R_SNI : R_HOST);
+      lc->group = -1;
+      lc->outcome = 1 + O_SOURCE_DENIED;
+      kt_finish(e, p, C_ERROR, KT_ERR_SOURCE_DENIED, 1);
+      return;
+    }
     if (g >= 0) { route_to(e, p, g, kind == KP_SNI ? R_SNI : R_HOST); return; }
     route_default(e, p);
     return;
@@ -611,6 +728,22 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
     atomic_fetch_add(&L->outcomes[O_MAX_CONN], 1);
     close(fd);
     return;
+  }
+  // The listener's loadBalancerSourceRanges: right after the caps, before any
+  // read, as listener.ts accept(): not counted as accepted, counted
+  // source_denied, the client reset (resetAndDestroy), nothing logged.
+  if (atomic_load(&L->has_listener_acl)) {
+    pthread_mutex_lock(&L->mu);
+    int ok = acl_allows(L, L->listener_acl, ss);
+    pthread_mutex_unlock(&L->mu);
+    if (!ok) {
+      atomic_fetch_sub(&L->active, 1);
+      atomic_fetch_sub(&ln->active_total, 1);
+      atomic_fetch_add(&L->outcomes[O_SOURCE_DENIED], 1);
+      kt_reset_fd(fd);
+      close(fd);
+      return;
+    }
   }
   pair_t *p = calloc(1, sizeof *p);
   lane_conn_t *lc = p != NULL ? calloc(1, sizeof *lc) : NULL;
@@ -956,10 +1089,10 @@ static void lane_finalize (napi_env env, void *data, void *hint) {
   // one per process: it is left to the process's exit rather than raced here.
 }
 
-// createLane(engines: object[], onEvents: (records: Float64Array) => void) -> lane
+// createLane(engines: object[], onEvents: (records: Float64Array) => void, connectBuckets?: number[] (seconds, ascending)) -> lane
 static napi_value js_create_lane (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bool is_arr = false;
   if (argc < 2 || napi_is_array(env, argv[0], &is_arr) != napi_ok || !is_arr) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "createLane(engines, onEvents)");
@@ -972,6 +1105,23 @@ static napi_value js_create_lane (napi_env env, napi_callback_info info) {
   ln->backend_failed = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_failed);
   if (ln->backend_active == NULL || ln->backend_failed == NULL) return throw_msg(env, "ENOMEM", "createLane");
   atomic_store(&ln->cap_total, 10000);
+  bool has_bounds = false;
+  if (argc >= 3 && napi_is_array(env, argv[2], &has_bounds) == napi_ok && has_bounds) {
+    uint32_t nb = 0;
+    napi_get_array_length(env, argv[2], &nb);
+    if (nb > KT_HIST_MAX) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: too many connect buckets");
+    for (uint32_t i = 0; i < nb; i++) {
+      napi_value v;
+      double d;
+      napi_get_element(env, argv[2], i, &v);
+      if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 1e6) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: bad connect bucket");
+      ln->hist_bound_ns[i] = (uint64_t)(d * 1e9 + 0.5);
+      if (i > 0 && ln->hist_bound_ns[i] <= ln->hist_bound_ns[i - 1]) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: connect buckets must ascend");
+    }
+    ln->hist_n = (int)nb;
+    ln->hist = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->hist);
+    if (ln->hist == NULL) return throw_msg(env, "ENOMEM", "createLane");
+  }
   pthread_mutex_init(&ln->rmu, NULL);
   for (uint32_t i = 0; i < n; i++) {
     napi_value v;
@@ -1005,10 +1155,13 @@ static void listener_finalize (napi_env env, void *data, void *hint) {
   l_unref(data);
 }
 
-// listen(lane, id, fd) -> listener: adopt a bound, listening TCP socket (dup'd; JS then closes its own handle).
+// listen(lane, id, fd, start = true) -> listener: adopt a bound, listening TCP socket (dup'd; JS then closes its own handle).
+// start false: the workers accept only after start(listener), so JS can push
+// the source ranges (and backends) first: no connection waiting in the
+// backlog is accepted before the listener's ranges are in place.
 static napi_value js_listen (napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_t *ln = argc >= 3 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
   if (ln == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "listen(lane, id, fd)");
@@ -1039,6 +1192,7 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   atomic_store(&L->attempts, 3);
   atomic_store(&L->peek_ms, 10000);
   L->default_group = 0;
+  L->listener_acl = -1;
   pthread_mutex_init(&L->mu, NULL);
   napi_value obj;
   napi_create_object(env, &obj);
@@ -1048,8 +1202,20 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
     return throw_msg(env, "ENOMEM", "listen");
   }
   napi_type_tag_object(env, obj, &kListenerTag);
-  lane_cmd(ln, L_LISTEN, L);
+  bool start = true;
+  if (argc >= 4) napi_get_value_bool(env, argv[3], &start);
+  if (start) lane_cmd(ln, L_LISTEN, L);
   return obj;
+}
+
+// start(listener): begin accepting (a listener created with start false).
+static napi_value js_start (napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  lane_listener_t *L = get_listener(env, info, 1, argv);
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "start(listener)");
+  if (atomic_load(&L->stopped)) return NULL;
+  lane_cmd(L->lane, L_LISTEN, L);
+  return NULL;
 }
 
 static lane_listener_t *get_listener (napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
@@ -1137,6 +1303,12 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
       return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setBackends: backend host is not an IP address");
     }
   }
+  // Histogram slots first: published by the mutex below before any worker can pick the backend.
+  lane_t *ln = L->lane;
+  for (uint32_t i = 0; ln->hist != NULL && i < n; i++) {
+    if (ln->hist[bs[i].id] != NULL) continue;
+    ln->hist[bs[i].id] = calloc(1, sizeof(conn_hist_t));  // NULL (no memory): that backend's connects go uncounted
+  }
   pthread_mutex_lock(&L->mu);
   if (ensure_groups(L, group + 1) != 0) {
     pthread_mutex_unlock(&L->mu);
@@ -1151,12 +1323,87 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// setRoutes(listener, routed, names: string[], wild: number[], groups: number[], defaultGroup, peekMs, nGroups):
+// One CIDR ("a.b.c.d/n", "x::y/n", or an address alone) into IPv6 form (see cidr_t). 0 on success.
+static int parse_cidr (const char *s, cidr_t *out) {
+  char addr[INET6_ADDRSTRLEN + 1];
+  const char *slash = strchr(s, '/');
+  size_t al = slash != NULL ? (size_t)(slash - s) : strlen(s);
+  if (al == 0 || al >= sizeof addr) return -1;
+  memcpy(addr, s, al);
+  addr[al] = 0;
+  int max, off;
+  memset(out, 0, sizeof *out);
+  if (inet_pton(AF_INET, addr, out->a + 12) == 1) {
+    out->a[10] = out->a[11] = 0xff;
+    max = 32;
+    off = 96;
+  } else if (inet_pton(AF_INET6, addr, out->a) == 1) {
+    max = 128;
+    off = 0;
+  } else {
+    return -1;
+  }
+  long bits = max;
+  if (slash != NULL) {
+    char *end = NULL;
+    if (slash[1] < '0' || slash[1] > '9') return -1;
+    bits = strtol(slash + 1, &end, 10);
+    if (*end != 0 || bits < 0 || bits > max) return -1;
+  }
+  out->bits = (uint8_t)(off + bits);
+  // Clear the host bits: BlockList.addSubnet matches by the prefix alone.
+  for (int i = 0; i < 16; i++) {
+    int keep = out->bits - 8 * i;
+    if (keep >= 8) continue;
+    out->a[i] &= keep <= 0 ? 0 : (uint8_t)(0xff00u >> keep);
+  }
+  return 0;
+}
+
+// sets: string[][] -> acl_t[n]; NULL with *err set on a bad argument.
+static acl_t *parse_acls (napi_env env, napi_value sets, uint32_t *n_out, const char **err) {
+  uint32_t n = 0;
+  bool is_arr = false;
+  *err = NULL;
+  *n_out = 0;
+  if (napi_is_array(env, sets, &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, sets, &n) != napi_ok || n > KT_LANE_MAX_ACLS) { *err = "setRoutes: bad source-range sets"; return NULL; }
+  if (n == 0) return NULL;
+  acl_t *v = calloc(n, sizeof *v);
+  if (v == NULL) { *err = "ENOMEM"; return NULL; }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value set;
+    uint32_t m = 0;
+    is_arr = false;
+    if (napi_get_element(env, sets, i, &set) != napi_ok || napi_is_array(env, set, &is_arr) != napi_ok || !is_arr ||
+        napi_get_array_length(env, set, &m) != napi_ok || m > KT_LANE_MAX_CIDRS) { *err = "setRoutes: bad source-range set"; acls_free(v, (int)n); return NULL; }
+    v[i].v = m > 0 ? calloc(m, sizeof *v[i].v) : NULL;
+    if (m > 0 && v[i].v == NULL) { *err = "ENOMEM"; acls_free(v, (int)n); return NULL; }
+    v[i].n = (int)m;
+    for (uint32_t k = 0; k < m; k++) {
+      napi_value c;
+      char buf[INET6_ADDRSTRLEN + 8];
+      size_t bl = 0;
+      if (napi_get_element(env, set, k, &c) != napi_ok || napi_get_value_string_utf8(env, c, buf, sizeof buf, &bl) != napi_ok ||
+          bl >= sizeof buf - 1 || parse_cidr(buf, &v[i].v[k]) != 0) { *err = "setRoutes: bad source range"; acls_free(v, (int)n); return NULL; }
+    }
+  }
+  *n_out = n;
+  return v;
+}
+
+// setRoutes(listener, routed, names: string[], wild: number[], groups: number[], defaultGroup, peekMs, nGroups,
+//           acls?: number[], listenerAcl?: number, aclSets?: string[][]):
 // the hostname routes (normalised and deduplicated by JS, first wins, as
-// HostMatcher), the default group (-1: none) and how many groups there are.
+// HostMatcher), the default group (-1: none) and how many groups there are;
+// then the source ranges: each route's set (-1: everyone), the listener's own
+// set (-1: everyone) and the sets as CIDR strings. Swapped in under the
+// listener's mutex together with the routes: a connection being matched sees
+// the old table or the new one, never a mix, never freed memory.
 static napi_value js_set_routes (napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  lane_listener_t *L = get_listener(env, info, 8, argv);
+  napi_value argv[11];
+  size_t argc = 11;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_listener_t *L = argc >= 8 ? unwrap_tagged(env, argv[0], &kListenerTag) : NULL;
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setRoutes(listener, routed, names, wild, groups, defaultGroup, peekMs, nGroups)");
   int32_t routed, def, peek_ms, n_groups;
   uint32_t n = 0;
@@ -1166,8 +1413,23 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
       napi_get_array_length(env, argv[2], &n) != napi_ok || n > KT_LANE_MAX_ROUTES) {
     return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad arguments");
   }
+  // Source ranges (optional: builds of fastlane.ts without them push none).
+  int32_t listener_acl = -1;
+  uint32_t n_acls = 0;
+  acl_t *acls = NULL;
+  bool has_acl_arr = false;
+  if (argc >= 11) {
+    const char *err = NULL;
+    acls = parse_acls(env, argv[10], &n_acls, &err);
+    if (err != NULL) return throw_msg(env, strcmp(err, "ENOMEM") == 0 ? "ENOMEM" : "ERR_INVALID_ARG_VALUE", err);
+    if (napi_get_value_int32(env, argv[9], &listener_acl) != napi_ok || listener_acl < -1 || listener_acl >= (int32_t)n_acls ||
+        napi_is_array(env, argv[8], &has_acl_arr) != napi_ok) {
+      acls_free(acls, (int)n_acls);
+      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad listener source-range set");
+    }
+  }
   kt_route_t *v = n > 0 ? calloc(n, sizeof *v) : NULL;
-  if (n > 0 && v == NULL) return throw_msg(env, "ENOMEM", "setRoutes");
+  if (n > 0 && v == NULL) { acls_free(acls, (int)n_acls); return throw_msg(env, "ENOMEM", "setRoutes"); }
   kt_routes_t nr = { v, 0, 0 };
   for (uint32_t i = 0; i < n; i++) {
     napi_value vn, vw, vg;
@@ -1184,20 +1446,33 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
         napi_get_value_int32(env, vw, &w) != napi_ok || napi_get_value_int32(env, vg, &g) != napi_ok || g < 0 || g >= n_groups) {
       nr.n = (int)i;
       kt_routes_free(&nr);
+      acls_free(acls, (int)n_acls);
       return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad route");
     }
+    int32_t a = -1;
+    if (has_acl_arr) {
+      napi_value va;
+      if (napi_get_element(env, argv[8], i, &va) != napi_ok || napi_get_value_int32(env, va, &a) != napi_ok || a < -1 || a >= (int32_t)n_acls) {
+        nr.n = (int)i;
+        kt_routes_free(&nr);
+        acls_free(acls, (int)n_acls);
+        return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad route source-range set");
+      }
+    }
     v[i].name = malloc(rl > 0 ? rl : 1);
-    if (v[i].name == NULL) { nr.n = (int)i; kt_routes_free(&nr); return throw_msg(env, "ENOMEM", "setRoutes"); }
+    if (v[i].name == NULL) { nr.n = (int)i; kt_routes_free(&nr); acls_free(acls, (int)n_acls); return throw_msg(env, "ENOMEM", "setRoutes"); }
     memcpy(v[i].name, raw, rl);
     v[i].len = (uint16_t)rl;
     v[i].wild = w != 0;
     v[i].group = g;
+    v[i].acl = a;
   }
   kt_routes_build(&nr, v, (int)n);
   pthread_mutex_lock(&L->mu);
   if (ensure_groups(L, n_groups) != 0) {
     pthread_mutex_unlock(&L->mu);
     kt_routes_free(&nr);
+    acls_free(acls, (int)n_acls);
     return throw_msg(env, "ENOMEM", "setRoutes");
   }
   // Groups no route points at any more: new connections cannot pick them.
@@ -1206,8 +1481,15 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
   kt_routes_t old = L->routes;
   L->routes = nr;
   L->default_group = def;
+  acl_t *old_acls = L->acls;
+  int old_n_acls = L->n_acls;
+  L->acls = acls;
+  L->n_acls = (int)n_acls;
+  L->listener_acl = listener_acl;
+  atomic_store(&L->has_listener_acl, listener_acl >= 0);
   pthread_mutex_unlock(&L->mu);
   kt_routes_free(&old);
+  acls_free(old_acls, old_n_acls);
   atomic_store(&L->peek_ms, peek_ms);
   atomic_store(&L->routed, routed != 0);
   return NULL;
@@ -1279,6 +1561,31 @@ static napi_value js_backend_active (napi_env env, napi_callback_info info) {
     return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendActive(lane, id)");
   }
   napi_create_int32(env, atomic_load(&ln->backend_active[id]), &out);
+  return out;
+}
+
+// connectStats(lane, id, out: Float64Array(n + 2)) -> false when the backend has no slot:
+// out[0] the sum in seconds, out[1..n+1] the per-bucket counts (the last one past every bound).
+static napi_value js_connect_stats (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 3 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  int32_t id = -1;
+  napi_typedarray_type t;
+  size_t len = 0;
+  void *data = NULL;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS ||
+      napi_get_typedarray_info(env, argv[2], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float64_array || len < (size_t)ln->hist_n + 2) {
+    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "connectStats(lane, id, out)");
+  }
+  conn_hist_t *h = ln->hist != NULL ? ln->hist[id] : NULL;
+  double *o = data;
+  if (h != NULL) {
+    o[0] = (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9;
+    for (int i = 0; i <= ln->hist_n; i++) o[1 + i] = (double)atomic_load_explicit(&h->b[i], memory_order_relaxed);
+  }
+  napi_get_boolean(env, h != NULL, &out);
   return out;
 }
 
@@ -1410,6 +1717,8 @@ static napi_value js_peek_match (napi_env env, napi_callback_info info) {
 }
 
 void kt_lane_init (napi_env env, napi_value exports) {
+  napi_value version;
+  napi_create_int32(env, KT_LANE_VERSION, &version);
   napi_property_descriptor props[] = {
     { "createLane", NULL, js_create_lane, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneListen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -1426,6 +1735,9 @@ void kt_lane_init (napi_env env, napi_value exports) {
     { "laneSetCap", NULL, js_set_cap, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneRef", NULL, js_lane_ref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneClose", NULL, js_lane_close, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneStart", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneConnectStats", NULL, js_connect_stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneVersion", NULL, NULL, NULL, NULL, version, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -88,6 +88,7 @@ typedef struct lane_conn {
   uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
   int32_t group;         // the upstream group picked from (0: the listener's default on L4)
   int64_t start_ms, deadline_ms;
+  int64_t connect_ns;    // monotonic time of the current connect(), for the latency histogram
   pair_t *cprev, *cnext; // the engine's connecting or peeking list (deadline order)
   void *peek;            // routed listener, while peeking: parser state and the bytes read
   char *name;            // the routed name, kept for the access log only while it is on

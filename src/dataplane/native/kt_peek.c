@@ -517,13 +517,12 @@ static int route_cmp (const void *a, const void *b) {
   return memcmp(x->name, y->name, x->len);
 }
 
-static int32_t find (const kt_routes_t *r, uint8_t wild, const char *name, size_t len) {
+static const kt_route_t *find (const kt_routes_t *r, uint8_t wild, const char *name, size_t len) {
   kt_route_t key;
   key.wild = wild;
   key.len = (uint16_t)len;
   key.name = (char *)name;
-  const kt_route_t *hit = bsearch(&key, r->v, (size_t)r->n, sizeof *r->v, route_cmp);
-  return hit == NULL ? -1 : hit->group;
+  return bsearch(&key, r->v, (size_t)r->n, sizeof *r->v, route_cmp);
 }
 
 int kt_routes_build (kt_routes_t *r, kt_route_t *v, int n) {
@@ -543,16 +542,21 @@ void kt_routes_free (kt_routes_t *r) {
   r->n = 0;
 }
 
-int32_t kt_routes_match (const kt_routes_t *r, const char *name, size_t len) {
-  if (r->n == 0 || r->v == NULL || len == 0) return -1;
-  int32_t g = find(r, 0, name, len);  // an exact entry wins over any wildcard
-  if (g >= 0 || !r->has_wild) return g;
+const kt_route_t *kt_routes_find (const kt_routes_t *r, const char *name, size_t len) {
+  if (r->n == 0 || r->v == NULL || len == 0) return NULL;
+  const kt_route_t *hit = find(r, 0, name, len);  // an exact entry wins over any wildcard
+  if (hit != NULL || !r->has_wild) return hit;
   // Suffixes left to right: the first found is the longest; at least one
   // label stays in front of it (`*.x.test` never matches `x.test`).
   for (size_t i = 0; i < len; i++) {
     if (name[i] != '.') continue;
-    g = find(r, 1, name + i + 1, len - i - 1);
-    if (g >= 0) return g;
+    hit = find(r, 1, name + i + 1, len - i - 1);
+    if (hit != NULL) return hit;
   }
-  return -1;
+  return NULL;
+}
+
+int32_t kt_routes_match (const kt_routes_t *r, const char *name, size_t len) {
+  const kt_route_t *hit = kt_routes_find(r, name, len);
+  return hit == NULL ? -1 : hit->group;
 }

@@ -50,6 +50,7 @@ typedef struct kt_route {
   uint16_t len;
   uint8_t wild;
   int32_t group;
+  int32_t acl;      // the route's own source ranges (index into the listener's sets), -1: everyone
 } kt_route_t;
 
 typedef struct kt_routes {
@@ -63,6 +64,8 @@ int kt_routes_build (kt_routes_t *r, kt_route_t *v, int n);
 void kt_routes_free (kt_routes_t *r);
 // The group for a normalised name, or -1 (default route). HostMatcher.match semantics.
 int32_t kt_routes_match (const kt_routes_t *r, const char *name, size_t len);
+// The matching entry itself (group and source ranges), or NULL. Same rules.
+const kt_route_t *kt_routes_find (const kt_routes_t *r, const char *name, size_t len);
 
 // Exposed for the differential tests and the matcher: 0 on success.
 int kt_normalize_hostname (const uint8_t *s, size_t n, char *out, uint16_t *out_len);
