@@ -1208,6 +1208,14 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   return obj;
 }
 
+
+static lane_listener_t *get_listener (napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < want) return NULL;
+  return unwrap_tagged(env, argv[0], &kListenerTag);
+}
+
 // start(listener): begin accepting (a listener created with start false).
 static napi_value js_start (napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -1216,13 +1224,6 @@ static napi_value js_start (napi_env env, napi_callback_info info) {
   if (atomic_load(&L->stopped)) return NULL;
   lane_cmd(L->lane, L_LISTEN, L);
   return NULL;
-}
-
-static lane_listener_t *get_listener (napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < want) return NULL;
-  return unwrap_tagged(env, argv[0], &kListenerTag);
 }
 
 // configure(listener, maxConns, connectMs, idleMs, halfMs, attempts, policy, log)
