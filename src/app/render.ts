@@ -69,8 +69,24 @@ export function formatStatus (st: UpStatus, width = 120): string[] {
   out.push('')
   const t = st.totals
   out.push(`connections: ${t.active} active, ${t.accepted} accepted; bytes: ${fmtBytes(t.bytesIn)} in, ${fmtBytes(t.bytesOut)} out; pool: ${t.poolHits} hits, ${t.poolMisses} misses`)
+  out.push(...formatListeners(st))
   for (const c of st.conflicts) out.push(`conflict: ${c.message}`)
   return out
+}
+
+/**
+ * One line per listener: which path carries it (`native`: the addon's accept
+ * lane; `js`: JS accepts and connects) and, for `js`, why, so a slow
+ * listener can be explained without reading the source.
+ */
+export function formatListeners (st: Pick<UpStatus, 'listeners'>): string[] {
+  const ls = [...st.listeners].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  if (ls.length === 0) return []
+  const w = Math.max(...ls.map((l) => l.name.length))
+  return ['listeners:', ...ls.map((l) => {
+    const path = l.path === 'native' ? 'native lane' : `js (${l.pathReason ?? 'unknown'})`
+    return `  ${l.name.padEnd(w)}  ${l.active} active, ${l.accepted} accepted, ${path}`
+  })]
 }
 
 /** Plain lines for scripts (stdout not a TTY): one per Service, after `ready`. */

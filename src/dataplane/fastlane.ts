@@ -173,16 +173,24 @@ export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstr
  * an addon that enforces them (`ranges`).
  */
 export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): boolean {
+  return laneIneligibility(cfg, poolSizeDefault, upstreamOf, routed, ranges) === undefined
+}
+
+/**
+ * Why the lane cannot take this listener, in a few words for `kind-tunnel
+ * status` (undefined: it can). The checks of laneEligible, in its order.
+ */
+export function laneIneligibility (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): string | undefined {
   const spec = cfg.spec
   if (ranged(spec.sourceRanges) || spec.routes.some((r) => ranged(r.sourceRanges))) {
-    if (!ranges) return false
-    if (!rangesCarried(spec.sourceRanges) || !spec.routes.every((r) => rangesCarried(r.sourceRanges))) return false
+    if (!ranges) return 'source ranges (this build of the addon does not enforce them)'
+    if (!rangesCarried(spec.sourceRanges) || !spec.routes.every((r) => rangesCarried(r.sourceRanges))) return 'source ranges the addon cannot carry'
   }
   const peeks = cfg.peek || cfg.matcher !== undefined
-  if (peeks && (!routed || upstreamOf === undefined)) return false
-  if (!peeks && cfg.defaultUpstream === undefined) return false
+  if (peeks && (!routed || upstreamOf === undefined)) return 'hostname routes (this build of the addon does not route)'
+  if (!peeks && cfg.defaultUpstream === undefined) return 'no upstream'
   const plan = lanePlan(cfg, upstreamOf ?? (() => undefined))
-  if (plan === undefined) return false
+  if (plan === undefined) return 'a route the lane cannot carry'
   let backends = 0
   // The lane balances with one policy per listener: routes to upstreams of
   // different policies (round-robin and least-connections) stay on JS, where
@@ -190,15 +198,17 @@ export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSett
   const policy = plan.groups[0]?.policy
   for (const up of plan.groups) {
     const us = up.spec
-    if (up.policy !== policy) return false
-    if ((us.dialer ?? 'direct') !== 'direct' || us.proxyProtocol !== undefined) return false
-    if (effectivePoolSize(us.poolSize, poolSizeDefault, us.dialer) !== 0) return false
-    if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return false
+    if (up.policy !== policy) return `upstreams with different policies (${String(policy)}, ${up.policy})`
+    if ((us.dialer ?? 'direct') !== 'direct') return `dialer ${String(us.dialer)}`
+    if (us.proxyProtocol !== undefined) return `PROXY protocol ${us.proxyProtocol} (${up.id})`
+    const pool = effectivePoolSize(us.poolSize, poolSizeDefault, us.dialer)
+    if (pool !== 0) return `warm pool of ${pool} (${up.id})`
+    if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return `policy ${up.policy} (${up.id})`
     // Native connects to addresses only: a name would need a resolver per connect.
-    for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return false
+    for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return `backend ${b.endpoint.host} is a name, not an address`
     backends += up.backends.length
   }
-  return backends < MAX_BACKEND_IDS
+  return backends < MAX_BACKEND_IDS ? undefined : `over ${MAX_BACKEND_IDS - 1} backends`
 }
 
 interface Out { cell: Cell, last: number }
@@ -482,7 +492,12 @@ export class FastLane {
   }
 
   private eligible (l: Listener): boolean {
-    return laneEligible(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined, (this.binding.laneVersion ?? 0) >= 2)
+    return this.ineligibility(l) === undefined
+  }
+
+  /** Why this listener is not on the lane (undefined: eligible). */
+  ineligibility (l: Listener): string | undefined {
+    return laneIneligibility(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined, (this.binding.laneVersion ?? 0) >= 2)
   }
 
   backendId (up: Upstream, b: Backend): number {

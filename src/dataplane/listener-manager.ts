@@ -312,6 +312,17 @@ export class ListenerManager {
   }
 
   /** A plain snapshot for status: listeners, upstreams, backends. */
+  /**
+   * Which path carries a listener's connections: `native` (the accept lane:
+   * accept, peek, connect and splice on the addon's threads) or `js`, and why
+   * it is not native, for `kind-tunnel status`.
+   */
+  private pathOf (l: Listener): { path: 'native' | 'js', pathReason?: string } {
+    if (l.lane !== undefined && !l.lane.stopped) return { path: 'native' }
+    if (this.lane === undefined) return { path: 'js', pathReason: this.splicer === undefined ? 'native addon off or not built' : 'native accept lane off' }
+    return { path: 'js', pathReason: this.lane.ineligibility(l) ?? 'handed back' }
+  }
+
   snapshot (): DataplaneSnapshot {
     this.lane?.sync()
     return {
@@ -328,6 +339,7 @@ export class ListenerManager {
         bytesOut: l.bytesOut.v,
         routes: l.config.spec.routes.flatMap((r) => r.names),
         default: l.config.defaultUpstream?.id,
+        ...this.pathOf(l),
       })),
       upstreams: [...this.upstreams.values()].map((u) => ({
         id: u.id,
@@ -340,7 +352,7 @@ export class ListenerManager {
 export interface DataplaneSnapshot {
   version: number
   active: number
-  listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined }>
+  listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined, path: 'native' | 'js', pathReason?: string }>
   upstreams: Array<{ id: string, backends: BackendStatus[] }>
 }
 

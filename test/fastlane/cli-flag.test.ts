@@ -26,7 +26,15 @@ for (const c of cases) {
     const s = await dial(port)
     s.end('ping')
     t.equal((await readAll(s)).toString(), 'ping')
-    const text = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text()
+    // The client saw the end before the proxy's pair finished counting it
+    // (the lane counts a pair once both directions are closed): scrape until
+    // it shows, bounded.
+    let text = ''
+    for (let i = 0; i < 30; i++) {
+      text = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text()
+      if (/kt_connections_total\{[^}]*outcome="eof"[^}]*\} 1/.test(text)) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
     t.match(text, new RegExp(`\\nkt_native_accept_listeners ${c.lane}\\n`))
     t.match(text, /kt_connections_total\{[^}]*outcome="eof"[^}]*\} 1/)
     const r = await px.stop('SIGTERM')
