@@ -157,5 +157,8 @@ export async function waitFor (fn: () => boolean | Promise<boolean>, ms = 5000, 
     if (await fn()) return
     await sleep(10)
   }
+  // One last look: under CPU load the sleep above can overrun the deadline, so
+  // the loop may exit without having checked after the last wait.
+  if (await fn()) return
   throw new Error(`timed out waiting for ${what}`)
 }
