@@ -99,18 +99,6 @@ export interface LanePlan {
   readonly aclSets: readonly (readonly string[])[]
 }
 
-/** Whether native can parse every CIDR as Node did (no zone index: BlockList has none either). */
-function rangesCarried (cidrs: readonly string[] | undefined): boolean {
-  if (cidrs === undefined) return true
-  for (const c of cidrs) {
-    const slash = c.indexOf('/')
-    const addr = slash < 0 ? c : c.slice(0, slash)
-    if (addr.includes('%') || isIP(addr) === 0) return false
-    if (slash >= 0 && !/^\d{1,3}$/.test(c.slice(slash + 1))) return false
-  }
-  return true
-}
-
 const ranged = (cidrs: readonly string[] | undefined): cidrs is readonly string[] => cidrs !== undefined && cidrs.length > 0
 
 /**
@@ -165,27 +153,19 @@ export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstr
 }
 
 /**
- * Whether the lane may take this listener (everything else stays on the JS
- * path): every upstream it can route to direct-dialed to IP backends, without
- * PROXY protocol or warm pool, round-robin or least-connections. Listeners
- * with hostname routes need `upstreamOf` (to find the routes' upstreams) and
- * an addon with routes (`routed`); source ranges, on the listener or a route,
- * an addon that enforces them (`ranges`).
- */
-export function laneEligible (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): boolean {
-  return laneIneligibility(cfg, poolSizeDefault, upstreamOf, routed, ranges) === undefined
-}
-
-/**
  * Why the lane cannot take this listener, in a few words for `kind-tunnel
- * status` (undefined: it can). The checks of laneEligible, in its order.
+ * status`; undefined when it can. It can when every upstream it can route to
+ * is direct-dialed to IP backends, without PROXY protocol or warm pool,
+ * round-robin or least-connections, all with one policy. Listeners with
+ * hostname routes need `upstreamOf` (to find the routes' upstreams) and an
+ * addon with routes (`routed`); source ranges, on the listener or a route, an
+ * addon that enforces them (`ranges`).
  */
 export function laneIneligibility (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): string | undefined {
   const spec = cfg.spec
-  if (ranged(spec.sourceRanges) || spec.routes.some((r) => ranged(r.sourceRanges))) {
-    if (!ranges) return 'source ranges (this build of the addon does not enforce them)'
-    if (!rangesCarried(spec.sourceRanges) || !spec.routes.every((r) => rangesCarried(r.sourceRanges))) return 'source ranges the addon cannot carry'
-  }
+  // Every range reaching here passed listener-manager.ts addCidr, whose
+  // syntax the native parser reads as is.
+  if (!ranges && (ranged(spec.sourceRanges) || spec.routes.some((r) => ranged(r.sourceRanges)))) return 'source ranges (this build of the addon does not enforce them)'
   const peeks = cfg.peek || cfg.matcher !== undefined
   if (peeks && (!routed || upstreamOf === undefined)) return 'hostname routes (this build of the addon does not route)'
   if (!peeks && cfg.defaultUpstream === undefined) return 'no upstream'
@@ -272,7 +252,7 @@ export class LaneListener {
       this.planFor = cfg
     }
     const plan = this.plan
-    // One policy per listener natively (laneEligible requires the groups to agree).
+    // One policy per listener natively (laneIneligibility requires the groups to agree).
     const policy = (up ?? plan.groups[0])?.policy === 'least-connections' ? 1 : 0
     const sig = `${cfg.maxConnections},${o.connectTimeoutMs},${o.idleTimeoutMs},${o.halfCloseTimeoutMs},${o.connectAttempts},${policy},${o.accessLog ? 1 : 0}`
     if (sig !== this.configSig) {
@@ -443,7 +423,7 @@ export class FastLane {
    * path keeps it) when not eligible or when native refuses the fd.
    */
   adopt (l: Listener): LaneListener | undefined {
-    if (this.closed || !this.eligible(l)) return undefined
+    if (this.closed || this.ineligibility(l) !== undefined) return undefined
     const fd = (l.server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
     if (typeof fd !== 'number' || fd < 0) return undefined
     const id = this.nextListenerId++
@@ -478,7 +458,7 @@ export class FastLane {
    */
   reconfigure (ll: LaneListener): boolean {
     const l = ll.listener
-    if (this.eligible(l)) { ll.configure(); return true }
+    if (this.ineligibility(l) === undefined) { ll.configure(); return true }
     // Our own reference first: the workers close theirs once they stopped.
     let fd: number | undefined
     try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
@@ -489,10 +469,6 @@ export class FastLane {
     ll.stop()
     l.server.listen({ fd, backlog: 4096 })
     return false
-  }
-
-  private eligible (l: Listener): boolean {
-    return this.ineligibility(l) === undefined
   }
 
   /** Why this listener is not on the lane (undefined: eligible). */

@@ -371,11 +371,14 @@ function blockList (cidrs: readonly string[] | undefined): BlockList | undefined
 function addCidr (list: BlockList, cidr: string): void {
   const slash = cidr.indexOf('/')
   const addr = slash < 0 ? cidr : cidr.slice(0, slash)
-  const fam = isIP(addr)
+  // No zone index (`%eth0`): BlockList has none, and the native lane parses
+  // exactly what is admitted here.
+  const fam = addr.includes('%') ? 0 : isIP(addr)
   if (fam === 0) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} is not a CIDR`)
   const max = fam === 4 ? 32 : 128
-  const bits = slash < 0 ? max : Number(cidr.slice(slash + 1))
-  if (!Number.isInteger(bits) || bits < 0 || bits > max) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} has a bad prefix length`)
+  const prefix = slash < 0 ? String(max) : cidr.slice(slash + 1)
+  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1
+  if (bits < 0 || bits > max) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} has a bad prefix length`)
   const type = fam === 4 ? 'ipv4' : 'ipv6'
   list.addSubnet(addr, bits, type)
   // An IPv4 range also admits IPv4-mapped IPv6 clients (dual-stack sockets).
