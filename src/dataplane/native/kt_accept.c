@@ -115,7 +115,7 @@ typedef struct lane_listener {
   int n_acls;
   int listener_acl;   // the listener's own set (-1: everyone); read under mu
   atomic_int has_listener_acl;  // lets accept skip the lock when there is none
-  int default_group;  // -1: none (unmatched connections are closed and counted no_route)
+  atomic_int default_group;  // -1: none (unmatched connections are closed and counted no_route); below n_groups (setRoutes checks), read without mu
   atomic_int routed;  // peek the first flight and route by name (issue #3)
   atomic_int peek_ms;
   int policy;  // 0 round-robin, 1 least-connections
@@ -188,6 +188,16 @@ static void l_unref (lane_listener_t *L) {
 // Events for JS go into one buffer, handed over whole by the threadsafe
 // function: one call per batch, however many records it holds, so the cost
 // per connection is a memcpy of 128 bytes, not a JS call.
+
+// Wake JS for the records queued; if that cannot be queued, the next emit or tick retries.
+static void post_batch (lane_t *ln) {
+  if (napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
+    pthread_mutex_lock(&ln->rmu);
+    ln->posted = 0;
+    pthread_mutex_unlock(&ln->rmu);
+  }
+}
+
 // n records that belong together (a close record and the name records before
 // it) go in under one lock, so no other worker's record lands between them.
 static void emit_n (lane_t *ln, const double *rec, size_t n) {
@@ -222,11 +232,7 @@ static void emit_n (lane_t *ln, const double *rec, size_t n) {
     }
   }
   pthread_mutex_unlock(&ln->rmu);
-  if (post && napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
-    pthread_mutex_lock(&ln->rmu);
-    ln->posted = 0;
-    pthread_mutex_unlock(&ln->rmu);
-  }
+  if (post) post_batch(ln);
 }
 
 static void emit (lane_t *ln, const double *rec) { emit_n(ln, rec, 1); }
@@ -244,11 +250,7 @@ static void flush_due (lane_t *ln, int64_t now) {
   }
   atomic_store(&ln->flush_at, 0);
   pthread_mutex_unlock(&ln->rmu);
-  if (post && napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
-    pthread_mutex_lock(&ln->rmu);
-    ln->posted = 0;
-    pthread_mutex_unlock(&ln->rmu);
-  }
+  if (post) post_batch(ln);
 }
 
 // The client's address in IPv6 form (IPv4 as ::ffff:a, see cidr_t).
@@ -573,15 +575,14 @@ static void route_to (engine_t *e, pair_t *p, int32_t group, int route) {
     kt_finish(e, p, C_ERROR, errno, 1);
     return;
   }
-  lc->group = group;
   connect_next(e, p);
 }
 
+// Read without the listener's lock (one lock round trip less per connection):
+// setRoutes stores a group below the n_groups it stores with it, and pick()
+// re-checks the group against n_groups under the lock it takes anyway.
 static int32_t default_group (lane_listener_t *L) {
-  pthread_mutex_lock(&L->mu);
-  int32_t g = L->default_group < L->n_groups ? L->default_group : -1;
-  pthread_mutex_unlock(&L->mu);
-  return g;
+  return atomic_load(&L->default_group);
 }
 
 // connection.ts routeDefault(): the listener's default, or close (no_route).
@@ -1191,7 +1192,7 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   atomic_store(&L->half_ms, 30000);
   atomic_store(&L->attempts, 3);
   atomic_store(&L->peek_ms, 10000);
-  L->default_group = 0;
+  atomic_store(&L->default_group, 0);
   L->listener_acl = -1;
   pthread_mutex_init(&L->mu, NULL);
   napi_value obj;
@@ -1481,7 +1482,7 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
   L->n_groups = n_groups;
   kt_routes_t old = L->routes;
   L->routes = nr;
-  L->default_group = def;
+  atomic_store(&L->default_group, def);
   acl_t *old_acls = L->acls;
   int old_n_acls = L->n_acls;
   L->acls = acls;

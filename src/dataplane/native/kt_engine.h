@@ -159,7 +159,6 @@ typedef struct engine {
 // ---------------------------------------------------------------- shared with the lane (kt_accept.c)
 
 engine_t *kt_get_engine (napi_env env, napi_value v);
-void kt_wake (engine_t *e);
 void kt_enqueue (engine_t *e, cmd_t *c);
 // Start splicing a pair whose sides are connected; sides already in the epoll
 // set (pair->registered bit i) are not added again.

@@ -525,14 +525,13 @@ static const kt_route_t *find (const kt_routes_t *r, uint8_t wild, const char *n
   return bsearch(&key, r->v, (size_t)r->n, sizeof *r->v, route_cmp);
 }
 
-int kt_routes_build (kt_routes_t *r, kt_route_t *v, int n) {
+void kt_routes_build (kt_routes_t *r, kt_route_t *v, int n) {
   // Entries arrive normalised and deduplicated by JS (first wins, as HostMatcher).
   if (n > 1) qsort(v, (size_t)n, sizeof *v, route_cmp);
   r->v = v;
   r->n = n;
   r->has_wild = 0;
   for (int i = 0; i < n; i++) if (v[i].wild) r->has_wild = 1;
-  return 0;
 }
 
 void kt_routes_free (kt_routes_t *r) {

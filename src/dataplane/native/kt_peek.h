@@ -33,7 +33,7 @@ typedef struct kt_peek {
   // TLS record walk (tls.ts TlsHelloAssembler)
   uint32_t hdr_left, hdr_len, rec_left, hs_seen, hs_len, records;
   // HTTP head scan (http.ts HttpHeadScanner)
-  uint8_t hstate, is_pri, is_star, major, minor, result;
+  uint8_t hstate, is_pri, is_star, major, minor;
   uint32_t count, line_bytes, head_end;
   uint16_t name_len;
   char name[KT_PEEK_NAME_MAX + 1];  // normalised, NUL-terminated, for KP_SNI / KP_HOST
@@ -60,7 +60,7 @@ typedef struct kt_routes {
 } kt_routes_t;
 
 // Takes ownership of v (and each name).
-int kt_routes_build (kt_routes_t *r, kt_route_t *v, int n);
+void kt_routes_build (kt_routes_t *r, kt_route_t *v, int n);
 void kt_routes_free (kt_routes_t *r);
 // The group for a normalised name, or -1 (default route). HostMatcher.match semantics.
 int32_t kt_routes_match (const kt_routes_t *r, const char *name, size_t len);

@@ -432,6 +432,13 @@ static void free_grave (engine_t *e) {
   }
 }
 
+// What an epoll event says a side can do now (edge-triggered: remembered until tried).
+static inline void note_events (side_t *s, uint32_t ev) {
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
+}
+
 static void *worker (void *arg) {
   engine_t *e = arg;
   sigset_t all;
@@ -486,9 +493,7 @@ static void *worker (void *arg) {
         // finish the connect. The client's are remembered for the pump.
         if (p->lane->peeking) { kt_lane_peek_event(e, p, ev); continue; }
         if (s->idx == 1) { kt_lane_connect_event(e, p, ev); continue; }
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
-        if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
-        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
+        note_events(s, ev);
         continue;
       }
       if (ev & EPOLLERR) {
@@ -501,9 +506,7 @@ static void *worker (void *arg) {
           continue;
         }
       }
-      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
-      if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
-      if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
+      note_events(s, ev);
       pump_pair(e, p);
     }
     if (commands) run_commands(e);
@@ -822,12 +825,7 @@ static napi_value js_add (napi_env env, napi_callback_info info) {
   atomic_fetch_add(&e->pairs, 1);
   // Registration is the worker's job: epoll_ctl from this thread would race its
   // event handling, so hand the pair over through a queue and an eventfd.
-  pthread_mutex_lock(&e->mu);
-  if (e->q_tail != NULL) e->q_tail->next = c;
-  else e->q_head = c;
-  e->q_tail = c;
-  pthread_mutex_unlock(&e->mu);
-  wake(e);
+  kt_enqueue(e, c);
   return NULL;
 }
 
@@ -845,12 +843,7 @@ static napi_value js_abort (napi_env env, napi_callback_info info) {
   if (c == NULL) return throw_errno(env, ENOMEM, "abort");
   c->type = CMD_ABORT;
   c->id = (uint64_t)idd;
-  pthread_mutex_lock(&e->mu);
-  if (e->q_tail != NULL) e->q_tail->next = c;
-  else e->q_head = c;
-  e->q_tail = c;
-  pthread_mutex_unlock(&e->mu);
-  wake(e);
+  kt_enqueue(e, c);
   return NULL;
 }
 
@@ -906,7 +899,6 @@ static napi_value js_close (napi_env env, napi_callback_info info) {
 // ---------------------------------------------------------------- shared with the lane
 
 engine_t *kt_get_engine (napi_env env, napi_value v) { return get_engine(env, v); }
-void kt_wake (engine_t *e) { wake(e); }
 void kt_start_pair (engine_t *e, pair_t *p) { add_pair(e, p); }
 void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset) { finish(e, p, cause, err, reset); }
 void kt_reset_fd (int fd) { reset_fd(fd); }
