@@ -56,7 +56,7 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
 
   // --pool-size goes to the data plane's default (dataplane.poolSize below);
   // `auto` is resolved per upstream there (pool.ts effectivePoolSize).
-  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined, _routed: boolean): UpstreamSpec => {
+  const upstream = (id: string, endpoints: Endpoint[], pp: ProxyProtocolVersion | undefined): UpstreamSpec => {
     return {
       id,
       endpoints,
@@ -65,7 +65,7 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
     }
   }
 
-  const def = a.backend === undefined ? undefined : upstream('default', parseEndpointList(a.backend, '--backend'), proxyProtocol, false)
+  const def = a.backend === undefined ? undefined : upstream('default', parseEndpointList(a.backend, '--backend'), proxyProtocol)
   const routes: HostRoute[] = []
   const seenNames = new Set<string>()
   for (const raw of a.route ?? []) {
@@ -82,7 +82,7 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
       if (seenNames.has(n)) throw new InvalidArgumentError('KT_ERR_INVALID_ROUTE', `--route: ${n} is routed twice`)
       seenNames.add(n)
     }
-    routes.push({ names: r.names, upstream: upstream(`route:${r.names.join('|')}`, r.endpoints, pp, true) })
+    routes.push({ names: r.names, upstream: upstream(`route:${r.names.join('|')}`, r.endpoints, pp) })
   }
   if (def === undefined && routes.length === 0) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', 'nothing to proxy to: give --backend HOST:PORT and/or --route NAME=HOST:PORT')
