@@ -16,15 +16,16 @@ import type { ApplyResult } from '../dataplane/listener-manager.js'
 import { KtError, errorCode } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import type { Counter, Histogram, Registry } from '../observe/metrics.js'
+import type { GatewayObjects, KubeGateway, KubeNamespace, KubeRoute } from '../routing/gateway.js'
 import {
-  type ComputeResult, computeRoutes, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
+  type ComputeResult, computeRoutes, type GatewayPlan, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
   type RoutingOptions, type ServicePlan,
 } from '../routing/compute.js'
 import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeService } from '../routing/kube.js'
 import { listenerKey, type RouteTable } from '../routing/types.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { EventRecorder } from './events.js'
-import { type ClusterInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
+import { type ClusterInformers, type GatewayApiInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
 import { type KubeClients, kubeError, loadKubeConfig, makeClients, MERGE_PATCH, requestOptions, statusCodeOf } from './kube.js'
 
 /** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
@@ -94,6 +95,10 @@ export interface ControllerSnapshot {
   readonly lastReconcileMs?: number
   readonly listeners: { readonly count: number, readonly failed: ReadonlyArray<{ key: string, code: string, message: string }> }
   readonly services: readonly ServiceSnapshot[]
+  /** Gateways seen (hostname mode, Gateway API CRDs installed), with their names. */
+  readonly gateways: readonly GatewayPlan[]
+  /** Gateway API resources watched, `plural` → version; empty when the CRDs are not installed. */
+  readonly gatewayApi: Readonly<Record<string, string>>
   /** LB IPs this controller has bound (ip mode). */
   readonly addresses: readonly string[]
   readonly informers: readonly InformerHealth[]
@@ -163,6 +168,16 @@ async function limit<T> (items: readonly T[], n: number, fn: (item: T) => Promis
     }
   }
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker))
+}
+
+function gatewayObjects (g: GatewayApiInformers): GatewayObjects {
+  return {
+    gateways: g.list('gateways') as readonly KubeGateway[],
+    httpRoutes: g.list('httproutes') as readonly KubeRoute[],
+    grpcRoutes: g.list('grpcroutes') as readonly KubeRoute[],
+    tlsRoutes: g.list('tlsroutes') as readonly KubeRoute[],
+    namespaces: g.list('namespaces') as readonly KubeNamespace[],
+  }
 }
 
 const eventKey = (e: { type: string, reason: string, message: string }): string => `${e.type}\0${e.reason}\0${e.message}`
@@ -261,7 +276,7 @@ class ServiceController implements Controller {
   #markDirty (): void {
     if (this.#paused) return
     if (!this.#ready) {
-      this.#ready = this.#inf.all.every((i) => i.synced)
+      this.#ready = this.#inf.ready
       if (!this.#ready) return
       // First time every cache is there: reconcile at once.
       this.#dirty = true
@@ -319,6 +334,7 @@ class ServiceController implements Controller {
       endpointSlices: this.#inf.endpointSlices.list() as readonly KubeEndpointSlice[],
       ingresses: (this.#inf.ingresses?.list() ?? []) as readonly KubeIngress[],
       ingressClasses: (this.#inf.ingressClasses?.list() ?? []) as readonly KubeIngressClass[],
+      ...(this.#inf.gatewayApi !== undefined ? { gatewayApi: gatewayObjects(this.#inf.gatewayApi) } : {}),
       allocations: this.#allocations,
     }
   }
@@ -684,6 +700,8 @@ class ServiceController implements Controller {
         failed: [...failed].map(([key, f]) => ({ key, code: f.code, message: f.message })),
       },
       services,
+      gateways: this.#last?.gateways ?? [],
+      gatewayApi: Object.fromEntries(this.#inf.gatewayApi?.served ?? []),
       addresses: [...this.#ensured].sort(cmp),
       informers: this.#inf.all.map((i) => i.health()),
     }
