@@ -32,6 +32,8 @@ export interface DemoClusterOptions {
   /** Node names are `<cluster>-worker`, `<cluster>-worker2`...; default `demo`. */
   readonly cluster?: string
   readonly logger?: Logger
+  /** Also a Gateway with an HTTPRoute named DEMO_GATEWAY_HOSTNAME, served by a simulated implementation (the `demo` command). Default false. */
+  readonly gateway?: boolean
 }
 
 export interface DemoCluster {
@@ -128,34 +130,38 @@ export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<Dem
       endpoints: nodes.map((n, i) => ({ ip: `10.244.${i + 1}.2`, nodeName: n.name })),
     })
     for (const n of nodes) await startNode(n.name, n.ip, nodePort, servers)
-    // Gateway API: the CRDs, a Gateway with an HTTPRoute, and a tiny simulated
-    // implementation that gives the Gateway a LoadBalancer Service and copies
-    // the address kind-tunnel gives it into the Gateway's status.
-    for (const crd of gatewayApiCrds()) api.create(crd)
-    api.create({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: SIM_GATEWAY_CLASS }, spec: { controllerName: SIM_GATEWAY_CONTROLLER } })
-    api.create({
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'Gateway',
-      metadata: { name: DEMO_GATEWAY, namespace: DEMO_NAMESPACE },
-      spec: { gatewayClassName: SIM_GATEWAY_CLASS, listeners: [{ name: 'http', protocol: 'HTTP', port: servicePort, allowedRoutes: { namespaces: { from: 'Same' } } }] },
-    })
-    api.create({
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'HTTPRoute',
-      metadata: { name: DEMO_GATEWAY, namespace: DEMO_NAMESPACE },
-      spec: { parentRefs: [{ name: DEMO_GATEWAY }], hostnames: [DEMO_GATEWAY_HOSTNAME], rules: [{ backendRefs: [{ name: service, port: servicePort }] }] },
-    })
-    gateways.reconcile()
-    const gwSvc = gateways.service(DEMO_GATEWAY, DEMO_NAMESPACE) as { spec?: { ports?: Array<{ nodePort?: number }> } } | undefined
-    const gwNodePort = gwSvc?.spec?.ports?.[0]?.nodePort
-    if (typeof gwNodePort !== 'number') throw new Error('the test API server allocated no nodePort for the Gateway')
-    for (const n of nodes) await startNode(n.name, n.ip, gwNodePort, servers, `Gateway ${DEMO_NAMESPACE}/${DEMO_GATEWAY}`)
-    gateways.start()
+    if (o.gateway === true) await startDemoGateway(api, gateways, nodes, servicePort, service, servers)
     return { api, nodes, nodePort, servicePort, kubeconfig: () => api.kubeconfig(), close }
   } catch (err) {
     await close()
     throw err
   }
+}
+
+async function startDemoGateway (api: ApiServer, gateways: SimGatewayController, nodes: ReadonlyArray<{ name: string, ip: string }>, servicePort: number, service: string, servers: NodeServers): Promise<void> {
+  // Gateway API: the CRDs, a Gateway with an HTTPRoute, and a tiny simulated
+  // implementation that gives the Gateway a LoadBalancer Service and copies
+  // the address kind-tunnel gives it into the Gateway's status.
+  for (const crd of gatewayApiCrds()) api.create(crd)
+  api.create({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: SIM_GATEWAY_CLASS }, spec: { controllerName: SIM_GATEWAY_CONTROLLER } })
+  api.create({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: DEMO_GATEWAY, namespace: DEMO_NAMESPACE },
+    spec: { gatewayClassName: SIM_GATEWAY_CLASS, listeners: [{ name: 'http', protocol: 'HTTP', port: servicePort, allowedRoutes: { namespaces: { from: 'Same' } } }] },
+  })
+  api.create({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: DEMO_GATEWAY, namespace: DEMO_NAMESPACE },
+    spec: { parentRefs: [{ name: DEMO_GATEWAY }], hostnames: [DEMO_GATEWAY_HOSTNAME], rules: [{ backendRefs: [{ name: service, port: servicePort }] }] },
+  })
+  gateways.reconcile()
+  const gwSvc = gateways.service(DEMO_GATEWAY, DEMO_NAMESPACE) as { spec?: { ports?: Array<{ nodePort?: number }> } } | undefined
+  const gwNodePort = gwSvc?.spec?.ports?.[0]?.nodePort
+  if (typeof gwNodePort !== 'number') throw new Error('the test API server allocated no nodePort for the Gateway')
+  for (const n of nodes) await startNode(n.name, n.ip, gwNodePort, servers, `Gateway ${DEMO_NAMESPACE}/${DEMO_GATEWAY}`)
+  gateways.start()
 }
 
 export async function writeKubeconfig (path: string, text: string): Promise<void> {

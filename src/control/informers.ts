@@ -412,8 +412,12 @@ export class ResourceInformer<T extends KubernetesObject> {
         this.#syncSettled = true
         this.#rejectSync(err)
       }
-      // One line per distinct failure, not one per retry.
-      if (this.#lastLoggedCode !== err.code) {
+      // One line per distinct failure, not one per retry. A discovery-driven
+      // resource logs at debug: its CRD going away is discovery's to notice,
+      // and an outage is what the required informers report.
+      if (this.#spec.quiet === true) {
+        this.#log.debug({ code: err.code, status }, err.message)
+      } else if (this.#lastLoggedCode !== err.code) {
         this.#lastLoggedCode = err.code
         this.#log.warn({ code: err.code, status, retryInMs: delay }, err.message)
       }
