@@ -212,6 +212,8 @@ class ServiceController implements Controller {
   #allocations = new Map<string, string>()
   readonly #ensured = new Set<string>()
   readonly #states = new Map<string, SvcState>()
+  /** Gateway key → the warning events holding on it. */
+  readonly #gatewayLevel = new Map<string, Set<string>>()
   #last: ComputeResult | undefined
   #lastApply: ApplyResult | undefined
   #lastFailedListeners = new Map<string, { code: string, message: string }>()
@@ -396,6 +398,7 @@ class ServiceController implements Controller {
     // 4. Per Service: finalizer, status, events.
     const ctx: PassContext = { failedListeners, addressErrors, wantIps }
     await limit(result.services, this.#concurrency, async (plan) => { await this.#sync(plan, ctx) })
+    await this.#gatewayEvents(result.gateways)
     const planned = new Set(result.services.map((p) => p.key))
     for (const key of [...this.#states.keys()]) if (!planned.has(key)) this.#states.delete(key)
 
@@ -489,6 +492,44 @@ class ServiceController implements Controller {
       // says why: once per distinct failure, not once per retry.
       if (fresh) await this.#event(svc, { type: 'Warning', reason: 'SyncLoadBalancerFailed', message: `${err.code}: ${err.message}; retrying` })
     }
+  }
+
+  /**
+   * Warnings on Gateways, level-triggered like the Services' ones: a name
+   * another Service holds, a route hostname that meets no listener, a
+   * listener without a Service port or with a bad hostname. (A missing
+   * address or Service is the usual state of a Gateway just created:
+   * `status` and `doctor` show it, no event.)
+   */
+  async #gatewayEvents (gateways: readonly GatewayPlan[]): Promise<void> {
+    const inf = this.#inf.gatewayApi
+    if (inf === undefined) return
+    const version = inf.served.get('gateways') ?? 'v1'
+    const seen = new Set<string>()
+    for (const g of gateways) {
+      seen.add(g.key)
+      const events: PlanEvent[] = []
+      for (const p of g.problems) {
+        if (p.reason === 'NoAddress' || p.reason === 'NoService') continue
+        events.push({ type: 'Warning', kind: 'warning', reason: p.reason, message: p.message })
+      }
+      for (const h of g.hostnames) {
+        if (h.served) continue
+        events.push({ type: 'Warning', kind: 'warning', reason: 'HostnameConflict', message: `hostname ${h.name} (${h.route}) is already served by another Service on the same port; not routed to ${g.services.join(', ')}` })
+      }
+      const before = this.#gatewayLevel.get(g.key) ?? new Set<string>()
+      const now = new Set(events.map(eventKey))
+      this.#gatewayLevel.set(g.key, now)
+      const obj = inf.list('gateways').find((o) => o.metadata?.name === g.name && o.metadata?.namespace === g.namespace)
+      if (obj === undefined) continue
+      for (const e of events) {
+        if (before.has(eventKey(e))) continue
+        const w0 = this.#events.failed
+        await this.#events.record({ namespace: g.namespace, name: g.name, uid: obj.metadata?.uid, resourceVersion: obj.metadata?.resourceVersion, kind: 'Gateway', apiVersion: `gateway.networking.k8s.io/${version}` }, e)
+        this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'event', outcome: this.#events.failed > w0 ? 'error' : 'ok' })
+      }
+    }
+    for (const k of [...this.#gatewayLevel.keys()]) if (!seen.has(k)) this.#gatewayLevel.delete(k)
   }
 
   #setError (st: SvcState, code: string, message: string, retryInMs?: number): void {

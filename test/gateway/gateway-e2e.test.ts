@@ -132,7 +132,7 @@ spec:
   t.match(await opensslByName('secure.example.test', httpsPort), /CN = secure\.example\.test/, 'the TLSRoute still routes')
 })
 
-t.test('two Gateways in two namespaces share the HTTP port by name', async (t) => {
+t.test('two Gateways in two namespaces share the HTTP port by name; a name both want goes to one, with an Event on the other Gateway', async (t) => {
   const httpPort = await freePort()
   const h = await startHarness(t, { routing: { mode: 'hostname', httpPort, httpsPort: await freePort() }, controller: { informers: TIMINGS } })
   const impl = new SimGatewayController(h.api)
@@ -143,7 +143,7 @@ t.test('two Gateways in two namespaces share the HTTP port by name', async (t) =
     protocol: HTTP
     port: 80
 `
-  const route = (ns: string, host: string): string => `---
+  const route = (ns: string, ...hosts: string[]): string => `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -152,9 +152,9 @@ metadata:
 spec:
   parentRefs:
   - name: gw
-  hostnames: ["${host}"]
+  hostnames: [${hosts.map((x) => `"${x}"`).join(', ')}]
 `
-  await apply(h.kubeconfig, h.dir, gatewayYaml('team-a', 'gw', listener) + route('team-a', 'a.example.test') + '---\n' + gatewayYaml('team-b', 'gw', listener) + route('team-b', 'b.example.test'), 'two.yaml')
+  await apply(h.kubeconfig, h.dir, gatewayYaml('team-a', 'gw', listener) + route('team-a', 'a.example.test') + '---\n' + gatewayYaml('team-b', 'gw', listener) + route('team-b', 'b.example.test', 'a.example.test'), 'two.yaml')
   const svcA = await waitFor(() => impl.service('gw', 'team-a') as { spec: { ports: Array<{ nodePort: number }> } } | undefined, 'Service a')
   const svcB = await waitFor(() => impl.service('gw', 'team-b') as { spec: { ports: Array<{ nodePort: number }> } } | undefined, 'Service b')
   await h.serveNodePorts('gw-gateway', 'team-a')
@@ -163,5 +163,13 @@ spec:
     const r = await waitFor(async () => { const x = await curlByName(host, httpPort); return x.stdout.startsWith('node=') ? x : undefined }, `curl ${host}`, 8000)
     t.match(r.stdout, new RegExp(`:${svc.spec.ports[0]?.nodePort ?? 0}$`), `${host} reaches its own Gateway's Service`)
   }
-  t.same(h.snapshot().gateways.map((g) => [g.key, g.hostnames.map((x) => x.name)]), [['team-a/gw', ['a.example.test']], ['team-b/gw', ['b.example.test']]])
+  t.same(h.snapshot().gateways.map((g) => [g.key, g.hostnames.map((x) => `${x.name} ${x.served ? 'served' : 'held elsewhere'}`)]), [
+    ['team-a/gw', ['a.example.test served']],
+    ['team-b/gw', ['a.example.test held elsewhere', 'b.example.test served']],
+  ], 'the older Service (then the lower namespace/name) keeps a.example.test')
+  const ev = await waitFor(async () => {
+    const r = await kubectl(h.kubeconfig, h.dir, ['get', 'events', '-n', 'team-b', '--field-selector', 'involvedObject.kind=Gateway', '-o', 'jsonpath={range .items[*]}{.reason} {.involvedObject.name} {.message}{"\\n"}{end}'])
+    return r.stdout.includes('HostnameConflict') ? r.stdout : undefined
+  }, 'the HostnameConflict event on the Gateway', 5000)
+  t.match(ev, /HostnameConflict gw hostname a\.example\.test \(HTTPRoute team-b\/web\) is already served by another Service/)
 })
