@@ -16,7 +16,7 @@ const FIX: Record<string, string> = {
   RouteHostnameUnmatched: 'make the route\'s spec.hostnames fall under a listener hostname (or drop the listener hostname)',
 }
 
-export function checkGateways (st: Pick<UpStatus, 'clusters'> | undefined): CheckLine[] {
+export function checkGateways (st: (Pick<UpStatus, 'clusters'> & Partial<Pick<UpStatus, 'conflicts'>>) | undefined): CheckLine[] {
   if (st === undefined) return [{ check: 'gateway', status: 'skip', message: 'no kind-tunnel up is running; Gateways are checked from its status' }]
   const gws = gatewaysOf(st)
   if (gws.length === 0) return [{ check: 'gateway', status: 'ok', message: 'no Gateway API Gateway seen' }]
@@ -32,7 +32,7 @@ export function checkGateways (st: Pick<UpStatus, 'clusters'> | undefined): Chec
     for (const h of g.hostnames) {
       if (h.served) continue
       bad = true
-      out.push({ check: 'gateway', status: 'warn', message: `${where}: ${h.name} (${h.route}) is held by another Service on the same port; see the HostnameConflict event`, fix: 'give one of them another hostname' })
+      out.push({ check: 'gateway', status: 'warn', message: `${where}: ${h.name} (${h.route}) is held by another Service or cluster on the same port; see the HostnameConflict event and kind-tunnel status`, fix: 'give one of them another hostname' })
     }
     if (!bad) good++
   }

@@ -110,8 +110,11 @@ t.test('the Service: annotation first, then address, then labels; a contested na
   t.match(text, /shared\.test:8080\/ {2}HTTPRoute b\/r, listener web {2}\(not routed/)
   const doc = checkGateways(st)
   t.ok(doc.some((l) => l.status === 'warn' && /Gateway b\/gw has no status\.addresses/.test(l.message)), 'doctor: no address')
-  t.ok(doc.some((l) => l.status === 'warn' && /shared\.test .* held by another Service/.test(l.message)), 'doctor: name held elsewhere')
+  t.ok(doc.some((l) => l.status === 'warn' && /shared\.test .* held by another Service or cluster/.test(l.message)), 'doctor: name held elsewhere')
   t.same(checkGateways({ clusters: [] }).map((l) => l.status), ['ok'])
+  // A name lost to another cluster on the shared port (up's merge rule).
+  const merged = { ...st, conflicts: [{ listener: '127.0.0.1:8080', kind: 'hostname' as const, name: 'b.test', winner: 'alpha/x/y:80', loser: 'kind/envoy-gateway-system/envoy:80', message: 'b.test is already served' }] }
+  t.match(formatGateways(merged).join('\n'), /b\.test:8080\/ {2}HTTPRoute b\/r, listener web {2}\(not routed/, 'status marks a name another cluster holds')
 })
 
 t.test('doctor flags a route hostname that matches no listener', async (t) => {
