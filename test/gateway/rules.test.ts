@@ -117,6 +117,27 @@ t.test('the Service: annotation first, then address, then labels; a contested na
   t.match(formatGateways(merged).join('\n'), /b\.test:8080\/ {2}HTTPRoute b\/r, listener web {2}\(not routed/, 'status marks a name another cluster holds')
 })
 
+t.test('GRPCRoute on an HTTPS listener gives an SNI name; a route its implementation rejected gives none', async (t) => {
+  const rejected: KubeRoute = {
+    ...route('a', 'rejected', [{ name: 'gw' }], ['no.test']),
+    status: { parents: [{ parentRef: { name: 'gw' }, conditions: [{ type: 'Accepted', status: 'False' }] }] },
+  }
+  const r = computeRoutes({
+    cluster: 'c',
+    services: [svc('s', { ns: 'a', ports: [tcp(443, 30443, { name: 'https' }), tcp(80, 30080, { name: 'http' })] })],
+    nodes,
+    gatewayApi: {
+      gateways: [gw('a', 'gw', [{ name: 'https', protocol: 'HTTPS', port: 443, hostname: '*.grpc.test' }, { name: 'http', protocol: 'HTTP', port: 80 }], 's.a.localhost')],
+      grpcRoutes: [route('a', 'api', [{ name: 'gw', sectionName: 'https' }], ['api.grpc.test'])],
+      httpRoutes: [rejected],
+    },
+  }, opts)
+  t.same(r.gateways[0]?.hostnames.map((h) => `${h.scheme} ${h.name} ${h.servicePort} ${h.route}`), ['https api.grpc.test 443 GRPCRoute a/api'])
+  const https = r.table.listeners.find((l) => l.port === 8443)
+  t.equal(https?.default?.id, 'c/a/s:443', 'the Service alone on 8443: every name reaches it')
+  t.same(r.services[0]?.hostnames, ['api.grpc.test', 's.a.localhost'])
+})
+
 t.test('doctor flags a route hostname that matches no listener', async (t) => {
   const r = computeRoutes({
     cluster: 'c',
