@@ -531,13 +531,14 @@ export class GatewayApiInformers {
     const g = groups.groups.find((x) => x.name === GATEWAY_GROUP)
     if (g === undefined) return want
     const versions = new Set(g.versions.map((v) => v.version))
-    for (const v of GATEWAY_VERSIONS) {
-      if (!versions.has(v)) continue
-      const list = await this.#clients.custom.getAPIResources({ group: GATEWAY_GROUP, version: v }, requestOptions({ timeoutMs: 10_000 }))
-      for (const r of list.resources) {
+    const served = GATEWAY_VERSIONS.filter((v) => versions.has(v))
+    // One request per version, at once; the most preferred version wins.
+    const lists = await Promise.all(served.map(async (v) => await this.#clients.custom.getAPIResources({ group: GATEWAY_GROUP, version: v }, requestOptions({ timeoutMs: 10_000 }))))
+    served.forEach((v, i) => {
+      for (const r of lists[i]?.resources ?? []) {
         if ((GATEWAY_RESOURCES as readonly string[]).includes(r.name) && !want.has(r.name)) want.set(r.name, v)
       }
-    }
+    })
     return want
   }
 

@@ -16,7 +16,7 @@ const pool = loopbackPool()
 const kubeconfig = join(dir, 'kubeconfig')
 const stateDir = join(dir, 'state')
 
-const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 20_000 })
+const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 40_000 })
 t.teardown(() => demo.stop('SIGKILL'))
 await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
 
