@@ -70,7 +70,8 @@ t.test('the real kubectl shows the EXTERNAL-IP and the hostname', async (t) => {
 t.test('status over the control socket', async (t) => {
   const r = await run(process.execPath, [join(import.meta.dirname, '../../src/cli/main.js'), 'status', '--json', '--state-dir', stateDir])
   t.equal(r.code, 0, r.stderr)
-  const st = JSON.parse(r.stdout) as { services: Array<{ name: string, addresses: string[], backends: Array<{ health: string }> }>, totals: { accepted: number } }
+  const st = JSON.parse(r.stdout) as { services: Array<{ name: string, addresses: string[], backends: Array<{ health: string }> }>, totals: { accepted: number }, clusters: Array<{ controller?: { gateways?: Array<{ key: string, hostnames: Array<{ url?: string, served: boolean }> }> } }> }
+  t.same(st.clusters[0]?.controller?.gateways?.map((g) => [g.key, g.hostnames.map((h) => [h.url, h.served])]), [['demo/app', [[`http://app.demo.localhost:${httpPort}/`, true]]]], 'status --json carries the Gateway and its URL')
   const hello = st.services.find((s) => s.name === 'hello')
   t.same(hello?.addresses, [`${ip}:80`])
   t.equal(hello?.backends.length, 2)
