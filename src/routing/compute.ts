@@ -751,12 +751,19 @@ function frontNames (observed: ObservedState, work: readonly Work[], classes: re
 }
 
 function gatewayPlans (found: readonly GatewayFinding[], drafts: ReadonlyMap<string, ListenerDraft>, o: Resolved): GatewayPlan[] {
+  // What each Service port won on the shared ports: `port Service-key:service-port` → names.
+  const won = new Map<string, Set<string>>()
+  for (const port of [o.httpPort, o.httpsPort]) {
+    for (const c of drafts.get(listenerKey({ host: o.listenHost, port }))?.claims ?? []) {
+      const sp = c.upstream.id.slice(c.upstream.id.lastIndexOf(':') + 1)
+      won.set(`${port} ${c.work.key}:${sp}`, c.won)
+    }
+  }
   return found.map((g) => ({
     ...g,
     hostnames: g.hostnames.map((h) => {
       const port = h.scheme === 'http' ? o.httpPort : o.httpsPort
-      const d = drafts.get(listenerKey({ host: o.listenHost, port }))
-      const served = d?.claims.some((c) => g.services.includes(c.work.key) && c.upstream.id.endsWith(`:${h.servicePort}`) && c.won.has(h.name)) === true
+      const served = g.services.some((k) => won.get(`${port} ${k}:${h.servicePort}`)?.has(h.name) === true)
       return { ...h, served, ...(h.name.startsWith('*.') ? {} : { url: `${h.scheme}://${h.name}:${port}/` }) }
     }),
   }))

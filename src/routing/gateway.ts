@@ -311,9 +311,26 @@ export function computeGatewayNames (objs: GatewayObjects, candidates: readonly 
   const nsLabelMap = new Map<string, Readonly<Record<string, string>>>()
   for (const n of objs.namespaces ?? []) if (n.metadata?.name !== undefined) nsLabelMap.set(n.metadata.name, n.metadata.labels ?? {})
   const nsLabels = (ns: string): Readonly<Record<string, string>> => nsLabelMap.get(ns) ?? {}
-  const routes: Array<{ kind: RouteKind, route: KubeRoute }> = []
+  // Routes by the Gateways they name (`namespace/name`), oldest first, so
+  // each Gateway looks only at its own.
+  interface Attached { kind: RouteKind, route: KubeRoute, hostnames: Array<string | null> }
+  const byParent = new Map<string, Attached[]>()
   for (const [kind, list] of [['HTTPRoute', objs.httpRoutes], ['GRPCRoute', objs.grpcRoutes], ['TLSRoute', objs.tlsRoutes]] as const) {
-    for (const r of [...(list ?? [])].sort(olderFirst)) if (!isDeleting(r)) routes.push({ kind, route: r })
+    for (const r of [...(list ?? [])].sort(olderFirst)) {
+      if (isDeleting(r)) continue
+      const rns = r.metadata?.namespace ?? 'default'
+      const a: Attached = { kind, route: r, hostnames: (r.spec?.hostnames ?? []).map((h) => normalizeHostname(h)) }
+      const parents = new Set<string>()
+      for (const ref of r.spec?.parentRefs ?? []) {
+        if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? 'Gateway') !== 'Gateway' || ref.name === undefined) continue
+        parents.add(`${ref.namespace ?? rns}/${ref.name}`)
+      }
+      for (const k of parents) {
+        let arr = byParent.get(k)
+        if (arr === undefined) byParent.set(k, arr = [])
+        arr.push(a)
+      }
+    }
   }
   const byKey = new Map(candidates.map((c) => [c.key, c]))
   // Route → did any of its hostnames meet a listener of a parent it names?
@@ -356,7 +373,7 @@ export function computeGatewayNames (objs: GatewayObjects, candidates: readonly 
       const scheme = protocol === 'HTTP' ? 'http' : protocol === 'HTTPS' || protocol === 'TLS' ? 'https' : undefined
       let attached = 0
       const names = new Map<string, string>() // name → route
-      for (const { kind, route } of routes) {
+      for (const { kind, route, hostnames: normalized } of byParent.get(key) ?? []) {
         const rns = route.metadata?.namespace ?? 'default'
         const rkey = `${kind} ${rns}/${route.metadata?.name ?? ''}`
         const refs = (route.spec?.parentRefs ?? []).filter((ref) => refersTo(ref, rns, namespace, name))
@@ -366,8 +383,7 @@ export function computeGatewayNames (objs: GatewayObjects, candidates: readonly 
         const raw = route.spec?.hostnames ?? []
         const effective: string[] = []
         const valid: string[] = []
-        for (const h of raw) {
-          const n = normalizeHostname(h)
+        for (const n of normalized) {
           if (n === null) continue
           valid.push(n)
           const x = intersectHostnames(lhost, n)
