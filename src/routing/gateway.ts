@@ -23,6 +23,7 @@
 // routes on the shared HTTPS port; both to the Service port numbered like
 // the listener.
 
+import { canonicalIp } from './cidr.js'
 import { normalizeHostname } from './names.js'
 import type { KubeObjectMeta, KubeService, KubeServicePort } from './kube.js'
 import { objectKey, olderFirst } from './kube.js'
@@ -294,7 +295,7 @@ function servicePortFor (svc: KubeService | undefined, listenerPort: number): Ku
 function addressesOf (gw: KubeGateway): string[] {
   const out: string[] = []
   for (const a of gw.status?.addresses ?? []) {
-    if (typeof a.value === 'string' && a.value !== '') out.push(a.value.toLowerCase())
+    if (typeof a.value === 'string' && a.value !== '') out.push(canonicalIp(a.value) ?? a.value.toLowerCase())
   }
   return out
 }
