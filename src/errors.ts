@@ -9,6 +9,7 @@ export const ErrorCodes = {
   KT_ERR_WILDCARD_BIND: 'a wildcard bind address was refused',
   KT_ERR_INVALID_ROUTE: 'a --route value is malformed',
   KT_ERR_INVALID_CIDR: 'a CIDR value is malformed',
+  KT_ERR_INVALID_PROTOCOL: 'a --listen protocol suffix is not /tcp or /udp',
   // listeners and connections
   KT_ERR_LISTEN: 'a listener could not bind',
   KT_ERR_CONNECT_TIMEOUT: 'an upstream connect timed out',
