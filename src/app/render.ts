@@ -84,6 +84,7 @@ export function formatListeners (st: Pick<UpStatus, 'listeners'>): string[] {
   if (ls.length === 0) return []
   const w = Math.max(...ls.map((l) => l.name.length))
   return ['listeners:', ...ls.map((l) => {
+    if (l.name.endsWith('/udp')) return `  ${l.name.padEnd(w)}  ${l.active} flows, ${l.accepted} started, udp (node:dgram)`
     const path = l.path === 'native' ? 'native lane' : `js (${l.pathReason ?? 'unknown'})`
     return `  ${l.name.padEnd(w)}  ${l.active} active, ${l.accepted} accepted, ${path}`
   })]
