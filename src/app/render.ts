@@ -175,7 +175,7 @@ export function eventLine (e: UpEvent): string | undefined {
     case 'cluster': return `● cluster ${e.name}: ${e.mode} mode (${e.reason})`
     case 'relay': return `  relay ${e.cluster}: ${e.line}`
     case 'helper': return `  loopback aliases need root: ${e.argv.join(' ')}`
-    case 'listening': return `✓ listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`
+    case 'listening': return `✓ listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.udp === true ? '/udp' : ''}`
     case 'metrics': return `✓ metrics on http://${e.host}:${e.port}/metrics`
     case 'synced': return `✓ cluster ${e.cluster} synced`
     case 'stopping': return `… stopping (${e.reason}): removing statuses, draining connections`

@@ -121,9 +121,9 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
     a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }) + udp, names: [...names], default: isDefault })
     if (!boundPort.has(k)) { a.unbound.add(k); return }
     if (udp !== '') {
-      // UDP: no scheme, never routed by name; `host:port/udp` as in `-p 53:53/udp`.
-      if (listener.host === o.listenHost) a.hostnames.add(`${p.name}.${p.namespace}.${suffix}:${realPort}${udp}`)
-      else a.addresses.add(listenerKey({ host: listener.host, port: realPort }) + udp)
+      // UDP: no scheme and never routed by name, so always an address (the
+      // listen host's too, in hostname mode): `host:port/udp` as in `-p 53:53/udp`.
+      a.addresses.add(listenerKey({ host: listener.host, port: realPort }) + udp)
       return
     }
     const scheme = listener.port === o.httpsPort || p.port === 443 ? 'https' : 'http'

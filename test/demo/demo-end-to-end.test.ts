@@ -21,13 +21,16 @@ t.teardown(() => demo.stop('SIGKILL'))
 await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
 
 const service = demo.stdout.find((l) => l.startsWith('service ')) ?? ''
-const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(service)?.[1] ?? ''
+const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s)/.exec(service)?.[1] ?? ''
 
 t.test('listening lines, the service line and what to curl', async (t) => {
   t.same(demo.listening.map((l) => `${l.host}:${l.port}`).sort(), [`127.0.0.1:${httpPort}`, `${ip}:80`].sort())
-  t.match(service, new RegExp(`^service demo/demo/hello ${ip.replace(/\./g, '\\.')}:80 http://hello\\.demo\\.localhost:${httpPort}$`))
+  // Addresses sorted, UDP ones marked /udp (hostname mode serves UDP on the listen host at the port number).
+  t.match(service, new RegExp(`^service demo/demo/hello 127\\.0\\.0\\.1:80/udp ${ip.replace(/\./g, '\\.')}:80 ${ip.replace(/\./g, '\\.')}:80/udp http://hello\\.demo\\.localhost:${httpPort}$`))
   t.ok(demo.stdout.includes(`  curl http://hello.demo.localhost:${httpPort}/`))
   t.ok(demo.stdout.includes(`  curl http://${ip}/`))
+  t.ok(demo.stdout.includes(`  echo hello | nc -u -w1 ${ip} 80`), 'and the command to try the UDP port')
+  t.ok(demo.stdout.includes(`listening ${ip}:80/udp`), 'the UDP listener on the external IP')
   t.ok(ip.startsWith(pool.split('.').slice(0, 3).join('.')), 'the external IP comes from --ip-pool')
 })
 
@@ -43,6 +46,16 @@ t.test('curl through the hostname and through the external IP reaches both simul
     for (const o of [byName.stdout, byIp.stdout]) seen.add(/hello from (\S+)/.exec(o)?.[1] ?? '')
   }
   t.same([...seen].sort(), ['demo-worker', 'demo-worker2'], 'round robin over both nodes')
+})
+
+t.test('the demo Service UDP port: a datagram to IP:80/udp reaches a simulated node', async (t) => {
+  const { createSocket } = await import('node:dgram')
+  const c = createSocket('udp4')
+  t.teardown(() => { c.close() })
+  const reply = new Promise<string>((resolve) => c.once('message', (m) => { resolve(m.toString()) }))
+  c.send('hello', 80, ip)
+  const got = await Promise.race([reply, new Promise<string>((resolve) => setTimeout(() => { resolve('(no answer in 5 s)') }, 5000))])
+  t.match(got, /^hello from demo-worker2? \(127\.[\d.]+\) over UDP: hello\n$/)
 })
 
 t.test('the real kubectl shows the EXTERNAL-IP and the hostname', async (t) => {

@@ -36,8 +36,8 @@ t.test('UDP upstream ids parse to the Service port', async (t) => {
 
 t.test('a Service with TCP and UDP 53: both addresses, the UDP one marked /udp, none unbound', async (t) => {
   const [s] = deriveServices(table, snap, { listenHost: '127.0.0.1', httpsPort: 443 })
-  t.same(s?.addresses, ['127.240.0.1:53', '127.240.0.1:53/udp'])
-  t.same(s?.hostnames, ['dns.default.localhost:53/udp'])
+  t.same(s?.addresses, ['127.0.0.1:53/udp', '127.240.0.1:53', '127.240.0.1:53/udp'])
+  t.same(s?.hostnames, [], 'UDP is never shown as a name: datagrams are not routed by name')
   t.same(s?.unbound, [])
   t.same(s?.ports.map((p) => p.listener), ['127.0.0.1:53/udp', '127.240.0.1:53', '127.240.0.1:53/udp'])
   t.equal(s?.backends[0]?.active, 2, 'flows count as the backend\'s active users')
