@@ -22,7 +22,7 @@
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIP, type BlockList } from 'node:net'
-import { errorCode } from '../../errors.js'
+import { errorCode, KtError } from '../../errors.js'
 import type { Logger } from '../../observe/logger.js'
 import type { Cell, Counter, Registry } from '../../observe/metrics.js'
 import { listenerKey, type ListenerSpec, type UpstreamSpec } from '../../routing/types.js'
@@ -463,6 +463,11 @@ export class UdpPlane {
   }
 
   private buildConfig (spec: ListenerSpec): UdpListenerConfig {
+    const dialer = spec.default?.dialer
+    if (dialer !== undefined && dialer !== 'direct') {
+      // Datagrams sent straight to node IPs the host cannot reach would vanish without a word; refuse the listener instead.
+      throw new KtError('KT_ERR_UDP_RELAY', `${listenerKey(spec)}/udp: its backends are reached through ${dialer}, which carries no UDP yet (docs/udp.md)`)
+    }
     return Object.freeze({
       spec,
       upstream: spec.default === undefined ? undefined : this.upstreams.get(spec.default.id),
