@@ -227,15 +227,16 @@ export class UdpListener {
     f.backend = b
     f.upstream.acquired(b)
     const e = b.endpoint
-    const fam = isIP(e.host)
-    const v6 = fam === 6
+    const v6 = isIP(e.host) === 6
     const sock = createSocket({ type: v6 ? 'udp6' : 'udp4' })
     f.sock = sock
     f.connected = false
     const peerPort = e.port
+    // The backend's address as the kernel writes it (canonical), once connected.
+    let peer = ''
     sock.on('message', (msg, rinfo) => {
       // Only the backend: a datagram that reached the socket before connect() took effect is not a reply.
-      if (rinfo.port !== peerPort || (fam !== 0 && rinfo.address !== e.host)) { this.drops.stray_reply.inc(); return }
+      if (rinfo.port !== peerPort || rinfo.address !== peer) { this.drops.stray_reply.inc(); return }
       this.fromUpstream(f, msg)
     })
     sock.on('error', (err: NodeJS.ErrnoException) => { this.upstreamError(f, sock, err) })
@@ -244,6 +245,7 @@ export class UdpListener {
       sock.connect(e.port, e.host, () => {
         if (f.sock !== sock) return
         f.connected = true
+        peer = sock.remoteAddress().address
         if (!localFor.has(b)) localFor.set(b, sock.address().address)
         const q = f.pending
         f.pending = []
@@ -286,7 +288,12 @@ export class UdpListener {
     }
     // Anything else (a failed lookup or connect, a send error): drop the
     // datagram, count it, keep the flow; a lookup failure ends the flow.
-    if (!f.connected) { this.end(f, 'error', errorCode(err)); return }
+    if (!f.connected) {
+      // The bind to the learnt local address failed (the address went away?): learn it again next time.
+      if (b !== undefined) localFor.delete(b)
+      this.end(f, 'error', errorCode(err))
+      return
+    }
     this.drops.send_error.inc()
   }
 
