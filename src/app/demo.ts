@@ -5,6 +5,7 @@
 // then the SAME `up` code path runs against it, in direct mode.
 
 import { createServer, type Server } from 'node:http'
+import { createSocket, type Socket as DgramSocket } from 'node:dgram'
 import { randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
@@ -58,7 +59,7 @@ export function defaultServicePort (): number {
   }
 }
 
-interface NodeServers { servers: Server[], sockets: Set<Socket> }
+interface NodeServers { servers: Server[], sockets: Set<Socket>, udp?: DgramSocket[] }
 
 function listen (s: Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -80,6 +81,11 @@ async function startNode (name: string, ip: string, nodePort: number, all: NodeS
     res.end(body)
   }))
   await listen(app, ip, nodePort)
+  // The UDP side of the same pod (the Service's UDP port shares the NodePort): answers each datagram.
+  const udp = createSocket('udp4')
+  ;(all.udp ??= []).push(udp)
+  udp.on('message', (m, r) => { udp.send(Buffer.from(`hello from ${name} (${ip}) over UDP: ${m.toString('utf8', 0, Math.min(m.length, 200)).trim()}\n`), r.port, r.address) })
+  await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(nodePort, ip, () => { udp.removeListener('error', reject); resolve() }) })
   // kube-proxy's health endpoint, which kind-tunnel's active checks ask.
   const health = track(createServer((req, res) => {
     res.writeHead(req.url === '/healthz' ? 200 : 404, { 'content-type': 'application/json' })
@@ -103,6 +109,7 @@ export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<Dem
   const close = async (): Promise<void> => {
     gateways.stop()
     for (const s of servers.sockets) s.destroy()
+    for (const u of servers.udp ?? []) u.close()
     await Promise.all(servers.servers.map((s) => new Promise<void>((resolve) => { s.close(() => resolve()) })))
     await api.close()
   }
@@ -120,7 +127,7 @@ export async function startDemoCluster (o: DemoClusterOptions = {}): Promise<Dem
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: service, namespace: DEMO_NAMESPACE, labels: { app: service } },
-      spec: { type: 'LoadBalancer', selector: { app: service }, ports: [{ name: 'http', port: servicePort, targetPort: 8080, protocol: 'TCP' }] },
+      spec: { type: 'LoadBalancer', selector: { app: service }, ports: [{ name: 'http', port: servicePort, targetPort: 8080, protocol: 'TCP' }, { name: 'udp', port: servicePort, targetPort: 8080, protocol: 'UDP' }] },
     }) as { spec?: { ports?: Array<{ nodePort?: number }> } }
     const nodePort = svc.spec?.ports?.[0]?.nodePort
     if (typeof nodePort !== 'number') throw new Error('the test API server allocated no nodePort')
@@ -172,8 +179,16 @@ export async function writeKubeconfig (path: string, text: string): Promise<void
 export function demoLines (st: UpStatus, kubeconfigOut: string | undefined): string[] {
   const svc = st.services.find((s) => s.namespace === DEMO_NAMESPACE && s.name === DEMO_SERVICE)
   const out = ['', 'try it:']
-  for (const h of svc?.hostnames ?? []) out.push(`  curl ${h}/`)
+  const udp: string[] = []
+  const viaUdp = (a: string): boolean => {
+    if (!a.endsWith('/udp')) return false
+    const m = /^\[?(.*?)\]?:(\d+)\/udp$/.exec(a)
+    if (m !== null) udp.push(`  echo hello | nc -u -w1 ${m[1] as string} ${m[2] as string}`)
+    return true
+  }
+  for (const h of svc?.hostnames ?? []) if (!viaUdp(h)) out.push(`  curl ${h}/`)
   for (const a of svc?.addresses ?? []) {
+    if (viaUdp(a)) continue
     const m = /^(\[?[^\]]*\]?):(\d+)$/.exec(a)
     const host = m?.[1] ?? a
     const port = Number(m?.[2] ?? 80)
@@ -182,6 +197,7 @@ export function demoLines (st: UpStatus, kubeconfigOut: string | undefined): str
   for (const g of gatewaysOf(st)) {
     for (const h of g.hostnames) if (h.url !== undefined && h.served) out.push(`  curl ${h.url}   (${h.route} through Gateway ${g.key})`)
   }
+  out.push(...udp)
   if (kubeconfigOut !== undefined) out.push(`  kubectl --kubeconfig ${kubeconfigOut} get svc -A`)
   if (kubeconfigOut !== undefined) out.push(`  kubectl --kubeconfig ${kubeconfigOut} get gateway,httproute -A`)
   out.push('Ctrl-C stops the demo and undoes everything.')

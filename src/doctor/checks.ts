@@ -195,7 +195,8 @@ export function endpointTargets (f: ClusterFacts): EndpointTarget[] {
     for (const p of plan.ports) {
       if (p.upstream === undefined) continue
       const up = res.table.listeners.flatMap((l) => [l.default, ...l.routes.map((r) => r.upstream)]).find((u) => u?.id === p.upstream)
-      if (up === undefined) continue
+      // A UDP NodePort has nothing to connect to: udpLines says how it is checked.
+      if (up === undefined || p.protocol === 'UDP') continue
       for (const e of up.endpoints) {
         const k = `${plan.key}:${p.port}@${endpointKey(e)}`
         if (seen.has(k)) continue
@@ -204,6 +205,22 @@ export function endpointTargets (f: ClusterFacts): EndpointTarget[] {
       }
     }
   }
+  return out
+}
+
+/**
+ * UDP: the Service ports a cluster has, and the UDP listeners a running up
+ * serves (flows open). UDP has no connect check; its health is the node's
+ * (kube-proxy /healthz, or the healthCheckNodePort under ETP Local).
+ */
+export function udpLines (f: ClusterFacts | undefined, st: UpStatus | undefined): CheckLine[] {
+  const out: CheckLine[] = []
+  if (f !== undefined && f.services.ok) {
+    const ports = f.services.value.filter((s) => s.spec?.type === 'LoadBalancer').flatMap((s) => (s.spec?.ports ?? []).filter((p) => p.protocol === 'UDP').map((p) => `${s.metadata?.namespace ?? 'default'}/${s.metadata?.name ?? ''} ${String(p.port)}/UDP (NodePort ${String(p.nodePort ?? '-')})`))
+    if (ports.length > 0) out.push(line('udp', 'ok', `cluster ${f.cluster}: ${ports.join(', ')}; UDP NodePorts are not connect-probed, their health is the node's (kube-proxy /healthz or healthCheckNodePort)`))
+  }
+  const ls = (st?.listeners ?? []).filter((l) => l.key.endsWith('/udp'))
+  if (ls.length > 0) out.push(line('udp', 'ok', `up serves ${ls.length} UDP listener${ls.length === 1 ? '' : 's'}: ${ls.map((l) => `${l.name} (${l.active} flow${l.active === 1 ? '' : 's'})`).join(', ')}`))
   return out
 }
 

@@ -20,7 +20,7 @@ import { DEFAULT_IP_POOL } from '../routing/compute.js'
 import type { Endpoint } from '../routing/types.js'
 import {
   checkAliases, checkCoreDns, checkEndpoints, checkFdLimit, checkHosts, checkPorts, checkRoute, checkState, checkTls,
-  endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices,
+  endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices, udpLines,
   type CheckLine, type EndpointTarget, type TlsTarget,
 } from './checks.js'
 import { checkGateways, gatewayHostnamesToResolve } from './gateways.js'
@@ -215,6 +215,7 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   // Per cluster: CoreDNS, NodePort backends.
   for (const f of facts) {
     lines.push(...checkCoreDns(f))
+    lines.push(...udpLines(f, undefined))
     if (routeMode.get(f.cluster) === 'relay') {
       lines.push({ check: 'endpoints', status: 'skip', message: `cluster ${f.cluster} is reached through the relay; its NodePorts are not probed from the host` })
       continue
@@ -230,6 +231,8 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
       connect: (e) => tcpConnect(e.host, e.port, timeoutMs),
     }))
   }
+
+  lines.push(...udpLines(undefined, up))
 
   // TLS addresses that reset.
   const tlsTargets: TlsTarget[] = [...(o.tlsTargets ?? [])]

@@ -422,7 +422,7 @@ interface Work {
 /** One Service port on one listener, with the names it asks for there; `won` is filled once conflicts are settled. */
 interface Claim { work: Work, upstream: UpstreamSpec, names: string[], won: Set<string> }
 
-interface ListenerDraft { host: string, port: number, claims: Claim[] }
+interface ListenerDraft { host: string, port: number, claims: Claim[], udp?: WorkPort[] }
 
 export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
   const o = resolveOptions(opts)
@@ -533,12 +533,14 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       const protocol = p.protocol ?? 'TCP'
       const wp: WorkPort = { spec: p, port: p.port, protocol, listeners: [] }
       if (typeof p.nodePort === 'number' && p.nodePort > 0) wp.nodePort = p.nodePort
-      if (protocol !== 'TCP') {
+      if (protocol !== 'TCP' && protocol !== 'UDP') {
         wp.error = PORT_ERROR_PROTOCOL
-        wp.message = `port ${p.port}/${protocol}: only TCP is proxied`
+        wp.message = `port ${p.port}/${protocol}: only TCP and UDP are proxied`
       } else if (wp.nodePort === undefined) {
         wp.error = PORT_ERROR_NO_NODE_PORT
-        wp.message = `port ${p.port}/TCP has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
+        wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
+      } else if (protocol === 'UDP') {
+        wp.upstream = udpUpstream(`${observed.cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
       } else {
         const upstream: UpstreamSpec = {
           id: `${observed.cluster}/${w.namespace}/${w.name}:${p.port}`,
@@ -587,7 +589,8 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   }
   for (const w of work) {
     if (w.failed !== undefined) continue
-    const served = w.ports.filter((p) => p.upstream !== undefined)
+    claimUdpPorts(w, drafts, useIp, useNames, o.listenHost)
+    const served = w.ports.filter((p) => p.upstream !== undefined && p.protocol !== 'UDP')
     if (useIp && w.ip !== undefined) {
       for (const p of served) {
         const d = draft(w.ip, p.port)
@@ -638,6 +641,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   const conflictSeen = new Set<string>()
   const listeners: ListenerSpec[] = []
   for (const d of drafts.values()) {
+    if (d.udp !== undefined) { listeners.push(udpListenerOf(d)); continue }
     const claims = d.claims.sort((a, b) => olderFirst(a.work.svc, b.work.svc))
     if (claims.length === 1) {
       const c = claims[0] as Claim
@@ -767,6 +771,57 @@ function gatewayPlans (found: readonly GatewayFinding[], drafts: ReadonlyMap<str
       return { ...h, served, ...(h.name.startsWith('*.') ? {} : { url: `${h.scheme}://${h.name}:${port}/` }) }
     }),
   }))
+}
+
+// --- UDP ports (issue #16): a UDP listener per port, never shared by name
+// (a datagram carries no SNI or Host), on the Service's IP and, in hostname
+// mode, on the listen host at the same port number.
+
+function udpUpstream (id: string, endpoints: Endpoint[], policy: BalancePolicy, health: HealthCheckSpec, dialer: string | undefined): UpstreamSpec {
+  // Health is the node's (kube-proxy /healthz, or the healthCheckNodePort
+  // under ETP Local): a UDP port has nothing to connect to. No warm sockets.
+  return { id: `${id}/udp`, endpoints, policy, health, poolSize: 0, ...(dialer !== undefined ? { dialer } : {}) }
+}
+
+function udpDraftKey (host: string, port: number): string {
+  return `${listenerKey({ host, port })}/udp`
+}
+
+function claimUdpPorts (w: Work, drafts: Map<string, ListenerDraft>, useIp: boolean, useNames: boolean, listenHost: string): void {
+  const claim = (host: string, p: WorkPort): void => {
+    const k = udpDraftKey(host, p.port)
+    let d = drafts.get(k)
+    if (d === undefined) { d = { host, port: p.port, claims: [], udp: [] }; drafts.set(k, d) }
+    d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() })
+    ;(d.udp as WorkPort[]).push(p)
+  }
+  for (const p of w.ports) {
+    if (p.protocol !== 'UDP' || p.upstream === undefined) continue
+    if (useIp && w.ip !== undefined) claim(w.ip, p)
+    if (useNames) claim(listenHost, p)
+  }
+}
+
+/** A UDP draft's listener: the oldest claim serves it; a later Service's same port on the shared host gets an error instead. */
+function udpListenerOf (d: ListenerDraft): ListenerSpec {
+  const order = d.claims.map((c, i) => ({ c, p: (d.udp as WorkPort[])[i] as WorkPort })).sort((a, b) => olderFirst(a.c.work.svc, b.c.work.svc))
+  const win = order[0] as { c: Claim, p: WorkPort }
+  win.p.listeners.push(udpDraftKey(d.host, d.port))
+  for (const lose of order.slice(1)) {
+    // Only reachable on the shared listen host; the Service's own IP still serves it in ip+hostname mode.
+    if (lose.c.work.ip !== undefined) continue
+    lose.p.error = PORT_ERROR_SHADOWED
+    lose.p.message = `port ${d.port}/UDP: ${win.c.work.key} already serves UDP ${d.port} on ${d.host}, and datagrams cannot be routed by name`
+  }
+  return {
+    host: d.host,
+    port: d.port,
+    protocol: 'udp',
+    routes: [],
+    default: win.c.upstream,
+    ...(win.c.work.sourceRanges !== undefined ? { sourceRanges: win.c.work.sourceRanges } : {}),
+    owner: win.c.work.key,
+  }
 }
 
 function rank (p: WorkPort): number {

@@ -21,7 +21,7 @@ t.teardown(() => demo.stop('SIGKILL'))
 await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
 
 const service = demo.stdout.find((l) => l.startsWith('service demo/demo/hello ')) ?? ''
-const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(service)?.[1] ?? ''
+const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s)/.exec(service)?.[1] ?? ''
 // The demo's Gateway: its implementation's LoadBalancer Service, and the HTTPRoute's name.
 const gwService = demo.stdout.find((l) => l.startsWith('service demo/demo/app-gateway ')) ?? ''
 const gwIp = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(gwService)?.[1] ?? ''
@@ -29,10 +29,13 @@ const gwIp = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(gwService)?.[1] ?? ''
 t.test('listening lines, the service line and what to curl', async (t) => {
   await until(() => demo.listening.length >= 3, 5000, 'three listening lines')
   t.same(demo.listening.map((l) => `${l.host}:${l.port}`).sort(), [`127.0.0.1:${httpPort}`, `${ip}:80`, `${gwIp}:80`].sort())
-  t.match(service, new RegExp(`^service demo/demo/hello ${ip.replace(/\./g, '\\.')}:80 http://hello\\.demo\\.localhost:${httpPort}$`))
+  // Addresses sorted, UDP ones marked /udp (hostname mode serves UDP on the listen host at the port number).
+  t.match(service, new RegExp(`^service demo/demo/hello 127\\.0\\.0\\.1:80/udp ${ip.replace(/\./g, '\\.')}:80 ${ip.replace(/\./g, '\\.')}:80/udp http://hello\\.demo\\.localhost:${httpPort}$`))
   t.ok(demo.stdout.includes(`  curl http://hello.demo.localhost:${httpPort}/`))
   t.ok(demo.stdout.includes(`  curl http://${ip}/`))
   t.ok(demo.stdout.some((l) => l.startsWith(`  curl http://app.demo.localhost:${httpPort}/ `)), 'the Gateway\'s HTTPRoute name is offered')
+  t.ok(demo.stdout.includes(`  echo hello | nc -u -w1 ${ip} 80`), 'and the command to try the UDP port')
+  t.ok(demo.stdout.includes(`listening ${ip}:80/udp`), 'the UDP listener on the external IP')
   t.ok(ip.startsWith(pool.split('.').slice(0, 3).join('.')), 'the external IP comes from --ip-pool')
 })
 
@@ -59,6 +62,16 @@ t.test('curl http://app.demo.localhost reaches the Gateway by name', async (t) =
   t.match(gw.stdout, /app-gateway\.demo\.localhost/, 'the implementation published the address kind-tunnel gave its Service')
 })
 
+t.test('the demo Service UDP port: a datagram to IP:80/udp reaches a simulated node', async (t) => {
+  const { createSocket } = await import('node:dgram')
+  const c = createSocket('udp4')
+  t.teardown(() => { c.close() })
+  const reply = new Promise<string>((resolve) => c.once('message', (m) => { resolve(m.toString()) }))
+  c.send('hello', 80, ip)
+  const got = await Promise.race([reply, new Promise<string>((resolve) => setTimeout(() => { resolve('(no answer in 5 s)') }, 5000))])
+  t.match(got, /^hello from demo-worker2? \(127\.[\d.]+\) over UDP: hello\n$/)
+})
+
 t.test('the real kubectl shows the EXTERNAL-IP and the hostname', async (t) => {
   const r = await run('kubectl', ['--kubeconfig', kubeconfig, 'get', 'svc', '-n', 'demo', 'hello', '--no-headers'])
   t.equal(r.code, 0, r.stderr)
@@ -73,7 +86,7 @@ t.test('status over the control socket', async (t) => {
   const st = JSON.parse(r.stdout) as { services: Array<{ name: string, addresses: string[], backends: Array<{ health: string }> }>, totals: { accepted: number }, clusters: Array<{ controller?: { gateways?: Array<{ key: string, hostnames: Array<{ url?: string, served: boolean }> }> } }> }
   t.same(st.clusters[0]?.controller?.gateways?.map((g) => [g.key, g.hostnames.map((h) => [h.url, h.served])]), [['demo/app', [[`http://app.demo.localhost:${httpPort}/`, true]]]], 'status --json carries the Gateway and its URL')
   const hello = st.services.find((s) => s.name === 'hello')
-  t.same(hello?.addresses, [`${ip}:80`])
+  t.same(hello?.addresses, [`127.0.0.1:80/udp`, `${ip}:80`, `${ip}:80/udp`], 'TCP and UDP addresses')
   t.equal(hello?.backends.length, 2)
   t.ok(st.totals.accepted >= 12, 'the curls were counted')
 })
