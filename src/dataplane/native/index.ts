@@ -267,7 +267,7 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `threads must be an integer from 1 to 64, got ${String(opts.threads)}`)
   }
   // The worker uses epoll and splice(2); macOS/Windows would need kqueue/IOCP ports of the 'rw' loop.
-  if (process.platform !== 'linux') return unavailable(`no addon for ${platformTag()} (the native data plane is Linux only)`, opts.addonPath)
+  if (process.platform !== 'linux') return unavailable(`no addon for ${platformTag()}; the native data plane is Linux only`, opts.addonPath)
   const binding = loadBinding(opts.addonPath)
   if (binding === undefined) return undefined
   try {

@@ -102,7 +102,7 @@ export function locateAddon (compile = true): Located {
   if (src === undefined && existsSync(bundled)) return { pick: { file: bundled, how: `bundled ${platformTag()}` }, notes }
 
   const tag = platformTag()
-  if (!tag.startsWith('linux-')) return { notes: [`no addon for ${tag} (the native data plane is Linux only)`] }
+  if (!tag.startsWith('linux-')) return { notes: [`no addon for ${tag}; the native data plane is Linux only`] }
   const hs = src !== undefined ? createRequire(import.meta.url)(join(src, 'source-hash.cjs')) as SourceHashModule : undefined
   const hash = src !== undefined && hs !== undefined ? hs.sourceHash(src) : undefined
   const fresh = (file: string, what: string): boolean => {
