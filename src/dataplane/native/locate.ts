@@ -113,7 +113,8 @@ export function locateAddon (compile = true): Located {
     return false
   }
 
-  if (src !== undefined) {
+  // The local build is this machine's (a simulated platform does not get it).
+  if (src !== undefined && tag === `${process.platform}-${process.arch}`) {
     const local = join(src, 'build', 'Release', ADDON_FILE)
     if (fresh(local, 'the local build')) return { pick: { file: local, how: 'local build' }, notes }
   }
