@@ -83,6 +83,31 @@ function announceOnce (marker: string, line: string): void {
   } catch { /* said again next run */ }
 }
 
+/**
+ * A fresh addon for `tag` (linux-x64, linux-arm64) in a package or checkout at
+ * `root`, for an image to carry: the prebuild, else (this machine's tag only)
+ * the local build; either only when built from the sources beside it.
+ */
+export function addonForTag (root: string, tag: string): string | undefined {
+  const src = join(root, 'src', 'dataplane', 'native')
+  let fresh = (f: string): boolean => existsSync(f)
+  if (existsSync(join(src, 'source-hash.cjs')) && existsSync(join(src, 'kt_splice.c'))) {
+    const hs = createRequire(import.meta.url)(join(src, 'source-hash.cjs')) as SourceHashModule
+    const hash = hs.sourceHash(src)
+    fresh = (f) => existsSync(f) && hs.embeddedHash(f) === hash
+  }
+  const prebuilt = join(root, 'prebuilds', tag, PREBUILD_FILE)
+  if (fresh(prebuilt)) return prebuilt
+  const local = join(src, 'build', 'Release', ADDON_FILE)
+  if (tag === `${process.platform}-${process.arch}` && fresh(local)) return local
+  return undefined
+}
+
+/** Docker's `Architecture` (uname -m of the engine's machine) as Node's arch name. */
+export function archOfEngine (machine: string): string {
+  return ({ x86_64: 'x64', amd64: 'x64', aarch64: 'arm64', arm64: 'arm64' } as Record<string, string>)[machine] ?? machine
+}
+
 export interface Located {
   readonly pick?: AddonPick
   /** Why nothing (fresh) was found, when pick is undefined; or what was skipped on the way. */
