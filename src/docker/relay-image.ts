@@ -1,7 +1,8 @@
 // The relay image, built locally from docker/Dockerfile: no registry of ours
 // is involved, and the image holds exactly the compiled relay entry point and
-// the modules it imports (found by following its relative imports), so a
-// change to any of them gives a new content-addressed tag.
+// the modules it imports (found by following its relative imports), plus the
+// native splice addon for the engine's architecture when this install has it,
+// so a change to any of them gives a new content-addressed tag.
 
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -29,7 +30,7 @@ export interface RelayBuildContext {
 }
 
 /** Bumped when the image's layout changes, so that images built by older versions are rebuilt, not reused. */
-const RELAY_IMAGE_LAYOUT = 'relay-image-v2 (native addon beside the loader)'
+const RELAY_IMAGE_LAYOUT = 'relay-image-v3 (the repository layout; native addon beside the loader)'
 
 /** The directory holding `src/` compiled (dist/ when installed; dist-<name>/ in a dev build). */
 function defaultDistRoot (): string {
@@ -88,13 +89,14 @@ export function relayBuildContext (opts: RelayContextOptions = {}): RelayBuildCo
   const pkg = Buffer.from(JSON.stringify({ name: 'kind-tunnel-relay', private: true, type: 'module' }) + '\n')
   const entries: TarEntry[] = [
     { name: 'Dockerfile', data: dockerfile },
-    { name: 'app/package.json', data: pkg },
-    ...modules.map((m) => ({ name: `app/dist/${m}`, data: readFileSync(join(distRoot, m)) })),
+    { name: 'package.json', data: pkg },
+    ...modules.map((m) => ({ name: `dist/${m}`, data: readFileSync(join(distRoot, m)) })),
   ]
   // The addon for the engine's architecture, where the loader looks first in an image without sources.
   const addonTag = `linux-${opts.arch ?? process.arch}`
   const addon = addonForTag(dirname(normalize(distRoot)), addonTag)
-  if (addon !== undefined) entries.push({ name: `app/dist/src/dataplane/native/${ADDON_FILE}`, data: readFileSync(addon) })
+  // The repository's layout, so that docker/Dockerfile also builds from a checkout's root.
+  if (addon !== undefined) entries.push({ name: `src/dataplane/native/build/Release/${ADDON_FILE}`, data: readFileSync(addon) })
   const h = createHash('sha256')
   h.update(`${RELAY_IMAGE_LAYOUT}\0base\0${opts.base ?? DEFAULT_RELAY_BASE}\0`)
   for (const e of entries) h.update(`${e.name}\0${(e.data as Buffer).length}\0`).update(e.data as Buffer)

@@ -23,8 +23,8 @@ else {
   t.test('the build context holds the addon for the engine, and older layouts get a new tag', async (t) => {
     const ctx = relayBuildContext({ base, arch })
     t.equal(ctx.addon, `linux-${arch}`)
-    t.ok(ctx.files.includes('app/dist/src/dataplane/native/kt_splice.node'))
-    t.ok(ctx.files.includes('app/dist/src/dataplane/native/locate.js'), 'and the loader')
+    t.ok(ctx.files.includes('src/dataplane/native/build/Release/kt_splice.node'))
+    t.ok(ctx.files.includes('dist/src/dataplane/native/locate.js'), 'and the loader')
     const none = relayBuildContext({ base, arch: 'riscv64' })
     t.equal(none.addon, undefined, 'no addon for an engine without one: the JS splice')
     t.not(none.tag, ctx.tag, 'a different image')
