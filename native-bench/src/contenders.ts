@@ -185,10 +185,12 @@ function installedKindTunnel(ctx: Ctx): { bin: string; path: string } {
     const repo = fileURLToPath(new URL('../../', import.meta.url));
     const dir = join(ctx.tmp, 'installed');
     mkdirSync(dir, { recursive: true });
-    execFileSync('npm', ['pack', '--pack-destination', dir, '--loglevel=error'], { cwd: repo, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+    // The outer `npm run bench` leaves npm_config_* / npm_package_* in the environment; a user's shell has none.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    execFileSync('npm', ['pack', '--pack-destination', dir, '--loglevel=error'], { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
     const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
     if (tgz === undefined) throw new Error('npm pack made no tarball');
-    execFileSync('npm', ['install', '-g', '--prefix', join(dir, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tgz)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+    execFileSync('npm', ['install', '-g', '--prefix', join(dir, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tgz)], { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
     bin = join(dir, 'prefix', 'bin', 'kind-tunnel');
   }
   installedBin = { bin, path: `${dirname(bin)}:${nodeOnly}` };
