@@ -106,8 +106,8 @@ if (args.includes('--prebuilds')) {
 
 const arch = opt('--arch') ?? hostArch()
 const out = resolve(opt('--out') ?? join(here, 'build', 'Release', 'kt_splice.node'))
-// An old build never outlives a failed one: the loader would refuse it as stale anyway.
-if (opt('--out') === undefined) rmSync(out, { force: true })
+// An old build is not removed first (a process loading it meanwhile would miss it): the new one
+// replaces it atomically, and if the build fails the loader refuses the old one once the sources changed.
 const err = build(arch, out)
 if (err !== undefined) fail(`not built: ${err}`)
 say(`built for linux-${arch}: ${out}`)
