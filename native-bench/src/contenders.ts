@@ -182,7 +182,7 @@ function installedKindTunnel(ctx: Ctx): { bin: string; path: string } {
   if (!existsSync(join(nodeOnly, 'node'))) symlinkSync(process.execPath, join(nodeOnly, 'node'));
   let bin = process.env['KT_INSTALLED'];
   if (bin === undefined || bin === '') {
-    const repo = fileURLToPath(new URL('../../', import.meta.url));
+    const repo = fileURLToPath(new URL('../../../', import.meta.url)); // build/src/ -> the repository root
     const dir = join(ctx.tmp, 'installed');
     mkdirSync(dir, { recursive: true });
     // The outer `npm run bench` leaves npm_config_* / npm_package_* in the environment; a user's shell has none.
