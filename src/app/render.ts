@@ -3,6 +3,7 @@
 // lines a script reads when stdout is not a terminal.
 
 import { Writable } from 'node:stream'
+import { formatGateways } from './gateways.js'
 import type { ServiceStatus, UpStatus } from './status.js'
 import type { UpEvent } from './up.js'
 
@@ -70,6 +71,7 @@ export function formatStatus (st: UpStatus, width = 120): string[] {
   const t = st.totals
   out.push(`connections: ${t.active} active, ${t.accepted} accepted; bytes: ${fmtBytes(t.bytesIn)} in, ${fmtBytes(t.bytesOut)} out; pool: ${t.poolHits} hits, ${t.poolMisses} misses`)
   out.push(...formatListeners(st))
+  out.push(...formatGateways(st))
   for (const c of st.conflicts) out.push(`conflict: ${c.message}`)
   return out
 }

@@ -23,6 +23,7 @@ import {
   endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices,
   type CheckLine, type DataPath, type EndpointTarget, type TlsTarget,
 } from './checks.js'
+import { checkGateways, gatewayHostnamesToResolve } from './gateways.js'
 import { defaultHostsFile } from './hosts.js'
 // ./kube.js (the Kubernetes client) is loaded only when a cluster is read.
 import type { ClusterFacts } from './kube.js'
@@ -254,9 +255,13 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   // /etc/hosts for Ingress hostnames.
   const hostsPath = o.hostsFile ?? defaultHostsFile(platform)
   const names = facts.flatMap((f) => hostnamesToResolve(f))
+  for (const n of gatewayHostnamesToResolve(up)) if (!names.some((x) => x.name === n.name)) names.push(n)
   const expected = new Set<string>()
   for (const f of facts) if (f.services.ok) for (const s of f.services.value) for (const i of s.status?.loadBalancer?.ingress ?? []) if (i.ip !== undefined) expected.add(i.ip)
   lines.push(...checkHosts({ path: hostsPath, text: names.length > 0 ? await readHostsFile(hostsPath) : '', names, expected, platform }))
+
+  // Gateways: an address, a Service, names that meet a listener.
+  lines.push(...checkGateways(up))
 
   return { lines, failed: lines.some((l) => l.status === 'FAIL') }
 }
