@@ -26,7 +26,7 @@ export interface CheckLine {
   readonly fix?: string
 }
 
-const line = (check: string, status: CheckStatus, message: string, fix?: string): CheckLine => ({ check, status, message, ...(fix !== undefined ? { fix } : {}) })
+const line = (check: string, status: CheckStatus, message: string, fix?: string | undefined): CheckLine => ({ check, status, message, ...(fix !== undefined ? { fix } : {}) })
 
 // ------------------------------------------------------------ fd limit
 
@@ -39,6 +39,18 @@ export function checkFdLimit (limit: number | undefined, platform: string): Chec
     platform === 'darwin'
       ? 'ulimit -n 65536 in this shell; for every shell: sudo launchctl limit maxfiles 65536 200000'
       : 'ulimit -n 65536 in this shell (or LimitNOFILE= in a systemd unit)')]
+}
+
+// ------------------------------------------------------------ data path
+
+/** What the native loader found (nativeDataPath()); `required` is KT_REQUIRE_NATIVE=1. */
+export type DataPath = { native: true, how: string } | { native: false, why: string }
+
+export function checkDataplane (dp: DataPath, required: boolean): CheckLine[] {
+  if (dp.native) return [line('dataplane', 'ok', `native (${dp.how})`)]
+  if (/KT_NATIVE=0/.test(dp.why)) return [line('dataplane', 'warn', `pure JS (${dp.why})`, 'unset KT_NATIVE for the native data path')]
+  return [line('dataplane', required ? 'FAIL' : 'warn', `pure JS (${dp.why})`,
+    /Linux only/.test(dp.why) ? undefined : 'install a C compiler (cc) and run kind-tunnel again: it builds the addon once from the shipped sources')]
 }
 
 // ------------------------------------------------------------ state file

@@ -19,9 +19,9 @@ import { cidrContainsIp, parseCidr, type Cidr } from '../routing/cidr.js'
 import { DEFAULT_IP_POOL } from '../routing/compute.js'
 import type { Endpoint } from '../routing/types.js'
 import {
-  checkAliases, checkCoreDns, checkEndpoints, checkFdLimit, checkHosts, checkPorts, checkRoute, checkState, checkTls,
+  checkAliases, checkCoreDns, checkDataplane, checkEndpoints, checkFdLimit, checkHosts, checkPorts, checkRoute, checkState, checkTls,
   endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices, udpLines,
-  type CheckLine, type EndpointTarget, type TlsTarget,
+  type CheckLine, type DataPath, type EndpointTarget, type TlsTarget,
 } from './checks.js'
 import { checkGateways, gatewayHostnamesToResolve } from './gateways.js'
 import { defaultHostsFile } from './hosts.js'
@@ -61,11 +61,18 @@ export interface DoctorOptions {
   readonly timeoutMs?: number
   /** /proc root, for finding who holds a port. */
   readonly proc?: string
+  /** The data path this install gets (default: ask the native loader). */
+  readonly dataplane?: () => DataPath
 }
 
 export interface DoctorReport {
   readonly lines: CheckLine[]
   readonly failed: boolean
+}
+
+/** The native loader, imported only when doctor runs. */
+async function nativeDataPathFn (): Promise<() => DataPath> {
+  return (await import('../dataplane/native/index.js')).nativeDataPath
 }
 
 async function runningUp (stateDir: string, state: UpState | undefined): Promise<UpStatus | undefined> {
@@ -95,6 +102,7 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   if (!lines.some((l) => l.check === 'state')) lines.push(...checkState(state, up !== undefined))
 
   lines.push(...checkFdLimit(await (o.fdLimit ?? processFdLimit)(), platform))
+  lines.push(...checkDataplane((o.dataplane ?? await nativeDataPathFn())(), process.env['KT_REQUIRE_NATIVE'] === '1'))
 
   // Docker's kind clusters.
   let clusters: KindCluster[] = []
