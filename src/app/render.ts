@@ -27,16 +27,31 @@ function clip (text: string, width: number): string {
 export function formatTable (st: UpStatus, width = 120): string[] {
   const multi = new Set(st.services.map((s) => s.cluster)).size > 1
   const header = ['SERVICE', 'ADDRESS', 'HOSTNAME', 'BACKENDS', 'HEALTH', 'CONNS']
+  // One block per Service, one group of lines per Service port: each address
+  // and name stands beside the backends of its own port, never another's.
   const rows: string[][][] = st.services.map((s) => {
     const conns = s.backends.reduce((a, b) => a + b.active, 0)
-    return [
-      [serviceName(s, multi)],
-      s.addresses.length + s.unbound.length > 0 ? [...s.addresses, ...s.unbound.map((u) => `${u} (not bound)`)] : ['-'],
-      s.hostnames.length > 0 ? [...s.hostnames] : ['-'],
-      s.backends.length > 0 ? s.backends.map((b) => b.address) : ['(no Ready node)'],
-      s.backends.length > 0 ? s.backends.map((b) => (b.cause !== undefined ? `${b.health} (${b.cause})` : b.health)) : ['-'],
-      [String(conns)],
-    ]
+    const health = new Map(s.backends.map((b) => [b.address, b.cause !== undefined ? `${b.health} (${b.cause})` : b.health]))
+    const cells: string[][] = [[serviceName(s, multi)], [], [], [], [], [String(conns)]]
+    const groups = s.byPort ?? []
+    for (const g of groups) {
+      const addr = [...g.addresses, ...g.unbound.map((u) => `${u} (not bound)`)]
+      const names = [...g.hostnames]
+      const backs = g.backends.length > 0 ? [...g.backends] : ['(no Ready node)']
+      const height = Math.max(addr.length, names.length, backs.length, 1)
+      const pad = (c: string[], at: number): void => { while (c.length < at) c.push('') }
+      const top = Math.max(...cells.slice(1, 5).map((c) => c.length))
+      for (const c of cells.slice(1, 5)) pad(c, top)
+      cells[1]?.push(...(addr.length > 0 ? addr : ['-']))
+      cells[2]?.push(...(names.length > 0 ? names : ['-']))
+      cells[3]?.push(...backs)
+      cells[4]?.push(...backs.map((b) => health.get(b) ?? '-'))
+      for (const c of cells.slice(1, 5)) pad(c, top + height)
+    }
+    if (groups.length === 0) {
+      cells[1] = ['-']; cells[2] = ['-']; cells[3] = ['(no Ready node)']; cells[4] = ['-']
+    }
+    return cells
   })
   const widths = header.map((h, i) => Math.max(h.length, ...rows.flatMap((r) => (r[i] ?? []).map((c) => c.length))))
   // Shrink the widest columns first when the terminal is narrow.

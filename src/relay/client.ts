@@ -36,9 +36,20 @@ export interface RelayEndpoint {
   readonly token: Buffer
 }
 
+/** Bounds of the adaptive pool (connections kept authenticated and unbound). */
+export const POOL_MIN = 2
+export const POOL_MAX = 64
+/** Time constant of the decaying rate of new dials, ms. */
+const RATE_TAU_MS = 1000
+
 export interface RelayDialerOptions extends RelayEndpoint {
-  /** Authenticated connections kept ready (default 4; 0 disables the pool). */
-  readonly poolSize?: number
+  /**
+   * Authenticated connections kept ready, none of them bound to a
+   * destination: a fixed count (0 disables the pool), or `auto` (the
+   * default), sized from the recent rate of new dials times the time a
+   * refill takes, twice over, between POOL_MIN and POOL_MAX.
+   */
+  readonly poolSize?: number | 'auto'
   /** Pooled connections older than this are replaced (default 30000; keep it under the relay's idle timeout). */
   readonly maxIdleMs?: number
   /** Deadline for connect + HELLO when filling the pool (default 5000). */
@@ -53,6 +64,10 @@ export interface RelayDialerOptions extends RelayEndpoint {
 
 export interface RelayPoolStats {
   readonly idle: number
+  /** What the pool refills to now (fixed, or from the recent dial rate). */
+  readonly target: number
+  /** New dials per second, decayed over about a second. */
+  readonly rate: number
   readonly connecting: number
   readonly hits: number
   readonly misses: number
@@ -157,7 +172,13 @@ interface Pooled {
 
 export class RelayDialer implements Dialer {
   private readonly ep: RelayEndpoint
-  private readonly poolSize: number
+  private readonly fixedSize: number | undefined
+  /** Decaying count of dials: dials per RATE_TAU_MS as of `rateAt`. */
+  private rateAcc = 0
+  private rateAt = Date.now()
+  /** Smoothed time a refill takes (connect + HELLO + OK), ms. */
+  private refillMs = 1
+  private trimTimer: NodeJS.Timeout | undefined
   private readonly maxIdleMs: number
   private readonly handshakeTimeoutMs: number
   private readonly proxyV2: boolean
@@ -180,7 +201,9 @@ export class RelayDialer implements Dialer {
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay port ${opts.port} is out of range`)
     if (opts.token.length < TOKEN_MIN || opts.token.length > TOKEN_MAX) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
     this.ep = Object.freeze({ host: opts.host, port: opts.port, token: Buffer.from(opts.token) })
-    this.poolSize = opts.poolSize ?? 4
+    const size = opts.poolSize ?? 'auto'
+    if (size !== 'auto' && (!Number.isInteger(size) || size < 0)) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay pool size must be auto or a whole number, got ${String(size)}`)
+    this.fixedSize = size === 'auto' ? undefined : size
     this.maxIdleMs = opts.maxIdleMs ?? 30_000
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000
     this.proxyV2 = opts.proxyV2 === true
@@ -196,20 +219,42 @@ export class RelayDialer implements Dialer {
 
   stats (): RelayPoolStats {
     const s: { -readonly [K in keyof RelayPoolStats]: RelayPoolStats[K] } = {
-      idle: this.idle.length, connecting: this.connecting, hits: this.hits, misses: this.misses,
+      idle: this.idle.length, target: this.target(), rate: Math.round(this.currentRate() * 1000 / RATE_TAU_MS), connecting: this.connecting, hits: this.hits, misses: this.misses,
       discarded: this.discarded, handshakeFailures: this.handshakeFailures,
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
     return s
   }
 
+  /** The decaying dial count, as of now. */
+  private currentRate (): number {
+    return this.rateAcc * Math.exp(-(Date.now() - this.rateAt) / RATE_TAU_MS)
+  }
+
+  private noteDial (): void {
+    const now = Date.now()
+    this.rateAcc = this.rateAcc * Math.exp(-(now - this.rateAt) / RATE_TAU_MS) + 1
+    this.rateAt = now
+  }
+
+  /**
+   * How many unbound connections to keep: fixed, or enough for the dials
+   * expected while one refill is under way, twice over (bursts), at least
+   * POOL_MIN so the first connection after a quiet spell is a hit.
+   */
+  target (): number {
+    if (this.fixedSize !== undefined) return this.fixedSize
+    const perMs = this.currentRate() / RATE_TAU_MS
+    return Math.min(POOL_MAX, POOL_MIN + Math.ceil(perMs * this.refillMs * 2))
+  }
+
   /** Resolve true once the pool is full, false at the deadline or when it cannot fill. */
   warm (timeoutMs: number): Promise<boolean> {
-    if (this.idle.length >= this.poolSize) return Promise.resolve(true)
+    if (this.idle.length >= this.target()) return Promise.resolve(true)
     return new Promise((resolve) => {
       const timer = setTimeout(() => { remove(); resolve(false) }, timeoutMs)
       const check = (): void => {
-        if (this.idle.length >= this.poolSize) { clearTimeout(timer); remove(); resolve(true) }
+        if (this.idle.length >= this.target()) { clearTimeout(timer); remove(); resolve(true) }
       }
       const remove = (): void => {
         const i = this.waiters.indexOf(check)
@@ -227,6 +272,7 @@ export class RelayDialer implements Dialer {
     const request = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2)
     const where = `relay → ${target(req.host, req.port)}`
     const deadline = Date.now() + req.timeoutMs
+    this.noteDial()
     // A pooled connection can die between our last look and the CONNECT (the
     // relay restarted, its idle timer fired). Nothing of the caller's has been
     // sent yet, so one retry on a fresh connection is always safe.
@@ -263,6 +309,7 @@ export class RelayDialer implements Dialer {
   async close (): Promise<void> {
     this.closed = true
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    if (this.trimTimer !== undefined) clearInterval(this.trimTimer)
     for (const p of this.idle.splice(0)) this.drop(p)
   }
 
@@ -294,10 +341,13 @@ export class RelayDialer implements Dialer {
 
   private refill (): void {
     if (this.closed || this.retryTimer !== undefined) return
-    while (this.idle.length + this.connecting < this.poolSize) {
+    const want = this.target()
+    while (this.idle.length + this.connecting < want) {
       this.connecting++
+      const started = Date.now()
       relayHandshake(this.ep, this.handshakeTimeoutMs).then((sock) => {
         this.connecting--
+        this.refillMs += (Math.max(0.1, Date.now() - started) - this.refillMs) / 8
         if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
         this.consecutiveFailures = 0
         if (this.closed) { sock.destroy(); return }
@@ -345,6 +395,22 @@ export class RelayDialer implements Dialer {
     sock.on('error', p.onGone)
     sock.resume()
     this.idle.push(p)
+    this.armTrim()
     for (const w of [...this.waiters]) w()
+  }
+
+  /** While the pool holds more than the rate now asks for, close the oldest surplus once a second. */
+  private armTrim (): void {
+    if (this.trimTimer !== undefined || this.fixedSize !== undefined) return
+    this.trimTimer = setInterval(() => {
+      const target = this.target()
+      while (this.idle.length > target) {
+        const p = this.idle.shift() as Pooled
+        this.discarded++
+        this.drop(p)
+      }
+      if (this.idle.length <= POOL_MIN && this.trimTimer !== undefined) { clearInterval(this.trimTimer); this.trimTimer = undefined }
+    }, 1000)
+    this.trimTimer.unref()
   }
 }
