@@ -3,7 +3,7 @@
 // lines a script reads when stdout is not a terminal.
 
 import { Writable } from 'node:stream'
-import type { ServiceStatus, UpStatus } from './status.js'
+import type { RelayPoolStatus, ServiceStatus, UpStatus } from './status.js'
 import type { UpEvent } from './up.js'
 
 function fmtBytes (n: number): string {
@@ -71,12 +71,22 @@ export function formatTable (st: UpStatus, width = 120): string[] {
   return out
 }
 
+/** The relay's data path and its warm pool: `data path js, pool 4 idle (target 4), hit rate 87% (1234 of 1418)`. */
+export function relayDetail (p: RelayPoolStatus | undefined): string {
+  if (p === undefined) return ''
+  const dials = p.hits + p.misses
+  const rate = dials === 0 ? 'no dials yet' : `hit rate ${Math.round((p.hitRate ?? p.hits / dials) * 100)}% (${p.hits} of ${dials})`
+  const target = p.target !== undefined ? ` (target ${p.target})` : ''
+  const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
+  return `, data path ${p.dataPath ?? 'unknown'}, pool ${p.idle} idle${target}, ${rate}${err}`
+}
+
 /** `status` without --json. */
 export function formatStatus (st: UpStatus, width = 120): string[] {
   const out: string[] = []
   out.push(`kind-tunnel up, pid ${st.pid}, since ${st.startedAt}, --address ${st.address}${st.ready ? '' : ' (starting)'}`)
   for (const c of st.clusters) {
-    const relay = c.relay !== undefined ? `, relay ${c.relay.name} on 127.0.0.1:${c.relay.port}` : ''
+    const relay = c.relay !== undefined ? `, relay ${c.relay.name} on 127.0.0.1:${c.relay.port}${relayDetail(c.relay.pool)}` : ''
     out.push(`cluster ${c.name}: ${c.mode}${relay}${c.synced ? '' : ' (not synced)'}${c.error !== undefined ? `; error ${c.error}` : ''}`)
   }
   out.push('')

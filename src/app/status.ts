@@ -52,12 +52,24 @@ export interface ServiceStatus {
   readonly unbound: readonly string[]
 }
 
+/** The relay dialer's pool as `status` shows it (src/relay/client.ts RelayPoolStats). */
+export interface RelayPoolStatus {
+  readonly idle: number
+  readonly target?: number
+  readonly hits: number
+  readonly misses: number
+  readonly hitRate?: number
+  /** How the relay container splices (it says so in its answer to the pool's AUTH). */
+  readonly dataPath?: 'native' | 'js' | 'unknown'
+  readonly lastError?: string
+}
+
 export interface ClusterStatus {
   readonly name: string
   readonly mode: string
   readonly reason: string
   readonly synced: boolean
-  readonly relay?: { readonly name: string, readonly port: number, readonly pool?: unknown }
+  readonly relay?: { readonly name: string, readonly port: number, readonly pool?: RelayPoolStatus | undefined }
   readonly controller?: unknown
   readonly error?: string
 }

@@ -1,20 +1,28 @@
 // The host side of the relay: a Dialer whose sockets go host → published port
-// → relay container → nodeIP:nodePort.
+// → relay container → nodeIP:nodePort, speaking protocol v2
+// (docs/relay-protocol.md).
 //
-// It keeps a warm pool of AUTHENTICATED relay connections: TCP connected,
-// HELLO sent, the relay's OK received, destination not yet sent. Why
-// authenticated rather than merely TCP-connected: a Docker published port is
-// answered by the engine's port forwarder (docker-proxy, vpnkit, gvproxy,
-// rootlessport), which accepts the TCP connection even when the relay behind
-// it is not listening, and only closes it afterwards. A connect() proves
-// nothing; the relay's OK proves the whole path up to the relay process, and
-// takes that round trip (and Docker's forwarding handshake) off the client's
-// critical path. A dial then costs one round trip: CONNECT → status.
+// A dial costs no round trip. On a warm connection the host writes BIND and
+// returns the socket at once: the data plane's first write carries the
+// client's bytes right behind it. Without one, it connects and writes
+// AUTH + BIND, again without waiting. The relay answers only when asked;
+// a refusal is a TCP reset, which the data plane passes to the client as it
+// would a backend's.
+//
+// Warm connections: TCP connected, AUTH sent with ACK, the relay's OK
+// received, no destination yet, so no backend sees them. Why wait for the
+// OK there: a Docker published port is answered by the engine's port
+// forwarder (docker-proxy, vpnkit, gvproxy, rootlessport), which accepts the
+// TCP connection even when no relay listens behind it. The OK proves the
+// whole path up to the relay process (and reports its data path); it costs
+// nothing on a client's critical path because the pool fills in the
+// background. The pool is sized from the recent rate of new dials.
 
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeHello, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE } from './protocol.js'
+import { forbiddenReason } from './allow.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
@@ -39,6 +47,10 @@ export interface RelayEndpoint {
 /** Bounds of the adaptive pool (connections kept authenticated and unbound). */
 export const POOL_MIN = 2
 export const POOL_MAX = 64
+/** Handshakes in flight at once when refilling. */
+const REFILL_PARALLEL = 8
+/** A refill sample counts at most this long (ms): past it, the pool is not what helps. */
+const REFILL_MS_MAX = 100
 /** Time constant of the decaying rate of new dials, ms. */
 const RATE_TAU_MS = 1000
 
@@ -74,6 +86,10 @@ export interface RelayPoolStats {
   /** Pooled connections dropped because they died or aged out. */
   readonly discarded: number
   readonly handshakeFailures: number
+  /** hits / (hits + misses), 0 before any dial. */
+  readonly hitRate: number
+  /** How the relay splices, as it reported in its last OK (unknown before one). */
+  readonly dataPath: 'native' | 'js' | 'unknown'
   readonly lastError?: string
 }
 
@@ -81,11 +97,14 @@ function target (host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
+interface Reply { status: number, info: number }
+
 /**
- * Read the relay's two-byte reply. Leaves the socket paused, with any bytes
- * beyond the reply (a server that speaks first) unshifted for the splice.
+ * Read the relay's three-byte reply (version, status, info). Leaves the
+ * socket paused, with any bytes beyond the reply (a server that speaks first,
+ * after an ANSWER) unshifted for the splice.
  */
-function readReply (sock: Socket, timeoutMs: number, what: string): Promise<number> {
+function readReply (sock: Socket, timeoutMs: number, what: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     let got: Buffer = Buffer.alloc(0)
     let timer: NodeJS.Timeout | undefined
@@ -105,14 +124,15 @@ function readReply (sock: Socket, timeoutMs: number, what: string): Promise<numb
     }
     const onData = (chunk: Buffer): void => {
       got = got.length === 0 ? chunk : Buffer.concat([got, chunk])
+      // An older relay answers `1 | VERSION` to a v2 AUTH and closes: say so at its first byte.
+      if (got[0] !== VERSION) { fail(new KtError('KT_ERR_RELAY_PROTOCOL', `${what}: the relay answered protocol version ${got[0]}, this host speaks ${VERSION} (an older relay image: \`up\` replaces it)`)); return }
       if (got.length < REPLY_LEN) return
       cleanup()
-      if (got[0] !== VERSION) { fail(new KtError('KT_ERR_RELAY_PROTOCOL', `${what}: the relay answered version ${got[0]}, expected ${VERSION}`)); return }
       if (got.length > REPLY_LEN) sock.unshift(got.subarray(REPLY_LEN))
-      resolve(got[1] as number)
+      resolve({ status: got[1] as number, info: got[2] as number })
     }
     const onEnd = (): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: the relay closed the connection without answering (is the relay container running?)`))
-    const onError = (err: Error): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
+    const onError = (err: Error): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}${(err as NodeJS.ErrnoException).code === 'ECONNRESET' ? ' (the relay refused: see its log)' : ''}`, { cause: err }))
     if (timeoutMs > 0) {
       timer = setTimeout(() => fail(new KtError('KT_ERR_CONNECT_TIMEOUT', `${what}: no answer from the relay within ${timeoutMs} ms`)), timeoutMs)
     }
@@ -126,18 +146,12 @@ function readReply (sock: Socket, timeoutMs: number, what: string): Promise<numb
 
 function noop (): void {}
 
-/**
- * Connect to the relay and authenticate. Resolves with a paused socket on
- * which the relay waits for a CONNECT. Rejects with KT_ERR_RELAY_DOWN (no
- * relay behind the port), KT_ERR_RELAY_AUTH (wrong token) or
- * KT_ERR_CONNECT_TIMEOUT.
- */
-export function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
-  const hello = encodeHello(ep.token)
+/** TCP connect to the relay's published port, with a deadline. Resolves with a paused socket. */
+function connectRelay (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
   const where = `relay ${target(ep.host, ep.port)}`
   return new Promise((resolve, reject) => {
     const sock = connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true })
-    const started = Date.now()
+    sock.pause()
     const timer = setTimeout(() => {
       sock.on('error', noop)
       sock.destroy()
@@ -153,15 +167,33 @@ export function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<S
     sock.once('connect', () => {
       clearTimeout(timer)
       sock.removeListener('error', onError)
-      sock.write(hello)
-      readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where).then((status) => {
-        if (status === Status.OK) { resolve(sock); return }
-        sock.on('error', noop)
-        sock.destroy()
-        reject(new KtError(statusErrorCode(status), `${where} refused the HELLO: ${statusName(status)}`))
-      }, reject)
+      resolve(sock)
     })
   })
+}
+
+async function handshake (ep: RelayEndpoint, timeoutMs: number): Promise<{ sock: Socket, info: number }> {
+  const started = Date.now()
+  const sock = await connectRelay(ep, timeoutMs)
+  const where = `relay ${target(ep.host, ep.port)}`
+  sock.write(encodeAuth(ep.token, { ack: true }))
+  const r = await readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where)
+  if (r.status === Status.OK) return { sock, info: r.info }
+  sock.on('error', noop)
+  sock.destroy()
+  const hint = r.status === Status.STALE ? ' (the clocks of this host and the Docker VM differ by more than the relay\'s window)' : ''
+  throw new KtError(statusErrorCode(r.status), `${where} refused the AUTH: ${statusName(r.status)}${hint}`)
+}
+
+/**
+ * Connect to the relay and authenticate, waiting for its OK. Resolves with a
+ * paused socket on which the relay waits for a BIND. Rejects with
+ * KT_ERR_RELAY_DOWN (no relay behind the port), KT_ERR_RELAY_AUTH (wrong
+ * token, or clocks too far apart), KT_ERR_RELAY_PROTOCOL (an older relay) or
+ * KT_ERR_CONNECT_TIMEOUT.
+ */
+export async function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
+  return (await handshake(ep, timeoutMs)).sock
 }
 
 interface Pooled {
@@ -189,6 +221,7 @@ export class RelayDialer implements Dialer {
   private misses = 0
   private discarded = 0
   private handshakeFailures = 0
+  private info: number | undefined
   private consecutiveFailures = 0
   private lastError: string | undefined
   private retryTimer: NodeJS.Timeout | undefined
@@ -221,6 +254,8 @@ export class RelayDialer implements Dialer {
     const s: { -readonly [K in keyof RelayPoolStats]: RelayPoolStats[K] } = {
       idle: this.idle.length, target: this.target(), rate: Math.round(this.currentRate() * 1000 / RATE_TAU_MS), connecting: this.connecting, hits: this.hits, misses: this.misses,
       discarded: this.discarded, handshakeFailures: this.handshakeFailures,
+      hitRate: this.hits + this.misses === 0 ? 0 : this.hits / (this.hits + this.misses),
+      dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
     return s
@@ -244,8 +279,9 @@ export class RelayDialer implements Dialer {
    */
   target (): number {
     if (this.fixedSize !== undefined) return this.fixedSize
-    const perMs = this.currentRate() / RATE_TAU_MS
-    return Math.min(POOL_MAX, POOL_MIN + Math.ceil(perMs * this.refillMs * 2))
+    const expected = this.currentRate() / RATE_TAU_MS * this.refillMs * 2
+    // The decayed rate never reaches 0: below a quarter of a connection, none.
+    return Math.min(POOL_MAX, POOL_MIN + (expected < 0.25 ? 0 : Math.ceil(expected)))
   }
 
   /** Resolve true once the pool is full, false at the deadline or when it cannot fill. */
@@ -264,45 +300,53 @@ export class RelayDialer implements Dialer {
     })
   }
 
-  async dial (req: DialRequest): Promise<Socket> {
+  /**
+   * A socket on which the relay is connecting (or has connected) to the
+   * destination, resolved without waiting for the relay: the caller's first
+   * write follows the BIND. With `answer`, wait for the relay's OK or its
+   * refusal's status instead (one round trip; for checks and tests).
+   */
+  async dial (req: DialRequest, opts: { answer?: boolean } = {}): Promise<Socket> {
     if (this.closed) throw new KtError('KT_ERR_RELAY_DOWN', 'the relay dialer is closed')
     if (isIP(req.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
     if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
-    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
-    const request = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2)
     const where = `relay → ${target(req.host, req.port)}`
+    // What the relay refuses whatever its allowlist, refused here with its code
+    // (a refusal from the relay itself is a reset, without one).
+    const forbidden = forbiddenReason(req.host)
+    if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `${where}: ${forbidden} addresses are never relayed`)
+    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const answer = opts.answer === true
+    const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2, answer)
     const deadline = Date.now() + req.timeoutMs
     this.noteDial()
-    // A pooled connection can die between our last look and the CONNECT (the
-    // relay restarted, its idle timer fired). Nothing of the caller's has been
-    // sent yet, so one retry on a fresh connection is always safe.
-    for (let attempt = 0; ; attempt++) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new KtError('KT_ERR_CONNECT_TIMEOUT', `${where}: no connection within ${req.timeoutMs} ms`)
-      let sock = this.take()
-      const pooled = sock !== undefined
-      if (sock === undefined) {
-        this.misses++
-        this.poolCounter?.inc({ result: 'miss' })
-        sock = await relayHandshake(this.ep, left)
-      } else {
-        this.hits++
-        this.poolCounter?.inc({ result: 'hit' })
-      }
+    let sock = this.take()
+    if (sock !== undefined) {
+      this.hits++
+      this.poolCounter?.inc({ result: 'hit' })
       this.refill()
-      sock.write(request)
-      let status: number
-      try {
-        status = await readReply(sock, Math.max(1, deadline - Date.now()), where)
-      } catch (err) {
-        if (pooled && attempt === 0 && (err as KtError).code === 'KT_ERR_RELAY_DOWN') continue
-        throw err
+      sock.write(bind)
+    } else {
+      this.misses++
+      this.poolCounter?.inc({ result: 'miss' })
+      this.refill()
+      sock = await connectRelay(this.ep, req.timeoutMs)
+      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind]))
+      if (answer) {
+        const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+        if (auth.status !== Status.OK) {
+          sock.on('error', noop)
+          sock.destroy()
+          throw new KtError(statusErrorCode(auth.status), `${where}: the relay refused the AUTH: ${statusName(auth.status)}`)
+        }
       }
-      if (status === Status.OK) return sock
-      sock.on('error', noop)
-      sock.destroy()
-      throw new KtError(statusErrorCode(status), `${where}: the relay answered ${statusName(status)}`)
     }
+    if (!answer) return sock
+    const r = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+    if (r.status === Status.OK) return sock
+    sock.on('error', noop)
+    sock.destroy()
+    throw new KtError(statusErrorCode(r.status), `${where}: the relay answered ${statusName(r.status)}`)
   }
 
   /** Stop refilling and close the idle connections. In-flight dials finish. */
@@ -342,12 +386,16 @@ export class RelayDialer implements Dialer {
   private refill (): void {
     if (this.closed || this.retryTimer !== undefined) return
     const want = this.target()
-    while (this.idle.length + this.connecting < want) {
+    // At most REFILL_PARALLEL handshakes at once: a burst of refills would
+    // lengthen each (the forwarder, the relay and this loop are shared),
+    // raise the measured refill time, and so the target: a feedback loop.
+    while (this.idle.length + this.connecting < want && this.connecting < REFILL_PARALLEL) {
       this.connecting++
       const started = Date.now()
-      relayHandshake(this.ep, this.handshakeTimeoutMs).then((sock) => {
+      handshake(this.ep, this.handshakeTimeoutMs).then(({ sock, info }) => {
         this.connecting--
-        this.refillMs += (Math.max(0.1, Date.now() - started) - this.refillMs) / 8
+        this.info = info
+        this.refillMs += (Math.min(REFILL_MS_MAX, Math.max(0.1, Date.now() - started)) - this.refillMs) / 8
         if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
         this.consecutiveFailures = 0
         if (this.closed) { sock.destroy(); return }

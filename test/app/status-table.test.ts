@@ -71,3 +71,16 @@ t.test('a hostname-mode port stands beside its backends too', async (t) => {
   const text = formatStatus(statusOf(table, snap), 200).join('\n')
   t.match(text, /http:\/\/perf\.default\.localhost:8080\s+172\.18\.0\.2:30080/)
 })
+
+t.test('each relay shows its data path and its pool\'s hit rate', async (t) => {
+  const empty: DataplaneSnapshot = { version: 1, active: 0, listeners: [], upstreams: [] }
+  const st = statusOf({ version: 1, listeners: [] }, empty, {
+    clusters: [
+      { name: 'mac', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-mac', port: 41000, pool: { idle: 6, target: 6, hits: 870, misses: 130, hitRate: 0.87, dataPath: 'native' } } },
+      { name: 'win', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-win', port: 41001, pool: { idle: 2, target: 2, hits: 0, misses: 0, hitRate: 0, dataPath: 'js' } } },
+    ],
+  })
+  const text = formatStatus(st, 200).join('\n')
+  t.match(text, /cluster mac: relay, relay kind-tunnel-relay-mac on 127\.0\.0\.1:41000, data path native, pool 6 idle \(target 6\), hit rate 87% \(870 of 1000\)/)
+  t.match(text, /cluster win: relay, relay kind-tunnel-relay-win on 127\.0\.0\.1:41001, data path js, pool 2 idle \(target 2\), no dials yet/)
+})
