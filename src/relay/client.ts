@@ -47,6 +47,10 @@ export interface RelayEndpoint {
 /** Bounds of the adaptive pool (connections kept authenticated and unbound). */
 export const POOL_MIN = 2
 export const POOL_MAX = 64
+/** How often a refill waits for the relay's OK (the others park at once). */
+const ACK_EVERY_MS = 10_000
+/** A connection parked without the relay's OK and closed sooner than this is a failure. */
+const EARLY_CLOSE_MS = 1000
 /** Handshakes in flight at once when refilling. */
 const REFILL_PARALLEL = 8
 /** A refill sample counts at most this long (ms): past it, the pool is not what helps. */
@@ -172,11 +176,12 @@ function connectRelay (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
   })
 }
 
-async function handshake (ep: RelayEndpoint, timeoutMs: number): Promise<{ sock: Socket, info: number }> {
+async function handshake (ep: RelayEndpoint, timeoutMs: number, ack = true): Promise<{ sock: Socket, info: number | undefined }> {
   const started = Date.now()
   const sock = await connectRelay(ep, timeoutMs)
   const where = `relay ${target(ep.host, ep.port)}`
-  sock.write(encodeAuth(ep.token, { ack: true }))
+  sock.write(encodeAuth(ep.token, { ack }))
+  if (!ack) return { sock, info: undefined }
   const r = await readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where)
   if (r.status === Status.OK) return { sock, info: r.info }
   sock.on('error', noop)
@@ -198,6 +203,9 @@ export async function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Pro
 
 interface Pooled {
   readonly sock: Socket
+  readonly since: number
+  /** Parked without waiting for the relay's OK. */
+  readonly unconfirmed: boolean
   readonly timer: NodeJS.Timeout
   readonly onGone: () => void
 }
@@ -222,6 +230,9 @@ export class RelayDialer implements Dialer {
   private discarded = 0
   private handshakeFailures = 0
   private info: number | undefined
+  /** When the last ACKed AUTH was answered; one is in flight. */
+  private ackAt = 0
+  private ackInFlight = false
   private consecutiveFailures = 0
   private lastError: string | undefined
   private retryTimer: NodeJS.Timeout | undefined
@@ -390,19 +401,35 @@ export class RelayDialer implements Dialer {
     // lengthen each (the forwarder, the relay and this loop are shared),
     // raise the measured refill time, and so the target: a feedback loop.
     while (this.idle.length + this.connecting < want && this.connecting < REFILL_PARALLEL) {
+      // Most refills park a connection as soon as TCP is up and the AUTH is
+      // written: the refill then costs one local connect, not a round trip to
+      // the relay. One at a time waits for the relay's OK instead: the first,
+      // any after a failure, and one every ACK_EVERY_MS, which proves the path
+      // up to the relay and brings its data path and any refusal's status.
+      const now = Date.now()
+      const ack = this.info === undefined || this.consecutiveFailures > 0 || now - this.ackAt > ACK_EVERY_MS
+      if (ack && this.ackInFlight) {
+        if (this.info === undefined || this.consecutiveFailures > 0) break
+      }
+      const confirm = ack && !this.ackInFlight
+      if (confirm) this.ackInFlight = true
       this.connecting++
-      const started = Date.now()
-      handshake(this.ep, this.handshakeTimeoutMs).then(({ sock, info }) => {
+      const started = now
+      handshake(this.ep, this.handshakeTimeoutMs, confirm).then(({ sock, info }) => {
         this.connecting--
-        this.info = info
+        if (confirm) { this.ackInFlight = false; this.ackAt = Date.now(); this.info = info }
         this.refillMs += (Math.min(REFILL_MS_MAX, Math.max(0.1, Date.now() - started)) - this.refillMs) / 8
-        if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
-        this.consecutiveFailures = 0
+        // Only the relay's OK proves it is back; a connect proves the forwarder.
+        if (confirm) {
+          if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
+          this.consecutiveFailures = 0
+        }
         if (this.closed) { sock.destroy(); return }
-        this.park(sock)
+        this.park(sock, !confirm)
         this.refill()
       }, (err: KtError) => {
         this.connecting--
+        if (confirm) this.ackInFlight = false
         this.handshakeFailures++
         this.lastError = `${err.code}: ${err.message}`
         // Log the first failure of a run only: the relay being down is one event, not one per retry.
@@ -415,11 +442,13 @@ export class RelayDialer implements Dialer {
     }
   }
 
-  private park (sock: Socket): void {
+  private park (sock: Socket, unconfirmed: boolean): void {
     // While parked the relay must stay silent: any byte, FIN, RST or close
     // means the connection is no good, and it is dropped and replaced.
     const p: Pooled = {
       sock,
+      since: Date.now(),
+      unconfirmed,
       timer: setTimeout(() => {
         const i = this.idle.indexOf(p)
         if (i >= 0) this.idle.splice(i, 1)
@@ -433,6 +462,12 @@ export class RelayDialer implements Dialer {
         this.idle.splice(i, 1)
         this.discarded++
         this.drop(p)
+        if (p.unconfirmed && Date.now() - p.since < EARLY_CLOSE_MS) {
+          // The forwarder took the connection, then closed it (no relay behind
+          // it), or the relay reset an AUTH it refused: a failure, not churn.
+          this.failedEarly()
+          return
+        }
         this.refill()
       },
     }
@@ -445,6 +480,16 @@ export class RelayDialer implements Dialer {
     this.idle.push(p)
     this.armTrim()
     for (const w of [...this.waiters]) w()
+  }
+
+  private failedEarly (): void {
+    this.handshakeFailures++
+    this.lastError = 'KT_ERR_RELAY_DOWN: a new relay connection was closed at once (no relay behind the published port, or a refused AUTH; the next refill asks the relay why)'
+    if (this.consecutiveFailures++ === 0) this.log.warn({ relay: target(this.ep.host, this.ep.port) }, 'relay pool: new connections are closed at once')
+    if (this.closed || this.retryTimer !== undefined) return
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.consecutiveFailures, 6))
+    this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.refill() }, delay)
+    this.retryTimer.unref()
   }
 
   /** While the pool holds more than the rate now asks for, close the oldest surplus once a second. */
