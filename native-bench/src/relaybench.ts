@@ -427,7 +427,16 @@ export function relayReport(r: Results): string {
   return lines.join('\n');
 }
 
-function writeDocs(file: string, section: string): void {
+export function extractRelaySection(existing: string | undefined): string | undefined {
+  if (existing === undefined) return undefined;
+  const a = existing.indexOf(RELAY_START);
+  const b = existing.indexOf(RELAY_END);
+  if (a < 0 || b < a) return undefined;
+  return existing.slice(a, b + RELAY_END.length);
+}
+
+/** Replace the section in place, or append it; the rest of the page is left alone. */
+export function writeDocs(file: string, section: string): void {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   const a = text.indexOf(RELAY_START);
   const b = text.indexOf(RELAY_END);
