@@ -6,7 +6,7 @@ import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { startRelay, type RelayHandle } from '../../src/relay/server.js'
-import { RelayDialer } from '../../src/relay/client.js'
+import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { encodeAuth, encodeConnect, Status, VERSION } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
@@ -145,6 +145,26 @@ t.test('the dialer surfaces refusals as codes', async (t) => {
   while (pooledWrong.stats().lastError === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.match(pooledWrong.stats().lastError, /KT_ERR_RELAY_AUTH/, 'the pool learns why from the relay\'s answer to its ACKed AUTH')
   t.equal(r.counters.dialed, 0)
+})
+
+t.test('a version-1 relay (an older image) is named as such, and never sees the token', async (t) => {
+  const { createServer } = await import('node:net')
+  const seen: Buffer[] = []
+  const old = createServer((s) => {
+    s.on('error', () => {})
+    s.once('data', (c: Buffer) => { seen.push(c); s.end(Buffer.from([1, Status.VERSION])) })
+  })
+  await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => old.close())
+  const port = (old.address() as { port: number }).port
+  await t.rejects(relayHandshake({ host: '127.0.0.1', port, token }, 2000), { code: 'KT_ERR_RELAY_PROTOCOL', message: /older relay image/ })
+  t.notOk(Buffer.concat(seen).includes(token), 'the AUTH carries a MAC, not the token')
+  const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 1 })
+  t.teardown(() => d.close())
+  const deadline = Date.now() + 3000
+  while (d.stats().lastError === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.match(d.stats().lastError, /KT_ERR_RELAY_PROTOCOL.*older relay image/, 'status shows why the pool is empty')
+  t.equal(d.stats().idle, 0)
 })
 
 t.test('connections over the cap are reset (a status could reach a client as data)', async (t) => {
