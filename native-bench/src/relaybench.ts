@@ -395,15 +395,22 @@ interface Results { command: string; startedAt: string; machine: { loadAvgStart:
 export function relayReport(r: Results): string {
   const lines: string[] = [RELAY_START, '## Relay mode (issue 12): the macOS and Windows path', ''];
   lines.push(`Command: \`${r.command}\` (from native-bench/, after \`npm run build\` in the root). Run ${r.startedAt}; load average ${r.machine.loadAvgStart.map((x) => x.toFixed(1)).join(' ')} at the start, ${r.machine.loadAvgEnd.map((x) => x.toFixed(1)).join(' ')} at the end.`, '');
+  lines.push(
+    'Method: a kind-like cluster in the real Docker engine (one node container with kind\'s labels on its own network; nginx, one worker, 100-byte body, on NodePort 30080; `iperf3 -s` on 30201; busybox, nginx and iperf3 copied from this host into an imported image). Paths: **direct** (client → node); **portmap** (dockerd\'s docker-proxy for `-p 127.0.0.1::30080`, what `extraPortMappings` gives, standing in for Docker Desktop\'s forwarder); **cpk**, cloud-provider-kind\'s shape (a standalone docker-proxy on the host for its Go tunnel → dockerd\'s docker-proxy → an HAProxy container, `nbthread 1`, mode tcp, for its Envoy → node: three hops); **relay-js** (kind-tunnel\'s data plane with `KT_NATIVE=0`, as on a Mac or Windows host, with the relay dialer as `up --mode relay` builds it → dockerd\'s docker-proxy → the relay container `up` starts → node: three hops); **relay-native** (the same host on the native splicer; relay-dialed listeners stay off the native accept lane); **relay-js+fwdD** (relay-js dialing the relay through a forwarder, `src/delay-forwarder.ts`, that waits D ms before each onward connect; data is not delayed; D = 0 is the reference for the others). `native-bench/src/relay-host.ts` runs the host side: kind-tunnel\'s ListenerManager and RelayDialer with their defaults and the routes computeRoutes makes, without the controller (no Kubernetes API in the loop). Workloads, one after another in shuffled path order each round: `wrk -t1 -c50` keep-alive and with `Connection: close` (new conn/s), TTFB p50 of sequential fresh connections (`ttfb-client.js`, 2 ms apart), for relay paths also TTFB of requests on one already-open connection (ttfb open), and `iperf3 -c -t D -O 1` through the bulk port. Placement **mac**: `taskset` CPU 0 for the load generators, the kind-tunnel host process and the cloud-provider-kind tunnel; CPU 1 (`docker update --cpuset-cpus 1`, `taskset -a -p`) for every container, dockerd\'s docker-proxy processes and the delay forwarders. **shared**: nothing pinned.',
+    '',
+    'Contention: this 2-core machine was shared with other sessions\' builds and tests during the run (the load averages above); single-CPU placements suffer most from it, and the absolute figures are lower and noisier than on a quiet machine. The ratios come from the same interleaved rounds.',
+    '',
+  );
   const get = (pl: string, path: string, w: string, k: string): number => median(r.samples.filter((s) => s.placement === pl && s.path === path && s.workload === w && s.error === undefined).map((s) => s.metrics[k] ?? Number.NaN));
   const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   for (const pl of r.method.placements) {
     const paths = [...new Set(r.samples.filter((s) => s.placement === pl).map((s) => s.path))];
     const order = ['direct', 'portmap', 'cpk', 'relay-js', 'relay-native', ...paths.filter((p) => p.startsWith('relay-js+')).sort((a, b) => Number(a.slice(12)) - Number(b.slice(12)))];
     lines.push(`### Placement: ${pl === 'mac' ? 'Mac-like (CPU 0 host, CPU 1 the Docker VM)' : 'shared (nothing pinned)'}`, '');
-    lines.push('| path | keep-alive req/s | new conn/s | TTFB p50 ms | bulk Gbit/s |', '|---|---|---|---|---|');
+    lines.push('| path | keep-alive req/s | new conn/s | TTFB p50 ms | ttfb open ms | bulk Gbit/s |', '|---|---|---|---|---|---|');
+    const k = (x: number): string => (Number.isFinite(x) ? `${fmt(x / 1000, 2)}k` : 'n/a');
     for (const p of order.filter((x) => paths.includes(x))) {
-      lines.push(`| ${p} | ${fmt(get(pl, p, 'wrk', 'rps') / 1000, 1)}k | ${fmt(get(pl, p, 'connclose', 'rps') / 1000, 2)}k | ${fmt(get(pl, p, 'ttfb', 'p50') / 1000, 2)} | ${fmt(get(pl, p, 'bulk', 'gbps'), 2)} |`);
+      lines.push(`| ${p} | ${k(get(pl, p, 'wrk', 'rps'))} | ${k(get(pl, p, 'connclose', 'rps'))} | ${fmt(get(pl, p, 'ttfb', 'p50') / 1000, 2)} | ${fmt(get(pl, p, 'ttfbkeep', 'p50') / 1000, 2)} | ${fmt(get(pl, p, 'bulk', 'gbps'), 2)} |`);
     }
     const ratio = (a: number, b: number): string => fmt(a / b, 2);
     const rj = (w: string, k: string): number => get(pl, 'relay-js', w, k);
@@ -411,7 +418,7 @@ export function relayReport(r: Results): string {
     lines.push(`Over port mapping: keep-alive ${ratio(rj('wrk', 'rps'), get(pl, 'portmap', 'wrk', 'rps'))}× (≥ 0.5), bulk ${ratio(rj('bulk', 'gbps'), get(pl, 'portmap', 'bulk', 'gbps'))}× (≥ 0.5), new conn/s ${ratio(rj('connclose', 'rps'), get(pl, 'portmap', 'connclose', 'rps'))}× (≥ 0.35), TTFB p50 ${ratio(rj('ttfb', 'p50'), get(pl, 'portmap', 'ttfb', 'p50'))}× (≤ 1.5).`);
     const keepBase = get(pl, 'relay-js', 'ttfbkeep', 'p50');
     if (Number.isFinite(keepBase)) {
-      lines.push(`Pool or multiplexing: TTFB p50 of a fresh connection through relay-js ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, of a request on an already-open relay-js connection ${fmt(keepBase / 1000, 2)} ms (the floor a stream multiplexed over a long-lived connection could reach, before its own framing); behind +D ms: ${paths.filter((p) => p.startsWith('relay-js+fwd')).map((p) => `${p.slice(9)} fresh ${fmt(get(pl, p, 'ttfb', 'p50') / 1000, 2)} / open ${fmt(get(pl, p, 'ttfbkeep', 'p50') / 1000, 2)} ms`).join(', ')}.`);
+      lines.push(`**Pool or multiplexing.** TTFB p50 of a fresh connection through relay-js ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, of a request on an already-open relay-js connection ${fmt(keepBase / 1000, 2)} ms (the floor a stream multiplexed over a long-lived connection could reach, before its own framing); behind +D ms: ${paths.filter((p) => p.startsWith('relay-js+fwd')).map((p) => `${p.slice(9)} fresh ${fmt(get(pl, p, 'ttfb', 'p50') / 1000, 2)} / open ${fmt(get(pl, p, 'ttfbkeep', 'p50') / 1000, 2)} ms`).join(', ')}.`);
     }
     const base = get(pl, 'relay-js+fwd0', 'ttfb', 'p50');
     const delayed = paths.filter((p) => p.startsWith('relay-js+fwd') && p !== 'relay-js+fwd0');

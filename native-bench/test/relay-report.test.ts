@@ -33,7 +33,7 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   }
   const md = relayReport({ command: 'npm run bench -- --relay', startedAt: 'now', machine: { loadAvgStart: [1, 1, 1], loadAvgEnd: [1, 1, 1] }, method: parseRelayOptions(['--placements', 'mac'], '/d'), samples, notes: [] });
   t.ok(md.startsWith(RELAY_START) && md.endsWith(RELAY_END));
-  t.match(md, /\| portmap \| 20\.0k \| 5\.00k \| 0\.70 \| 10\.00 \|/);
+  t.match(md, /\| portmap \| 20\.00k \| 5\.00k \| 0\.70 \| n\/a \| 10\.00 \|/);
   t.match(md, /over cloud-provider-kind's shape: keep-alive 1\.20×, new conn\/s 0\.80×, bulk 2\.00×/);
   t.match(md, /Over port mapping: keep-alive 0\.60× \(≥ 0\.5\), bulk 0\.60× \(≥ 0\.5\), new conn\/s 0\.40× \(≥ 0\.35\), TTFB p50 1\.43× \(≤ 1\.5\)/);
   t.match(md, /\+5 ms → 0\.15 ms \(target ≤ 0\.3 ms\)/);
