@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { METRICS, WORKLOAD_TITLES, type ContenderInfo, type MetricDef, type Results, type WorkloadId } from './defs.js';
 import { roundRatios, summarize, type Summary } from './stats.js';
 import { extractSlowSection, SLOW_START } from './slowpath.js';
+import { extractRelaySection } from './relaybench.js';
 
 export const TRIED_START = '<!-- what-was-tried:start -->';
 export const TRIED_END = '<!-- what-was-tried:end -->';
@@ -573,8 +574,8 @@ export function writeDocs(r: Results, docsDir: string, resultsPath: string): str
     writeFileSync(mdPath, placeSharedSection(existing, renderSharedSection(r, resultsFile)));
     return [mdPath];
   }
-  // the shared and --slowpath sections come from their own runs: keep them, in that order
-  const kept = [extractSharedSection(existing), extractSlowSection(existing), extractUdpSection(existing)].filter((x): x is string => x !== undefined);
+  // the shared, --slowpath, --udp and --relay sections come from their own runs: keep them, in that order
+  const kept = [extractSharedSection(existing), extractSlowSection(existing), extractUdpSection(existing), extractRelaySection(existing)].filter((x): x is string => x !== undefined);
   const md = renderMarkdown(r, { resultsFile, tried: extractTried(existing) });
   writeFileSync(mdPath, `${[md.replace(/\n*$/, ''), ...kept].join('\n\n')}\n`);
   writeFileSync(svgPath, renderSvg(r));

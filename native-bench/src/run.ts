@@ -15,6 +15,7 @@ import { WRK_SCRIPT } from './parse.js';
 import { killAllSync, nofileLimit, pinPids, sleep, stop } from './proc.js';
 import { writeDocs } from './report.js';
 import { slowMain, SLOW_USAGE } from './slowpath.js';
+import { relayMain, RELAY_USAGE } from './relaybench.js';
 import { rng, shuffle } from './stats.js';
 import { tlsErrors, WORKLOADS, type LoadSettings } from './workloads.js';
 
@@ -142,6 +143,24 @@ function tlsMethod(serverName: string): TlsMethod {
 }
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--relay')) {
+    // issue 12: relay mode against the paths a kind user has, in the real Docker engine (src/relaybench.ts)
+    if (process.argv.includes('--help') || process.argv.includes('-h')) {
+      process.stdout.write(RELAY_USAGE);
+      return 0;
+    }
+    const watchdog = setTimeout(() => {
+      process.stderr.write('native-bench: --relay over its 30 min budget, stopping\n');
+      killAllSync();
+      process.exit(1);
+    }, 30 * 60_000);
+    watchdog.unref();
+    try {
+      return await relayMain(process.argv.slice(2), { repoDir, benchDir, buildDir: here, defaultDocsDir: join(repoDir, 'docs') });
+    } finally {
+      clearTimeout(watchdog);
+    }
+  }
   if (process.argv.includes('--slowpath')) {
     // a separate, bounded mode: warm pools over a slow connect path (src/slowpath.ts)
     if (process.argv.includes('--help') || process.argv.includes('-h')) {

@@ -4,7 +4,7 @@
 
 import { Writable } from 'node:stream'
 import { formatGateways } from './gateways.js'
-import type { ServiceStatus, UpStatus } from './status.js'
+import type { RelayPoolStatus, ServiceStatus, UpStatus } from './status.js'
 import type { UpEvent } from './up.js'
 
 function fmtBytes (n: number): string {
@@ -28,16 +28,31 @@ function clip (text: string, width: number): string {
 export function formatTable (st: UpStatus, width = 120): string[] {
   const multi = new Set(st.services.map((s) => s.cluster)).size > 1
   const header = ['SERVICE', 'ADDRESS', 'HOSTNAME', 'BACKENDS', 'HEALTH', 'CONNS']
+  // One block per Service, one group of lines per Service port: each address
+  // and name stands beside the backends of its own port, never another's.
   const rows: string[][][] = st.services.map((s) => {
     const conns = s.backends.reduce((a, b) => a + b.active, 0)
-    return [
-      [serviceName(s, multi)],
-      s.addresses.length + s.unbound.length > 0 ? [...s.addresses, ...s.unbound.map((u) => `${u} (not bound)`)] : ['-'],
-      s.hostnames.length > 0 ? [...s.hostnames] : ['-'],
-      s.backends.length > 0 ? s.backends.map((b) => b.address) : ['(no Ready node)'],
-      s.backends.length > 0 ? s.backends.map((b) => (b.cause !== undefined ? `${b.health} (${b.cause})` : b.health)) : ['-'],
-      [String(conns)],
-    ]
+    const health = new Map(s.backends.map((b) => [b.address, b.cause !== undefined ? `${b.health} (${b.cause})` : b.health]))
+    const cells: string[][] = [[serviceName(s, multi)], [], [], [], [], [String(conns)]]
+    const groups = s.byPort ?? []
+    for (const g of groups) {
+      const addr = [...g.addresses, ...g.unbound.map((u) => `${u} (not bound)`)]
+      const names = [...g.hostnames]
+      const backs = g.backends.length > 0 ? [...g.backends] : ['(no Ready node)']
+      const height = Math.max(addr.length, names.length, backs.length, 1)
+      const pad = (c: string[], at: number): void => { while (c.length < at) c.push('') }
+      const top = Math.max(...cells.slice(1, 5).map((c) => c.length))
+      for (const c of cells.slice(1, 5)) pad(c, top)
+      cells[1]?.push(...(addr.length > 0 ? addr : ['-']))
+      cells[2]?.push(...(names.length > 0 ? names : ['-']))
+      cells[3]?.push(...backs)
+      cells[4]?.push(...backs.map((b) => health.get(b) ?? '-'))
+      for (const c of cells.slice(1, 5)) pad(c, top + height)
+    }
+    if (groups.length === 0) {
+      cells[1] = ['-']; cells[2] = ['-']; cells[3] = ['(no Ready node)']; cells[4] = ['-']
+    }
+    return cells
   })
   const widths = header.map((h, i) => Math.max(h.length, ...rows.flatMap((r) => (r[i] ?? []).map((c) => c.length))))
   // Shrink the widest columns first when the terminal is narrow.
@@ -57,12 +72,22 @@ export function formatTable (st: UpStatus, width = 120): string[] {
   return out
 }
 
+/** The relay's data path and its warm pool: `data path js, pool 4 idle (target 4), hit rate 87% (1234 of 1418)`. */
+export function relayDetail (p: RelayPoolStatus | undefined): string {
+  if (p === undefined) return ''
+  const dials = p.hits + p.misses
+  const rate = dials === 0 ? 'no dials yet' : `hit rate ${Math.round((p.hitRate ?? p.hits / dials) * 100)}% (${p.hits} of ${dials})`
+  const target = p.target !== undefined ? ` (target ${p.target})` : ''
+  const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
+  return `, data path ${p.dataPath ?? 'unknown'}, pool ${p.idle} idle${target}, ${rate}${err}`
+}
+
 /** `status` without --json. */
 export function formatStatus (st: UpStatus, width = 120): string[] {
   const out: string[] = []
   out.push(`kind-tunnel up, pid ${st.pid}, since ${st.startedAt}, --address ${st.address}${st.ready ? '' : ' (starting)'}`)
   for (const c of st.clusters) {
-    const relay = c.relay !== undefined ? `, relay ${c.relay.name} on 127.0.0.1:${c.relay.port}` : ''
+    const relay = c.relay !== undefined ? `, relay ${c.relay.name} on 127.0.0.1:${c.relay.port}${relayDetail(c.relay.pool)}` : ''
     out.push(`cluster ${c.name}: ${c.mode}${relay}${c.synced ? '' : ' (not synced)'}${c.error !== undefined ? `; error ${c.error}` : ''}`)
   }
   out.push('')

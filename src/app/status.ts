@@ -26,6 +26,16 @@ export interface ServicePortStatus {
   readonly default: boolean
 }
 
+/** One Service port: the addresses and names that reach it, beside the backends they reach. */
+export interface ServicePortGroup {
+  readonly port: number
+  readonly addresses: readonly string[]
+  readonly hostnames: readonly string[]
+  readonly unbound: readonly string[]
+  /** Keys (`host:port`) into ServiceStatus.backends. */
+  readonly backends: readonly string[]
+}
+
 export interface ServiceStatus {
   readonly cluster: string
   readonly namespace: string
@@ -36,9 +46,23 @@ export interface ServiceStatus {
   readonly hostnames: readonly string[]
   readonly ports: readonly ServicePortStatus[]
   readonly backends: readonly BackendStatus[]
+  /** Per Service port, what reaches what (the table's rows). */
+  readonly byPort: readonly ServicePortGroup[]
   readonly healthy: number
   /** Listeners of this Service that are in the table but not bound (taken port, EACCES, ...). */
   readonly unbound: readonly string[]
+}
+
+/** The relay dialer's pool as `status` shows it (src/relay/client.ts RelayPoolStats). */
+export interface RelayPoolStatus {
+  readonly idle: number
+  readonly target?: number
+  readonly hits: number
+  readonly misses: number
+  readonly hitRate?: number
+  /** How the relay container splices (it says so in its answer to the pool's AUTH). */
+  readonly dataPath?: 'native' | 'js' | 'unknown'
+  readonly lastError?: string
 }
 
 export interface ClusterStatus {
@@ -46,7 +70,7 @@ export interface ClusterStatus {
   readonly mode: string
   readonly reason: string
   readonly synced: boolean
-  readonly relay?: { readonly name: string, readonly port: number, readonly pool?: unknown }
+  readonly relay?: { readonly name: string, readonly port: number, readonly pool?: RelayPoolStatus | undefined }
   readonly controller?: unknown
   readonly error?: string
 }
@@ -106,33 +130,38 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
   const suffix = o.hostnameSuffix ?? 'localhost'
   const backendsById = new Map(snap.upstreams.map((u) => [u.id, new Map(u.backends.map((b) => [b.key, b]))]))
   const boundPort = new Map(snap.listeners.map((l) => [l.key, l.port]))
-  interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, unbound: Set<string>, upstreams: Map<string, UpstreamSpec> }
+  interface Group { port: number, addresses: Set<string>, hostnames: Set<string>, unbound: Set<string> }
+  interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, unbound: Set<string>, upstreams: Map<string, UpstreamSpec>, groups: Map<string, Group> }
   const acc = new Map<string, Acc>()
   const note = (up: UpstreamSpec, listener: { host: string, port: number, protocol?: string }, names: readonly string[], isDefault: boolean): void => {
     const p = parseUpstreamId(up.id)
     if (p === undefined) return
     const key = `${p.cluster}/${p.namespace}/${p.name}`
     let a = acc.get(key)
-    if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), unbound: new Set(), upstreams: new Map() })
+    if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), unbound: new Set(), upstreams: new Map(), groups: new Map() })
     a.upstreams.set(up.id, up)
+    let g = a.groups.get(up.id)
+    if (g === undefined) a.groups.set(up.id, g = { port: p.port, addresses: new Set(), hostnames: new Set(), unbound: new Set() })
     const udp = listener.protocol === 'udp' ? UDP_SUFFIX : ''
     const k = listenerKey(listener) + udp
     const realPort = boundPort.get(k) ?? listener.port
     a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }) + udp, names: [...names], default: isDefault })
-    if (!boundPort.has(k)) { a.unbound.add(k); return }
+    if (!boundPort.has(k)) { a.unbound.add(k); g.unbound.add(k); return }
     if (udp !== '') {
       // UDP: no scheme and never routed by name, so always an address (the
       // listen host's too, in hostname mode): `host:port/udp` as in `-p 53:53/udp`.
       a.addresses.add(listenerKey({ host: listener.host, port: realPort }) + udp)
+      g.addresses.add(listenerKey({ host: listener.host, port: realPort }) + udp)
       return
     }
     const scheme = listener.port === o.httpsPort || p.port === 443 ? 'https' : 'http'
     const portText = (scheme === 'https' && realPort === 443) || (scheme === 'http' && realPort === 80) ? '' : `:${realPort}`
     if (listener.host === o.listenHost) {
       const shown = names.length > 0 ? names : [`${p.name}.${p.namespace}.${suffix}`]
-      for (const n of shown) a.hostnames.add(`${scheme}://${n}${portText}`)
+      for (const n of shown) { a.hostnames.add(`${scheme}://${n}${portText}`); g.hostnames.add(`${scheme}://${n}${portText}`) }
     } else {
       a.addresses.add(listenerKey({ host: listener.host, port: realPort }))
+      g.addresses.add(listenerKey({ host: listener.host, port: realPort }))
     }
   }
   for (const l of table.listeners) {
@@ -166,6 +195,13 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
       hostnames: [...a.hostnames].sort(cmp),
       ports: a.ports.sort((x, y) => x.port - y.port || cmp(x.listener, y.listener)),
       backends: list,
+      byPort: [...a.groups.entries()].map(([id, g]) => ({
+        port: g.port,
+        addresses: [...g.addresses].sort(cmp),
+        hostnames: [...g.hostnames].sort(cmp),
+        unbound: [...g.unbound].sort(cmp),
+        backends: [...new Set((a.upstreams.get(id)?.endpoints ?? []).map(endpointKey))].sort(cmp),
+      })).sort((x, y) => x.port - y.port),
       healthy: list.filter((b) => b.health !== 'down').length,
       unbound: [...a.unbound].sort(cmp),
     })

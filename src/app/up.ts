@@ -379,7 +379,7 @@ export class UpRun {
         })
         run.relay = info
         await state.cluster(plan.name, (c) => ({ ...c, relay: { name: info.name, containerId: info.containerId } }))
-        const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, poolSize: 4, metrics: this.deps.registry, name: plan.name })
+        const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, metrics: this.deps.registry, name: plan.name })
         run.dialer = dialer
         this.dialers.set(`relay:${plan.name}`, dialer)
       }

@@ -20,7 +20,7 @@ export function proxyOptions<T> (y: Argv<T>) {
     .option('route', { type: 'string', array: true, describe: 'NAME=HOST:PORT[,...] routed by TLS SNI or HTTP Host; NAME exact or *.suffix; append ;proxy-protocol=v1|v2|none' })
     .option('proxy-protocol', { type: 'string', choices: ['v1', 'v2'], describe: 'send a PROXY protocol header upstream' })
     .option('policy', { type: 'string', describe: 'round-robin (default) | least-connections | random | client-ip-hash' })
-    .option('pool-size', { type: 'string', describe: 'warm idle upstream sockets per backend, or auto (default): 2 on macOS/Windows (Docker Desktop forwarding), 0 on Linux; 0 disables' })
+    .option('pool-size', { type: 'string', describe: 'warm idle upstream sockets per backend, or auto (default): none; N keeps N per backend' })
     .option('connect-timeout', { type: 'string', describe: 'upstream connect timeout, ms (default 5000)' })
     .option('idle-timeout', { type: 'string', describe: 'close connections idle this long, ms (default 3600000; 0 disables)' })
     .option('peek-timeout', { type: 'string', describe: 'absolute deadline for the SNI/Host peek, ms (default 10000)' })

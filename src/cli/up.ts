@@ -35,7 +35,7 @@ export function upOptions<T> (y: Argv<T>) {
     .option('relay-base', { type: 'string', describe: 'base image for the relay (default distroless Node; offline: docker/build-base.sh); env KIND_TUNNEL_RELAY_BASE' })
     .option('interface', { type: 'string', describe: 'sidecar: the interface LB IPs go on (default eth0)' })
     .option('listen-host', { type: 'string', describe: 'address of the shared hostname-mode listeners (default 127.0.0.1)' })
-    .option('pool-size', { type: 'string', describe: 'warm upstream sockets per backend, or auto (default): 2 through the relay and on macOS/Windows, 0 on Linux direct paths' })
+    .option('pool-size', { type: 'string', describe: 'warm idle sockets per backend, or auto (default): none (a Service asks with the annotation kind-tunnel.dev/backend-pool: N)' })
     .option('sync-timeout', { type: 'string', describe: 'wait this long for the first sync before showing the table, ms (default 30000)' })
 }
 

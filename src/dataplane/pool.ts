@@ -81,25 +81,21 @@ const registries = new WeakMap<Registry, Set<Pool>>()
 /** `--pool-size` as configured: a count, or `auto`. */
 export type PoolSizeSetting = number | 'auto'
 
-/** Warm sockets per backend that `auto` gives a slow connect path. */
-export const AUTO_POOL_SIZE = 2
-
 /**
- * The pool size an upstream runs with. An explicit per-upstream size wins,
- * then a numeric `--pool-size`. `auto` (the default) pools where every
- * connect crosses Docker Desktop's VM: through the relay dialer, and on
- * macOS and Windows, where a backend's published port is Docker Desktop's
- * forwarder (about 20 ms per onward connect, docs/benchmarks.md "Slow
- * connect path": TTFB 21.6 ms -> 1.4 ms with a pool). On a Linux direct path
- * a connect takes tens of microseconds: a pool saves nothing there and would
- * move the listener off the native accept lane, whose connection rate is
- * ~3.8x that of the JS accept path a pool needs (docs/benchmarks.md), so
- * `auto` is 0.
+ * The pool size an upstream runs with. An explicit per-upstream size wins
+ * (the Service annotation `kind-tunnel.dev/backend-pool`), then a numeric
+ * `--pool-size`. `auto`, the default, is 0 everywhere: a warm backend socket
+ * is a connection the user's server did not ask for. A server that serves one
+ * session at a time (iperf3 -s) takes it as its session and waits on it; a
+ * server that speaks first (SMTP, SSH, MySQL, Redis) greets a client that
+ * never speaks (issue 12, bug 1). Where connects are slow (relay mode), the
+ * relay dialer keeps its own warm connections instead, authenticated to the
+ * relay and not yet bound to any backend (src/relay/client.ts).
  */
-export function effectivePoolSize (explicit: number | undefined, setting: PoolSizeSetting, dialer: string | undefined, platform: NodeJS.Platform = process.platform): number {
+export function effectivePoolSize (explicit: number | undefined, setting: PoolSizeSetting, _dialer?: string | undefined, _platform: NodeJS.Platform = process.platform): number {
   if (explicit !== undefined) return explicit
   if (setting !== 'auto') return setting
-  return (dialer ?? 'direct') !== 'direct' || platform === 'darwin' || platform === 'win32' ? AUTO_POOL_SIZE : 0
+  return 0
 }
 
 interface PoolMetrics {

@@ -88,6 +88,15 @@ const V6_FORBIDDEN: ReadonlyArray<[number[], number, DenyReason]> = [
 ]
 const FORBIDDEN = [...V4_FORBIDDEN, ...V6_FORBIDDEN].map(([b, p, r]) => ({ bytes: Buffer.from(b), prefix: p, reason: r }))
 
+/** Why an address is never relayed whatever the allowlist (loopback, link-local, ...), or null. */
+export function forbiddenReason (address: string): DenyReason | null {
+  const raw = ipToBytes(address)
+  if (raw === null) return 'address'
+  const ip = unmap(raw)
+  for (const f of FORBIDDEN) if (inPrefix(ip, f.bytes, f.prefix)) return f.reason
+  return null
+}
+
 export class Allowlist {
   readonly cidrs: readonly Cidr[]
   readonly ports: PortPolicy
@@ -106,10 +115,9 @@ export class Allowlist {
 
   /** null when allowed; otherwise why not. Address checks come before the port check. */
   check (address: string, port: number): DenyReason | null {
-    const raw = ipToBytes(address)
-    if (raw === null) return 'address'
-    const ip = unmap(raw)
-    for (const f of FORBIDDEN) if (inPrefix(ip, f.bytes, f.prefix)) return f.reason
+    const forbidden = forbiddenReason(address)
+    if (forbidden !== null) return forbidden
+    const ip = unmap(ipToBytes(address) as Buffer)
     let inside = false
     for (const c of this.cidrs) if (inPrefix(ip, c.bytes, c.prefix)) { inside = true; break }
     if (!inside) return 'address'

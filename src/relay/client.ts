@@ -1,20 +1,28 @@
 // The host side of the relay: a Dialer whose sockets go host → published port
-// → relay container → nodeIP:nodePort.
+// → relay container → nodeIP:nodePort, speaking protocol v2
+// (docs/relay-protocol.md).
 //
-// It keeps a warm pool of AUTHENTICATED relay connections: TCP connected,
-// HELLO sent, the relay's OK received, destination not yet sent. Why
-// authenticated rather than merely TCP-connected: a Docker published port is
-// answered by the engine's port forwarder (docker-proxy, vpnkit, gvproxy,
-// rootlessport), which accepts the TCP connection even when the relay behind
-// it is not listening, and only closes it afterwards. A connect() proves
-// nothing; the relay's OK proves the whole path up to the relay process, and
-// takes that round trip (and Docker's forwarding handshake) off the client's
-// critical path. A dial then costs one round trip: CONNECT → status.
+// A dial costs no round trip. On a warm connection the host writes BIND and
+// returns the socket at once: the data plane's first write carries the
+// client's bytes right behind it. Without one, it connects and writes
+// AUTH + BIND, again without waiting. The relay answers only when asked;
+// a refusal is a TCP reset, which the data plane passes to the client as it
+// would a backend's.
+//
+// Warm connections: TCP connected, AUTH sent with ACK, the relay's OK
+// received, no destination yet, so no backend sees them. Why wait for the
+// OK there: a Docker published port is answered by the engine's port
+// forwarder (docker-proxy, vpnkit, gvproxy, rootlessport), which accepts the
+// TCP connection even when no relay listens behind it. The OK proves the
+// whole path up to the relay process (and reports its data path); it costs
+// nothing on a client's critical path because the pool fills in the
+// background. The pool is sized from the recent rate of new dials.
 
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeHello, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE } from './protocol.js'
+import { forbiddenReason } from './allow.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
@@ -36,9 +44,28 @@ export interface RelayEndpoint {
   readonly token: Buffer
 }
 
+/** Bounds of the adaptive pool (connections kept authenticated and unbound). */
+export const POOL_MIN = 2
+export const POOL_MAX = 64
+/** How often a refill waits for the relay's OK (the others park at once). */
+const ACK_EVERY_MS = 10_000
+/** A connection parked without the relay's OK and closed sooner than this is a failure. */
+const EARLY_CLOSE_MS = 1000
+/** Handshakes in flight at once when refilling. */
+const REFILL_PARALLEL = 8
+/** A refill sample counts at most this long (ms): past it, the pool is not what helps. */
+const REFILL_MS_MAX = 100
+/** Time constant of the decaying rate of new dials, ms. */
+const RATE_TAU_MS = 1000
+
 export interface RelayDialerOptions extends RelayEndpoint {
-  /** Authenticated connections kept ready (default 4; 0 disables the pool). */
-  readonly poolSize?: number
+  /**
+   * Authenticated connections kept ready, none of them bound to a
+   * destination: a fixed count (0 disables the pool), or `auto` (the
+   * default), sized from the recent rate of new dials times the time a
+   * refill takes, twice over, between POOL_MIN and POOL_MAX.
+   */
+  readonly poolSize?: number | 'auto'
   /** Pooled connections older than this are replaced (default 30000; keep it under the relay's idle timeout). */
   readonly maxIdleMs?: number
   /** Deadline for connect + HELLO when filling the pool (default 5000). */
@@ -53,12 +80,20 @@ export interface RelayDialerOptions extends RelayEndpoint {
 
 export interface RelayPoolStats {
   readonly idle: number
+  /** What the pool refills to now (fixed, or from the recent dial rate). */
+  readonly target: number
+  /** New dials per second, decayed over about a second. */
+  readonly rate: number
   readonly connecting: number
   readonly hits: number
   readonly misses: number
   /** Pooled connections dropped because they died or aged out. */
   readonly discarded: number
   readonly handshakeFailures: number
+  /** hits / (hits + misses), 0 before any dial. */
+  readonly hitRate: number
+  /** How the relay splices, as it reported in its last OK (unknown before one). */
+  readonly dataPath: 'native' | 'js' | 'unknown'
   readonly lastError?: string
 }
 
@@ -66,11 +101,14 @@ function target (host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
+interface Reply { status: number, info: number }
+
 /**
- * Read the relay's two-byte reply. Leaves the socket paused, with any bytes
- * beyond the reply (a server that speaks first) unshifted for the splice.
+ * Read the relay's three-byte reply (version, status, info). Leaves the
+ * socket paused, with any bytes beyond the reply (a server that speaks first,
+ * after an ANSWER) unshifted for the splice.
  */
-function readReply (sock: Socket, timeoutMs: number, what: string): Promise<number> {
+function readReply (sock: Socket, timeoutMs: number, what: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     let got: Buffer = Buffer.alloc(0)
     let timer: NodeJS.Timeout | undefined
@@ -90,14 +128,15 @@ function readReply (sock: Socket, timeoutMs: number, what: string): Promise<numb
     }
     const onData = (chunk: Buffer): void => {
       got = got.length === 0 ? chunk : Buffer.concat([got, chunk])
+      // An older relay answers `1 | VERSION` to a v2 AUTH and closes: say so at its first byte.
+      if (got[0] !== VERSION) { fail(new KtError('KT_ERR_RELAY_PROTOCOL', `${what}: the relay answered protocol version ${got[0]}, this host speaks ${VERSION} (an older relay image: \`up\` replaces it)`)); return }
       if (got.length < REPLY_LEN) return
       cleanup()
-      if (got[0] !== VERSION) { fail(new KtError('KT_ERR_RELAY_PROTOCOL', `${what}: the relay answered version ${got[0]}, expected ${VERSION}`)); return }
       if (got.length > REPLY_LEN) sock.unshift(got.subarray(REPLY_LEN))
-      resolve(got[1] as number)
+      resolve({ status: got[1] as number, info: got[2] as number })
     }
     const onEnd = (): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: the relay closed the connection without answering (is the relay container running?)`))
-    const onError = (err: Error): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }))
+    const onError = (err: Error): void => fail(new KtError('KT_ERR_RELAY_DOWN', `${what}: ${(err as NodeJS.ErrnoException).code ?? err.message}${(err as NodeJS.ErrnoException).code === 'ECONNRESET' ? ' (the relay refused: see its log)' : ''}`, { cause: err }))
     if (timeoutMs > 0) {
       timer = setTimeout(() => fail(new KtError('KT_ERR_CONNECT_TIMEOUT', `${what}: no answer from the relay within ${timeoutMs} ms`)), timeoutMs)
     }
@@ -111,18 +150,12 @@ function readReply (sock: Socket, timeoutMs: number, what: string): Promise<numb
 
 function noop (): void {}
 
-/**
- * Connect to the relay and authenticate. Resolves with a paused socket on
- * which the relay waits for a CONNECT. Rejects with KT_ERR_RELAY_DOWN (no
- * relay behind the port), KT_ERR_RELAY_AUTH (wrong token) or
- * KT_ERR_CONNECT_TIMEOUT.
- */
-export function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
-  const hello = encodeHello(ep.token)
+/** TCP connect to the relay's published port, with a deadline. Resolves with a paused socket. */
+function connectRelay (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
   const where = `relay ${target(ep.host, ep.port)}`
   return new Promise((resolve, reject) => {
     const sock = connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true })
-    const started = Date.now()
+    sock.pause()
     const timer = setTimeout(() => {
       sock.on('error', noop)
       sock.destroy()
@@ -138,26 +171,54 @@ export function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<S
     sock.once('connect', () => {
       clearTimeout(timer)
       sock.removeListener('error', onError)
-      sock.write(hello)
-      readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where).then((status) => {
-        if (status === Status.OK) { resolve(sock); return }
-        sock.on('error', noop)
-        sock.destroy()
-        reject(new KtError(statusErrorCode(status), `${where} refused the HELLO: ${statusName(status)}`))
-      }, reject)
+      resolve(sock)
     })
   })
 }
 
+async function handshake (ep: RelayEndpoint, timeoutMs: number, ack = true): Promise<{ sock: Socket, info: number | undefined }> {
+  const started = Date.now()
+  const sock = await connectRelay(ep, timeoutMs)
+  const where = `relay ${target(ep.host, ep.port)}`
+  sock.write(encodeAuth(ep.token, { ack }))
+  if (!ack) return { sock, info: undefined }
+  const r = await readReply(sock, Math.max(1, timeoutMs - (Date.now() - started)), where)
+  if (r.status === Status.OK) return { sock, info: r.info }
+  sock.on('error', noop)
+  sock.destroy()
+  const hint = r.status === Status.STALE ? ' (the clocks of this host and the Docker VM differ by more than the relay\'s window)' : ''
+  throw new KtError(statusErrorCode(r.status), `${where} refused the AUTH: ${statusName(r.status)}${hint}`)
+}
+
+/**
+ * Connect to the relay and authenticate, waiting for its OK. Resolves with a
+ * paused socket on which the relay waits for a BIND. Rejects with
+ * KT_ERR_RELAY_DOWN (no relay behind the port), KT_ERR_RELAY_AUTH (wrong
+ * token, or clocks too far apart), KT_ERR_RELAY_PROTOCOL (an older relay) or
+ * KT_ERR_CONNECT_TIMEOUT.
+ */
+export async function relayHandshake (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
+  return (await handshake(ep, timeoutMs)).sock
+}
+
 interface Pooled {
   readonly sock: Socket
+  readonly since: number
+  /** Parked without waiting for the relay's OK. */
+  readonly unconfirmed: boolean
   readonly timer: NodeJS.Timeout
   readonly onGone: () => void
 }
 
 export class RelayDialer implements Dialer {
   private readonly ep: RelayEndpoint
-  private readonly poolSize: number
+  private readonly fixedSize: number | undefined
+  /** Decaying count of dials: dials per RATE_TAU_MS as of `rateAt`. */
+  private rateAcc = 0
+  private rateAt = Date.now()
+  /** Smoothed time a refill takes (connect + HELLO + OK), ms. */
+  private refillMs = 1
+  private trimTimer: NodeJS.Timeout | undefined
   private readonly maxIdleMs: number
   private readonly handshakeTimeoutMs: number
   private readonly proxyV2: boolean
@@ -168,6 +229,10 @@ export class RelayDialer implements Dialer {
   private misses = 0
   private discarded = 0
   private handshakeFailures = 0
+  private info: number | undefined
+  /** When the last ACKed AUTH was answered; one is in flight. */
+  private ackAt = 0
+  private ackInFlight = false
   private consecutiveFailures = 0
   private lastError: string | undefined
   private retryTimer: NodeJS.Timeout | undefined
@@ -180,7 +245,9 @@ export class RelayDialer implements Dialer {
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay port ${opts.port} is out of range`)
     if (opts.token.length < TOKEN_MIN || opts.token.length > TOKEN_MAX) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
     this.ep = Object.freeze({ host: opts.host, port: opts.port, token: Buffer.from(opts.token) })
-    this.poolSize = opts.poolSize ?? 4
+    const size = opts.poolSize ?? 'auto'
+    if (size !== 'auto' && (!Number.isInteger(size) || size < 0)) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay pool size must be auto or a whole number, got ${String(size)}`)
+    this.fixedSize = size === 'auto' ? undefined : size
     this.maxIdleMs = opts.maxIdleMs ?? 30_000
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000
     this.proxyV2 = opts.proxyV2 === true
@@ -196,20 +263,45 @@ export class RelayDialer implements Dialer {
 
   stats (): RelayPoolStats {
     const s: { -readonly [K in keyof RelayPoolStats]: RelayPoolStats[K] } = {
-      idle: this.idle.length, connecting: this.connecting, hits: this.hits, misses: this.misses,
+      idle: this.idle.length, target: this.target(), rate: Math.round(this.currentRate() * 1000 / RATE_TAU_MS), connecting: this.connecting, hits: this.hits, misses: this.misses,
       discarded: this.discarded, handshakeFailures: this.handshakeFailures,
+      hitRate: this.hits + this.misses === 0 ? 0 : this.hits / (this.hits + this.misses),
+      dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
     return s
   }
 
+  /** The decaying dial count, as of now. */
+  private currentRate (): number {
+    return this.rateAcc * Math.exp(-(Date.now() - this.rateAt) / RATE_TAU_MS)
+  }
+
+  private noteDial (): void {
+    const now = Date.now()
+    this.rateAcc = this.rateAcc * Math.exp(-(now - this.rateAt) / RATE_TAU_MS) + 1
+    this.rateAt = now
+  }
+
+  /**
+   * How many unbound connections to keep: fixed, or enough for the dials
+   * expected while one refill is under way, twice over (bursts), at least
+   * POOL_MIN so the first connection after a quiet spell is a hit.
+   */
+  target (): number {
+    if (this.fixedSize !== undefined) return this.fixedSize
+    const expected = this.currentRate() / RATE_TAU_MS * this.refillMs * 2
+    // The decayed rate never reaches 0: below a quarter of a connection, none.
+    return Math.min(POOL_MAX, POOL_MIN + (expected < 0.25 ? 0 : Math.ceil(expected)))
+  }
+
   /** Resolve true once the pool is full, false at the deadline or when it cannot fill. */
   warm (timeoutMs: number): Promise<boolean> {
-    if (this.idle.length >= this.poolSize) return Promise.resolve(true)
+    if (this.idle.length >= this.target()) return Promise.resolve(true)
     return new Promise((resolve) => {
       const timer = setTimeout(() => { remove(); resolve(false) }, timeoutMs)
       const check = (): void => {
-        if (this.idle.length >= this.poolSize) { clearTimeout(timer); remove(); resolve(true) }
+        if (this.idle.length >= this.target()) { clearTimeout(timer); remove(); resolve(true) }
       }
       const remove = (): void => {
         const i = this.waiters.indexOf(check)
@@ -219,50 +311,60 @@ export class RelayDialer implements Dialer {
     })
   }
 
-  async dial (req: DialRequest): Promise<Socket> {
+  /**
+   * A socket on which the relay is connecting (or has connected) to the
+   * destination, resolved without waiting for the relay: the caller's first
+   * write follows the BIND. With `answer`, wait for the relay's OK or its
+   * refusal's status instead (one round trip; for checks and tests).
+   */
+  async dial (req: DialRequest, opts: { answer?: boolean } = {}): Promise<Socket> {
     if (this.closed) throw new KtError('KT_ERR_RELAY_DOWN', 'the relay dialer is closed')
     if (isIP(req.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
     if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
-    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
-    const request = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2)
     const where = `relay → ${target(req.host, req.port)}`
+    // What the relay refuses whatever its allowlist, refused here with its code
+    // (a refusal from the relay itself is a reset, without one).
+    const forbidden = forbiddenReason(req.host)
+    if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `${where}: ${forbidden} addresses are never relayed`)
+    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const answer = opts.answer === true
+    const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2, answer)
     const deadline = Date.now() + req.timeoutMs
-    // A pooled connection can die between our last look and the CONNECT (the
-    // relay restarted, its idle timer fired). Nothing of the caller's has been
-    // sent yet, so one retry on a fresh connection is always safe.
-    for (let attempt = 0; ; attempt++) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new KtError('KT_ERR_CONNECT_TIMEOUT', `${where}: no connection within ${req.timeoutMs} ms`)
-      let sock = this.take()
-      const pooled = sock !== undefined
-      if (sock === undefined) {
-        this.misses++
-        this.poolCounter?.inc({ result: 'miss' })
-        sock = await relayHandshake(this.ep, left)
-      } else {
-        this.hits++
-        this.poolCounter?.inc({ result: 'hit' })
-      }
+    this.noteDial()
+    let sock = this.take()
+    if (sock !== undefined) {
+      this.hits++
+      this.poolCounter?.inc({ result: 'hit' })
       this.refill()
-      sock.write(request)
-      let status: number
-      try {
-        status = await readReply(sock, Math.max(1, deadline - Date.now()), where)
-      } catch (err) {
-        if (pooled && attempt === 0 && (err as KtError).code === 'KT_ERR_RELAY_DOWN') continue
-        throw err
+      sock.write(bind)
+    } else {
+      this.misses++
+      this.poolCounter?.inc({ result: 'miss' })
+      this.refill()
+      sock = await connectRelay(this.ep, req.timeoutMs)
+      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind]))
+      if (answer) {
+        const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+        if (auth.status !== Status.OK) {
+          sock.on('error', noop)
+          sock.destroy()
+          throw new KtError(statusErrorCode(auth.status), `${where}: the relay refused the AUTH: ${statusName(auth.status)}`)
+        }
       }
-      if (status === Status.OK) return sock
-      sock.on('error', noop)
-      sock.destroy()
-      throw new KtError(statusErrorCode(status), `${where}: the relay answered ${statusName(status)}`)
     }
+    if (!answer) return sock
+    const r = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+    if (r.status === Status.OK) return sock
+    sock.on('error', noop)
+    sock.destroy()
+    throw new KtError(statusErrorCode(r.status), `${where}: the relay answered ${statusName(r.status)}`)
   }
 
   /** Stop refilling and close the idle connections. In-flight dials finish. */
   async close (): Promise<void> {
     this.closed = true
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    if (this.trimTimer !== undefined) clearInterval(this.trimTimer)
     for (const p of this.idle.splice(0)) this.drop(p)
   }
 
@@ -294,17 +396,40 @@ export class RelayDialer implements Dialer {
 
   private refill (): void {
     if (this.closed || this.retryTimer !== undefined) return
-    while (this.idle.length + this.connecting < this.poolSize) {
+    const want = this.target()
+    // At most REFILL_PARALLEL handshakes at once: a burst of refills would
+    // lengthen each (the forwarder, the relay and this loop are shared),
+    // raise the measured refill time, and so the target: a feedback loop.
+    while (this.idle.length + this.connecting < want && this.connecting < REFILL_PARALLEL) {
+      // Most refills park a connection as soon as TCP is up and the AUTH is
+      // written: the refill then costs one local connect, not a round trip to
+      // the relay. One at a time waits for the relay's OK instead: the first,
+      // any after a failure, and one every ACK_EVERY_MS, which proves the path
+      // up to the relay and brings its data path and any refusal's status.
+      const now = Date.now()
+      const ack = this.info === undefined || this.consecutiveFailures > 0 || now - this.ackAt > ACK_EVERY_MS
+      if (ack && this.ackInFlight) {
+        if (this.info === undefined || this.consecutiveFailures > 0) break
+      }
+      const confirm = ack && !this.ackInFlight
+      if (confirm) this.ackInFlight = true
       this.connecting++
-      relayHandshake(this.ep, this.handshakeTimeoutMs).then((sock) => {
+      const started = now
+      handshake(this.ep, this.handshakeTimeoutMs, confirm).then(({ sock, info }) => {
         this.connecting--
-        if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
-        this.consecutiveFailures = 0
+        if (confirm) { this.ackInFlight = false; this.ackAt = Date.now(); this.info = info }
+        this.refillMs += (Math.min(REFILL_MS_MAX, Math.max(0.1, Date.now() - started)) - this.refillMs) / 8
+        // Only the relay's OK proves it is back; a connect proves the forwarder.
+        if (confirm) {
+          if (this.consecutiveFailures > 0) this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'relay reachable again')
+          this.consecutiveFailures = 0
+        }
         if (this.closed) { sock.destroy(); return }
-        this.park(sock)
+        this.park(sock, !confirm)
         this.refill()
       }, (err: KtError) => {
         this.connecting--
+        if (confirm) this.ackInFlight = false
         this.handshakeFailures++
         this.lastError = `${err.code}: ${err.message}`
         // Log the first failure of a run only: the relay being down is one event, not one per retry.
@@ -317,11 +442,13 @@ export class RelayDialer implements Dialer {
     }
   }
 
-  private park (sock: Socket): void {
+  private park (sock: Socket, unconfirmed: boolean): void {
     // While parked the relay must stay silent: any byte, FIN, RST or close
     // means the connection is no good, and it is dropped and replaced.
     const p: Pooled = {
       sock,
+      since: Date.now(),
+      unconfirmed,
       timer: setTimeout(() => {
         const i = this.idle.indexOf(p)
         if (i >= 0) this.idle.splice(i, 1)
@@ -335,6 +462,12 @@ export class RelayDialer implements Dialer {
         this.idle.splice(i, 1)
         this.discarded++
         this.drop(p)
+        if (p.unconfirmed && Date.now() - p.since < EARLY_CLOSE_MS) {
+          // The forwarder took the connection, then closed it (no relay behind
+          // it), or the relay reset an AUTH it refused: a failure, not churn.
+          this.failedEarly()
+          return
+        }
         this.refill()
       },
     }
@@ -345,6 +478,32 @@ export class RelayDialer implements Dialer {
     sock.on('error', p.onGone)
     sock.resume()
     this.idle.push(p)
+    this.armTrim()
     for (const w of [...this.waiters]) w()
+  }
+
+  private failedEarly (): void {
+    this.handshakeFailures++
+    this.lastError = 'KT_ERR_RELAY_DOWN: a new relay connection was closed at once (no relay behind the published port, or a refused AUTH; the next refill asks the relay why)'
+    if (this.consecutiveFailures++ === 0) this.log.warn({ relay: target(this.ep.host, this.ep.port) }, 'relay pool: new connections are closed at once')
+    if (this.closed || this.retryTimer !== undefined) return
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.consecutiveFailures, 6))
+    this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.refill() }, delay)
+    this.retryTimer.unref()
+  }
+
+  /** While the pool holds more than the rate now asks for, close the oldest surplus once a second. */
+  private armTrim (): void {
+    if (this.trimTimer !== undefined || this.fixedSize !== undefined) return
+    this.trimTimer = setInterval(() => {
+      const target = this.target()
+      while (this.idle.length > target) {
+        const p = this.idle.shift() as Pooled
+        this.discarded++
+        this.drop(p)
+      }
+      if (this.idle.length <= POOL_MIN && this.trimTimer !== undefined) { clearInterval(this.trimTimer); this.trimTimer = undefined }
+    }, 1000)
+    this.trimTimer.unref()
   }
 }

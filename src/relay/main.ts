@@ -148,7 +148,7 @@ export async function runRelay (argv: string[]): Promise<RelayHandle | undefined
   // The native splice when the image (or the checkout) carries the addon; the JS splice otherwise.
   const splicer = loadNativeSplicer()
   useNativeSplicer(splicer)
-  const relay = await startRelay({ ...cfg, logger })
+  const relay = await startRelay({ ...cfg, logger, dataPath: splicer !== undefined ? 'native' : 'js' })
   const dp = nativeDataPath()
   logger.info(dp.native ? { splice: 'native', addon: dp.how } : { splice: 'js', reason: dp.why }, `relay data path: ${dp.native ? `native splice (${dp.how})` : `JS splice (${dp.why})`}`)
   const a = relay.address

@@ -1,26 +1,47 @@
-// The relay wire format (docs/relay-protocol.md). Pure: encoders and
-// incremental decoders over Buffers, no sockets, no timers.
+// The relay wire format, version 2 (docs/relay-protocol.md). Pure: encoders
+// and incremental decoders over Buffers, no sockets, no timers, no clocks.
 //
-// Two client messages, each answered by a two-byte reply:
-//   HELLO   = magic "KTRL" | version | token length | token
-//   CONNECT = command | flags | family | address | port [| family | address | port]
-// Authentication comes first and the destination second, so the host can keep
-// a pool of authenticated connections and spend only one round trip per dial.
+// Two client messages; the relay answers only when asked, or on refusal:
+//   AUTH = magic "KTRL" | version 2 | flags | timestamp (ms, 8) | nonce (16) | MAC (16)
+//          MAC = HMAC-SHA256(token, magic..nonce), first 16 bytes. The token
+//          never crosses the wire; the relay refuses a stale timestamp and a
+//          nonce it has seen (replay). With ACK the relay answers OK (and its
+//          data path); without it, nothing.
+//   BIND = command | flags | family | address | port [| family | address | port]
+//          followed at once by the client's bytes. With ANSWER the relay
+//          answers OK once connected; without it, success is silent and a
+//          refusal is a TCP reset, so nothing of the relay's ever reaches a
+//          client as data.
+// A dial costs no round trip: the host writes AUTH + BIND + the client's
+// first bytes in one go (or BIND + bytes on a pooled, already ACKed AUTH).
 
+import { createHmac, randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 
 export const MAGIC = Buffer.from('KTRL', 'latin1')
-export const VERSION = 1
+export const VERSION = 2
 export const TOKEN_MIN = 16 // 128 bits: the floor the design asks for
 export const TOKEN_MAX = 64
+export const NONCE_LEN = 16
+export const MAC_LEN = 16
+/** AUTH flag: answer OK (with the data path) once authenticated. */
+export const AUTH_ACK = 0x01
+const KNOWN_AUTH_FLAGS = AUTH_ACK
+const SIGNED_LEN = MAGIC.length + 2 + 8 + NONCE_LEN
+export const AUTH_LEN = SIGNED_LEN + MAC_LEN
 export const CMD_CONNECT = 0x01
 export const FLAG_SOURCE = 0x01
 export const FLAG_PROXY_V2 = 0x02
-const KNOWN_FLAGS = FLAG_SOURCE | FLAG_PROXY_V2
-export const HELLO_MAX = MAGIC.length + 2 + TOKEN_MAX
+/** BIND flag: answer OK once the destination is connected, or the refusal's status (a v1-style round trip). */
+export const FLAG_ANSWER = 0x04
+const KNOWN_FLAGS = FLAG_SOURCE | FLAG_PROXY_V2 | FLAG_ANSWER
+export const HELLO_MAX = AUTH_LEN
 export const CONNECT_MAX = 3 + 16 + 2 + 1 + 16 + 2
-export const REPLY_LEN = 2
+/** version | status | info */
+export const REPLY_LEN = 3
+/** Reply info bit: the relay splices natively (else in JS). */
+export const INFO_NATIVE = 0x01
 
 export const Status = {
   OK: 0x00,
@@ -31,11 +52,12 @@ export const Status = {
   TIMEOUT: 0x05,
   BUSY: 0x06,
   VERSION: 0x07,
+  STALE: 0x08,
 } as const
 export type StatusCode = typeof Status[keyof typeof Status]
 
 const STATUS_NAMES: Record<number, string> = {
-  0: 'ok', 1: 'auth', 2: 'header', 3: 'denied', 4: 'unreachable', 5: 'timeout', 6: 'busy', 7: 'version',
+  0: 'ok', 1: 'auth', 2: 'header', 3: 'denied', 4: 'unreachable', 5: 'timeout', 6: 'busy', 7: 'version', 8: 'stale',
 }
 
 export function statusName (s: number): string {
@@ -46,6 +68,7 @@ export function statusName (s: number): string {
 export function statusErrorCode (s: number): ErrorCode {
   switch (s) {
     case Status.AUTH: return 'KT_ERR_RELAY_AUTH'
+    case Status.STALE: return 'KT_ERR_RELAY_AUTH'
     case Status.HEADER: return 'KT_ERR_RELAY_HEADER'
     case Status.DENIED: return 'KT_ERR_RELAY_DENIED'
     case Status.UNREACHABLE: return 'KT_ERR_RELAY_UNREACHABLE'
@@ -55,8 +78,8 @@ export function statusErrorCode (s: number): ErrorCode {
   }
 }
 
-export function reply (status: StatusCode): Buffer {
-  return Buffer.from([VERSION, status])
+export function reply (status: StatusCode, info = 0): Buffer {
+  return Buffer.from([VERSION, status, info])
 }
 
 export interface Address {
@@ -64,9 +87,46 @@ export interface Address {
   readonly port: number
 }
 
-export function encodeHello (token: Buffer): Buffer {
+function mac (token: Buffer, signed: Buffer): Buffer {
+  return createHmac('sha256', token).update(signed).digest().subarray(0, MAC_LEN)
+}
+
+export interface AuthOptions {
+  readonly ack?: boolean
+  /** ms since the epoch (default now). */
+  readonly now?: number
+  readonly nonce?: Buffer
+}
+
+export function encodeAuth (token: Buffer, o: AuthOptions = {}): Buffer {
   if (token.length < TOKEN_MIN || token.length > TOKEN_MAX) throw new RangeError(`relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
-  return Buffer.concat([MAGIC, Buffer.from([VERSION, token.length]), token])
+  const nonce = o.nonce ?? randomBytes(NONCE_LEN)
+  if (nonce.length !== NONCE_LEN) throw new RangeError(`nonce must be ${NONCE_LEN} bytes`)
+  const out = Buffer.alloc(AUTH_LEN)
+  MAGIC.copy(out, 0)
+  out[4] = VERSION
+  out[5] = o.ack === true ? AUTH_ACK : 0
+  out.writeBigUInt64BE(BigInt(Math.floor(o.now ?? Date.now())), 6)
+  nonce.copy(out, 14)
+  mac(token, out.subarray(0, SIGNED_LEN)).copy(out, SIGNED_LEN)
+  return out
+}
+
+export interface Auth {
+  readonly ack: boolean
+  readonly timestamp: number
+  readonly nonce: Buffer
+  /** The signed part and the MAC the client sent, for verifyAuthMac. */
+  readonly signed: Buffer
+  readonly mac: Buffer
+}
+
+/** The MAC check alone, in constant time; the timestamp and nonce are the caller's (it owns the clock and the cache). */
+export function verifyAuthMac (token: Buffer, a: Auth): boolean {
+  const want = mac(token, a.signed)
+  let diff = 0
+  for (let i = 0; i < MAC_LEN; i++) diff |= (want[i] as number) ^ (a.mac[i] as number)
+  return diff === 0
 }
 
 /** IP literal → 4 or 16 bytes; null when it is not an IP literal. */
@@ -126,8 +186,8 @@ function encodeAddr (a: Address, what: string): Buffer {
   return out
 }
 
-export function encodeConnect (dst: Address, source?: Address, proxyV2 = false): Buffer {
-  let flags = 0
+export function encodeConnect (dst: Address, source?: Address, proxyV2 = false, answer = false): Buffer {
+  let flags = answer ? FLAG_ANSWER : 0
   const parts = [encodeAddr(dst, 'destination')]
   if (source !== undefined) {
     flags |= FLAG_SOURCE
@@ -150,27 +210,40 @@ function bad (status: StatusCode, why: string): { kind: 'bad', status: StatusCod
 }
 
 /**
- * Decode a HELLO from the bytes received so far. Each byte is checked as soon
+ * Decode an AUTH from the bytes received so far. Each byte is checked as soon
  * as it arrives, so garbage (a stray HTTP request, a TLS hello) is refused on
- * its first bytes instead of waiting for the deadline.
+ * its first bytes instead of waiting for the deadline, and a version-1 HELLO
+ * (an older host) gets VERSION.
  */
-export function parseHello (buf: Buffer): Parse<Buffer> {
+export function parseAuth (buf: Buffer): Parse<Auth> {
   const n = Math.min(buf.length, MAGIC.length)
   for (let i = 0; i < n; i++) if (buf[i] !== MAGIC[i]) return bad(Status.HEADER, 'bad magic')
   if (buf.length <= MAGIC.length) return NEED
   if (buf[MAGIC.length] !== VERSION) return bad(Status.VERSION, `unsupported version ${buf[MAGIC.length]}`)
   if (buf.length <= MAGIC.length + 1) return NEED
-  const len = buf[MAGIC.length + 1] as number
-  if (len < TOKEN_MIN || len > TOKEN_MAX) return bad(Status.HEADER, `token length ${len} outside ${TOKEN_MIN}-${TOKEN_MAX}`)
-  const end = MAGIC.length + 2 + len
-  if (buf.length < end) return NEED
-  return { kind: 'ok', value: buf.subarray(MAGIC.length + 2, end), used: end }
+  const flags = buf[MAGIC.length + 1] as number
+  if ((flags & ~KNOWN_AUTH_FLAGS) !== 0) return bad(Status.HEADER, `unknown AUTH flags 0x${flags.toString(16)}`)
+  if (buf.length < AUTH_LEN) return NEED
+  const ts = buf.readBigUInt64BE(6)
+  return {
+    kind: 'ok',
+    value: {
+      ack: (flags & AUTH_ACK) !== 0,
+      timestamp: ts > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(ts),
+      nonce: buf.subarray(14, 14 + NONCE_LEN),
+      signed: buf.subarray(0, SIGNED_LEN),
+      mac: buf.subarray(SIGNED_LEN, AUTH_LEN),
+    },
+    used: AUTH_LEN,
+  }
 }
 
 export interface ConnectRequest {
   readonly destination: Address
   readonly source?: Address
   readonly proxyV2: boolean
+  /** The client waits for an answer (FLAG_ANSWER); otherwise success is silent and a refusal resets. */
+  readonly answer: boolean
 }
 
 function parseAddr (buf: Buffer, at: number): Parse<Address> {
@@ -196,11 +269,12 @@ export function parseConnect (buf: Buffer): Parse<ConnectRequest> {
   if (dst.kind !== 'ok') return dst
   let used = 2 + dst.used
   if (dst.value.port === 0) return bad(Status.HEADER, 'destination port 0')
-  if ((flags & FLAG_SOURCE) === 0) return { kind: 'ok', value: { destination: dst.value, proxyV2: false }, used }
+  const answer = (flags & FLAG_ANSWER) !== 0
+  if ((flags & FLAG_SOURCE) === 0) return { kind: 'ok', value: { destination: dst.value, proxyV2: false, answer }, used }
   const src = parseAddr(buf, used)
   if (src.kind !== 'ok') return src
   used += src.used
-  return { kind: 'ok', value: { destination: dst.value, source: src.value, proxyV2: (flags & FLAG_PROXY_V2) !== 0 }, used }
+  return { kind: 'ok', value: { destination: dst.value, source: src.value, proxyV2: (flags & FLAG_PROXY_V2) !== 0, answer }, used }
 }
 
 const PROXY_V2_SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])

@@ -1,24 +1,28 @@
 // The relay server: runs inside the relay container on the kind network and
 // forwards authenticated connections to the cluster's NodePorts.
 //
-// Per connection: HELLO (token, compared in constant time) → OK, then CONNECT
-// (destination, optional source) → the destination is checked against the
-// allowlist BEFORE any dial → dial with a deadline → OK/error → splice.
-// Every refusal is answered with a status byte and counted; nothing outside
-// the allowlist is ever dialled. See docs/relay-protocol.md.
+// Per connection (protocol v2): AUTH (HMAC of a fresh timestamp and nonce
+// under the token, checked in constant time; stale timestamps and replayed
+// nonces refused) → OK only when the host asked (ACK, its warm pool), then
+// BIND (destination, optional source) → the destination is checked against
+// the allowlist BEFORE any dial → dial with a deadline → splice, with the
+// client's bytes that came along written first. Success is silent unless the
+// host asked (ANSWER). A refusal the host waits for is a status then close;
+// any other is a TCP reset, so no byte of the relay's reaches a client as
+// data. Every refusal is counted; nothing outside the allowlist is ever
+// dialled. See docs/relay-protocol.md.
 //
 // This module imports node:net itself (the design gives sockets to
 // src/dataplane) because it ships alone in the relay image, with no
 // node_modules and none of the host's data plane.
 
 import { createServer, connect, isIP, type Server, type Socket, type AddressInfo } from 'node:net'
-import { timingSafeEqual } from 'node:crypto'
 import { InvalidArgumentError, KtError } from '../errors.js'
 import type { Registry } from '../observe/metrics.js'
 import { Allowlist, DEFAULT_PORTS, type PortPolicy, type DenyReason } from './allow.js'
 import {
-  Status, type StatusCode, reply, statusName, parseHello, parseConnect, proxyV2Header,
-  TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, type ConnectRequest,
+  Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
+  TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, type ConnectRequest,
 } from './protocol.js'
 import { splice, type SpliceResult } from './splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
@@ -41,6 +45,12 @@ export interface RelayOptions {
   readonly maxConnections?: number
   /** How long close() lets spliced connections finish (default 10000). */
   readonly drainTimeoutMs?: number
+  /** How far an AUTH's timestamp may be from this relay's clock, either way (default 30000); its nonce is remembered that long. */
+  readonly authWindowMs?: number
+  /** What the relay tells a host that asks (AUTH with ACK): whether it splices natively. Default js. */
+  readonly dataPath?: 'native' | 'js'
+  /** The relay's clock (tests). */
+  readonly now?: () => number
   readonly logger?: RelayLogger
   readonly metrics?: Registry
 }
@@ -49,6 +59,10 @@ export interface RelayCounters {
   accepted: number
   authenticated: number
   refusedAuth: number
+  /** AUTHs whose timestamp was outside the window (clock skew, or a late replay). */
+  refusedStale: number
+  /** AUTHs whose nonce was seen before within the window. */
+  refusedReplay: number
   refusedHeader: number
   refusedDenied: number
   refusedBusy: number
@@ -76,8 +90,46 @@ type Phase = 'hello' | 'idle' | 'request' | 'dialing' | 'spliced' | 'done'
 
 const HEADER_BUF_MAX = HELLO_MAX + CONNECT_MAX
 
+/**
+ * Nonces seen within the AUTH window, in two generations that rotate every
+ * window: a nonce is remembered for at least one window and at most two.
+ * Bounded: when full, new AUTHs are refused BUSY rather than remembered
+ * partially (a replay must never slip through an overflow).
+ */
+export class NonceCache {
+  private cur = new Set<string>()
+  private prev = new Set<string>()
+  private rotatedAt: number
+  constructor (private readonly windowMs: number, private readonly max: number, now: number) {
+    this.rotatedAt = now
+  }
+
+  /** 'new' and remembered, 'seen' (a replay), or 'full'. */
+  add (nonce: Buffer, now: number): 'new' | 'seen' | 'full' {
+    if (now - this.rotatedAt >= this.windowMs) {
+      this.prev = now - this.rotatedAt >= 2 * this.windowMs ? new Set() : this.cur
+      this.cur = new Set()
+      this.rotatedAt = now
+    }
+    const k = nonce.toString('latin1')
+    if (this.cur.has(k) || this.prev.has(k)) return 'seen'
+    if (this.cur.size + this.prev.size >= this.max) return 'full'
+    this.cur.add(k)
+    return 'new'
+  }
+
+  get size (): number { return this.cur.size + this.prev.size }
+}
+
+/** At 5000 new connections a second for two 30 s windows: 300k, about 25 MB. */
+const NONCE_CACHE_MAX = 500_000
+
 interface Ctx {
   readonly token: Buffer
+  readonly authWindowMs: number
+  readonly nonces: NonceCache
+  readonly info: number
+  readonly now: () => number
   readonly allow: Allowlist
   readonly connectTimeoutMs: number
   readonly headerTimeoutMs: number
@@ -112,16 +164,6 @@ function makeMetrics (reg: Registry, counters: RelayCounters): Metrics {
   }
 }
 
-function tokenMatches (expected: Buffer, got: Buffer): boolean {
-  // timingSafeEqual needs equal lengths; the length is not secret (it is on
-  // the wire), but still do the same work either way.
-  if (got.length !== expected.length) {
-    timingSafeEqual(expected, expected)
-    return false
-  }
-  return timingSafeEqual(expected, got)
-}
-
 function remoteOf (s: Socket): string {
   return s.remoteAddress === undefined ? 'unknown' : `${s.remoteAddress}:${s.remotePort ?? 0}`
 }
@@ -140,6 +182,10 @@ class Conn {
   detail: string | undefined
   result: SpliceResult | undefined
   clientEnded = false
+  /** Client bytes that came with the BIND and went upstream before the splice. */
+  early = 0
+  /** The host waits for the relay's answer to its AUTH (a pooled connection). */
+  ack = false
 
   constructor (ctx: Ctx, sock: Socket) {
     this.ctx = ctx
@@ -167,7 +213,8 @@ class Conn {
 
   readonly onHeaderTimeout = (): void => {
     this.timer = undefined
-    this.refuse(Status.HEADER, this.phase === 'hello' ? 'no complete HELLO before the deadline' : 'no complete CONNECT before the deadline')
+    if (this.phase === 'hello') this.refuse(Status.HEADER, 'no complete AUTH before the deadline', 'answer')
+    else this.refuse(Status.HEADER, 'no complete BIND before the deadline', 'reset')
   }
 
   readonly onIdleTimeout = (): void => {
@@ -189,7 +236,7 @@ class Conn {
     // The client gave up before the splice (a pooled connection being
     // discarded, or a truncated header): nothing more will come.
     if (this.phase === 'hello' || this.phase === 'request') {
-      this.refuse(Status.HEADER, 'connection ended inside a header')
+      this.refuse(Status.HEADER, 'connection ended inside a header', this.phase === 'hello' ? 'answer' : 'reset')
       return
     }
     if (this.phase === 'dialing') {
@@ -209,15 +256,29 @@ class Conn {
     if (this.phase !== 'hello' && this.phase !== 'idle' && this.phase !== 'request') return // refused: discard
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk])
     if (this.phase === 'hello') {
-      const h = parseHello(this.buf)
+      const h = parseAuth(this.buf)
       if (h.kind === 'need') return
-      if (h.kind === 'bad') { this.refuse(h.status, h.why); return }
-      if (!tokenMatches(this.ctx.token, h.value)) { this.refuse(Status.AUTH, 'bad token'); return }
-      this.ctx.counters.authenticated++
+      if (h.kind === 'bad') { this.refuse(h.status, h.why, 'answer'); return }
+      const auth = h.value
+      this.ack = auth.ack
+      // The host waits for an answer only with ACK; without it, its client's bytes may follow.
+      const how = auth.ack ? 'answer' : 'reset'
+      const { ctx } = this
+      if (!verifyAuthMac(ctx.token, auth)) { this.refuse(Status.AUTH, 'bad MAC (wrong token)', how); return }
+      const now = ctx.now()
+      if (Math.abs(now - auth.timestamp) > ctx.authWindowMs) {
+        ctx.counters.refusedStale++
+        this.refuse(Status.STALE, `timestamp ${now - auth.timestamp} ms from the relay's clock (window ${ctx.authWindowMs} ms)`, how)
+        return
+      }
+      const seen = ctx.nonces.add(auth.nonce, now)
+      if (seen === 'seen') { ctx.counters.refusedReplay++; this.refuse(Status.AUTH, 'replayed nonce', how); return }
+      if (seen === 'full') { this.refuse(Status.BUSY, 'nonce cache full', how); return }
+      ctx.counters.authenticated++
       this.phase = 'idle'
       this.buf = this.buf.subarray(h.used)
-      this.sock.write(reply(Status.OK))
-      this.arm(this.ctx.idleTimeoutMs, this.onIdleTimeout)
+      if (auth.ack) this.sock.write(reply(Status.OK, ctx.info))
+      this.arm(ctx.idleTimeoutMs, this.onIdleTimeout)
       if (this.buf.length === 0) return
     }
     if (this.phase === 'idle') {
@@ -226,10 +287,10 @@ class Conn {
     }
     const r = parseConnect(this.buf)
     if (r.kind === 'need') {
-      if (this.buf.length > HEADER_BUF_MAX) this.refuse(Status.HEADER, 'header too long')
+      if (this.buf.length > HEADER_BUF_MAX) this.refuse(Status.HEADER, 'header too long', 'reset')
       return
     }
-    if (r.kind === 'bad') { this.refuse(r.status, r.why); return }
+    if (r.kind === 'bad') { this.refuse(r.status, r.why, 'reset'); return }
     this.disarm()
     this.sock.pause()
     this.sock.removeAllListeners('data')
@@ -237,14 +298,20 @@ class Conn {
     this.buf = Buffer.alloc(0)
     this.req = r.value
     const deny = this.ctx.allow.check(r.value.destination.address, r.value.destination.port)
-    if (deny !== null) { this.refuse(Status.DENIED, denyText(deny)); return }
+    if (deny !== null) { this.refuse(Status.DENIED, denyText(deny), r.value.answer ? 'answer' : 'reset'); return }
     this.dial(r.value, leftover)
   }
 
-  refuse (status: StatusCode, why: string): void {
+  /**
+   * `answer`: a status, then close (the host reads it: garbage before an
+   * AUTH, an ACKed AUTH, a BIND with ANSWER). `reset`: the host is not
+   * reading a reply and its client's bytes may already be on their way, so a
+   * status could reach the client as data; a TCP reset cannot.
+   */
+  refuse (status: StatusCode, why: string, how: 'answer' | 'reset'): void {
     if (this.phase === 'done' || this.phase === 'spliced') return
     const c = this.ctx.counters
-    if (status === Status.AUTH) c.refusedAuth++
+    if (status === Status.AUTH || status === Status.STALE) c.refusedAuth++
     else if (status === Status.DENIED) c.refusedDenied++
     else if (status === Status.BUSY) c.refusedBusy++
     else c.refusedHeader++
@@ -253,6 +320,7 @@ class Conn {
     this.phase = 'done'
     this.disarm()
     this.buf = Buffer.alloc(0)
+    if (how === 'reset') { this.sock.resetAndDestroy(); return }
     if (this.sock.writable) this.sock.end(reply(status))
     // Read and drop whatever else the client sends until it closes; a client
     // that never closes is cut off after a second.
@@ -274,13 +342,13 @@ class Conn {
       c.dialTimedOut++
       this.ctx.metrics?.dial('timeout')
       up.destroy()
-      this.fail(Status.TIMEOUT, `connect timed out after ${this.ctx.connectTimeoutMs} ms`)
+      this.fail(Status.TIMEOUT, `connect timed out after ${this.ctx.connectTimeoutMs} ms`, req.answer)
     }, this.ctx.connectTimeoutMs)
     const onErr = (err: Error): void => {
       clearTimeout(timer)
       c.dialFailed++
       this.ctx.metrics?.dial('error')
-      this.fail(Status.UNREACHABLE, (err as NodeJS.ErrnoException).code ?? err.message)
+      this.fail(Status.UNREACHABLE, (err as NodeJS.ErrnoException).code ?? err.message, req.answer)
     }
     up.once('error', onErr)
     up.once('connect', () => {
@@ -293,19 +361,20 @@ class Conn {
       this.outcome = 'ok'
       this.sock.removeListener('error', this.onPreSpliceError)
       this.sock.removeListener('end', this.onPreSpliceEnd)
-      this.sock.write(reply(Status.OK))
+      if (req.answer) this.sock.write(reply(Status.OK, this.ctx.info))
       if (req.proxyV2 && req.source !== undefined) up.write(proxyV2Header(req.source, dst))
-      if (leftover.length > 0) up.write(leftover)
+      if (leftover.length > 0) { this.early = leftover.length; up.write(leftover) }
       splice(this.sock, up, this.onSpliced)
       if (this.clientEnded) up.end()
     })
   }
 
-  fail (status: StatusCode, why: string): void {
+  fail (status: StatusCode, why: string, answer: boolean): void {
     if (this.phase !== 'dialing') return
     this.outcome = statusName(status)
     this.detail = why
     this.phase = 'done'
+    if (!answer) { this.sock.resetAndDestroy(); return }
     if (this.sock.writable) this.sock.end(reply(status))
     this.sock.resume()
     const t = setTimeout(() => this.sock.destroy(), 1000)
@@ -332,7 +401,7 @@ class Conn {
   finish (): void {
     const { ctx } = this
     this.phase = 'done'
-    const up = this.result?.aToB ?? 0
+    const up = (this.result?.aToB ?? 0) + this.early
     const down = this.result?.bToA ?? 0
     ctx.counters.bytesToUpstream += up
     ctx.counters.bytesFromUpstream += down
@@ -387,11 +456,17 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes (at least 128 bits)`)
   }
   const counters: RelayCounters = {
-    accepted: 0, authenticated: 0, refusedAuth: 0, refusedHeader: 0, refusedDenied: 0, refusedBusy: 0,
+    accepted: 0, authenticated: 0, refusedAuth: 0, refusedStale: 0, refusedReplay: 0, refusedHeader: 0, refusedDenied: 0, refusedBusy: 0,
     dialed: 0, dialFailed: 0, dialTimedOut: 0, spliced: 0, idleClosed: 0, active: 0, bytesToUpstream: 0, bytesFromUpstream: 0,
   }
+  const now = opts.now ?? Date.now
+  const authWindowMs = positive(opts.authWindowMs, 30_000, '--auth-window')
   const ctx: Ctx = {
     token: Buffer.from(opts.token),
+    authWindowMs,
+    nonces: new NonceCache(authWindowMs, NONCE_CACHE_MAX, now()),
+    info: opts.dataPath === 'native' ? INFO_NATIVE : 0,
+    now,
     allow: new Allowlist(opts.allow, opts.ports ?? DEFAULT_PORTS),
     connectTimeoutMs: positive(opts.connectTimeoutMs, 5000, '--connect-timeout'),
     headerTimeoutMs: positive(opts.headerTimeoutMs, 5000, '--header-timeout'),
@@ -410,9 +485,11 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     if (ctx.closing || counters.active >= ctx.maxConnections) {
       counters.refusedBusy++
       ctx.metrics?.outcome('busy')
+      // A reset, not a status: a host dialing without a round trip sends its
+      // client's bytes at once and reads no reply, so a status could reach the
+      // client as data.
       sock.on('error', () => {})
-      sock.end(reply(Status.BUSY))
-      sock.destroySoon()
+      sock.resetAndDestroy()
       return
     }
     counters.active++

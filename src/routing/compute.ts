@@ -25,6 +25,22 @@ export const ANNOTATION_HOSTNAMES = 'kind-tunnel.dev/hostnames'
 /** Ingress classes whose rule hosts this LB Service answers for, comma-separated. */
 export const ANNOTATION_INGRESS_CLASS = 'kind-tunnel.dev/ingress-class'
 /**
+ * Warm idle connections to keep open to each backend of this Service (`"N"`,
+ * 0-64). Off by default: a pooled socket is a client the server did not ask
+ * for (it breaks iperf3 and greets nobody on SMTP-like servers), so only a
+ * Service whose server is fine with that asks for it.
+ */
+export const ANNOTATION_BACKEND_POOL = 'kind-tunnel.dev/backend-pool'
+export const BACKEND_POOL_MAX = 64
+
+/** The annotation's value: a whole number 0..BACKEND_POOL_MAX, else an error text. */
+export function parseBackendPool (raw: string | undefined): number | undefined | { error: string } {
+  if (raw === undefined) return undefined
+  const s = raw.trim()
+  if (!/^\d{1,3}$/.test(s) || Number(s) > BACKEND_POOL_MAX) return { error: `${ANNOTATION_BACKEND_POOL}: ${JSON.stringify(raw)} is not a whole number 0-${BACKEND_POOL_MAX}; no backend pool` }
+  return Number(s)
+}
+/**
  * The upstream service controller's finalizer (issue #5), the one
  * cloud-provider-kind and every cloud provider put on the LoadBalancer
  * Services they serve: tools that wait for it (and users who know it) keep
@@ -517,6 +533,9 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       health = { kind: 'http', port: spec.healthCheckNodePort, path: '/healthz' }
     }
     const families = familyOrder(w.svc)
+    const pool = parseBackendPool(w.svc.metadata?.annotations?.[ANNOTATION_BACKEND_POOL])
+    if (typeof pool === 'object') w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidBackendPool', message: pool.error })
+    const poolSize = typeof pool === 'number' ? pool : o.poolSize
     const endpointsFor = (nodePort: number): Endpoint[] => {
       const eps: Endpoint[] = []
       for (const n of selection.nodes) {
@@ -547,7 +566,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,
-          ...(o.poolSize !== undefined ? { poolSize: o.poolSize } : {}),
+          ...(poolSize !== undefined ? { poolSize } : {}),
           ...(o.dialer !== undefined ? { dialer: o.dialer } : {}),
         }
         wp.upstream = upstream

@@ -60,10 +60,14 @@ else {
     }
     t.same([...seen].sort(), cluster.nodes.map((n) => n.name).sort())
     const st = await runCli(['status', '--json', '--state-dir', stateDir])
-    const status = JSON.parse(st.stdout) as { clusters: Array<{ mode: string, relay?: { name: string, pool?: { hits: number, misses: number } } }> }
+    const status = JSON.parse(st.stdout) as { clusters: Array<{ mode: string, relay?: { name: string, pool?: { hits: number, misses: number, hitRate: number, dataPath: string } } }> }
     t.equal(status.clusters[0]?.mode, 'relay')
     t.equal(status.clusters[0]?.relay?.name, relayName(cluster.name))
     t.ok((status.clusters[0]?.relay?.pool?.hits ?? 0) > 0, 'the warm relay pool served connections')
+    t.ok((status.clusters[0]?.relay?.pool?.hitRate ?? 0) > 0, 'and its hit rate is reported')
+    t.match(status.clusters[0]?.relay?.pool?.dataPath, /^(js|native)$/, 'the relay container reported its data path')
+    const text = await runCli(['status', '--state-dir', stateDir])
+    t.match(text.stdout, /relay kind-tunnel-relay-\S+ on 127\.0\.0\.1:\d+, data path (js|native), pool \d+ idle \(target \d+\), hit rate \d+%/, 'the text status says it per relay')
   })
 
   t.test('down: the relay container and the statuses are gone', async (t) => {

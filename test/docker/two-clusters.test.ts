@@ -46,13 +46,13 @@ else {
   })
 
   t.test('no cross-talk: the other cluster\'s nodes are DENIED though routable', async (t) => {
-    for (const n of tb.nodes) await t.rejects(da.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DENIED' }, `A → ${n.name}`)
-    for (const n of ta.nodes) await t.rejects(db.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DENIED' }, `B → ${n.name}`)
+    for (const n of tb.nodes) await t.rejects(da.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 }, { answer: true }), { code: 'KT_ERR_RELAY_DENIED' }, `A → ${n.name}`)
+    for (const n of ta.nodes) await t.rejects(db.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 }, { answer: true }), { code: 'KT_ERR_RELAY_DENIED' }, `B → ${n.name}`)
   })
 
   t.test('no cross-talk: one cluster\'s token does not open the other\'s relay', async (t) => {
     const crossed = new RelayDialer({ host: rb.host, port: rb.port, token: ra.token, poolSize: 0 })
-    await t.rejects(crossed.dial({ host: tb.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_AUTH' })
+    await t.rejects(crossed.dial({ host: tb.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 }, { answer: true }), { code: 'KT_ERR_RELAY_AUTH' })
     await crossed.close()
   })
 

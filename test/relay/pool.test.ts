@@ -7,6 +7,8 @@ import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { Registry } from '../../src/observe/metrics.js'
 import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
+import { startSlowForwarder } from '../support/slow-forwarder.js'
+import { POOL_MIN } from '../../src/relay/client.js'
 
 const token = randomBytes(32)
 
@@ -37,7 +39,9 @@ else {
     const asDialer: Dialer = d
     t.ok(asDialer)
     t.ok(await d.warm(3000))
-    t.equal(relay.counters.authenticated, 3, 'three HELLOs done ahead of time')
+    // One refill waits for the relay's OK; the others park once their AUTH is written, so the relay's count may trail by a moment.
+    t.ok(await until(() => relay.counters.authenticated === 3, 3000), `three AUTHs done ahead of time (${relay.counters.authenticated})`)
+    t.equal(d.stats().dataPath, 'js', 'the ACKed one brought the relay\'s data path')
     const socks = []
     for (let i = 0; i < 3; i++) {
       const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
@@ -112,8 +116,38 @@ else {
     const port = (mute.address() as { port: number }).port
     const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 0 })
     const started = Date.now()
-    await t.rejects(d.dial({ host: echo.host, port: 30080, timeoutMs: 300 }), { code: 'KT_ERR_CONNECT_TIMEOUT' })
+    await t.rejects(d.dial({ host: echo.host, port: 30080, timeoutMs: 300 }, { answer: true }), { code: 'KT_ERR_CONNECT_TIMEOUT' })
     const ms = Date.now() - started
     t.ok(ms >= 250 && ms < 1000, `${ms} ms`)
+  })
+
+  t.test('auto: the pool grows with the rate of new dials behind a slow forwarder, and shrinks back when quiet', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    t.teardown(() => relay.destroy())
+    // 20 ms per onward connect: a refill takes that long, so at a few hundred dials a second the pool must hold several.
+    const fwd = await startSlowForwarder({ host: '127.0.0.1', port: relay.address.port }, 20)
+    t.teardown(() => fwd.close())
+    const d = new RelayDialer({ host: '127.0.0.1', port: fwd.endpoint.port, token, name: 'auto' })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000), 'warm at the floor')
+    t.equal(d.stats().target, POOL_MIN, `quiet: ${POOL_MIN}`)
+    let maxTarget = 0
+    for (let i = 0; i < 120; i++) {
+      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 })
+      // Closed by the teardown (a reset) at the latest: the dial's caller owns its errors.
+      s.on('error', () => {})
+      s.end('x')
+      s.resume()
+      maxTarget = Math.max(maxTarget, d.stats().target)
+      if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    t.ok(maxTarget > POOL_MIN + 2, `busy: the target rose to ${maxTarget} (rate ${d.stats().rate}/s)`)
+    t.ok(d.stats().hits > 0, `hits ${d.stats().hits}, misses ${d.stats().misses}`)
+    t.ok(d.stats().hitRate > 0 && d.stats().hitRate <= 1)
+    // Quiet again: the rate decays (about 1 s time constant) and the surplus is closed once a second.
+    const deadline = Date.now() + 10_000
+    while ((d.stats().idle > POOL_MIN || d.stats().target > POOL_MIN) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
+    t.equal(d.stats().target, POOL_MIN, 'the target fell back to the floor')
+    t.equal(d.stats().idle, POOL_MIN, 'and so did the pool')
   })
 }

@@ -1,34 +1,47 @@
 import t from 'tap'
 import fc from 'fast-check'
 import {
-  encodeHello, encodeConnect, parseHello, parseConnect, ipToBytes, bytesToIp, proxyV2Header,
-  Status, statusErrorCode, MAGIC,
+  encodeAuth, encodeConnect, parseAuth, parseConnect, verifyAuthMac, ipToBytes, bytesToIp, proxyV2Header,
+  Status, statusErrorCode, MAGIC, AUTH_LEN, VERSION,
 } from '../../src/relay/protocol.js'
 
 const token = Buffer.alloc(32, 7)
 
-t.test('HELLO parses at every split point, and waits for more until complete', async (t) => {
-  const hello = encodeHello(token)
-  for (let i = 0; i < hello.length; i++) {
-    t.equal(parseHello(hello.subarray(0, i)).kind, 'need', `prefix ${i}`)
-  }
-  const r = parseHello(Buffer.concat([hello, Buffer.from('extra')]))
+t.test('AUTH (v2) parses at every split point, and its MAC verifies under the token only', async (t) => {
+  const auth = encodeAuth(token, { ack: true, now: 1_700_000_000_123, nonce: Buffer.alloc(16, 9) })
+  t.equal(auth.length, AUTH_LEN)
+  t.notOk(auth.includes(token), 'the token is not on the wire')
+  for (let i = 0; i < auth.length; i++) t.equal(parseAuth(auth.subarray(0, i)).kind, 'need', `prefix ${i}`)
+  const r = parseAuth(Buffer.concat([auth, Buffer.from('extra')]))
   t.equal(r.kind, 'ok')
-  if (r.kind === 'ok') {
-    t.same(r.value, token)
-    t.equal(r.used, hello.length)
+  if (r.kind !== 'ok') return
+  t.equal(r.used, AUTH_LEN)
+  t.equal(r.value.ack, true)
+  t.equal(r.value.timestamp, 1_700_000_000_123)
+  t.same([...r.value.nonce], [...Buffer.alloc(16, 9)])
+  t.ok(verifyAuthMac(token, r.value))
+  t.notOk(verifyAuthMac(Buffer.alloc(32, 8), r.value), 'another token')
+  // Any changed bit of the signed part (flags, time, nonce) breaks the MAC: no downgrade of ACK, no moved timestamp.
+  for (const at of [5, 6, 13, 14, 29]) {
+    const bent = Buffer.from(auth)
+    bent[at] = (bent[at] as number) ^ (at === 5 ? 0 : 1)
+    if (at === 5) bent[at] = 0
+    const p = parseAuth(bent)
+    t.ok(p.kind === 'ok' && !verifyAuthMac(token, p.value), `byte ${at} changed: MAC fails`)
   }
+  const a2 = encodeAuth(token)
+  const b2 = encodeAuth(token)
+  t.notSame([...a2.subarray(14, 30)], [...b2.subarray(14, 30)], 'a fresh nonce each time')
 })
 
-t.test('HELLO garbage is refused on its first wrong byte', async (t) => {
-  t.match(parseHello(Buffer.from('GET / HTTP/1.1\r\n')), { kind: 'bad', status: Status.HEADER })
-  t.match(parseHello(Buffer.from([0x16, 0x03, 0x01])), { kind: 'bad', status: Status.HEADER }) // a TLS record
-  t.match(parseHello(Buffer.from('K')), { kind: 'need' })
-  t.match(parseHello(Buffer.from('KX')), { kind: 'bad', status: Status.HEADER })
-  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([2])])), { kind: 'bad', status: Status.VERSION })
-  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([1, 15])])), { kind: 'bad', status: Status.HEADER }, 'token under 128 bits')
-  t.match(parseHello(Buffer.concat([MAGIC, Buffer.from([1, 65])])), { kind: 'bad', status: Status.HEADER })
-  t.throws(() => encodeHello(Buffer.alloc(15)), RangeError)
+t.test('AUTH garbage is refused on its first wrong byte; a v1 HELLO gets VERSION', async (t) => {
+  t.match(parseAuth(Buffer.from('GET / HTTP/1.1\r\n')), { kind: 'bad', status: Status.HEADER })
+  t.match(parseAuth(Buffer.from([0x16, 0x03, 0x01])), { kind: 'bad', status: Status.HEADER }) // a TLS record
+  t.match(parseAuth(Buffer.from('K')), { kind: 'need' })
+  t.match(parseAuth(Buffer.from('KX')), { kind: 'bad', status: Status.HEADER })
+  t.match(parseAuth(Buffer.concat([MAGIC, Buffer.from([1, 32])])), { kind: 'bad', status: Status.VERSION }, 'version 1 (raw token) is never accepted')
+  t.match(parseAuth(Buffer.concat([MAGIC, Buffer.from([VERSION, 0x80])])), { kind: 'bad', status: Status.HEADER }, 'unknown AUTH flag')
+  t.throws(() => encodeAuth(Buffer.alloc(15)), RangeError)
 })
 
 t.test('CONNECT round-trips IPv4, IPv6, with and without a source, at every split point', async (t) => {
@@ -42,12 +55,15 @@ t.test('CONNECT round-trips IPv4, IPv6, with and without a source, at every spli
     t.equal(parseConnect(c).kind, 'ok')
   }
   const r = parseConnect(cases[1] as Buffer)
-  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: 'fc00:f853:ccd:e793::3', port: 10256 }, source: { address: '127.0.0.1', port: 51000 }, proxyV2: false })
+  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: 'fc00:f853:ccd:e793::3', port: 10256 }, source: { address: '127.0.0.1', port: 51000 }, proxyV2: false, answer: false })
+  const a = parseConnect(encodeConnect({ address: '10.0.0.1', port: 30000 }, undefined, false, true))
+  t.equal(a.kind === 'ok' && a.value.answer, true, 'ANSWER flag')
 })
 
 t.test('CONNECT malformed fields are refused', async (t) => {
   t.match(parseConnect(Buffer.from([2])), { kind: 'bad', status: Status.HEADER }, 'unknown command')
   t.match(parseConnect(Buffer.from([1, 0x80])), { kind: 'bad' }, 'unknown flag')
+  t.match(parseConnect(Buffer.from([1, 0x08])), { kind: 'bad' }, 'unknown flag 0x08')
   t.match(parseConnect(Buffer.from([1, 0x02])), { kind: 'bad' }, 'PROXY without source')
   t.match(parseConnect(Buffer.from([1, 0, 5])), { kind: 'bad' }, 'unknown family')
   t.match(parseConnect(Buffer.from([1, 0, 4, 10, 0, 0, 1, 0, 0])), { kind: 'bad' }, 'port 0')
@@ -70,6 +86,7 @@ t.test('address bytes round-trip (property)', async () => {
 
 t.test('statuses map to stable error codes', async (t) => {
   t.equal(statusErrorCode(Status.AUTH), 'KT_ERR_RELAY_AUTH')
+  t.equal(statusErrorCode(Status.STALE), 'KT_ERR_RELAY_AUTH')
   t.equal(statusErrorCode(Status.DENIED), 'KT_ERR_RELAY_DENIED')
   t.equal(statusErrorCode(Status.UNREACHABLE), 'KT_ERR_RELAY_UNREACHABLE')
   t.equal(statusErrorCode(Status.TIMEOUT), 'KT_ERR_CONNECT_TIMEOUT')

@@ -91,11 +91,13 @@ else {
   })
 
   t.test('PROXY v2 written by the relay when asked', async (t) => {
-    let first: Promise<Buffer> | undefined
-    const { dialer, host, port } = await setup(t, (s) => { first = readAll(s) }, { proxyV2: true })
+    // The dial does not wait for the relay's connect: the backend's side arrives when it arrives.
+    let accepted: (b: Promise<Buffer>) => void = () => {}
+    const first = new Promise<Promise<Buffer>>((resolve) => { accepted = resolve })
+    const { dialer, host, port } = await setup(t, (s) => { accepted(readAll(s)) }, { proxyV2: true })
     const s = await dialer.dial({ host, port, timeoutMs: 3000, source: { address: '192.0.2.7', port: 4242 } })
     s.end('payload')
-    const got = await (first as Promise<Buffer>)
+    const got = await (await first)
     t.same([...got.subarray(12, 14)], [0x21, 0x11])
     t.same([...got.subarray(16, 20)], [192, 0, 2, 7])
     t.equal(got.readUInt16BE(24), 4242)
@@ -113,9 +115,21 @@ else {
     t.teardown(() => r2.destroy())
     const d2 = new RelayDialer({ host: '127.0.0.1', port: r2.address.port, token, poolSize: 0 })
     const started = Date.now()
-    await t.rejects(d2.dial({ host, port: deadPort, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_UNREACHABLE' })
+    await t.rejects(d2.dial({ host, port: deadPort, timeoutMs: 3000 }, { answer: true }), { code: 'KT_ERR_RELAY_UNREACHABLE' })
     t.ok(Date.now() - started < 1000)
     t.equal(r2.counters.dialFailed, 1)
+    // Without a round trip: the socket comes at once, and the refusal is a reset with no byte before it.
+    const s = await d2.dial({ host, port: deadPort, timeoutMs: 3000 })
+    const seen = await new Promise<{ bytes: number, code: string }>((resolve) => {
+      let bytes = 0
+      s.on('data', (c: Buffer) => { bytes += c.length })
+      s.once('error', (e: NodeJS.ErrnoException) => resolve({ bytes, code: e.code ?? '' }))
+      s.once('close', () => resolve({ bytes, code: 'close' }))
+      s.write('GET / HTTP/1.0\r\n\r\n')
+      s.resume()
+    })
+    t.same(seen, { bytes: 0, code: 'ECONNRESET' }, 'a reset, no byte of the relay')
+    t.equal(r2.counters.dialFailed, 2)
     await d2.close()
     void dialer
     void relay
@@ -130,24 +144,24 @@ else {
     const d = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0 })
     t.teardown(() => d.close())
     const started = Date.now()
-    const err = await d.dial({ host: silent, port: 30080, timeoutMs: 3000 }).then(() => null, (e: unknown) => e)
+    const err = await d.dial({ host: silent, port: 30080, timeoutMs: 3000 }, { answer: true }).then(() => null, (e: unknown) => e)
     const ms = Date.now() - started
     t.match(err, { code: /^(KT_ERR_CONNECT_TIMEOUT|KT_ERR_RELAY_UNREACHABLE)$/ })
     t.ok(ms < 1500, `answered in ${ms} ms (relay connect timeout 400 ms)`)
     t.equal(r.counters.dialed, 1)
   })
 
-  t.test('bytes pipelined right after the CONNECT are forwarded first', async (t) => {
+  t.test('bytes pipelined right after the BIND are forwarded first', async (t) => {
     let arrived: (b: Promise<Buffer>) => void = () => {}
     const got = new Promise<Promise<Buffer>>((resolve) => { arrived = resolve })
     const { host, port, relay } = await setup(t, (s) => { arrived(readAll(s)) })
     const { connect } = await import('node:net')
-    const { encodeHello, encodeConnect } = await import('../../src/relay/protocol.js')
+    const { encodeAuth, encodeConnect } = await import('../../src/relay/protocol.js')
     const s = connect({ host: '127.0.0.1', port: relay.address.port, allowHalfOpen: true })
     s.on('error', () => {})
     t.teardown(() => s.destroy())
     await new Promise((r) => s.once('connect', r))
-    s.end(Buffer.concat([encodeHello(token), encodeConnect({ address: host, port }), Buffer.from('early-bytes')]))
+    s.end(Buffer.concat([encodeAuth(token), encodeConnect({ address: host, port }), Buffer.from('early-bytes')]))
     s.resume()
     t.equal((await (await got)).toString(), 'early-bytes')
   })

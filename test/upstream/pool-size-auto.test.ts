@@ -1,7 +1,7 @@
-// Issue #4: `--pool-size` defaults to a small number where it pays. `auto`
-// gives every backend 2 warm sockets where connects cross Docker Desktop's VM
-// (the relay dialer; macOS and Windows) and none on a Linux direct path, where
-// the native accept lane is faster than any pool. An explicit size always wins.
+// `--pool-size`: `auto` (the default) holds no idle connection to any backend
+// on any path (issue 12, bug 1: a warm backend socket breaks iperf3 and
+// servers that speak first); the relay dialer keeps its own unbound warm
+// connections instead. An explicit size (per Service, or --pool-size N) wins.
 
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
@@ -9,7 +9,7 @@ import { parsePoolSize } from '../../src/config/parse.js'
 import { buildProxyConfig } from '../../src/config/proxy.js'
 import { KtError } from '../../src/errors.js'
 import { DEFAULT_DATAPLANE_OPTIONS } from '../../src/dataplane/listener-manager.js'
-import { AUTO_POOL_SIZE, effectivePoolSize } from '../../src/dataplane/pool.js'
+import { effectivePoolSize } from '../../src/dataplane/pool.js'
 import { Upstream } from '../../src/dataplane/upstream.js'
 import type { Dialer, DialRequest } from '../../src/dataplane/dialer.js'
 import { silentLogger } from '../../src/observe/logger.js'
@@ -17,8 +17,7 @@ import { Registry } from '../../src/observe/metrics.js'
 import type { UpstreamSpec } from '../../src/routing/types.js'
 import { countingServer, sleep, waitFor } from './fixtures/net.js'
 
-t.test('effectivePoolSize: explicit wins, then a number, then auto by path', async (t) => {
-  t.equal(AUTO_POOL_SIZE, 2, 'a small number')
+t.test('effectivePoolSize: explicit wins, then a number, then auto (0 everywhere)', async (t) => {
   const cases: Array<[number | undefined, number | 'auto', string | undefined, NodeJS.Platform, number, string]> = [
     [5, 'auto', undefined, 'linux', 5, 'per-upstream size wins over auto'],
     [0, 'auto', 'relay:c1', 'darwin', 0, 'per-upstream 0 disables even on a slow path'],
@@ -26,9 +25,9 @@ t.test('effectivePoolSize: explicit wins, then a number, then auto by path', asy
     [undefined, 0, undefined, 'darwin', 0, '--pool-size 0 disables everywhere'],
     [undefined, 'auto', undefined, 'linux', 0, 'auto, Linux direct: off'],
     [undefined, 'auto', 'direct', 'linux', 0, 'auto, explicit direct dialer: off'],
-    [undefined, 'auto', 'relay:kind', 'linux', 2, 'auto through the relay: on'],
-    [undefined, 'auto', undefined, 'darwin', 2, 'auto on macOS: on (Docker Desktop forwarding)'],
-    [undefined, 'auto', undefined, 'win32', 2, 'auto on Windows: on'],
+    [undefined, 'auto', 'relay:kind', 'linux', 0, 'auto through the relay: off (the relay dialer pools unbound connections)'],
+    [undefined, 'auto', undefined, 'darwin', 0, 'auto on macOS: off'],
+    [undefined, 'auto', undefined, 'win32', 0, 'auto on Windows: off'],
   ]
   for (const [explicit, setting, dialer, platform, want, name] of cases) t.equal(effectivePoolSize(explicit, setting, dialer, platform), want, name)
 })
@@ -77,16 +76,17 @@ function make (spec: UpstreamSpec, dialers: Map<string, Dialer>): Upstream {
   })
 }
 
-t.test('auto through a relay-named dialer keeps 2 warm sockets per backend', async (t) => {
+t.test('auto through a relay-named dialer: no warm socket to any backend; a per-upstream size does pool', async (t) => {
   const a = await countingServer(() => {})
-  const b = await countingServer(() => {})
-  t.teardown(async () => { await a.close(); await b.close() })
+  t.teardown(() => a.close())
   const dialer = new CountingDialer()
-  const up = make({ id: 'u', endpoints: [a.endpoint, b.endpoint], dialer: 'relay:test' }, new Map([['relay:test', dialer]]))
+  const up = make({ id: 'u', endpoints: [a.endpoint], dialer: 'relay:test' }, new Map([['relay:test', dialer]]))
   t.teardown(() => up.close())
-  t.ok(await waitFor(() => a.open.size === 2 && b.open.size === 2, 3000), 'each backend holds 2 pre-connected sockets')
-  for (const be of up.backends) t.equal(be.pool?.capacity, AUTO_POOL_SIZE, `${be.key}: pool of ${AUTO_POOL_SIZE}`)
-  t.equal(dialer.dials, 4, 'through the named dialer')
+  t.equal(up.backends[0]?.pool, undefined, 'no pool with auto')
+  t.equal(dialer.dials, 0, 'nothing dialled ahead of time')
+  up.update({ id: 'u', endpoints: [a.endpoint], dialer: 'relay:test', poolSize: 2 })
+  t.ok(await waitFor(() => a.open.size === 2, 3000), 'asked for (the Service annotation): 2 warm sockets')
+  t.equal(dialer.dials, 2, 'through the named dialer')
 })
 
 t.test('auto on a Linux direct path: no pool, no pre-connections', { skip: process.platform !== 'linux' ? 'Linux only' : false }, async (t) => {
@@ -97,13 +97,12 @@ t.test('auto on a Linux direct path: no pool, no pre-connections', { skip: proce
   await sleep(200)
   t.equal(a.accepts, 0, 'nothing dialled ahead of time')
   t.equal(up.backends[0]?.pool, undefined)
-  // Switching the upstream to a slow-path dialer on a table update starts its pool.
-  const dialer = new CountingDialer()
-  const up2 = make({ id: 'v', endpoints: [a.endpoint] }, new Map([['relay:k', dialer]]))
+  // An explicit size on a table update starts a pool; dropping it closes the pool and its sockets.
+  const up2 = make({ id: 'v', endpoints: [a.endpoint] }, new Map())
   t.teardown(() => up2.close())
-  up2.update({ id: 'v', endpoints: [a.endpoint], dialer: 'relay:k' })
-  t.ok(await waitFor(() => a.open.size === 2, 3000), 'the relay path gets its 2 warm sockets')
+  up2.update({ id: 'v', endpoints: [a.endpoint], poolSize: 2 })
+  t.ok(await waitFor(() => a.open.size === 2, 3000), '2 warm sockets when asked')
   up2.update({ id: 'v', endpoints: [a.endpoint] })
-  t.equal(up2.backends[0]?.pool, undefined, 'and back on the direct path the pool is closed')
+  t.equal(up2.backends[0]?.pool, undefined, 'and without the size the pool is closed')
   t.ok(await waitFor(() => a.open.size === 0, 3000), 'its warm sockets with it')
 })

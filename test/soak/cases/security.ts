@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadAllYaml } from '@kubernetes/client-node'
 import { startRelay } from '../../../src/relay/server.js'
-import { encodeConnect, encodeHello, Status, statusName } from '../../../src/relay/protocol.js'
+import { encodeConnect, encodeAuth, Status, statusName } from '../../../src/relay/protocol.js'
 import { silentLogger } from '../../../src/observe/logger.js'
 import { Registry } from '../../../src/observe/metrics.js'
 import { repoRoot } from '../../fixtures/peek-helpers.js'
@@ -226,7 +226,7 @@ function relayExchange (port: number, bytes: Buffer, payload?: string): Promise<
     s.once('close', () => {
       clearTimeout(timer)
       const all = Buffer.concat(parts)
-      resolve({ reply: [...all.subarray(0, 4)], echo: all.subarray(4).toString() })
+      resolve({ reply: [...all.subarray(0, 6)], echo: all.subarray(6).toString() })
     })
     s.once('connect', () => { s.write(bytes) })
   })
@@ -244,8 +244,8 @@ export function relayAllowlist (log: (m: string) => void = () => {}): Promise<Ca
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${ns.nsIp}/32`], connectTimeoutMs: 1000, headerTimeoutMs: 1000, metrics: new Registry(), logger: silentLogger() })
     c.defer(() => relay.destroy())
     const port = relay.address.port
-    const ok = await relayExchange(port, Buffer.concat([encodeHello(token), encodeConnect({ address: ns.nsIp, port: 30080 })]), 'hello relay\n')
-    c.check('an allowlisted node IP and NodePort is dialled and spliced', ok.reply[1] === Status.OK && ok.reply[3] === Status.OK && ok.echo === 'hello relay\n', `reply ${ok.reply.join(',')} echo ${JSON.stringify(ok.echo)}`)
+    const ok = await relayExchange(port, Buffer.concat([encodeAuth(token, { ack: true }), encodeConnect({ address: ns.nsIp, port: 30080 }, undefined, false, true)]), 'hello relay\n')
+    c.check('an allowlisted node IP and NodePort is dialled and spliced', ok.reply[1] === Status.OK && ok.reply[4] === Status.OK && ok.echo === 'hello relay\n', `reply ${ok.reply.join(',')} echo ${JSON.stringify(ok.echo)}`)
     const denied: Array<[string, number]> = [
       ['127.0.0.1', 30080], ['127.0.0.53', 30080], ['::1', 30080], ['::ffff:127.0.0.1', 30080],
       ['169.254.169.254', 80], ['169.254.169.254', 30080], ['0.0.0.0', 30080], ['224.0.0.1', 30080],
@@ -254,13 +254,13 @@ export function relayAllowlist (log: (m: string) => void = () => {}): Promise<Ca
     const outcomes: string[] = []
     let allDenied = true
     for (const [address, p] of denied) {
-      const r = await relayExchange(port, Buffer.concat([encodeHello(token), encodeConnect({ address, port: p })]))
-      outcomes.push(`${address}:${p} ${statusName(r.reply[3] ?? -1)}`)
-      if (!(r.reply[1] === Status.OK && r.reply[3] === Status.DENIED)) allDenied = false
+      const r = await relayExchange(port, Buffer.concat([encodeAuth(token, { ack: true }), encodeConnect({ address, port: p }, undefined, false, true)]))
+      outcomes.push(`${address}:${p} ${statusName(r.reply[4] ?? -1)}`)
+      if (!(r.reply[1] === Status.OK && r.reply[4] === Status.DENIED)) allDenied = false
     }
     c.check(`every destination outside the allowlist refused with DENIED (${denied.length})`, allDenied, outcomes.filter((o) => !o.endsWith(' denied')).join(', '))
-    const bad = await relayExchange(port, Buffer.concat([encodeHello(randomBytes(32)), encodeConnect({ address: ns.nsIp, port: 30080 })]))
-    c.check('a wrong token is refused with AUTH before any CONNECT is read', bad.reply[1] === Status.AUTH)
+    const bad = await relayExchange(port, Buffer.concat([encodeAuth(randomBytes(32), { ack: true }), encodeConnect({ address: ns.nsIp, port: 30080 }, undefined, false, true)]))
+    c.check('a wrong token is refused with AUTH before any BIND is read', bad.reply[1] === Status.AUTH)
     c.figure('relay destinations tried / denied / dialled', `${denied.length + 1} / ${relay.counters.refusedDenied} / ${relay.counters.dialed}`)
     c.check('only the allowlisted destination was ever dialled', relay.counters.dialed === 1 && relay.counters.refusedDenied === denied.length)
   })

@@ -1,0 +1,59 @@
+// The host side of relay mode for the `relay` bench: kind-tunnel's own data
+// plane (ListenerManager, the native splicer unless KT_NATIVE=0, the native
+// accept lane where eligible) with the relay dialer as `up --mode relay`
+// builds it (its defaults: protocol v2, the adaptive pool of unbound
+// connections), against the relay container that `up` would start
+// (ensureRelay) for the kind-like cluster. Without the controller: the two
+// routes below are what computeRoutes makes for a Service with ports 80 and
+// 5201 in ip mode, minus the health check (kube-proxy's /healthz, which the
+// bench's node does not serve; a TCP probe would take iperf3's one session).
+// `--via PORT` dials the relay through another forwarder
+// (the connect-delay variants) instead of its published port.
+// Usage: node relay-host.js --cluster NAME --network NET --base IMAGE --node IP --http-port P --bulk-port P [--via PORT]
+// Prints one line `ready {"relayPort":N,"dataPath":"js"}` once serving.
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const mod = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(repo, 'dist', rel)).href)) as T;
+
+const { values } = parseArgs({
+  options: {
+    cluster: { type: 'string' }, network: { type: 'string' }, base: { type: 'string' }, node: { type: 'string' },
+    'http-port': { type: 'string' }, 'bulk-port': { type: 'string' }, via: { type: 'string' },
+  },
+});
+
+interface Dialer { dial (req: unknown): Promise<unknown>; warm (ms: number): Promise<boolean>; stats (): { dataPath: string; hits: number; misses: number; target: number } }
+const engine = await mod<{ connectDocker (o?: object): Promise<{ docker: unknown }> }>('src/docker/engine.js');
+const discover = await mod<{ findCluster (o: object): Promise<unknown> }>('src/docker/discover.js');
+const relayc = await mod<{ ensureRelay (o: object): Promise<{ host: string; port: number; token: Buffer }> }>('src/docker/relay-container.js');
+const client = await mod<{ RelayDialer: new (o: object) => Dialer }>('src/relay/client.js');
+const lm = await mod<{ ListenerManager: new (o: object) => { apply (t: object): Promise<{ failed: unknown[] }>; close (ms: number): Promise<void> } }>('src/dataplane/listener-manager.js');
+const native = await mod<{ loadNativeSplicer (): unknown }>('src/dataplane/native/index.js');
+const logger = await mod<{ createLogger (o: object): unknown }>('src/observe/logger.js');
+const metrics = await mod<{ Registry: new () => unknown }>('src/observe/metrics.js');
+
+const { docker } = await engine.connectDocker();
+const cluster = await discover.findCluster({ docker, network: values.network, name: values.cluster });
+const info = await relayc.ensureRelay({ docker, cluster, base: values.base });
+const port = values.via !== undefined ? Number(values.via) : info.port;
+const dialer = new client.RelayDialer({ host: info.host, port, token: info.token, name: values.cluster });
+await dialer.warm(5000);
+const splicer = native.loadNativeSplicer();
+const manager = new lm.ListenerManager({
+  logger: logger.createLogger({ level: 'warn' }),
+  metrics: new metrics.Registry(),
+  options: { accessLog: false },
+  dialers: new Map([[`relay:${values.cluster}`, dialer]]),
+  splicer,
+  nativeAccept: splicer === undefined ? 'off' : 'auto',
+});
+const up = (p: number, nodePort: number): object => ({ host: '127.0.0.1', port: p, routes: [], default: { id: `${values.cluster}/default/bench:${p}`, endpoints: [{ host: values.node, port: nodePort }], dialer: `relay:${values.cluster}` } });
+const res = await manager.apply({ version: 1, listeners: [up(Number(values['http-port']), 30080), up(Number(values['bulk-port']), 30201)] });
+if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed));
+process.stdout.write(`ready ${JSON.stringify({ relayPort: info.port, dataPath: dialer.stats().dataPath, hostNative: splicer !== undefined })}\n`);
+setInterval(() => { process.stdout.write(`pool ${JSON.stringify(dialer.stats())}\n`); }, 5000).unref();
+process.on('SIGTERM', () => { void manager.close(200).then(() => process.exit(0)); });
+await new Promise(() => {});
