@@ -209,6 +209,7 @@ export class ApiServer {
   private readonly watches = new Set<ActiveWatch>()
   private readonly forbids = new Set<RequestMatch>()
   private readonly fails = new Set<FailRule & { left: number }>()
+  private readonly befores = new Set<{ rule: RequestMatch, fn: () => void }>()
   private readonly counts = new Map<string, { rec: Omit<RequestRecord, 'method' | 'path'>, n: number }>()
   private readonly recent: RequestRecord[] = []
   private readonly opts: Required<Pick<ApiServerOptions, 'bookmarkIntervalMs' | 'defaultWatchSeconds' | 'clusterName' | 'aggregatedDiscovery' | 'user'>>
@@ -388,9 +389,21 @@ export class ApiServer {
     return () => { this.fails.delete(r) }
   }
 
+  /**
+   * Run `fn` once, just before the first matching request is served (after
+   * authorization): a race made exact, e.g. a type change landing between a
+   * controller's cache and its status patch.
+   */
+  beforeRequest (rule: RequestMatch, fn: () => void): () => void {
+    const b = { rule: { ...rule }, fn }
+    this.befores.add(b)
+    return () => { this.befores.delete(b) }
+  }
+
   clearRules (): void {
     this.forbids.clear()
     this.fails.clear()
+    this.befores.clear()
   }
 
   /** How many requests matched (all codes unless `code` is given). */
@@ -699,6 +712,11 @@ export class ApiServer {
     info.namespace = p.namespace
     info.name = p.name
     this.authorize(p)
+    for (const b of this.befores) {
+      if (!this.matchRecord(b.rule, info)) continue
+      this.befores.delete(b)
+      b.fn()
+    }
     for (const f of this.fails) {
       if (this.matchRecord(f, info) && f.left > 0) {
         f.left--
