@@ -750,15 +750,23 @@ function noteConflict (loser: Work, name: string, winner: string, seen: Set<stri
 
 function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<string, number> | undefined {
   if (slices === undefined) return undefined
-  const m = new Map<string, number>()
+  // Per Service and address family: a dual-stack Service has one slice (or
+  // more) per family, each listing the same pods, so the families are not
+  // added up; the Service has as many ready endpoints as its fullest family.
+  const perFamily = new Map<string, Map<string, number>>()
   for (const s of slices) {
     const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL]
     if (svcName === undefined) continue
     const key = `${s.metadata?.namespace ?? 'default'}/${svcName}`
     // EndpointConditions.ready: "nil should be interpreted as true".
     const ready = (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length
-    m.set(key, (m.get(key) ?? 0) + ready)
+    let fams = perFamily.get(key)
+    if (fams === undefined) perFamily.set(key, fams = new Map())
+    const fam = s.addressType ?? 'IPv4'
+    fams.set(fam, (fams.get(fam) ?? 0) + ready)
   }
+  const m = new Map<string, number>()
+  for (const [key, fams] of perFamily) m.set(key, Math.max(...fams.values()))
   return m
 }
 
