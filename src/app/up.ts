@@ -479,8 +479,9 @@ export class UpRun {
   status (): UpStatus {
     const snap = this.manager.snapshot()
     const clusters: ClusterStatus[] = [...this.clusters.values()].map((r) => {
-      let controller: unknown
+      let controller: { apiProblem?: { message: string } } | undefined
       try { controller = r.controller?.snapshot() } catch {}
+      const error = r.error ?? controller?.apiProblem?.message
       return {
         name: r.plan.name,
         mode: r.plan.mode,
@@ -488,7 +489,7 @@ export class UpRun {
         synced: r.synced,
         ...(r.relay !== undefined ? { relay: { name: r.relay.name, port: r.relay.port, pool: r.dialer?.stats() } } : {}),
         ...(controller !== undefined ? { controller } : {}),
-        ...(r.error !== undefined ? { error: r.error } : {}),
+        ...(error !== undefined ? { error } : {}),
       }
     })
     return {

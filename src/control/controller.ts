@@ -98,6 +98,12 @@ export interface ControllerSnapshot {
   /** LB IPs this controller has bound (ip mode). */
   readonly addresses: readonly string[]
   readonly informers: readonly InformerHealth[]
+  /**
+   * The API keeps refusing kind-tunnel (401: credentials expired or revoked;
+   * 403: a verb is missing) on an informer that is not watching: what
+   * `status` shows for the cluster.
+   */
+  readonly apiProblem?: { readonly code: string, readonly message: string, readonly since: string }
 }
 
 export interface Controller {
@@ -699,6 +705,9 @@ class ServiceController implements Controller {
       }
     }
     const failed = this.#lastFailedListeners
+    const informers = this.#inf.all.map((i) => i.health())
+    const refused = informers.find((h) => !h.watching && !h.absent && h.lastError?.code === 'KT_ERR_KUBE_FORBIDDEN')?.lastError
+    const apiProblem = refused === undefined ? undefined : { code: refused.code, message: refused.message, since: refused.at }
     const services: ServiceSnapshot[] = []
     for (const plan of this.#last?.services ?? []) {
       const st = this.#states.get(plan.key)
@@ -743,7 +752,8 @@ class ServiceController implements Controller {
       },
       services,
       addresses: [...this.#ensured].sort(cmp),
-      informers: this.#inf.all.map((i) => i.health()),
+      informers,
+      ...(apiProblem !== undefined ? { apiProblem } : {}),
     }
   }
 

@@ -200,7 +200,7 @@ function truthy (v: string | null): boolean {
 
 export class ApiServer {
   readonly host: string
-  readonly token: string | undefined
+  token: string | undefined
   private readonly server: http.Server
   private readonly caData: string | undefined
   private readonly store: Store
@@ -213,7 +213,7 @@ export class ApiServer {
   private readonly counts = new Map<string, { rec: Omit<RequestRecord, 'method' | 'path'>, n: number }>()
   private readonly recent: RequestRecord[] = []
   private readonly opts: Required<Pick<ApiServerOptions, 'bookmarkIntervalMs' | 'defaultWatchSeconds' | 'clusterName' | 'aggregatedDiscovery' | 'user'>>
-  private readonly tokenHash: Buffer | undefined
+  private tokenHash: Buffer | undefined
   private boundPort = 0
   private closed = false
 
@@ -398,6 +398,12 @@ export class ApiServer {
     const b = { rule: { ...rule }, fn }
     this.befores.add(b)
     return () => { this.befores.delete(b) }
+  }
+
+  /** Accept only this bearer token from now on (a token that expired or was revoked); open watches keep running, as on a real server. */
+  setToken (token: string): void {
+    this.token = token
+    this.tokenHash = sha256(token)
   }
 
   clearRules (): void {
