@@ -291,6 +291,16 @@ export class UpRun {
     return plans
   }
 
+  /** cloud-provider-kind on the same cluster: say what will conflict (the controller then leaves its Services alone). */
+  private async warnOtherController (cluster: string): Promise<void> {
+    if (!this.cfg.docker || this.deps.docker.cloudProviderKind === undefined) return
+    try {
+      const running = (await this.deps.docker.cloudProviderKind()).filter((c) => c.cluster === cluster && c.state === 'running')
+      if (running.length === 0) return
+      this.warn(`cluster ${cluster}: cloud-provider-kind runs for it too (${running.length} container${running.length === 1 ? '' : 's'}); both claim every class-less LoadBalancer Service: kind-tunnel leaves each Service whose status cloud-provider-kind already wrote alone, and the two race for new ones. Run one of them, or give kind-tunnel's Services spec.loadBalancerClass: kind-tunnel.dev/lb`, { cluster, containers: running.map((c) => c.name) }, 'KT_ERR_LB_CONFLICT')
+    } catch {}
+  }
+
   private async pickMode (p: { name: string, kubeconfig: string, source: KubeconfigSource, kind: KindCluster }): Promise<ClusterPlan> {
     const m = this.cfg.mode
     if (m !== 'auto') return { ...p, mode: m, reason: `--mode ${m}` }
@@ -339,6 +349,7 @@ export class UpRun {
     const startOne = async (plan: ClusterPlan, i: number): Promise<void> => {
       this.emit({ type: 'cluster', name: plan.name, mode: plan.mode, reason: plan.reason })
       this.log.info({ cluster: plan.name, mode: plan.mode, reason: plan.reason }, `cluster ${plan.name}: ${plan.mode} mode`)
+      await this.warnOtherController(plan.name)
       const clusterPool = splitPool(pool, plans.length, i)
       const dev = plan.mode === 'sidecar' ? device : 'lo'
       const opened = (this.deps.openAddresses ?? openAddresses)({ pool: clusterPool, device: dev, onHelper: (argv) => this.emit({ type: 'helper', argv }) })
