@@ -190,6 +190,8 @@ interface Generation<T extends KubernetesObject> {
   /** Set when the watch opened after a list: the cache is complete. */
   syncedAt: number | undefined
   lastActivity: number
+  /** The server-side timeout the current watch asked for. */
+  watchTimeoutMs: number
   dead: boolean
 }
 
@@ -240,6 +242,8 @@ export class ResourceInformer<T extends KubernetesObject> {
   #lastListAt: number | undefined
   #lastError: { code: string, message: string, at: number } | undefined
   #lastLoggedCode: string | undefined
+  /** A BOOKMARK arrived at least once: this server sends them (the API does not promise it). */
+  #bookmarks = false
 
   constructor (spec: InformerSpec<T>, init: InformerInit) {
     this.#spec = spec
@@ -323,12 +327,17 @@ export class ResourceInformer<T extends KubernetesObject> {
     const [lo, hi] = this.#t.watchTimeoutSeconds
     const watch = new TrackedWatch(this.#kc, {
       minWatchMs: this.#t.minWatchMs,
-      timeoutSeconds: () => Math.round(lo + Math.random() * Math.max(0, hi - lo)),
+      timeoutSeconds: () => {
+        const v = Math.round(lo + Math.random() * Math.max(0, hi - lo))
+        if (gen !== undefined) gen.watchTimeoutMs = v * 1000
+        return v
+      },
       started: () => { if (gen !== undefined) this.#watchStarted(gen) },
       line: (phase, obj) => {
         if (gen === undefined || gen.dead) return
         gen.lastActivity = Date.now()
         this.#lastEventAt = gen.lastActivity
+        if (phase === 'BOOKMARK') this.#bookmarks = true
         if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) {
           this.#gone++
           this.#log.info({ code: 410 }, `${this.resource}: resourceVersion expired (410 Gone); listing again`)
@@ -346,7 +355,7 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
     }
     const lw = new ListWatch<T>(this.#spec.path, watch, listFn, false)
-    gen = { id, lw, watch, createdAt: now, syncedAt: undefined, lastActivity: now, dead: false }
+    gen = { id, lw, watch, createdAt: now, syncedAt: undefined, lastActivity: now, watchTimeoutMs: hi * 1000, dead: false }
     const g = gen
     const changed = (): void => { if (!g.dead && g === this.#visible) this.#onChange() }
     lw.on('add', changed)
@@ -440,7 +449,11 @@ export class ResourceInformer<T extends KubernetesObject> {
     // A list hangs no longer than listTimeoutMs (its own timeout); an open
     // watch, or one whose request has not answered yet, must hear something.
     if (g.syncedAt === undefined) return
-    if (now - g.lastActivity <= this.#t.silenceMs) return
+    // allowWatchBookmarks is a request the server may ignore ("servers may
+    // not implement bookmarks"): until one has arrived, a quiet watch is only
+    // overdue once the server-side timeout it asked for has passed too.
+    const limit = this.#bookmarks ? this.#t.silenceMs : g.watchTimeoutMs + this.#t.silenceMs
+    if (now - g.lastActivity <= limit) return
     this.#stalls++
     this.#failed(g, new KtError('KT_ERR_KUBE_WATCH_STALLED', `the ${this.resource} watch was silent for ${Math.round((now - g.lastActivity) / 1000)} s (no event, no bookmark); restarting it`))
   }
