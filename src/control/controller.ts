@@ -204,6 +204,8 @@ class ServiceController implements Controller {
   #rejectSynced!: (err: Error) => void
   #syncedDone = false
   #ready = false
+  /** Every informer listed and had a watch accepted (RBAC may allow list but not watch). */
+  #watching = false
   #dirty = false
   #running: Promise<void> | undefined
   #debounce: NodeJS.Timeout | undefined
@@ -266,6 +268,7 @@ class ServiceController implements Controller {
       ingresses: useNames,
       ...(o.informers !== undefined ? { timings: o.informers } : {}),
     })
+    this.#inf.synced.then(() => { this.#watching = true; this.#markDirty() }, () => {})
     this.#inf.synced.catch((err: unknown) => {
       this.#settleSynced(err instanceof Error ? err : new KtError('KT_ERR_KUBE_API', String(err)))
     })
@@ -283,7 +286,7 @@ class ServiceController implements Controller {
   #markDirty (): void {
     if (this.#paused) return
     if (!this.#ready) {
-      this.#ready = this.#inf.all.every((i) => i.synced)
+      this.#ready = this.#watching && this.#inf.all.every((i) => i.synced)
       if (!this.#ready) return
       // First time every cache is there: reconcile at once.
       this.#dirty = true

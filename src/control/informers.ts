@@ -94,6 +94,8 @@ function resolveTimings (t: InformerTimings = {}): Resolved {
 
 interface WatchHooks {
   started (): void
+  /** The server accepted the watch (200): the list and the watch both work. */
+  accepted (): void
   line (type: string, obj: unknown): void
   timeoutSeconds (): number
   minWatchMs: number
@@ -146,6 +148,7 @@ class TrackedWatch extends Watch {
     }
     this.#current = ctrl
     if (this.#killed) ctrl.abort()
+    else if (!ctrl.signal.aborted) this.#hooks.accepted()
     return ctrl
   }
 
@@ -333,6 +336,7 @@ export class ResourceInformer<T extends KubernetesObject> {
         return v
       },
       started: () => { if (gen !== undefined) this.#watchStarted(gen) },
+      accepted: () => { if (gen !== undefined && !gen.dead && gen === this.#current) this.#settleFirstSync() },
       line: (phase, obj) => {
         if (gen === undefined || gen.dead) return
         gen.lastActivity = Date.now()
@@ -381,17 +385,24 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (previous !== undefined && previous !== g) previous.dead = true
     if (this.#lastError !== undefined) this.#log.info({ generation: g.id }, `${this.resource}: watching again`)
     this.#lastLoggedCode = undefined
-    if (!this.#syncSettled) {
-      this.#syncSettled = true
-      this.#resolveSync()
-    }
     this.#onChange()
+  }
+
+  // The first sync is done once the server has accepted a watch too, not
+  // only the list: RBAC may allow list but not watch.
+  #settleFirstSync (): void {
+    if (this.#syncSettled) return
+    this.#syncSettled = true
+    this.#resolveSync()
   }
 
   #failed (g: Generation<T>, raw: unknown): void {
     if (this.#stopped || g.dead || g !== this.#current) return
-    const err = kubeError(raw, { verb: g.syncedAt === undefined ? 'list' : 'watch', resource: this.resource })
+    let err = kubeError(raw, { verb: g.syncedAt === undefined ? 'list' : 'watch', resource: this.resource })
     const status = statusCodeOf(err)
+    if (g.syncedAt !== undefined && status === 403) {
+      err = new KtError('KT_ERR_KUBE_FORBIDDEN', `kind-tunnel may list ${this.resource} but not watch them: ${err.message}; without watch it never hears of a change (add the watch verb, as in docs/rbac.yaml)`, { cause: err })
+    }
     const now = Date.now()
     this.#lastError = { code: err.code, message: err.message, at: now }
     // A watch that stayed up a while proves the path works: start the backoff over.
@@ -413,9 +424,11 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
       if (!was) this.#onChange()
     } else {
-      if (!this.#syncSettled && neverSynced && err.code === 'KT_ERR_KUBE_FORBIDDEN') {
+      if (!this.#syncSettled && err.code === 'KT_ERR_KUBE_FORBIDDEN') {
         this.#syncSettled = true
-        this.#rejectSync(err)
+        // An optional resource listed but not watchable: hostname routing works from the list.
+        if (this.optional && !neverSynced) this.#resolveSync()
+        else this.#rejectSync(err)
       }
       // One line per distinct failure, not one per retry.
       if (this.#lastLoggedCode !== err.code) {
