@@ -94,6 +94,8 @@ interface ClusterRun {
   dialer?: RelayDialer
   error?: string
   stopped: boolean
+  /** Stops watching the --kubeconfig file for changes. */
+  unwatch?: () => void
 }
 
 const CONTEXT_RE = /^current-context:\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+))\s*$/m
@@ -398,15 +400,32 @@ export class UpRun {
       if (this.startAbort.signal.aborted) return
       const { startController } = await this.deps.controller()
       if (this.startAbort.signal.aborted) return
-      run.controller = await startController({
+      const options = (kubeconfig: string): Parameters<typeof startController>[0] => ({
         cluster: plan.name,
-        kubeconfig: plan.kubeconfig,
+        kubeconfig,
         routing: this.routingFor(run),
         sink: { apply: (cluster, table) => this.applyFrom(cluster, table) },
         addresses: run.forController,
         logger: this.deps.logger.child({ cluster: plan.name }),
         metrics: this.deps.registry,
       })
+      run.controller = await startController(options(plan.kubeconfig))
+      if (plan.source.kind === 'file') {
+        // A rotated token or a re-created cluster: start over with the new
+        // file. The old controller stops without undoing anything; the new
+        // one's first table is the same, so no listener closes.
+        const { watchKubeconfigFile } = await import('../control/kubeconfig-file.js')
+        run.unwatch = watchKubeconfigFile(plan.source.path, plan.kubeconfig, (text) => {
+          if (run.stopped) return
+          this.log.info({ cluster: plan.name, path: plan.source.kind === 'file' ? plan.source.path : '' }, `cluster ${plan.name}: the kubeconfig file changed; reconnecting with it`)
+          const old = run.controller
+          startController(options(text)).then(async (fresh) => {
+            if (run.stopped) { await fresh.stop(); return }
+            run.controller = fresh
+            await old?.stop()
+          }, (err: Error) => { this.warn(`cluster ${plan.name}: the changed kubeconfig is not usable: ${err.message}`, { cluster: plan.name }, errorCode(err)) })
+        }, Number(process.env.KIND_TUNNEL_KUBECONFIG_POLL_MS ?? '') || 2000)
+      }
     }
 
     const results = await Promise.allSettled(plans.map((p, i) => startOne(p, i)))
@@ -526,6 +545,7 @@ export class UpRun {
     const run = this.clusters.get(name)
     if (run === undefined || run.stopped) return
     run.stopped = true
+    run.unwatch?.()
     this.emit({ type: 'stopping', reason: `down --cluster ${name}` })
     const ok = await this.undoRun(run, true)
     this.clusters.delete(name)
@@ -605,7 +625,7 @@ export class UpRun {
     const level = this.clusters.size > 0 ? 'info' : 'debug'
     this.log[level]({ reason, active: this.manager.connectionCount }, 'stopping: removing statuses, draining connections')
     const runs = [...this.clusters.values()].filter((r) => !r.stopped)
-    for (const r of runs) r.stopped = true
+    for (const r of runs) { r.stopped = true; r.unwatch?.() }
     // 1. Statuses and finalizers first, so nobody is sent to an address that is going away.
     const apiOk = await Promise.all(runs.map(async (r) => {
       r.deferReleases = true
