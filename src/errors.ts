@@ -64,6 +64,7 @@ export const ErrorCodes = {
   KT_ERR_NOT_READY: 'up did not become ready in time',
   // the Kubernetes controller (src/control)
   KT_ERR_KUBE_WATCH_STALLED: 'a watch delivered nothing, not even a bookmark, for too long and was restarted',
+  KT_ERR_LB_CONFLICT: 'another load-balancer controller (cloud-provider-kind?) already serves the Service; kind-tunnel leaves it alone',
 } as const
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -4,6 +4,7 @@
 
 // The docker modules are loaded on first use: dockerode costs a few hundred
 // milliseconds of startup that `status` or `demo` never need.
+import type { CloudProviderKindContainer } from '../docker/cloud-provider-kind.js'
 import type { DockerConnection, Env } from '../docker/engine.js'
 import type { KindCluster } from '../docker/discover.js'
 import type { ModeChoice } from '../docker/mode.js'
@@ -22,6 +23,8 @@ export interface DockerAccess {
   ensureRelay (cluster: KindCluster, opts: { base?: string | undefined, onProgress?: (line: string) => void }): Promise<RelayInfo>
   /** Remove the cluster's relay container(s); how many were removed. */
   removeRelay (cluster: string): Promise<number>
+  /** Containers cloud-provider-kind made (another load-balancer controller for kind). */
+  cloudProviderKind?: () => Promise<CloudProviderKindContainer[]>
 }
 
 export function dockerAccess (opts: { env?: Env, network?: string } = {}): DockerAccess {
@@ -66,6 +69,11 @@ export function dockerAccess (opts: { env?: Env, network?: string } = {}): Docke
         ...(o.base !== undefined ? { base: o.base } : {}),
         ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}),
       })
+    },
+    async cloudProviderKind () {
+      const { docker } = await get()
+      const { findCloudProviderKind } = await import('../docker/cloud-provider-kind.js')
+      return await findCloudProviderKind(docker)
     },
     async removeRelay (cluster) {
       const { docker } = await get()

@@ -94,6 +94,8 @@ interface ClusterRun {
   dialer?: RelayDialer
   error?: string
   stopped: boolean
+  /** Stops watching the --kubeconfig file for changes. */
+  unwatch?: () => void
 }
 
 const CONTEXT_RE = /^current-context:\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+))\s*$/m
@@ -291,6 +293,16 @@ export class UpRun {
     return plans
   }
 
+  /** cloud-provider-kind on the same cluster: say what will conflict (the controller then leaves its Services alone). */
+  private async warnOtherController (cluster: string): Promise<void> {
+    if (!this.cfg.docker || this.deps.docker.cloudProviderKind === undefined) return
+    try {
+      const running = (await this.deps.docker.cloudProviderKind()).filter((c) => c.cluster === cluster && c.state === 'running')
+      if (running.length === 0) return
+      this.warn(`cluster ${cluster}: cloud-provider-kind runs for it too (${running.length} container${running.length === 1 ? '' : 's'}); both claim every class-less LoadBalancer Service: kind-tunnel leaves each Service whose status cloud-provider-kind already wrote alone, and the two race for new ones. Run one of them, or give kind-tunnel's Services spec.loadBalancerClass: kind-tunnel.dev/lb`, { cluster, containers: running.map((c) => c.name) }, 'KT_ERR_LB_CONFLICT')
+    } catch {}
+  }
+
   private async pickMode (p: { name: string, kubeconfig: string, source: KubeconfigSource, kind: KindCluster }): Promise<ClusterPlan> {
     const m = this.cfg.mode
     if (m !== 'auto') return { ...p, mode: m, reason: `--mode ${m}` }
@@ -339,6 +351,7 @@ export class UpRun {
     const startOne = async (plan: ClusterPlan, i: number): Promise<void> => {
       this.emit({ type: 'cluster', name: plan.name, mode: plan.mode, reason: plan.reason })
       this.log.info({ cluster: plan.name, mode: plan.mode, reason: plan.reason }, `cluster ${plan.name}: ${plan.mode} mode`)
+      await this.warnOtherController(plan.name)
       const clusterPool = splitPool(pool, plans.length, i)
       const dev = plan.mode === 'sidecar' ? device : 'lo'
       const opened = (this.deps.openAddresses ?? openAddresses)({ pool: clusterPool, device: dev, onHelper: (argv) => this.emit({ type: 'helper', argv }) })
@@ -387,15 +400,32 @@ export class UpRun {
       if (this.startAbort.signal.aborted) return
       const { startController } = await this.deps.controller()
       if (this.startAbort.signal.aborted) return
-      run.controller = await startController({
+      const options = (kubeconfig: string): Parameters<typeof startController>[0] => ({
         cluster: plan.name,
-        kubeconfig: plan.kubeconfig,
+        kubeconfig,
         routing: this.routingFor(run),
         sink: { apply: (cluster, table) => this.applyFrom(cluster, table) },
         addresses: run.forController,
         logger: this.deps.logger.child({ cluster: plan.name }),
         metrics: this.deps.registry,
       })
+      run.controller = await startController(options(plan.kubeconfig))
+      if (plan.source.kind === 'file') {
+        // A rotated token or a re-created cluster: start over with the new
+        // file. The old controller stops without undoing anything; the new
+        // one's first table is the same, so no listener closes.
+        const { watchKubeconfigFile } = await import('../control/kubeconfig-file.js')
+        run.unwatch = watchKubeconfigFile(plan.source.path, plan.kubeconfig, (text) => {
+          if (run.stopped) return
+          this.log.info({ cluster: plan.name, path: plan.source.kind === 'file' ? plan.source.path : '' }, `cluster ${plan.name}: the kubeconfig file changed; reconnecting with it`)
+          const old = run.controller
+          startController(options(text)).then(async (fresh) => {
+            if (run.stopped) { await fresh.stop(); return }
+            run.controller = fresh
+            await old?.stop()
+          }, (err: Error) => { this.warn(`cluster ${plan.name}: the changed kubeconfig is not usable: ${err.message}`, { cluster: plan.name }, errorCode(err)) })
+        }, Number(process.env.KIND_TUNNEL_KUBECONFIG_POLL_MS ?? '') || 2000)
+      }
     }
 
     const results = await Promise.allSettled(plans.map((p, i) => startOne(p, i)))
@@ -479,8 +509,9 @@ export class UpRun {
   status (): UpStatus {
     const snap = this.manager.snapshot()
     const clusters: ClusterStatus[] = [...this.clusters.values()].map((r) => {
-      let controller: unknown
+      let controller: { apiProblem?: { message: string } } | undefined
       try { controller = r.controller?.snapshot() } catch {}
+      const error = r.error ?? controller?.apiProblem?.message
       return {
         name: r.plan.name,
         mode: r.plan.mode,
@@ -488,7 +519,7 @@ export class UpRun {
         synced: r.synced,
         ...(r.relay !== undefined ? { relay: { name: r.relay.name, port: r.relay.port, pool: r.dialer?.stats() } } : {}),
         ...(controller !== undefined ? { controller } : {}),
-        ...(r.error !== undefined ? { error: r.error } : {}),
+        ...(error !== undefined ? { error } : {}),
       }
     })
     return {
@@ -514,6 +545,7 @@ export class UpRun {
     const run = this.clusters.get(name)
     if (run === undefined || run.stopped) return
     run.stopped = true
+    run.unwatch?.()
     this.emit({ type: 'stopping', reason: `down --cluster ${name}` })
     const ok = await this.undoRun(run, true)
     this.clusters.delete(name)
@@ -593,7 +625,7 @@ export class UpRun {
     const level = this.clusters.size > 0 ? 'info' : 'debug'
     this.log[level]({ reason, active: this.manager.connectionCount }, 'stopping: removing statuses, draining connections')
     const runs = [...this.clusters.values()].filter((r) => !r.stopped)
-    for (const r of runs) r.stopped = true
+    for (const r of runs) { r.stopped = true; r.unwatch?.() }
     // 1. Statuses and finalizers first, so nobody is sent to an address that is going away.
     const apiOk = await Promise.all(runs.map(async (r) => {
       r.deferReleases = true

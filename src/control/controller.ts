@@ -18,8 +18,9 @@ import type { Logger } from '../observe/logger.js'
 import type { Counter, Histogram, Registry } from '../observe/metrics.js'
 import type { GatewayObjects, KubeGateway, KubeNamespace, KubeRoute } from '../routing/gateway.js'
 import {
-  type ComputeResult, computeRoutes, type GatewayPlan, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
-  type RoutingOptions, type ServicePlan,
+  type ComputeResult, computeRoutes, FINALIZER, type GatewayPlan, isHandled, LOAD_BALANCER_CLASS, OWN_FINALIZER, type ObservedState, type PlanEvent,
+  removableFinalizers, type RoutingOptions, type ServicePlan, statusIsForeign, statusIsOurs, statusOwner, type StatusOwner,
+  wantedFinalizers,
 } from '../routing/compute.js'
 import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeService } from '../routing/kube.js'
 import { listenerKey, type RouteTable } from '../routing/types.js'
@@ -102,6 +103,12 @@ export interface ControllerSnapshot {
   /** LB IPs this controller has bound (ip mode). */
   readonly addresses: readonly string[]
   readonly informers: readonly InformerHealth[]
+  /**
+   * The API keeps refusing kind-tunnel (401: credentials expired or revoked;
+   * 403: a verb is missing) on an informer that is not watching: what
+   * `status` shows for the cluster.
+   */
+  readonly apiProblem?: { readonly code: string, readonly message: string, readonly since: string }
 }
 
 export interface Controller {
@@ -148,15 +155,28 @@ function isDeleting (svc: Svc): boolean {
 }
 
 function hasFinalizer (svc: Svc): boolean {
-  return svc.metadata?.finalizers?.includes(FINALIZER) === true
+  const fins = svc.metadata?.finalizers ?? []
+  return fins.includes(OWN_FINALIZER) || fins.includes(FINALIZER)
 }
 
-/** The same rule computeRoutes uses: ours when handled, or when it carries the finalizer and no other controller's class. */
-function isManaged (svc: Svc): boolean {
-  if (isHandled(svc)) return true
-  const cls = svc.spec?.loadBalancerClass
-  const foreign = cls !== undefined && cls !== null && cls !== '' && cls !== LOAD_BALANCER_CLASS
-  return hasFinalizer(svc) && !foreign
+function hasOwnFinalizer (svc: Svc): boolean {
+  return svc.metadata?.finalizers?.includes(OWN_FINALIZER) === true
+}
+
+/** The same rule computeRoutes uses: ours when handled, or when it carries a finalizer kind-tunnel may remove. */
+function isManaged (svc: Svc, owner: StatusOwner): boolean {
+  return isHandled(svc) || removableFinalizers(svc, owner).length > 0
+}
+
+/**
+ * Another controller serves this Service: its status names an address
+ * kind-tunnel did not give out, and kind-tunnel never finalized it.
+ * kind-tunnel then writes neither status nor finalizers (no fight).
+ */
+function conflictOf (svc: Svc, owner: StatusOwner): string | undefined {
+  if (hasOwnFinalizer(svc) || !statusIsForeign(svc, owner)) return undefined
+  const where = (svc.status?.loadBalancer?.ingress ?? []).map((e) => e.ip ?? e.hostname).filter((x) => x !== undefined && x !== '').join(', ')
+  return `status.loadBalancer already names ${where}, which kind-tunnel did not give out: another load-balancer controller (cloud-provider-kind?) serves this Service; kind-tunnel leaves its status and finalizers alone (give it spec.loadBalancerClass: kind-tunnel.dev/lb to choose kind-tunnel)`
 }
 
 async function limit<T> (items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -194,10 +214,13 @@ class ServiceController implements Controller {
   readonly #retry: BackoffOptions
   readonly #applyBackoff: Backoff
   readonly #m: { reconciles: Counter, duration: Histogram, writes: Counter }
+  readonly #owner: StatusOwner
   #resolveSynced!: () => void
   #rejectSynced!: (err: Error) => void
   #syncedDone = false
   #ready = false
+  /** Every informer listed and had a watch accepted (RBAC may allow list but not watch). */
+  #watching = false
   #dirty = false
   #running: Promise<void> | undefined
   #debounce: NodeJS.Timeout | undefined
@@ -227,6 +250,7 @@ class ServiceController implements Controller {
     this.#concurrency = Math.max(1, o.concurrency ?? 16)
     this.#retry = o.retry ?? {}
     this.#applyBackoff = new Backoff(this.#retry)
+    this.#owner = statusOwner(o.routing)
     const r = o.metrics
     this.#m = {
       reconciles: r.counter('kt_controller_reconciles_total', 'Reconcile passes, by cluster and outcome.'),
@@ -261,6 +285,7 @@ class ServiceController implements Controller {
       ingresses: useNames,
       ...(o.informers !== undefined ? { timings: o.informers } : {}),
     })
+    this.#inf.synced.then(() => { this.#watching = true; this.#markDirty() }, () => {})
     this.#inf.synced.catch((err: unknown) => {
       this.#settleSynced(err instanceof Error ? err : new KtError('KT_ERR_KUBE_API', String(err)))
     })
@@ -278,7 +303,7 @@ class ServiceController implements Controller {
   #markDirty (): void {
     if (this.#paused) return
     if (!this.#ready) {
-      this.#ready = this.#inf.ready
+      this.#ready = this.#watching && this.#inf.ready
       if (!this.#ready) return
       // First time every cache is there: reconcile at once.
       this.#dirty = true
@@ -464,6 +489,11 @@ class ServiceController implements Controller {
         }
       }
     }
+    const conflict = plan.action === 'serve' ? conflictOf(svc, this.#owner) : undefined
+    if (conflict !== undefined) {
+      blocked ??= { code: 'KT_ERR_LB_CONFLICT', message: conflict }
+      local.push({ type: 'Warning', kind: 'warning', reason: 'LoadBalancerConflict', message: conflict })
+    }
     await this.#levelEvents(st, svc, [...plan.events, ...local])
 
     if (blocked !== undefined) {
@@ -574,15 +604,30 @@ class ServiceController implements Controller {
     let rv = svc.metadata?.resourceVersion
     // The finalizer first: from then on, deleting the Service waits for our
     // cleanup, even while kind-tunnel is down.
-    if (!hasFinalizer(svc) && !isDeleting(svc)) {
+    const fins = svc.metadata?.finalizers ?? []
+    if (wantedFinalizers(svc).some((f) => !fins.includes(f)) && !isDeleting(svc)) {
       if (rv !== undefined) stale.add(rv)
       rv = await this.#addFinalizer(svc)
     }
     if (plan.statusChanged) {
       if (rv !== undefined) stale.add(rv)
       const body = { status: { loadBalancer: { ingress: plan.ingress.length > 0 ? plan.ingress : null } } }
-      const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
-        async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+      let res: V1Service
+      try {
+        res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
+          async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+      } catch (err) {
+        // 422 because the Service stopped being a LoadBalancer between our
+        // cache and this patch (ingress is forbidden on other types): not a
+        // failure, the next pass cleans it up.
+        if (statusCodeOf(err) === 422 && await this.#noLongerLoadBalancer(plan)) {
+          this.#log.debug({ service: plan.key }, 'status patch raced a type change; cleaning up on the next pass')
+          st.staleRvs = stale
+          this.#markDirty()
+          return
+        }
+        throw err
+      }
       rv = res.metadata?.resourceVersion
       st.statusPatched = true
       const where = plan.ingress.map((i) => i.ip ?? i.hostname).join(', ')
@@ -599,6 +644,15 @@ class ServiceController implements Controller {
     st.staleRvs = stale
   }
 
+  async #noLongerLoadBalancer (plan: ServicePlan): Promise<boolean> {
+    try {
+      const cur = await this.#clients.core.readNamespacedService({ name: plan.name, namespace: plan.namespace }, requestOptions())
+      return cur.spec?.type !== 'LoadBalancer'
+    } catch (err) {
+      return statusCodeOf(err) === 404
+    }
+  }
+
   async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, ctx: PassContext): Promise<void> {
     // The listeners are gone: this pass's table has none for it.
     const addresses = this.#o.addresses
@@ -608,21 +662,30 @@ class ServiceController implements Controller {
     }
     const stale = new Set<string>()
     let rv = svc.metadata?.resourceVersion
-    if (!isDeleting(svc) && plan.statusChanged) {
+    // Decided before the status goes: the status is part of the evidence.
+    const removable = removableFinalizers(svc, this.#owner)
+    let removed = false
+    if (!isDeleting(svc) && plan.statusChanged && statusIsOurs(svc, this.#owner)) {
       // It stopped asking for a load balancer but lives on: take our status back.
       if (rv !== undefined) stale.add(rv)
       const body = { status: { loadBalancer: { ingress: null } } }
       const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
         async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
-      await this.#event(svc, { type: 'Normal', reason: 'DeletedLoadBalancer', message: `load balancer removed${plan.ip !== undefined ? `; released ${plan.ip}` : ''}` })
       rv = res.metadata?.resourceVersion ?? rv
+      removed = true
     }
-    if (hasFinalizer(svc)) {
+    if (removable.length > 0) {
       if (rv !== undefined) stale.add(rv)
       // The RV the status patch left, so the precondition holds.
-      const after = await this.#removeFinalizer(rv === undefined ? svc : { ...svc, metadata: { ...svc.metadata, resourceVersion: rv } })
+      const after = await this.#removeFinalizers(rv === undefined ? svc : { ...svc, metadata: { ...svc.metadata, resourceVersion: rv } }, removable)
       if (after !== undefined) stale.delete(after)
+      removed = true
       this.#log.info({ service: plan.key, ip: plan.ip }, 'load balancer cleaned up')
+    }
+    // A type change clears the status on the server before we see it, so the
+    // finalizer is what says we had served it.
+    if (removed && !isDeleting(svc)) {
+      await this.#event(svc, { type: 'Normal', reason: 'DeletedLoadBalancer', message: `load balancer removed${plan.ip !== undefined ? `; released ${plan.ip}` : ''}` })
     }
     st.statusPatched = true
     st.staleRvs = stale
@@ -679,11 +742,15 @@ class ServiceController implements Controller {
   async #addFinalizer (svc: Svc): Promise<string | undefined> {
     // Deleted meanwhile? The API refuses new finalizers then (422); the
     // failure is retried, and the next pass sees the deletion and cleans up.
-    return await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? null : [...fins, FINALIZER])
+    const want = wantedFinalizers(svc)
+    return await this.#editFinalizers(svc, (fins) => {
+      const missing = want.filter((f) => !fins.includes(f))
+      return missing.length === 0 ? null : [...fins, ...missing]
+    })
   }
 
-  async #removeFinalizer (svc: Svc): Promise<string | undefined> {
-    return await this.#editFinalizers(svc, (fins) => fins.includes(FINALIZER) ? fins.filter((f) => f !== FINALIZER) : null)
+  async #removeFinalizers (svc: Svc, names: readonly string[]): Promise<string | undefined> {
+    return await this.#editFinalizers(svc, (fins) => fins.some((f) => names.includes(f)) ? fins.filter((f) => !names.includes(f)) : null)
   }
 
   // ------------------------------------------------------------ public
@@ -698,6 +765,9 @@ class ServiceController implements Controller {
       }
     }
     const failed = this.#lastFailedListeners
+    const informers = this.#inf.all.map((i) => i.health())
+    const refused = informers.find((h) => !h.watching && !h.absent && h.lastError?.code === 'KT_ERR_KUBE_FORBIDDEN')?.lastError
+    const apiProblem = refused === undefined ? undefined : { code: refused.code, message: refused.message, since: refused.at }
     const services: ServiceSnapshot[] = []
     for (const plan of this.#last?.services ?? []) {
       const st = this.#states.get(plan.key)
@@ -744,7 +814,8 @@ class ServiceController implements Controller {
       gateways: this.#last?.gateways ?? [],
       gatewayApi: Object.fromEntries(this.#inf.gatewayApi?.served ?? []),
       addresses: [...this.#ensured].sort(cmp),
-      informers: this.#inf.all.map((i) => i.health()),
+      informers,
+      ...(apiProblem !== undefined ? { apiProblem } : {}),
     }
   }
 
@@ -766,12 +837,12 @@ class ServiceController implements Controller {
       this.#log.error({ code: e.code }, e.message)
     }
     // 1. Statuses and finalizers first: never promise an address that is about to die.
-    const services = (this.#inf.services.list() as readonly Svc[]).filter(isManaged)
+    const services = (this.#inf.services.list() as readonly Svc[]).filter((svc) => isManaged(svc, this.#owner))
     await limit(services, this.#concurrency, async (svc) => {
       const namespace = svc.metadata?.namespace ?? 'default'
       const name = svc.metadata?.name ?? ''
       try {
-        await undoService(this.#clients, svc)
+        await undoService(this.#clients, svc, this.#owner)
         this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'cleanup', outcome: 'ok' })
       } catch (err) {
         note(err, `clean up ${namespace}/${name}`)
@@ -813,12 +884,13 @@ class ServiceController implements Controller {
   }
 }
 
-/** Clear our status entries and remove the finalizer of one Service (409 → re-read and retry). */
-async function undoService (clients: KubeClients, svc: Svc): Promise<void> {
+/** Clear our status entries and remove our finalizers from one Service (409 → re-read and retry). */
+async function undoService (clients: KubeClients, svc: Svc, owner: StatusOwner): Promise<void> {
   const namespace = svc.metadata?.namespace ?? 'default'
   const name = svc.metadata?.name ?? ''
-  const ingress = svc.status?.loadBalancer?.ingress ?? []
-  if (ingress.length > 0 && !isDeleting(svc)) {
+  // Decided on what we listed: the status is part of the evidence.
+  const removable = removableFinalizers(svc, owner)
+  if (statusIsOurs(svc, owner) && !isDeleting(svc)) {
     try {
       await clients.core.patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress: null } } } }, requestOptions({ contentType: MERGE_PATCH }))
     } catch (err) {
@@ -828,12 +900,12 @@ async function undoService (clients: KubeClients, svc: Svc): Promise<void> {
   let cur: Svc = svc
   for (let attempt = 0; attempt < 4; attempt++) {
     const fins = cur.metadata?.finalizers ?? []
-    if (!fins.includes(FINALIZER)) return
+    if (!fins.some((f) => removable.includes(f))) return
     try {
       await clients.core.patchNamespacedService({
         name,
         namespace,
-        body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: fins.filter((f) => f !== FINALIZER) } },
+        body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: fins.filter((f) => !removable.includes(f)) } },
       }, requestOptions({ contentType: MERGE_PATCH }))
       return
     } catch (err) {
@@ -886,7 +958,8 @@ export async function undoCluster (o: UndoOptions): Promise<number> {
   } catch (err) {
     throw kubeError(err, { verb: 'list', resource: 'services' })
   }
-  const services = (list as readonly Svc[]).filter(isManaged)
+  const owner = statusOwner(o.routing)
+  const services = (list as readonly Svc[]).filter((svc) => isManaged(svc, owner))
   // Which status IPs are ours to release: the ones a cleanup plan names (in the pool).
   const plans = computeRoutes({
     cluster: o.cluster,
@@ -896,7 +969,7 @@ export async function undoCluster (o: UndoOptions): Promise<number> {
   const failures: KtError[] = []
   for (const svc of services) {
     try {
-      await undoService(clients, svc)
+      await undoService(clients, svc, owner)
     } catch (err) {
       failures.push(err instanceof KtError ? err : kubeError(err, { verb: 'patch', resource: 'services' }))
     }

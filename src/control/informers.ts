@@ -94,6 +94,8 @@ function resolveTimings (t: InformerTimings = {}): Resolved {
 
 interface WatchHooks {
   started (): void
+  /** The server accepted the watch (200): the list and the watch both work. */
+  accepted (): void
   line (type: string, obj: unknown): void
   timeoutSeconds (): number
   minWatchMs: number
@@ -146,6 +148,7 @@ class TrackedWatch extends Watch {
     }
     this.#current = ctrl
     if (this.#killed) ctrl.abort()
+    else if (!ctrl.signal.aborted) this.#hooks.accepted()
     return ctrl
   }
 
@@ -190,6 +193,8 @@ interface Generation<T extends KubernetesObject> {
   /** Set when the watch opened after a list: the cache is complete. */
   syncedAt: number | undefined
   lastActivity: number
+  /** The server-side timeout the current watch asked for. */
+  watchTimeoutMs: number
   dead: boolean
 }
 
@@ -242,6 +247,8 @@ export class ResourceInformer<T extends KubernetesObject> {
   #lastListAt: number | undefined
   #lastError: { code: string, message: string, at: number } | undefined
   #lastLoggedCode: string | undefined
+  /** A BOOKMARK arrived at least once: this server sends them (the API does not promise it). */
+  #bookmarks = false
 
   constructor (spec: InformerSpec<T>, init: InformerInit) {
     this.#spec = spec
@@ -325,12 +332,18 @@ export class ResourceInformer<T extends KubernetesObject> {
     const [lo, hi] = this.#t.watchTimeoutSeconds
     const watch = new TrackedWatch(this.#kc, {
       minWatchMs: this.#t.minWatchMs,
-      timeoutSeconds: () => Math.round(lo + Math.random() * Math.max(0, hi - lo)),
+      timeoutSeconds: () => {
+        const v = Math.round(lo + Math.random() * Math.max(0, hi - lo))
+        if (gen !== undefined) gen.watchTimeoutMs = v * 1000
+        return v
+      },
       started: () => { if (gen !== undefined) this.#watchStarted(gen) },
+      accepted: () => { if (gen !== undefined && !gen.dead && gen === this.#current) this.#settleFirstSync() },
       line: (phase, obj) => {
         if (gen === undefined || gen.dead) return
         gen.lastActivity = Date.now()
         this.#lastEventAt = gen.lastActivity
+        if (phase === 'BOOKMARK') this.#bookmarks = true
         if (phase === 'ERROR' && (obj as { code?: unknown } | null)?.code === 410) {
           this.#gone++
           this.#log.info({ code: 410 }, `${this.resource}: resourceVersion expired (410 Gone); listing again`)
@@ -348,7 +361,7 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
     }
     const lw = new ListWatch<T>(this.#spec.path, watch, listFn, false)
-    gen = { id, lw, watch, createdAt: now, syncedAt: undefined, lastActivity: now, dead: false }
+    gen = { id, lw, watch, createdAt: now, syncedAt: undefined, lastActivity: now, watchTimeoutMs: hi * 1000, dead: false }
     const g = gen
     const changed = (): void => { if (!g.dead && g === this.#visible) this.#onChange() }
     lw.on('add', changed)
@@ -374,17 +387,24 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (previous !== undefined && previous !== g) previous.dead = true
     if (this.#lastError !== undefined) this.#log.info({ generation: g.id }, `${this.resource}: watching again`)
     this.#lastLoggedCode = undefined
-    if (!this.#syncSettled) {
-      this.#syncSettled = true
-      this.#resolveSync()
-    }
     this.#onChange()
+  }
+
+  // The first sync is done once the server has accepted a watch too, not
+  // only the list: RBAC may allow list but not watch.
+  #settleFirstSync (): void {
+    if (this.#syncSettled) return
+    this.#syncSettled = true
+    this.#resolveSync()
   }
 
   #failed (g: Generation<T>, raw: unknown): void {
     if (this.#stopped || g.dead || g !== this.#current) return
-    const err = kubeError(raw, { verb: g.syncedAt === undefined ? 'list' : 'watch', resource: this.resource })
+    let err = kubeError(raw, { verb: g.syncedAt === undefined ? 'list' : 'watch', resource: this.resource })
     const status = statusCodeOf(err)
+    if (g.syncedAt !== undefined && status === 403) {
+      err = new KtError('KT_ERR_KUBE_FORBIDDEN', `kind-tunnel may list ${this.resource} but not watch them: ${err.message}; without watch it never hears of a change (add the watch verb, as in docs/rbac.yaml)`, { cause: err })
+    }
     const now = Date.now()
     this.#lastError = { code: err.code, message: err.message, at: now }
     // A watch that stayed up a while proves the path works: start the backoff over.
@@ -408,9 +428,11 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
       if (!was) this.#onChange()
     } else {
-      if (!this.#syncSettled && neverSynced && err.code === 'KT_ERR_KUBE_FORBIDDEN') {
+      if (!this.#syncSettled && err.code === 'KT_ERR_KUBE_FORBIDDEN') {
         this.#syncSettled = true
-        this.#rejectSync(err)
+        // An optional resource listed but not watchable: hostname routing works from the list.
+        if (this.optional && !neverSynced) this.#resolveSync()
+        else this.#rejectSync(err)
       }
       // One line per distinct failure, not one per retry. A discovery-driven
       // resource logs at debug: its CRD going away is discovery's to notice,
@@ -448,7 +470,11 @@ export class ResourceInformer<T extends KubernetesObject> {
     // A list hangs no longer than listTimeoutMs (its own timeout); an open
     // watch, or one whose request has not answered yet, must hear something.
     if (g.syncedAt === undefined) return
-    if (now - g.lastActivity <= this.#t.silenceMs) return
+    // allowWatchBookmarks is a request the server may ignore ("servers may
+    // not implement bookmarks"): until one has arrived, a quiet watch is only
+    // overdue once the server-side timeout it asked for has passed too.
+    const limit = this.#bookmarks ? this.#t.silenceMs : g.watchTimeoutMs + this.#t.silenceMs
+    if (now - g.lastActivity <= limit) return
     this.#stalls++
     this.#failed(g, new KtError('KT_ERR_KUBE_WATCH_STALLED', `the ${this.resource} watch was silent for ${Math.round((now - g.lastActivity) / 1000)} s (no event, no bookmark); restarting it`))
   }

@@ -74,7 +74,7 @@ export function kubeError (err: unknown, op: KubeOp): KtError {
   const what = describeOp(op)
   const detail = st.message !== undefined ? `: ${st.message}` : ''
   if (status === 401) {
-    return new KubeApiError('KT_ERR_KUBE_FORBIDDEN', `the API server did not accept kind-tunnel's credentials to ${what} (HTTP 401)${detail}; check the user in the kubeconfig`, { status, reason: st.reason, cause: err })
+    return new KubeApiError('KT_ERR_KUBE_FORBIDDEN', `the API server did not accept kind-tunnel's credentials to ${what} (HTTP 401)${detail}: the token expired or was revoked, or the kubeconfig's user is wrong; a \`kubectl create token\` token lasts an hour, the long-lived one in ${RBAC_DOC} does not expire`, { status, reason: st.reason, cause: err })
   }
   if (status === 403) {
     return new KubeApiError('KT_ERR_KUBE_FORBIDDEN', `the API server refused to let kind-tunnel ${what} (HTTP 403)${detail}; grant the permissions in ${RBAC_DOC}`, { status, reason: st.reason, cause: err })

@@ -72,12 +72,22 @@ function stripUndefined<T extends object> (o: T): Partial<T> {
 
 export type HealthEvent = 'unhealthy' | 'healthy' | 'ejected' | 'readmitted'
 
+/** kube-proxy's health port (routing/compute's KUBE_PROXY_HEALTH_PORT): the default check of every node. */
+const KUBE_PROXY_PORT = 10256
+let saidNoKubeProxy = false
+
+function isKubeProxyCheck (c: HealthCheckSpec | undefined): boolean {
+  return c !== undefined && c.kind === 'http' && c.port === KUBE_PROXY_PORT
+}
+
 export interface BackendHealthOptions {
   readonly check: HealthCheckSpec | undefined
   readonly timings: HealthTimings
   readonly dial: DialFn
   /** Called after every change of `healthy` or `ejected`. */
   readonly onChange: (h: BackendHealth, event: HealthEvent, cause: string) => void
+  /** Sees every active probe result first; returning true drops it (the group changed the check). */
+  readonly onProbe?: (h: BackendHealth, ok: boolean, cause: string) => boolean
   readonly random?: () => number
 }
 
@@ -101,6 +111,7 @@ export class BackendHealth {
   private readonly timings: HealthTimings
   private readonly dial: DialFn
   private readonly onChange: BackendHealthOptions['onChange']
+  private readonly onProbe: BackendHealthOptions['onProbe']
   private readonly random: () => number
   private timer: NodeJS.Timeout | undefined
   private ejectTimer: NodeJS.Timeout | undefined
@@ -120,6 +131,7 @@ export class BackendHealth {
     this.timings = opts.timings
     this.dial = opts.dial
     this.onChange = opts.onChange
+    this.onProbe = opts.onProbe
     this.random = opts.random ?? Math.random
   }
 
@@ -224,6 +236,7 @@ export class BackendHealth {
     // A slow probe finishing after a newer one has been applied is stale news.
     if (!this.running || seq <= this.appliedSeq) return
     this.appliedSeq = seq
+    if (this.onProbe?.(this, ok, cause) === true) return
     if (ok) {
       this.probeFails = 0
       this.probeOks++
@@ -336,6 +349,12 @@ export class HealthGroup {
   private readonly m: GroupMetrics | undefined
   private down = false
   private closed = false
+  /** A kube-proxy check answered somewhere: the cluster has kube-proxy. */
+  private kubeProxySeen = false
+  /** Members whose kube-proxy check was refused (nothing listens on :10256). */
+  private readonly kubeProxyRefused = new Set<string>()
+  /** Checking the NodePort over TCP instead of kube-proxy's health port. */
+  private noKubeProxy = false
 
   constructor (opts: HealthGroupOptions) {
     this.upstream = opts.upstream
@@ -376,6 +395,7 @@ export class HealthGroup {
       timings: this.opts.timings,
       dial: this.opts.dial,
       onChange: (b, ev, cause) => this.changed(b, ev, cause),
+      onProbe: (b, ok, cause) => this.probed(b, ok, cause),
       ...(this.opts.random !== undefined ? { random: this.opts.random } : {}),
     })
     this.members.set(key, h)
@@ -394,6 +414,9 @@ export class HealthGroup {
   }
 
   setCheck (check: HealthCheckSpec | undefined): void {
+    // A table update repeats the kube-proxy check; without kube-proxy, keep the TCP one.
+    if (this.noKubeProxy && isKubeProxyCheck(check)) return
+    this.noKubeProxy = false
     this.check = check
     for (const h of this.members.values()) h.setCheck(check)
   }
@@ -406,6 +429,32 @@ export class HealthGroup {
     }
     this.members.clear()
     this.m?.allDown.delete({ upstream: this.upstream })
+  }
+
+  /**
+   * A cluster without kube-proxy (kind's kubeProxyMode: none, e.g. with
+   * Cilium's replacement) has nothing on :10256. When that port refuses on
+   * every node and never answered anywhere, check the NodePort over TCP
+   * instead, and say so once. Until then a refusal there is not counted
+   * against the node: it is not yet known whether the node or the cluster
+   * lacks kube-proxy.
+   */
+  private probed (h: BackendHealth, ok: boolean, cause: string): boolean {
+    if (this.kubeProxySeen || !isKubeProxyCheck(this.check) || this.members.get(h.key) !== h) return false
+    if (ok || cause !== 'ECONNREFUSED') {
+      if (ok) this.kubeProxySeen = true
+      return false
+    }
+    this.kubeProxyRefused.add(h.key)
+    for (const k of this.members.keys()) if (!this.kubeProxyRefused.has(k)) return true
+    const fields = { upstream: this.upstream, backends: this.members.size, check: `tcp NodePort instead of http :${KUBE_PROXY_PORT}/healthz` }
+    const msg = `kube-proxy's health port :${KUBE_PROXY_PORT} refuses connections on every node (a cluster without kube-proxy?): checking each node's NodePort over TCP instead`
+    if (!saidNoKubeProxy) this.log.warn(fields, msg)
+    else this.log.debug(fields, msg)
+    saidNoKubeProxy = true
+    this.setCheck({ kind: 'tcp' })
+    this.noKubeProxy = true
+    return true
   }
 
   private labels (h: BackendHealth): Record<string, string> {

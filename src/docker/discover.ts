@@ -54,18 +54,37 @@ function nameOf (c: Docker.ContainerInfo): string {
   return (c.Names[0] ?? c.Id).replace(/^\//, '')
 }
 
-function publishedHost (ip: string): string {
-  // A wildcard publish answers on loopback too; that is the address a kubeconfig should use.
-  if (ip === '' || ip === '0.0.0.0') return '127.0.0.1'
-  if (ip === '::') return '::1'
-  return ip
+/** Docker Desktop names the API server's address in this label; kind reads it before the published port. */
+export const DESKTOP_API_LABEL = `desktop.docker.io/ports/${API_SERVER_PORT}/tcp`
+
+/** `host:port` or `[v6]:port`, as the Docker Desktop label gives it. */
+function splitHostPort (v: string): { host: string, port: number } | undefined {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) ?? /^([^:]+):(\d+)$/.exec(v)
+  const port = Number(m?.[2])
+  if (m === null || !Number.isInteger(port) || port < 1 || port > 65535) return undefined
+  return { host: m[1] as string, port }
 }
 
+/**
+ * The API server's address as kind's GetAPIServerEndpoint finds it: the
+ * Docker Desktop label when it is set, else the published HostIp and
+ * HostPort, kept as they are. A wildcard publish (`networking.apiServerAddress:
+ * 0.0.0.0` or `::`) stays a wildcard: kind's certificate names `localhost`
+ * and that address (kubeadm certSANs), never 127.0.0.1, so rewriting it would
+ * fail TLS (ERR_TLS_CERT_ALTNAME_INVALID). Connecting to 0.0.0.0 or ::
+ * reaches this host, as it does for kubectl with kind's own kubeconfig.
+ */
 function apiServerOf (c: Docker.ContainerInfo): { host: string, port: number } | undefined {
+  const desktop = c.Labels?.[DESKTOP_API_LABEL]
+  if (desktop !== undefined && desktop !== '') {
+    const hp = splitHostPort(desktop.trim())
+    if (hp !== undefined) return hp
+  }
   const ports = (c.Ports ?? []).filter((p) => p.PrivatePort === API_SERVER_PORT && p.Type === 'tcp' && typeof p.PublicPort === 'number' && p.PublicPort > 0)
   // Prefer an IPv4 binding: every kubeconfig consumer handles it.
   const p = ports.find((x) => !(x.IP ?? '').includes(':')) ?? ports[0]
-  return p === undefined ? undefined : { host: publishedHost(p.IP ?? ''), port: p.PublicPort }
+  // No address at all: `localhost` is in every kind API-server certificate.
+  return p === undefined ? undefined : { host: p.IP === undefined || p.IP === '' ? 'localhost' : p.IP, port: p.PublicPort }
 }
 
 /** Every kind cluster the engine knows, running or not, sorted by name. */

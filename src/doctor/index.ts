@@ -23,6 +23,7 @@ import {
   endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices, udpLines,
   type CheckLine, type DataPath, type EndpointTarget, type TlsTarget,
 } from './checks.js'
+import { checkCoexistence } from './coexist.js'
 import { checkGateways, gatewayHostnamesToResolve } from './gateways.js'
 import { defaultHostsFile } from './hosts.js'
 // ./kube.js (the Kubernetes client) is loaded only when a cluster is read.
@@ -178,6 +179,19 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
     for (const f of facts) {
       if (!f.services.ok) lines.push({ check: 'api', status: 'FAIL', message: `cluster ${f.cluster}: cannot list Services (${f.services.message})`, fix: 'check the cluster is running (`kubectl get nodes`) and the kubeconfig' })
     }
+  }
+
+  // Another load-balancer controller on the same clusters (cloud-provider-kind).
+  if (o.docker?.cloudProviderKind !== undefined) {
+    try {
+      const containers = await o.docker.cloudProviderKind()
+      const names = [...new Set([...clusters.filter((c) => c.nodes.some((n) => n.state === 'running')).map((c) => c.name), ...facts.map((f) => f.cluster)])]
+      lines.push(...checkCoexistence({ containers, clusters: names, services: facts.filter((f) => f.services.ok).map((f) => ({ cluster: f.cluster, items: f.services.ok ? f.services.value : [] })), pools }))
+    } catch (err) {
+      lines.push({ check: 'lb-controllers', status: 'warn', message: `cannot look for cloud-provider-kind: ${(err as Error).message}` })
+    }
+  } else if (facts.length > 0) {
+    lines.push(...checkCoexistence({ containers: [], clusters: facts.map((f) => f.cluster), services: facts.filter((f) => f.services.ok).map((f) => ({ cluster: f.cluster, items: f.services.ok ? f.services.value : [] })), pools }))
   }
 
   // Ports that must be free (or be ours).

@@ -48,6 +48,16 @@ export function parseBackendPool (raw: string | undefined): number | undefined |
  * unsupported either way: both would claim every class-less Service.
  */
 export const FINALIZER = 'service.kubernetes.io/load-balancer-cleanup'
+/**
+ * kind-tunnel's own finalizer, on every Service it serves. The shared
+ * FINALIZER goes only on class-less ones (upstream's service controller never
+ * finalizes a classed Service), and kind-tunnel removes the shared one only
+ * where it wrote the status: its own finalizer is there, or the status names
+ * an address it gives out. cloud-provider-kind, when it runs too, removes the
+ * shared finalizer from any Service being deleted; this one still holds the
+ * delete until kind-tunnel has cleaned up.
+ */
+export const OWN_FINALIZER = 'kind-tunnel.dev/load-balancer-cleanup'
 /** Nodes with this label (any value) are not LB backends, as upstream's service controller. */
 export const EXCLUDE_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers'
 /** kube-proxy's health endpoint, for externalTrafficPolicy: Cluster. */
@@ -259,6 +269,46 @@ export function isHandled (svc: KubeService): boolean {
   return cls === undefined || cls === null || cls === '' || cls === LOAD_BALANCER_CLASS
 }
 
+/** What kind-tunnel hands out: IPs in its pool, `<name>.<namespace>.<suffix>` hostnames. */
+export interface StatusOwner { readonly pool: Cidr, readonly suffix: string }
+
+export function statusOwner (opts: RoutingOptions): StatusOwner {
+  const o = resolveOptions(opts)
+  return { pool: o.pool, suffix: o.suffix }
+}
+
+function entryIsOurs (e: KubeLoadBalancerIngress, owner: StatusOwner): boolean {
+  if (e.ip !== undefined && e.ip !== '') return cidrContainsIp(owner.pool, e.ip)
+  if (e.hostname !== undefined && e.hostname !== '') return normalizeHostname(e.hostname)?.endsWith(`.${owner.suffix}`) === true
+  return true
+}
+
+/** The status names an address that kind-tunnel did not give out (another controller wrote it). */
+export function statusIsForeign (svc: KubeService, owner: StatusOwner): boolean {
+  return (svc.status?.loadBalancer?.ingress ?? []).some((e) => !entryIsOurs(e, owner))
+}
+
+/** The status is not empty and names only kind-tunnel's addresses. */
+export function statusIsOurs (svc: KubeService, owner: StatusOwner): boolean {
+  const ing = svc.status?.loadBalancer?.ingress ?? []
+  return ing.length > 0 && ing.every((e) => entryIsOurs(e, owner))
+}
+
+/** Finalizers kind-tunnel puts on a Service it serves. */
+export function wantedFinalizers (svc: KubeService): string[] {
+  const cls = svc.spec?.loadBalancerClass
+  return cls === undefined || cls === null || cls === '' ? [FINALIZER, OWN_FINALIZER] : [OWN_FINALIZER]
+}
+
+/** Finalizers kind-tunnel may take off: its own; the shared one only where it wrote the status. */
+export function removableFinalizers (svc: KubeService, owner: StatusOwner): string[] {
+  const fins = svc.metadata?.finalizers ?? []
+  const own = fins.includes(OWN_FINALIZER)
+  const out: string[] = own ? [OWN_FINALIZER] : []
+  if (fins.includes(FINALIZER) && (own || statusIsOurs(svc, owner))) out.push(FINALIZER)
+  return out
+}
+
 function hasForeignClass (svc: KubeService): boolean {
   const cls = svc.spec?.loadBalancerClass
   return cls !== undefined && cls !== null && cls !== '' && cls !== LOAD_BALANCER_CLASS
@@ -449,6 +499,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   const defaultClass = defaultIngressClass(classes)
   const previous = observed.allocations ?? new Map<string, string>()
 
+  const owner: StatusOwner = { pool: o.pool, suffix: o.suffix }
   const plans: ServicePlan[] = []
   const work: Work[] = []
   const seen = new Set<string>()
@@ -461,13 +512,15 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     seen.add(key)
     const namespace = svc.metadata?.namespace ?? 'default'
     const handled = isHandled(svc)
-    const ours = svc.metadata?.finalizers?.includes(FINALIZER) === true
-    // A Service that stopped asking for us (its type changed) but still
-    // carries the finalizer, or a handled one being deleted: release it. A
-    // Service with another controller's class is never touched: the
-    // finalizer is shared, so on such a Service it belongs to that controller.
+    // A Service that stopped asking for us (its type changed: the API server
+    // then dropped its class and cleared its status) but still carries a
+    // finalizer of ours, or a handled one being deleted: release it. The
+    // shared finalizer alone, on a Service whose status kind-tunnel did not
+    // write, belongs to another controller and is never touched.
     if (!handled) {
-      if (ours && !hasForeignClass(svc)) plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      if (removableFinalizers(svc, owner).length > 0 && !(hasForeignClass(svc) && !(svc.metadata?.finalizers ?? []).includes(OWN_FINALIZER))) {
+        plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      }
       continue
     }
     if (isDeleting(svc)) {
@@ -861,15 +914,23 @@ function noteConflict (loser: Work, name: string, winner: string, seen: Set<stri
 
 function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<string, number> | undefined {
   if (slices === undefined) return undefined
-  const m = new Map<string, number>()
+  // Per Service and address family: a dual-stack Service has one slice (or
+  // more) per family, each listing the same pods, so the families are not
+  // added up; the Service has as many ready endpoints as its fullest family.
+  const perFamily = new Map<string, Map<string, number>>()
   for (const s of slices) {
     const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL]
     if (svcName === undefined) continue
     const key = `${s.metadata?.namespace ?? 'default'}/${svcName}`
     // EndpointConditions.ready: "nil should be interpreted as true".
     const ready = (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length
-    m.set(key, (m.get(key) ?? 0) + ready)
+    let fams = perFamily.get(key)
+    if (fams === undefined) perFamily.set(key, fams = new Map())
+    const fam = s.addressType ?? 'IPv4'
+    fams.set(fam, (fams.get(fam) ?? 0) + ready)
   }
+  const m = new Map<string, number>()
+  for (const [key, fams] of perFamily) m.set(key, Math.max(...fams.values()))
   return m
 }
 

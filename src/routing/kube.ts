@@ -75,6 +75,8 @@ export interface KubeNode {
 }
 
 export interface KubeEndpointSlice {
+  /** IPv4, IPv6 or FQDN. */
+  readonly addressType?: string
   readonly metadata?: KubeObjectMeta
   readonly endpoints?: ReadonlyArray<{
     readonly addresses?: readonly string[]

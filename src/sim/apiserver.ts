@@ -201,7 +201,7 @@ function truthy (v: string | null): boolean {
 
 export class ApiServer {
   readonly host: string
-  readonly token: string | undefined
+  token: string | undefined
   private readonly server: http.Server
   private readonly caData: string | undefined
   private readonly store: Store
@@ -212,10 +212,11 @@ export class ApiServer {
   private readonly watches = new Set<ActiveWatch>()
   private readonly forbids = new Set<RequestMatch>()
   private readonly fails = new Set<FailRule & { left: number }>()
+  private readonly befores = new Set<{ rule: RequestMatch, fn: () => void }>()
   private readonly counts = new Map<string, { rec: Omit<RequestRecord, 'method' | 'path'>, n: number }>()
   private readonly recent: RequestRecord[] = []
   private readonly opts: Required<Pick<ApiServerOptions, 'bookmarkIntervalMs' | 'defaultWatchSeconds' | 'clusterName' | 'aggregatedDiscovery' | 'user'>>
-  private readonly tokenHash: Buffer | undefined
+  private tokenHash: Buffer | undefined
   private boundPort = 0
   private closed = false
 
@@ -403,9 +404,27 @@ export class ApiServer {
     return () => { this.fails.delete(r) }
   }
 
+  /**
+   * Run `fn` once, just before the first matching request is served (after
+   * authorization): a race made exact, e.g. a type change landing between a
+   * controller's cache and its status patch.
+   */
+  beforeRequest (rule: RequestMatch, fn: () => void): () => void {
+    const b = { rule: { ...rule }, fn }
+    this.befores.add(b)
+    return () => { this.befores.delete(b) }
+  }
+
+  /** Accept only this bearer token from now on (a token that expired or was revoked); open watches keep running, as on a real server. */
+  setToken (token: string): void {
+    this.token = token
+    this.tokenHash = sha256(token)
+  }
+
   clearRules (): void {
     this.forbids.clear()
     this.fails.clear()
+    this.befores.clear()
   }
 
   /** How many requests matched (all codes unless `code` is given). */
@@ -714,6 +733,11 @@ export class ApiServer {
     info.namespace = p.namespace
     info.name = p.name
     this.authorize(p)
+    for (const b of this.befores) {
+      if (!this.matchRecord(b.rule, info)) continue
+      this.befores.delete(b)
+      b.fn()
+    }
     for (const f of this.fails) {
       if (this.matchRecord(f, info) && f.left > 0) {
         f.left--

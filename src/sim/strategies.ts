@@ -79,6 +79,25 @@ function clusterIpOf (spec: Obj): string | undefined {
   return typeof ip === 'string' && ip !== '' && ip !== 'None' ? ip : undefined
 }
 
+// validateLoadBalancerClassField (pkg/apis/core/validation/validation.go).
+function loadBalancerClassErrors (spec: Obj, old: Obj | undefined): StatusCause[] {
+  const errs: StatusCause[] = []
+  const cls = spec.loadBalancerClass
+  if (old !== undefined && old.type === 'LoadBalancer' && spec.type === 'LoadBalancer' && cls !== old.loadBalancerClass) {
+    errs.push(fieldError.invalid('spec.loadBalancerClass', cls ?? null, 'may not change once set'))
+  }
+  if (cls === undefined || cls === null) return errs
+  if (spec.type !== 'LoadBalancer') {
+    errs.push(fieldError.forbidden('spec.loadBalancerClass', "may only be used when `type` is 'LoadBalancer'"))
+  } else if (typeof cls !== 'string' || !QUALIFIED_NAME_RE.test(cls)) {
+    errs.push(fieldError.invalid('spec.loadBalancerClass', cls, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+  }
+  return errs
+}
+
+// ValidateQualifiedName: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
+const QUALIFIED_NAME_RE = /^(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
+
 const CIDR_RE = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/
 
 export interface ServiceNetwork {
@@ -166,6 +185,12 @@ export class ServiceStrategy implements Strategy {
     if (!needsHealthCheckNodePort(n) && n.healthCheckNodePort === o.healthCheckNodePort) delete n.healthCheckNodePort
     if (n.type !== 'LoadBalancer' && n.allocateLoadBalancerNodePorts === o.allocateLoadBalancerNodePorts) delete n.allocateLoadBalancerNodePorts
     if (!externallyAccessible(n) && n.externalTrafficPolicy === o.externalTrafficPolicy) delete n.externalTrafficPolicy
+    // Leaving LoadBalancer drops an unchanged class (canSetLoadBalancerClass).
+    if (o.type === 'LoadBalancer' && n.type !== 'LoadBalancer' && n.loadBalancerClass === o.loadBalancerClass) delete n.loadBalancerClass
+    // "Clear the load-balancer status if it is no longer appropriate": every
+    // update of a non-LoadBalancer Service, so a type change takes the status
+    // away before any load-balancer controller sees it.
+    if (n.type !== 'LoadBalancer') next.status = { ...asObj(next.status), loadBalancer: {} }
     if (n.type === 'ExternalName' && o.type !== 'ExternalName' && n.clusterIP === o.clusterIP) {
       delete n.clusterIP
       delete n.clusterIPs
@@ -233,6 +258,7 @@ export class ServiceStrategy implements Strategy {
     if (spec.allocateLoadBalancerNodePorts !== undefined && spec.type !== 'LoadBalancer') {
       errs.push(fieldError.forbidden('spec.allocateLoadBalancerNodePorts', "may only be used when `type` is 'LoadBalancer'"))
     }
+    errs.push(...loadBalancerClassErrors(spec, old === undefined ? undefined : specOf(old)))
     if (!['None', 'ClientIP'].includes(spec.sessionAffinity as string)) errs.push(fieldError.notSupported('spec.sessionAffinity', spec.sessionAffinity, ['ClientIP', 'None']))
     if (Array.isArray(spec.loadBalancerSourceRanges) && spec.loadBalancerSourceRanges.length > 0) {
       if (spec.type !== 'LoadBalancer') errs.push(fieldError.forbidden('spec.loadBalancerSourceRanges', "may only be used when `type` is 'LoadBalancer'"))
@@ -275,8 +301,12 @@ export class ServiceStrategy implements Strategy {
   validateStatus = (o: KubeObject): StatusCause[] => {
     const errs: StatusCause[] = []
     const ingress = asObj(asObj(o.status).loadBalancer).ingress
-    if (ingress === undefined) return errs
+    if (ingress === undefined || ingress === null) return errs
     if (!Array.isArray(ingress)) return [fieldError.invalid('status.loadBalancer.ingress', ingress, 'must be a list')]
+    // ValidateLoadBalancerStatus since 1.29 (AllowServiceLBStatusOnNonLB off, locked off in 1.32).
+    if (specOf(o).type !== 'LoadBalancer' && ingress.length > 0) {
+      return [fieldError.forbidden('status.loadBalancer.ingress', "may only be used when `spec.type` is 'LoadBalancer'")]
+    }
     ingress.forEach((raw: unknown, i: number) => {
       const e = asObj(raw)
       const f = `status.loadBalancer.ingress[${i}]`

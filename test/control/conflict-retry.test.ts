@@ -3,7 +3,7 @@
 // resourceVersion, keeping the other finalizers.
 
 import t from 'tap'
-import { FINALIZER } from '../../src/routing/compute.js'
+import { FINALIZER, OWN_FINALIZER } from '../../src/routing/compute.js'
 import { finalizersOf, ingressOf, lbService, startHarness, waitFor } from './fixtures/harness.js'
 
 t.test('a conflicting finalizer patch is re-read and retried; other finalizers are kept', async (t) => {
@@ -13,7 +13,7 @@ t.test('a conflicting finalizer patch is re-read and retried; other finalizers a
   svc.metadata.finalizers = ['example.com/keep-me']
   h.api.create(svc)
   await waitFor(() => ingressOf(h.api, 'web').length > 0, 'the status')
-  t.same(finalizersOf(h.api, 'web'), ['example.com/keep-me', FINALIZER], 'ours added, theirs kept')
+  t.same(finalizersOf(h.api, 'web'), ['example.com/keep-me', FINALIZER, OWN_FINALIZER], 'ours added, theirs kept')
   t.equal(h.api.requestCount({ verb: 'patch', resource: 'services', subresource: '', code: 409 }), 2, 'two conflicts')
   t.ok(h.api.requestCount({ verb: 'get', resource: 'services', name: 'web' }) >= 2, 'each followed by a fresh read')
   t.equal(h.ctl.snapshot().services.find((s) => s.key === 'default/web')?.lastError, undefined, 'no error left')

@@ -2,7 +2,7 @@
 // finalizer, gets an EnsuredLoadBalancer event, and IP:port reaches a node.
 
 import t from 'tap'
-import { FINALIZER } from '../../src/routing/compute.js'
+import { FINALIZER, OWN_FINALIZER } from '../../src/routing/compute.js'
 import { finalizersOf, httpGet, ingressOf, lbService, startHarness, waitFor } from './fixtures/harness.js'
 
 t.test('a new LoadBalancer Service is served and its IP is in status within 2 s', async (t) => {
@@ -19,7 +19,7 @@ t.test('a new LoadBalancer Service is served and its IP is in status within 2 s'
   const ip = ingress[0]?.ip
   t.ok(ip !== undefined && ip.startsWith(h.pool.replace(/\.0\/24$/, '.')), `IP ${ip} from the pool ${h.pool}`)
   t.same(ingress, [{ ip, ipMode: 'Proxy', ports: [{ port: 18080, protocol: 'TCP' }] }], 'ip, ipMode Proxy and per-port status')
-  t.same(finalizersOf(h.api, 'web'), [FINALIZER], 'the finalizer is on')
+  t.same(finalizersOf(h.api, 'web'), [FINALIZER, OWN_FINALIZER], 'the finalizer is on')
 
   const body = await httpGet(ip as string, 18080)
   t.match(body, /^node=127\.\d+\.\d+\.\d+:\d+$/, 'IP:port reaches a node\'s NodePort')

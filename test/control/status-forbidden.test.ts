@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { finalizersOf, httpGet, ingressOf, lbService, sleep, startHarness, waitFor } from './fixtures/harness.js'
-import { FINALIZER } from '../../src/routing/compute.js'
+import { FINALIZER, OWN_FINALIZER } from '../../src/routing/compute.js'
 
 t.test('a forbidden status patch is reported with its code and retried with backoff; the data plane serves', async (t) => {
   const h = await startHarness(t)
@@ -19,7 +19,7 @@ t.test('a forbidden status patch is reported with its code and retried with back
   t.match(s.lastError?.message, /docs\/rbac\.yaml/, 'points at the RBAC file')
   t.equal(s.statusPatched, false)
   t.same(ingressOf(h.api, 'web'), [], 'no status')
-  t.same(finalizersOf(h.api, 'web'), [FINALIZER], 'the finalizer patch (allowed) went through')
+  t.same(finalizersOf(h.api, 'web'), [FINALIZER, OWN_FINALIZER], 'the finalizer patch (allowed) went through')
 
   const ip = s.ip as string
   t.match(await httpGet(ip, 18080), /^node=/, 'the data plane serves meanwhile')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { computeRoutes, FINALIZER } from '../../src/routing/compute.js'
+import { computeRoutes, FINALIZER, OWN_FINALIZER } from '../../src/routing/compute.js'
 import { svc, KIND_NODES } from './compute-fixtures.js'
 
 const run = (services: Parameters<typeof computeRoutes>[0]['services']) =>
@@ -51,11 +51,15 @@ t.test('the finalizer is the upstream service controller\'s', async (t) => {
   t.equal(FINALIZER, 'service.kubernetes.io/load-balancer-cleanup')
 })
 
-t.test('a Service that stops asking for us is cleaned up only if it carries the finalizer and no foreign class', async (t) => {
+t.test('a Service that stops asking for us is cleaned up only if it carries our finalizer, or the shared one on a status we wrote', async (t) => {
   const r = run([
     svc('went-cluster-ip', { type: 'ClusterIP', finalizers: [FINALIZER], ingress: [{ ip: '127.240.0.3' }] }),
-    svc('went-ours-class', { type: 'ClusterIP', loadBalancerClass: 'kind-tunnel.dev/lb', finalizers: [FINALIZER] }),
+    // The real API server dropped the class and cleared the status on the type change: our finalizer says it was ours.
+    svc('went-ours-class', { type: 'ClusterIP', finalizers: [OWN_FINALIZER] }),
     svc('foreign-with-finalizer', { loadBalancerClass: 'example.com/other', finalizers: [FINALIZER] }),
+    // Was another controller's (class dropped, status cleared by the type change): its shared finalizer is not ours to take.
+    svc('went-cluster-ip-foreign', { type: 'ClusterIP', finalizers: [FINALIZER] }),
+    svc('foreign-status', { type: 'ClusterIP', finalizers: [FINALIZER], ingress: [{ ip: '172.18.0.9' }] }),
     svc('never-ours', { type: 'ClusterIP', finalizers: ['example.com/other-cleanup'] }),
   ])
   t.same(r.services.map((p) => [p.key, p.action, p.reason]), [

@@ -242,14 +242,16 @@ users:
 /**
  * The node's program: index.html = node name, HTTP on 30080 (the "NodePort"),
  * an echo service on 30081 that returns every byte and closes after the
- * client's FIN (so it proves half-close), and on control planes HTTP on 6443.
+ * client's FIN (so it proves half-close), and on control planes HTTP on 6443,
+ * or, with `api`, 6443 forwarded byte for byte to a real API server (TLS
+ * end to end: the client checks the server's certificate for real).
  */
-function nodeScript (name: string, controlPlane: boolean): string {
+function nodeScript (name: string, controlPlane: boolean, api?: { host: string, port: number }): string {
   return [
     'mkdir -p /www',
     `echo ${name} > /www/index.html`,
     `httpd -p ${HTTP_PORT} -h /www`,
-    ...(controlPlane ? ['httpd -p 6443 -h /www'] : []),
+    ...(controlPlane ? [api === undefined ? 'httpd -p 6443 -h /www' : `{ nc -ll -p 6443 -e nc ${api.host} ${api.port} & }`] : []),
     `exec nc -ll -p ${ECHO_PORT} -e /bin/cat`,
   ].join(' && ')
 }
@@ -259,6 +261,15 @@ export interface ClusterOptions {
   readonly name: string
   readonly network: TestNetwork
   readonly workers?: number
+  /**
+   * kind's `networking.apiServerAddress`: the HostIp 6443 is published on.
+   * Default 127.0.0.1 (kind's default); `0.0.0.0` is the wildcard publish.
+   */
+  readonly apiServerAddress?: string
+  /** Forward the control plane's 6443 here (a host listener on the network's gateway) instead of serving plain HTTP. */
+  readonly apiForward?: { readonly host: string, readonly port: number }
+  /** The control plane's /etc/kubernetes/admin.conf; default a fake one (fakeAdminConf). */
+  readonly adminConf?: string
 }
 
 /** A kind-like cluster: `<name>-control-plane` (+ `<name>-worker`, `-worker2`...), kind's labels, admin.conf in place. */
@@ -266,7 +277,7 @@ export async function makeKindCluster (opts: ClusterOptions): Promise<TestCluste
   const image = await busyboxImage()
   const specs = [{ name: `${opts.name}-control-plane`, role: 'control-plane' }]
   for (let i = 1; i <= (opts.workers ?? 1); i++) specs.push({ name: `${opts.name}-worker${i === 1 ? '' : i}`, role: 'worker' })
-  const adminConf = fakeAdminConf(opts.name)
+  const adminConf = opts.adminConf ?? fakeAdminConf(opts.name)
   const nodes: TestNode[] = []
   let apiPort = 0
   for (const s of specs) {
@@ -275,12 +286,12 @@ export async function makeKindCluster (opts: ClusterOptions): Promise<TestCluste
       name: s.name,
       Hostname: s.name,
       Image: image,
-      Cmd: ['/bin/sh', '-c', nodeScript(s.name, cp)],
+      Cmd: ['/bin/sh', '-c', nodeScript(s.name, cp, opts.apiForward)],
       Labels: { [KIND_CLUSTER_LABEL]: opts.name, [KIND_ROLE_LABEL]: s.role, [TEST_LABEL]: opts.prefix },
       ExposedPorts: cp ? { '6443/tcp': {} } : {},
       HostConfig: {
         NetworkMode: opts.network.name,
-        ...(cp ? { PortBindings: { '6443/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } } : {}),
+        ...(cp ? { PortBindings: { '6443/tcp': [{ HostIp: opts.apiServerAddress ?? '127.0.0.1', HostPort: '' }] } } : {}),
       },
     })
     if (cp) {
