@@ -13,7 +13,7 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
 
   const t0 = performance.now()
   for (const n of names) h.api.create(lbService(n, [{ port: 18080 }]))
-  await waitFor(() => names.every((n) => ingressOf(h.api, n).length > 0), `${N} statuses`, 30_000, 100)
+  await waitFor(() => names.every((n) => ingressOf(h.api, n).length > 0), `${N} statuses`, 30_000, { everyMs: 100 })
   const up = performance.now() - t0
   for (const n of names) await h.serveNodePorts(n)
 
@@ -31,7 +31,7 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
 
   const t1 = performance.now()
   for (const n of names) h.api.delete('services', n)
-  await waitFor(() => h.api.list('services', 'default').every((s) => s.metadata.name === 'kubernetes'), `${N} Services gone`, 30_000, 100)
+  await waitFor(() => h.api.list('services', 'default').every((s) => s.metadata.name === 'kubernetes'), `${N} Services gone`, 30_000, { everyMs: 100 })
   const down = performance.now() - t1
   await waitFor(() => h.dp.snapshot().listeners.length === 0, 'no listener left', 3000)
   t.equal(h.addresses.held.size, 0, 'no address left')

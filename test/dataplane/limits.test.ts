@@ -19,7 +19,7 @@ t.test('an idle connection is closed after --idle-timeout', async (t) => {
   await kind
   const idle = Date.now() - last
   t.ok(idle >= 250 && idle < 1500, `closed after going idle (${idle} ms)`)
-  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'idle_timeout' }) === 1, 2000, 'idle_timeout counted')
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'idle_timeout' }) === 1, 'idle_timeout counted', 2000)
 })
 
 t.test('--max-connections: excess connections are closed and counted, global and per listener', async (t) => {
@@ -40,7 +40,7 @@ t.test('--max-connections: excess connections are closed and counted, global and
   t.ok(['end', 'close', 'reset'].includes(await closeKind(overGlobal)), 'fourth overall refused (global cap 3)')
   t.equal(px.registry.counter('kt_connections_total', '').total({ outcome: 'max_connections' }), 2)
   for (const c of held) c.end()
-  await waitFor(() => px.manager.connectionCount === 0, 3000, 'connections released')
+  await waitFor(() => px.manager.connectionCount === 0, 'connections released', 3000)
   const again = await dial(px.ports[0] as number, px.hosts[0])
   again.end('served again')
   t.equal((await readAll(again)).toString(), 'served again', 'serves again once below the cap')

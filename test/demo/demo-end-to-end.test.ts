@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startCli } from '../support/cli.js'
 import { FINALIZER } from '../../src/routing/compute.js'
-import { background, connectOutcome, curl, freePort, loopbackPool, run, scratchDir, until, waitLine } from '../app/product-support.js'
+import { background, connectOutcome, curl, freePort, loopbackPool, run, scratchDir, waitFor, waitLine } from '../app/product-support.js'
 
 const dir = await scratchDir(t)
 const [httpPort, httpsPort] = [await freePort(), await freePort()]
@@ -18,7 +18,7 @@ const stateDir = join(dir, 'state')
 
 const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 20_000 })
 t.teardown(() => demo.stop('SIGKILL'))
-await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
+await waitFor(() => demo.stdout.includes('ready'), 'the ready line', 15_000)
 
 const service = demo.stdout.find((l) => l.startsWith('service ')) ?? ''
 const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(service)?.[1] ?? ''

@@ -28,10 +28,10 @@ t.test('global and per-listener caps: excess closed and counted', { skip }, asyn
   const overGlobal = await dial(px.ports[1] as number, px.hosts[1])
   t.ok(['end', 'close', 'reset'].includes(await closeKind(overGlobal)), 'fourth overall refused (global cap 3)')
   const conns = px.registry.counter('kt_connections_total', '')
-  await waitFor(() => conns.total({ outcome: 'max_connections' }) === 2, 2000, 'two refusals counted')
+  await waitFor(() => conns.total({ outcome: 'max_connections' }) === 2, 'two refusals counted', 2000)
   t.equal(px.manager.connectionCount, 3, 'three open')
   for (const c of held) c.end()
-  await waitFor(() => px.manager.connectionCount === 0, 3000, 'connections released')
+  await waitFor(() => px.manager.connectionCount === 0, 'connections released', 3000)
   const again = await dial(px.ports[0] as number, px.hosts[0])
   again.end('served again')
   t.equal((await readAll(again)).toString(), 'served again', 'serves again once below the cap')
@@ -72,7 +72,7 @@ t.test('EMFILE under ulimit -n 64: no crash, no spin, counted, and service recov
   // The warning is written by the child when a fold sees EMFILE; its stderr
   // reaches us through a pipe, possibly after the scrape: poll, bounded.
   const warned = (): boolean => px.stderr.some((l) => l.includes('"level":40') && l.includes('EMFILE'))
-  await waitFor(warned, 3000, 'the EMFILE warning on stderr').catch(() => {})
+  await waitFor(warned, 'the EMFILE warning on stderr', 3000).catch(() => {})
   t.ok(warned(), 'the EMFILE condition was logged as a warning')
   const r = await px.stop('SIGTERM')
   t.equal(r.code, 0)

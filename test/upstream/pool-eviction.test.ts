@@ -26,11 +26,11 @@ t.test('idle TTL closes and replaces warm sockets', async (t) => {
   // pool.idle counts sockets connected on our side; the server may not have
   // run its accept callback for the second yet (seen under CPU load: 1 open).
   // Wait for both sides before taking the snapshot of the first two.
-  t.ok(await waitFor(() => pool.idle === 2 && be.accepts === 2, 2000))
+  await waitFor(() => pool.idle === 2 && be.accepts === 2, 'pool.idle === 2 && be.accepts === 2', 2000)
   const first = new Set(be.open)
   t.equal(first.size, 2)
-  t.ok(await waitFor(() => [...first].every((s) => s.destroyed || s.readableEnded), 2000), 'the backend sees the old sockets closed')
-  t.ok(await waitFor(() => pool.idle === 2 && be.accepts >= 4, 2000), 'replaced')
+  await waitFor(() => [...first].every((s) => s.destroyed || s.readableEnded), 'the backend sees the old sockets closed', 2000)
+  await waitFor(() => pool.idle === 2 && be.accepts >= 4, 'replaced', 2000)
   t.ok(evictions(m, 'ttl') >= 2, 'counted as ttl')
   const s = await acquire(pool)
   t.ok(s)
@@ -45,13 +45,13 @@ t.test('peer close (FIN) and reset evict idle sockets', async (t) => {
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'u', metrics: m })
   t.teardown(() => pool.close())
   pool.start()
-  t.ok(await waitFor(() => pool.idle === 2, 2000))
+  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
   await sleep(1100) // older than the early-close window: a plain refill, no backoff
   const [a, b] = [...be.open]
   a?.end()
   b?.resetAndDestroy()
-  t.ok(await waitFor(() => evictions(m, 'peer-close') + evictions(m, 'error') === 2, 2000), 'both evicted')
-  t.ok(await waitFor(() => pool.idle === 2 && be.accepts === 4, 2000), 'and replaced')
+  await waitFor(() => evictions(m, 'peer-close') + evictions(m, 'error') === 2, 'both evicted', 2000)
+  await waitFor(() => pool.idle === 2 && be.accepts === 4, 'and replaced', 2000)
   for (let i = 0; i < 2; i++) {
     const s = await acquire(pool)
     t.ok(s)
@@ -67,13 +67,13 @@ t.test('a close not yet processed is still caught at take time', async (t) => {
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'u', metrics: m })
   t.teardown(() => pool.close())
   pool.start()
-  t.ok(await waitFor(() => pool.idle === 2, 2000))
+  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
   await sleep(1100)
   for (const mode of ['fin', 'rst'] as const) {
     // Both sides settled: the pool's two idle sockets are the server's only
     // open ones, so the last one in be.open really is the newest refill (its
     // accept callback can lag the client's connect under CPU load).
-    t.ok(await waitFor(() => pool.idle === 2 && be.open.size === 2, 2000))
+    await waitFor(() => pool.idle === 2 && be.open.size === 2, 'pool.idle === 2 && be.open.size === 2', 2000)
     // Close the newest (the next to be taken) and take in the same tick: the
     // event loop has not seen the FIN/RST when acquire() starts.
     const newest = [...be.open].at(-1) as Socket
