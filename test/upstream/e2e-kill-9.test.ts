@@ -71,8 +71,10 @@ t.test('kill -9 a node: out within 7 s, no client sent to it, back after restart
   await sleep(200)
   const errsAtOut = connectErrorsToVictim()
   const servedAtOut = servedBy.get('127.0.0.2') ?? 0
-  // Long enough for the active check to fail twice as well.
-  await sleep(4500)
+  // Until the active check has failed twice as well (its own verdict, not
+  // just the passive ejection), with the clients still running.
+  const victimStatus = () => px.manager.snapshot().upstreams.flatMap((u) => u.backends).find((b) => b.key === `127.0.0.2:${dataPort}`)
+  await waitFor(() => victimStatus()?.healthy === false, () => `the active check to mark it unhealthy (status: ${JSON.stringify(victimStatus())})`, 10_000)
   t.equal(up(), 0, 'still out')
   t.equal(connectErrorsToVictim(), errsAtOut, 'no client connect went to it after it went out')
   t.equal(servedBy.get('127.0.0.2') ?? 0, servedAtOut)

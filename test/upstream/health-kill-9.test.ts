@@ -37,20 +37,23 @@ async function nodes (t: Test): Promise<{ kids: ChildBackend[], dataPort: number
 }
 
 t.test('active check alone: out within 7 s of kill -9, back after restart', async (t) => {
+  // Completed probe connections per host, to wait for the first round.
+  const probed = new Map<string, number>()
+  const probeDial: typeof dialTcp = (ep, ms, cb) => dialTcp(ep, ms, (err, s) => { if (err === null) probed.set(ep.host, (probed.get(ep.host) ?? 0) + 1); cb(err, s) })
   const { kids, dataPort, healthPort } = await nodes(t)
   const metrics = new Registry()
   const group = new HealthGroup({
     upstream: 'default/web:http',
     check: { kind: 'http', port: healthPort, path: '/healthz' },
     timings: healthTimings(), // the defaults: 2 s / 3 s / 2 / 1
-    dial: dialTcp,
+    dial: probeDial,
     logger: silentLogger(),
     metrics,
   })
   t.teardown(() => group.close())
   const hs = kids.map((k) => group.add({ host: k.host, port: dataPort }))
   const victim = hs[0] as BackendHealth
-  await sleep(2500) // every backend probed at least once
+  await waitFor(() => kids.every((k) => (probed.get(k.host) ?? 0) >= 1), () => `every backend probed once (${JSON.stringify([...probed])})`, 8000)
   t.ok(hs.every((h) => h.available), 'both healthy')
 
   const killedAt = Date.now()
@@ -110,7 +113,7 @@ t.test('with traffic: ejected at once on connect failures; no client reaches it 
   const loop = (async () => { for (let i = 0; i < 2000 && running; i++) { await client(); await sleep(10) } })()
   t.teardown(async () => { running = false; await loop })
 
-  await sleep(500)
+  await waitFor(() => served >= 10, () => `clients served before the kill (${served})`, 5000)
   const killedAt = Date.now()
   await (kids[0] as ChildBackend).kill9()
   await waitFor(() => !victim.available, 'out of rotation', 8000)
@@ -126,8 +129,7 @@ t.test('with traffic: ejected at once on connect failures; no client reaches it 
   kids[0] = await startChild('127.0.0.2', dataPort, healthPort)
   await waitFor(() => victim.available, 'back after restart', 5000)
   const servedBefore = served
-  await sleep(500)
+  await waitFor(() => served > servedBefore + 5, () => `traffic to continue (served ${served - servedBefore} since)`, 5000)
   running = false
   await loop
-  t.ok(served > servedBefore, 'traffic continues')
 })
