@@ -5,10 +5,11 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { loadNativeSplicer, nativeUnavailableReason } from '../../src/dataplane/native/index.js'
+import { nativeSkip } from '../support/native.js'
 
 const probe = loadNativeSplicer()
 probe?.close()
-const skip = probe === undefined ? `native addon unavailable: ${nativeUnavailableReason() ?? ''}` : false
+const skip = nativeSkip(probe === undefined ? `native addon unavailable: ${nativeUnavailableReason() ?? ''}` : false)
 
 const files = [
   'dataplane/splice-integrity.test.js',

@@ -8,9 +8,10 @@
 // linear baseline; the two must cost about the same.
 import t from 'tap'
 import { nativePeekHooks } from '../../src/dataplane/native/index.js'
+import { nativeSkip } from '../support/native.js'
 
 const hooks = nativePeekHooks()
-const skip = hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false
+const skip = nativeSkip(hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false)
 
 function head (line: string): Buffer {
   const parts = ['GET / HTTP/1.1\r\nHost: a.test\r\n']
