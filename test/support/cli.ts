@@ -77,7 +77,7 @@ export async function runCli (args: string[], opts: { env?: NodeJS.ProcessEnv, t
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15_000)
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
   const code: number | null = await new Promise((resolve) => child.once('exit', (c) => resolve(c)))
   clearTimeout(timer)
   return { code, stdout, stderr }
