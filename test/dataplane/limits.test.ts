@@ -3,6 +3,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { closeKind, dial, l4, readAll, sleep, startEcho, startProxy, upstream, waitFor } from '../support/net.js'
+import { within } from '../support/wait.js'
 import { startCli } from '../support/cli.js'
 
 t.test('an idle connection is closed after --idle-timeout', async (t) => {
@@ -63,14 +64,13 @@ t.test('EMFILE under ulimit -n 64 never crashes, and service recovers', async (t
       clients.push(c)
     } catch { break }
   }
-  await sleep(300)
+  await waitFor(() => px.stderr.some((l) => l.includes('"level":40') && l.includes('EMFILE')), 'the EMFILE condition logged as a warning', 5000)
   t.equal(px.child.exitCode, null, 'the proxy is still running')
-  t.ok(px.stderr.some((l) => l.includes('"level":40') && l.includes('EMFILE')), 'the EMFILE condition was logged as a warning')
   for (const c of clients) c.destroy()
-  await sleep(500)
+  // A new client waits in the backlog until descriptors free up, then is served.
   const c = await dial(port)
   c.end('recovered')
-  t.equal((await readAll(c)).toString(), 'recovered', 'serves again once descriptors free up')
+  t.equal((await within(readAll(c), 10_000, 'the proxy to serve again')).toString(), 'recovered', 'serves again once descriptors free up')
   const r = await px.stop('SIGTERM')
   t.equal(r.code, 0)
 })
