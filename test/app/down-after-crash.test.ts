@@ -21,7 +21,7 @@ t.test('aliases: demo in a netns adds one, kill -9 leaves it, down removes it', 
   const pool = `10.98.${third}.0/24`
   const stateDir = join(dir, 'state')
   const demo = background(t, 'ip', ['netns', 'exec', ns.name, process.execPath, CLI, 'demo', '--address', 'ip', '--ip-pool', pool, '--state-dir', stateDir, '--service-port', '80'])
-  await waitFor(() => demo.lines.includes('ready'), 'the demo in the namespace', 20_000)
+  await waitFor(() => demo.lines.includes('ready'), 'the demo in the namespace', 60_000)
   const aliases = (): string => ns.exec(['ip', '-o', 'addr', 'show', 'dev', 'lo'])
   const ip = `10.98.${third}.1`
   t.match(aliases(), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/32`), 'the alias was added by up')

@@ -31,9 +31,9 @@ async function upArgs (stateDir: string): Promise<string[]> {
 
 t.test('kill -9, then down: statuses, finalizers, state file and socket are gone', async (t) => {
   const stateDir = join(dir, 'a')
-  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => up.stop('SIGKILL'))
-  await waitFor(() => up.stdout.includes('ready'), 'ready', 15_000)
+  await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
   await waitFor(served, 'status and finalizer on the Service', 5000)
   const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
   t.match((await curl(`http://${ip}/`)).stdout, /^hello from demo-worker/)
@@ -63,15 +63,15 @@ t.test('kill -9, then down: statuses, finalizers, state file and socket are gone
 
 t.test('kill -9, then up again: the new up undoes the leftovers first, serves, and SIGTERM cleans', async (t) => {
   const stateDir = join(dir, 'b')
-  const first = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const first = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => first.stop('SIGKILL'))
   await waitFor(served, 'served', 10_000)
   await first.stop('SIGKILL')
   t.ok(served(), 'left behind')
 
-  const second = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 30_000 })
+  const second = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => second.stop('SIGKILL'))
-  await waitFor(() => second.stdout.includes('ready'), 'ready', 15_000)
+  await waitFor(() => second.stdout.includes('ready'), 'ready', 60_000)
   t.ok(second.stderr.some((l) => l.includes('undoing what a previous kind-tunnel up left behind')), 'it said so')
   await waitFor(served, 'served again', 5000)
   t.equal((await readState(stateDir))?.pid, second.child.pid)
@@ -83,7 +83,7 @@ t.test('kill -9, then up again: the new up undoes the leftovers first, serves, a
 
 t.test('down from another terminal stops a running up, which cleans up itself', async (t) => {
   const stateDir = join(dir, 'c')
-  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => up.stop('SIGKILL'))
   await waitFor(served, 'served', 10_000)
   const second = await runCli(await upArgs(stateDir))

@@ -16,9 +16,9 @@ const pool = loopbackPool()
 const kubeconfig = join(dir, 'kubeconfig')
 const stateDir = join(dir, 'state')
 
-const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 20_000 })
+const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 60_000 })
 t.teardown(() => demo.stop('SIGKILL'))
-await waitFor(() => demo.stdout.includes('ready'), 'the ready line', 15_000)
+await waitFor(() => demo.stdout.includes('ready'), 'the ready line', 60_000)
 
 const service = demo.stdout.find((l) => l.startsWith('service ')) ?? ''
 const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(service)?.[1] ?? ''

@@ -60,7 +60,7 @@ export async function startCli (args: string[], opts: StartOptions = {}): Promis
   })
   const want = opts.waitListening ?? 1
   if (want > 0) {
-    const deadline = Date.now() + (opts.timeoutMs ?? 10_000)
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000)
     while (r.listening.length < want) {
       if (child.exitCode !== null) throw new Error(`kind-tunnel exited ${child.exitCode}: ${r.stderr.join('\n')}`)
       if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`kind-tunnel did not listen in time: ${r.stderr.join('\n')}`) }
