@@ -5,12 +5,14 @@
 # loops live only as long as their run.
 #   npm run flake-budget            (or: scripts/flake-budget.sh [RUNS])
 # Logs: $KT_FLAKE_DIR (default /tmp/kind-tunnel-flake-budget)/run-N.log
+# KT_FLAKE_CMD replaces the command run each time (default: npm test).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 runs=${1:-5}
 limit=${KT_FLAKE_RUN_TIMEOUT:-1200}
 dir=${KT_FLAKE_DIR:-/tmp/kind-tunnel-flake-budget}
+cmd=${KT_FLAKE_CMD:-npm test}
 mkdir -p "$dir"
 summary=()
 failures=0
@@ -33,7 +35,7 @@ for i in $(seq 1 "$runs"); do
     done
   fi
   start=$(date +%s)
-  timeout --kill-after=30 "$limit" npm test >"$dir/run-$i.log" 2>&1
+  timeout --kill-after=30 "$limit" bash -c "$cmd" >"$dir/run-$i.log" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
   stop_busy
