@@ -28,7 +28,9 @@ for (const mode of MODES) {
   t.test(`${mode}: traffic in one direction only keeps the pair alive`, { skip: SKIP }, async (t) => {
     const splicer = splicerFor(t, mode)
     const backend = await startBackend(t, (s) => { s.resume() })
-    const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 300 })
+    // A tick every 100 ms against 1000 ms: only a 900 ms stall of this
+    // process could make the pair look idle.
+    const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 1000 })
     const client = await connect(proxy.port)
     const got = collect(client)
     for (let i = 0; i < 10; i++) {

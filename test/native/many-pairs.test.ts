@@ -28,7 +28,7 @@ for (const mode of MODES) {
       const batch = await within(Promise.all(Array.from({ length: Math.min(BATCH, PAIRS - i) }, () => connect(proxy.port))), 20_000, 'connect batch')
       clients.push(...batch)
     }
-    await waitFor(() => splicer.stats().pairs === PAIRS, `${PAIRS} live pairs`, 20_000)
+    await waitFor(() => splicer.stats().pairs === PAIRS, () => `${PAIRS} live pairs (have ${splicer.stats().pairs})`, 60_000)
     t.equal(splicer.stats().pairs, PAIRS, 'all pairs live at once')
     // Per pair: client, accepted, upstream and backend sockets, plus native's two dups.
     t.ok(fdCount() >= fdsBefore + PAIRS * 6, `${fdCount()} descriptors open at the peak`)
