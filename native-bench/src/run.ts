@@ -24,6 +24,8 @@ const START_CONCURRENCY = 4;
 const here = dirname(fileURLToPath(import.meta.url)); // native-bench/build/src
 const benchDir = resolve(here, '../..');
 const repoDir = resolve(benchDir, '..');
+// autocannon: hoisted to the root node_modules by the root `npm ci` (native-bench is a workspace), or local.
+const autocannonDir = [join(repoDir, 'node_modules/autocannon'), join(benchDir, 'node_modules/autocannon')].find((d) => existsSync(d)) ?? join(benchDir, 'node_modules/autocannon');
 
 async function firstLineOf(cmd: string, args: string[], re?: RegExp): Promise<string> {
   try {
@@ -37,7 +39,7 @@ async function firstLineOf(cmd: string, args: string[], re?: RegExp): Promise<st
 }
 
 async function machineInfo(): Promise<Machine> {
-  const autocannonPkg = join(benchDir, 'node_modules/autocannon/package.json');
+  const autocannonPkg = join(autocannonDir, 'package.json');
   let commit = 'unknown';
   try {
     const head = (await execFileP('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { timeout: 10_000 })).stdout.trim();
@@ -214,7 +216,7 @@ async function main(): Promise<number> {
   const tmp = mkdtempSync('/tmp/kt-bench-');
   const wrkScript = join(tmp, 'percentiles.lua');
   writeFileSync(wrkScript, WRK_SCRIPT);
-  const autocannonBin = join(benchDir, 'node_modules/autocannon/autocannon.js');
+  const autocannonBin = join(autocannonDir, 'autocannon.js');
   const tlsHost = await tlsServerName();
   const settings: LoadSettings = {
     durationS: opts.durationS,

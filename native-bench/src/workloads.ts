@@ -197,7 +197,7 @@ export const WORKLOADS: readonly Workload[] = [
       command: `autocannon -c ${s.wrkConnections} -d ${s.durationS} -j -H 'host=${s.routeHost}' http://127.0.0.1:P/`,
     }),
     run: async (target, s) => {
-      if (s.autocannonBin === undefined) throw new Error('autocannon is not installed (cd native-bench && npm install)');
+      if (s.autocannonBin === undefined) throw new Error('autocannon is not installed (npm ci in the repository root)');
       const args = [s.autocannonBin, '-c', String(s.wrkConnections), '-d', String(s.durationS), '-j', '-H', `host=${s.routeHost}`, `http://127.0.0.1:${target.port}/`];
       const r = await run('autocannon', process.execPath, args, { cpu: s.loadCpu, timeoutMs: s.durationS * 1000 + MARGIN_MS });
       if (r.timedOut) throw new Error('autocannon timed out');

@@ -99,6 +99,8 @@ export interface RequestRecord {
   namespace: string
   name: string
   code: number
+  /** When it was answered (Date.now()). */
+  at: number
 }
 
 export interface NodeOptions {
@@ -213,7 +215,7 @@ export class ApiServer {
   private readonly forbids = new Set<RequestMatch>()
   private readonly fails = new Set<FailRule & { left: number }>()
   private readonly befores = new Set<{ rule: RequestMatch, fn: () => void }>()
-  private readonly counts = new Map<string, { rec: Omit<RequestRecord, 'method' | 'path'>, n: number }>()
+  private readonly counts = new Map<string, { rec: Omit<RequestRecord, 'method' | 'path' | 'at'>, n: number }>()
   private readonly recent: RequestRecord[] = []
   private readonly opts: Required<Pick<ApiServerOptions, 'bookmarkIntervalMs' | 'defaultWatchSeconds' | 'clusterName' | 'aggregatedDiscovery' | 'user'>>
   private tokenHash: Buffer | undefined
@@ -588,7 +590,7 @@ export class ApiServer {
   // ---- HTTP ----
 
   private record (req: http.IncomingMessage, p: { verb: string, resource: string, subresource: string, namespace: string, name: string }, code: number): void {
-    const rec: RequestRecord = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', ...p, code }
+    const rec: RequestRecord = { method: req.method ?? '', path: (req.url ?? '').split('?')[0] ?? '', ...p, code, at: Date.now() }
     const key = `${rec.verb}\0${rec.resource}\0${rec.subresource}\0${rec.namespace}\0${rec.name}\0${code}`
     const c = this.counts.get(key)
     if (c === undefined) this.counts.set(key, { rec: { verb: rec.verb, resource: rec.resource, subresource: rec.subresource, namespace: rec.namespace, name: rec.name, code }, n: 1 })

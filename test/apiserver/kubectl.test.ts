@@ -115,8 +115,8 @@ t.test('kubectl delete svc, without and with a finalizer', async (t) => {
   s.create({ ...svc('held'), metadata: { name: 'held', namespace: 'default', finalizers: ['service.kubernetes.io/load-balancer-cleanup'] } })
   // kubectl waits for the object to be gone; it can only finish once the finalizer is removed.
   const child = kubectl(kc, cache, ['delete', 'svc', 'held', '--timeout=20s'])
-  t.ok(await waitFor(() => s.tryGet('services', 'held')?.metadata.deletionTimestamp !== undefined), 'deletionTimestamp set')
-  t.ok(await waitFor(() => s.watchCount('services') >= 1), 'kubectl is waiting on a watch')
+  await waitFor(() => s.tryGet('services', 'held')?.metadata.deletionTimestamp !== undefined, 'deletionTimestamp set')
+  await waitFor(() => s.watchCount('services') >= 1, 'kubectl is waiting on a watch')
   s.patch('services', 'held', [{ op: 'remove', path: '/metadata/finalizers' }], { type: 'json' })
   const held = await child
   t.equal(held.code, 0, held.stderr)

@@ -24,6 +24,10 @@ const cases: Array<[string, string[], string, number]> = [
   ['demo: bad service port', ['demo', '--service-port', '0', ...state], 'KT_ERR_INVALID_ARG', 2],
 ]
 
+// Each case is its own CLI process (the exit status and stderr are the
+// contract); they are independent, so four run at a time.
+t.jobs = 4
+
 for (const [name, args, code, exit] of cases) {
   t.test(name, async (t) => {
     const r = await runCli(args)

@@ -11,7 +11,7 @@ import { RELAY_LABEL, relayName } from '../../src/docker/relay-container.js'
 import { CLI, runCli } from '../support/cli.js'
 import { createNetns, netnsAvailable } from '../support/netns.js'
 import { busyboxImage, docker, dockerAvailable, TEST_LABEL, useScratch } from '../support/docker.js'
-import { background, run, scratchDir, until } from './product-support.js'
+import { background, run, scratchDir, waitFor } from './product-support.js'
 
 t.test('aliases: demo in a netns adds one, kill -9 leaves it, down removes it', { skip: netnsAvailable() ? false : 'needs ip netns (root)' }, async (t) => {
   const ns = createNetns()
@@ -21,7 +21,7 @@ t.test('aliases: demo in a netns adds one, kill -9 leaves it, down removes it', 
   const pool = `10.98.${third}.0/24`
   const stateDir = join(dir, 'state')
   const demo = background(t, 'ip', ['netns', 'exec', ns.name, process.execPath, CLI, 'demo', '--address', 'ip', '--ip-pool', pool, '--state-dir', stateDir, '--service-port', '80'])
-  await until(() => demo.lines.includes('ready'), 20_000, 'the demo in the namespace')
+  await waitFor(() => demo.lines.includes('ready'), 'the demo in the namespace', 60_000)
   const aliases = (): string => ns.exec(['ip', '-o', 'addr', 'show', 'dev', 'lo'])
   const ip = `10.98.${third}.1`
   t.match(aliases(), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/32`), 'the alias was added by up')

@@ -71,18 +71,13 @@ export function background (t: Teardown, file: string, args: string[]): { child:
   return { child, lines, exited }
 }
 
-export async function until (cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 100_000; i++) {
-    if (await cond()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
+import { sleep, waitFor } from '../support/wait.js'
+
+export { sleep, waitFor }
 
 /** The first line matching `re` in `lines`, waiting up to `timeoutMs`. */
 export async function waitLine (lines: string[], re: RegExp, timeoutMs: number, what = String(re)): Promise<string> {
   let found: string | undefined
-  await until(() => { found = lines.find((l) => re.test(l)); return found !== undefined }, timeoutMs, what)
+  await waitFor(() => { found = lines.find((l) => re.test(l)); return found !== undefined }, what, timeoutMs)
   return found as string
 }

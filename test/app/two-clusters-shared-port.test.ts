@@ -20,7 +20,7 @@ import { Registry } from '../../src/observe/metrics.js'
 import { cidrContainsIp, parseCidr } from '../../src/routing/cidr.js'
 import { FINALIZER } from '../../src/routing/compute.js'
 import type { KindCluster } from '../../src/docker/discover.js'
-import { curl, freePort, loopbackPool, scratchDir, until } from './product-support.js'
+import { curl, freePort, loopbackPool, scratchDir, waitFor } from './product-support.js'
 
 interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } } }
 
@@ -48,7 +48,7 @@ t.teardown(() => up.stop('teardown'))
 
 const svc = (c: typeof alpha, name: string): Svc => c.api.get('services', name, 'demo') as unknown as Svc
 const ipOf = (c: typeof alpha, name: string): string | undefined => svc(c, name).status?.loadBalancer?.ingress?.find((i) => i.ip !== undefined)?.ip
-await until(() => ipOf(alpha, 'hello') !== undefined && ipOf(beta, 'world') !== undefined, 10_000, 'both statuses')
+await waitFor(() => ipOf(alpha, 'hello') !== undefined && ipOf(beta, 'world') !== undefined, 'both statuses', 10_000)
 
 t.test('both clusters serve on the one shared port, by name', async (t) => {
   t.same(events.filter((e) => e.type === 'cluster').map((e) => e.type === 'cluster' ? `${e.name} ${e.mode}` : ''), ['alpha direct', 'beta direct'])

@@ -10,7 +10,7 @@ import { readState } from '../../src/app/state.js'
 import { FINALIZER } from '../../src/routing/compute.js'
 import { silentLogger } from '../../src/observe/logger.js'
 import { runCli, startCli } from '../support/cli.js'
-import { connectOutcome, curl, freePort, loopbackPool, scratchDir, until } from './product-support.js'
+import { connectOutcome, curl, freePort, loopbackPool, scratchDir, waitFor } from './product-support.js'
 
 interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string, hostname?: string }> } } }
 
@@ -31,10 +31,10 @@ async function upArgs (stateDir: string): Promise<string[]> {
 
 t.test('kill -9, then down: statuses, finalizers, state file and socket are gone', async (t) => {
   const stateDir = join(dir, 'a')
-  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => up.stop('SIGKILL'))
-  await until(() => up.stdout.includes('ready'), 15_000, 'ready')
-  await until(served, 5000, 'status and finalizer on the Service')
+  await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
+  await waitFor(served, 'status and finalizer on the Service', 5000)
   const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
   t.match((await curl(`http://${ip}/`)).stdout, /^hello from demo-worker/)
   t.same(svc().status?.loadBalancer?.ingress?.map((i) => i.ip ?? i.hostname), [ip, 'hello.demo.localhost'])
@@ -63,17 +63,17 @@ t.test('kill -9, then down: statuses, finalizers, state file and socket are gone
 
 t.test('kill -9, then up again: the new up undoes the leftovers first, serves, and SIGTERM cleans', async (t) => {
   const stateDir = join(dir, 'b')
-  const first = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const first = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => first.stop('SIGKILL'))
-  await until(served, 10_000, 'served')
+  await waitFor(served, 'served', 10_000)
   await first.stop('SIGKILL')
   t.ok(served(), 'left behind')
 
-  const second = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 30_000 })
+  const second = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => second.stop('SIGKILL'))
-  await until(() => second.stdout.includes('ready'), 15_000, 'ready')
+  await waitFor(() => second.stdout.includes('ready'), 'ready', 60_000)
   t.ok(second.stderr.some((l) => l.includes('undoing what a previous kind-tunnel up left behind')), 'it said so')
-  await until(served, 5000, 'served again')
+  await waitFor(served, 'served again', 5000)
   t.equal((await readState(stateDir))?.pid, second.child.pid)
   const exit = await second.stop('SIGTERM')
   t.equal(exit.code, 0)
@@ -83,9 +83,9 @@ t.test('kill -9, then up again: the new up undoes the leftovers first, serves, a
 
 t.test('down from another terminal stops a running up, which cleans up itself', async (t) => {
   const stateDir = join(dir, 'c')
-  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 20_000 })
+  const up = await startCli(await upArgs(stateDir), { waitListening: 2, timeoutMs: 60_000 })
   t.teardown(() => up.stop('SIGKILL'))
-  await until(served, 10_000, 'served')
+  await waitFor(served, 'served', 10_000)
   const second = await runCli(await upArgs(stateDir))
   t.equal(second.code, 1, 'a second up with the same state dir is refused')
   t.match(second.stderr, /^error KT_ERR_ALREADY_RUNNING: /m)

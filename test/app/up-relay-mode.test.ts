@@ -11,7 +11,7 @@ import { startApiServer } from '../../src/sim/apiserver.js'
 import { relayName, RELAY_LABEL } from '../../src/docker/relay-container.js'
 import { createNetwork, docker, dockerAvailable, HTTP_PORT, makeKindCluster, relayBaseImage, useScratch } from '../support/docker.js'
 import { runCli, startCli } from '../support/cli.js'
-import { curl, freePort, loopbackPool, scratchDir, until } from './product-support.js'
+import { curl, freePort, loopbackPool, scratchDir, waitFor } from './product-support.js'
 
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
@@ -38,7 +38,7 @@ else {
     '--ip-pool', loopbackPool(), '--http-port', String(httpPort), '--https-port', String(await freePort()), '--state-dir', stateDir, '--drain-timeout', '500'],
   { waitListening: 2, timeoutMs: 120_000 })
   t.teardown(() => up.stop('SIGKILL'))
-  await until(() => up.stdout.includes('ready'), 60_000, 'ready')
+  await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
   const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
 
   t.test('the relay container runs and up says why relay', async (t) => {

@@ -1,6 +1,7 @@
 // 200 Services created in one burst are all served, then deleted in one
 // burst and all cleaned: no listener and no address left behind. The time to
-// converge each way is measured and printed.
+// converge each way is measured and printed (a figure, not an assertion:
+// timing targets live in native-bench); the waits are only bounds.
 
 import t from 'tap'
 import { httpGet, ingressOf, lbService, startHarness, waitFor } from './fixtures/harness.js'
@@ -13,7 +14,8 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
 
   const t0 = performance.now()
   for (const n of names) h.api.create(lbService(n, [{ port: 18080 }]))
-  await waitFor(() => names.every((n) => ingressOf(h.api, n).length > 0), `${N} statuses`, 30_000, 100)
+  const withStatus = (): number => names.filter((n) => ingressOf(h.api, n).length > 0).length
+  await waitFor(() => withStatus() === N, () => `${N} statuses (have ${withStatus()})`, 120_000, { everyMs: 100 })
   const up = performance.now() - t0
   for (const n of names) await h.serveNodePorts(n)
 
@@ -31,7 +33,8 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
 
   const t1 = performance.now()
   for (const n of names) h.api.delete('services', n)
-  await waitFor(() => h.api.list('services', 'default').every((s) => s.metadata.name === 'kubernetes'), `${N} Services gone`, 30_000, 100)
+  const left = (): number => h.api.list('services', 'default').filter((s) => s.metadata.name !== 'kubernetes').length
+  await waitFor(() => left() === 0, () => `${N} Services gone (${left()} left)`, 120_000, { everyMs: 100 })
   const down = performance.now() - t1
   await waitFor(() => h.dp.snapshot().listeners.length === 0, 'no listener left', 3000)
   t.equal(h.addresses.held.size, 0, 'no address left')
@@ -40,5 +43,4 @@ t.test(`${N} Services created and deleted in a burst converge with nothing leake
   const snap = h.ctl.snapshot()
   t.comment(`API requests: ${h.api.requestCount()} (409: ${h.api.requestCount({ code: 409 })}, 5xx: ${h.api.requests.filter((r) => r.code >= 500).length}), writes retried after an error: ${h.metrics.render().split('\n').filter((l) => l.startsWith('kt_controller_api_writes_total') && !l.includes('outcome="ok"')).join('; ') || 'none'}`)
   t.comment(`convergence: ${N} created → all statuses in ${Math.round(up)} ms; ${N} deleted → all gone in ${Math.round(down)} ms; ${snap.reconciles} reconciles`)
-  t.ok(up < 20_000 && down < 20_000, 'both within 20 s')
 })

@@ -64,7 +64,7 @@ t.test('a silent watch is restarted and the routes converge', async (t) => {
   h.api.create(lbService('web', [{ port: 18080 }]))
   await h.serveNodePorts('web')
   const t0 = Date.now()
-  const ip = await waitFor(() => ingressOf(h.api, 'web')[0]?.ip, 'status through a restarted watch', 6000, 20)
+  const ip = await waitFor(() => ingressOf(h.api, 'web')[0]?.ip, 'status through a restarted watch', 6000, { everyMs: 20 })
   t.comment(`served ${Date.now() - t0} ms after the freeze (silenceMs 800)`)
   t.match(await httpGet(ip, 18080), /^node=/)
   const svc = h.ctl.snapshot().informers.find((i) => i.resource === 'services')

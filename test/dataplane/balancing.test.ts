@@ -45,7 +45,7 @@ t.test('least-connections avoids the busy backend', async (t) => {
   const b1 = (): number => px.manager.upstreams.get('u')?.backends[1]?.active ?? -1
   for (let i = 0; i < 4; i++) {
     // Let the previous short connection be released so the counts are settled.
-    await waitFor(() => b1() === 0, 2000, 'b1 idle')
+    await waitFor(() => b1() === 0, 'b1 idle', 2000)
     const c = await dial(px.port, px.host)
     t.equal((await readAll(c)).toString(), 'b1', 'new connections go to the idle backend')
     c.end()

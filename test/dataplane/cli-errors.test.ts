@@ -19,6 +19,10 @@ const cases: Array<[string, string[], string]> = [
   ['udp: --route on a UDP listener', ['proxy', '--listen', '127.0.0.1:0/udp', '--route', 'a.test=127.0.0.1:1'], 'KT_ERR_INVALID_ROUTE'],
 ]
 
+// Each case is its own CLI process (the exit status and stderr are the
+// contract); they are independent, so four run at a time.
+t.jobs = 4
+
 for (const [name, args, code] of cases) {
   t.test(name, async (t) => {
     const r = await runCli(args)

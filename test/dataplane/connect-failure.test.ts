@@ -44,7 +44,7 @@ t.test('when every backend fails the client is closed promptly and the proxy kee
   t.ok(['reset', 'end', 'close'].includes(kind), `client closed (${kind})`)
   t.ok(Date.now() - start < 1000, 'promptly')
   const conns = px.registry.counter('kt_connections_total', '')
-  await waitFor(() => conns.total({ outcome: 'connect_failed' }) === 1, 2000, 'connect_failed counted')
+  await waitFor(() => conns.total({ outcome: 'connect_failed' }) === 1, 'connect_failed counted', 2000)
   t.equal(px.registry.counter('kt_upstream_connect_errors_total', '').total(), 3, 'exactly 3 attempts')
   const ok = await dial(px.ports[1] as number, px.hosts[1])
   ok.end('still serving')

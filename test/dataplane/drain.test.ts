@@ -3,40 +3,42 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
-import { hashAll, sleep, startServer, writeRandom } from '../support/net.js'
+import { hashAll, startServer, waitFor, writeRandom } from '../support/net.js'
 import { startCli } from '../support/cli.js'
 
 t.test('an in-flight transfer completes across SIGTERM, then the process exits 0', async (t) => {
+  // 32 MiB, more than the socket buffers of both hops hold: with the client
+  // not reading yet, the backend cannot finish writing, so the transfer is
+  // certainly in flight when SIGTERM arrives.
+  const SIZE = 32 * 1024 * 1024
   let sha: Promise<string> | undefined
+  let sent = false
   const be = await startServer((s) => {
     s.once('data', () => {
-      // A slow 8 MiB download: ~1 s.
-      sha = (async () => {
-        const h = await writeRandom(s, 8 * 1024 * 1024, 64 * 1024)
-        return h
-      })()
+      sha = writeRandom(s, SIZE, 64 * 1024)
+      void sha.then(() => { sent = true })
     })
   })
   t.teardown(() => be.close())
-  const px = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${be.port}`, '--drain-timeout', '5000'])
+  const px = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${be.port}`, '--drain-timeout', '10000'])
   t.teardown(() => px.stop('SIGKILL'))
   const port = (px.listening[0] as { port: number }).port
   const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   await once(c, 'connect')
-  const got = hashAll(c)
   c.write('go')
-  await sleep(50)
+  await waitFor(() => sha !== undefined, 'the backend to start sending')
   px.child.kill('SIGTERM')
   // New connections are refused once draining started.
-  await sleep(200)
-  const refused = await new Promise<string>((resolve) => {
+  const dial = (): Promise<string> => new Promise<string>((resolve) => {
     const n = connect({ port, host: '127.0.0.1' })
     n.once('connect', () => { n.destroy(); resolve('connected') })
     n.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
   })
-  t.equal(refused, 'ECONNREFUSED', 'stopped accepting')
-  const r = await got
-  t.equal(r.bytes, 8 * 1024 * 1024)
+  let last = ''
+  await waitFor(async () => (last = await dial()) === 'ECONNREFUSED', () => `new connections refused after SIGTERM (last dial: ${last})`, 5000)
+  t.equal(sent, false, 'the transfer was still in flight')
+  const r = await hashAll(c)
+  t.equal(r.bytes, SIZE)
   t.equal(r.sha, await (sha as Promise<string>), 'the in-flight transfer completed byte-exact')
   c.end()
   const exit = await px.exited
@@ -52,7 +54,7 @@ t.test('connections still open at the drain deadline are destroyed', async (t) =
   await once(c, 'connect')
   c.write('hold')
   c.on('error', () => {})
-  await sleep(100)
+  await waitFor(() => be.accepts === 1 && [...be.sockets].some((x) => x.bytesRead > 0), 'the backend to get the held connection\'s bytes')
   const start = Date.now()
   const closed = new Promise((resolve) => c.once('close', resolve))
   px.child.kill('SIGTERM')

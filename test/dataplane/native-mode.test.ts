@@ -5,10 +5,11 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { loadNativeSplicer, nativeUnavailableReason } from '../../src/dataplane/native/index.js'
+import { nativeSkip } from '../support/native.js'
 
 const probe = loadNativeSplicer()
 probe?.close()
-const skip = probe === undefined ? `native addon unavailable: ${nativeUnavailableReason() ?? ''}` : false
+const skip = nativeSkip(probe === undefined ? `native addon unavailable: ${nativeUnavailableReason() ?? ''}` : false)
 
 const files = [
   'dataplane/splice-integrity.test.js',
@@ -21,6 +22,9 @@ const files = [
   'routing-e2e/http-host.test.js',
   'routing-e2e/slowloris.test.js',
 ]
+
+// Each file is its own child process, independent of the others: two at a time.
+t.jobs = 2
 
 for (const f of files) {
   t.test(`native splice: ${f}`, { skip }, async (t) => {

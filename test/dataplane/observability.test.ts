@@ -29,7 +29,7 @@ t.test('access log and metrics', async (t) => {
   // 100 ms); the lines also cross a pipe. So poll for them, bounded, instead
   // of a fixed sleep; a line per chunk would still show as more than 3.
   const accessLines = () => px.stderr.map((l) => { try { return JSON.parse(l) } catch { return undefined } }).filter((o) => o?.module === 'access')
-  await waitFor(() => accessLines().length >= 3, 5000, 'three access lines').catch(() => {})
+  await waitFor(() => accessLines().length >= 3, 'three access lines', 5000).catch(() => {})
   const access = accessLines()
   t.equal(access.length, 3, 'exactly one access line per connection (none per chunk)')
   const a = access[0]

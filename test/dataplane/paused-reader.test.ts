@@ -2,7 +2,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { once } from 'node:events'
-import { startServer, sleep } from '../support/net.js'
+import { sleep, startServer, waitFor } from '../support/net.js'
 import { startCli } from '../support/cli.js'
 
 const MiB = 1024 * 1024
@@ -10,12 +10,13 @@ const MiB = 1024 * 1024
 t.test('paused client, backend sends 50 MiB: proxy RSS stays bounded', async (t) => {
   let sent = 0
   let writerDone = false
+  let blockedAt: number | undefined // set while the backend waits for 'drain'
   const block = Buffer.alloc(64 * 1024, 7)
   const be = await startServer((s) => {
     const pump = (): void => {
       while (sent < 50 * MiB) {
         sent += block.length
-        if (!s.write(block)) { s.once('drain', pump); return }
+        if (!s.write(block)) { blockedAt = Date.now(); s.once('drain', () => { blockedAt = undefined; pump() }); return }
       }
       writerDone = true
       s.end()
@@ -25,13 +26,14 @@ t.test('paused client, backend sends 50 MiB: proxy RSS stays bounded', async (t)
   t.teardown(() => be.close())
   const px = await startCli(['proxy', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${be.port}`, '--log-level', 'warn'])
   t.teardown(() => px.stop('SIGKILL'))
-  await sleep(200)
+  await sleep(200) // RSS after start-up settles: the baseline for the growth bound
   const rss0 = px.rssKiB()
   const c = connect({ port: (px.listening[0] as { port: number }).port, host: '127.0.0.1' })
   await once(c, 'connect')
   c.pause()
-  // Give the backend time to push as much as the path will absorb.
-  await sleep(1500)
+  // Until the path is full: the backend has been held back (waiting for
+  // 'drain') for 300 ms without a break.
+  await waitFor(() => blockedAt !== undefined && Date.now() - blockedAt >= 300, () => `the backend held back by backpressure (sent ${(sent / MiB).toFixed(1)} MiB)`, 15_000)
   const rssPaused = px.rssKiB()
   t.ok(sent < 50 * MiB, `backend is held back by backpressure (sent ${(sent / MiB).toFixed(1)} MiB of 50)`)
   const growth = rssPaused - rss0

@@ -15,7 +15,7 @@ t.test('a backend reset shows up as a reset at the client', async (t) => {
   const kind = closeKind(c)
   c.write('trigger')
   t.equal(await kind, 'reset')
-  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'reset_upstream' }) === 1, 2000, 'reset_upstream counted')
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'reset_upstream' }) === 1, 'reset_upstream counted', 2000)
 })
 
 t.test('a client reset shows up as a reset at the backend', async (t) => {
@@ -53,6 +53,6 @@ t.test('a clean end stays clean on both sides', async (t) => {
   c.end()
   t.equal(await kind, 'end')
   t.equal(await (backendKind as Promise<string>), 'end')
-  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 1, 2000, 'eof counted')
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 1, 'eof counted', 2000)
   t.equal(px.registry.counter('kt_connections_total', '').total({ outcome: 'reset_upstream' }), 0)
 })

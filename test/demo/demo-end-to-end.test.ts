@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startCli } from '../support/cli.js'
 import { FINALIZER } from '../../src/routing/compute.js'
-import { background, connectOutcome, curl, freePort, loopbackPool, run, scratchDir, until, waitLine } from '../app/product-support.js'
+import { background, connectOutcome, curl, freePort, loopbackPool, run, scratchDir, waitFor, waitLine } from '../app/product-support.js'
 
 const dir = await scratchDir(t)
 const [httpPort, httpsPort] = [await freePort(), await freePort()]
@@ -16,9 +16,9 @@ const pool = loopbackPool()
 const kubeconfig = join(dir, 'kubeconfig')
 const stateDir = join(dir, 'state')
 
-const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 40_000 })
+const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 60_000 })
 t.teardown(() => demo.stop('SIGKILL'))
-await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
+await waitFor(() => demo.stdout.includes('ready'), 'the ready line', 60_000)
 
 const service = demo.stdout.find((l) => l.startsWith('service demo/demo/hello ')) ?? ''
 const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s)/.exec(service)?.[1] ?? ''
@@ -27,7 +27,7 @@ const gwService = demo.stdout.find((l) => l.startsWith('service demo/demo/app-ga
 const gwIp = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(gwService)?.[1] ?? ''
 
 t.test('listening lines, the service line and what to curl', async (t) => {
-  await until(() => demo.listening.length >= 3, 5000, 'three listening lines')
+  await waitFor(() => demo.listening.length >= 3, 'three listening lines', 5000)
   t.same(demo.listening.map((l) => `${l.host}:${l.port}`).sort(), [`127.0.0.1:${httpPort}`, `${ip}:80`, `${gwIp}:80`].sort())
   // Addresses sorted, UDP ones marked /udp (hostname mode serves UDP on the listen host at the port number).
   t.match(service, new RegExp(`^service demo/demo/hello 127\\.0\\.0\\.1:80/udp ${ip.replace(/\./g, '\\.')}:80 ${ip.replace(/\./g, '\\.')}:80/udp http://hello\\.demo\\.localhost:${httpPort}$`))

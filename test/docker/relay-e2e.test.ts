@@ -1,6 +1,7 @@
 // End to end with the real engine: host → Docker port mapping (127.0.0.1,
 // ephemeral) → relay container → node container's NodePort, and back.
 import t from 'tap'
+import { waitFor } from '../support/wait.js'
 import { createHash, randomBytes } from 'node:crypto'
 import { connectDocker } from '../../src/docker/engine.js'
 import { findCluster } from '../../src/docker/discover.js'
@@ -12,15 +13,6 @@ import {
 } from '../support/docker.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
-
-async function until (cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 500 && Date.now() < deadline; i++) {
-    if (cond()) return true
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return cond()
-}
 
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
@@ -126,7 +118,7 @@ else {
     t.test('the relay container dies: the pool drops its dead connections, dials fail fast', async (t) => {
       t.ok(await d.warm(5000))
       await rawDocker.getContainer(replaced.containerId).kill()
-      t.ok(await until(() => d.stats().idle === 0, 5000), 'no dead connection stays pooled')
+      await waitFor(() => d.stats().idle === 0, 'no dead connection stays pooled', 5000)
       const started = Date.now()
       await t.rejects(d.dial({ host: test.nodes[0]?.ip as string, port: HTTP_PORT, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DOWN' })
       t.ok(Date.now() - started < 2000, 'no hang')

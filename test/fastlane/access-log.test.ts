@@ -31,7 +31,7 @@ t.test('access log lines and metrics', { skip }, async (t) => {
     t.equal(r.sha, sent, `${n} bytes echoed intact`)
   }
   const lines = (): Array<Record<string, unknown>> => px.logs.filter((l) => l['msg'] === 'connection closed')
-  await waitFor(() => lines().length === 3, 2000, 'three access-log lines')
+  await waitFor(() => lines().length === 3, 'three access-log lines', 2000)
   const ls = lines()
   for (let i = 0; i < 3; i++) {
     const l = ls[i] as Record<string, unknown>
@@ -47,7 +47,7 @@ t.test('access log lines and metrics', { skip }, async (t) => {
   }
   t.ok(ls.some((l) => l['attempts'] === 2), 'a refused first attempt shows as attempts: 2')
   const m = px.registry
-  await waitFor(() => m.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 3, 2000, 'eof counted')
+  await waitFor(() => m.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 3, 'eof counted', 2000)
   t.equal(m.counter('kt_connections_accepted_total', '').total(), 3)
   const total = sizes.reduce((a, b) => a + b, 0)
   t.equal(m.counter('kt_bytes_total', '').total({ direction: 'client_to_upstream' }), total)

@@ -46,11 +46,11 @@ t.test('least-connections avoids the busy backend', { skip }, async (t) => {
   const before = bs[1]?.accepts ?? 0
   for (let i = 0; i < 4; i++) {
     // Let the previous short connection be released so the counts are settled (b0's one stays).
-    await waitFor(() => px.manager.connectionCount === 1, 2000, 'b1 idle')
+    await waitFor(() => px.manager.connectionCount === 1, 'b1 idle', 2000)
     const c = await dial(px.ports[0] as number, px.hosts[0])
     t.equal((await readAll(c)).toString(), 'b1', 'new connections go to the idle backend')
     c.end()
   }
   t.equal((bs[1]?.accepts ?? 0) - before, 4)
-  await waitFor(() => (px.manager.upstreams.get('u')?.backends[0]?.active ?? 0) === 1, 2000, 'b0 shows its lane connection in status')
+  await waitFor(() => (px.manager.upstreams.get('u')?.backends[0]?.active ?? 0) === 1, 'b0 shows its lane connection in status', 2000)
 })

@@ -4,8 +4,9 @@
 // spins the process, is counted, and service recovers once fds free up.
 import t from 'tap'
 import { once } from 'node:events'
-import type { Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { closeKind, dial, l4, readAll, sleep, startEcho, upstream, waitFor } from '../support/net.js'
+import { within } from '../support/wait.js'
 import { startCli } from '../support/cli.js'
 import { laneSkip, startLaneProxy } from './lane-proxy.js'
 
@@ -28,10 +29,10 @@ t.test('global and per-listener caps: excess closed and counted', { skip }, asyn
   const overGlobal = await dial(px.ports[1] as number, px.hosts[1])
   t.ok(['end', 'close', 'reset'].includes(await closeKind(overGlobal)), 'fourth overall refused (global cap 3)')
   const conns = px.registry.counter('kt_connections_total', '')
-  await waitFor(() => conns.total({ outcome: 'max_connections' }) === 2, 2000, 'two refusals counted')
+  await waitFor(() => conns.total({ outcome: 'max_connections' }) === 2, 'two refusals counted', 2000)
   t.equal(px.manager.connectionCount, 3, 'three open')
   for (const c of held) c.end()
-  await waitFor(() => px.manager.connectionCount === 0, 3000, 'connections released')
+  await waitFor(() => px.manager.connectionCount === 0, 'connections released', 3000)
   const again = await dial(px.ports[0] as number, px.hosts[0])
   again.end('served again')
   t.equal((await readAll(again)).toString(), 'served again', 'serves again once below the cap')
@@ -62,17 +63,27 @@ t.test('EMFILE under ulimit -n 64: no crash, no spin, counted, and service recov
   const used = cpuTicks(px.child.pid as number) - cpu0
   t.ok(used < 25, `CPU while out of fds: ${used} ticks in 500 ms`)
   for (const c of clients) c.destroy()
-  await sleep(500)
-  const c = await dial(port)
-  c.end('recovered')
-  t.equal((await readAll(c)).toString(), 'recovered', 'serves again once descriptors free up')
+  // While still out of descriptors the proxy sheds new clients (a reset);
+  // once the closes reach it, one is served again.
+  let last = ''
+  const echoed = async (): Promise<boolean> => {
+    const c = connect({ port, host: '127.0.0.1' })
+    c.on('error', () => {})
+    try {
+      await within(once(c, 'connect'), 2000, 'connect')
+      c.end('recovered')
+      last = (await within(readAll(c), 2000, 'the echo')).toString()
+      return last === 'recovered'
+    } finally { c.destroy() }
+  }
+  await waitFor(echoed, () => `the proxy to serve again once descriptors free up (last echo: ${JSON.stringify(last)})`, 15_000)
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
   const exhausted = /kt_accept_errors_total\{[^}]*code="EMFILE"[^}]*\} (\d+)/.exec(text) ?? /kt_upstream_connect_errors_total\{[^}]*code="EMFILE"[^}]*\} (\d+)/.exec(text)
   t.ok(exhausted !== null && Number(exhausted[1]) > 0, 'fd exhaustion counted')
   // The warning is written by the child when a fold sees EMFILE; its stderr
   // reaches us through a pipe, possibly after the scrape: poll, bounded.
   const warned = (): boolean => px.stderr.some((l) => l.includes('"level":40') && l.includes('EMFILE'))
-  await waitFor(warned, 3000, 'the EMFILE warning on stderr').catch(() => {})
+  await waitFor(warned, 'the EMFILE warning on stderr', 3000).catch(() => {})
   t.ok(warned(), 'the EMFILE condition was logged as a warning')
   const r = await px.stop('SIGTERM')
   t.equal(r.code, 0)

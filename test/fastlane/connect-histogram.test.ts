@@ -64,7 +64,7 @@ t.test('lane connects are counted into kt_upstream_connect_duration_seconds, as 
   ll?.sync()
   t.equal(ll?.stats[0], N, `the lane accepted all ${N}`)
 
-  await waitFor(() => series(px, 'lane-u', la).count >= N, 2000, 'lane connects folded in')
+  await waitFor(() => series(px, 'lane-u', la).count >= N, 'lane connects folded in', 2000)
   const s = series(px, 'lane-u', la)
   t.equal(s.count, N, `count rose by ${N}`)
   t.ok(s.sum > 0 && s.sum < N * 5, `sum is a plausible number of seconds (${s.sum})`)
@@ -85,7 +85,7 @@ t.test('lane connects are counted into kt_upstream_connect_duration_seconds, as 
     c.end()
     await readAll(c)
   }
-  await waitFor(() => series(px, 'lane-u', la).count >= N + 3, 2000, 'three more folded in')
+  await waitFor(() => series(px, 'lane-u', la).count >= N + 3, 'three more folded in', 2000)
   px.manager.lane?.sync()
   px.manager.lane?.sync()
   t.equal(series(px, 'lane-u', la).count, N + 3, 'repeated reads do not count twice')

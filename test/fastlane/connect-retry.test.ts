@@ -32,8 +32,8 @@ t.test('a refused connect is retried on another backend, bytes intact', { skip }
     t.equal((await readAll(c)).toString(), `hello-${i}`)
   }
   const errs = px.registry.counter('kt_upstream_connect_errors_total', '')
-  await waitFor(() => errs.total({ code: 'ECONNREFUSED' }) > 0, 2000, 'refusals counted by code')
-  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 6, 2000, 'six clean closes counted')
+  await waitFor(() => errs.total({ code: 'ECONNREFUSED' }) > 0, 'refusals counted by code', 2000)
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'eof' }) === 6, 'six clean closes counted', 2000)
 })
 
 t.test('every backend down: the client is reset promptly, counted, and the proxy keeps serving', { skip }, async (t) => {
@@ -56,8 +56,8 @@ t.test('every backend down: the client is reset promptly, counted, and the proxy
   t.ok(['ECONNRESET', 'end', 'close', 'EPIPE'].includes(kind), `client closed (${kind})`)
   t.ok(Date.now() - start < 1000, 'promptly')
   const conns = px.registry.counter('kt_connections_total', '')
-  await waitFor(() => conns.total({ outcome: 'connect_failed' }) === 1, 2000, 'connect_failed counted')
-  await waitFor(() => px.registry.counter('kt_upstream_connect_errors_total', '').total() === 3, 2000, 'exactly 3 attempts')
+  await waitFor(() => conns.total({ outcome: 'connect_failed' }) === 1, 'connect_failed counted', 2000)
+  await waitFor(() => px.registry.counter('kt_upstream_connect_errors_total', '').total() === 3, 'exactly 3 attempts', 2000)
   const ok = await dial(px.ports[1] as number, px.hosts[1])
   ok.end('still serving')
   t.equal((await readAll(ok)).toString(), 'still serving')
@@ -78,5 +78,5 @@ t.test('connect timeout (black-holed backend in a test netns), then retry elsewh
   t.equal((await readAll(c)).toString(), 'through')
   const took = Date.now() - start
   t.ok(took >= 360 && took < 440 + 100, `first attempt timed out at 400 ms ±10%, then retried (${took} ms)`)
-  await waitFor(() => px.registry.counter('kt_upstream_connect_errors_total', '').total({ code: 'KT_ERR_CONNECT_TIMEOUT' }) === 1, 2000, 'timeout counted')
+  await waitFor(() => px.registry.counter('kt_upstream_connect_errors_total', '').total({ code: 'KT_ERR_CONNECT_TIMEOUT' }) === 1, 'timeout counted', 2000)
 })

@@ -24,6 +24,9 @@ const files = [
   'routing-e2e/slowloris.test.js',
 ]
 
+// Each file is its own child process, independent of the others: two at a time.
+t.jobs = 2
+
 for (const f of files) {
   t.test(`native lane: ${f}`, { skip }, async (t) => {
     const file = fileURLToPath(new URL(`../${f}`, import.meta.url))

@@ -7,14 +7,15 @@ import { Registry } from '../../src/observe/metrics.js'
 import { pino } from 'pino'
 import { listenerKey, type ListenerSpec } from '../../src/routing/types.js'
 import { Writable } from 'node:stream'
+import { nativeSkip } from '../support/native.js'
 
 /** false when the lane can run here, else why the tests are skipped. */
 export function laneSkip (): string | false {
   const s = loadNativeSplicer()
-  if (s === undefined) return `native addon unavailable: ${nativeUnavailableReason() ?? ''}`
+  if (s === undefined) return nativeSkip(`native addon unavailable: ${nativeUnavailableReason() ?? ''}`)
   const ok = laneBindingOf(s) !== undefined
   s.close()
-  return ok ? false : 'the native addon was built without the accept lane'
+  return nativeSkip(ok ? false : 'the native addon was built without the accept lane')
 }
 
 export interface LaneProxy {

@@ -48,7 +48,7 @@ t.test('a reload that renumbers upstream groups never routes a name to another u
   t.teardown(() => client.destroy())
   const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd
   t.ok(typeof fd === 'number' && fd >= 0, 'the client socket has an fd')
-  await waitFor(() => { lane?.sync(); return (lane?.stats[0] ?? 0) >= 4 }, 2000, 'the lane accepted the client')
+  await waitFor(() => { lane?.sync(); return (lane?.stats[0] ?? 0) >= 4 }, 'the lane accepted the client', 2000)
 
   // Hold the JS thread right before the route push, and let the client's
   // request arrive while it is held: the worker decides on its own meanwhile.

@@ -63,7 +63,7 @@ t.test('reload: kept lane listener keeps its socket and open pairs; new backends
   t.equal((await readAll(c)).toString(), 'B', 'new connections use the new backend')
   // The open pair is undisturbed: bytes still flow both ways.
   open.write('ping')
-  await waitFor(() => held[0] !== undefined, 1000, 'backend side')
+  await waitFor(() => held[0] !== undefined, 'backend side', 1000)
   const got = new Promise<string>((resolve) => held[0]?.once('data', (d: Buffer) => resolve(d.toString())))
   t.equal(await got, 'ping', 'the open pair still forwards')
   // Add a hostname route to a PROXY-protocol upstream (written by JS only):
@@ -98,5 +98,5 @@ t.test('reload: kept lane listener keeps its socket and open pairs; new backends
   const drained = closedAt - removedAt
   t.ok(drained >= 290 && drained < 10_000, `still open within the drain timeout (reset after ${drained} ms, drain 300 ms)`)
   // (the half-closed pair of `c` is cut by the drain timeout too)
-  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'aborted' }) >= 1, 2000, 'counted as aborted')
+  await waitFor(() => px.registry.counter('kt_connections_total', '').total({ outcome: 'aborted' }) >= 1, 'counted as aborted', 2000)
 })

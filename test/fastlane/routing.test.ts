@@ -88,12 +88,12 @@ t.test('SNI routing on the lane: curl, openssl s_client and node:tls reach each 
   t.equal(await nodeTls('apps.test'), 'default.test', '*.apps.test does not match apps.test')
 
   // Both folded in (every 100 ms): sni reached 6 before the last connection's default decision.
-  await waitFor(() => decisions(px).total({ outcome: 'sni' }) === 6 && decisions(px).total({ outcome: 'default' }) === 3, 3000, 'sni and default decisions counted')
+  await waitFor(() => decisions(px).total({ outcome: 'sni' }) === 6 && decisions(px).total({ outcome: 'default' }) === 3, 'sni and default decisions counted', 3000)
   t.equal(decisions(px).total({ outcome: 'default' }), 3, 'default decisions counted (no SNI, unknown, bare suffix)')
   onLane(t, px)
   t.equal(laneStat(px)[0], 9, 'the lane accepted all nine connections')
   // The access log names the route and the client's name, as the JS path does.
-  await waitFor(() => px.logs.filter((l) => l['msg'] === 'connection closed').length === 9, 3000, 'nine access-log lines')
+  await waitFor(() => px.logs.filter((l) => l['msg'] === 'connection closed').length === 9, 'nine access-log lines', 3000)
   const lines = px.logs.filter((l) => l['msg'] === 'connection closed')
   const byName = lines.find((l) => l['name'] === 'two.one.apps.test')
   t.equal(byName?.['route'], 'sni')
@@ -136,7 +136,7 @@ t.test('Host routing on the lane with curl', { skip }, async (t) => {
   t.match(await curl('--request-target', `http://api.test:${px.ports[0] as number}/abs`, '-H', 'Host: web.default.localhost', url), /^api .*url=http:\/\/api\.test/, 'absolute-form target wins')
   const both = await curl('-H', 'Host: web.default.localhost', url, '-H', 'Host: web.default.localhost', url)
   t.equal(both.match(/^web /gm)?.length, 2, 'keep-alive connection keeps its route')
-  await waitFor(() => decisions(px).total({ outcome: 'host' }) === 5 && decisions(px).total({ outcome: 'default' }) === 2, 3000, 'host and default decisions counted')
+  await waitFor(() => decisions(px).total({ outcome: 'host' }) === 5 && decisions(px).total({ outcome: 'default' }) === 2, 'host and default decisions counted', 3000)
   t.equal(decisions(px).total({ outcome: 'default' }), 2)
   t.equal(laneStat(px)[0], 7, 'the lane accepted all seven connections')
   onLane(t, px)
@@ -166,7 +166,7 @@ t.test('peeked bytes go upstream first, byte-exact, then the rest of a large upl
   // atomics: a fold can land between them, so wait for both (the byte count is
   // one add per pair, so once it shows it is whole; the equality stays exact).
   const bytesIn = (): number => px.registry.counter('kt_bytes_total', '').total({ direction: 'client_to_upstream' })
-  await waitFor(() => { px.manager.lane?.sync(); return conns(px).total({ outcome: 'eof' }) === 1 && bytesIn() > 0 }, 3000, 'eof and its bytes counted')
+  await waitFor(() => { px.manager.lane?.sync(); return conns(px).total({ outcome: 'eof' }) === 1 && bytesIn() > 0 }, 'eof and its bytes counted', 3000)
   t.equal(px.registry.counter('kt_bytes_total', '').total({ direction: 'client_to_upstream' }), head.length + body.length, 'bytes in count the peeked head')
 })
 
@@ -198,10 +198,10 @@ t.test('slowloris on the lane: cut at the absolute deadline while others are ser
   t.ok(took >= 700 && took < 2000, `cut at the deadline (${took} ms, ${kind})`)
   t.equal(kind, 'reset', 'closed with a reset, as the JS path')
   // The decision and the outcome are counted a moment apart on the worker: a 100 ms fold may fall in between.
-  await waitFor(() => decisions(px).total({ outcome: 'peek_timeout' }) === 1 && conns(px).total({ outcome: 'peek_timeout' }) === 1, 3000, 'peek_timeout decision and outcome counted')
+  await waitFor(() => decisions(px).total({ outcome: 'peek_timeout' }) === 1 && conns(px).total({ outcome: 'peek_timeout' }) === 1, 'peek_timeout decision and outcome counted', 3000)
   t.equal(conns(px).total({ outcome: 'peek_timeout' }), 1, 'closed (no default route) and counted')
   t.equal(laneStat(px)[0], 2, 'both connections were the lane\'s')
-  await waitFor(() => px.logs.some((l) => l['route'] === 'peek_timeout' && l['to'] === 'closed'), 3000, 'the peek timeout is logged')
+  await waitFor(() => px.logs.some((l) => l['route'] === 'peek_timeout' && l['to'] === 'closed'), 'the peek timeout is logged', 3000)
 })
 
 t.test('with a default route, a peek timeout and a half-close before a decision go to the default', { skip }, async (t) => {
@@ -228,7 +228,7 @@ t.test('with a default route, a peek timeout and a half-close before a decision 
   const h = await dial(px.ports[0] as number)
   h.end('GET / HTTP/1.1\r\nHo')
   t.equal((await readAll(h)).toString(), 'default got "GET / HTTP/1.1\\r\\nHo"\n', 'half-closed before a decision: default, bytes and FIN forwarded')
-  await waitFor(() => decisions(px).total({ outcome: 'peek_timeout' }) === 1 && decisions(px).total({ outcome: 'default' }) === 1, 3000, 'decisions counted')
+  await waitFor(() => decisions(px).total({ outcome: 'peek_timeout' }) === 1 && decisions(px).total({ outcome: 'default' }) === 1, 'decisions counted', 3000)
 })
 
 t.test('no match and no default: closed with a reset and counted no_route; not TLS or HTTP likewise; too large', { skip }, async (t) => {
@@ -254,13 +254,13 @@ t.test('no match and no default: closed with a reset and counted no_route; not T
   // Each pair is counted by whichever worker ran it, once it finished, which
   // may be after the client already saw the reset: wait for every outcome, not
   // just the last one sent (the equalities below stay exact).
-  await waitFor(() => { px.manager.lane?.sync(); return conns(px).total({ outcome: 'too_large' }) === 1 && conns(px).total({ outcome: 'no_route' }) === 2 }, 3000, 'too_large and no_route outcomes counted')
+  await waitFor(() => { px.manager.lane?.sync(); return conns(px).total({ outcome: 'too_large' }) === 1 && conns(px).total({ outcome: 'no_route' }) === 2 }, 'too_large and no_route outcomes counted', 3000)
   t.equal(decisions(px).total({ outcome: 'no_route' }), 1)
   t.equal(decisions(px).total({ outcome: 'not_tls_or_http' }), 1)
   t.equal(decisions(px).total({ outcome: 'too_large' }), 1)
   t.equal(decisions(px).total({ outcome: 'host' }), 1, 'an unmatched name counts as no_route, not host (as the JS path)')
   t.equal(conns(px).total({ outcome: 'no_route' }), 2, 'no match and not-TLS-or-HTTP close as no_route')
-  await waitFor(() => px.logs.filter((l) => l['msg'] === 'connection closed').length === 4, 3000, 'access log lines')
+  await waitFor(() => px.logs.filter((l) => l['msg'] === 'connection closed').length === 4, 'access log lines', 3000)
   const noRoute = px.logs.find((l) => l['msg'] === 'connection closed' && l['name'] === 'other.test')
   t.equal(noRoute?.['route'], 'no_route')
   t.equal(noRoute?.['cause'], 'no_route')

@@ -135,7 +135,7 @@ t.test('listener-wide ranges: the lane answers every client as the JS path and B
     }
   }
   const denied = (px: TestProxy | LaneProxy): number => { (px.manager.lane?.sync()); return counter(px, 'kt_connections_total').total({ outcome: 'source_denied' }) }
-  await waitFor(() => denied(lane) === denied(js), 2000, 'lane source_denied count equals the JS path\'s')
+  await waitFor(() => denied(lane) === denied(js), 'lane source_denied count equals the JS path\'s', 2000)
   t.ok(denied(js) > 0, `denials counted source_denied (${denied(js)} on each path)`)
   const accepted = (px: TestProxy | LaneProxy): number => { (px.manager.lane?.sync()); return counter(px, 'kt_connections_accepted_total').total() }
   t.equal(accepted(lane), accepted(js), 'denied clients are not counted as accepted on either path')
@@ -229,7 +229,7 @@ t.test('per-route ranges with Host routes: the same name served for one source, 
   // Same counters on both paths: outcomes and route decisions (a denial counts no route decision).
   lane.manager.lane?.sync()
   for (const o of ['source_denied', 'eof']) {
-    await waitFor(() => { lane.manager.lane?.sync(); return counter(lane, 'kt_connections_total').total({ outcome: o }) === counter(js, 'kt_connections_total').total({ outcome: o }) }, 2000, `${o} equal`)
+    await waitFor(() => { lane.manager.lane?.sync(); return counter(lane, 'kt_connections_total').total({ outcome: o }) === counter(js, 'kt_connections_total').total({ outcome: o }) }, `${o} equal`, 2000)
   }
   t.equal(counter(lane, 'kt_connections_total').total({ outcome: 'source_denied' }), 3, 'three denials, source_denied')
   for (const o of ['host', 'default', 'sni']) {
@@ -237,7 +237,7 @@ t.test('per-route ranges with Host routes: the same name served for one source, 
   }
   t.equal(counter(lane, 'kt_route_decisions_total').total({ outcome: 'host' }), 5, 'only the served Host matches count as host decisions')
   // The lane's access-log line for a denial carries what the JS path's does.
-  await waitFor(() => lane.logs.filter((l) => l['cause'] === 'source_denied').length === 3, 2000, 'denial access-log lines')
+  await waitFor(() => lane.logs.filter((l) => l['cause'] === 'source_denied').length === 3, 'denial access-log lines', 2000)
   const line = lane.logs.find((l) => l['cause'] === 'source_denied' && l['name'] === 'a.test')
   t.match(line, { route: 'host', name: 'a.test', client: '127.0.0.2', cause: 'source_denied', error: 'KT_ERR_SOURCE_DENIED', attempts: 0, bytesIn: 0, bytesOut: 0 })
   t.equal(line?.['upstream'], undefined, 'no upstream: denied before any connect')
@@ -272,7 +272,7 @@ t.test('per-route ranges with SNI routes: TLS clients by name and source', { ski
     t.same(got, [want, want], `SNI ${name} from ${from}: ${want}`)
   }
   t.equal(laneAccepted(lane, '127.0.0.1:0'), cases.length, 'the lane accepted every connection')
-  await waitFor(() => { lane.manager.lane?.sync(); return counter(lane, 'kt_connections_total').total({ outcome: 'source_denied' }) === 1 }, 2000, 'one source_denied on the lane')
+  await waitFor(() => { lane.manager.lane?.sync(); return counter(lane, 'kt_connections_total').total({ outcome: 'source_denied' }) === 1 }, 'one source_denied on the lane', 2000)
   t.equal(counter(js, 'kt_connections_total').total({ outcome: 'source_denied' }), 1, 'and on the JS path')
   t.equal(counter(lane, 'kt_route_decisions_total').total({ outcome: 'sni' }), counter(js, 'kt_route_decisions_total').total({ outcome: 'sni' }), 'same SNI decisions (3)')
 })
@@ -312,7 +312,7 @@ t.test('reload: changed ranges apply to new connections on the kept lane listene
   t.same([await first('127.0.0.1'), await first('127.0.0.2')], ['A', 'A'], 'v3 (no ranges): everyone served')
   t.equal(px.manager.listeners.get('127.0.0.1:0')?.lane, lane, 'still the same lane listener')
   open.write('ping')
-  await waitFor(() => held[0] !== undefined, 1000, 'backend side of the open pair')
+  await waitFor(() => held[0] !== undefined, 'backend side of the open pair', 1000)
   const got = await new Promise<string>((resolve) => held[0]?.once('data', (d: Buffer) => resolve(d.toString())))
   t.equal(got, 'ping', 'the pair opened under v1 still forwards')
   t.equal(laneAccepted(px, '127.0.0.1:0'), 5, 'the lane accepted the 5 allowed connections')

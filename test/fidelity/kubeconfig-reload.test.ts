@@ -6,7 +6,8 @@ import { writeFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startApiServer } from '../../src/sim/apiserver.js'
 import { startCli } from '../support/cli.js'
-import { freePort, loopbackPool, scratchDir, until } from '../app/product-support.js'
+import { freePort, loopbackPool, scratchDir } from '../app/product-support.js'
+import { waitFor } from '../support/wait.js'
 
 const api = await startApiServer({ clusterName: 'reload', token: 'first' })
 t.teardown(() => api.close())
@@ -23,15 +24,15 @@ t.test('a rotated token written to the kubeconfig file is picked up', async (t) 
   { waitListening: 1, timeoutMs: 60_000, env: { KIND_TUNNEL_KUBECONFIG_POLL_MS: '100' } })
   t.teardown(() => up.stop('SIGKILL'))
   const ingress = (name: string): unknown[] => ((api.get('services', name, 'default') as { status?: { loadBalancer?: { ingress?: unknown[] } } }).status?.loadBalancer?.ingress ?? [])
-  await until(() => ingress('before').length > 0, 30_000, 'the first Service served')
+  await waitFor(() => ingress('before').length > 0, 'the first Service served', 30_000)
   api.setToken('second')
   api.cutWatches()
-  await until(() => up.stderr.some((l) => l.includes('expired or was revoked')), 30_000, 'the 401 said in the log')
+  await waitFor(() => up.stderr.some((l) => l.includes('expired or was revoked')), 'the 401 said in the log', 30_000)
   const tmp = `${kubeconfig}.new`
   await writeFile(tmp, api.kubeconfig({ token: 'second' }), { mode: 0o600 })
   await rename(tmp, kubeconfig)
-  await until(() => up.stderr.some((l) => l.includes('the kubeconfig file changed')), 30_000, 'the change noticed')
+  await waitFor(() => up.stderr.some((l) => l.includes('the kubeconfig file changed')), 'the change noticed', 30_000)
   api.create(svc('after'))
-  await until(() => ingress('after').length > 0, 30_000, 'a Service created after the rotation served')
+  await waitFor(() => ingress('after').length > 0, 'a Service created after the rotation served', 30_000)
   t.pass('served with the new token')
 })

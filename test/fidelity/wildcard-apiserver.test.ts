@@ -13,7 +13,8 @@ import { findCluster, getKubeconfig } from '../../src/docker/discover.js'
 import { createNetwork, dockerAvailable, HTTP_PORT, makeKindCluster, useScratch } from '../support/docker.js'
 import { forwardToLoopback, kindApiCert } from '../support/kind-api.js'
 import { runCli, startCli } from '../support/cli.js'
-import { curl, freePort, loopbackPool, scratchDir, until } from '../app/product-support.js'
+import { curl, freePort, loopbackPool, scratchDir } from '../app/product-support.js'
+import { waitFor } from '../support/wait.js'
 
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
@@ -65,7 +66,7 @@ else {
       '--http-port', String(httpPort), '--https-port', String(await freePort()), '--state-dir', stateDir, '--drain-timeout', '500'],
     { waitListening: 2, timeoutMs: 60_000, env: { KIND_EXPERIMENTAL_DOCKER_NETWORK: net.name } })
     t.teardown(() => up.stop('SIGKILL'))
-    await until(() => up.stdout.includes('ready'), 60_000, 'ready')
+    await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
     const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
     t.not(ip, '', 'up printed the LB address')
     const seen = new Set<string>()

@@ -11,12 +11,13 @@ import { nativePeekHooks } from '../../src/dataplane/native/index.js'
 import type { PeekOutcome } from '../../src/dataplane/peek/index.js'
 import { FirstFlightPeeker } from '../../src/dataplane/peek/index.js'
 import { applyFraming, cutsArb, framingArb, mutate, mutationArb, namedHelloArb, namedHttpHeadArb } from '../fixtures/peek-arbitraries.js'
+import { nativeSkip } from '../support/native.js'
 import {
   EXT_SERVER_NAME, GREASE, frame, handshake, helloBody, isTlsFlight, loadFlights, pieces, repoRoot, serverNameData, tlsFlight, u16,
 } from '../fixtures/peek-helpers.js'
 
 const hooks = nativePeekHooks()
-const skip = hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false
+const skip = nativeSkip(hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false)
 
 const KINDS: Record<PeekOutcome['kind'], number> = { 'need-more': 0, sni: 1, host: 2, 'no-name': 3, 'not-tls-or-http': 4, 'too-large': 5 }
 const REASONS: Record<string, number> = { absent: 1, 'bad-name': 2, malformed: 3, sslv2: 4, h2c: 5 }

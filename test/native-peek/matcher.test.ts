@@ -7,9 +7,10 @@ import t from 'tap'
 import fc from 'fast-check'
 import { nativePeekHooks } from '../../src/dataplane/native/index.js'
 import { HostMatcher, normalizeHostname } from '../../src/routing/hostmatch.js'
+import { nativeSkip } from '../support/native.js'
 
 const hooks = nativePeekHooks()
-const skip = hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false
+const skip = nativeSkip(hooks === undefined ? 'the native addon (with the peek hooks) is not available' : false)
 
 /** Entries as fastlane.ts lanePlan pushes them (first of duplicates wins), with the index of the raw entry. */
 function pushed (raw: readonly string[]): { names: string[], wild: number[], index: number[] } {

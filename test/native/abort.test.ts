@@ -15,7 +15,7 @@ for (const mode of MODES) {
     const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 10_000 })
     const client = await connect(proxy.port)
     const got = collect(client)
-    await waitFor(() => got.state.bytes === 100_000 && proxy.handles.length === 1, 5000, 'transfer')
+    await waitFor(() => got.state.bytes === 100_000 && proxy.handles.length === 1, 'transfer', 5000)
     proxy.handles[0]!.abort()
     await within(got.done, 5000, 'client close')
     t.equal(got.state.errorCode, 'ECONNRESET', 'client reset')
@@ -37,7 +37,7 @@ for (const mode of MODES) {
       clients.push(c)
     }
     t.teardown(() => { for (const c of clients) c.destroy() })
-    await waitFor(() => splicer.stats().pairs === 10, 5000, '10 live pairs')
+    await waitFor(() => splicer.stats().pairs === 10, '10 live pairs', 5000)
     splicer.close()
     await proxy.waitResults(10, 5000)
     t.same(new Set(proxy.results.map((r) => r.cause)), new Set(['aborted']))

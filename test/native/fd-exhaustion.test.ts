@@ -34,13 +34,13 @@ t.test('splice: no descriptor left for a pipe, bytes still flow exactly', { skip
   })
   const out: string[] = []
   createInterface({ input: proc.stdout! }).on('line', (l) => out.push(l))
-  await waitFor(() => out.some((l) => l.startsWith('listening ')), 10_000, 'child to listen')
+  await waitFor(() => out.some((l) => l.startsWith('listening ')), 'child to listen', 10_000)
   const port = Number(out.find((l) => l.startsWith('listening '))!.split(' ')[1])
 
   const client = await connect(port)
   t.teardown(() => client.destroy())
   const got = collect(client)
-  await waitFor(() => backendGot !== undefined, 5000, 'pair connected')
+  await waitFor(() => backendGot !== undefined, 'pair connected', 5000)
   // Let the handoff (and its dups) happen, then leave no free descriptor number below the limit.
   await new Promise((resolve) => setTimeout(resolve, 200))
   const pid = proc.pid!
@@ -59,9 +59,9 @@ t.test('splice: no descriptor left for a pipe, bytes still flow exactly', { skip
   t.equal(b.bytes, SIZE)
   t.equal(b.hash, sha256(up), 'upload byte-exact')
   client.end()
-  await waitFor(() => out.some((l) => l.startsWith('done ')), 10_000, 'done line')
+  await waitFor(() => out.some((l) => l.startsWith('done ')), 'done line', 10_000)
   t.same(JSON.parse(out.find((l) => l.startsWith('done '))!.slice(5)), { aToB: SIZE, bToA: SIZE, cause: 'eof' })
-  await waitFor(() => out.some((l) => l.startsWith('stats ')), 10_000, 'stats line')
+  await waitFor(() => out.some((l) => l.startsWith('stats ')), 'stats line', 10_000)
   const stats = JSON.parse(out.find((l) => l.startsWith('stats '))!.slice(6)) as { pipeFallbacks: number }
   t.ok(stats.pipeFallbacks > 0, `${stats.pipeFallbacks} chunks went through a buffer instead of a pipe`)
   t.equal(proc.exitCode, null, 'the proxy is still running')

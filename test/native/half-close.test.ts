@@ -1,8 +1,7 @@
 // EOF on one side becomes shutdown(SHUT_WR) on the other once everything read
 // has been written; the other direction keeps flowing. Both orders, both modes.
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MODES, SKIP, collect, connect, splicerFor, startBackend, startProxy, within } from './fixtures/harness.js'
+import { MODES, SKIP, collect, connect, splicerFor, startBackend, startProxy, within, sleep } from './fixtures/harness.js'
 
 for (const mode of MODES) {
   t.test(`${mode}: client ends first, backend answers after seeing EOF`, { skip: SKIP }, async (t) => {

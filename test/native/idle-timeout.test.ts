@@ -2,8 +2,7 @@
 // the pair with both sides reset (the pure-JS path resets too); traffic in
 // either direction keeps it alive.
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MODES, SKIP, collect, connect, outcome, splicerFor, startBackend, startProxy, waitFor, within } from './fixtures/harness.js'
+import { MODES, SKIP, collect, connect, outcome, splicerFor, startBackend, startProxy, waitFor, within, sleep } from './fixtures/harness.js'
 
 for (const mode of MODES) {
   t.test(`${mode}: a quiet pair is reset after idleTimeoutMs`, { skip: SKIP }, async (t) => {
@@ -20,7 +19,7 @@ for (const mode of MODES) {
     t.equal(await within(result, 5000, 'client outcome'), 'ECONNRESET', 'client reset')
     const took = Date.now() - t0
     t.ok(took >= 250 && took < 3000, `idle after ${took} ms`)
-    await waitFor(() => backendOutcome !== undefined, 5000, 'backend socket')
+    await waitFor(() => backendOutcome !== undefined, 'backend socket', 5000)
     t.equal(await within(backendOutcome!, 5000, 'backend outcome'), 'ECONNRESET', 'backend reset')
     await proxy.waitResults(1, 5000)
     t.same(proxy.results[0], { aToB: 0, bToA: 2, cause: 'idle-timeout' })
@@ -29,7 +28,9 @@ for (const mode of MODES) {
   t.test(`${mode}: traffic in one direction only keeps the pair alive`, { skip: SKIP }, async (t) => {
     const splicer = splicerFor(t, mode)
     const backend = await startBackend(t, (s) => { s.resume() })
-    const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 300 })
+    // A tick every 100 ms against 1000 ms: only a 900 ms stall of this
+    // process could make the pair look idle.
+    const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 1000 })
     const client = await connect(proxy.port)
     const got = collect(client)
     for (let i = 0; i < 10; i++) {

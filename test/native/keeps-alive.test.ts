@@ -4,9 +4,8 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { SKIP, collect, connect, startBackend, waitFor, within } from './fixtures/harness.js'
+import { SKIP, collect, connect, startBackend, waitFor, within, sleep } from './fixtures/harness.js'
 
 const child = fileURLToPath(new URL('./fixtures/lone-pair-child.js', import.meta.url))
 
@@ -23,7 +22,7 @@ t.test('a live pair keeps the process alive until done', { skip: SKIP }, async (
   })
   const out: string[] = []
   createInterface({ input: proc.stdout! }).on('line', (l) => out.push(l))
-  await waitFor(() => out.some((l) => l.startsWith('listening ')), 10_000, 'child to listen')
+  await waitFor(() => out.some((l) => l.startsWith('listening ')), 'child to listen', 10_000)
   const port = Number(out.find((l) => l.startsWith('listening '))!.split(' ')[1])
 
   const client = await connect(port)

@@ -28,7 +28,7 @@ for (const mode of MODES) {
       const batch = await within(Promise.all(Array.from({ length: Math.min(BATCH, PAIRS - i) }, () => connect(proxy.port))), 20_000, 'connect batch')
       clients.push(...batch)
     }
-    await waitFor(() => splicer.stats().pairs === PAIRS, 20_000, `${PAIRS} live pairs`, 20)
+    await waitFor(() => splicer.stats().pairs === PAIRS, () => `${PAIRS} live pairs (have ${splicer.stats().pairs})`, 60_000)
     t.equal(splicer.stats().pairs, PAIRS, 'all pairs live at once')
     // Per pair: client, accepted, upstream and backend sockets, plus native's two dups.
     t.ok(fdCount() >= fdsBefore + PAIRS * 6, `${fdCount()} descriptors open at the peak`)
@@ -53,7 +53,7 @@ for (const mode of MODES) {
     for (const s of backend.sockets) s.destroy()
     splicer.close()
     // Closed sockets leave the fd table as their handles close: wait, bounded.
-    await waitFor(() => fdCount() <= fdsBefore + 2, 10_000, 'descriptors to return', 20).catch(() => {})
+    await waitFor(() => fdCount() <= fdsBefore + 2, 'descriptors to return', 10_000).catch(() => {})
     // +2: the backend and proxy listeners, closed only at teardown.
     t.equal(fdCount(), fdsBefore + 2, `descriptors back to ${fdsBefore} + 2 listeners`)
   })

@@ -4,8 +4,7 @@
 // is left: no live pair, no leaked descriptor.
 import t from 'tap'
 import type { Socket } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MODES, SKIP, connect, fdCount, splicerFor, startBackend, startProxy, waitFor, within } from './fixtures/harness.js'
+import { MODES, SKIP, connect, fdCount, splicerFor, startBackend, startProxy, waitFor, within, sleep } from './fixtures/harness.js'
 
 const PAIRS = 600
 const KINDS = ['echo', 'reset-client', 'reset-backend', 'abort', 'idle', 'bulk'] as const
@@ -36,7 +35,7 @@ for (const { mode, threads } of VARIANTS) {
       beforeSplice: async (c) => {
         // Peek the one-byte behaviour tag and pass it on as the head.
         c.on('readable', noop)
-        await waitFor(() => c.readableLength > 0, 10_000, 'tag', 5)
+        await waitFor(() => c.readableLength > 0, 'tag', 10_000)
         c.off('readable', noop)
         const tag = c.read(1) as Buffer
         const kind = KINDS[tag[0]!]
@@ -71,7 +70,7 @@ for (const { mode, threads } of VARIANTS) {
         }
       }))
     }
-    await waitFor(() => proxy.handles.length === PAIRS, 20_000, 'all handed over', 20)
+    await waitFor(() => proxy.handles.length === PAIRS, 'all handed over', 20_000)
     // Every other behaviour ends by itself; then abort() every handle: only the
     // 'abort' pairs are still live, and on the others abort() must be a no-op.
     await proxy.waitResults(PAIRS - PAIRS / KINDS.length, 30_000)
@@ -92,7 +91,7 @@ for (const { mode, threads } of VARIANTS) {
     for (const c of clients) c.destroy()
     for (const s of backend.sockets) s.destroy()
     splicer.close()
-    await waitFor(() => fdCount() <= fdsBefore + 2, 10_000, 'descriptors to return', 20).catch(() => {})
+    await waitFor(() => fdCount() <= fdsBefore + 2, 'descriptors to return', 10_000).catch(() => {})
     t.equal(fdCount(), fdsBefore + 2, 'no descriptor leaked (+2 listeners)')
   })
 }

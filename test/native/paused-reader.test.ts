@@ -7,9 +7,8 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { MODES, SKIP, collect, connect, payloadBlocks, sha256, startBackend, waitFor, within } from './fixtures/harness.js'
+import { MODES, SKIP, collect, connect, payloadBlocks, sha256, startBackend, waitFor, within, sleep } from './fixtures/harness.js'
 
 const SIZE = 50 * 1024 * 1024
 const child = fileURLToPath(new URL('./fixtures/proxy-child.js', import.meta.url))
@@ -44,7 +43,7 @@ for (const mode of MODES) {
     const lines = createInterface({ input: proc.stdout! })
     const out: string[] = []
     lines.on('line', (l) => out.push(l))
-    await waitFor(() => out.some((l) => l.startsWith('listening ')), 10_000, 'child proxy to listen')
+    await waitFor(() => out.some((l) => l.startsWith('listening ')), 'child proxy to listen', 10_000)
     const port = Number(out.find((l) => l.startsWith('listening '))!.split(' ')[1])
     const pid = proc.pid!
     await sleep(200)
@@ -54,7 +53,7 @@ for (const mode of MODES) {
     t.teardown(() => client.destroy())
     client.pause()
     // Wait for the backend to stall: nothing accepted for 500 ms.
-    await waitFor(() => accepted > 0 && Date.now() - lastProgress > 500, 20_000, 'backend to stall', 50)
+    await waitFor(() => accepted > 0 && Date.now() - lastProgress > 500, 'backend to stall', 20_000)
     const stalledAt = accepted
     const during = rssKiB(pid)
     // The kernel absorbs a lot first (autotuned loopback buffers on four
@@ -69,7 +68,7 @@ for (const mode of MODES) {
     t.equal(c.bytes, SIZE, 'every byte arrived')
     t.equal(c.hash, sha256(blocks), 'in order')
     client.end()
-    await waitFor(() => out.some((l) => l.startsWith('done ')), 10_000, 'done line')
+    await waitFor(() => out.some((l) => l.startsWith('done ')), 'done line', 10_000)
     t.same(JSON.parse(out.find((l) => l.startsWith('done '))!.slice(5)), { aToB: 0, bToA: SIZE, cause: 'eof' })
     proc.stdin!.end()
     await within(new Promise((resolve) => proc.once('exit', resolve)), 5000, 'child exit')

@@ -1,8 +1,7 @@
 // An RST on one side becomes an RST on the other (reported reset-a / reset-b
 // with the errno), whether the pair was quiet or moving bytes at the time.
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { MODES, SKIP, collect, connect, outcome, splicerFor, startBackend, startProxy, waitFor, within } from './fixtures/harness.js'
+import { MODES, SKIP, collect, connect, outcome, splicerFor, startBackend, startProxy, waitFor, within, sleep } from './fixtures/harness.js'
 
 for (const mode of MODES) {
   t.test(`${mode}: client RST resets the backend (reset-a)`, { skip: SKIP }, async (t) => {
@@ -15,9 +14,9 @@ for (const mode of MODES) {
     const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 10_000 })
     const client = await connect(proxy.port)
     const got = collect(client)
-    await waitFor(() => got.state.bytes === 5, 5000, 'greeting')
+    await waitFor(() => got.state.bytes === 5, 'greeting', 5000)
     client.resetAndDestroy()
-    await waitFor(() => backendOutcome !== undefined, 5000, 'backend socket')
+    await waitFor(() => backendOutcome !== undefined, 'backend socket', 5000)
     t.equal(await within(backendOutcome!, 5000, 'backend outcome'), 'ECONNRESET', 'backend sees a reset, not an EOF')
     await proxy.waitResults(1, 5000)
     t.same(proxy.results[0], { aToB: 0, bToA: 5, cause: 'reset-a', errno: 'ECONNRESET' })
@@ -52,7 +51,7 @@ for (const mode of MODES) {
     const proxy = await startProxy(t, splicer, backend.port, { idleTimeoutMs: 10_000 })
     const client = await connect(proxy.port)
     const got = collect(client)
-    await waitFor(() => got.state.bytes > 4 * 1024 * 1024, 10_000, 'bulk flowing')
+    await waitFor(() => got.state.bytes > 4 * 1024 * 1024, 'bulk flowing', 10_000)
     const backendOutcome = outcome(backend.sockets[0]!)
     client.resetAndDestroy()
     t.equal(await within(backendOutcome, 5000, 'backend outcome'), 'ECONNRESET')
@@ -69,7 +68,7 @@ for (const mode of MODES) {
     const client = await connect(proxy.port)
     client.on('error', () => {})
     client.end('request then FIN')
-    await waitFor(() => backend.sockets[0]?.readableEnded === true, 5000, 'FIN at the backend')
+    await waitFor(() => backend.sockets[0]?.readableEnded === true, 'FIN at the backend', 5000)
     // The a->b direction is complete and b->a is quiet: only the RST's EPOLLERR tells.
     client.resetAndDestroy()
     await proxy.waitResults(1, 5000)

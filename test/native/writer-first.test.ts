@@ -9,7 +9,7 @@ import { MODES, SKIP, collect, connect, splicerFor, startBackend, startProxy, wa
 // Let JS pull bytes into the socket's own buffer before the handoff.
 async function bufferInJs (s: Socket, atLeast: number): Promise<void> {
   s.on('readable', noop)
-  await waitFor(() => s.readableLength >= atLeast, 5000, 'bytes buffered in JS')
+  await waitFor(() => s.readableLength >= atLeast, 'bytes buffered in JS', 5000)
   s.off('readable', noop)
 }
 function noop (): void {}
@@ -26,7 +26,7 @@ for (const mode of MODES) {
     const client = await connect(proxy.port)
     t.teardown(() => client.destroy())
     const got = collect(client, true)
-    await waitFor(() => got.state.bytes >= banner.length, 5000, 'banner')
+    await waitFor(() => got.state.bytes >= banner.length, 'banner', 5000)
     client.write('QUIT\r\n')
     const c = await within(got.done, 5000, 'client EOF')
     t.equal(c.bytes, banner.length + 9)
@@ -55,7 +55,7 @@ for (const mode of MODES) {
     t.teardown(() => client.destroy())
     const got = collect(client, true)
     client.write('from-client-1;')
-    await waitFor(() => got.state.bytes >= 15, 5000, 'first backend bytes')
+    await waitFor(() => got.state.bytes >= 15, 'first backend bytes', 5000)
     client.write('from-client-2;')
     backend.sockets[0]?.end('from-backend-2;')
     await within(got.done, 5000, 'client EOF')
@@ -104,10 +104,10 @@ for (const mode of MODES) {
         // A peek done with a 'data' listener, then pause(): later bytes pile up in JS.
         c.on('data', (d: Buffer) => seen.push(d))
         c.resume()
-        await waitFor(() => seen.length > 0, 5000, 'peeked bytes')
+        await waitFor(() => seen.length > 0, 'peeked bytes', 5000)
         c.pause()
         paused()
-        await waitFor(() => c.readableLength >= 'part2;'.length, 5000, 'bytes buffered while paused')
+        await waitFor(() => c.readableLength >= 'part2;'.length, 'bytes buffered while paused', 5000)
         seenAtHandoff = seen.length
         return { idleTimeoutMs: 10_000, headAtoB: Buffer.concat(seen) }
       },
@@ -118,7 +118,7 @@ for (const mode of MODES) {
     client.write('part1;')
     await within(pausedP, 5000, 'proxy paused')
     client.write('part2;')
-    await waitFor(() => proxy.handles.length === 1, 5000, 'handoff')
+    await waitFor(() => proxy.handles.length === 1, 'handoff', 5000)
     client.end('part3;')
     await within(got.done, 5000, 'client EOF')
     const b = await within(backendGot!.done, 5000, 'backend EOF')

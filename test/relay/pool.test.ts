@@ -1,6 +1,7 @@
 // The host-side pool: warm authenticated connections, used once, dead ones
 // dropped and replaced, bounded failures when the relay goes away.
 import t from 'tap'
+import { waitFor } from '../support/wait.js'
 import { randomBytes } from 'node:crypto'
 import { startRelay } from '../../src/relay/server.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
@@ -11,15 +12,6 @@ import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
 
 const token = randomBytes(32)
-
-async function until (cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
-    if (cond()) return true
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return cond()
-}
 
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
@@ -40,7 +32,7 @@ else {
     t.ok(asDialer)
     t.ok(await d.warm(3000))
     // One refill waits for the relay's OK; the others park once their AUTH is written, so the relay's count may trail by a moment.
-    t.ok(await until(() => relay.counters.authenticated === 3, 3000), `three AUTHs done ahead of time (${relay.counters.authenticated})`)
+    await waitFor(() => relay.counters.authenticated === 3, () => `three AUTHs done ahead of time (${relay.counters.authenticated})`, 3000)
     t.equal(d.stats().dataPath, 'js', 'the ACKed one brought the relay\'s data path')
     const socks = []
     for (let i = 0; i < 3; i++) {
@@ -51,7 +43,7 @@ else {
     }
     t.equal(d.stats().hits, 3)
     t.equal(d.stats().misses, 0)
-    t.ok(await until(() => d.stats().idle === 3, 3000), 'refilled in the background')
+    await waitFor(() => d.stats().idle === 3, 'refilled in the background', 3000)
     t.equal(relay.counters.spliced, 3)
     t.match(metrics.render(), /kt_relay_pool_total\{result="hit"\} 3/)
   })
@@ -62,8 +54,8 @@ else {
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2 })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
-    t.ok(await until(() => d.stats().discarded >= 2, 3000), 'the relay\'s idle close was noticed')
-    t.ok(await until(() => d.stats().idle === 2, 3000), 'and the pool refilled')
+    await waitFor(() => d.stats().discarded >= 2, 'the relay\'s idle close was noticed', 3000)
+    await waitFor(() => d.stats().idle === 2, 'and the pool refilled', 3000)
     const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
     s.end('after-churn')
     t.equal((await readAll(s)).toString(), 'after-churn')
@@ -75,7 +67,7 @@ else {
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, maxIdleMs: 150 })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
-    t.ok(await until(() => relay.counters.authenticated >= 3, 3000), 'aged out and replaced repeatedly')
+    await waitFor(() => relay.counters.authenticated >= 3, 'aged out and replaced repeatedly', 3000)
     t.equal(d.stats().idle, 1)
   })
 
@@ -85,7 +77,7 @@ else {
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
     relay.destroy()
-    t.ok(await until(() => d.stats().idle === 0, 3000), 'dead connections dropped')
+    await waitFor(() => d.stats().idle === 0, 'dead connections dropped', 3000)
     const started = Date.now()
     await t.rejects(d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 }), { code: 'KT_ERR_RELAY_DOWN' })
     t.ok(Date.now() - started < 1000, 'no hang')

@@ -46,5 +46,5 @@ t.test('Host routing end to end', async (t) => {
   t.equal(both.match(/^web /gm)?.length, 2, 'keep-alive connection keeps its route')
 
   const decisions = px.registry.counter('kt_route_decisions_total', '')
-  await waitFor(() => decisions.total({ outcome: 'host' }) >= 5, 2000, 'host decisions counted')
+  await waitFor(() => decisions.total({ outcome: 'host' }) >= 5, 'host decisions counted', 2000)
 })

@@ -34,7 +34,7 @@ t.test('slowloris is cut at --peek-timeout, other clients are served', async (t)
   // The decision is counted when the deadline fires, the outcome when the
   // proxy's socket emits 'close', which can come after this client already saw
   // the reset: wait for both (the count below stays exact).
-  await waitFor(() => decisions.total({ outcome: 'peek_timeout' }) === 1 && conns.total({ outcome: 'peek_timeout' }) === 1, 2000, 'peek_timeout decision and outcome counted')
+  await waitFor(() => decisions.total({ outcome: 'peek_timeout' }) === 1 && conns.total({ outcome: 'peek_timeout' }) === 1, 'peek_timeout decision and outcome counted', 2000)
   t.equal(conns.total({ outcome: 'peek_timeout' }), 1, 'closed (no default route) and counted')
 })
 

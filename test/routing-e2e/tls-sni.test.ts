@@ -63,6 +63,6 @@ t.test('SNI routing end to end', async (t) => {
   t.equal(await nodeTls('apps.test'), 'default.test', '*.apps.test does not match apps.test')
 
   const decisions = px.registry.counter('kt_route_decisions_total', '')
-  await waitFor(() => decisions.total({ outcome: 'sni' }) === 6, 2000, 'sni decisions counted')
+  await waitFor(() => decisions.total({ outcome: 'sni' }) === 6, 'sni decisions counted', 2000)
   t.ok(decisions.total({ outcome: 'default' }) >= 3, 'default decisions counted')
 })

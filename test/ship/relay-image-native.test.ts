@@ -50,7 +50,7 @@ else {
       const raw = await c.logs({ stdout: true, stderr: true, follow: false }) as unknown as Buffer
       logs = demuxLogs(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)))
       return /relay data path/.test(logs)
-    }, 30_000, 'the relay start line').catch((err: Error) => { throw new Error(`${err.message}; logs so far: ${logs}`) })
+    }, 'the relay start line', 30_000).catch((err: Error) => { throw new Error(`${err.message}; logs so far: ${logs}`) })
     t.match(logs, new RegExp(`relay data path: native splice \\(bundled linux-${arch}\\)`))
     t.match(logs, /"msg":"relay listening"/)
   })

@@ -51,7 +51,7 @@ else {
     let result: SpliceResult | undefined
     let closedAtDone = false
     splice(a, b, (r) => { result = r; closedAtDone = a.closed && b.closed })
-    await waitFor(() => n.stats().pairs === 1, 5000, 'the pair on the native threads')
+    await waitFor(() => n.stats().pairs === 1, 'the pair on the native threads', 5000)
     client.end(up)
     const gotUp = await backendGot
     backend.end(down)
@@ -59,7 +59,7 @@ else {
     t.equal(gotDown.subarray(0, 3).toString(), 'OK\n', 'the reply JS wrote comes first')
     t.equal(sha(gotDown.subarray(3)), sha(down), 'backend → client intact')
     t.equal(sha(gotUp), sha(up), 'client → backend intact')
-    await waitFor(() => result !== undefined, 5000, 'done')
+    await waitFor(() => result !== undefined, 'done', 5000)
     t.same(result, { aToB: up.length, bToA: down.length, end: 'closed' })
     t.ok(closedAtDone, 'done came after both sockets closed')
     client.destroy()
@@ -71,14 +71,14 @@ else {
     const [backend, b] = await pair(server, port)
     let result: SpliceResult | undefined
     splice(a, b, (r) => { result = r })
-    await waitFor(() => n.stats().pairs === 1, 5000, 'the pair on the native threads')
+    await waitFor(() => n.stats().pairs === 1, 'the pair on the native threads', 5000)
     const clientErr = new Promise<string>((resolve) => {
       client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
       client.once('close', () => resolve('closed'))
     })
     backend.resetAndDestroy()
     t.equal(await clientErr, 'ECONNRESET')
-    await waitFor(() => result !== undefined, 5000, 'done')
+    await waitFor(() => result !== undefined, 'done', 5000)
     t.equal(result?.end, 'reset')
   })
 
@@ -95,7 +95,7 @@ else {
     backend.end('after-fin')
     t.equal((await got).toString(), 'after-fin')
     backend.destroy()
-    await waitFor(() => result !== undefined, 5000, 'done')
+    await waitFor(() => result !== undefined, 'done', 5000)
     t.equal(result?.end, 'closed')
   })
 }

@@ -18,7 +18,7 @@ import { cidrContainsIp, parseCidr } from '../../src/routing/cidr.js'
 import {
   busyboxImage, createNetwork, docker, dockerAvailable, HTTP_PORT, listenOnGateway, makeKindCluster, TEST_LABEL, useScratch,
 } from '../support/docker.js'
-import { curl, scratchDir, until } from '../app/product-support.js'
+import { curl, scratchDir, waitFor } from '../app/product-support.js'
 import { sidecarImage, sidecarMounts } from './image.js'
 
 interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } } }
@@ -84,7 +84,7 @@ else {
   const lbIp = (): string | undefined => svc().status?.loadBalancer?.ingress?.[0]?.ip
   const logs = async (): Promise<string> => demuxLogs(await sidecar.logs({ stdout: true, stderr: true, follow: false }) as unknown as Buffer)
   try {
-    await until(() => lbIp() !== undefined, 30_000, 'the LB IP in the Service status')
+    await waitFor(() => lbIp() !== undefined, 'the LB IP in the Service status', 30_000)
   } catch (err) {
     t.comment(await logs())
     throw err

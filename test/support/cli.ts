@@ -60,7 +60,7 @@ export async function startCli (args: string[], opts: StartOptions = {}): Promis
   })
   const want = opts.waitListening ?? 1
   if (want > 0) {
-    const deadline = Date.now() + (opts.timeoutMs ?? 10_000)
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000)
     while (r.listening.length < want) {
       if (child.exitCode !== null) throw new Error(`kind-tunnel exited ${child.exitCode}: ${r.stderr.join('\n')}`)
       if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`kind-tunnel did not listen in time: ${r.stderr.join('\n')}`) }
@@ -77,7 +77,7 @@ export async function runCli (args: string[], opts: { env?: NodeJS.ProcessEnv, t
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 15_000)
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
   const code: number | null = await new Promise((resolve) => child.once('exit', (c) => resolve(c)))
   clearTimeout(timer)
   return { code, stdout, stderr }

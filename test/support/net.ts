@@ -146,19 +146,4 @@ export async function startProxy (listeners: ListenerSpec[], options: Partial<Da
   return { manager, registry, host: bound[0]?.host ?? '127.0.0.1', hosts: bound.map((b) => b.host), port: ports[0] as number, ports, close: async () => { await manager.close(500); splicer?.close() } }
 }
 
-export function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Poll `fn` until it returns true, or fail after `ms`. */
-export async function waitFor (fn: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await fn()) return
-    await sleep(10)
-  }
-  // One last look: under CPU load the sleep above can overrun the deadline, so
-  // the loop may exit without having checked after the last wait.
-  if (await fn()) return
-  throw new Error(`timed out waiting for ${what}`)
-}
+export { sleep, waitFor } from './wait.js'

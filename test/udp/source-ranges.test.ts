@@ -34,7 +34,7 @@ t.test('only clients inside the ranges get a flow; others are dropped and counte
   inside.send('in', port(0), '127.0.0.1')
   t.equal((await inside.waitCount(1))[0]?.toString(), 'in')
   for (let i = 0; i < 3; i++) outside.send('out', port(0), '127.0.0.1')
-  await waitFor(() => drops(reg, 'source_denied') === 3, 5000, 'three source_denied drops')
+  await waitFor(() => drops(reg, 'source_denied') === 3, 'three source_denied drops', 5000)
   t.equal(outside.inbox.length, 0, 'nothing reached the client outside the ranges')
   t.equal(srv.received.length, 1, 'the backend saw only the allowed datagram')
   t.equal(m.udp.flowCount, 1, 'no flow for a denied client')
@@ -42,7 +42,7 @@ t.test('only clients inside the ranges get a flow; others are dropped and counte
   // Narrowing the ranges applies to the next datagram of an open flow.
   await m.apply({ version: 2, listeners: [udpListener('127.0.0.1', srv.port, '127.0.0.1', { sourceRanges: ['10.0.0.0/8'] })] })
   inside.send('again', port(0), '127.0.0.1')
-  await waitFor(() => drops(reg, 'source_denied') === 4, 5000, 'the open flow\'s next datagram denied')
+  await waitFor(() => drops(reg, 'source_denied') === 4, 'the open flow\'s next datagram denied', 5000)
   t.equal(srv.received.length, 1)
   // Widening it again lets the same flow through.
   await m.apply({ version: 3, listeners: [udpListener('127.0.0.1', srv.port, '127.0.0.1', { sourceRanges: ['127.0.0.0/8'] })] })
@@ -56,7 +56,7 @@ t.test('IPv6: ranges by family, an IPv4 range never admits ::1', async (t) => {
   const c = await udpClient('::1')
   t.teardown(async () => { c.close(); await m.close(0); await srv.close() })
   c.send('v6', port(0), '::1')
-  await waitFor(() => drops(reg, 'source_denied') === 1, 5000, 'the v6 datagram denied')
+  await waitFor(() => drops(reg, 'source_denied') === 1, 'the v6 datagram denied', 5000)
   await m.apply({ version: 2, listeners: [udpListener('::1', srv.port, '::1', { sourceRanges: ['::1/128'] })] })
   c.send('v6 allowed', port(0), '::1')
   t.equal((await c.waitCount(1))[0]?.toString(), 'v6 allowed')

@@ -60,10 +60,10 @@ t.test('kill -9 a node: out within 7 s, no client sent to it, back after restart
   const loop = (async () => { for (let i = 0; i < 5000 && running; i++) { await client(); await sleep(15) } })()
   t.teardown(async () => { running = false; await loop })
 
-  t.ok(await waitFor(() => (servedBy.get('127.0.0.2') ?? 0) > 5 && (servedBy.get('127.0.0.3') ?? 0) > 5, 5000), 'both nodes serve')
+  await waitFor(() => (servedBy.get('127.0.0.2') ?? 0) > 5 && (servedBy.get('127.0.0.3') ?? 0) > 5, 'both nodes serve', 5000)
   const killedAt = Date.now()
   await (kids[0] as ChildBackend).kill9()
-  t.ok(await waitFor(() => up() === 0, 8000, 10), 'out of rotation')
+  await waitFor(() => up() === 0, 'out of rotation', 8000)
   const outAt = Date.now()
   const took = outAt - killedAt
   t.ok(took <= 7000, `out ${took} ms after kill -9 (≤ 7000)`)
@@ -71,8 +71,10 @@ t.test('kill -9 a node: out within 7 s, no client sent to it, back after restart
   await sleep(200)
   const errsAtOut = connectErrorsToVictim()
   const servedAtOut = servedBy.get('127.0.0.2') ?? 0
-  // Long enough for the active check to fail twice as well.
-  await sleep(4500)
+  // Until the active check has failed twice as well (its own verdict, not
+  // just the passive ejection), with the clients still running.
+  const victimStatus = () => px.manager.snapshot().upstreams.flatMap((u) => u.backends).find((b) => b.key === `127.0.0.2:${dataPort}`)
+  await waitFor(() => victimStatus()?.healthy === false, () => `the active check to mark it unhealthy (status: ${JSON.stringify(victimStatus())})`, 10_000)
   t.equal(up(), 0, 'still out')
   t.equal(connectErrorsToVictim(), errsAtOut, 'no client connect went to it after it went out')
   t.equal(servedBy.get('127.0.0.2') ?? 0, servedAtOut)
@@ -82,8 +84,8 @@ t.test('kill -9 a node: out within 7 s, no client sent to it, back after restart
   t.equal(px.sample('kt_upstream_all_unhealthy', 'upstream="default/web:http"'), 0)
 
   kids[0] = await startChild('127.0.0.2', dataPort, healthPort)
-  t.ok(await waitFor(() => up() === 1, 5000, 10), 'back in rotation after restart')
-  t.ok(await waitFor(() => (servedBy.get('127.0.0.2') ?? 0) > servedAtOut, 3000), 'and serving clients again')
+  await waitFor(() => up() === 1, 'back in rotation after restart', 5000)
+  await waitFor(() => (servedBy.get('127.0.0.2') ?? 0) > servedAtOut, 'and serving clients again', 3000)
   running = false
   await loop
   t.same(failedAt.filter((x) => x >= outAt), [], 'no failures after it went out, restart included')

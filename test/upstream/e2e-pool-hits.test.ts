@@ -12,17 +12,17 @@ t.test('warm sockets serve the clients; the backend sees one refill per client',
   const px = await startE2EProxy([{ host: '127.0.0.1', port: 0, routes: [], default: { id: 'web', endpoints: [be.endpoint], poolSize: 2 } }])
   t.teardown(() => px.close())
   const labels = `backend="127.0.0.1:${be.port}",upstream="web"`
-  t.ok(await waitFor(() => be.accepts === 2 && px.sample('kt_upstream_pool_idle', labels) === 2, 3000), 'pool warmed before any client')
+  await waitFor(() => be.accepts === 2 && px.sample('kt_upstream_pool_idle', labels) === 2, 'pool warmed before any client', 3000)
 
   const N = 6
   for (let i = 0; i < N; i++) {
-    t.ok(await waitFor(() => px.sample('kt_upstream_pool_idle', labels) === 2, 3000), `refilled before client ${i}`)
+    await waitFor(() => px.sample('kt_upstream_pool_idle', labels) === 2, `refilled before client ${i}`, 3000)
     const c = await connectTo({ host: '127.0.0.1', port: px.ports[0] as number })
     const msg = `client-${i}`
     t.equal((await exchange(c, msg, msg.length)).toString(), msg, 'bytes through a warm socket')
     c.destroy()
   }
-  t.ok(await waitFor(() => be.accepts === 2 + N, 3000), `backend accepts: ${be.accepts} = 2 warm + ${N} refills`)
+  await waitFor(() => be.accepts === 2 + N, `backend accepts: ${be.accepts} = 2 warm + ${N} refills`, 3000)
   t.equal(px.sample('kt_upstream_pool_hits_total', labels), N, 'every client was a pool hit')
   t.equal(px.sample('kt_upstream_pool_misses_total', labels), 0)
   t.ok((px.sample('kt_upstream_connect_duration_seconds_count', labels) ?? 0) >= 2 + N, 'connect latency observed for warm dials')
@@ -51,12 +51,12 @@ t.test('a table update keeps the pool of an endpoint that stays', async (t) => {
   const listener = (endpoints: Array<{ host: string, port: number }>) => ({ host: '127.0.0.1', port: 0, routes: [], default: { id: 'web', endpoints, poolSize: 1 } })
   const px = await startE2EProxy([listener([a.endpoint])])
   t.teardown(() => px.close())
-  t.ok(await waitFor(() => a.accepts === 1, 2000))
+  await waitFor(() => a.accepts === 1, 'a.accepts === 1', 2000)
   // Same listener key (port 0 as in the first table): the listener is kept, the upstream updated.
   const res = await px.manager.apply({ version: 2, listeners: [listener([a.endpoint, b.endpoint])] })
   t.same(res.failed, [])
-  t.ok(await waitFor(() => b.accepts === 1, 2000), 'the new endpoint gets its own warm socket')
+  await waitFor(() => b.accepts === 1, 'the new endpoint gets its own warm socket', 2000)
   t.equal(a.accepts, 1, 'the kept endpoint was not re-dialled')
   await px.manager.apply({ version: 3, listeners: [listener([b.endpoint])] })
-  t.ok(await waitFor(() => a.open.size === 0, 2000), 'a removed endpoint\'s warm socket is closed')
+  await waitFor(() => a.open.size === 0, 'a removed endpoint\'s warm socket is closed', 2000)
 })

@@ -24,7 +24,7 @@ for (const kind of ['nginx', 'haproxy'] as const) {
         const px = await startE2EProxy(listeners)
         t.teardown(() => px.close())
         if (poolSize > 0) {
-          t.ok(await waitFor(() => px.sample('kt_upstream_pool_idle', `backend="127.0.0.1:${peer.port}",upstream="${kind}-${version}-${poolSize}"`) === poolSize, 3000), 'pool warm')
+          await waitFor(() => px.sample('kt_upstream_pool_idle', `backend="127.0.0.1:${peer.port}",upstream="${kind}-${version}-${poolSize}"`) === poolSize, 'pool warm', 3000)
         }
         for (const [i, host] of ['127.0.0.1', '::1'].entries()) {
           const port = px.ports[i] as number

@@ -36,12 +36,12 @@ t.test('503 on /healthz takes the backend out while its data port accepts', asyn
   })
   t.teardown(() => group.close())
   const h = group.add(data.endpoint)
-  t.ok(await waitFor(() => hs.hits.n >= 2, 2000), 'probed')
+  await waitFor(() => hs.hits.n >= 2, 'probed', 2000)
   t.ok(h.available)
   t.equal(hs.hits.paths[0], '/livez', 'the configured path')
 
   status.code = 503
-  t.ok(await waitFor(() => !h.available, 2000), 'out on 503')
+  await waitFor(() => !h.available, 'out on 503', 2000)
   t.equal(h.lastFailure, 'http 503')
   const s = await connectTo(data.endpoint)
   t.pass('the data port still accepts')
@@ -49,9 +49,9 @@ t.test('503 on /healthz takes the backend out while its data port accepts', asyn
   t.equal(data.accepts, 1, 'probes never touched the data port')
 
   status.code = 204
-  t.ok(await waitFor(() => h.available, 2000), 'any 2xx brings it back')
+  await waitFor(() => h.available, 'any 2xx brings it back', 2000)
   status.code = 302
-  t.ok(await waitFor(() => !h.available, 2000), 'a redirect is not healthy')
+  await waitFor(() => !h.available, 'a redirect is not healthy', 2000)
 })
 
 t.test('probe verdicts, one by one', async (t) => {
@@ -72,7 +72,7 @@ t.test('probe verdicts, one by one', async (t) => {
   const t0 = Date.now()
   t.same(await run(mute.port), [false, 'timeout'])
   t.ok(Date.now() - t0 < 1500, 'within the timeout')
-  t.ok(await waitFor(() => mute.open.size === 0, 1000), 'probe socket closed')
+  await waitFor(() => mute.open.size === 0, 'probe socket closed', 1000)
 
   const closed = await countingServer()
   const port = closed.port

@@ -37,25 +37,28 @@ async function nodes (t: Test): Promise<{ kids: ChildBackend[], dataPort: number
 }
 
 t.test('active check alone: out within 7 s of kill -9, back after restart', async (t) => {
+  // Completed probe connections per host, to wait for the first round.
+  const probed = new Map<string, number>()
+  const probeDial: typeof dialTcp = (ep, ms, cb) => dialTcp(ep, ms, (err, s) => { if (err === null) probed.set(ep.host, (probed.get(ep.host) ?? 0) + 1); cb(err, s) })
   const { kids, dataPort, healthPort } = await nodes(t)
   const metrics = new Registry()
   const group = new HealthGroup({
     upstream: 'default/web:http',
     check: { kind: 'http', port: healthPort, path: '/healthz' },
     timings: healthTimings(), // the defaults: 2 s / 3 s / 2 / 1
-    dial: dialTcp,
+    dial: probeDial,
     logger: silentLogger(),
     metrics,
   })
   t.teardown(() => group.close())
   const hs = kids.map((k) => group.add({ host: k.host, port: dataPort }))
   const victim = hs[0] as BackendHealth
-  await sleep(2500) // every backend probed at least once
+  await waitFor(() => kids.every((k) => (probed.get(k.host) ?? 0) >= 1), () => `every backend probed once (${JSON.stringify([...probed])})`, 8000)
   t.ok(hs.every((h) => h.available), 'both healthy')
 
   const killedAt = Date.now()
   await (kids[0] as ChildBackend).kill9()
-  t.ok(await waitFor(() => !victim.available, 8000, 20), 'taken out of rotation')
+  await waitFor(() => !victim.available, 'taken out of rotation', 8000)
   const took = Date.now() - killedAt
   t.ok(took <= 7000, `out after ${took} ms (≤ 7000)`)
   t.equal(victim.lastFailure, 'ECONNREFUSED')
@@ -64,7 +67,7 @@ t.test('active check alone: out within 7 s of kill -9, back after restart', asyn
 
   kids[0] = await startChild('127.0.0.2', dataPort, healthPort)
   const restartedAt = Date.now()
-  t.ok(await waitFor(() => victim.available, 5000, 20), 'back in rotation after restart')
+  await waitFor(() => victim.available, 'back in rotation after restart', 5000)
   t.ok(Date.now() - restartedAt <= 2500, `back after ${Date.now() - restartedAt} ms (one interval + one success)`)
 })
 
@@ -110,24 +113,23 @@ t.test('with traffic: ejected at once on connect failures; no client reaches it 
   const loop = (async () => { for (let i = 0; i < 2000 && running; i++) { await client(); await sleep(10) } })()
   t.teardown(async () => { running = false; await loop })
 
-  await sleep(500)
+  await waitFor(() => served >= 10, () => `clients served before the kill (${served})`, 5000)
   const killedAt = Date.now()
   await (kids[0] as ChildBackend).kill9()
-  t.ok(await waitFor(() => !victim.available, 8000, 5), 'out of rotation')
+  await waitFor(() => !victim.available, 'out of rotation', 8000)
   outAt = Date.now()
   t.ok(outAt - killedAt < 1000, `ejected after ${outAt - killedAt} ms (3 refused connects)`)
   t.ok(victim.health.ejected, 'by passive ejection')
   // The active check confirms it meanwhile (two failed probes); still no client may reach it.
-  t.ok(await waitFor(() => !victim.health.healthy, 5000, 20), 'active check has marked it unhealthy too')
+  await waitFor(() => !victim.health.healthy, 'active check has marked it unhealthy too', 5000)
   t.notOk(victim.available)
   t.equal(sentToVictimAfterOut, 0, 'no client was sent to it after it went out')
   t.equal(failedClients, 0, 'every client was served (retry on the other backend)')
 
   kids[0] = await startChild('127.0.0.2', dataPort, healthPort)
-  t.ok(await waitFor(() => victim.available, 5000, 20), 'back after restart')
+  await waitFor(() => victim.available, 'back after restart', 5000)
   const servedBefore = served
-  await sleep(500)
+  await waitFor(() => served > servedBefore + 5, () => `traffic to continue (served ${served - servedBefore} since)`, 5000)
   running = false
   await loop
-  t.ok(served > servedBefore, 'traffic continues')
 })

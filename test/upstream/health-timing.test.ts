@@ -23,7 +23,7 @@ t.test('a black-holed health port: out within 2 × interval + timeout', async (t
   t.teardown(() => h.stop())
   healthyAt = Date.now()
   h.start()
-  t.ok(await waitFor(() => !h.healthy, 3000, 5))
+  await waitFor(() => !h.healthy, '!h.healthy', 3000)
   const took = Date.now() - healthyAt
   // Probes start at 0 and 200 ms; the second times out at 500 ms. A checker
   // that waited for each probe would need 0+300, then 300+300+... = 800+ ms.
@@ -40,7 +40,7 @@ t.test('first probes are spread over the interval', async (t) => {
   const hs = Array.from({ length: 20 }, (_, i) => new BackendHealth({ host: '127.0.0.1', port: 1000 + i }, { check: { kind: 'tcp' }, timings, dial, onChange: () => {} }))
   t.teardown(() => { for (const h of hs) h.stop() })
   for (const h of hs) h.start()
-  t.ok(await waitFor(() => starts.length >= 20, 2000))
+  await waitFor(() => starts.length >= 20, 'starts.length >= 20', 2000)
   const offsets = starts.slice(0, 20).map((s) => s - t0).sort((a, b) => a - b)
   const spread = (offsets.at(-1) as number) - (offsets[0] as number)
   t.ok(spread > 400, `20 first probes spread over ${spread} ms, not bunched`)

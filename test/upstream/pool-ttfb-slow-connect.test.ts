@@ -50,7 +50,7 @@ t.test('a warm pool removes the slow onward connect from TTFB', async (t) => {
   pool.start()
   const warm: number[] = []
   for (let i = 0; i < ROUNDS; i++) {
-    t.ok(await waitFor(() => pool.idle === 2, 3000), `pool full before round ${i}`)
+    await waitFor(() => pool.idle === 2, `pool full before round ${i}`, 3000)
     await sleep(DELAY_MS + 50)
     const s = await new Promise<Socket | undefined>((resolve) => pool.acquire(resolve))
     t.ok(s, 'pool hit')

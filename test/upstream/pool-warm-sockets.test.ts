@@ -20,12 +20,12 @@ t.test('warm sockets are pre-connected and each serves one client', async (t) =>
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'default/web:http', metrics })
   t.teardown(() => pool.close())
   pool.start()
-  t.ok(await waitFor(() => pool.idle === 2, 2000), 'filled to size')
+  await waitFor(() => pool.idle === 2, 'filled to size', 2000)
   t.equal(be.accepts, 2, 'the backend accepted exactly the warm sockets')
 
   const used = new Set<Socket>()
   for (let i = 0; i < 5; i++) {
-    t.ok(await waitFor(() => pool.idle === 2, 2000), `refilled before take ${i}`)
+    await waitFor(() => pool.idle === 2, `refilled before take ${i}`, 2000)
     const acceptsWhenAsked = be.accepts
     const s = await acquire(pool)
     t.ok(s, `hit ${i}`)
@@ -38,7 +38,7 @@ t.test('warm sockets are pre-connected and each serves one client', async (t) =>
     t.equal(echo.toString(), `ping ${i}`, 'bytes flow on the warm socket')
     s.destroy()
   }
-  t.ok(await waitFor(() => pool.idle === 2, 2000))
+  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
   t.equal(be.accepts, 2 + 5, 'one refill per take, nothing more')
   t.equal(pool.hits, 5)
   t.equal(pool.misses, 0)
@@ -63,7 +63,7 @@ t.test('an empty pool is a miss, counted; size 0 never connects', async (t) => {
   const one = new Pool(be.endpoint, { size: 1, dial: dialTcp })
   t.teardown(() => one.close())
   one.start()
-  t.ok(await waitFor(() => one.idle === 1, 2000))
+  await waitFor(() => one.idle === 1, 'one.idle === 1', 2000)
   const [a, b] = await Promise.all([acquire(one), acquire(one)])
   t.ok(a)
   t.equal(b, undefined, 'a second client in the same tick finds the pool empty: a miss')
@@ -80,7 +80,7 @@ t.test('a taken socket has not consumed server-sent bytes and resumes cleanly', 
   const pool = new Pool(be.endpoint, { size: 1, dial: dialTcp })
   t.teardown(() => pool.close())
   pool.start()
-  t.ok(await waitFor(() => pool.idle === 1, 2000))
+  await waitFor(() => pool.idle === 1, 'pool.idle === 1', 2000)
   const s = await acquire(pool)
   t.ok(s)
   if (s === undefined) return
@@ -100,10 +100,10 @@ t.test('resize and suspend/resume', async (t) => {
   const pool = new Pool(be.endpoint, { size: 3, dial: dialTcp })
   t.teardown(() => pool.close())
   pool.start()
-  t.ok(await waitFor(() => pool.idle === 3, 2000))
+  await waitFor(() => pool.idle === 3, 'pool.idle === 3', 2000)
   pool.resize(1)
   t.equal(pool.idle, 1, 'surplus closed')
-  t.ok(await waitFor(() => be.open.size === 1, 2000), 'backend sees them closed')
+  await waitFor(() => be.open.size === 1, 'backend sees them closed', 2000)
   pool.suspend()
   t.equal(pool.idle, 0, 'suspend drops idle sockets (backend unhealthy)')
   t.equal(await acquire(pool), undefined, 'no hits while suspended')
@@ -111,10 +111,10 @@ t.test('resize and suspend/resume', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 150))
   t.equal(be.accepts, accepts, 'no refill while suspended')
   pool.resume()
-  t.ok(await waitFor(() => pool.idle === 1, 2000), 'refills on resume')
+  await waitFor(() => pool.idle === 1, 'refills on resume', 2000)
   pool.close()
   t.equal(pool.idle, 0)
-  t.ok(await waitFor(() => be.open.size === 0, 2000), 'close leaves nothing open')
+  await waitFor(() => be.open.size === 0, 'close leaves nothing open', 2000)
 })
 
 t.test('bad options are coded errors', async (t) => {

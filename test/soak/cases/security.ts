@@ -19,7 +19,7 @@ import { repoRoot } from '../../fixtures/peek-helpers.js'
 import { createNetns, netnsAvailable } from '../../support/netns.js'
 import { runCase, type CaseRun, type CaseResult } from '../lib/case.js'
 import { onLines } from '../lib/rpc.js'
-import { CLI, sleep, startProxyCli, startWorker, waitUntil } from '../lib/proc.js'
+import { CLI, sleep, startProxyCli, startWorker, waitFor } from '../lib/proc.js'
 
 // ---- socket audit ------------------------------------------------------------
 
@@ -135,7 +135,7 @@ export function socketAudit (opts: { demo: boolean }, log: (m: string) => void =
     onLines(child.stdout, (l) => { lines.push(l); if (l === 'ready') ready = true })
     const errTail: string[] = []
     onLines(child.stderr, (l) => { errTail.push(l); if (errTail.length > 20) errTail.shift() })
-    const ok = await waitUntil(() => ready || child.exitCode !== null, 60_000, 100)
+    const ok = await waitFor(() => ready || child.exitCode !== null, '`demo` ready or exited', 60_000, { everyMs: 100 }).then(() => true, () => false)
     if (!ok || !ready) {
       c.check('`demo` came up', false, `exit ${String(child.exitCode)}: ${errTail.slice(-3).join(' | ').slice(0, 300)}`)
       return
@@ -196,7 +196,7 @@ export function helperRefusals (log: (m: string) => void = () => {}): Promise<Ca
     const hostile = hostileHelperLines()
     for (const l of hostile) child.stdin.write(`${l}\n`)
     child.stdin.write(`${JSON.stringify({ id: 'alive', verb: 'list' })}\n`)
-    await waitUntil(() => answers.length >= hostile.length + 1, 15_000)
+    await waitFor(() => answers.length >= hostile.length + 1, 'an answer to every line', 15_000).catch(() => undefined) // the counts below show a shortfall
     child.stdin.end()
     const [code] = await within(once(child, 'exit'), 10_000, [null]) as [number | null]
     const refusals = answers.slice(0, hostile.length)

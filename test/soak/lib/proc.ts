@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { onLines, RpcClient } from './rpc.js'
+import { sleep, waitFor } from '../../support/wait.js'
 
 export const CLI = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url))
 export const WORKERS = {
@@ -172,19 +173,7 @@ export function alive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch { return false }
 }
 
-export function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Poll `fn` until true or `ms` passed; resolves with whether it became true. */
-export async function waitUntil (fn: () => boolean | Promise<boolean>, ms: number, every = 20): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await fn()) return true
-    await sleep(every)
-  }
-  return await fn()
-}
+export { sleep, waitFor }
 
 /**
  * RSS sampled a few times after things settle: the minimum of `n` samples
