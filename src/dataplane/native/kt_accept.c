@@ -160,6 +160,9 @@ struct lane {
   atomic_int_fast64_t flush_at;  // records wait for this time (0: nothing waiting)
   atomic_uint_fast64_t dropped;
   napi_threadsafe_function tsfn;
+#ifdef KT_TEST_HOOKS
+  atomic_int released;  // laneClose released tsfn (test probe)
+#endif
 };
 
 static const napi_type_tag kLaneTag = { 0x6b746c616e653031ULL, 0x6c616e656c616e65ULL };
@@ -191,6 +194,10 @@ static void l_unref (lane_listener_t *L) {
 
 // Wake JS for the records queued; if that cannot be queued, the next emit or tick retries.
 static void post_batch (lane_t *ln) {
+  KT_POST_DELAY();
+#ifdef KT_TEST_HOOKS
+  if (atomic_load(&ln->released)) { KT_PROBE_ADD(KT_PROBE_TSFN_AFTER_RELEASE, 1); return; }
+#endif
   if (napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
     pthread_mutex_lock(&ln->rmu);
     ln->posted = 0;
@@ -1100,8 +1107,10 @@ static napi_value js_create_lane (napi_env env, napi_callback_info info) {
   uint32_t n = 0;
   napi_get_array_length(env, argv[0], &n);
   if (n == 0 || n > KT_LANE_MAX_ENGINES) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: 1 to 64 engines");
-  lane_t *ln = calloc(1, sizeof *ln);
+  lane_t *ln = KT_ALLOC(KT_SITE_LANE, sizeof *ln);
   if (ln == NULL) return throw_msg(env, "ENOMEM", "createLane");
+  memset(ln, 0, sizeof *ln);
+  KT_PROBE_ADD(KT_PROBE_LIVE_LANES, 1);
   ln->backend_active = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_active);
   ln->backend_failed = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_failed);
   if (ln->backend_active == NULL || ln->backend_failed == NULL) return throw_msg(env, "ENOMEM", "createLane");
@@ -1629,7 +1638,12 @@ static napi_value js_lane_close (napi_env env, napi_callback_info info) {
   int was = ln->closed;
   ln->closed = 1;
   pthread_mutex_unlock(&ln->rmu);
-  if (!was) napi_release_threadsafe_function(ln->tsfn, napi_tsfn_release);
+  if (!was) {
+    napi_release_threadsafe_function(ln->tsfn, napi_tsfn_release);
+#ifdef KT_TEST_HOOKS
+    atomic_store(&ln->released, 1);
+#endif
+  }
   return NULL;
 }
 

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kt_test.h"
+
 #define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
 #define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
 #define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode

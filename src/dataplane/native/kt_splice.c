@@ -133,7 +133,7 @@ static pair_t *hash_find (engine_t *e, uint64_t id) {
 }
 
 static void post (engine_t *e, pair_t *p, int cause, int err) {
-  completion_t *c = malloc(sizeof *c);
+  completion_t *c = KT_ALLOC(KT_SITE_COMPLETION, sizeof *c);
   if (c == NULL) return;  // nothing sane to do; JS keeps the pair pending until close()
   c->id = (double)p->id;
   c->a2b = (double)p->d[0].bytes;
@@ -916,6 +916,51 @@ void kt_enqueue (engine_t *e, cmd_t *c) {
   wake(e);
 }
 
+// ---------------------------------------------------------------- test hooks (KT_TEST_HOOKS builds only)
+
+#ifdef KT_TEST_HOOKS
+atomic_int kt_test_fail_at[KT_SITE_COUNT];
+atomic_int kt_test_post_delay_ms;
+atomic_long kt_test_probe[KT_PROBE_COUNT];
+
+void *kt_test_alloc (int site, size_t n) {
+  int left = atomic_load(&kt_test_fail_at[site]);
+  while (left > 0) {
+    if (atomic_compare_exchange_weak(&kt_test_fail_at[site], &left, left - 1)) {
+      if (left == 1) return NULL;
+      break;
+    }
+  }
+  return malloc(n);
+}
+
+void kt_test_post_delay (void) {
+  int ms = atomic_load(&kt_test_post_delay_ms);
+  if (ms <= 0) return;
+  atomic_fetch_add(&kt_test_probe[KT_PROBE_POST_DELAYS], 1);
+  atomic_fetch_add(&kt_test_probe[KT_PROBE_IN_POST_DELAY], 1);
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  atomic_fetch_sub(&kt_test_probe[KT_PROBE_IN_POST_DELAY], 1);
+}
+
+// ktTest(op, arg, value) -> number. op 0: fail the value-th allocation at site arg
+// from now (0: never); op 1: post delay of value ms; op 2: read probe arg.
+static napi_value js_test (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  int32_t v[3] = { 0, 0, 0 };
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  for (size_t i = 0; i < argc && i < 3; i++) napi_get_value_int32(env, argv[i], &v[i]);
+  double r = 0;
+  if (v[0] == 0 && v[1] >= 0 && v[1] < KT_SITE_COUNT) atomic_store(&kt_test_fail_at[v[1]], v[2]);
+  else if (v[0] == 1) atomic_store(&kt_test_post_delay_ms, v[2]);
+  else if (v[0] == 2 && v[1] >= 0 && v[1] < KT_PROBE_COUNT) r = (double)atomic_load(&kt_test_probe[v[1]]);
+  napi_create_double(env, r, &out);
+  return out;
+}
+#endif
+
 static napi_value init (napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "createEngine", NULL, js_create_engine, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -926,6 +971,10 @@ static napi_value init (napi_env env, napi_value exports) {
     { "close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+#ifdef KT_TEST_HOOKS
+  napi_property_descriptor test = { "ktTest", NULL, js_test, NULL, NULL, NULL, napi_enumerable, NULL };
+  napi_define_properties(env, exports, 1, &test);
+#endif
   kt_lane_init(env, exports);
   return exports;
 }
