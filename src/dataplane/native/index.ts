@@ -256,7 +256,7 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   }
 }
 
-interface NodeHandle { fd?: unknown, reading?: boolean, readStop?: () => number }
+interface NodeHandle { fd?: unknown, reading?: boolean, readStop?: () => number, readStart?: () => number }
 
 function handleOf (s: Socket): NodeHandle | undefined {
   return (s as unknown as { _handle?: NodeHandle | null })._handle ?? undefined
@@ -293,11 +293,24 @@ function checkHandoff (s: Socket, which: string): void {
 // does; this is what Node itself does when push() reports a full buffer
 // (onStreamRead). A socket that is merely pause()d keeps reading until its
 // highWaterMark, which would strand bytes in JS.
-function stopReading (s: Socket): void {
+function stopReading (s: Socket): boolean {
   const h = handleOf(s)
   if (h !== undefined && h.reading === true && typeof h.readStop === 'function') {
     h.reading = false
     h.readStop()
+    return true
+  }
+  return false
+}
+
+// A refused handoff gives the socket back reading as it was: the stream may
+// still count a read in progress (state.reading), and then resume() would not
+// start one, so the socket would never read again.
+function restartReading (s: Socket): void {
+  const h = handleOf(s)
+  if (h !== undefined && h.reading === false && typeof h.readStart === 'function') {
+    h.reading = true
+    h.readStart()
   }
 }
 
@@ -406,8 +419,7 @@ class Splicer implements NativeSplicer {
     checkHandoff(a, 'a')
     checkHandoff(b, 'b')
 
-    stopReading(a)
-    stopReading(b)
+    const wasReading = [stopReading(a), stopReading(b)]
     const restA = takeBuffered(a)
     const restB = takeBuffered(b)
     let headAtoB = opts.headAtoB
@@ -422,6 +434,8 @@ class Splicer implements NativeSplicer {
       // Give the sockets back as they were: nothing taken from them is lost.
       if (restA !== undefined) a.unshift(restA)
       if (restB !== undefined) b.unshift(restB)
+      if (wasReading[0] === true || restA !== undefined) restartReading(a)
+      if (wasReading[1] === true || restB !== undefined) restartReading(b)
       const code = (err as { code?: unknown }).code
       throw new KtError('KT_ERR_NATIVE_SPLICE', `the native splicer refused the pair (${typeof code === 'string' ? code : 'unknown'})`, { cause: err })
     }

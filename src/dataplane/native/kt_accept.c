@@ -20,7 +20,13 @@
 #include <arpa/inet.h>
 
 #define KT_LANE_MAX_ENGINES 64
+// Backend ids are JS's: the low 16 bits a slot (native arrays are indexed by
+// it), the rest a generation JS bumps when it reuses a slot, so a record
+// still on its way about the slot's last backend is never taken for the next.
+// JS reuses a slot only once no listener pushes its id and no pair holds it
+// (laneBackendFree).
 #define KT_LANE_MAX_BACKENDS 65536
+#define KT_SLOT(id) ((uint32_t)(id) & (KT_LANE_MAX_BACKENDS - 1))
 #define KT_ACCEPT_BATCH 64        // accepts per wakeup; level-triggered epoll reports the rest
 #define KT_EMFILE_BACKOFF_MS 100  // out of fds: stop polling that listener this long, never spin
 #define KT_REC 16                 // doubles per event record
@@ -144,6 +150,7 @@ struct lane {
   atomic_int cap_total;
   atomic_int *backend_active;  // by backend id
   atomic_uchar *backend_failed;  // the last connect to it failed: report the next success
+  atomic_int *backend_refs;  // pairs holding the backend (picked, connecting or connected): its slot is busy
   // Connect latency by backend id. A slot is allocated on the JS thread when
   // its backend is first pushed (setBackends), under the listener's mutex, so
   // a worker that picked the backend sees it; never freed (the lane lives as
@@ -192,17 +199,21 @@ static void l_unref (lane_listener_t *L) {
 // function: one call per batch, however many records it holds, so the cost
 // per connection is a memcpy of 128 bytes, not a JS call.
 
-// Wake JS for the records queued; if that cannot be queued, the next emit or tick retries.
-static void post_batch (lane_t *ln) {
+// Wake JS for the records queued; if that cannot be queued, the next emit or
+// tick retries. Called with rmu held, in the same critical section that saw
+// `closed` clear and decided to post: laneClose sets `closed` under rmu
+// before it releases the function, so no call can come after the release (a
+// call made after unlocking could: the function freed under the worker). The
+// splice engine gets the same guarantee by joining its worker before it
+// releases. The call does not block (nonblocking, unbounded queue) and never
+// calls back into the lane, so holding rmu across it cannot deadlock: the JS
+// thread takes rmu only in call_js, outside the function's own lock.
+static void post_locked (lane_t *ln) {
   KT_POST_DELAY();
 #ifdef KT_TEST_HOOKS
   if (atomic_load(&ln->released)) { KT_PROBE_ADD(KT_PROBE_TSFN_AFTER_RELEASE, 1); return; }
 #endif
-  if (napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
-    pthread_mutex_lock(&ln->rmu);
-    ln->posted = 0;
-    pthread_mutex_unlock(&ln->rmu);
-  }
+  if (napi_call_threadsafe_function(ln->tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) ln->posted = 0;
 }
 
 // n records that belong together (a close record and the name records before
@@ -238,8 +249,8 @@ static void emit_n (lane_t *ln, const double *rec, size_t n) {
       atomic_store(&ln->flush_at, ln->last_post_ms + KT_FLUSH_MS);
     }
   }
+  if (post) post_locked(ln);
   pthread_mutex_unlock(&ln->rmu);
-  if (post) post_batch(ln);
 }
 
 static void emit (lane_t *ln, const double *rec) { emit_n(ln, rec, 1); }
@@ -256,8 +267,8 @@ static void flush_due (lane_t *ln, int64_t now) {
     ln->last_post_ms = now;
   }
   atomic_store(&ln->flush_at, 0);
+  if (post) post_locked(ln);
   pthread_mutex_unlock(&ln->rmu);
-  if (post) post_batch(ln);
 }
 
 // The client's address in IPv6 form (IPv4 as ::ffff:a, see cidr_t).
@@ -299,7 +310,7 @@ static int64_t mono_ns (void) {
 // A connect that completed: its latency into the backend's buckets (upstream.ts
 // observes the same for JS dials into kt_upstream_connect_duration_seconds).
 static void hist_observe (lane_t *ln, int32_t id, int64_t ns) {
-  conn_hist_t *h = ln->hist != NULL && id >= 0 && id < KT_LANE_MAX_BACKENDS ? ln->hist[id] : NULL;
+  conn_hist_t *h = ln->hist != NULL && id >= 0 ? ln->hist[KT_SLOT(id)] : NULL;
   if (h == NULL) return;
   if (ns < 0) ns = 0;
   int i = 0;
@@ -351,16 +362,28 @@ static int pick (lane_t *ln, lane_listener_t *L, lane_conn_t *lc, backend_t *out
     for (int t = 0; t < lc->attempts && t < 4; t++) if (lc->tried[t] == b->id) skip = 1;
     if (skip) continue;
     if (L->policy == 0) { best = (int)idx; break; }
-    int a = atomic_load(&ln->backend_active[b->id]);
+    int a = atomic_load(&ln->backend_active[KT_SLOT(b->id)]);
     if (best < 0 || a < best_active) { best = (int)idx; best_active = a; }
   }
   if (best >= 0) {
     *out = g->backends[best];
     g->cursor = L->policy == 0 ? (uint32_t)best + 1 : g->cursor + 1;
     found = 1;
+    // Taken under the lock JS swaps the lists under: once setBackends returned
+    // without this id, no new reference to it can appear.
+    atomic_fetch_add(&ln->backend_refs[KT_SLOT(out->id)], 1);
+    lc->holds = 1;
   }
   pthread_mutex_unlock(&L->mu);
   return found;
+}
+
+// The pair is done with its backend (a failed attempt, or the end): after
+// every record about it was emitted, so JS sees them before the slot frees.
+static void let_go (lane_t *ln, lane_conn_t *lc) {
+  if (!lc->holds) return;
+  lc->holds = 0;
+  atomic_fetch_sub(&ln->backend_refs[KT_SLOT(lc->backend)], 1);
 }
 
 static void on_connected (engine_t *e, pair_t *p) {
@@ -368,9 +391,9 @@ static void on_connected (engine_t *e, pair_t *p) {
   lane_t *ln = ((lane_engine_t *)e->lane)->lane;
   hist_observe(ln, lc->backend, mono_ns() - lc->connect_ns);
   lc->acquired = 1;
-  atomic_fetch_add(&ln->backend_active[lc->backend], 1);
+  atomic_fetch_add(&ln->backend_active[KT_SLOT(lc->backend)], 1);
   // Passive health counts consecutive failures: only a success after a failure changes it.
-  if (atomic_exchange(&ln->backend_failed[lc->backend], 0)) rec_connect(ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
+  if (atomic_exchange(&ln->backend_failed[KT_SLOT(lc->backend)], 0)) rec_connect(ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
   p->s[1].readable = 1;
   p->s[1].writable = 1;
   kt_start_pair(e, p);  // registers the client, pumps whatever it already sent
@@ -402,6 +425,7 @@ static void connect_next (engine_t *e, pair_t *p) {
     if (s < 0) {
       // EMFILE/ENFILE: counted as this backend's connect error (as the JS path), not its health.
       rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      let_go(ln, lc);
       continue;
     }
     int one = 1;
@@ -416,8 +440,9 @@ static void connect_next (engine_t *e, pair_t *p) {
     int err = errno;
     if (err != EINPROGRESS) {
       close(s);
-      atomic_store(&ln->backend_failed[b.id], 1);
+      atomic_store(&ln->backend_failed[KT_SLOT(b.id)], 1);
       rec_connect(ln, L, REC_CONNECT_ERR, b.id, err);
+      let_go(ln, lc);
       continue;
     }
     struct epoll_event ev;
@@ -426,6 +451,7 @@ static void connect_next (engine_t *e, pair_t *p) {
     if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev) < 0) {
       close(s);
       rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      let_go(ln, lc);
       continue;
     }
     p->s[1].fd = s;
@@ -448,8 +474,9 @@ static void connect_failed (engine_t *e, pair_t *p, int err) {
   close(p->s[1].fd);
   p->s[1].fd = -1;
   p->registered &= (uint8_t)~2u;
-  atomic_store(&ln->backend_failed[lc->backend], 1);
+  atomic_store(&ln->backend_failed[KT_SLOT(lc->backend)], 1);
   rec_connect(ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
+  let_go(ln, lc);
   connect_next(e, p);
 }
 
@@ -983,7 +1010,7 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   atomic_fetch_add(&L->outcomes[o], 1);
   atomic_fetch_add(&L->bytes_in, p->d[0].bytes);
   atomic_fetch_add(&L->bytes_out, p->d[1].bytes);
-  if (lc->acquired) atomic_fetch_sub(&ln->backend_active[lc->backend], 1);
+  if (lc->acquired) atomic_fetch_sub(&ln->backend_active[KT_SLOT(lc->backend)], 1);
   if (atomic_load(&L->log)) {
     // The routed name first, as raw bytes in REC_NAME records (13 doubles =
     // 104 bytes each; JS reads them through a byte view), then the close record.
@@ -1012,6 +1039,7 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
     c[15] = lc->route == R_NONE ? -1 : lc->route + 8.0 * (lc->group + 1);
     emit_n(ln, r, nrec + 1);
   }
+  let_go(ln, lc);
   free(lc->name);
   lc->name = NULL;
   // Counted last: once JS sees active drop, the counters above are final.
@@ -1097,7 +1125,38 @@ static void lane_finalize (napi_env env, void *data, void *hint) {
   // one per process: it is left to the process's exit rather than raced here.
 }
 
+// What createLane allocated, on its error paths (a created lane is never freed: see lane_finalize).
+static void lane_free (lane_t *ln) {
+  for (int i = 0; i < KT_LANE_MAX_ENGINES; i++) free(ln->les[i]);
+  free(ln->backend_active);
+  free(ln->backend_failed);
+  free(ln->backend_refs);
+  free(ln->hist);
+  free(ln);
+  KT_PROBE_ADD(KT_PROBE_LIVE_LANES, -1);
+}
+
+// The connect-latency bounds (seconds, ascending) into ln; an error message, or NULL.
+static const char *read_bounds (napi_env env, napi_value arr, lane_t *ln) {
+  uint32_t nb = 0;
+  napi_get_array_length(env, arr, &nb);
+  if (nb > KT_HIST_MAX) return "createLane: too many connect buckets";
+  for (uint32_t i = 0; i < nb; i++) {
+    napi_value v;
+    double d;
+    napi_get_element(env, arr, i, &v);
+    if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 1e6) return "createLane: bad connect bucket";
+    ln->hist_bound_ns[i] = (uint64_t)(d * 1e9 + 0.5);
+    if (i > 0 && ln->hist_bound_ns[i] <= ln->hist_bound_ns[i - 1]) return "createLane: connect buckets must ascend";
+  }
+  ln->hist_n = (int)nb;
+  return NULL;
+}
+
 // createLane(engines: object[], onEvents: (records: Float64Array) => void, connectBuckets?: number[] (seconds, ascending)) -> lane
+// Everything is checked and allocated before the first side effect (the
+// threadsafe function, the engines' index and attach): every failure frees
+// what was allocated and leaves the engines as they were.
 static napi_value js_create_lane (napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -1107,57 +1166,61 @@ static napi_value js_create_lane (napi_env env, napi_callback_info info) {
   uint32_t n = 0;
   napi_get_array_length(env, argv[0], &n);
   if (n == 0 || n > KT_LANE_MAX_ENGINES) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: 1 to 64 engines");
+  engine_t *es[KT_LANE_MAX_ENGINES];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, argv[0], i, &v);
+    es[i] = kt_get_engine(env, v);
+    if (es[i] == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "createLane: not a splice engine");
+  }
   lane_t *ln = KT_ALLOC(KT_SITE_LANE, sizeof *ln);
   if (ln == NULL) return throw_msg(env, "ENOMEM", "createLane");
   memset(ln, 0, sizeof *ln);
   KT_PROBE_ADD(KT_PROBE_LIVE_LANES, 1);
-  ln->backend_active = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_active);
-  ln->backend_failed = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_failed);
-  if (ln->backend_active == NULL || ln->backend_failed == NULL) return throw_msg(env, "ENOMEM", "createLane");
-  atomic_store(&ln->cap_total, 10000);
+  const char *code = "ENOMEM", *msg = "createLane";
   bool has_bounds = false;
   if (argc >= 3 && napi_is_array(env, argv[2], &has_bounds) == napi_ok && has_bounds) {
-    uint32_t nb = 0;
-    napi_get_array_length(env, argv[2], &nb);
-    if (nb > KT_HIST_MAX) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: too many connect buckets");
-    for (uint32_t i = 0; i < nb; i++) {
-      napi_value v;
-      double d;
-      napi_get_element(env, argv[2], i, &v);
-      if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0) || d > 1e6) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: bad connect bucket");
-      ln->hist_bound_ns[i] = (uint64_t)(d * 1e9 + 0.5);
-      if (i > 0 && ln->hist_bound_ns[i] <= ln->hist_bound_ns[i - 1]) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "createLane: connect buckets must ascend");
-    }
-    ln->hist_n = (int)nb;
+    msg = read_bounds(env, argv[2], ln);
+    if (msg != NULL) { code = "ERR_INVALID_ARG_VALUE"; goto fail; }
+    msg = "createLane";
     ln->hist = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->hist);
-    if (ln->hist == NULL) return throw_msg(env, "ENOMEM", "createLane");
+    if (ln->hist == NULL) goto fail;
   }
-  pthread_mutex_init(&ln->rmu, NULL);
+  ln->backend_active = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_active);
+  ln->backend_failed = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_failed);
+  ln->backend_refs = calloc(KT_LANE_MAX_BACKENDS, sizeof *ln->backend_refs);
+  if (ln->backend_active == NULL || ln->backend_failed == NULL || ln->backend_refs == NULL) goto fail;
   for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    napi_get_element(env, argv[0], i, &v);
-    engine_t *e = kt_get_engine(env, v);
-    if (e == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "createLane: not a splice engine");
-    ln->engines[i] = e;
     ln->les[i] = calloc(1, sizeof(lane_engine_t));
-    if (ln->les[i] == NULL) return throw_msg(env, "ENOMEM", "createLane");
+    if (ln->les[i] == NULL) goto fail;
     ln->les[i]->lane = ln;
-    e->index = (int)i;  // read by the worker only after the attach command below
   }
-  ln->n = (int)n;
   napi_value name;
   napi_create_string_utf8(env, "kind-tunnel native lane", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, ln, call_js, &ln->tsfn) != napi_ok) {
-    return throw_msg(env, "ENOMEM", "createLane: threadsafe function");
+    msg = "createLane: threadsafe function";
+    goto fail;
   }
+  napi_value obj;
+  if (napi_create_object(env, &obj) != napi_ok || napi_wrap(env, obj, ln, lane_finalize, NULL, NULL) != napi_ok) {
+    napi_release_threadsafe_function(ln->tsfn, napi_tsfn_abort);
+    goto fail;
+  }
+  napi_type_tag_object(env, obj, &kLaneTag);
   napi_unref_threadsafe_function(env, ln->tsfn);
+  pthread_mutex_init(&ln->rmu, NULL);
+  atomic_store(&ln->cap_total, 10000);
+  for (uint32_t i = 0; i < n; i++) {
+    ln->engines[i] = es[i];
+    es[i]->index = (int)i;  // read by the worker only after the attach command below
+  }
+  ln->n = (int)n;
   napi_add_env_cleanup_hook(env, lane_cleanup, ln);
   lane_cmd(ln, L_ATTACH, NULL);
-  napi_value obj;
-  napi_create_object(env, &obj);
-  napi_wrap(env, obj, ln, lane_finalize, NULL, NULL);
-  napi_type_tag_object(env, obj, &kLaneTag);
   return obj;
+fail:
+  lane_free(ln);
+  return throw_msg(env, code, msg);
 }
 
 static void listener_finalize (napi_env env, void *data, void *hint) {
@@ -1291,7 +1354,7 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
     int32_t id, port;
     char host[64];
     size_t hl = 0;
-    if (napi_get_value_int32(env, vid, &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS ||
+    if (napi_get_value_int32(env, vid, &id) != napi_ok || id < 0 ||
         napi_get_value_int32(env, vport, &port) != napi_ok || port < 1 || port > 65535 ||
         napi_get_value_string_utf8(env, vhost, host, sizeof host, &hl) != napi_ok) {
       free(bs);
@@ -1317,8 +1380,8 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
   // Histogram slots first: published by the mutex below before any worker can pick the backend.
   lane_t *ln = L->lane;
   for (uint32_t i = 0; ln->hist != NULL && i < n; i++) {
-    if (ln->hist[bs[i].id] != NULL) continue;
-    ln->hist[bs[i].id] = calloc(1, sizeof(conn_hist_t));  // NULL (no memory): that backend's connects go uncounted
+    if (ln->hist[KT_SLOT(bs[i].id)] != NULL) continue;
+    ln->hist[KT_SLOT(bs[i].id)] = calloc(1, sizeof(conn_hist_t));  // NULL (no memory): that backend's connects go uncounted
   }
   pthread_mutex_lock(&L->mu);
   if (ensure_groups(L, group + 1) != 0) {
@@ -1568,10 +1631,28 @@ static napi_value js_backend_active (napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
   int32_t id = -1;
-  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS) {
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0) {
     return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendActive(lane, id)");
   }
-  napi_create_int32(env, atomic_load(&ln->backend_active[id]), &out);
+  napi_create_int32(env, atomic_load(&ln->backend_active[KT_SLOT(id)]), &out);
+  return out;
+}
+
+// backendFree(lane, id) -> whether the id's slot may be given to another
+// backend: no pair holds it (JS has already pushed every list without it).
+// Its failure flag is cleared for the next backend.
+static napi_value js_backend_free (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
+  int32_t id = -1;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0) {
+    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendFree(lane, id)");
+  }
+  bool free_now = atomic_load(&ln->backend_refs[KT_SLOT(id)]) == 0;
+  if (free_now) atomic_store(&ln->backend_failed[KT_SLOT(id)], 0);
+  napi_get_boolean(env, free_now, &out);
   return out;
 }
 
@@ -1586,11 +1667,11 @@ static napi_value js_connect_stats (napi_env env, napi_callback_info info) {
   napi_typedarray_type t;
   size_t len = 0;
   void *data = NULL;
-  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 || id >= KT_LANE_MAX_BACKENDS ||
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0 ||
       napi_get_typedarray_info(env, argv[2], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float64_array || len < (size_t)ln->hist_n + 2) {
     return throw_msg(env, "ERR_INVALID_ARG_TYPE", "connectStats(lane, id, out)");
   }
-  conn_hist_t *h = ln->hist != NULL ? ln->hist[id] : NULL;
+  conn_hist_t *h = ln->hist != NULL ? ln->hist[KT_SLOT(id)] : NULL;
   double *o = data;
   if (h != NULL) {
     o[0] = (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9;
@@ -1748,6 +1829,7 @@ void kt_lane_init (napi_env env, napi_value exports) {
     { "laneAbort", NULL, js_abort_listener, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneStats", NULL, js_listener_stats, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneBackendActive", NULL, js_backend_active, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneBackendFree", NULL, js_backend_free, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneSetCap", NULL, js_set_cap, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneRef", NULL, js_lane_ref, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneClose", NULL, js_lane_close, NULL, NULL, NULL, napi_enumerable, NULL },

@@ -79,12 +79,13 @@ typedef struct dir {
 // A pair the lane accepted and connected itself (kt_accept.c); NULL lane for pairs JS handed over.
 typedef struct lane_conn {
   void *listener;        // lane_listener_t, referenced while the pair lives
-  int32_t backend;       // backend id (JS-assigned), -1 before the first pick
+  int32_t backend;       // backend id (JS-assigned: slot + 65536 x generation), -1 before the first pick
   int32_t tried[4];
   uint8_t attempts;
   uint8_t connecting;    // the upstream connect is in flight: only s[1] is registered
   uint8_t failed;        // every attempt failed: the outcome is connect_failed
   uint8_t acquired;      // counted in its backend's active count
+  uint8_t holds;         // holds a reference on its backend's slot (backend_refs)
   uint8_t peeking;       // routed listener: reading the first flight (only s[0] is registered)
   uint8_t route;         // route outcome (R_* in kt_accept.c), 0xff before a decision / on L4 listeners
   uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
@@ -100,6 +101,7 @@ typedef struct lane_conn {
 struct pair {
   uint64_t id;
   lane_conn_t *lane;
+  struct completion *done;  // a pair JS handed over: its completion, allocated up front so the end can always be reported
   uint8_t registered;  // bit i: side i already in the epoll set
   side_t s[2];
   dir_t d[2];        // d[0] = a -> b, d[1] = b -> a
@@ -122,11 +124,12 @@ typedef struct cmd {
   struct cmd *next;
 } cmd_t;
 
-typedef struct completion {
+struct completion {
   double id, a2b, b2a;
   int cause;
   int err;
-} completion_t;
+};
+typedef struct completion completion_t;
 
 typedef struct engine {
   int mode;

@@ -132,9 +132,12 @@ static pair_t *hash_find (engine_t *e, uint64_t id) {
   return NULL;
 }
 
+// The completion was allocated when JS handed the pair over (js_add), so the
+// end of a pair is always reported: JS's done runs exactly once.
 static void post (engine_t *e, pair_t *p, int cause, int err) {
-  completion_t *c = KT_ALLOC(KT_SITE_COMPLETION, sizeof *c);
-  if (c == NULL) return;  // nothing sane to do; JS keeps the pair pending until close()
+  completion_t *c = p->done;
+  p->done = NULL;
+  if (c == NULL) return;
   c->id = (double)p->id;
   c->a2b = (double)p->d[0].bytes;
   c->b2a = (double)p->d[1].bytes;
@@ -797,16 +800,19 @@ static napi_value js_add (napi_env env, napi_callback_info info) {
   if (err == 0) err = dup_socket(fdb, &db);
   pair_t *p = err == 0 ? calloc(1, sizeof *p) : NULL;
   cmd_t *c = p != NULL ? calloc(1, sizeof *c) : NULL;
-  if (c == NULL) {
+  completion_t *done = c != NULL ? KT_ALLOC(KT_SITE_COMPLETION, sizeof *done) : NULL;
+  if (done == NULL) {
     if (err == 0) err = ENOMEM;
     if (da >= 0) close(da);
     if (db >= 0) close(db);
+    free(c);
     free(p);
     free(heads[0]);
     free(heads[1]);
     return throw_errno(env, err, "add");
   }
   p->id = (uint64_t)idd;
+  p->done = done;
   p->idle_ms = idle;
   p->half_ms = half;
   int fds[2] = { da, db };
