@@ -32,10 +32,11 @@
 // and feed passive health; close records arrive the same way, only while the
 // access log is on.
 
+import { closeSync, fstatSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import type { Cell } from '../observe/metrics.js'
-import { errorCode } from '../errors.js'
+import { errorCode, KtError } from '../errors.js'
 import { normalizeHostname } from '../routing/hostmatch.js'
 import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/index.js'
 import type { RouteOutcome } from './connection.js'
@@ -209,7 +210,8 @@ export class LaneListener {
   private readonly bytesOut: Out
   private emfile = 0
   private acceptOther = 0
-  private backendSigs: string[] = []
+  /** Per native group: the backend ids pushed last (native picks only from these). */
+  pushed: Array<readonly number[]> = []
   private configSig = ''
   private routeSig = ''
   private planFor: ListenerConfig | undefined
@@ -227,6 +229,12 @@ export class LaneListener {
   private routeLogAt = 0
   private routeLogSuppressed = 0
   drainTimer: NodeJS.Timeout | undefined
+  /** JS is taking the socket back (listen({ fd }) under way). */
+  handingBack = false
+  /** Settles when the hand-back under way (if any) is done, whether it worked or not (apply waits for it). */
+  handBack: Promise<void> | undefined
+  /** The config whose hand-back failed: not tried again until the config changes. */
+  handBackFailed: ListenerConfig | undefined
 
   constructor (lane: FastLane, listener: Listener, handle: object, id: number) {
     this.lane = lane
@@ -301,14 +309,15 @@ export class LaneListener {
       const hosts: string[] = []
       const ports: number[] = []
       for (const x of list) {
-        ids.push(this.lane.backendId(gu, x))
+        const id = this.lane.backendId(gu, x)
+        ids.push(id)
         hosts.push(x.endpoint.host)
         ports.push(x.endpoint.port)
+        // Kept until the id is recycled (FastLane.recycle): records about it may still come.
+        this.byId.set(id, { backend: x, upstream: gu })
       }
-      for (const x of all) this.byId.set(this.lane.backendId(gu, x), { backend: x, upstream: gu })
-      const bsig = ids.join(',')
-      if (bsig !== this.backendSigs[slot]) {
-        this.backendSigs[slot] = bsig
+      if (!sameIds(ids, this.pushed[slot])) {
+        this.pushed[slot] = ids
         if (slot === 0) b.laneSetBackends(this.handle, ids, hosts, ports)
         else b.laneSetBackends(this.handle, ids, hosts, ports, slot)
       }
@@ -328,7 +337,7 @@ export class LaneListener {
       }
     }
     // Native frees the groups past nGroups: a number reused later is pushed again.
-    this.backendSigs.length = nGroups
+    this.pushed.length = nGroups
   }
 
   /** A peek timeout, too_large or no_route (kt_accept.c REC_ROUTE): logged at most once a second per listener. */
@@ -386,6 +395,12 @@ export class LaneListener {
   }
 }
 
+function sameIds (a: readonly number[], b: readonly number[] | undefined): boolean {
+  if (b === undefined || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 function add (o: Out, now: number): void {
   if (now > o.last) { o.cell.inc(now - o.last); o.last = now }
 }
@@ -397,7 +412,12 @@ export class FastLane {
   /** Lane listeners, open or still draining. */
   readonly listeners = new Set<LaneListener>()
   private readonly byId = new Map<number, LaneListener>()
+  /** Backend id by upstream and backend key. An id is a native slot (low 16 bits) and the slot's generation. */
   private readonly backendIds = new Map<string, number>()
+  private readonly keyOfId = new Map<number, string>()
+  private readonly slotGen = new Uint16Array(MAX_BACKEND_IDS)
+  private readonly freeSlots: number[] = []
+  private nextSlot = 0
   private readonly backendActive = new Map<Backend, number>()
   /** Per backend id: the Backend (labels, connectCell) and the last connect stats read. */
   private readonly connectHist = new Map<number, { backend: Backend, last: Float64Array }>()
@@ -457,18 +477,65 @@ export class FastLane {
    * socket (a dup, so the port is never released).
    */
   reconfigure (ll: LaneListener): boolean {
-    const l = ll.listener
-    if (this.ineligibility(l) === undefined) { ll.configure(); return true }
-    // Our own reference first: the workers close theirs once they stopped.
-    let fd: number | undefined
-    try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
-      this.manager.log.error({ listener: l.name, code: errorCode(err) }, 'cannot hand the listener back to JS; it stays on the native lane')
-      ll.configure()
+    // Called from apply, a timer and the workers' events: nothing may be thrown
+    // from here (from the last two it would end the process).
+    try {
+      return this.reconfigureNow(ll)
+    } catch (err) {
+      this.manager.log.error({ listener: ll.listener.name, code: errorCode(err) }, `cannot push the listener's config to the native accept lane: ${(err as Error).message}`)
       return true
     }
-    ll.stop()
-    l.server.listen({ fd, backlog: 4096 })
+  }
+
+  private reconfigureNow (ll: LaneListener): boolean {
+    const l = ll.listener
+    if (this.ineligibility(l) === undefined) {
+      ll.configure()
+      this.recycle()
+      return true
+    }
+    // A hand-back under way, or one that failed for this very config: the lane keeps what it has.
+    if (ll.handingBack || ll.handBackFailed === l.config) return true
+    // Our own reference first: the workers close theirs once they stopped.
+    let fd: number
+    try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
+      this.handBackFailed(ll, err)
+      return true
+    }
+    // JS listens on the dup first; native stops accepting only once JS does,
+    // so the port is never left without an acceptor. Until then the lane keeps
+    // the config it had (the new one is not one it can carry).
+    const server = l.server
+    let st: { dev: number, ino: number } | undefined
+    try { st = fstatSync(fd) } catch { /* listen reports it */ }
+    let settle = (): void => {}
+    ll.handBack = new Promise<void>((resolve) => { settle = resolve })
+    const onError = (err: Error): void => {
+      server.off('listening', onListening)
+      ll.handingBack = false
+      settle()
+      // Node closes the descriptor itself when it failed after adopting it:
+      // close it here only if it still is our dup (the same socket).
+      try { const now = fstatSync(fd); if (st !== undefined && now.dev === st.dev && now.ino === st.ino) closeSync(fd) } catch { /* already closed */ }
+      this.handBackFailed(ll, err)
+    }
+    const onListening = (): void => {
+      server.off('error', onError)
+      ll.handingBack = false
+      ll.stop()
+      settle()
+    }
+    ll.handingBack = true
+    server.once('error', onError)
+    server.once('listening', onListening)
+    server.listen({ fd, backlog: 4096 })
     return false
+  }
+
+  private handBackFailed (ll: LaneListener, err: unknown): void {
+    ll.handBackFailed = ll.listener.config
+    this.manager.log.error({ listener: ll.listener.name, code: errorCode(err) },
+      `cannot hand the listener back to JS (${(err as Error).message}); it stays on the native lane with the config it had`)
   }
 
   /** Why this listener is not on the lane (undefined: eligible). */
@@ -476,18 +543,53 @@ export class FastLane {
     return laneIneligibility(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined, (this.binding.laneVersion ?? 0) >= 2)
   }
 
+  /**
+   * The lane's id for a backend of an upstream. Ids are recycled (issue 15: a
+   * long-lived `up` whose endpoints churn ran out of the 65,536 native slots):
+   * a slot is reused once no listener pushes its id and no lane pair holds it,
+   * with the next generation, so records still in flight about the old backend
+   * match no id JS knows.
+   */
   backendId (up: Upstream, b: Backend): number {
     const key = `${up.id}\u0000${b.key}`
     let id = this.backendIds.get(key)
     if (id === undefined) {
-      id = this.backendIds.size
+      let slot = this.freeSlots.pop() ?? (this.nextSlot < MAX_BACKEND_IDS ? this.nextSlot++ : undefined)
+      if (slot === undefined) { this.recycle(); slot = this.freeSlots.pop() }
+      if (slot === undefined) throw new KtError('KT_ERR_NATIVE_LANE_FULL', `the native accept lane has ${MAX_BACKEND_IDS} backends in use`)
+      id = slot + MAX_BACKEND_IDS * (this.slotGen[slot] as number)
       this.backendIds.set(key, id)
+      this.keyOfId.set(id, key)
+      // A reused slot's native histogram holds its last backend's connects: count from here.
+      const last = new Float64Array(this.connectStats.length)
+      if (this.timesConnects) this.binding.laneConnectStats?.(this.handle, id, last)
+      this.connectHist.set(id, { backend: b, last })
+      return id
     }
     // The latest Backend object under this id: its labels (upstream, backend) are the same across reloads.
     const h = this.connectHist.get(id)
-    if (h === undefined) this.connectHist.set(id, { backend: b, last: new Float64Array(this.connectStats.length) })
-    else h.backend = b
+    if (h !== undefined) h.backend = b
     return id
+  }
+
+  /** Give back the slots of ids no listener pushes any more and no lane pair holds. */
+  recycle (): void {
+    const inUse = new Set<number>()
+    for (const ll of this.listeners) for (const ids of ll.pushed) if (ids !== undefined) for (const id of ids) inUse.add(id)
+    for (const [id, key] of this.keyOfId) {
+      if (inUse.has(id) || !this.binding.laneBackendFree(this.handle, id)) continue
+      this.keyOfId.delete(id)
+      this.backendIds.delete(key)
+      const h = this.connectHist.get(id)
+      this.connectHist.delete(id)
+      for (const ll of this.listeners) ll.byId.delete(id)
+      const b = h?.backend
+      const last = b === undefined ? 0 : this.backendActive.get(b) ?? 0
+      if (b !== undefined && last !== 0) { b.active -= last; this.backendActive.delete(b) }
+      const slot = id % MAX_BACKEND_IDS
+      this.slotGen[slot] = ((this.slotGen[slot] as number) + 1) & 0x7fff
+      this.freeSlots.push(slot)
+    }
   }
 
   /**
@@ -550,7 +652,7 @@ export class FastLane {
         this.closeRecord(ll, backend, r, i)
       }
     }
-    if (healthChanged) for (const ll of this.listeners) if (!ll.stopped) ll.configure()
+    if (healthChanged) for (const ll of this.listeners) if (!ll.stopped) this.reconfigure(ll)
   }
 
   private closeRecord (ll: LaneListener, backend: Backend | undefined, r: Float64Array, i: number): void {
@@ -596,7 +698,9 @@ export class FastLane {
     this.foldConnects()
     for (const ll of this.listeners) {
       ll.sync()
-      if (!ll.stopped) this.reconfigure(ll)
+      if (!ll.stopped) {
+        this.reconfigure(ll)
+      }
       laneActive += ll.active
       if (ll.stopped && ll.active === 0) {
         if (ll.drainTimer !== undefined) clearTimeout(ll.drainTimer)

@@ -96,6 +96,8 @@ export class ListenerManager {
 
   activeCount = 0
   version = -1
+  /** Removed listeners with connections still open (reported until drained). */
+  private readonly draining = new Set<Listener>()
   private closing = false
   private applying: Promise<unknown> = Promise.resolve()
 
@@ -129,8 +131,15 @@ export class ListenerManager {
     }
     this.nativeFallbacks = this.m.nativeFallbacks.bind()
     this.durationCell = this.m.duration.bind()
+    // Listeners in the table, and removed ones until they have drained: a
+    // series goes once its listener is gone (issue 15: /metrics grew with
+    // every listener that ever existed).
     this.m.active.collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.activeCount)
+      for (const l of this.draining) {
+        if (l.activeCount === 0) this.draining.delete(l)
+        else set({ listener: l.name }, l.activeCount)
+      }
     })
     this.lane = createFastLane(this, this.splicer, init.nativeAccept)
   }
@@ -182,6 +191,9 @@ export class ListenerManager {
       if (existing !== undefined) {
         existing.config = config
         existing.reconfigured()
+        // A lane listener handed back to JS: applied once JS listens again.
+        const handBack = existing.lane?.handBack
+        if (handBack !== undefined) binds.push(handBack)
         result.kept.push(key)
         continue
       }
@@ -203,6 +215,7 @@ export class ListenerManager {
       l.stopAccepting()
       for (const c of l.active) this.drainConnection(c, this.opts.drainTimeoutMs)
       l.lane?.drain(this.opts.drainTimeoutMs)
+      if (l.activeCount > 0) this.draining.add(l)
     }
 
     // 4. Upstreams no longer referenced: no new picks; their connections drain.

@@ -139,6 +139,8 @@ export interface LaneBinding {
   laneAbort (l: object): void
   laneStats (l: object, out: Float64Array): void
   laneBackendActive (lane: object, id: number): number
+  /** Whether no lane pair holds the id's slot (JS then may give it to another backend; it pushes the id nowhere any more). */
+  laneBackendFree (lane: object, id: number): boolean
   laneSetCap (lane: object, n: number): void
   laneRef (lane: object, on: boolean): void
   laneClose (lane: object): void
