@@ -6,47 +6,17 @@
 import { BlockList, isIP } from 'node:net'
 import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
-import type { Cell, Counter, Gauge, Histogram, HistogramCell, Registry } from '../observe/metrics.js'
+import type { Registry } from '../observe/metrics.js'
 import type { NativeSplicer } from './native/index.js'
 import { HostMatcher } from '../routing/hostmatch.js'
-import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
-import type { Connection } from './connection.js'
+import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec } from '../routing/types.js'
+import { DEFAULT_DATAPLANE_OPTIONS, type DataplaneContext, type DataplaneMetrics, type DataplaneOptions, type ListenerConfig, type RouteTarget } from './context.js'
 import type { Dialer } from './dialer.js'
-import type { PoolSizeSetting } from './pool.js'
 import { createFastLane, type FastLane } from './fastlane.js'
-import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
+import { Listener } from './listener.js'
 import { Upstream, type BackendStatus } from './upstream.js'
 
-export interface DataplaneOptions {
-  connectTimeoutMs: number
-  connectAttempts: number
-  idleTimeoutMs: number
-  halfCloseTimeoutMs: number
-  peekTimeoutMs: number
-  /** Global cap over every listener. */
-  maxConnections: number
-  /** Default per-listener cap (a ListenerSpec may set its own). */
-  maxConnectionsPerListener: number
-  drainTimeoutMs: number
-  policy: BalancePolicy
-  /** Warm sockets per backend: a count, or `auto` (pool.ts effectivePoolSize). */
-  poolSize: PoolSizeSetting
-  accessLog: boolean
-}
-
-export const DEFAULT_DATAPLANE_OPTIONS: Readonly<DataplaneOptions> = Object.freeze({
-  connectTimeoutMs: 5_000, // Envoy's default
-  connectAttempts: 3, // HAProxy retries 3 + redispatch
-  idleTimeoutMs: 3_600_000, // Envoy's default, 1 h
-  halfCloseTimeoutMs: 30_000,
-  peekTimeoutMs: 10_000,
-  maxConnections: 10_000,
-  maxConnectionsPerListener: 10_000,
-  drainTimeoutMs: 10_000,
-  policy: 'round-robin',
-  poolSize: 'auto',
-  accessLog: true,
-})
+export { DEFAULT_DATAPLANE_OPTIONS, type DataplaneOptions } from './context.js'
 
 export interface ApplyResult {
   version: number
@@ -72,7 +42,7 @@ export interface ListenerManagerInit {
   nativeAccept?: 'auto' | 'off' | undefined
 }
 
-export class ListenerManager {
+export class ListenerManager implements DataplaneContext {
   readonly opts: DataplaneOptions
   readonly log: Logger
   readonly accessLog: Logger
@@ -82,17 +52,7 @@ export class ListenerManager {
   readonly splicer: NativeSplicer | undefined
   readonly lane: FastLane | undefined
   readonly metrics: Registry
-  readonly m: {
-    connections: Counter
-    routeDecisions: Counter
-    accepted: Counter
-    bytes: Counter
-    acceptErrors: Counter
-    connectErrors: Counter
-    nativeFallbacks: Counter
-    active: Gauge
-    duration: Histogram
-  }
+  readonly m: DataplaneMetrics
 
   activeCount = 0
   version = -1
@@ -101,9 +61,6 @@ export class ListenerManager {
   private closing = false
   private applying: Promise<unknown> = Promise.resolve()
 
-  get connectErrors (): Counter { return this.m.connectErrors }
-  readonly nativeFallbacks: Cell
-  private readonly durationCell: HistogramCell
 
   constructor (init: ListenerManagerInit) {
     this.opts = Object.freeze({ ...DEFAULT_DATAPLANE_OPTIONS, ...init.options })
@@ -125,12 +82,11 @@ export class ListenerManager {
       bytes: r.counter('kt_bytes_total', 'Bytes spliced, by listener and direction (counted at close).'),
       acceptErrors: r.counter('kt_accept_errors_total', 'accept() failures such as EMFILE, by listener and code.'),
       connectErrors: r.counter('kt_upstream_connect_errors_total', 'Upstream connect failures, by upstream, backend and code.'),
-      nativeFallbacks: r.counter('kt_native_fallbacks_total', 'Connections the native splicer refused (spliced in JS instead).'),
+      nativeFallbacks: r.counter('kt_native_fallbacks_total', 'Connections the native splicer refused (spliced in JS instead).').bind(),
+      nativeDropped: r.counter('kt_native_events_dropped_total', 'Records of the native accept lane (connect errors, close records) dropped because they could not be queued for JS.').bind(),
       active: r.gauge('kt_active_connections', 'Open client connections, by listener.'),
       duration: r.histogram('kt_connection_duration_seconds', 'Client connection lifetime.', [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600]),
     }
-    this.nativeFallbacks = this.m.nativeFallbacks.bind()
-    this.durationCell = this.m.duration.bind()
     // Listeners in the table, and removed ones until they have drained: a
     // series goes once its listener is gone (issue 15: /metrics grew with
     // every listener that ever existed).
@@ -142,6 +98,10 @@ export class ListenerManager {
       }
     })
     this.lane = createFastLane(this, this.splicer, init.nativeAccept)
+  }
+
+  upstreamOf (id: string): Upstream | undefined {
+    return this.upstreams.get(id)
   }
 
   /** Apply a table. Serialised: concurrent calls run one after another. */
@@ -164,7 +124,7 @@ export class ListenerManager {
     for (const [id, spec] of wanted) {
       const up = this.upstreams.get(id)
       if (up === undefined) {
-        this.upstreams.set(id, new Upstream(spec, { dialers: this.dialers, metrics: this.metrics, logger: this.log, defaults: { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: this.opts.poolSize } }))
+        this.upstreams.set(id, new Upstream(spec, { dialers: this.dialers, metrics: this.metrics, logger: this.log, onHealthChange: (u) => { this.lane?.healthChanged(u) }, defaults: { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: this.opts.poolSize } }))
       } else if (!sameJSON(up.spec, spec)) {
         up.update(spec)
       }
@@ -190,14 +150,13 @@ export class ListenerManager {
       const existing = this.listeners.get(key)
       if (existing !== undefined) {
         existing.config = config
-        existing.reconfigured()
         // A lane listener handed back to JS: applied once JS listens again.
-        const handBack = existing.lane?.handBack
-        if (handBack !== undefined) binds.push(handBack)
+        const taken = existing.reconfigured()
+        if (taken !== undefined) binds.push(taken)
         result.kept.push(key)
         continue
       }
-      const l = new Listener(this, config)
+      const l = new Listener(this, config, (view) => this.lane?.adopt(view))
       binds.push(l.listen().then(() => {
         this.listeners.set(key, l)
         result.bound.push({ key, host: spec.host, port: l.port })
@@ -212,9 +171,7 @@ export class ListenerManager {
       if (seen.has(key)) continue
       this.listeners.delete(key)
       result.removed.push(key)
-      l.stopAccepting()
-      for (const c of l.active) this.drainConnection(c, this.opts.drainTimeoutMs)
-      l.lane?.drain(this.opts.drainTimeoutMs)
+      for (const p of l.paths) { p.stop(); p.drain(this.opts.drainTimeoutMs) }
       if (l.activeCount > 0) this.draining.add(l)
     }
 
@@ -224,7 +181,11 @@ export class ListenerManager {
       this.upstreams.delete(id)
       up.close()
       for (const l of this.listeners.values()) {
-        for (const c of l.active) if (c.upstream === up) this.drainConnection(c, this.opts.drainTimeoutMs)
+        for (const c of l.active) {
+          if (c.upstream !== up || c.drainTimer !== undefined || c.done) continue
+          c.drainTimer = setTimeout(() => { c.abort() }, this.opts.drainTimeoutMs)
+          c.drainTimer.unref()
+        }
       }
     }
     this.version = table.version
@@ -256,36 +217,6 @@ export class ListenerManager {
     })
   }
 
-  private drainConnection (c: Connection, ms: number): void {
-    if (c.drainTimer !== undefined || c.done) return
-    c.drainTimer = setTimeout(() => { c.abort() }, ms)
-    c.drainTimer.unref()
-  }
-
-  connectionClosed (conn: Connection): void {
-    const seconds = (performance.now() - conn.start) / 1000
-    this.durationCell.observe(seconds)
-    if (!this.opts.accessLog) return
-    const r = conn.result
-    // One access-log line per connection, at close. Untrusted names go under
-    // their own key, never into the message.
-    this.accessLog.info({
-      listener: conn.listener.name,
-      client: conn.info.address,
-      clientPort: conn.info.port,
-      route: conn.routeOutcome,
-      name: conn.routeName,
-      upstream: conn.upstream?.id,
-      backend: conn.backend?.key,
-      attempts: conn.attempts,
-      bytesIn: r?.clientToUpstream ?? 0,
-      bytesOut: r?.upstreamToClient ?? 0,
-      ms: Math.round(seconds * 1000),
-      cause: conn.outcome,
-      error: conn.lastError,
-    }, 'connection closed')
-  }
-
   private lastFdWarning = 0
   /** Out of file descriptors: warn at most once a second; the connection itself is counted as a connect failure. */
   fdExhausted (code: string): void {
@@ -314,8 +245,7 @@ export class ListenerManager {
     while (this.connectionCount > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
     }
-    for (const l of ls) for (const c of l.active) c.abort()
-    for (const l of ls) l.lane?.abort()
+    for (const l of ls) for (const p of l.paths) p.abort()
     // Let aborted sockets report their close.
     const hard = Date.now() + 1000
     while (this.connectionCount > 0 && Date.now() < hard) await new Promise((resolve) => setTimeout(resolve, 5))

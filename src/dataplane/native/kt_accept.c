@@ -29,32 +29,19 @@
 #define KT_SLOT(id) ((uint32_t)(id) & (KT_LANE_MAX_BACKENDS - 1))
 #define KT_ACCEPT_BATCH 64        // accepts per wakeup; level-triggered epoll reports the rest
 #define KT_EMFILE_BACKOFF_MS 100  // out of fds: stop polling that listener this long, never spin
-#define KT_REC 16                 // doubles per event record
 #define KT_RING_MAX 65536         // records held for JS at most; beyond, records are dropped and counted
-#define KT_ERR_TIMEOUT (-1)       // record errno: the connect timed out (KT_ERR_CONNECT_TIMEOUT)
-#define KT_ERR_NO_BACKEND (-2)    // record errno: no backend left to try
 #define KT_FLUSH_MS 10            // at most one batch to JS per this many ms (each costs a loop wakeup)
 #define KT_LANE_MAX_GROUPS 4096   // upstream groups per listener (default + one per routed upstream)
 #define KT_LANE_MAX_ROUTES 65536
 #define KT_PEEK_FIRST_BUF 4096    // first peek buffer; most hellos and heads fit (post-quantum hellos ~1.7 KB)
-#define KT_ERR_SOURCE_DENIED (-3) // record errno: a route's source ranges refused the client (KT_ERR_SOURCE_DENIED)
 #define KT_LANE_MAX_ACLS 65536    // source-range sets per listener (the listener's own + one per ranged route)
 #define KT_LANE_MAX_CIDRS 65536   // CIDRs per set
 #define KT_HIST_MAX 32            // connect-latency bucket bounds (upstream.ts CONNECT_BUCKETS has 13)
-// Features of this build that fastlane.ts checks before relying on them:
-// 2 = source ranges (setRoutes' acl arguments) and the connect-latency histogram.
-#define KT_LANE_VERSION 2
-
-// The order matches CONN_OUTCOMES in listener.ts.
-enum { O_EOF = 0, O_RESET_CLIENT, O_RESET_UPSTREAM, O_IDLE, O_ABORTED, O_CONNECT_FAILED, O_NO_ROUTE,
-  O_CLIENT_CLOSED, O_PEEK_TIMEOUT, O_TOO_LARGE, O_MAX_CONN, O_SOURCE_DENIED, O_ERROR, O_COUNT };
-enum { REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3, REC_ROUTE = 4, REC_NAME = 5 };
-// The order matches ROUTE_OUTCOMES in listener.ts (kt_route_decisions_total).
-enum { R_SNI = 0, R_HOST, R_DEFAULT, R_NO_ROUTE, R_PEEK_TIMEOUT, R_TOO_LARGE, R_NOT_TLS_OR_HTTP, R_COUNT, R_NONE = 0xff };
+// Outcomes (O_*), route outcomes (R_*), records (REC_*, F_*), the stats
+// layout (S_*) and the records' error codes come from kt_vocab.h, generated
+// with fastlane.ts's from src/dataplane/vocab.json.
+#define R_NONE 0xff  // no route decision (L4 listeners, or before the decision)
 enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT };
-// stats() layout, read by fastlane.ts
-enum { S_ACCEPTED = 0, S_OUTCOMES = 1, S_BYTES_IN = S_OUTCOMES + O_COUNT, S_BYTES_OUT, S_ACTIVE, S_EMFILE,
-  S_ACCEPT_OTHER, S_DROPPED, S_ROUTES, S_COUNT = S_ROUTES + R_COUNT };
 
 typedef struct backend {
   int32_t id;
@@ -223,7 +210,7 @@ static void emit_n (lane_t *ln, const double *rec, size_t n) {
   if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return; }
   while (ln->len + n > ln->cap) {
     size_t ncap = ln->cap == 0 ? 256 : ln->cap * 2;
-    double *nr = ncap <= KT_RING_MAX ? realloc(ln->ring, ncap * KT_REC * sizeof(double)) : NULL;
+    double *nr = ncap <= KT_RING_MAX && !KT_FAIL(KT_SITE_RING) ? realloc(ln->ring, ncap * KT_REC * sizeof(double)) : NULL;
     if (nr == NULL) {
       pthread_mutex_unlock(&ln->rmu);
       atomic_fetch_add(&ln->dropped, n);
@@ -321,10 +308,10 @@ static void hist_observe (lane_t *ln, int32_t id, int64_t ns) {
 
 static void rec_connect (lane_t *ln, lane_listener_t *L, int type, int32_t backend, int err) {
   double r[KT_REC] = { 0 };
-  r[0] = type;
-  r[1] = L->id;
-  r[2] = backend;
-  r[4] = err;
+  r[F_TYPE] = type;
+  r[F_LISTENER] = L->id;
+  r[F_BACKEND] = backend;
+  r[F_ERR] = err;
   emit(ln, r);
 }
 
@@ -547,16 +534,16 @@ static void rec_client (double *r, const struct sockaddr_storage *ss) {
   uint8_t a[16] = { 0 };
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *s4 = (const void *)ss;
-    r[9] = ntohs(s4->sin_port);
-    r[10] = 4;
+    r[F_CLIENT_PORT] = ntohs(s4->sin_port);
+    r[F_CLIENT_FAMILY] = 4;
     memcpy(a, &s4->sin_addr, 4);
   } else {
     const struct sockaddr_in6 *s6 = (const void *)ss;
-    r[9] = ntohs(s6->sin6_port);
-    r[10] = 6;
+    r[F_CLIENT_PORT] = ntohs(s6->sin6_port);
+    r[F_CLIENT_FAMILY] = 6;
     memcpy(a, &s6->sin6_addr, 16);
   }
-  for (int i = 0; i < 4; i++) r[11 + i] = ((uint32_t)a[4 * i] << 24) | ((uint32_t)a[4 * i + 1] << 16) | ((uint32_t)a[4 * i + 2] << 8) | a[4 * i + 3];
+  for (int i = 0; i < 4; i++) r[F_CLIENT_W0 + i] = ((uint32_t)a[4 * i] << 24) | ((uint32_t)a[4 * i + 1] << 16) | ((uint32_t)a[4 * i + 2] << 8) | a[4 * i + 3];
 }
 
 static void connect_next (engine_t *e, pair_t *p);
@@ -573,13 +560,13 @@ static void route_to (engine_t *e, pair_t *p, int32_t group, int route) {
   if (route == R_PEEK_TIMEOUT || route == R_TOO_LARGE || route == R_NO_ROUTE) {
     // The JS path logs these; JS logs them from this record (bounded by the ring).
     double r[KT_REC] = { 0 };
-    r[0] = REC_ROUTE;
-    r[1] = L->id;
-    r[2] = -1;
-    r[3] = route;
-    r[4] = group >= 0;
-    r[7] = (double)(e->now_ms - lc->start_ms);
-    r[8] = pk != NULL ? (double)pk->len : 0;
+    r[F_TYPE] = REC_ROUTE;
+    r[F_LISTENER] = L->id;
+    r[F_BACKEND] = -1;
+    r[F_ROUTE] = route;
+    r[F_GROUP] = group;  // -1: closed, else sent to the default
+    r[F_MS] = (double)(e->now_ms - lc->start_ms);
+    r[F_ATTEMPTS] = pk != NULL ? (double)pk->len : 0;  // the bytes peeked
     rec_client(r, &lc->client);
     emit(L->lane, r);
   }
@@ -743,7 +730,6 @@ static void start_conn (engine_t *e, pair_t *p) {
   // The default group, not group 0: JS keeps each upstream's group number
   // across reloads (a number never changes upstream while routes may point at
   // it), so the default of a listener that lost its routes need not be 0.
-  // Builds of fastlane.ts without setRoutes push group 0 only, the initial default.
   p->lane->group = default_group(L);
   connect_next(e, p);
 }
@@ -753,14 +739,14 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
   // Caps: global (over every listener) and per listener; the excess is closed and counted.
   if (atomic_fetch_add(&ln->active_total, 1) >= atomic_load(&ln->cap_total)) {
     atomic_fetch_sub(&ln->active_total, 1);
-    atomic_fetch_add(&L->outcomes[O_MAX_CONN], 1);
+    atomic_fetch_add(&L->outcomes[O_MAX_CONNECTIONS], 1);
     close(fd);
     return;
   }
   if (atomic_fetch_add(&L->active, 1) >= atomic_load(&L->max_conns)) {
     atomic_fetch_sub(&L->active, 1);
     atomic_fetch_sub(&ln->active_total, 1);
-    atomic_fetch_add(&L->outcomes[O_MAX_CONN], 1);
+    atomic_fetch_add(&L->outcomes[O_MAX_CONNECTIONS], 1);
     close(fd);
     return;
   }
@@ -968,7 +954,7 @@ void kt_lane_tick (engine_t *e) {
   // Connect timeouts (FIFO: every pair shares one timeout, so the head is the nearest).
   int guard = 1024;
   while (le->c_head != NULL && le->c_head->lane->deadline_ms <= now && guard-- > 0) {
-    connect_failed(e, le->c_head, KT_ERR_TIMEOUT);
+    connect_failed(e, le->c_head, KT_ERR_CONNECT_TIMEOUT);
   }
   // Peek deadlines: the default route when the listener has one, else close; counted either way.
   guard = 1024;
@@ -1003,7 +989,7 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
     case C_EOF: o = O_EOF; break;
     case C_RESET_A: o = O_RESET_CLIENT; break;
     case C_RESET_B: o = O_RESET_UPSTREAM; break;
-    case C_IDLE: o = O_IDLE; break;
+    case C_IDLE_TIMEOUT: o = O_IDLE_TIMEOUT; break;
     case C_ABORTED: o = O_ABORTED; break;
     default: o = O_ERROR;
   }
@@ -1012,31 +998,33 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   atomic_fetch_add(&L->bytes_out, p->d[1].bytes);
   if (lc->acquired) atomic_fetch_sub(&ln->backend_active[KT_SLOT(lc->backend)], 1);
   if (atomic_load(&L->log)) {
-    // The routed name first, as raw bytes in REC_NAME records (13 doubles =
-    // 104 bytes each; JS reads them through a byte view), then the close record.
-    double r[4 * KT_REC] = { 0 };
+    // The routed name first, as raw bytes in REC_NAME records (from
+    // F_NAME_BYTES on; JS reads them through a byte view), then the close record.
+    enum { NAME_PER_REC = (KT_REC - F_NAME_BYTES) * sizeof(double), NAME_RECS = (KT_PEEK_NAME_MAX + NAME_PER_REC - 1) / NAME_PER_REC };
+    double r[(NAME_RECS + 1) * KT_REC] = { 0 };
     size_t nrec = 0;
     size_t name_len = lc->name != NULL ? strlen(lc->name) : 0;
-    for (size_t off = 0; off < name_len && nrec < 3; off += 13 * sizeof(double), nrec++) {
+    for (size_t off = 0; off < name_len && nrec < NAME_RECS; off += NAME_PER_REC, nrec++) {
       double *q = r + nrec * KT_REC;
-      size_t chunk = name_len - off < 13 * sizeof(double) ? name_len - off : 13 * sizeof(double);
-      q[0] = REC_NAME;
-      q[1] = L->id;
-      q[2] = (double)chunk;
-      memcpy(q + 3, lc->name + off, chunk);
+      size_t chunk = name_len - off < NAME_PER_REC ? name_len - off : NAME_PER_REC;
+      q[F_TYPE] = REC_NAME;
+      q[F_LISTENER] = L->id;
+      q[F_BACKEND] = (double)chunk;  // the length
+      memcpy(q + F_NAME_BYTES, lc->name + off, chunk);
     }
     double *c = r + nrec * KT_REC;
-    c[0] = REC_CLOSE;
-    c[1] = L->id;
-    c[2] = lc->backend;
-    c[3] = o;
-    c[4] = err;
-    c[5] = (double)p->d[0].bytes;
-    c[6] = (double)p->d[1].bytes;
-    c[7] = (double)(e->now_ms - lc->start_ms);
-    c[8] = lc->attempts;
+    c[F_TYPE] = REC_CLOSE;
+    c[F_LISTENER] = L->id;
+    c[F_BACKEND] = lc->backend;
+    c[F_OUTCOME] = o;
+    c[F_ERR] = err;
+    c[F_BYTES_IN] = (double)p->d[0].bytes;
+    c[F_BYTES_OUT] = (double)p->d[1].bytes;
+    c[F_MS] = (double)(e->now_ms - lc->start_ms);
+    c[F_ATTEMPTS] = lc->attempts;
     rec_client(c, &lc->client);
-    c[15] = lc->route == R_NONE ? -1 : lc->route + 8.0 * (lc->group + 1);
+    c[F_ROUTE] = lc->route == R_NONE ? -1 : lc->route;
+    c[F_GROUP] = lc->route == R_NONE ? -1 : lc->group;
     emit_n(ln, r, nrec + 1);
   }
   let_go(ln, lc);
@@ -1477,8 +1465,8 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
   napi_value argv[11];
   size_t argc = 11;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  lane_listener_t *L = argc >= 8 ? unwrap_tagged(env, argv[0], &kListenerTag) : NULL;
-  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setRoutes(listener, routed, names, wild, groups, defaultGroup, peekMs, nGroups)");
+  lane_listener_t *L = argc >= 11 ? unwrap_tagged(env, argv[0], &kListenerTag) : NULL;
+  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "setRoutes(listener, routed, names, wild, groups, defaultGroup, peekMs, nGroups, acls, listenerAcl, aclSets)");
   int32_t routed, def, peek_ms, n_groups;
   uint32_t n = 0;
   if (napi_get_value_int32(env, argv[1], &routed) != napi_ok || napi_get_value_int32(env, argv[5], &def) != napi_ok ||
@@ -1487,20 +1475,17 @@ static napi_value js_set_routes (napi_env env, napi_callback_info info) {
       napi_get_array_length(env, argv[2], &n) != napi_ok || n > KT_LANE_MAX_ROUTES) {
     return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad arguments");
   }
-  // Source ranges (optional: builds of fastlane.ts without them push none).
+  // Source ranges.
   int32_t listener_acl = -1;
   uint32_t n_acls = 0;
-  acl_t *acls = NULL;
   bool has_acl_arr = false;
-  if (argc >= 11) {
-    const char *err = NULL;
-    acls = parse_acls(env, argv[10], &n_acls, &err);
-    if (err != NULL) return throw_msg(env, strcmp(err, "ENOMEM") == 0 ? "ENOMEM" : "ERR_INVALID_ARG_VALUE", err);
-    if (napi_get_value_int32(env, argv[9], &listener_acl) != napi_ok || listener_acl < -1 || listener_acl >= (int32_t)n_acls ||
-        napi_is_array(env, argv[8], &has_acl_arr) != napi_ok) {
-      acls_free(acls, (int)n_acls);
-      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad listener source-range set");
-    }
+  const char *aerr = NULL;
+  acl_t *acls = parse_acls(env, argv[10], &n_acls, &aerr);
+  if (aerr != NULL) return throw_msg(env, strcmp(aerr, "ENOMEM") == 0 ? "ENOMEM" : "ERR_INVALID_ARG_VALUE", aerr);
+  if (napi_get_value_int32(env, argv[9], &listener_acl) != napi_ok || listener_acl < -1 || listener_acl >= (int32_t)n_acls ||
+      napi_is_array(env, argv[8], &has_acl_arr) != napi_ok || !has_acl_arr) {
+    acls_free(acls, (int)n_acls);
+    return throw_msg(env, "ERR_INVALID_ARG_VALUE", "setRoutes: bad listener source-range set");
   }
   kt_route_t *v = n > 0 ? calloc(n, sizeof *v) : NULL;
   if (n > 0 && v == NULL) { acls_free(acls, (int)n_acls); return throw_msg(env, "ENOMEM", "setRoutes"); }
@@ -1624,16 +1609,26 @@ static napi_value js_listener_stats (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// backendActive(lane, id) -> lane pairs using that backend now
-static napi_value js_backend_active (napi_env env, napi_callback_info info) {
+// (lane, id): the lane and a backend id (>= 0), or NULL with an exception thrown.
+static lane_t *lane_backend_args (napi_env env, napi_callback_info info, int32_t *id, const char *usage) {
   size_t argc = 2;
-  napi_value argv[2], out;
+  napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
-  int32_t id = -1;
-  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendActive(lane, id)");
+  *id = -1;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], id) != napi_ok || *id < 0) {
+    throw_msg(env, "ERR_INVALID_ARG_TYPE", usage);
+    return NULL;
   }
+  return ln;
+}
+
+// backendActive(lane, id) -> lane pairs using that backend now
+static napi_value js_backend_active (napi_env env, napi_callback_info info) {
+  napi_value out;
+  int32_t id;
+  lane_t *ln = lane_backend_args(env, info, &id, "backendActive(lane, id)");
+  if (ln == NULL) return NULL;
   napi_create_int32(env, atomic_load(&ln->backend_active[KT_SLOT(id)]), &out);
   return out;
 }
@@ -1642,14 +1637,10 @@ static napi_value js_backend_active (napi_env env, napi_callback_info info) {
 // backend: no pair holds it (JS has already pushed every list without it).
 // Its failure flag is cleared for the next backend.
 static napi_value js_backend_free (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
-  int32_t id = -1;
-  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "backendFree(lane, id)");
-  }
+  napi_value out;
+  int32_t id;
+  lane_t *ln = lane_backend_args(env, info, &id, "backendFree(lane, id)");
+  if (ln == NULL) return NULL;
   bool free_now = atomic_load(&ln->backend_refs[KT_SLOT(id)]) == 0;
   if (free_now) atomic_store(&ln->backend_failed[KT_SLOT(id)], 0);
   napi_get_boolean(env, free_now, &out);
@@ -1814,8 +1805,8 @@ static napi_value js_peek_match (napi_env env, napi_callback_info info) {
 }
 
 void kt_lane_init (napi_env env, napi_value exports) {
-  napi_value version;
-  napi_create_int32(env, KT_LANE_VERSION, &version);
+  napi_value vocab;
+  napi_create_string_utf8(env, KT_VOCAB_HASH, NAPI_AUTO_LENGTH, &vocab);
   napi_property_descriptor props[] = {
     { "createLane", NULL, js_create_lane, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneListen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -1835,7 +1826,7 @@ void kt_lane_init (napi_env env, napi_value exports) {
     { "laneClose", NULL, js_lane_close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneStart", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneConnectStats", NULL, js_connect_stats, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "laneVersion", NULL, NULL, NULL, NULL, version, napi_enumerable, NULL },
+    { "vocabHash", NULL, NULL, NULL, NULL, vocab, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "kt_test.h"
+#include "kt_vocab.h"  // outcomes, causes, records, stats: generated from src/dataplane/vocab.json
 
 #define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
 #define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
@@ -42,8 +43,6 @@
 #define KT_SCAN_MIN_MS 50            // idle scans are O(pairs): at most one per this many ms
 
 enum { MODE_SPLICE = 0, MODE_RW = 1 };
-// The order matches CAUSES in index.ts.
-enum { C_EOF = 0, C_RESET_A, C_RESET_B, C_IDLE, C_ERROR, C_ABORTED };
 enum { CMD_ADD = 0, CMD_ABORT, CMD_LANE };
 // The first byte of every object registered in an epoll set says what it is:
 // a pair's side (0: pairs are calloc'd) or a lane listener.

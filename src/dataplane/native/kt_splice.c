@@ -413,7 +413,7 @@ static void idle_scan (engine_t *e) {
     if (limit > 0) {
       int64_t deadline = p->last_ms + limit;
       // Idle ends a pair as the pure-JS path does: both sides reset.
-      if (deadline <= e->now_ms) finish(e, p, C_IDLE, 0, 1);
+      if (deadline <= e->now_ms) finish(e, p, C_IDLE_TIMEOUT, 0, 1);
       else if (deadline < next) next = deadline;
     }
     p = nx;
@@ -929,15 +929,16 @@ atomic_int kt_test_fail_at[KT_SITE_COUNT];
 atomic_int kt_test_post_delay_ms;
 atomic_long kt_test_probe[KT_PROBE_COUNT];
 
-void *kt_test_alloc (int site, size_t n) {
+int kt_test_fail (int site) {
   int left = atomic_load(&kt_test_fail_at[site]);
   while (left > 0) {
-    if (atomic_compare_exchange_weak(&kt_test_fail_at[site], &left, left - 1)) {
-      if (left == 1) return NULL;
-      break;
-    }
+    if (atomic_compare_exchange_weak(&kt_test_fail_at[site], &left, left - 1)) return left == 1;
   }
-  return malloc(n);
+  return 0;
+}
+
+void *kt_test_alloc (int site, size_t n) {
+  return kt_test_fail(site) ? NULL : malloc(n);
 }
 
 void kt_test_post_delay (void) {
