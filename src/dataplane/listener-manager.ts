@@ -3,7 +3,8 @@
 // that stay are never rebound: only their routing config object is swapped.
 // Applying the same table twice changes nothing.
 
-import { BlockList, isIP } from 'node:net'
+import { BlockList } from 'node:net'
+import { formatIp, parseCidr } from '../routing/cidr.js'
 import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import type { Registry } from '../observe/metrics.js'
@@ -312,18 +313,11 @@ function blockList (cidrs: readonly string[] | undefined): BlockList | undefined
 }
 
 function addCidr (list: BlockList, cidr: string): void {
-  const slash = cidr.indexOf('/')
-  const addr = slash < 0 ? cidr : cidr.slice(0, slash)
-  // No zone index (`%eth0`): BlockList has none, and the native lane parses
-  // exactly what is admitted here.
-  const fam = addr.includes('%') ? 0 : isIP(addr)
-  if (fam === 0) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} is not a CIDR`)
-  const max = fam === 4 ? 32 : 128
-  const prefix = slash < 0 ? String(max) : cidr.slice(slash + 1)
-  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1
-  if (bits < 0 || bits > max) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} has a bad prefix length`)
-  const type = fam === 4 ? 'ipv4' : 'ipv6'
-  list.addSubnet(addr, bits, type)
+  // routing/cidr.ts: no zone index (`%eth0`, BlockList has none), a decimal
+  // prefix; the native lane is handed the canonical text (fastlane.ts lanePlan).
+  const c = parseCidr(cidr, { what: 'source range', bare: true })
+  const addr = formatIp(c.family, c.base)
+  list.addSubnet(addr, c.prefix, c.family === 4 ? 'ipv4' : 'ipv6')
   // An IPv4 range also admits IPv4-mapped IPv6 clients (dual-stack sockets).
-  if (fam === 4) list.addSubnet(`::ffff:${addr}`, 96 + bits, 'ipv6')
+  if (c.family === 4) list.addSubnet(`::ffff:${addr}`, 96 + c.prefix, 'ipv6')
 }

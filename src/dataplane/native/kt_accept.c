@@ -1,3 +1,6 @@
+// Over 500 lines: the lane's worker logic, its event ring and its N-API
+// bindings are still one file (issue 15 asks for the split into three; not
+// done yet: the ring's locking was fixed first, see post_locked).
 // kind-tunnel native accept+connect lane (issue #8 target 3).
 //
 // perf-anchors.md: new connections/s topped out at ~0.70x docker-proxy while JS
@@ -1407,10 +1410,12 @@ static int parse_cidr (const char *s, cidr_t *out) {
   }
   long bits = max;
   if (slash != NULL) {
-    char *end = NULL;
-    if (slash[1] < '0' || slash[1] > '9') return -1;
-    bits = strtol(slash + 1, &end, 10);
-    if (*end != 0 || bits < 0 || bits > max) return -1;
+    // 1 to 3 decimal digits, as routing/cidr.ts parseCidr (differential-tested).
+    const char *d = slash + 1;
+    size_t nd = strspn(d, "0123456789");
+    if (nd < 1 || nd > 3 || d[nd] != 0) return -1;
+    bits = strtol(d, NULL, 10);
+    if (bits > max) return -1;
   }
   out->bits = (uint8_t)(off + bits);
   // Clear the host bits: BlockList.addSubnet matches by the prefix alone.

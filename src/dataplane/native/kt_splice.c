@@ -1,3 +1,5 @@
+// Over 500 lines: the splice engine's worker loop, pump and N-API bindings
+// share its private pair and carrier helpers (static, so they inline).
 // kind-tunnel native splice fast path (issue #8).
 //
 // JS keeps the control plane: it accepts, routes and connects, then hands the two
