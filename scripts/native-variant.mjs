@@ -12,7 +12,7 @@
 //   node scripts/native-variant.mjs asan                       build only
 //   node scripts/native-variant.mjs tsan --run dist/test/native/*.test.js
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -52,11 +52,14 @@ export function buildVariant (variant) {
     if (inputs.every((f) => statSync(f).mtimeMs <= built)) return out
   }
   mkdirSync(dirname(out), { recursive: true })
+  const tmp = `${out}.${process.pid}.tmp`
   const cc = process.env.CC || 'cc'
   const args = ['-std=gnu11', '-Wall', '-Wextra', '-Werror', '-Wno-unused-parameter', '-fPIC', '-shared', '-pthread',
-    ...v.flags, '-DKT_TEST_HOOKS', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=kt_splice', `-I${nodeInclude()}`, '-o', out, ...sources()]
+    ...v.flags, '-DKT_TEST_HOOKS', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=kt_splice', `-I${nodeInclude()}`, '-o', tmp, ...sources()]
   const r = spawnSync(cc, args, { stdio: 'inherit', timeout: 300_000 })
-  if (r.status !== 0) throw new Error(`${cc} failed building the ${variant} variant`)
+  if (r.status !== 0) { rmSync(tmp, { force: true }); throw new Error(`${cc} failed building the ${variant} variant`) }
+  // Test files run in parallel may build at once: each writes its own file and renames it (atomic).
+  renameSync(tmp, out)
   return out
 }
 

@@ -6,7 +6,7 @@
 // lane (fastlane.ts), which takes the socket when the listener is eligible.
 
 import { BlockList, createServer, isIPv4, type Server, type Socket } from 'node:net'
-import type { Cell } from '../observe/metrics.js'
+import type { Cell, HistogramCell } from '../observe/metrics.js'
 import { listenerKey } from '../routing/types.js'
 import { logAccess } from './access-log.js'
 import { Connection } from './connection.js'
@@ -41,6 +41,8 @@ export class Listener implements ListenerView {
   accepted!: Cell
   bytesIn!: Cell
   bytesOut!: Cell
+  /** kt_connection_duration_seconds (no labels: one series for every listener). */
+  private duration!: HistogramCell
   private lastAcceptErrorLog = 0
   /** Set when the native accept lane took this listener (fastlane.ts); JS then accepts nothing on it. */
   lane: LaneListener | undefined
@@ -86,6 +88,7 @@ export class Listener implements ListenerView {
     this.outcomeCells = Object.fromEntries(CONN_OUTCOMES.map((o) => [o, m.connections.bind({ ...l, outcome: o })])) as Record<ConnOutcome, Cell>
     this.routeCells = Object.fromEntries(ROUTE_OUTCOMES.map((o) => [o, m.routeDecisions.bind({ ...l, outcome: o })])) as Record<RouteOutcome, Cell>
     this.accepted = m.accepted.bind(l)
+    this.duration = m.duration.bind()
     this.bytesIn = m.bytes.bind({ ...l, direction: 'client_to_upstream' })
     this.bytesOut = m.bytes.bind({ ...l, direction: 'upstream_to_client' })
   }
@@ -161,7 +164,7 @@ export class Listener implements ListenerView {
       this.bytesOut.inc(r.upstreamToClient)
     }
     const seconds = (performance.now() - conn.start) / 1000
-    this.ctx.m.duration.observe(undefined, seconds)
+    this.duration.observe(seconds)
     if (!this.opts.accessLog) return
     logAccess(this.ctx.accessLog, {
       listener: this.name,
