@@ -9,6 +9,7 @@ export const ErrorCodes = {
   KT_ERR_WILDCARD_BIND: 'a wildcard bind address was refused',
   KT_ERR_INVALID_ROUTE: 'a --route value is malformed',
   KT_ERR_INVALID_CIDR: 'a CIDR value is malformed',
+  KT_ERR_INVALID_PROTOCOL: 'a --listen protocol suffix is not /tcp or /udp',
   // listeners and connections
   KT_ERR_LISTEN: 'a listener could not bind',
   KT_ERR_CONNECT_TIMEOUT: 'an upstream connect timed out',
@@ -39,6 +40,7 @@ export const ErrorCodes = {
   KT_ERR_RELAY_DENIED: 'the relay refused the destination',
   KT_ERR_RELAY_UNREACHABLE: 'the relay could not reach the destination',
   KT_ERR_RELAY_PROTOCOL: 'the relay answered something unexpected',
+  KT_ERR_UDP_RELAY: 'a UDP listener would need the relay, which carries no UDP yet',
   // the control socket
   KT_ERR_NOT_RUNNING: 'no kind-tunnel up is running',
   KT_ERR_STATE_FILE: 'the state file is unreadable',

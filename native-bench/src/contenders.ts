@@ -1,8 +1,10 @@
 // The contenders: how each is started on 127.0.0.1, pinned to the proxy CPU (pinned placement),
 // in front of one backend, and which processes to charge for CPU and memory.
 // Commands follow /work/shared/perf-anchors.md "How to reproduce".
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BackendKind, ContenderInfo, Family, WorkloadId } from './defs.js';
 import type { DockerMapping } from './backends.js';
 import { freePort, pinPids, processTree, start, stop, waitForOutput, waitForPort, type Proc } from './proc.js';
@@ -164,6 +166,50 @@ const ktJs = ktContender(
   ' --native off',
 );
 
+let installedBin: { bin: string; path: string } | undefined;
+
+/**
+ * What `npm install -g kind-tunnel-*.tgz` gives a user: KT_INSTALLED (a kind-tunnel
+ * bin installed from the tarball), else the repository packed (its prepack makes the
+ * prebuilds) and installed once per run into a prefix under the run's tmp. It runs
+ * with a PATH holding only that prefix's bin and node: no C compiler, so the addon
+ * can only come from the tarball's prebuild.
+ */
+function installedKindTunnel(ctx: Ctx): { bin: string; path: string } {
+  if (installedBin !== undefined) return installedBin;
+  const nodeOnly = join(ctx.tmp, 'node-only');
+  mkdirSync(nodeOnly, { recursive: true });
+  if (!existsSync(join(nodeOnly, 'node'))) symlinkSync(process.execPath, join(nodeOnly, 'node'));
+  let bin = process.env['KT_INSTALLED'];
+  if (bin === undefined || bin === '') {
+    const repo = fileURLToPath(new URL('../../../', import.meta.url)); // build/src/ -> the repository root
+    const dir = join(ctx.tmp, 'installed');
+    mkdirSync(dir, { recursive: true });
+    // The outer `npm run bench` leaves npm_config_* / npm_package_* in the environment; a user's shell has none.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    execFileSync('npm', ['pack', '--pack-destination', dir, '--loglevel=error'], { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+    const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
+    if (tgz === undefined) throw new Error('npm pack made no tarball');
+    execFileSync('npm', ['install', '-g', '--prefix', join(dir, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tgz)], { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
+    bin = join(dir, 'prefix', 'bin', 'kind-tunnel');
+  }
+  installedBin = { bin, path: `${dirname(bin)}:${nodeOnly}` };
+  return installedBin;
+}
+
+const ktInstalled: Contender = {
+  info: info('installed', 'kind-tunnel L4, npm-installed', 'kind-tunnel', 'npm pack; npm install -g --prefix PREFIX kind-tunnel-*.tgz; PATH=PREFIX/bin:<node only> kind-tunnel proxy --listen 127.0.0.1:P --backend 127.0.0.1:Q $KT_ARGS', [
+    'kt-l4 as a user gets it: the packed tarball installed into an empty prefix, run with no C compiler on PATH, so the native path comes from the tarball\'s prebuild (or KT_INSTALLED=path/to/kind-tunnel)',
+  ]),
+  unsupported: {},
+  start: async (kind, ctx) => {
+    const inst = installedKindTunnel(ctx);
+    const port = await freePort();
+    const argv = ['env', `PATH=${inst.path}`, inst.bin, 'proxy', '--listen', `127.0.0.1:${port}`, '--backend', `127.0.0.1:${ctx.backends[kind]}`, ...ctx.ktExtraArgs];
+    return startProxy('installed', argv, port, ctx, { readyLine: true });
+  },
+};
+
 const dockerProxy: Contender = {
   info: info(
     'docker-proxy',
@@ -307,6 +353,7 @@ export const ALL_CONTENDERS: readonly Contender[] = [
   ktPool,
   ktJsAccept,
   ktJs,
+  ktInstalled,
   dockerProxy,
   dockerMapping,
   socat,

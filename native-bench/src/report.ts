@@ -423,6 +423,15 @@ export function renderSharedSection(r: Results, resultsFile: string): string {
   return L.join('\n');
 }
 
+/** The UDP section (`npm run bench:udp`, src/udp.ts), kept by a main run like the shared one. */
+export function extractUdpSection(existing: string | undefined): string | undefined {
+  if (existing === undefined) return undefined;
+  const a = existing.indexOf('<!-- udp:start -->');
+  const b = existing.indexOf('<!-- udp:end -->');
+  if (a < 0 || b < a) return undefined;
+  return existing.slice(a, b + '<!-- udp:end -->'.length);
+}
+
 /** The section from an existing benchmarks.md, or undefined. */
 export function extractSharedSection(existing: string | undefined): string | undefined {
   if (existing === undefined) return undefined;
@@ -565,7 +574,7 @@ export function writeDocs(r: Results, docsDir: string, resultsPath: string): str
     return [mdPath];
   }
   // the shared and --slowpath sections come from their own runs: keep them, in that order
-  const kept = [extractSharedSection(existing), extractSlowSection(existing)].filter((x): x is string => x !== undefined);
+  const kept = [extractSharedSection(existing), extractSlowSection(existing), extractUdpSection(existing)].filter((x): x is string => x !== undefined);
   const md = renderMarkdown(r, { resultsFile, tried: extractTried(existing) });
   writeFileSync(mdPath, `${[md.replace(/\n*$/, ''), ...kept].join('\n\n')}\n`);
   writeFileSync(svgPath, renderSvg(r));

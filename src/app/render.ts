@@ -3,6 +3,7 @@
 // lines a script reads when stdout is not a terminal.
 
 import { Writable } from 'node:stream'
+import { formatGateways } from './gateways.js'
 import type { ServiceStatus, UpStatus } from './status.js'
 import type { UpEvent } from './up.js'
 
@@ -70,6 +71,7 @@ export function formatStatus (st: UpStatus, width = 120): string[] {
   const t = st.totals
   out.push(`connections: ${t.active} active, ${t.accepted} accepted; bytes: ${fmtBytes(t.bytesIn)} in, ${fmtBytes(t.bytesOut)} out; pool: ${t.poolHits} hits, ${t.poolMisses} misses`)
   out.push(...formatListeners(st))
+  out.push(...formatGateways(st))
   for (const c of st.conflicts) out.push(`conflict: ${c.message}`)
   return out
 }
@@ -84,6 +86,7 @@ export function formatListeners (st: Pick<UpStatus, 'listeners'>): string[] {
   if (ls.length === 0) return []
   const w = Math.max(...ls.map((l) => l.name.length))
   return ['listeners:', ...ls.map((l) => {
+    if (l.name.endsWith('/udp')) return `  ${l.name.padEnd(w)}  ${l.active} flows, ${l.accepted} started, udp (node:dgram)`
     const path = l.path === 'native' ? 'native lane' : `js (${l.pathReason ?? 'unknown'})`
     return `  ${l.name.padEnd(w)}  ${l.active} active, ${l.accepted} accepted, ${path}`
   })]
@@ -174,7 +177,7 @@ export function eventLine (e: UpEvent): string | undefined {
     case 'cluster': return `● cluster ${e.name}: ${e.mode} mode (${e.reason})`
     case 'relay': return `  relay ${e.cluster}: ${e.line}`
     case 'helper': return `  loopback aliases need root: ${e.argv.join(' ')}`
-    case 'listening': return `✓ listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}`
+    case 'listening': return `✓ listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.udp === true ? '/udp' : ''}`
     case 'metrics': return `✓ metrics on http://${e.host}:${e.port}/metrics`
     case 'synced': return `✓ cluster ${e.cluster} synced`
     case 'stopping': return `… stopping (${e.reason}): removing statuses, draining connections`

@@ -84,7 +84,7 @@ export async function runSession (o: SessionOptions): Promise<{ code: number, ru
     }
     // Services that appear after `ready` get their line when they do.
     if (e.type === 'applied' && run?.ready === true) for (const l of newServices()) out.write(`${l}\n`)
-    if (e.type === 'listening') out.write(`listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}\n`)
+    if (e.type === 'listening') out.write(`listening ${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.udp === true ? '/udp' : ''}\n`)
     else if (e.type === 'metrics') out.write(`metrics ${e.host}:${e.port}\n`)
   }
   // The native splice (and accept lane) when the addon is built; KT_NATIVE=0 turns it off.

@@ -2,6 +2,7 @@
 // data derived from the applied RouteTable and the data plane's snapshot.
 // Pure: no I/O.
 
+import { UDP_SUFFIX } from '../dataplane/udp/plane.js'
 import type { DataplaneSnapshot } from '../dataplane/listener-manager.js'
 import type { MergeConflict } from '../routing/merge.js'
 import type { RouteTable, UpstreamSpec } from '../routing/types.js'
@@ -78,7 +79,8 @@ const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 /** `cluster/namespace/name:port` → its parts (computeRoutes' upstream id). */
 export function parseUpstreamId (id: string): { cluster: string, namespace: string, name: string, port: number } | undefined {
-  const m = /^(.+)\/([^/]+)\/([^/:]+):(\d+)$/.exec(id)
+  // A UDP port's upstream id ends in `/udp` (routing/compute.ts).
+  const m = /^(.+)\/([^/]+)\/([^/:]+):(\d+)(?:\/udp)?$/.exec(id)
   if (m === null) return undefined
   return { cluster: m[1] as string, namespace: m[2] as string, name: m[3] as string, port: Number(m[4]) }
 }
@@ -106,17 +108,24 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
   const boundPort = new Map(snap.listeners.map((l) => [l.key, l.port]))
   interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, unbound: Set<string>, upstreams: Map<string, UpstreamSpec> }
   const acc = new Map<string, Acc>()
-  const note = (up: UpstreamSpec, listener: { host: string, port: number }, names: readonly string[], isDefault: boolean): void => {
+  const note = (up: UpstreamSpec, listener: { host: string, port: number, protocol?: string }, names: readonly string[], isDefault: boolean): void => {
     const p = parseUpstreamId(up.id)
     if (p === undefined) return
     const key = `${p.cluster}/${p.namespace}/${p.name}`
     let a = acc.get(key)
     if (a === undefined) acc.set(key, a = { cluster: p.cluster, namespace: p.namespace, name: p.name, ports: [], addresses: new Set(), hostnames: new Set(), unbound: new Set(), upstreams: new Map() })
     a.upstreams.set(up.id, up)
-    const k = listenerKey(listener)
+    const udp = listener.protocol === 'udp' ? UDP_SUFFIX : ''
+    const k = listenerKey(listener) + udp
     const realPort = boundPort.get(k) ?? listener.port
-    a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }), names: [...names], default: isDefault })
+    a.ports.push({ port: p.port, listener: listenerKey({ host: listener.host, port: realPort }) + udp, names: [...names], default: isDefault })
     if (!boundPort.has(k)) { a.unbound.add(k); return }
+    if (udp !== '') {
+      // UDP: no scheme and never routed by name, so always an address (the
+      // listen host's too, in hostname mode): `host:port/udp` as in `-p 53:53/udp`.
+      a.addresses.add(listenerKey({ host: listener.host, port: realPort }) + udp)
+      return
+    }
     const scheme = listener.port === o.httpsPort || p.port === 443 ? 'https' : 'http'
     const portText = (scheme === 'https' && realPort === 443) || (scheme === 'http' && realPort === 80) ? '' : `:${realPort}`
     if (listener.host === o.listenHost) {

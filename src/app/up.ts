@@ -43,7 +43,7 @@ export type UpEvent =
   | { type: 'cluster', name: string, mode: string, reason: string }
   | { type: 'relay', cluster: string, line: string }
   | { type: 'helper', argv: readonly string[] }
-  | { type: 'listening', host: string, port: number }
+  | { type: 'listening', host: string, port: number, udp?: true }
   | { type: 'metrics', host: string, port: number }
   | { type: 'applied', version: number }
   | { type: 'synced', cluster: string }
@@ -450,7 +450,7 @@ export class UpRun {
       return { version: table.version, bound: [], kept: [], removed: [], failed: table.listeners.map((l) => ({ key: listenerKey(l), code: errorCode(err), message: (err as Error).message })) }
     }
     this.applied = merged.table
-    for (const b of res.bound) this.emit({ type: 'listening', host: b.host, port: b.port })
+    for (const b of res.bound) this.emit({ type: 'listening', host: b.host, port: b.port, ...(b.key.endsWith('/udp') ? { udp: true as const } : {}) })
     for (const f of res.failed) {
       const k = `fail ${f.key} ${f.code}`
       if (this.reported.has(k)) continue

@@ -55,7 +55,7 @@ export async function runDemo (argv: DemoArgv): Promise<number> {
     accessLog: argv.accessLog,
   }, await fdLimit())
   const signal = shutdownSignal()
-  const demo = await startDemoCluster({ ...(servicePort !== undefined ? { servicePort } : {}), logger: silentLogger() })
+  const demo = await startDemoCluster({ ...(servicePort !== undefined ? { servicePort } : {}), gateway: true, logger: silentLogger() })
   try {
     if (argv.kubeconfigOut !== undefined) await writeKubeconfig(argv.kubeconfigOut, demo.kubeconfig())
     const cfg = { ...base, cluster: DEMO_CLUSTER, kubeconfigText: demo.kubeconfig() }

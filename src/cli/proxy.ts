@@ -8,13 +8,14 @@ import { Registry } from '../observe/metrics.js'
 import { startMetricsServer } from '../observe/metrics-server.js'
 import { EXIT_FAILURE, EXIT_OK, fdLimit, shutdownSignal, waitForAbort } from './run.js'
 import { KtError } from '../errors.js'
+import { UDP_SUFFIX } from '../dataplane/udp/plane.js'
 import type { LevelWithSilent } from 'pino'
 import type { Logger } from '../observe/logger.js'
 import type { NativeSplicer } from '../dataplane/native/index.js'
 
 export function proxyOptions<T> (y: Argv<T>) {
   return y
-    .option('listen', { type: 'string', array: true, demandOption: true, describe: 'HOST:PORT to listen on (repeatable; port 0 picks one)' })
+    .option('listen', { type: 'string', array: true, demandOption: true, describe: 'HOST:PORT[/tcp|/udp] to listen on (repeatable; port 0 picks one)' })
     .option('backend', { type: 'string', describe: 'default backends HOST:PORT[,HOST:PORT...]' })
     .option('route', { type: 'string', array: true, describe: 'NAME=HOST:PORT[,...] routed by TLS SNI or HTTP Host; NAME exact or *.suffix; append ;proxy-protocol=v1|v2|none' })
     .option('proxy-protocol', { type: 'string', choices: ['v1', 'v2'], describe: 'send a PROXY protocol header upstream' })
@@ -30,6 +31,8 @@ export function proxyOptions<T> (y: Argv<T>) {
     .option('allow-wildcard', { type: 'boolean', default: false, describe: 'allow binding 0.0.0.0 or ::' })
     .option('native', { type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], describe: 'the native splice fast path: auto uses it when built (Linux), on requires it, off forces pure JS' })
     .option('native-accept', { type: 'string', default: 'auto', choices: ['auto', 'off'], describe: 'accept and connect plain L4 listeners in native threads (needs the native splice; KT_NATIVE_ACCEPT=0 disables): auto uses it where eligible, off accepts in JS' })
+    .option('udp-idle-timeout', { type: 'string', describe: 'end a UDP flow after this long without a datagram either way, ms (default 60000; 0 disables)' })
+    .option('udp-max-flows', { type: 'string', describe: 'UDP flows per listener, one fd each (default: --max-connections-per-listener); beyond it, new flows are dropped and counted' })
     .option('access-log', { type: 'boolean', default: true, describe: 'one log line per connection at close' })
     .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
 }
@@ -50,6 +53,8 @@ type ProxyArgv = ArgumentsCamelCase<{
   metrics?: string
   allowWildcard: boolean
   accessLog: boolean
+  udpIdleTimeout?: string
+  udpMaxFlows?: string
   native: string
   nativeAccept: string
   logLevel: string
@@ -72,6 +77,8 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
     metrics: argv.metrics,
     allowWildcard: argv.allowWildcard,
     accessLog: argv.accessLog,
+    udpIdleTimeout: argv.udpIdleTimeout,
+    udpMaxFlows: argv.udpMaxFlows,
   }
   const limit = await fdLimit()
   const config = buildProxyConfig(args, limit)
@@ -80,7 +87,7 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
   if (limit !== undefined && limit < 1024) logger.warn({ fdLimit: limit, maxConnections: config.dataplane.maxConnections }, 'the file-descriptor limit is low; raise it with ulimit -n')
   const registry = new Registry()
   const splicer = await loadSplicer(argv.native, logger)
-  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane, splicer, nativeAccept: argv.nativeAccept === 'off' ? 'off' : 'auto' })
+  const manager = new ListenerManager({ logger, metrics: registry, options: config.dataplane, splicer, nativeAccept: argv.nativeAccept === 'off' ? 'off' : 'auto', udp: config.udp })
   const res = await manager.apply(config.table)
   if (res.failed.length > 0) {
     await manager.close(0)
@@ -99,7 +106,7 @@ export async function runProxy (argv: ProxyArgv): Promise<number> {
     }
     process.stdout.write(`metrics ${fmt(metrics.host, metrics.port)}\n`)
   }
-  for (const b of res.bound) process.stdout.write(`listening ${fmt(b.host, b.port)}\n`)
+  for (const b of res.bound) process.stdout.write(`listening ${fmt(b.host, b.port)}${b.key.endsWith(UDP_SUFFIX) ? UDP_SUFFIX : ''}\n`)
   await waitForAbort(signal)
   logger.info({ active: manager.connectionCount }, 'shutting down: draining connections')
   await manager.close()

@@ -61,6 +61,19 @@ export function parseHostPort (raw: string, opts: ParseHostPortOptions = {}): En
   return { host, port }
 }
 
+/**
+ * Split a `--listen` value's protocol suffix, as in Docker's `-p 53:53/udp`:
+ * `HOST:PORT/udp`, `HOST:PORT/tcp`, or `HOST:PORT` (tcp).
+ */
+export function splitProtocol (raw: string): { address: string, protocol: 'tcp' | 'udp' } {
+  const s = raw.trim()
+  const slash = s.lastIndexOf('/')
+  if (slash < 0 || slash < s.lastIndexOf(']')) return { address: s, protocol: 'tcp' }
+  const p = s.slice(slash + 1).toLowerCase()
+  if (p !== 'tcp' && p !== 'udp') throw new InvalidArgumentError('KT_ERR_INVALID_PROTOCOL', `--listen: protocol ${JSON.stringify(s.slice(slash + 1))} in ${JSON.stringify(raw)} is not supported (tcp or udp)`)
+  return { address: s.slice(0, slash), protocol: p }
+}
+
 /** Parse `HOST:PORT[,HOST:PORT...]`. */
 export function parseEndpointList (raw: string, what = '--backend'): Endpoint[] {
   const parts = raw.split(',').map((p) => p.trim()).filter((p) => p !== '')

@@ -2,8 +2,9 @@
 
 import { InvalidArgumentError } from '../errors.js'
 import type { DataplaneOptions } from '../dataplane/listener-manager.js'
+import type { UdpOptions } from '../dataplane/udp/plane.js'
 import type { BalancePolicy, Endpoint, HostRoute, ListenerSpec, ProxyProtocolVersion, RouteTable, UpstreamSpec } from '../routing/types.js'
-import { parseEndpointList, parseHostPort, parseIntOption, parsePoolSize, parseRouteArg } from './parse.js'
+import { parseEndpointList, parseHostPort, parseIntOption, parsePoolSize, parseRouteArg, splitProtocol } from './parse.js'
 
 export interface ProxyArgs {
   listen: string[]
@@ -21,11 +22,15 @@ export interface ProxyArgs {
   metrics?: string | undefined
   allowWildcard?: boolean | undefined
   accessLog?: boolean | undefined
+  udpIdleTimeout?: unknown
+  udpMaxFlows?: unknown
 }
 
 export interface ProxyConfig {
   readonly table: RouteTable
   readonly dataplane: Partial<DataplaneOptions>
+  /** UDP listeners' idle timeout and flow cap. */
+  readonly udp: Partial<UdpOptions>
   readonly metrics: Endpoint | undefined
 }
 
@@ -40,7 +45,11 @@ export function defaultMaxConnections (fdLimit: number | undefined): number {
 export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
   if (a.listen.length === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', '--listen: at least one HOST:PORT is required')
   const allowWildcard = a.allowWildcard === true
-  const listens = a.listen.flatMap((l) => l.split(',')).map((l) => parseHostPort(l, { what: '--listen', allowWildcard, allowPortZero: true }))
+  const listens = a.listen.flatMap((l) => l.split(',')).map((l) => {
+    const { address, protocol } = splitProtocol(l)
+    return { ...parseHostPort(address, { what: '--listen', allowWildcard, allowPortZero: true }), protocol }
+  })
+  const anyUdp = listens.some((l) => l.protocol === 'udp')
 
   let proxyProtocol: ProxyProtocolVersion | undefined
   if (a.proxyProtocol !== undefined) {
@@ -84,19 +93,23 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
     }
     routes.push({ names: r.names, upstream: upstream(`route:${r.names.join('|')}`, r.endpoints, pp) })
   }
+  if (anyUdp) checkUdpArgs(a, def !== undefined)
   if (def === undefined && routes.length === 0) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', 'nothing to proxy to: give --backend HOST:PORT and/or --route NAME=HOST:PORT')
   }
 
   const maxConnections = a.maxConnections === undefined ? defaultMaxConnections(fdLimit) : parseIntOption(a.maxConnections, '--max-connections', 1)
   const perListener = a.maxConnectionsPerListener === undefined ? maxConnections : parseIntOption(a.maxConnectionsPerListener, '--max-connections-per-listener', 1)
-  const listeners: ListenerSpec[] = listens.map((e) => ({
-    host: e.host,
-    port: e.port,
-    routes,
-    ...(def === undefined ? {} : { default: def }),
-    maxConnections: perListener,
-  }))
+  const listeners: ListenerSpec[] = listens.map((e) => e.protocol === 'udp'
+    // A UDP listener's backends are the --backend ones under their own upstream id (own balancing state and metrics).
+    ? { host: e.host, port: e.port, protocol: 'udp' as const, routes: [], ...(def === undefined ? {} : { default: { ...def, id: 'default/udp' } }), maxConnections: perListener }
+    : {
+        host: e.host,
+        port: e.port,
+        routes,
+        ...(def === undefined ? {} : { default: def }),
+        maxConnections: perListener,
+      })
 
   const dataplane: Partial<DataplaneOptions> = { maxConnections, maxConnectionsPerListener: perListener }
   if (a.connectTimeout !== undefined) dataplane.connectTimeoutMs = parseIntOption(a.connectTimeout, '--connect-timeout', 1, 600_000)
@@ -107,6 +120,17 @@ export function buildProxyConfig (a: ProxyArgs, fdLimit?: number): ProxyConfig {
   if (policy !== undefined) dataplane.policy = policy
   if (a.accessLog !== undefined) dataplane.accessLog = a.accessLog
 
+  const udp: Partial<UdpOptions> = {}
+  if (a.udpIdleTimeout !== undefined) udp.idleTimeoutMs = parseIntOption(a.udpIdleTimeout, '--udp-idle-timeout', 0, 86_400_000)
+  udp.maxFlowsPerListener = a.udpMaxFlows === undefined ? perListener : parseIntOption(a.udpMaxFlows, '--udp-max-flows', 1)
+
   const metrics = a.metrics === undefined ? undefined : parseHostPort(a.metrics, { what: '--metrics', allowWildcard, allowPortZero: true })
-  return Object.freeze({ table: Object.freeze({ version: 1, listeners }), dataplane: Object.freeze(dataplane), metrics })
+  return Object.freeze({ table: Object.freeze({ version: 1, listeners }), dataplane: Object.freeze(dataplane), udp: Object.freeze(udp), metrics })
+}
+
+/** What a UDP listener cannot take: hostname routes (a datagram has no SNI or Host) and a PROXY header. */
+function checkUdpArgs (a: ProxyArgs, hasBackend: boolean): void {
+  if ((a.route ?? []).length > 0) throw new InvalidArgumentError('KT_ERR_INVALID_ROUTE', '--route: a UDP listener has no hostnames to route by; use --backend (and a separate proxy for routed TCP listeners)')
+  if (a.proxyProtocol !== undefined) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', '--proxy-protocol: not supported on UDP listeners')
+  if (!hasBackend) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', 'a UDP listener needs --backend HOST:PORT[,HOST:PORT...]')
 }

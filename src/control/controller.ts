@@ -16,15 +16,16 @@ import type { ApplyResult } from '../dataplane/listener-manager.js'
 import { KtError, errorCode } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import type { Counter, Histogram, Registry } from '../observe/metrics.js'
+import type { GatewayObjects, KubeGateway, KubeNamespace, KubeRoute } from '../routing/gateway.js'
 import {
-  type ComputeResult, computeRoutes, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
+  type ComputeResult, computeRoutes, type GatewayPlan, FINALIZER, isHandled, LOAD_BALANCER_CLASS, type ObservedState, type PlanEvent,
   type RoutingOptions, type ServicePlan,
 } from '../routing/compute.js'
 import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeService } from '../routing/kube.js'
 import { listenerKey, type RouteTable } from '../routing/types.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { EventRecorder } from './events.js'
-import { type ClusterInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
+import { type ClusterInformers, type GatewayApiInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
 import { type KubeClients, kubeError, loadKubeConfig, makeClients, MERGE_PATCH, requestOptions, statusCodeOf } from './kube.js'
 
 /** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
@@ -94,6 +95,10 @@ export interface ControllerSnapshot {
   readonly lastReconcileMs?: number
   readonly listeners: { readonly count: number, readonly failed: ReadonlyArray<{ key: string, code: string, message: string }> }
   readonly services: readonly ServiceSnapshot[]
+  /** Gateways seen (hostname mode, Gateway API CRDs installed), with their names. */
+  readonly gateways: readonly GatewayPlan[]
+  /** Gateway API resources watched, `plural` → version; empty when the CRDs are not installed. */
+  readonly gatewayApi: Readonly<Record<string, string>>
   /** LB IPs this controller has bound (ip mode). */
   readonly addresses: readonly string[]
   readonly informers: readonly InformerHealth[]
@@ -165,6 +170,16 @@ async function limit<T> (items: readonly T[], n: number, fn: (item: T) => Promis
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker))
 }
 
+function gatewayObjects (g: GatewayApiInformers): GatewayObjects {
+  return {
+    gateways: g.list('gateways') as readonly KubeGateway[],
+    httpRoutes: g.list('httproutes') as readonly KubeRoute[],
+    grpcRoutes: g.list('grpcroutes') as readonly KubeRoute[],
+    tlsRoutes: g.list('tlsroutes') as readonly KubeRoute[],
+    namespaces: g.list('namespaces') as readonly KubeNamespace[],
+  }
+}
+
 const eventKey = (e: { type: string, reason: string, message: string }): string => `${e.type}\0${e.reason}\0${e.message}`
 
 class ServiceController implements Controller {
@@ -197,6 +212,8 @@ class ServiceController implements Controller {
   #allocations = new Map<string, string>()
   readonly #ensured = new Set<string>()
   readonly #states = new Map<string, SvcState>()
+  /** Gateway key → the warning events holding on it. */
+  readonly #gatewayLevel = new Map<string, Set<string>>()
   #last: ComputeResult | undefined
   #lastApply: ApplyResult | undefined
   #lastFailedListeners = new Map<string, { code: string, message: string }>()
@@ -261,7 +278,7 @@ class ServiceController implements Controller {
   #markDirty (): void {
     if (this.#paused) return
     if (!this.#ready) {
-      this.#ready = this.#inf.all.every((i) => i.synced)
+      this.#ready = this.#inf.ready
       if (!this.#ready) return
       // First time every cache is there: reconcile at once.
       this.#dirty = true
@@ -319,6 +336,7 @@ class ServiceController implements Controller {
       endpointSlices: this.#inf.endpointSlices.list() as readonly KubeEndpointSlice[],
       ingresses: (this.#inf.ingresses?.list() ?? []) as readonly KubeIngress[],
       ingressClasses: (this.#inf.ingressClasses?.list() ?? []) as readonly KubeIngressClass[],
+      ...(this.#inf.gatewayApi !== undefined ? { gatewayApi: gatewayObjects(this.#inf.gatewayApi) } : {}),
       allocations: this.#allocations,
     }
   }
@@ -380,6 +398,7 @@ class ServiceController implements Controller {
     // 4. Per Service: finalizer, status, events.
     const ctx: PassContext = { failedListeners, addressErrors, wantIps }
     await limit(result.services, this.#concurrency, async (plan) => { await this.#sync(plan, ctx) })
+    await this.#gatewayEvents(result.gateways)
     const planned = new Set(result.services.map((p) => p.key))
     for (const key of [...this.#states.keys()]) if (!planned.has(key)) this.#states.delete(key)
 
@@ -473,6 +492,44 @@ class ServiceController implements Controller {
       // says why: once per distinct failure, not once per retry.
       if (fresh) await this.#event(svc, { type: 'Warning', reason: 'SyncLoadBalancerFailed', message: `${err.code}: ${err.message}; retrying` })
     }
+  }
+
+  /**
+   * Warnings on Gateways, level-triggered like the Services' ones: a name
+   * another Service holds, a route hostname that meets no listener, a
+   * listener without a Service port or with a bad hostname. (A missing
+   * address or Service is the usual state of a Gateway just created:
+   * `status` and `doctor` show it, no event.)
+   */
+  async #gatewayEvents (gateways: readonly GatewayPlan[]): Promise<void> {
+    const inf = this.#inf.gatewayApi
+    if (inf === undefined) return
+    const version = inf.served.get('gateways') ?? 'v1'
+    const seen = new Set<string>()
+    for (const g of gateways) {
+      seen.add(g.key)
+      const events: PlanEvent[] = []
+      for (const p of g.problems) {
+        if (p.reason === 'NoAddress' || p.reason === 'NoService') continue
+        events.push({ type: 'Warning', kind: 'warning', reason: p.reason, message: p.message })
+      }
+      for (const h of g.hostnames) {
+        if (h.served) continue
+        events.push({ type: 'Warning', kind: 'warning', reason: 'HostnameConflict', message: `hostname ${h.name} (${h.route}) is already served by another Service on the same port; not routed to ${g.services.join(', ')}` })
+      }
+      const before = this.#gatewayLevel.get(g.key) ?? new Set<string>()
+      const now = new Set(events.map(eventKey))
+      this.#gatewayLevel.set(g.key, now)
+      const obj = inf.list('gateways').find((o) => o.metadata?.name === g.name && o.metadata?.namespace === g.namespace)
+      if (obj === undefined) continue
+      for (const e of events) {
+        if (before.has(eventKey(e))) continue
+        const w0 = this.#events.failed
+        await this.#events.record({ namespace: g.namespace, name: g.name, uid: obj.metadata?.uid, resourceVersion: obj.metadata?.resourceVersion, kind: 'Gateway', apiVersion: `gateway.networking.k8s.io/${version}` }, e)
+        this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'event', outcome: this.#events.failed > w0 ? 'error' : 'ok' })
+      }
+    }
+    for (const k of [...this.#gatewayLevel.keys()]) if (!seen.has(k)) this.#gatewayLevel.delete(k)
   }
 
   #setError (st: SvcState, code: string, message: string, retryInMs?: number): void {
@@ -684,6 +741,8 @@ class ServiceController implements Controller {
         failed: [...failed].map(([key, f]) => ({ key, code: f.code, message: f.message })),
       },
       services,
+      gateways: this.#last?.gateways ?? [],
+      gatewayApi: Object.fromEntries(this.#inf.gatewayApi?.served ?? []),
       addresses: [...this.#ensured].sort(cmp),
       informers: this.#inf.all.map((i) => i.health()),
     }

@@ -19,6 +19,9 @@ export interface EventTarget {
   readonly name: string
   readonly uid?: string | undefined
   readonly resourceVersion?: string | undefined
+  /** Default `Service` (`v1`); Gateways get theirs too. */
+  readonly kind?: string
+  readonly apiVersion?: string
 }
 
 export interface RecordedEvent {
@@ -46,7 +49,7 @@ export class EventRecorder {
   }
 
   async record (target: EventTarget, ev: RecordedEvent): Promise<void> {
-    const key = `${target.namespace}/${target.name}/${target.uid ?? ''}\0${ev.type}\0${ev.reason}\0${ev.message}`
+    const key = `${target.kind ?? 'Service'}\0${target.namespace}/${target.name}/${target.uid ?? ''}\0${ev.type}\0${ev.reason}\0${ev.message}`
     const now = new Date()
     const prev = this.#tracked.get(key)
     try {
@@ -73,8 +76,8 @@ export class EventRecorder {
       const body: CoreV1Event = {
         metadata: { name, namespace: target.namespace },
         involvedObject: {
-          apiVersion: 'v1',
-          kind: 'Service',
+          apiVersion: target.apiVersion ?? 'v1',
+          kind: target.kind ?? 'Service',
           namespace: target.namespace,
           name: target.name,
           ...(target.uid !== undefined ? { uid: target.uid } : {}),

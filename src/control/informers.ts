@@ -201,6 +201,8 @@ export interface InformerSpec<T extends KubernetesObject> {
   /** One list call with these request options. */
   readonly list: (opts: ReturnType<typeof requestOptions>) => Promise<KubernetesListObject<T>>
   readonly optional?: boolean
+  /** Optional and found by discovery (Gateway API): its absence is logged at debug only. */
+  readonly quiet?: boolean
 }
 
 export interface InformerInit {
@@ -392,7 +394,9 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (this.optional && neverSynced && (status === 404 || status === 403 || status === 401)) {
       // Optional and missing (no networking.k8s.io/v1 on this cluster, or no
       // RBAC for it): hostname routing from Ingress hosts is off, nothing else.
-      if (!this.#absent) {
+      if (!this.#absent && this.#spec.quiet === true) {
+        this.#log.debug({ code: err.code, status }, `${this.resource} unavailable (HTTP ${status})`)
+      } else if (!this.#absent) {
         this.#log.warn({ code: err.code, status }, `${this.resource} unavailable (HTTP ${status}); Ingress hosts will not be routed until it is`)
       }
       const was = this.#absent
@@ -408,8 +412,12 @@ export class ResourceInformer<T extends KubernetesObject> {
         this.#syncSettled = true
         this.#rejectSync(err)
       }
-      // One line per distinct failure, not one per retry.
-      if (this.#lastLoggedCode !== err.code) {
+      // One line per distinct failure, not one per retry. A discovery-driven
+      // resource logs at debug: its CRD going away is discovery's to notice,
+      // and an outage is what the required informers report.
+      if (this.#spec.quiet === true) {
+        this.#log.debug({ code: err.code, status }, err.message)
+      } else if (this.#lastLoggedCode !== err.code) {
         this.#lastLoggedCode = err.code
         this.#log.warn({ code: err.code, status, retryInMs: delay }, err.message)
       }
@@ -446,6 +454,160 @@ export class ResourceInformer<T extends KubernetesObject> {
   }
 }
 
+// ---------------------------------------------------------------- Gateway API
+
+export const GATEWAY_GROUP = 'gateway.networking.k8s.io'
+/** Gateway API resources read, and the versions looked at, most preferred first. */
+export const GATEWAY_RESOURCES = ['gateways', 'httproutes', 'grpcroutes', 'tlsroutes'] as const
+export type GatewayResource = typeof GATEWAY_RESOURCES[number]
+const GATEWAY_VERSIONS = ['v1', 'v1beta1', 'v1alpha3', 'v1alpha2']
+
+/**
+ * Gateway API objects, watched only while their CRDs are served. Discovery
+ * (`GET /apis`, then the group's resource lists; every authenticated user may
+ * read them) says which resources exist and at which version: TLSRoute is
+ * v1alpha2 in the experimental bundles up to v1.3, and v1 in later ones. A
+ * cluster without the CRDs costs one discovery request per `absentRetryMs`,
+ * and logs nothing. Namespaces are watched too, for allowedRoutes selectors.
+ */
+export class GatewayApiInformers {
+  readonly #clients: KubeClients
+  readonly #init: InformerInit
+  readonly #retryMs: number
+  readonly #log: Logger
+  readonly #informers = new Map<string, { version: string, informer: ResourceInformer<KubernetesObject> }>()
+  #timer: NodeJS.Timeout | undefined
+  #stopped = false
+  #discovered = false
+  #resolveFirst!: () => void
+  /** The first discovery is done, and the informers it started have a cache (or are absent). */
+  readonly firstSync: Promise<void>
+
+  constructor (clients: KubeClients, init: InformerInit) {
+    this.#clients = clients
+    this.#init = init
+    this.#retryMs = init.timings?.absentRetryMs ?? 60_000
+    this.#log = init.logger.child({ informer: 'gateway-api' })
+    this.firstSync = new Promise<void>((resolve) => { this.#resolveFirst = resolve })
+  }
+
+  /** True once the first discovery answered (or failed) and its informers synced. */
+  get discovered (): boolean {
+    return this.#discovered && [...this.#informers.values()].every((x) => x.informer.synced)
+  }
+
+  /** `plural` → version served, for what is watched now. */
+  get served (): ReadonlyMap<string, string> {
+    const m = new Map<string, string>()
+    for (const [k, v] of this.#informers) if (k !== 'namespaces') m.set(k, v.version)
+    return m
+  }
+
+  get all (): Array<ResourceInformer<KubernetesObject>> {
+    return [...this.#informers.values()].map((x) => x.informer)
+  }
+
+  list (resource: GatewayResource | 'namespaces'): readonly KubernetesObject[] {
+    return this.#informers.get(resource)?.informer.list() ?? []
+  }
+
+  start (): void {
+    void this.#tick()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    await Promise.all([...this.#informers.values()].map(async (x) => await x.informer.stop()))
+    this.#informers.clear()
+    this.#resolveFirst()
+  }
+
+  async #discover (): Promise<Map<string, string>> {
+    const want = new Map<string, string>()
+    const opts = requestOptions({ timeoutMs: 10_000 })
+    const groups = await this.#clients.apis.getAPIVersions({}, opts)
+    const g = groups.groups.find((x) => x.name === GATEWAY_GROUP)
+    if (g === undefined) return want
+    const versions = new Set(g.versions.map((v) => v.version))
+    const served = GATEWAY_VERSIONS.filter((v) => versions.has(v))
+    // One request per version, at once; the most preferred version wins.
+    const lists = await Promise.all(served.map(async (v) => await this.#clients.custom.getAPIResources({ group: GATEWAY_GROUP, version: v }, requestOptions({ timeoutMs: 10_000 }))))
+    served.forEach((v, i) => {
+      for (const r of lists[i]?.resources ?? []) {
+        if ((GATEWAY_RESOURCES as readonly string[]).includes(r.name) && !want.has(r.name)) want.set(r.name, v)
+      }
+    })
+    return want
+  }
+
+  async #tick (): Promise<void> {
+    if (this.#stopped) return
+    let want: Map<string, string> | undefined
+    try {
+      want = await this.#discover()
+    } catch (err) {
+      // Discovery is open to every authenticated user; a failure here is an
+      // outage the other informers report. Keep what is watched, look again.
+      this.#log.debug({ code: kubeError(err, { verb: 'get', resource: 'discovery' }).code }, 'Gateway API discovery failed; retrying')
+    }
+    if (this.#stopped) return
+    let changed = false
+    if (want !== undefined) {
+      if (want.has('gateways')) want.set('namespaces', 'v1')
+      for (const [k, x] of [...this.#informers]) {
+        if (want.get(k) === x.version) continue
+        this.#informers.delete(k)
+        await x.informer.stop()
+        changed = true
+      }
+      for (const [k, version] of want) {
+        if (this.#informers.has(k)) continue
+        this.#informers.set(k, { version, informer: this.#make(k, version) })
+        changed = true
+      }
+      if (changed) {
+        const names = [...this.#informers].filter(([k]) => k !== 'namespaces').map(([k, x]) => `${k}/${x.version}`)
+        this.#log.info({ resources: names }, names.length > 0 ? `Gateway API served: watching ${names.join(', ')}` : 'Gateway API no longer served')
+      }
+    }
+    if (!this.#discovered) {
+      await Promise.all([...this.#informers.values()].map(async (x) => await x.informer.firstSync.catch(() => {})))
+      this.#discovered = true
+      this.#resolveFirst()
+      changed = true
+    }
+    if (changed && !this.#stopped) this.#init.onChange()
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => { this.#timer = undefined; void this.#tick() }, this.#retryMs)
+    this.#timer.unref()
+  }
+
+  #make (resource: string, version: string): ResourceInformer<KubernetesObject> {
+    let inf: ResourceInformer<KubernetesObject>
+    if (resource === 'namespaces') {
+      inf = new ResourceInformer<KubernetesObject>({
+        resource: 'namespaces',
+        path: '/api/v1/namespaces',
+        list: async (r) => await this.#clients.core.listNamespace({}, r),
+        optional: true,
+        quiet: true,
+      }, this.#init)
+    } else {
+      inf = new ResourceInformer<KubernetesObject>({
+        resource: `${resource}.${GATEWAY_GROUP}`,
+        path: `/apis/${GATEWAY_GROUP}/${version}/${resource}`,
+        list: async (r) => await this.#clients.custom.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural: resource }, r) as KubernetesListObject<KubernetesObject>,
+        optional: true,
+        quiet: true,
+      }, this.#init)
+    }
+    inf.start()
+    return inf
+  }
+}
+
 // ---------------------------------------------------------------- the set
 
 export interface ClusterInformers {
@@ -454,7 +616,12 @@ export interface ClusterInformers {
   readonly endpointSlices: ResourceInformer<KubernetesObject>
   readonly ingresses: ResourceInformer<KubernetesObject> | undefined
   readonly ingressClasses: ResourceInformer<KubernetesObject> | undefined
+  /** Gateway API (hostname mode); its informers come and go with the CRDs. */
+  readonly gatewayApi: GatewayApiInformers | undefined
+  /** Every informer running now (the Gateway API ones included). */
   readonly all: ReadonlyArray<ResourceInformer<KubernetesObject>>
+  /** Every informer has a cache (optional ones may be absent), and Gateway API discovery answered once. */
+  readonly ready: boolean
   /** Every informer has a cache (optional ones may be absent). Rejects as the first required informer refused. */
   readonly synced: Promise<void>
   stop (): Promise<void>
@@ -464,7 +631,7 @@ export interface InformerSetOptions {
   readonly clients: KubeClients
   readonly logger: Logger
   readonly onChange: () => void
-  /** Watch Ingresses and IngressClasses (hostname mode only). */
+  /** Watch Ingresses, IngressClasses and the Gateway API (hostname mode only). */
   readonly ingresses: boolean
   readonly timings?: InformerTimings
 }
@@ -486,9 +653,11 @@ export function startInformers (o: InformerSetOptions): ClusterInformers {
   const ingressClasses = o.ingresses
     ? make('ingressclasses.networking.k8s.io', '/apis/networking.k8s.io/v1/ingressclasses', async (r) => await networking.listIngressClass({}, r), true)
     : undefined
-  const all = [services, nodes, endpointSlices, ...(ingresses !== undefined ? [ingresses] : []), ...(ingressClasses !== undefined ? [ingressClasses] : [])]
-  for (const i of all) i.start()
-  const synced = Promise.all(all.map(async (i) => await i.firstSync)).then(() => {})
+  const fixed = [services, nodes, endpointSlices, ...(ingresses !== undefined ? [ingresses] : []), ...(ingressClasses !== undefined ? [ingressClasses] : [])]
+  const gatewayApi = o.ingresses ? new GatewayApiInformers(o.clients, init) : undefined
+  for (const i of fixed) i.start()
+  gatewayApi?.start()
+  const synced = Promise.all([...fixed.map(async (i) => await i.firstSync), gatewayApi?.firstSync]).then(() => {})
   synced.catch(() => {})
   return {
     services,
@@ -496,8 +665,10 @@ export function startInformers (o: InformerSetOptions): ClusterInformers {
     endpointSlices,
     ingresses,
     ingressClasses,
-    all,
+    gatewayApi,
+    get all () { return [...fixed, ...(gatewayApi?.all ?? [])] },
+    get ready () { return fixed.every((i) => i.synced) && gatewayApi?.discovered !== false },
     synced,
-    stop: async () => { await Promise.all(all.map(async (i) => await i.stop())) },
+    stop: async () => { await Promise.all([...fixed.map(async (i) => await i.stop()), gatewayApi?.stop()]) },
   }
 }

@@ -5,7 +5,7 @@
 
 import { existsSync } from 'node:fs'
 import {
-  CoreV1Api, DiscoveryV1Api, KubeConfig, NetworkingV1Api, Observable,
+  ApisApi, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, NetworkingV1Api, Observable,
   type Cluster, type ConfigurationOptions, type ObservableMiddleware, type RequestContext, type ResponseContext,
 } from '@kubernetes/client-node'
 import { InvalidArgumentError, KtError, type ErrorCode } from '../errors.js'
@@ -143,6 +143,10 @@ export interface KubeClients {
   readonly core: CoreV1Api
   readonly discovery: DiscoveryV1Api
   readonly networking: NetworkingV1Api
+  /** Discovery (`/apis`), for the Gateway API. */
+  readonly apis: ApisApi
+  /** Gateway API objects (custom resources). */
+  readonly custom: CustomObjectsApi
   /** The API server URL, for logs. */
   readonly server: string
 }
@@ -153,6 +157,8 @@ export function makeClients (kc: KubeConfig): KubeClients {
     core: kc.makeApiClient(CoreV1Api),
     discovery: kc.makeApiClient(DiscoveryV1Api),
     networking: kc.makeApiClient(NetworkingV1Api),
+    apis: kc.makeApiClient(ApisApi),
+    custom: kc.makeApiClient(CustomObjectsApi),
     server: kc.getCurrentCluster()?.server ?? '',
   }
 }

@@ -16,6 +16,7 @@ import type { Dialer } from './dialer.js'
 import { createFastLane, type FastLane } from './fastlane.js'
 import { Listener } from './listener.js'
 import { Upstream, type BackendStatus } from './upstream.js'
+import { isUdp, UdpPlane, type UdpListenerSnapshot, type UdpOptions } from './udp/plane.js'
 
 export { DEFAULT_DATAPLANE_OPTIONS, type DataplaneOptions } from './context.js'
 
@@ -41,6 +42,8 @@ export interface ListenerManagerInit {
    * auto uses it where eligible. Default off, or KT_NATIVE_ACCEPT=1; KT_NATIVE_ACCEPT=0 always disables.
    */
   nativeAccept?: 'auto' | 'off' | undefined
+  /** UDP listeners (ListenerSpec.protocol 'udp'): idle timeout and flow cap (udp/plane.ts). */
+  udp?: Partial<UdpOptions> | undefined
 }
 
 export class ListenerManager implements DataplaneContext {
@@ -52,6 +55,8 @@ export class ListenerManager implements DataplaneContext {
   readonly dialers: ReadonlyMap<string, Dialer>
   readonly splicer: NativeSplicer | undefined
   readonly lane: FastLane | undefined
+  /** UDP listeners and their flows (issue #16). */
+  readonly udp: UdpPlane
   readonly metrics: Registry
   readonly m: DataplaneMetrics
 
@@ -99,6 +104,8 @@ export class ListenerManager implements DataplaneContext {
       }
     })
     this.lane = createFastLane(this, this.splicer, init.nativeAccept)
+    this.udp = new UdpPlane(this, init.udp)
+    this.udp.allowList = blockList
   }
 
   upstreamOf (id: string): Upstream | undefined {
@@ -112,9 +119,12 @@ export class ListenerManager implements DataplaneContext {
     return run
   }
 
-  private async applyNow (table: RouteTable): Promise<ApplyResult> {
+  private async applyNow (full: RouteTable): Promise<ApplyResult> {
     if (this.closing) throw new KtError('KT_ERR_LISTEN', 'the data plane is shutting down')
-    const result: ApplyResult = { version: table.version, bound: [], kept: [], removed: [], failed: [] }
+    const result: ApplyResult = { version: full.version, bound: [], kept: [], removed: [], failed: [] }
+    // UDP listeners go to their own plane; everything below is TCP.
+    await this.udp.apply(full.listeners.filter(isUdp), { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: 0 }, result)
+    const table: RouteTable = { version: full.version, listeners: full.listeners.filter((l) => !isUdp(l)) }
 
     // 1. Upstreams: create or update every one the table references.
     const wanted = new Map<string, UpstreamSpec>()
@@ -242,6 +252,7 @@ export class ListenerManager implements DataplaneContext {
     const ls = [...this.listeners.values()]
     this.listeners.clear()
     for (const l of ls) l.stopAccepting()
+    this.udp.close()
     const deadline = Date.now() + drainMs
     while (this.connectionCount > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
@@ -284,11 +295,11 @@ export class ListenerManager implements DataplaneContext {
         routes: l.config.spec.routes.flatMap((r) => r.names),
         default: l.config.defaultUpstream?.id,
         ...this.pathOf(l),
-      })),
+      })).concat(this.udp.snapshotListeners()),
       upstreams: [...this.upstreams.values()].map((u) => ({
         id: u.id,
         backends: u.backends.map((b) => b.status()),
-      })),
+      })).concat(this.udp.upstreamSnapshots()),
     }
   }
 }
@@ -296,7 +307,7 @@ export class ListenerManager implements DataplaneContext {
 export interface DataplaneSnapshot {
   version: number
   active: number
-  listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined, path: 'native' | 'js', pathReason?: string }>
+  listeners: Array<{ key: string, name: string, port: number, owner: string | undefined, active: number, accepted: number, bytesIn: number, bytesOut: number, routes: string[], default: string | undefined, path: 'native' | 'js', pathReason?: string } | UdpListenerSnapshot>
   upstreams: Array<{ id: string, backends: BackendStatus[] }>
 }
 

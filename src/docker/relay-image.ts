@@ -1,7 +1,8 @@
 // The relay image, built locally from docker/Dockerfile: no registry of ours
 // is involved, and the image holds exactly the compiled relay entry point and
-// the modules it imports (found by following its relative imports), so a
-// change to any of them gives a new content-addressed tag.
+// the modules it imports (found by following its relative imports), plus the
+// native splice addon for the engine's architecture when this install has it,
+// so a change to any of them gives a new content-addressed tag.
 
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +12,7 @@ import { Readable } from 'node:stream'
 import { KtError } from '../errors.js'
 import { dockerMessage, dockerStatus, type DockerClient } from './engine.js'
 import { packTar, type TarEntry } from './tar.js'
+import { ADDON_FILE, addonForTag, archOfEngine } from '../dataplane/native/locate.js'
 
 export const RELAY_IMAGE_REPO = 'kind-tunnel-relay'
 /** No shell, nonroot (65532), Node 22. Offline machines pass their own (docker/build-base.sh). */
@@ -23,7 +25,12 @@ export interface RelayBuildContext {
   readonly hash: string
   readonly files: readonly string[]
   readonly tar: Buffer
+  /** The native splice addon the image carries (`linux-x64`, ...), or undefined: the relay splices in JS. */
+  readonly addon: string | undefined
 }
+
+/** Bumped when the image's layout changes, so that images built by older versions are rebuilt, not reused. */
+const RELAY_IMAGE_LAYOUT = 'relay-image-v3 (the repository layout; native addon beside the loader)'
 
 /** The directory holding `src/` compiled (dist/ when installed; dist-<name>/ in a dev build). */
 function defaultDistRoot (): string {
@@ -65,6 +72,8 @@ export interface RelayContextOptions {
   readonly distRoot?: string
   /** Default: docker/Dockerfile next to the dist root. */
   readonly dockerfile?: string
+  /** The engine's architecture as Node names it (x64, arm64): the addon for it goes in. Default: this machine's. */
+  readonly arch?: string
 }
 
 export function relayBuildContext (opts: RelayContextOptions = {}): RelayBuildContext {
@@ -80,14 +89,19 @@ export function relayBuildContext (opts: RelayContextOptions = {}): RelayBuildCo
   const pkg = Buffer.from(JSON.stringify({ name: 'kind-tunnel-relay', private: true, type: 'module' }) + '\n')
   const entries: TarEntry[] = [
     { name: 'Dockerfile', data: dockerfile },
-    { name: 'app/package.json', data: pkg },
-    ...modules.map((m) => ({ name: `app/dist/${m}`, data: readFileSync(join(distRoot, m)) })),
+    { name: 'package.json', data: pkg },
+    ...modules.map((m) => ({ name: `dist/${m}`, data: readFileSync(join(distRoot, m)) })),
   ]
+  // The addon for the engine's architecture, where the loader looks first in an image without sources.
+  const addonTag = `linux-${opts.arch ?? process.arch}`
+  const addon = addonForTag(dirname(normalize(distRoot)), addonTag)
+  // The repository's layout, so that docker/Dockerfile also builds from a checkout's root.
+  if (addon !== undefined) entries.push({ name: `src/dataplane/native/build/Release/${ADDON_FILE}`, data: readFileSync(addon) })
   const h = createHash('sha256')
-  h.update(`base\0${opts.base ?? DEFAULT_RELAY_BASE}\0`)
+  h.update(`${RELAY_IMAGE_LAYOUT}\0base\0${opts.base ?? DEFAULT_RELAY_BASE}\0`)
   for (const e of entries) h.update(`${e.name}\0${(e.data as Buffer).length}\0`).update(e.data as Buffer)
   const hash = h.digest('hex')
-  return { tag: `${RELAY_IMAGE_REPO}:${hash.slice(0, 16)}`, hash, files: entries.map((e) => e.name), tar: packTar(entries) }
+  return { tag: `${RELAY_IMAGE_REPO}:${hash.slice(0, 16)}`, hash, files: entries.map((e) => e.name), tar: packTar(entries), addon: addon !== undefined ? addonTag : undefined }
 }
 
 export interface EnsureImageOptions extends RelayContextOptions {
@@ -113,8 +127,16 @@ interface BuildEvent {
 
 /** The relay image for this build of kind-tunnel: reused when present, built otherwise. */
 export async function ensureRelayImage (opts: EnsureImageOptions): Promise<RelayImage> {
-  const ctx = relayBuildContext(opts)
   const { docker } = opts
+  let arch = opts.arch
+  if (arch === undefined) {
+    try {
+      arch = archOfEngine(String((await docker.info() as { Architecture?: string }).Architecture ?? process.arch))
+    } catch (err) {
+      throw new KtError('KT_ERR_DOCKER_UNAVAILABLE', `docker info failed: ${dockerMessage(err)}`, { cause: err })
+    }
+  }
+  const ctx = relayBuildContext({ ...opts, arch })
   try {
     const info = await docker.getImage(ctx.tag).inspect()
     return { tag: ctx.tag, id: info.Id, built: false }
@@ -154,6 +176,6 @@ export async function ensureRelayImage (opts: EnsureImageOptions): Promise<Relay
     throw new KtError('KT_ERR_RELAY_IMAGE', `building the relay image failed: ${failure.trim()}${hint}`)
   }
   const info = await docker.getImage(ctx.tag).inspect()
-  progress(`built ${ctx.tag}`)
+  progress(`built ${ctx.tag} (${ctx.addon !== undefined ? `native splice for ${ctx.addon}` : `JS splice: no addon for linux-${arch} in this install`})`)
   return { tag: ctx.tag, id: info.Id, built: true }
 }

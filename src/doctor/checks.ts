@@ -26,7 +26,7 @@ export interface CheckLine {
   readonly fix?: string
 }
 
-const line = (check: string, status: CheckStatus, message: string, fix?: string): CheckLine => ({ check, status, message, ...(fix !== undefined ? { fix } : {}) })
+const line = (check: string, status: CheckStatus, message: string, fix?: string | undefined): CheckLine => ({ check, status, message, ...(fix !== undefined ? { fix } : {}) })
 
 // ------------------------------------------------------------ fd limit
 
@@ -39,6 +39,18 @@ export function checkFdLimit (limit: number | undefined, platform: string): Chec
     platform === 'darwin'
       ? 'ulimit -n 65536 in this shell; for every shell: sudo launchctl limit maxfiles 65536 200000'
       : 'ulimit -n 65536 in this shell (or LimitNOFILE= in a systemd unit)')]
+}
+
+// ------------------------------------------------------------ data path
+
+/** What the native loader found (nativeDataPath()); `required` is KT_REQUIRE_NATIVE=1. */
+export type DataPath = { native: true, how: string } | { native: false, why: string }
+
+export function checkDataplane (dp: DataPath, required: boolean): CheckLine[] {
+  if (dp.native) return [line('dataplane', 'ok', `native (${dp.how})`)]
+  if (/KT_NATIVE=0/.test(dp.why)) return [line('dataplane', 'warn', `pure JS (${dp.why})`, 'unset KT_NATIVE for the native data path')]
+  return [line('dataplane', required ? 'FAIL' : 'warn', `pure JS (${dp.why})`,
+    /Linux only/.test(dp.why) ? undefined : 'install a C compiler (cc) and run kind-tunnel again: it builds the addon once from the shipped sources')]
 }
 
 // ------------------------------------------------------------ state file
@@ -195,7 +207,8 @@ export function endpointTargets (f: ClusterFacts): EndpointTarget[] {
     for (const p of plan.ports) {
       if (p.upstream === undefined) continue
       const up = res.table.listeners.flatMap((l) => [l.default, ...l.routes.map((r) => r.upstream)]).find((u) => u?.id === p.upstream)
-      if (up === undefined) continue
+      // A UDP NodePort has nothing to connect to: udpLines says how it is checked.
+      if (up === undefined || p.protocol === 'UDP') continue
       for (const e of up.endpoints) {
         const k = `${plan.key}:${p.port}@${endpointKey(e)}`
         if (seen.has(k)) continue
@@ -204,6 +217,22 @@ export function endpointTargets (f: ClusterFacts): EndpointTarget[] {
       }
     }
   }
+  return out
+}
+
+/**
+ * UDP: the Service ports a cluster has, and the UDP listeners a running up
+ * serves (flows open). UDP has no connect check; its health is the node's
+ * (kube-proxy /healthz, or the healthCheckNodePort under ETP Local).
+ */
+export function udpLines (f: ClusterFacts | undefined, st: UpStatus | undefined): CheckLine[] {
+  const out: CheckLine[] = []
+  if (f !== undefined && f.services.ok) {
+    const ports = f.services.value.filter((s) => s.spec?.type === 'LoadBalancer').flatMap((s) => (s.spec?.ports ?? []).filter((p) => p.protocol === 'UDP').map((p) => `${s.metadata?.namespace ?? 'default'}/${s.metadata?.name ?? ''} ${String(p.port)}/UDP (NodePort ${String(p.nodePort ?? '-')})`))
+    if (ports.length > 0) out.push(line('udp', 'ok', `cluster ${f.cluster}: ${ports.join(', ')}; UDP NodePorts are not connect-probed, their health is the node's (kube-proxy /healthz or healthCheckNodePort)`))
+  }
+  const ls = (st?.listeners ?? []).filter((l) => l.key.endsWith('/udp'))
+  if (ls.length > 0) out.push(line('udp', 'ok', `up serves ${ls.length} UDP listener${ls.length === 1 ? '' : 's'}: ${ls.map((l) => `${l.name} (${l.active} flow${l.active === 1 ? '' : 's'})`).join(', ')}`))
   return out
 }
 

@@ -19,10 +19,11 @@ import { cidrContainsIp, parseCidr, type Cidr } from '../routing/cidr.js'
 import { DEFAULT_IP_POOL } from '../routing/compute.js'
 import type { Endpoint } from '../routing/types.js'
 import {
-  checkAliases, checkCoreDns, checkEndpoints, checkFdLimit, checkHosts, checkPorts, checkRoute, checkState, checkTls,
-  endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices,
-  type CheckLine, type EndpointTarget, type TlsTarget,
+  checkAliases, checkCoreDns, checkDataplane, checkEndpoints, checkFdLimit, checkHosts, checkPorts, checkRoute, checkState, checkTls,
+  endpointTargets, guessKindNet, hostnamesToResolve, readHostsFile, servedKeys, tlsTargetsFromServices, udpLines,
+  type CheckLine, type DataPath, type EndpointTarget, type TlsTarget,
 } from './checks.js'
+import { checkGateways, gatewayHostnamesToResolve } from './gateways.js'
 import { defaultHostsFile } from './hosts.js'
 // ./kube.js (the Kubernetes client) is loaded only when a cluster is read.
 import type { ClusterFacts } from './kube.js'
@@ -60,11 +61,18 @@ export interface DoctorOptions {
   readonly timeoutMs?: number
   /** /proc root, for finding who holds a port. */
   readonly proc?: string
+  /** The data path this install gets (default: ask the native loader). */
+  readonly dataplane?: () => DataPath
 }
 
 export interface DoctorReport {
   readonly lines: CheckLine[]
   readonly failed: boolean
+}
+
+/** The native loader, imported only when doctor runs. */
+async function nativeDataPathFn (): Promise<() => DataPath> {
+  return (await import('../dataplane/native/index.js')).nativeDataPath
 }
 
 async function runningUp (stateDir: string, state: UpState | undefined): Promise<UpStatus | undefined> {
@@ -94,6 +102,7 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   if (!lines.some((l) => l.check === 'state')) lines.push(...checkState(state, up !== undefined))
 
   lines.push(...checkFdLimit(await (o.fdLimit ?? processFdLimit)(), platform))
+  lines.push(...checkDataplane((o.dataplane ?? await nativeDataPathFn())(), process.env['KT_REQUIRE_NATIVE'] === '1'))
 
   // Docker's kind clusters.
   let clusters: KindCluster[] = []
@@ -214,6 +223,7 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   // Per cluster: CoreDNS, NodePort backends.
   for (const f of facts) {
     lines.push(...checkCoreDns(f))
+    lines.push(...udpLines(f, undefined))
     if (routeMode.get(f.cluster) === 'relay') {
       lines.push({ check: 'endpoints', status: 'skip', message: `cluster ${f.cluster} is reached through the relay; its NodePorts are not probed from the host` })
       continue
@@ -229,6 +239,8 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
       connect: (e) => tcpConnect(e.host, e.port, timeoutMs),
     }))
   }
+
+  lines.push(...udpLines(undefined, up))
 
   // TLS addresses that reset.
   const tlsTargets: TlsTarget[] = [...(o.tlsTargets ?? [])]
@@ -246,9 +258,13 @@ export async function runDoctor (o: DoctorOptions): Promise<DoctorReport> {
   // /etc/hosts for Ingress hostnames.
   const hostsPath = o.hostsFile ?? defaultHostsFile(platform)
   const names = facts.flatMap((f) => hostnamesToResolve(f))
+  for (const n of gatewayHostnamesToResolve(up)) if (!names.some((x) => x.name === n.name)) names.push(n)
   const expected = new Set<string>()
   for (const f of facts) if (f.services.ok) for (const s of f.services.value) for (const i of s.status?.loadBalancer?.ingress ?? []) if (i.ip !== undefined) expected.add(i.ip)
   lines.push(...checkHosts({ path: hostsPath, text: names.length > 0 ? await readHostsFile(hostsPath) : '', names, expected, platform }))
+
+  // Gateways: an address, a Service, names that meet a listener.
+  lines.push(...checkGateways(up))
 
   return { lines, failed: lines.some((l) => l.status === 'FAIL') }
 }

@@ -12,6 +12,8 @@ import { pathToFileURL } from 'node:url'
 import { InvalidArgumentError, KtError, isKtError } from '../errors.js'
 import { parseHostPort, parsePort, parseIntOption } from '../config/parse.js'
 import { startRelay, type RelayHandle } from './server.js'
+import { useNativeSplicer } from './splice.js'
+import { loadNativeSplicer, nativeDataPath } from '../dataplane/native/index.js'
 import { createJsonLogger, isRelayLogLevel, type RelayLogLevel } from './log.js'
 import { TOKEN_MIN, TOKEN_MAX } from './protocol.js'
 import type { PortPolicy } from './allow.js'
@@ -143,7 +145,12 @@ export async function runRelay (argv: string[]): Promise<RelayHandle | undefined
   }
   const cfg = parseRelayArgs(argv)
   const logger = createJsonLogger(cfg.logLevel, (l) => process.stderr.write(l), { module: 'relay' })
+  // The native splice when the image (or the checkout) carries the addon; the JS splice otherwise.
+  const splicer = loadNativeSplicer()
+  useNativeSplicer(splicer)
   const relay = await startRelay({ ...cfg, logger })
+  const dp = nativeDataPath()
+  logger.info(dp.native ? { splice: 'native', addon: dp.how } : { splice: 'js', reason: dp.why }, `relay data path: ${dp.native ? `native splice (${dp.how})` : `JS splice (${dp.why})`}`)
   const a = relay.address
   process.stdout.write(`listening ${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}\n`)
   let stopping = false
@@ -151,7 +158,7 @@ export async function runRelay (argv: string[]): Promise<RelayHandle | undefined
     if (stopping) { relay.destroy(); process.exit(0) }
     stopping = true
     logger.info({ signal: sig }, 'relay draining')
-    relay.close().then(() => process.exit(0), () => process.exit(1))
+    relay.close().then(() => { splicer?.close(); process.exit(0) }, () => process.exit(1))
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))

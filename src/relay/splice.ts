@@ -7,6 +7,7 @@
 // chunk, nothing logged per chunk.
 
 import type { Socket } from 'node:net'
+import type { NativeSplicer, SpliceResult as NativeResult } from '../dataplane/native/index.js'
 
 export type SpliceEnd = 'closed' | 'reset' | 'error'
 
@@ -77,12 +78,81 @@ function onClose (this: Spliced): void {
   st.done(r)
 }
 
+let native: NativeSplicer | undefined
+
+/** Splice natively from now on (main.ts, when the addon loads), or in JS again (undefined). */
+export function useNativeSplicer (s: NativeSplicer | undefined): void {
+  native = s
+}
+
+/** Which splice new connections get. */
+export function spliceKind (): 'native' | 'js' {
+  return native !== undefined ? 'native' : 'js'
+}
+
 /**
  * Splice `a` and `b` until both are closed, then call `done` once. Both sockets
  * must be connected (not destroyed) and created with allowHalfOpen; splice
- * installs its own 'error' listeners.
+ * installs its own 'error' listeners. With a native splicer (useNativeSplicer)
+ * the pair goes to the addon's threads once JS has flushed what it wrote to
+ * either (the relay's reply, a PROXY header); anything that rules the handoff
+ * out (a side already ended, the addon refusing the pair) keeps it in JS.
  */
 export function splice (a: Socket, b: Socket, done: (r: SpliceResult) => void): void {
+  if (native === undefined || a.readableEnded || b.readableEnded) { jsSplice(a, b, done); return }
+  a.on('error', ignore)
+  b.on('error', ignore)
+  a.pause()
+  b.pause()
+  handOff(native, a, b, done, 0)
+}
+
+function ignore (): void {}
+
+// Writes JS made just before (the reply, a PROXY header) leave writableLength
+// only on a later tick, even when the kernel took them at once: wait, bounded.
+const HANDOFF_TRIES = 64
+
+function handOff (n: NativeSplicer, a: Socket, b: Socket, done: (r: SpliceResult) => void, tries: number): void {
+  if (a.destroyed || b.destroyed) {
+    a.destroy()
+    b.destroy()
+    whenBothClosed(a, b, () => done({ aToB: 0, bToA: 0, end: 'reset' }))
+    return
+  }
+  const ready = a.writableLength === 0 && b.writableLength === 0
+  if (!ready && tries < HANDOFF_TRIES && !a.writableEnded && !b.writableEnded) { setImmediate(handOff, n, a, b, done, tries + 1); return }
+  if (ready && !a.writableEnded && !b.writableEnded && !a.readableEnded && !b.readableEnded) {
+    try {
+      n.splice(a, b, { idleTimeoutMs: 0 }, (r) => nativeDone(a, b, r, done))
+      return
+    } catch { /* the addon refused the pair; nothing was taken from either socket */ }
+  }
+  a.removeListener('error', ignore)
+  b.removeListener('error', ignore)
+  jsSplice(a, b, done)
+}
+
+function nativeDone (a: Socket, b: Socket, r: NativeResult, done: (r: SpliceResult) => void): void {
+  a.destroy()
+  b.destroy()
+  const end: SpliceEnd = r.cause === 'eof' ? 'closed' : r.cause === 'reset-a' || r.cause === 'reset-b' ? 'reset' : 'error'
+  const res: { aToB: number, bToA: number, end: SpliceEnd, error?: Error } = { aToB: r.aToB, bToA: r.bToA, end }
+  if (end !== 'closed') res.error = Object.assign(new Error(`native splice ended: ${r.cause}${r.errno !== undefined ? ` (${r.errno})` : ''}`), { code: r.errno ?? r.cause })
+  // As the JS splice does: the result once both sockets have closed.
+  whenBothClosed(a, b, () => done(res))
+}
+
+function whenBothClosed (a: Socket, b: Socket, cb: () => void): void {
+  let left = 2
+  const one = (): void => { if (--left === 0) cb() }
+  for (const s of [a, b]) {
+    if (s.closed) one()
+    else s.once('close', one)
+  }
+}
+
+function jsSplice (a: Socket, b: Socket, done: (r: SpliceResult) => void): void {
   const sa = a as Spliced
   const sb = b as Spliced
   const st: State = { a, aToB: 0, bToA: 0, closed: 0, end: 'closed', error: undefined, done }

@@ -11,6 +11,7 @@ import {
   type KubeEndpointSlice, type KubeIngress, type KubeIngressClass, type KubeLoadBalancerIngress,
   type KubeNode, type KubeService, type KubeServicePort, objectKey, olderFirst,
 } from './kube.js'
+import { type GatewayFinding, type GatewayHostname, type GatewayObjects, type Candidate, computeGatewayNames, findServices } from './gateway.js'
 import { normalizeHostname, parseHostnameList } from './names.js'
 import {
   type BalancePolicy, type Endpoint, type HealthCheckSpec, type HostRoute, type ListenerSpec,
@@ -60,6 +61,8 @@ export interface ObservedState {
   readonly endpointSlices?: readonly KubeEndpointSlice[]
   readonly ingresses?: readonly KubeIngress[]
   readonly ingressClasses?: readonly KubeIngressClass[]
+  /** Gateway API objects (hostname mode), when their CRDs are served. */
+  readonly gatewayApi?: GatewayObjects
   /** The previous result's `allocations`, fed back so IPs stay put. */
   readonly allocations?: ReadonlyMap<string, string>
 }
@@ -156,9 +159,23 @@ export interface ServicePlan {
   readonly events: readonly PlanEvent[]
 }
 
+/** A Gateway hostname after conflicts: whether it is routed, and where to reach it. */
+export interface GatewayHostnamePlan extends GatewayHostname {
+  /** Routed to the Gateway's Service (false: another Service or Gateway holds it). */
+  readonly served: boolean
+  /** `http://name:8080/` or `https://name:8443/`; absent for wildcards. */
+  readonly url?: string
+}
+
+export interface GatewayPlan extends Omit<GatewayFinding, 'hostnames'> {
+  readonly hostnames: readonly GatewayHostnamePlan[]
+}
+
 export interface ComputeResult {
   readonly table: RouteTable
   readonly services: ServicePlan[]
+  /** Gateways seen (hostname mode with Gateway API objects), sorted by key. */
+  readonly gateways: GatewayPlan[]
   /** `namespace/name` → IP, to feed back as ObservedState.allocations. */
   readonly allocations: Map<string, string>
 }
@@ -398,11 +415,14 @@ interface Work {
   hostname?: string
   names: string[]
   wonNames: Set<string>
+  /** Names per Service port from the Gateways it fronts. */
+  gatewayPorts: Array<{ port: number, scheme: 'http' | 'https', names: readonly string[] }>
 }
 
-interface Claim { work: Work, upstream: UpstreamSpec }
+/** One Service port on one listener, with the names it asks for there; `won` is filled once conflicts are settled. */
+interface Claim { work: Work, upstream: UpstreamSpec, names: string[], won: Set<string> }
 
-interface ListenerDraft { host: string, port: number, claims: Claim[] }
+interface ListenerDraft { host: string, port: number, claims: Claim[], udp?: WorkPort[] }
 
 export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
   const o = resolveOptions(opts)
@@ -438,7 +458,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
       continue
     }
-    work.push({ svc, key, namespace, name, events: [], ports: [], names: [], wonNames: new Set() })
+    work.push({ svc, key, namespace, name, events: [], ports: [], names: [], wonNames: new Set(), gatewayPorts: [] })
   }
 
   // --- addresses (ip mode): every handled Service keeps its IP, even when it failed below.
@@ -463,6 +483,9 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       if (ip !== undefined) w.ip = ip
     }
   }
+
+  // --- Ingress hosts and Gateway names: which Service serves each (gateway.ts).
+  const fronted = useNames ? frontNames(observed, work, classes, defaultClass, o.suffix) : undefined
 
   // --- per Service: source ranges, ports, upstreams, names.
   const slicesByService = indexSlices(observed.endpointSlices)
@@ -510,12 +533,14 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       const protocol = p.protocol ?? 'TCP'
       const wp: WorkPort = { spec: p, port: p.port, protocol, listeners: [] }
       if (typeof p.nodePort === 'number' && p.nodePort > 0) wp.nodePort = p.nodePort
-      if (protocol !== 'TCP') {
+      if (protocol !== 'TCP' && protocol !== 'UDP') {
         wp.error = PORT_ERROR_PROTOCOL
-        wp.message = `port ${p.port}/${protocol}: only TCP is proxied`
+        wp.message = `port ${p.port}/${protocol}: only TCP and UDP are proxied`
       } else if (wp.nodePort === undefined) {
         wp.error = PORT_ERROR_NO_NODE_PORT
-        wp.message = `port ${p.port}/TCP has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
+        wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
+      } else if (protocol === 'UDP') {
+        wp.upstream = udpUpstream(`${observed.cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
       } else {
         const upstream: UpstreamSpec = {
           id: `${observed.cluster}/${w.namespace}/${w.name}:${p.port}`,
@@ -538,24 +563,19 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
         w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `${ANNOTATION_HOSTNAMES}: ${JSON.stringify(bad)} is not a hostname or *.suffix; ignored` })
       }
       names.push(...extra.names)
-      const fronted = new Set(frontedClasses(w.svc, classes))
-      if (fronted.size > 0) {
-        for (const ing of [...(observed.ingresses ?? [])].sort(olderFirst)) {
-          if (isDeleting(ing)) continue
-          const cls = ingressClassOf(ing, defaultClass)
-          if (cls === undefined || !fronted.has(cls)) continue
-          for (const rule of ing.spec?.rules ?? []) {
-            if (rule.host === undefined || rule.host === '') continue
-            const n = normalizeHostname(rule.host)
-            if (n === null) {
-              w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `Ingress ${objectKey(ing)}: host ${JSON.stringify(rule.host)} is not a hostname; ignored` })
-            } else {
-              names.push(n)
-            }
+      for (const ing of fronted?.ingresses.get(w.key) ?? []) {
+        for (const rule of ing.spec?.rules ?? []) {
+          if (rule.host === undefined || rule.host === '') continue
+          const n = normalizeHostname(rule.host)
+          if (n === null) {
+            w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `Ingress ${objectKey(ing)}: host ${JSON.stringify(rule.host)} is not a hostname; ignored` })
+          } else {
+            names.push(n)
           }
         }
       }
       w.names = [...new Set(names)]
+      w.gatewayPorts = (fronted?.gateways.byService.get(w.key) ?? []).map((g) => ({ port: g.servicePort, scheme: g.scheme, names: g.names }))
     }
   }
 
@@ -569,11 +589,12 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   }
   for (const w of work) {
     if (w.failed !== undefined) continue
-    const served = w.ports.filter((p) => p.upstream !== undefined)
+    claimUdpPorts(w, drafts, useIp, useNames, o.listenHost)
+    const served = w.ports.filter((p) => p.upstream !== undefined && p.protocol !== 'UDP')
     if (useIp && w.ip !== undefined) {
       for (const p of served) {
         const d = draft(w.ip, p.port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec })
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: w.names, won: new Set() })
         p.listeners.push(listenerKey(d))
       }
     }
@@ -595,8 +616,22 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
         }
         mine.add(port)
         const d = draft(o.listenHost, port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec })
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [...w.names], won: new Set() })
         p.listeners.push(listenerKey(d))
+      }
+      // Gateway names: HTTP listeners on the shared HTTP port, HTTPS/TLS on
+      // the shared HTTPS port, to the Service port numbered like the listener.
+      for (const g of w.gatewayPorts) {
+        const p = served.find((x) => x.port === g.port)
+        if (p === undefined) continue
+        const d = draft(o.listenHost, g.scheme === 'http' ? o.httpPort : o.httpsPort)
+        let c = d.claims.find((x) => x.work === w && x.upstream === p.upstream)
+        if (c === undefined) {
+          c = { work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() }
+          d.claims.push(c)
+          if (!p.listeners.includes(listenerKey(d))) p.listeners.push(listenerKey(d))
+        }
+        for (const n of g.names) if (!c.names.includes(n)) c.names.push(n)
       }
     }
   }
@@ -606,12 +641,16 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   const conflictSeen = new Set<string>()
   const listeners: ListenerSpec[] = []
   for (const d of drafts.values()) {
+    if (d.udp !== undefined) { listeners.push(udpListenerOf(d)); continue }
     const claims = d.claims.sort((a, b) => olderFirst(a.work.svc, b.work.svc))
     if (claims.length === 1) {
       const c = claims[0] as Claim
       // Alone on its port: plain L4, no peek, so server-speaks-first
       // protocols (SMTP, MySQL) do not wait for a client hello.
-      for (const n of c.work.names) if (d.host === o.listenHost) c.work.wonNames.add(n)
+      for (const n of c.names) {
+        c.won.add(n)
+        if (d.host === o.listenHost) c.work.wonNames.add(n)
+      }
       listeners.push({
         host: d.host,
         port: d.port,
@@ -624,9 +663,10 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     }
     const owner = new Map<string, Claim>()
     for (const c of claims) {
-      for (const n of c.work.names) {
+      for (const n of c.names) {
         const cur = owner.get(n)
         if (cur === undefined) { owner.set(n, c); continue }
+        if (cur.work === c.work) continue // two ports of one Service: the first keeps it
         const mineGenerated = c.work.hostname === n
         if (mineGenerated && cur.work.hostname !== n) {
           owner.set(n, c)
@@ -638,9 +678,12 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     }
     const routes: HostRoute[] = []
     for (const c of claims) {
-      const names = c.work.names.filter((n) => owner.get(n) === c).sort(cmp)
+      const names = c.names.filter((n) => owner.get(n) === c).sort(cmp)
       if (names.length === 0) continue
-      for (const n of names) c.work.wonNames.add(n)
+      for (const n of names) {
+        c.won.add(n)
+        c.work.wonNames.add(n)
+      }
       routes.push({
         names,
         upstream: c.upstream,
@@ -676,7 +719,109 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
   for (const w of work) plans.push(servePlan(w, selection, slicesByService, useIp, useNames))
   plans.sort((a, b) => cmp(a.key, b.key))
 
-  return { table: { version: o.version, listeners }, services: plans, allocations }
+  const gateways = fronted === undefined ? [] : gatewayPlans(fronted.gateways.gateways, drafts, o)
+  return { table: { version: o.version, listeners }, services: plans, gateways, allocations }
+}
+
+/** Which Ingresses each Service answers for, and the Gateways' names (gateway.ts has the order). */
+function frontNames (observed: ObservedState, work: readonly Work[], classes: readonly KubeIngressClass[], defaultClass: string | undefined, suffix: string): { ingresses: Map<string, KubeIngress[]>, gateways: ReturnType<typeof computeGatewayNames> } {
+  const candidates: Candidate[] = work.filter((w) => w.failed === undefined).map((w) => {
+    const ann = w.svc.metadata?.annotations?.[ANNOTATION_INGRESS_CLASS]
+    return {
+      key: w.key,
+      svc: w.svc,
+      ip: w.ip,
+      hostname: `${w.name}.${w.namespace}.${suffix}`,
+      explicitClasses: ann === undefined ? undefined : ann.split(',').map((c) => c.trim()).filter((c) => c !== ''),
+    }
+  })
+  const ingresses = new Map<string, KubeIngress[]>()
+  for (const ing of [...(observed.ingresses ?? [])].sort(olderFirst)) {
+    if (isDeleting(ing)) continue
+    const cls = ingressClassOf(ing, defaultClass)
+    const addresses: string[] = []
+    for (const i of ing.status?.loadBalancer?.ingress ?? []) {
+      const a = canonicalIp(i.ip ?? '') ?? i.hostname?.toLowerCase()
+      if (a !== undefined && a !== '') addresses.push(a)
+    }
+    const found = findServices(candidates, cls, addresses, (c) => cls !== undefined && frontedClasses(c.svc, classes).includes(cls))
+    for (const k of found.keys) {
+      let arr = ingresses.get(k)
+      if (arr === undefined) ingresses.set(k, arr = [])
+      arr.push(ing)
+    }
+  }
+  return { ingresses, gateways: computeGatewayNames(observed.gatewayApi ?? {}, candidates) }
+}
+
+function gatewayPlans (found: readonly GatewayFinding[], drafts: ReadonlyMap<string, ListenerDraft>, o: Resolved): GatewayPlan[] {
+  // What each Service port won on the shared ports: `port Service-key:service-port` → names.
+  const won = new Map<string, Set<string>>()
+  for (const port of [o.httpPort, o.httpsPort]) {
+    for (const c of drafts.get(listenerKey({ host: o.listenHost, port }))?.claims ?? []) {
+      const sp = c.upstream.id.slice(c.upstream.id.lastIndexOf(':') + 1)
+      won.set(`${port} ${c.work.key}:${sp}`, c.won)
+    }
+  }
+  return found.map((g) => ({
+    ...g,
+    hostnames: g.hostnames.map((h) => {
+      const port = h.scheme === 'http' ? o.httpPort : o.httpsPort
+      const served = g.services.some((k) => won.get(`${port} ${k}:${h.servicePort}`)?.has(h.name) === true)
+      return { ...h, served, ...(h.name.startsWith('*.') ? {} : { url: `${h.scheme}://${h.name}:${port}/` }) }
+    }),
+  }))
+}
+
+// --- UDP ports (issue #16): a UDP listener per port, never shared by name
+// (a datagram carries no SNI or Host), on the Service's IP and, in hostname
+// mode, on the listen host at the same port number.
+
+function udpUpstream (id: string, endpoints: Endpoint[], policy: BalancePolicy, health: HealthCheckSpec, dialer: string | undefined): UpstreamSpec {
+  // Health is the node's (kube-proxy /healthz, or the healthCheckNodePort
+  // under ETP Local): a UDP port has nothing to connect to. No warm sockets.
+  return { id: `${id}/udp`, endpoints, policy, health, poolSize: 0, ...(dialer !== undefined ? { dialer } : {}) }
+}
+
+function udpDraftKey (host: string, port: number): string {
+  return `${listenerKey({ host, port })}/udp`
+}
+
+function claimUdpPorts (w: Work, drafts: Map<string, ListenerDraft>, useIp: boolean, useNames: boolean, listenHost: string): void {
+  const claim = (host: string, p: WorkPort): void => {
+    const k = udpDraftKey(host, p.port)
+    let d = drafts.get(k)
+    if (d === undefined) { d = { host, port: p.port, claims: [], udp: [] }; drafts.set(k, d) }
+    d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() })
+    ;(d.udp as WorkPort[]).push(p)
+  }
+  for (const p of w.ports) {
+    if (p.protocol !== 'UDP' || p.upstream === undefined) continue
+    if (useIp && w.ip !== undefined) claim(w.ip, p)
+    if (useNames) claim(listenHost, p)
+  }
+}
+
+/** A UDP draft's listener: the oldest claim serves it; a later Service's same port on the shared host gets an error instead. */
+function udpListenerOf (d: ListenerDraft): ListenerSpec {
+  const order = d.claims.map((c, i) => ({ c, p: (d.udp as WorkPort[])[i] as WorkPort })).sort((a, b) => olderFirst(a.c.work.svc, b.c.work.svc))
+  const win = order[0] as { c: Claim, p: WorkPort }
+  win.p.listeners.push(udpDraftKey(d.host, d.port))
+  for (const lose of order.slice(1)) {
+    // Only reachable on the shared listen host; the Service's own IP still serves it in ip+hostname mode.
+    if (lose.c.work.ip !== undefined) continue
+    lose.p.error = PORT_ERROR_SHADOWED
+    lose.p.message = `port ${d.port}/UDP: ${win.c.work.key} already serves UDP ${d.port} on ${d.host}, and datagrams cannot be routed by name`
+  }
+  return {
+    host: d.host,
+    port: d.port,
+    protocol: 'udp',
+    routes: [],
+    default: win.c.upstream,
+    ...(win.c.work.sourceRanges !== undefined ? { sourceRanges: win.c.work.sourceRanges } : {}),
+    owner: win.c.work.key,
+  }
 }
 
 function rank (p: WorkPort): number {

@@ -96,6 +96,11 @@ export interface KubeIngress {
       readonly host?: string
     }>
   }
+  readonly status?: {
+    readonly loadBalancer?: {
+      readonly ingress?: readonly KubeLoadBalancerIngress[]
+    }
+  }
 }
 
 export interface KubeIngressClass {

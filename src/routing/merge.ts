@@ -146,7 +146,8 @@ export function mergeTables (inputs: readonly ClusterTable[], opts: MergeOptions
   const byKey = new Map<string, Part[]>()
   for (const { cluster, table } of sorted) {
     for (const spec of table.listeners) {
-      const k = listenerKey(spec)
+      // A UDP listener never merges with the TCP one on the same address and port.
+      const k = listenerKey(spec) + (spec.protocol === 'udp' ? '/udp' : '')
       let arr = byKey.get(k)
       if (arr === undefined) byKey.set(k, arr = [])
       arr.push({ cluster, spec })
@@ -157,7 +158,8 @@ export function mergeTables (inputs: readonly ClusterTable[], opts: MergeOptions
   const listeners: ListenerSpec[] = []
   for (const [k, parts] of byKey) {
     owners.set(k, [...new Set(parts.map((p) => p.cluster))].sort(cmp))
-    listeners.push(parts.length === 1 ? (parts[0] as Part).spec : mergeShared(k, parts, suffix, conflicts))
+    // Datagrams cannot be routed by name: of several clusters' UDP listeners on one port, the first cluster's serves.
+    listeners.push(parts.length === 1 || (parts[0] as Part).spec.protocol === 'udp' ? (parts[0] as Part).spec : mergeShared(k, parts, suffix, conflicts))
   }
   // By address (numerically, IPv4 before IPv6), then port, as computeRoutes orders them.
   const rank = new Map<string, bigint>()

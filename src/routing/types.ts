@@ -57,6 +57,12 @@ export interface ListenerSpec {
   readonly maxConnections?: number
   /** Free-form owner label for logs and status (e.g. `default/web`). */
   readonly owner?: string
+  /**
+   * `udp`: a datagram listener (dataplane/udp/plane.ts; no routes, no PROXY
+   * header); absent or `tcp` is a stream listener. A TCP and a UDP listener
+   * may share host and port.
+   */
+  readonly protocol?: 'tcp' | 'udp'
 }
 
 export interface RouteTable {

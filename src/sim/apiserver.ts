@@ -29,6 +29,7 @@ import { aggregatedDiscovery, apiGroup, apiGroupList, apiResourceList, apiVersio
 import { renderTable, type IncludeObject } from './tables.js'
 import { renderKubeconfig } from './kubeconfig.js'
 import { openapiV3ForSegments, openapiV3Root } from './openapi.js'
+import { Catalog } from './crds.js'
 
 export type { KubeObject, ResourceDef } from './resources.js'
 export { ApiStatusError } from './status.js'
@@ -204,6 +205,8 @@ export class ApiServer {
   private readonly server: http.Server
   private readonly caData: string | undefined
   private readonly store: Store
+  /** Built-in resources and those of the CRDs written so far. */
+  private readonly catalog = new Catalog()
   private readonly log: Logger
   private readonly sockets = new Set<Socket>()
   private readonly watches = new Set<ActiveWatch>()
@@ -244,7 +247,19 @@ export class ApiServer {
       user: opts.user ?? 'kubernetes-admin',
     }
     this.log = (opts.logger ?? silentLogger()).child({ module: 'apisim' })
-    this.store = new Store({ historySize, network: { cidr, nodePortRange: range } })
+    this.store = new Store({ historySize, network: { cidr, nodePortRange: range }, catalog: () => this.catalog.all })
+    // CRDs take effect as they are written: a synchronous, internal watch.
+    const crdDef = findResource('apiextensions.k8s.io', 'v1', 'customresourcedefinitions') as ResourceDef
+    this.store.watch(crdDef, { label: parseLabelSelector(''), field: parseFieldSelector('', crdDef) }, (type, crd) => {
+      const gone = this.catalog.apply(type, crd)
+      if (gone === undefined) return
+      this.store.dropStorage(gone)
+      for (const w of [...this.watches]) {
+        if (w.def.storage !== gone) continue
+        w.stop()
+        w.res.end()
+      }
+    })
     if (opts.seedDefaults ?? true) {
       for (const ns of ['default', 'kube-node-lease', 'kube-public', 'kube-system']) this.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })
       this.create({
@@ -421,13 +436,13 @@ export class ApiServer {
   // ---- in-process object hooks (no HTTP, no auth rules; events reach watches as usual) ----
 
   private def (resource: string): ResourceDef {
-    const d = resolveResource(resource)
+    const d = resolveResource(resource, this.catalog.all)
     if (d === undefined) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `unknown resource ${JSON.stringify(resource)}`)
     return d
   }
 
   private defOf (obj: KubeObject): ResourceDef {
-    const d = findByKind(String(obj.apiVersion), String(obj.kind))
+    const d = findByKind(String(obj.apiVersion), String(obj.kind), this.catalog.all)
     if (d === undefined) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `unknown apiVersion/kind ${String(obj.apiVersion)}/${String(obj.kind)}`)
     return d
   }
@@ -567,7 +582,7 @@ export class ApiServer {
   private matchRecord (m: RequestMatch, r: { verb: string, resource: string, subresource: string, namespace: string, name: string }): boolean {
     if (m.verb !== undefined && !(Array.isArray(m.verb) ? m.verb as string[] : [m.verb as string]).includes(r.verb)) return false
     if (m.resource !== undefined) {
-      const d = resolveResource(m.resource)
+      const d = resolveResource(m.resource, this.catalog.all)
       if (d === undefined ? m.resource !== r.resource : resourceKey(d) !== r.resource) return false
     }
     if (m.subresource !== undefined && m.subresource !== r.subresource) return false
@@ -643,7 +658,7 @@ export class ApiServer {
     if (first === 'openapi') {
       await drain(req)
       if (req.method !== 'GET') throw methodNotAllowed()
-      const doc = segs[1] === 'v3' ? (segs.length === 2 ? openapiV3Root() : openapiV3ForSegments(segs.slice(2))) : undefined
+      const doc = segs[1] === 'v3' ? (segs.length === 2 ? openapiV3Root(this.catalog.all) : openapiV3ForSegments(segs.slice(2), this.catalog.all)) : undefined
       if (doc === undefined) throw pathNotFound()
       send(200, doc)
       return
@@ -672,22 +687,22 @@ export class ApiServer {
       const wanted = this.opts.aggregatedDiscovery ? parseAccept(req.headers.accept).find((m) => jsonish(m.type) && m.params.g === 'apidiscovery.k8s.io' && m.params.as === 'APIGroupDiscoveryList' && (m.params.v === 'v2' || m.params.v === 'v2beta1')) : undefined
       if (wanted !== undefined) {
         const v = wanted.params.v as string
-        send(200, aggregatedDiscovery(legacy, `apidiscovery.k8s.io/${v}`), `application/json;g=apidiscovery.k8s.io;v=${v};as=APIGroupDiscoveryList`)
+        send(200, aggregatedDiscovery(legacy, `apidiscovery.k8s.io/${v}`, this.catalog.all), `application/json;g=apidiscovery.k8s.io;v=${v};as=APIGroupDiscoveryList`)
         return
       }
-      send(200, legacy ? apiVersions(`${this.host}:${this.boundPort}`) : apiGroupList())
+      send(200, legacy ? apiVersions(`${this.host}:${this.boundPort}`) : apiGroupList(this.catalog.all))
       return
     }
     if (version === undefined) {
       await drain(req)
-      const g = apiGroup(group)
+      const g = apiGroup(group, this.catalog.all)
       if (g === undefined) throw pathNotFound()
       send(200, g)
       return
     }
     if (rest.length === 0) {
       await drain(req)
-      const list = apiResourceList(group, version)
+      const list = apiResourceList(group, version, this.catalog.all)
       if (list === undefined) throw pathNotFound()
       send(200, list)
       return
@@ -723,7 +738,7 @@ export class ApiServer {
     let namespace = ''
     let name = ''
     let subresource = ''
-    const nsDef = rest[0] === 'namespaces' && rest.length >= 3 ? findResource(group, version, rest[2] as string) : undefined
+    const nsDef = rest[0] === 'namespaces' && rest.length >= 3 ? findResource(group, version, rest[2] as string, this.catalog.all) : undefined
     if (nsDef !== undefined && nsDef.namespaced) {
       def = nsDef
       namespace = rest[1] as string
@@ -731,7 +746,7 @@ export class ApiServer {
       subresource = rest[4] ?? ''
       if (rest.length > 5) throw pathNotFound()
     } else {
-      def = findResource(group, version, rest[0] ?? '')
+      def = findResource(group, version, rest[0] ?? '', this.catalog.all)
       if (def === undefined) throw pathNotFound()
       name = rest[1] ?? ''
       subresource = rest[2] ?? ''

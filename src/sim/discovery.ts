@@ -4,8 +4,8 @@
 
 import { ALL_VERBS, RESOURCES, SUBRESOURCE_VERBS, apiVersionOf, groups, type ResourceDef } from './resources.js'
 
-function served (group: string, version: string): ResourceDef[] {
-  return RESOURCES.filter((r) => r.group === group && r.version === version)
+function served (group: string, version: string, defs: readonly ResourceDef[]): ResourceDef[] {
+  return defs.filter((r) => r.group === group && r.version === version)
 }
 
 export function apiVersions (serverAddress: string): Record<string, unknown> {
@@ -21,22 +21,22 @@ function groupEntry (group: string, versions: string[]): Record<string, unknown>
   return { name: group, versions: vs, preferredVersion: vs[0] }
 }
 
-export function apiGroupList (): Record<string, unknown> {
+export function apiGroupList (defs: readonly ResourceDef[] = RESOURCES): Record<string, unknown> {
   return {
     kind: 'APIGroupList',
     apiVersion: 'v1',
-    groups: groups().filter((g) => g.group !== '').map((g) => groupEntry(g.group, g.versions)),
+    groups: groups(defs).filter((g) => g.group !== '').map((g) => groupEntry(g.group, g.versions)),
   }
 }
 
-export function apiGroup (group: string): Record<string, unknown> | undefined {
-  const g = groups().find((x) => x.group === group && group !== '')
+export function apiGroup (group: string, defs: readonly ResourceDef[] = RESOURCES): Record<string, unknown> | undefined {
+  const g = groups(defs).find((x) => x.group === group && group !== '')
   if (g === undefined) return undefined
   return { kind: 'APIGroup', apiVersion: 'v1', ...groupEntry(g.group, g.versions) }
 }
 
-export function apiResourceList (group: string, version: string): Record<string, unknown> | undefined {
-  const defs = served(group, version)
+export function apiResourceList (group: string, version: string, all: readonly ResourceDef[] = RESOURCES): Record<string, unknown> | undefined {
+  const defs = served(group, version, all)
   if (defs.length === 0) return undefined
   const resources: Array<Record<string, unknown>> = []
   for (const r of defs) {
@@ -50,12 +50,12 @@ export function apiResourceList (group: string, version: string): Record<string,
 }
 
 /** The apidiscovery.k8s.io list for /api (legacy core) or /apis (named groups). */
-export function aggregatedDiscovery (legacy: boolean, apiVersion: string): Record<string, unknown> {
-  const items = groups().filter((g) => (g.group === '') === legacy).map((g) => ({
+export function aggregatedDiscovery (legacy: boolean, apiVersion: string, defs: readonly ResourceDef[] = RESOURCES): Record<string, unknown> {
+  const items = groups(defs).filter((g) => (g.group === '') === legacy).map((g) => ({
     metadata: legacy ? { creationTimestamp: null } : { name: g.group, creationTimestamp: null },
     versions: g.versions.map((v) => ({
       version: v,
-      resources: served(g.group, v).map((r) => {
+      resources: served(g.group, v, defs).map((r) => {
         const kind = { group: r.group, version: r.version, kind: r.kind }
         const e: Record<string, unknown> = {
           resource: r.plural,

@@ -7,14 +7,14 @@
 // explain` and client-side apply schemas are out of scope.
 
 import { createHash } from 'node:crypto'
-import { RESOURCES, groups } from './resources.js'
+import { RESOURCES, groups, type ResourceDef } from './resources.js'
 
 function gvPath (group: string, version: string): string {
   return group === '' ? `api/${version}` : `apis/${group}/${version}`
 }
 
-export function openapiV3Doc (group: string, version: string): Record<string, unknown> | undefined {
-  const defs = RESOURCES.filter((r) => r.group === group && r.version === version)
+export function openapiV3Doc (group: string, version: string, all: readonly ResourceDef[] = RESOURCES): Record<string, unknown> | undefined {
+  const defs = all.filter((r) => r.group === group && r.version === version)
   if (defs.length === 0) return undefined
   const paths: Record<string, unknown> = {}
   for (const r of defs) {
@@ -43,12 +43,12 @@ export function openapiV3Doc (group: string, version: string): Record<string, un
   }
 }
 
-export function openapiV3Root (): Record<string, unknown> {
+export function openapiV3Root (defs: readonly ResourceDef[] = RESOURCES): Record<string, unknown> {
   const paths: Record<string, unknown> = {}
-  for (const g of groups()) {
+  for (const g of groups(defs)) {
     for (const v of g.versions) {
       const p = gvPath(g.group, v)
-      const hash = createHash('sha512').update(JSON.stringify(openapiV3Doc(g.group, v))).digest('hex').toUpperCase()
+      const hash = createHash('sha512').update(JSON.stringify(openapiV3Doc(g.group, v, defs))).digest('hex').toUpperCase()
       paths[p] = { serverRelativeURL: `/openapi/v3/${p}?hash=${hash}` }
     }
   }
@@ -56,8 +56,8 @@ export function openapiV3Root (): Record<string, unknown> {
 }
 
 /** Maps `/openapi/v3/api/v1` or `/openapi/v3/apis/G/V` segments to a document. */
-export function openapiV3ForSegments (segs: string[]): Record<string, unknown> | undefined {
-  if (segs[0] === 'api' && segs.length === 2) return openapiV3Doc('', segs[1] as string)
-  if (segs[0] === 'apis' && segs.length === 3) return openapiV3Doc(segs[1] as string, segs[2] as string)
+export function openapiV3ForSegments (segs: string[], defs: readonly ResourceDef[] = RESOURCES): Record<string, unknown> | undefined {
+  if (segs[0] === 'api' && segs.length === 2) return openapiV3Doc('', segs[1] as string, defs)
+  if (segs[0] === 'apis' && segs.length === 3) return openapiV3Doc(segs[1] as string, segs[2] as string, defs)
   return undefined
 }

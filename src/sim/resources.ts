@@ -55,6 +55,8 @@ export interface ResourceDef {
   patchLists: Record<string, ListStrategy>
   /** The storage this resource shares (events.k8s.io/v1 events live with core v1 events). */
   storage: string
+  /** Served from a CustomResourceDefinition of this name (crds.ts): every version shares one storage, objects take the version asked for. */
+  crd?: string
 }
 
 export const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const
@@ -228,12 +230,28 @@ export const RESOURCES: readonly ResourceDef[] = [
     plural: 'leases',
     namespaced: true,
   }),
+  def({
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    kind: 'CustomResourceDefinition',
+    plural: 'customresourcedefinitions',
+    namespaced: false,
+    shortNames: ['crd', 'crds'],
+    categories: ['api-extensions'],
+    statusSubresource: true,
+    generation: 'spec',
+  }),
 ]
 
+/** Builds a ResourceDef with the defaults above (crds.ts makes them from CRDs). */
+export function makeDef (d: Partial<ResourceDef> & Pick<ResourceDef, 'group' | 'version' | 'kind' | 'plural' | 'namespaced'>): ResourceDef {
+  return def(d)
+}
+
 /** Group → versions served, in the order discovery lists them. */
-export function groups (): Array<{ group: string, versions: string[] }> {
+export function groups (defs: readonly ResourceDef[] = RESOURCES): Array<{ group: string, versions: string[] }> {
   const out: Array<{ group: string, versions: string[] }> = []
-  for (const r of RESOURCES) {
+  for (const r of defs) {
     let g = out.find((x) => x.group === r.group)
     if (g === undefined) {
       g = { group: r.group, versions: [] }
@@ -244,12 +262,12 @@ export function groups (): Array<{ group: string, versions: string[] }> {
   return out
 }
 
-export function findResource (group: string, version: string, plural: string): ResourceDef | undefined {
-  return RESOURCES.find((r) => r.group === group && r.version === version && r.plural === plural)
+export function findResource (group: string, version: string, plural: string, defs: readonly ResourceDef[] = RESOURCES): ResourceDef | undefined {
+  return defs.find((r) => r.group === group && r.version === version && r.plural === plural)
 }
 
-export function findByKind (apiVersion: string, kind: string): ResourceDef | undefined {
-  return RESOURCES.find((r) => apiVersionOf(r) === apiVersion && r.kind === kind)
+export function findByKind (apiVersion: string, kind: string, defs: readonly ResourceDef[] = RESOURCES): ResourceDef | undefined {
+  return defs.find((r) => apiVersionOf(r) === apiVersion && r.kind === kind)
 }
 
 /**
@@ -257,11 +275,11 @@ export function findByKind (apiVersion: string, kind: string): ResourceDef | und
  * (`svc`), a kind (`Service`) or a group-qualified plural
  * (`events.events.k8s.io`). Core wins over groups, as in kubectl.
  */
-export function resolveResource (name: string): ResourceDef | undefined {
+export function resolveResource (name: string, defs: readonly ResourceDef[] = RESOURCES): ResourceDef | undefined {
   const lower = name.toLowerCase()
-  for (const r of RESOURCES) if (resourceKey(r) === lower) return r
-  for (const r of RESOURCES) if (r.plural === lower || r.singular === lower || r.shortNames.includes(lower)) return r
-  for (const r of RESOURCES) if (r.kind === name) return r
+  for (const r of defs) if (resourceKey(r) === lower) return r
+  for (const r of defs) if (r.plural === lower || r.singular === lower || r.shortNames.includes(lower)) return r
+  for (const r of defs) if (r.kind === name) return r
   return undefined
 }
 

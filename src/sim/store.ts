@@ -13,6 +13,7 @@ import {
 import {
   RESOURCES, apiVersionOf, nameErrors, resourceKey, type KubeObject, type ObjectMeta, type ResourceDef,
 } from './resources.js'
+import { CRD_STORAGE, crdStrategy } from './crds.js'
 import { AllocationTx, strategies, type ServiceNetwork, type ServiceStrategy, type Strategy } from './strategies.js'
 import { applyPatch, type Json, type PatchType } from './patch.js'
 import { eventFromCore, eventToCore, validateEventsV1 } from './events.js'
@@ -76,6 +77,8 @@ export interface StoreOptions {
   historySize: number
   network: ServiceNetwork
   now?: () => Date
+  /** Every resource served now, custom resources included (default: the built-in ones). */
+  catalog?: () => readonly ResourceDef[]
 }
 
 const GENERATE_CHARS = 'bcdfghjklmnpqrstvwxz2456789'
@@ -134,13 +137,15 @@ export class Store {
   private readonly now: () => Date
   readonly services: ServiceStrategy
   private readonly strategies: ReadonlyMap<string, Strategy>
+  private readonly defs: () => readonly ResourceDef[]
 
   constructor (opts: StoreOptions) {
+    this.defs = opts.catalog ?? (() => RESOURCES)
     this.historySize = opts.historySize
     this.now = opts.now ?? (() => new Date())
     const s = strategies(opts.network)
     this.services = s.services
-    this.strategies = s.byStorage
+    this.strategies = new Map([...s.byStorage, [CRD_STORAGE, crdStrategy]])
     for (const r of RESOURCES) if (!this.objects.has(r.storage)) this.objects.set(r.storage, new Map())
   }
 
@@ -467,7 +472,7 @@ export class Store {
   // Namespace deletion: mark it Terminating, delete its contents; it goes
   // away once nothing is left in it (finalizers may hold contents).
   private deleteNamespace (ns: KubeObject): DeleteResult {
-    const nsDef = RESOURCES.find((r) => r.storage === 'namespaces') as ResourceDef
+    const nsDef = this.defs().find((r) => r.storage === 'namespaces') as ResourceDef
     const name = ns.metadata.name as string
     let cur = ns
     if (ns.metadata.deletionTimestamp === undefined) {
@@ -478,7 +483,7 @@ export class Store {
       cur = this.put('namespaces', name, next, 'MODIFIED', ns)
       this.emptying = name
       try {
-        for (const r of RESOURCES) {
+        for (const r of this.storageDefs()) {
           if (!r.namespaced || r.storage !== resourceKey(r)) continue
           for (const o of [...(this.objects.get(r.storage)?.values() ?? [])]) {
             if (o.metadata.namespace === name) {
@@ -497,7 +502,7 @@ export class Store {
   private finishNamespace (name: string): KubeObject | undefined {
     const ns = this.objects.get('namespaces')?.get(name)
     if (ns?.metadata.deletionTimestamp === undefined) return undefined
-    for (const r of RESOURCES) {
+    for (const r of this.storageDefs()) {
       if (!r.namespaced) continue
       for (const o of this.objects.get(r.storage)?.values() ?? []) if (o.metadata.namespace === name) return undefined
     }
@@ -508,7 +513,21 @@ export class Store {
 
   private storedDef (def: ResourceDef): ResourceDef {
     if (def.storage === resourceKey(def)) return def
-    return RESOURCES.find((r) => resourceKey(r) === def.storage) as ResourceDef
+    return this.defs().find((r) => resourceKey(r) === def.storage) as ResourceDef
+  }
+
+  /** One def per storage (a CRD's versions share one). */
+  private storageDefs (): ResourceDef[] {
+    const seen = new Set<string>()
+    return this.defs().filter((r) => !seen.has(r.storage) && seen.add(r.storage) !== undefined)
+  }
+
+  /** A CRD's storage goes away with it: every object is deleted (watchers see DELETED). */
+  dropStorage (storage: string): void {
+    const m = this.objects.get(storage)
+    if (m === undefined) return
+    for (const [key, o] of [...m]) this.remove(storage, key, o)
+    this.objects.delete(storage)
   }
 
   private key (def: ResourceDef, namespace: string, name: string): string {
@@ -529,6 +548,8 @@ export class Store {
   /** The object as `def` presents it (events.k8s.io converts), always a fresh copy. */
   private external (def: ResourceDef, o: KubeObject): KubeObject {
     if (def.storage !== resourceKey(def)) return clone(eventFromCore(o))
+    // A custom resource is served at every version of its CRD (conversion None).
+    if (def.crd !== undefined) return { ...clone(o), apiVersion: apiVersionOf(def) }
     return clone(o)
   }
 
@@ -550,7 +571,9 @@ export class Store {
     const rv = this.bump()
     obj.metadata.resourceVersion = String(rv)
     const frozen = deepFreeze(obj)
-    this.objects.get(storage)?.set(key, frozen)
+    let bucket = this.objects.get(storage)
+    if (bucket === undefined) this.objects.set(storage, bucket = new Map())
+    bucket.set(key, frozen)
     if (typeof frozen.metadata.uid === 'string') this.uids.set(frozen.metadata.uid, { storage, key })
     this.record({ type, rv, storage, obj: frozen, prev })
     return frozen
@@ -576,7 +599,7 @@ export class Store {
   // are all gone is deleted (through its finalizers, if any).
   private collectGarbage (uid: string | undefined): void {
     if (uid === undefined) return
-    for (const r of RESOURCES) {
+    for (const r of this.storageDefs()) {
       if (r.storage !== resourceKey(r)) continue
       for (const o of [...(this.objects.get(r.storage)?.values() ?? [])]) {
         const owners = o.metadata.ownerReferences ?? []

@@ -14,6 +14,9 @@ const cases: Array<[string, string[], string]> = [
   ['missing --listen', ['proxy', '--backend', '127.0.0.1:1'], 'KT_ERR_INVALID_ARG'],
   ['unknown option', ['proxy', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1', '--bogus'], 'KT_ERR_INVALID_ARG'],
   ['bad policy', ['proxy', '--listen', '127.0.0.1:0', '--backend', '127.0.0.1:1', '--policy', 'best'], 'KT_ERR_INVALID_ARG'],
+  ['udp: /sctp', ['proxy', '--listen', '127.0.0.1:53/sctp', '--backend', '127.0.0.1:1'], 'KT_ERR_INVALID_PROTOCOL'],
+  ['udp: port out of range', ['proxy', '--listen', '127.0.0.1:65536/udp', '--backend', '127.0.0.1:1'], 'KT_ERR_INVALID_ADDRESS'],
+  ['udp: --route on a UDP listener', ['proxy', '--listen', '127.0.0.1:0/udp', '--route', 'a.test=127.0.0.1:1'], 'KT_ERR_INVALID_ROUTE'],
 ]
 
 for (const [name, args, code] of cases) {

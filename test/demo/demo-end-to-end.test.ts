@@ -16,18 +16,26 @@ const pool = loopbackPool()
 const kubeconfig = join(dir, 'kubeconfig')
 const stateDir = join(dir, 'state')
 
-const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 20_000 })
+const demo = await startCli(['demo', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--ip-pool', pool, '--state-dir', stateDir, '--kubeconfig-out', kubeconfig, '--service-port', '80'], { waitListening: 2, timeoutMs: 40_000 })
 t.teardown(() => demo.stop('SIGKILL'))
 await until(() => demo.stdout.includes('ready'), 15_000, 'the ready line')
 
-const service = demo.stdout.find((l) => l.startsWith('service ')) ?? ''
-const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(service)?.[1] ?? ''
+const service = demo.stdout.find((l) => l.startsWith('service demo/demo/hello ')) ?? ''
+const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s)/.exec(service)?.[1] ?? ''
+// The demo's Gateway: its implementation's LoadBalancer Service, and the HTTPRoute's name.
+const gwService = demo.stdout.find((l) => l.startsWith('service demo/demo/app-gateway ')) ?? ''
+const gwIp = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(gwService)?.[1] ?? ''
 
 t.test('listening lines, the service line and what to curl', async (t) => {
-  t.same(demo.listening.map((l) => `${l.host}:${l.port}`).sort(), [`127.0.0.1:${httpPort}`, `${ip}:80`].sort())
-  t.match(service, new RegExp(`^service demo/demo/hello ${ip.replace(/\./g, '\\.')}:80 http://hello\\.demo\\.localhost:${httpPort}$`))
+  await until(() => demo.listening.length >= 3, 5000, 'three listening lines')
+  t.same(demo.listening.map((l) => `${l.host}:${l.port}`).sort(), [`127.0.0.1:${httpPort}`, `${ip}:80`, `${gwIp}:80`].sort())
+  // Addresses sorted, UDP ones marked /udp (hostname mode serves UDP on the listen host at the port number).
+  t.match(service, new RegExp(`^service demo/demo/hello 127\\.0\\.0\\.1:80/udp ${ip.replace(/\./g, '\\.')}:80 ${ip.replace(/\./g, '\\.')}:80/udp http://hello\\.demo\\.localhost:${httpPort}$`))
   t.ok(demo.stdout.includes(`  curl http://hello.demo.localhost:${httpPort}/`))
   t.ok(demo.stdout.includes(`  curl http://${ip}/`))
+  t.ok(demo.stdout.some((l) => l.startsWith(`  curl http://app.demo.localhost:${httpPort}/ `)), 'the Gateway\'s HTTPRoute name is offered')
+  t.ok(demo.stdout.includes(`  echo hello | nc -u -w1 ${ip} 80`), 'and the command to try the UDP port')
+  t.ok(demo.stdout.includes(`listening ${ip}:80/udp`), 'the UDP listener on the external IP')
   t.ok(ip.startsWith(pool.split('.').slice(0, 3).join('.')), 'the external IP comes from --ip-pool')
 })
 
@@ -45,6 +53,25 @@ t.test('curl through the hostname and through the external IP reaches both simul
   t.same([...seen].sort(), ['demo-worker', 'demo-worker2'], 'round robin over both nodes')
 })
 
+t.test('curl http://app.demo.localhost reaches the Gateway by name', async (t) => {
+  const r = await curl(`http://app.demo.localhost:${httpPort}/`)
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^hello from demo-worker2? \(127\.\d+\.\d+\.\d+\) through Gateway demo\/app, GET \/ for host app\.demo\.localhost/)
+  const gw = await run('kubectl', ['--kubeconfig', kubeconfig, 'get', 'gateway', '-n', 'demo', 'app', '-o', 'jsonpath={.status.addresses[*].value}'])
+  t.equal(gw.code, 0, gw.stderr)
+  t.match(gw.stdout, /app-gateway\.demo\.localhost/, 'the implementation published the address kind-tunnel gave its Service')
+})
+
+t.test('the demo Service UDP port: a datagram to IP:80/udp reaches a simulated node', async (t) => {
+  const { createSocket } = await import('node:dgram')
+  const c = createSocket('udp4')
+  t.teardown(() => { c.close() })
+  const reply = new Promise<string>((resolve) => c.once('message', (m) => { resolve(m.toString()) }))
+  c.send('hello', 80, ip)
+  const got = await Promise.race([reply, new Promise<string>((resolve) => setTimeout(() => { resolve('(no answer in 5 s)') }, 5000))])
+  t.match(got, /^hello from demo-worker2? \(127\.[\d.]+\) over UDP: hello\n$/)
+})
+
 t.test('the real kubectl shows the EXTERNAL-IP and the hostname', async (t) => {
   const r = await run('kubectl', ['--kubeconfig', kubeconfig, 'get', 'svc', '-n', 'demo', 'hello', '--no-headers'])
   t.equal(r.code, 0, r.stderr)
@@ -56,10 +83,11 @@ t.test('the real kubectl shows the EXTERNAL-IP and the hostname', async (t) => {
 t.test('status over the control socket', async (t) => {
   const r = await run(process.execPath, [join(import.meta.dirname, '../../src/cli/main.js'), 'status', '--json', '--state-dir', stateDir])
   t.equal(r.code, 0, r.stderr)
-  const st = JSON.parse(r.stdout) as { services: Array<{ name: string, addresses: string[], backends: Array<{ health: string }> }>, totals: { accepted: number } }
-  t.equal(st.services[0]?.name, 'hello')
-  t.same(st.services[0]?.addresses, [`${ip}:80`])
-  t.equal(st.services[0]?.backends.length, 2)
+  const st = JSON.parse(r.stdout) as { services: Array<{ name: string, addresses: string[], backends: Array<{ health: string }> }>, totals: { accepted: number }, clusters: Array<{ controller?: { gateways?: Array<{ key: string, hostnames: Array<{ url?: string, served: boolean }> }> } }> }
+  t.same(st.clusters[0]?.controller?.gateways?.map((g) => [g.key, g.hostnames.map((h) => [h.url, h.served])]), [['demo/app', [[`http://app.demo.localhost:${httpPort}/`, true]]]], 'status --json carries the Gateway and its URL')
+  const hello = st.services.find((s) => s.name === 'hello')
+  t.same(hello?.addresses, [`127.0.0.1:80/udp`, `${ip}:80`, `${ip}:80/udp`], 'TCP and UDP addresses')
+  t.equal(hello?.backends.length, 2)
   t.ok(st.totals.accepted >= 12, 'the curls were counted')
 })
 

@@ -52,7 +52,7 @@ t.test('the input is not mutated', async (t) => {
 
 t.test('listeners are unique and sorted; upstream ids are consistent across listeners', async (t) => {
   const { table } = computeRoutes(observed, opts)
-  const keys = table.listeners.map((l) => `${l.host}:${l.port}`)
+  const keys = table.listeners.map((l) => `${l.host}:${l.port}${l.protocol === 'udp' ? '/udp' : ''}`)
   t.equal(new Set(keys).size, keys.length)
   const byId = new Map<string, string>()
   for (const l of table.listeners) {
@@ -66,6 +66,6 @@ t.test('listeners are unique and sorted; upstream ids are consistent across list
   }
   t.same([...byId.keys()].sort(), [
     'kind/data/db:5432', 'kind/default/web:443', 'kind/default/web:80',
-    'kind/ingress/ctl:443', 'kind/ingress/ctl:80', 'kind/prod/api:443', 'kind/prod/api:9000',
+    'kind/ingress/ctl:443', 'kind/ingress/ctl:80', 'kind/prod/api:443', 'kind/prod/api:53/udp', 'kind/prod/api:9000',
   ])
 })

@@ -35,7 +35,7 @@ t.test('a failed Service with a stale status: cleared, updated + failed events',
 })
 
 t.test('unsupported-port events come with the status change only', async (t) => {
-  const ports = [tcp(80, 30080), { port: 53, protocol: 'UDP', nodePort: 30053 }]
+  const ports = [tcp(80, 30080), { port: 9899, protocol: 'SCTP', nodePort: 30053 }]
   const first = plan(undefined, { ports })
   t.same(first?.events.map((e) => e.kind), ['assigned', 'unsupported'])
   const steady = plan(first?.ingress as KubeLoadBalancerIngress[], { ports })

@@ -19,7 +19,9 @@ const repoRoot = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\
 
 /** Read-only mounts that put kind-tunnel at /app (entry point /app/dist/src/cli/main.js). */
 export function sidecarMounts (): string[] {
-  return [`${distRoot}/src:/app/dist/src:ro`, `${repoRoot}/node_modules:/app/node_modules:ro`, `${repoRoot}/package.json:/app/package.json:ro`]
+  // The native addon with its sources (the loader checks one against the other), as docker/sidecar.Dockerfile lays them.
+  return [`${distRoot}/src:/app/dist/src:ro`, `${repoRoot}/node_modules:/app/node_modules:ro`, `${repoRoot}/package.json:/app/package.json:ro`,
+    `${repoRoot}/src/dataplane/native:/app/src/dataplane/native:ro`]
 }
 
 const SCRIPT = `

@@ -119,6 +119,20 @@ else {
     t.equal(r.stdout.trim(), `${cluster.name}-worker`)
   })
 
+  t.test('its listeners run on the native lane (status), the addon being there', async (t) => {
+    const e = await docker.getContainer(sidecar.id).exec({ Cmd: ['node', '/app/dist/src/cli/main.js', 'status'], AttachStdout: true, AttachStderr: true })
+    const stream = await e.start({ hijack: true, stdin: false }) as unknown as NodeJS.ReadableStream
+    const chunks: Buffer[] = []
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (d: Buffer) => chunks.push(d))
+      stream.once('end', () => resolve())
+      stream.once('error', reject)
+    })
+    const out = demuxLogs(Buffer.concat(chunks))
+    t.match(out, /native lane/, out)
+    t.notMatch(out, /\bjs \(/, 'no listener on the JS path')
+  })
+
   t.test('docker stop: statuses and finalizers are undone', async (t) => {
     await sidecar.stop({ t: 20 })
     const info = await sidecar.inspect()

@@ -13,8 +13,8 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { InvalidArgumentError, KtError } from '../../errors.js'
+import { locateAddon, nativeRequired, platformTag } from './locate.js'
 
 import { SPLICE_CAUSES, VOCAB_HASH, type SpliceCause } from '../vocab.js'
 export type { SpliceCause }
@@ -186,43 +186,68 @@ export function nativeUnavailableReason (): string | undefined {
   return loadError
 }
 
-function addonCandidates (explicit: string | undefined): string[] {
-  if (explicit !== undefined) return [explicit]
-  const fromEnv = process.env['KT_NATIVE_ADDON']
-  if (fromEnv !== undefined && fromEnv !== '') return [fromEnv]
-  const rel = 'build/Release/kt_splice.node'
-  return [
-    // Running from the sources' folder (ts loaders) or a build that copied the addon beside index.js.
-    fileURLToPath(new URL(rel, import.meta.url)),
-    // Compiled output (dist*/src/dataplane/native/index.js): the addon stays in the source tree.
-    fileURLToPath(new URL(`../../../../src/dataplane/native/${rel}`, import.meta.url)),
-  ]
+let cachedBinding: Binding | undefined
+let cachedHow: string | undefined
+
+function requireAddon (file: string): Binding {
+  const binding = createRequire(import.meta.url)(file) as Binding & { vocabHash?: unknown }
+  if (typeof binding.createEngine !== 'function') throw new Error('not the kind-tunnel splice addon')
+  // Outcomes, causes, the record and stats layouts and error codes are
+  // generated for both sides from src/dataplane/vocab.json: an addon built
+  // from another definition would be read wrong, so it is not used.
+  if (binding.vocabHash !== VOCAB_HASH) {
+    throw new Error(`built from another vocabulary (addon ${String(binding.vocabHash)}, this tree ${VOCAB_HASH}): rebuild it (npm run build)`)
+  }
+  return binding
 }
 
-let cachedBinding: Binding | undefined
+/** KT_REQUIRE_NATIVE=1 turns "no addon" into an error (CI): a broken build must never fall back silently. */
+function unavailable (why: string, explicit: string | undefined): undefined {
+  loadError = why
+  if (explicit === undefined && nativeRequired()) throw new KtError('KT_ERR_NATIVE_UNAVAILABLE', `KT_REQUIRE_NATIVE=1: ${why}`)
+  return undefined
+}
 
 function loadBinding (explicit: string | undefined): Binding | undefined {
   if (explicit === undefined && cachedBinding !== undefined) return cachedBinding
-  const file = addonCandidates(explicit).find((p) => existsSync(p))
-  if (file === undefined) {
-    loadError = 'the native addon is not built (node src/dataplane/native/build-addon.mjs)'
-    return undefined
+  let file: string
+  let how: string
+  if (explicit !== undefined) {
+    if (!existsSync(explicit)) return unavailable(`the native addon is not built (${explicit})`, explicit)
+    file = explicit
+    how = explicit
+  } else {
+    const found = locateAddon()
+    if (found.pick === undefined) return unavailable(found.notes.join('; ') || 'the native addon is not built (npm run build)', explicit)
+    file = found.pick.file
+    how = found.pick.how
   }
   try {
-    const binding = createRequire(import.meta.url)(file) as Binding & { vocabHash?: unknown }
-    if (typeof binding.createEngine !== 'function') throw new Error('not the kind-tunnel splice addon')
-    // Outcomes, causes, the record and stats layouts and error codes are
-    // generated for both sides from src/dataplane/vocab.json: an addon built
-    // from another definition would be read wrong, so it is not used.
-    if (binding.vocabHash !== VOCAB_HASH) {
-      throw new Error(`built from another vocabulary (addon ${String(binding.vocabHash)}, this tree ${VOCAB_HASH}): rebuild it (npm run build)`)
+    const binding = requireAddon(file)
+    if (explicit === undefined) {
+      cachedBinding = binding
+      cachedHow = how
     }
-    if (explicit === undefined) cachedBinding = binding
     return binding
   } catch (err) {
-    loadError = `the native addon failed to load: ${(err as Error).message.split('\n')[0] ?? ''}`
-    return undefined
+    return unavailable(`the native addon ${file} failed to load: ${(err as Error).message.split('\n')[0] ?? ''}`, explicit)
   }
+}
+
+/**
+ * The data path this process gets, for `doctor` and logs: native with how the
+ * addon was found (`prebuilt linux-x64`, `local build`, ...), or pure JS with why.
+ * Loads the addon (a broken one reports its load error) but starts no thread.
+ */
+export function nativeDataPath (): { native: true, how: string } | { native: false, why: string } {
+  loadError = undefined
+  if (process.env['KT_NATIVE'] === '0') return { native: false, why: 'disabled by KT_NATIVE=0' }
+  try {
+    if (loadBinding(undefined) !== undefined) return { native: true, how: cachedHow ?? 'loaded' }
+  } catch (err) {
+    return { native: false, why: (err as Error).message }
+  }
+  return { native: false, why: loadError ?? 'unknown' }
 }
 
 /** undefined when the addon is not built, fails to load, the platform is unsupported, or KT_NATIVE=0. */
@@ -230,11 +255,6 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   loadError = undefined
   if (process.env['KT_NATIVE'] === '0') {
     loadError = 'disabled by KT_NATIVE=0'
-    return undefined
-  }
-  // The worker uses epoll and splice(2); macOS/Windows would need kqueue/IOCP ports of the 'rw' loop.
-  if (process.platform !== 'linux') {
-    loadError = `unsupported platform ${process.platform}`
     return undefined
   }
   const envMode = process.env['KT_NATIVE_MODE']
@@ -247,13 +267,14 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `threads must be an integer from 1 to 64, got ${String(opts.threads)}`)
   }
+  // The worker uses epoll and splice(2); macOS/Windows would need kqueue/IOCP ports of the 'rw' loop.
+  if (process.platform !== 'linux') return unavailable(`no addon for ${platformTag()}; the native data plane is Linux only`, opts.addonPath)
   const binding = loadBinding(opts.addonPath)
   if (binding === undefined) return undefined
   try {
     return new Splicer(binding, mode, pipeSize, threads)
   } catch (err) {
-    loadError = `the native splicer could not start: ${(err as Error).message}`
-    return undefined
+    return unavailable(`the native splicer could not start: ${(err as Error).message}`, opts.addonPath)
   }
 }
 
