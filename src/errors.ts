@@ -52,6 +52,7 @@ export const ErrorCodes = {
   KT_ERR_NATIVE_CLOSED: 'the native splicer is closed',
   KT_ERR_NATIVE_SPLICE: 'the native splicer could not take the pair',
   KT_ERR_NATIVE_UNAVAILABLE: 'the native splice fast path was required but cannot be loaded',
+  KT_ERR_NATIVE_LANE_FULL: 'every backend slot of the native accept lane is in use',
   // docker discovery and the relay container (src/docker, src/relay)
   KT_ERR_CLUSTER_AMBIGUOUS: 'several kind clusters match and none was named',
   KT_ERR_RELAY_DOWN: 'the relay container cannot be reached through its published port',

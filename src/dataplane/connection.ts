@@ -9,16 +9,10 @@ import { FirstFlightPeeker, type PeekOutcome } from './peek/index.js'
 import type { SpliceCause as NativeCause, SpliceResult as NativeResult } from './native/index.js'
 import { splice, type SpliceCause, type SpliceResult } from './splice.js'
 import type { Backend, ClientInfo, Upstream } from './upstream.js'
-import type { Listener, ListenerConfig } from './listener.js'
+import type { ListenerConfig, ListenerView } from './context.js'
 
-/** Why a connection ended; the `outcome` label of kt_connections_total. */
-export type ConnOutcome =
-  | 'eof' | 'reset_client' | 'reset_upstream' | 'idle_timeout' | 'aborted'
-  | 'connect_failed' | 'no_route' | 'client_closed' | 'peek_timeout' | 'too_large'
-  | 'max_connections' | 'source_denied' | 'error'
-
-/** The `outcome` label of kt_route_decisions_total. */
-export type RouteOutcome = 'sni' | 'host' | 'default' | 'no_route' | 'peek_timeout' | 'too_large' | 'not_tls_or_http'
+import type { ConnOutcome, RouteOutcome } from './vocab.js'
+export type { ConnOutcome, RouteOutcome }
 
 const SPLICE_TO_OUTCOME: Record<SpliceCause, ConnOutcome> = {
   eof: 'eof',
@@ -43,7 +37,7 @@ interface ConnSocket extends Socket { [kConn]: Connection }
 const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
 
 export class Connection {
-  readonly listener: Listener
+  readonly listener: ListenerView
   readonly config: ListenerConfig
   readonly client: ConnSocket
   readonly info: ClientInfo
@@ -65,7 +59,7 @@ export class Connection {
   drainTimer: NodeJS.Timeout | undefined
   done = false
 
-  constructor (listener: Listener, config: ListenerConfig, client: Socket, info: ClientInfo) {
+  constructor (listener: ListenerView, config: ListenerConfig, client: Socket, info: ClientInfo) {
     this.listener = listener
     this.config = config
     this.client = client as ConnSocket
@@ -164,8 +158,8 @@ export class Connection {
     if (err !== null || s === undefined) {
       const code = errorCode(err)
       this.lastError = code
-      if (code === 'EMFILE' || code === 'ENFILE') this.listener.manager.fdExhausted(code)
-      this.listener.manager.connectErrors.inc({ upstream: this.upstream?.id ?? '', backend: this.backend?.key ?? '', code })
+      if (code === 'EMFILE' || code === 'ENFILE') this.listener.ctx.fdExhausted(code)
+      this.listener.ctx.m.connectErrors.inc({ upstream: this.upstream?.id ?? '', backend: this.backend?.key ?? '', code })
       ;(this.tried ??= new Set()).add(this.backend as Backend)
       // Retry only the connect, only before any byte was forwarded (nothing
       // was: the client's bytes are still in the kernel or the peeker).
@@ -180,7 +174,7 @@ export class Connection {
     const peeked = this.peeker
     this.peeker = undefined
     const opts = this.listener.opts
-    const native = this.listener.manager.splicer
+    const native = this.listener.ctx.splicer
     if (native !== undefined) {
       // The native path takes both file descriptors; the peeked bytes go first as its head.
       // After the handoff JS never reads or writes these sockets; a late error must not crash the process.
@@ -196,7 +190,7 @@ export class Connection {
         return
       } catch {
         // Refused (no fd, bytes queued by JS, ...): both sockets are still ours, intact. Use JS.
-        this.listener.manager.nativeFallbacks.inc()
+        this.listener.ctx.m.nativeFallbacks.inc()
       }
     }
     if (peeked !== undefined) {

@@ -1,3 +1,6 @@
+// Over 500 lines: the lane's JS side is one state machine (adopt, push,
+// hand back, records, counters, slot recycling) over one native handle; its
+// pure planning is in lane-plan.ts. Splitting the records fold out is next.
 // The native accept+connect lane (issue #8 target 3), JS side. Listeners
 // whose every reachable upstream is direct-dialed to IP backends, without PROXY protocol or warm pool, round-robin or
 // least-connections, are accepted, connected and spliced by the splicer's
@@ -32,170 +35,37 @@
 // and feed passive health; close records arrive the same way, only while the
 // access log is on.
 
-import { isIP } from 'node:net'
+import { closeSync, fstatSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import type { Cell } from '../observe/metrics.js'
-import { errorCode } from '../errors.js'
-import { normalizeHostname } from '../routing/hostmatch.js'
+import { errorCode, KtError } from '../errors.js'
 import { laneBindingOf, type LaneBinding, type NativeSplicer } from './native/index.js'
-import type { RouteOutcome } from './connection.js'
-import type { Listener, ListenerConfig } from './listener.js'
-import type { ListenerManager } from './listener-manager.js'
+import { CONN_OUTCOMES, F, LANE_ERRORS, REC, REC_LEN, ROUTE_OUTCOMES, S, S_COUNT, type RouteOutcome } from './vocab.js'
+import { logAccess } from './access-log.js'
+import { laneIneligibility, lanePlan, MAX_BACKEND_IDS, type LanePlan } from './lane-plan.js'
+import type { AcceptPath, DataplaneContext, ListenerConfig, ListenerView } from './context.js'
 import { CONNECT_BUCKETS, connectHistogram, type Backend, type Upstream } from './upstream.js'
-import { effectivePoolSize, type PoolSizeSetting } from './pool.js'
 
 const SYNC_MS = 100
-// stats() layout (kt_accept.c S_*): accepted, 13 outcomes, bytesIn, bytesOut, active, emfile, acceptOther, dropped, 7 route outcomes.
-const OUTCOMES = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied', 'error'] as const
-// kt_accept.c R_*: the order of listener.ts ROUTE_OUTCOMES.
-const ROUTES: readonly RouteOutcome[] = ['sni', 'host', 'default', 'no_route', 'peek_timeout', 'too_large', 'not_tls_or_http']
-const S_OUTCOMES = 1
-const S_BYTES_IN = S_OUTCOMES + OUTCOMES.length
-const S_BYTES_OUT = S_BYTES_IN + 1
-const S_ACTIVE = S_BYTES_OUT + 1
-const S_EMFILE = S_ACTIVE + 1
-const S_ACCEPT_OTHER = S_EMFILE + 1
-const S_ROUTES = S_ACCEPT_OTHER + 2
-const S_COUNT = S_ROUTES + ROUTES.length
-const REC = 16
-const REC_CLOSE = 1
-const REC_CONNECT_ERR = 2
-const REC_CONNECT_OK = 3
-const REC_ROUTE = 4
-const REC_NAME = 5
-/** Bytes of a name carried per REC_NAME record (doubles 3..15, read as bytes). */
-const NAME_BYTES_PER_REC = 13 * 8
-const MAX_BACKEND_IDS = 65536
 const MAX_TIMER_MS = 2 ** 31 - 1
+/** Bytes of a name carried per REC.name record (read through a byte view). */
+const NAME_BYTES_PER_REC = (REC_LEN - F.nameBytes) * 8
 
 const ERRNO_NAMES = new Map<number, string>()
 for (const [name, n] of Object.entries(osConstants.errno)) if (!ERRNO_NAMES.has(n)) ERRNO_NAMES.set(n, name)
 
+/** A record's err: an errno, or (below zero) a KT_ERR_* code of the vocabulary. */
 function errName (n: number): string {
-  if (n === -1) return 'KT_ERR_CONNECT_TIMEOUT'
-  if (n === -2) return 'KT_ERR_NO_BACKEND'
-  if (n === -3) return 'KT_ERR_SOURCE_DENIED'
+  if (n < 0) return LANE_ERRORS[-n - 1] ?? 'EUNKNOWN'
   return ERRNO_NAMES.get(n) ?? 'EUNKNOWN'
-}
-
-/**
- * What the lane needs of a listener: its upstream groups (the default first,
- * then every routed upstream once), the default's group (-1: none) and the
- * hostname routes as native matches them.
- */
-export interface LanePlan {
-  readonly routed: boolean
-  readonly groups: readonly Upstream[]
-  readonly defaultGroup: number
-  /** Normal-form names; for a wildcard the suffix without `*.`. */
-  readonly names: readonly string[]
-  readonly wild: readonly number[]
-  readonly routeGroups: readonly number[]
-  /** Per name entry: its route's source-range set in aclSets, -1 for everyone. */
-  readonly routeAcls: readonly number[]
-  /** The listener's own set in aclSets, -1 for everyone. */
-  readonly listenerAcl: number
-  /** Distinct sets of CIDR strings, as the spec gives them (listener.ts parsed them already). */
-  readonly aclSets: readonly (readonly string[])[]
-}
-
-const ranged = (cidrs: readonly string[] | undefined): cidrs is readonly string[] => cidrs !== undefined && cidrs.length > 0
-
-/**
- * The lane's view of a listener config, or undefined when a route cannot be
- * carried natively (an upstream not found). Names are read exactly as HostMatcher's constructor reads them
- * (trim, `*.` prefix, normalizeHostname; the first of duplicates wins), so
- * the native matcher answers as HostMatcher.match does.
- */
-export function lanePlan (cfg: ListenerConfig, upstreamOf: (id: string) => Upstream | undefined): LanePlan | undefined {
-  const groups: Upstream[] = []
-  const def = cfg.defaultUpstream
-  if (def !== undefined) groups.push(def)
-  const routed = cfg.peek || cfg.matcher !== undefined
-  const names: string[] = []
-  const wild: number[] = []
-  const routeGroups: number[] = []
-  const routeAcls: number[] = []
-  const aclSets: Array<readonly string[]> = []
-  const aclIndex = new Map<string, number>()
-  const aclOf = (cidrs: readonly string[] | undefined): number => {
-    if (!ranged(cidrs)) return -1
-    const key = cidrs.join(',')
-    let i = aclIndex.get(key)
-    if (i === undefined) { i = aclSets.push([...cidrs]) - 1; aclIndex.set(key, i) }
-    return i
-  }
-  const listenerAcl = aclOf(cfg.spec.sourceRanges)
-  if (routed) {
-    const seen = [new Set<string>(), new Set<string>()]
-    for (const r of cfg.spec.routes) {
-      const acl = aclOf(r.sourceRanges)
-      const up = upstreamOf(r.upstream.id)
-      if (up === undefined) return undefined
-      let g = groups.indexOf(up)
-      if (g < 0) g = groups.push(up) - 1
-      for (const raw of r.names) {
-        const trimmed = raw.trim()
-        const isWild = trimmed.startsWith('*.')
-        const name = normalizeHostname(isWild ? trimmed.slice(2) : trimmed)
-        if (name === undefined) return undefined // HostMatcher would have refused the config
-        const set = seen[isWild ? 1 : 0] as Set<string>
-        if (set.has(name)) continue
-        set.add(name)
-        names.push(name)
-        wild.push(isWild ? 1 : 0)
-        routeGroups.push(g)
-        routeAcls.push(acl)
-      }
-    }
-  }
-  return { routed, groups, defaultGroup: def === undefined ? -1 : 0, names, wild, routeGroups, routeAcls, listenerAcl, aclSets }
-}
-
-/**
- * Why the lane cannot take this listener, in a few words for `kind-tunnel
- * status`; undefined when it can. It can when every upstream it can route to
- * is direct-dialed to IP backends, without PROXY protocol or warm pool,
- * round-robin or least-connections, all with one policy. Listeners with
- * hostname routes need `upstreamOf` (to find the routes' upstreams) and an
- * addon with routes (`routed`); source ranges, on the listener or a route, an
- * addon that enforces them (`ranges`).
- */
-export function laneIneligibility (cfg: ListenerConfig, poolSizeDefault: PoolSizeSetting, upstreamOf?: (id: string) => Upstream | undefined, routed = upstreamOf !== undefined, ranges = false): string | undefined {
-  const spec = cfg.spec
-  // Every range reaching here passed listener-manager.ts addCidr, whose
-  // syntax the native parser reads as is.
-  if (!ranges && (ranged(spec.sourceRanges) || spec.routes.some((r) => ranged(r.sourceRanges)))) return 'source ranges (this build of the addon does not enforce them)'
-  const peeks = cfg.peek || cfg.matcher !== undefined
-  if (peeks && (!routed || upstreamOf === undefined)) return 'hostname routes (this build of the addon does not route)'
-  if (!peeks && cfg.defaultUpstream === undefined) return 'no upstream'
-  const plan = lanePlan(cfg, upstreamOf ?? (() => undefined))
-  if (plan === undefined) return 'a route the lane cannot carry'
-  let backends = 0
-  // The lane balances with one policy per listener: routes to upstreams of
-  // different policies (round-robin and least-connections) stay on JS, where
-  // each upstream keeps its own.
-  const policy = plan.groups[0]?.policy
-  for (const up of plan.groups) {
-    const us = up.spec
-    if (up.policy !== policy) return `upstreams with different policies (${String(policy)}, ${up.policy})`
-    if ((us.dialer ?? 'direct') !== 'direct') return `dialer ${String(us.dialer)}`
-    if (us.proxyProtocol !== undefined) return `PROXY protocol ${us.proxyProtocol} (${up.id})`
-    const pool = effectivePoolSize(us.poolSize, poolSizeDefault, us.dialer)
-    if (pool !== 0) return `warm pool of ${pool} (${up.id})`
-    if (up.policy !== 'round-robin' && up.policy !== 'least-connections') return `policy ${up.policy} (${up.id})`
-    // Native connects to addresses only: a name would need a resolver per connect.
-    for (const b of up.backends) if (isIP(b.endpoint.host) === 0) return `backend ${b.endpoint.host} is a name, not an address`
-    backends += up.backends.length
-  }
-  return backends < MAX_BACKEND_IDS ? undefined : `over ${MAX_BACKEND_IDS - 1} backends`
 }
 
 interface Out { cell: Cell, last: number }
 
-export class LaneListener {
+/** The native lane's accept path of one listener. */
+export class LaneListener implements AcceptPath {
   readonly lane: FastLane
-  readonly listener: Listener
+  readonly listener: ListenerView
   readonly handle: object
   readonly id: number
   readonly stats = new Float64Array(S_COUNT)
@@ -209,7 +79,8 @@ export class LaneListener {
   private readonly bytesOut: Out
   private emfile = 0
   private acceptOther = 0
-  private backendSigs: string[] = []
+  /** Per native group: the backend ids pushed last (native picks only from these). */
+  pushed: Array<readonly number[]> = []
   private configSig = ''
   private routeSig = ''
   private planFor: ListenerConfig | undefined
@@ -222,20 +93,26 @@ export class LaneListener {
   groups: Array<Upstream | undefined> = []
   /** Native group number of each upstream id, kept across reloads (see configure). */
   private slotOf = new Map<string, number>()
-  /** A routed name arriving in REC_NAME records, for the close record that follows. */
+  /** A routed name arriving in REC.name records, for the close record that follows. */
   pendingName = ''
   private routeLogAt = 0
   private routeLogSuppressed = 0
   drainTimer: NodeJS.Timeout | undefined
+  /** JS is taking the socket back (listen({ fd }) under way). */
+  handingBack = false
+  /** Settles when the hand-back under way (if any) is done, whether it worked or not (apply waits for it). */
+  handBack: Promise<void> | undefined
+  /** The config whose hand-back failed: not tried again until the config changes. */
+  handBackFailed: ListenerConfig | undefined
 
-  constructor (lane: FastLane, listener: Listener, handle: object, id: number) {
+  constructor (lane: FastLane, listener: ListenerView, handle: object, id: number) {
     this.lane = lane
     this.listener = listener
     this.handle = handle
     this.id = id
     const l = listener
-    this.outs = OUTCOMES.map((o) => ({ cell: l.outcomeCells[o], last: 0 }))
-    this.routeOuts = ROUTES.map((o) => ({ cell: l.routeCells[o], last: 0 }))
+    this.outs = CONN_OUTCOMES.map((o) => ({ cell: l.outcomeCells[o], last: 0 }))
+    this.routeOuts = ROUTE_OUTCOMES.map((o) => ({ cell: l.routeCells[o], last: 0 }))
     this.accepted = { cell: l.accepted, last: 0 }
     this.bytesIn = { cell: l.bytesIn, last: 0 }
     this.bytesOut = { cell: l.bytesOut, last: 0 }
@@ -248,7 +125,7 @@ export class LaneListener {
     const o = this.listener.opts
     const up = cfg.defaultUpstream
     if (cfg !== this.planFor || this.plan === undefined) {
-      this.plan = lanePlan(cfg, (id) => this.listener.manager.upstreams.get(id)) ?? { routed: false, groups: up === undefined ? [] : [up], defaultGroup: 0, names: [], wild: [], routeGroups: [], routeAcls: [], listenerAcl: -1, aclSets: [] }
+      this.plan = lanePlan(cfg, (id) => this.listener.ctx.upstreamOf(id)) ?? { routed: false, groups: up === undefined ? [] : [up], defaultGroup: 0, names: [], wild: [], routeGroups: [], routeAcls: [], listenerAcl: -1, aclSets: [] }
       this.planFor = cfg
     }
     const plan = this.plan
@@ -260,7 +137,6 @@ export class LaneListener {
       b.laneConfigure(this.handle, Math.min(cfg.maxConnections, 2 ** 31 - 1), o.connectTimeoutMs, o.idleTimeoutMs, o.halfCloseTimeoutMs, o.connectAttempts, policy, o.accessLog ? 1 : 0)
     }
     this.upstream = up
-    const routesNative = b.laneSetRoutes !== undefined
     // Native group numbers. JS pushes each group's backends, then the routes;
     // the workers keep matching with the routes pushed last until then. A group
     // number that changed upstream on reload (a route removed or reordered)
@@ -270,20 +146,16 @@ export class LaneListener {
     // the routes pushed last can still point at: numbers freed now are reused
     // from the next configure on. Builds without routes read group 0 only.
     const slots: number[] = []
-    if (!routesNative) {
-      for (let g = 0; g < plan.groups.length; g++) slots.push(g)
-    } else {
-      const next = new Map<string, number>()
-      const taken = new Set<number>(this.slotOf.values())
-      for (const gu of plan.groups) {
-        let slot = next.get(gu.id) ?? this.slotOf.get(gu.id)
-        if (slot === undefined) { slot = 0; while (taken.has(slot)) slot++ }
-        taken.add(slot)
-        next.set(gu.id, slot)
-        slots.push(slot)
-      }
-      this.slotOf = next
+    const next = new Map<string, number>()
+    const taken = new Set<number>(this.slotOf.values())
+    for (const gu of plan.groups) {
+      let slot = next.get(gu.id) ?? this.slotOf.get(gu.id)
+      if (slot === undefined) { slot = 0; while (taken.has(slot)) slot++ }
+      taken.add(slot)
+      next.set(gu.id, slot)
+      slots.push(slot)
     }
+    this.slotOf = next
     const nGroups = Math.max(1, ...slots.map((x) => x + 1))
     const groups = this.groups.slice(0, nGroups)
     for (let g = 0; g < plan.groups.length; g++) groups[slots[g] as number] = plan.groups[g]
@@ -301,44 +173,43 @@ export class LaneListener {
       const hosts: string[] = []
       const ports: number[] = []
       for (const x of list) {
-        ids.push(this.lane.backendId(gu, x))
+        const id = this.lane.backendId(gu, x)
+        ids.push(id)
         hosts.push(x.endpoint.host)
         ports.push(x.endpoint.port)
+        // Kept until the id is recycled (FastLane.recycle): records about it may still come.
+        this.byId.set(id, { backend: x, upstream: gu })
       }
-      for (const x of all) this.byId.set(this.lane.backendId(gu, x), { backend: x, upstream: gu })
-      const bsig = ids.join(',')
-      if (bsig !== this.backendSigs[slot]) {
-        this.backendSigs[slot] = bsig
+      if (!sameIds(ids, this.pushed[slot])) {
+        this.pushed[slot] = ids
         if (slot === 0) b.laneSetBackends(this.handle, ids, hosts, ports)
         else b.laneSetBackends(this.handle, ids, hosts, ports, slot)
       }
     }
-    if (routesNative) {
+    {
       const peekMs = Math.min(o.peekTimeoutMs, MAX_TIMER_MS)
       const defaultGroup = plan.defaultGroup < 0 ? -1 : slots[plan.defaultGroup] ?? -1
       const routeGroups = plan.routeGroups.map((g) => slots[g] as number)
-      const ranges = (b.laneVersion ?? 0) >= 2
       const rsig = `${plan.routed ? 1 : 0}|${defaultGroup}|${peekMs}|${nGroups}|${plan.names.join(',')}|${plan.wild.join('')}|${routeGroups.join(',')}` +
-        (ranges ? `|${plan.listenerAcl}|${plan.routeAcls.join(',')}|${plan.aclSets.map((x) => x.join(',')).join(';')}` : '')
+        `|${plan.listenerAcl}|${plan.routeAcls.join(',')}|${plan.aclSets.map((x) => x.join(',')).join(';')}`
       if (rsig !== this.routeSig) {
         this.routeSig = rsig
         // Routes and source ranges in one call: native swaps them together under the listener's lock.
-        if (ranges) b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups, [...plan.routeAcls], plan.listenerAcl, plan.aclSets.map((x) => [...x]))
-        else b.laneSetRoutes?.(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups)
+        b.laneSetRoutes(this.handle, plan.routed ? 1 : 0, [...plan.names], [...plan.wild], routeGroups, defaultGroup, peekMs, nGroups, [...plan.routeAcls], plan.listenerAcl, plan.aclSets.map((x) => [...x]))
       }
     }
     // Native frees the groups past nGroups: a number reused later is pushed again.
-    this.backendSigs.length = nGroups
+    this.pushed.length = nGroups
   }
 
-  /** A peek timeout, too_large or no_route (kt_accept.c REC_ROUTE): logged at most once a second per listener. */
+  /** A peek timeout, too_large or no_route (a REC.route record): logged at most once a second per listener. */
   routeRecord (outcome: RouteOutcome, toDefault: boolean, client: string, clientPort: number, bytes: number): void {
     const now = Date.now()
     if (now - this.routeLogAt < 1000) { this.routeLogSuppressed++; return }
     this.routeLogAt = now
     const suppressed = this.routeLogSuppressed
     this.routeLogSuppressed = 0
-    this.listener.manager.log.info({ listener: this.listener.name, route: outcome, to: toDefault ? 'default' : 'closed', client, clientPort, peeked: bytes, suppressed },
+    this.listener.ctx.log.info({ listener: this.listener.name, route: outcome, to: toDefault ? 'default' : 'closed', client, clientPort, peeked: bytes, suppressed },
       'no name routed the connection; sent to the default route or closed')
   }
 
@@ -346,26 +217,34 @@ export class LaneListener {
   sync (): void {
     const s = this.stats
     this.lane.binding.laneStats(this.handle, s)
-    add(this.accepted, s[0] as number)
-    for (let i = 0; i < this.outs.length; i++) add(this.outs[i] as Out, s[S_OUTCOMES + i] as number)
-    for (let i = 0; i < this.routeOuts.length; i++) add(this.routeOuts[i] as Out, s[S_ROUTES + i] as number)
-    add(this.bytesIn, s[S_BYTES_IN] as number)
-    add(this.bytesOut, s[S_BYTES_OUT] as number)
-    const active = s[S_ACTIVE] as number
-    this.listener.manager.activeCount += active - this.active
+    add(this.accepted, s[S.accepted] as number)
+    for (let i = 0; i < this.outs.length; i++) add(this.outs[i] as Out, s[S.outcomes + i] as number)
+    for (let i = 0; i < this.routeOuts.length; i++) add(this.routeOuts[i] as Out, s[S.routes + i] as number)
+    add(this.bytesIn, s[S.bytesIn] as number)
+    add(this.bytesOut, s[S.bytesOut] as number)
+    this.lane.noteDropped(s[S.dropped] as number)
+    const active = s[S.active] as number
+    this.listener.ctx.activeCount += active - this.active
     this.active = active
-    const m = this.listener.manager
-    const emfile = s[S_EMFILE] as number
+    const m = this.listener.ctx
+    const emfile = s[S.emfile] as number
     if (emfile > this.emfile) {
       m.m.acceptErrors.inc({ listener: this.listener.name, code: 'EMFILE' }, emfile - this.emfile)
       this.emfile = emfile
       m.fdExhausted('EMFILE')
     }
-    const other = s[S_ACCEPT_OTHER] as number
+    const other = s[S.acceptOther] as number
     if (other > this.acceptOther) {
       m.m.acceptErrors.inc({ listener: this.listener.name, code: 'ECONNABORTED' }, other - this.acceptOther)
       this.acceptOther = other
     }
+  }
+
+  /** The listener's config or health changed: push it, or hand the socket back to JS (settles once JS listens). */
+  reconfigure (): Promise<void> | undefined {
+    if (this.stopped) return undefined
+    this.lane.reconfigure(this)
+    return this.handingBack ? this.handBack : undefined
   }
 
   stop (): void {
@@ -386,6 +265,12 @@ export class LaneListener {
   }
 }
 
+function sameIds (a: readonly number[], b: readonly number[] | undefined): boolean {
+  if (b === undefined || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 function add (o: Out, now: number): void {
   if (now > o.last) { o.cell.inc(now - o.last); o.last = now }
 }
@@ -393,28 +278,33 @@ function add (o: Out, now: number): void {
 export class FastLane {
   readonly binding: LaneBinding
   readonly handle: object
-  readonly manager: ListenerManager
+  readonly ctx: DataplaneContext
   /** Lane listeners, open or still draining. */
   readonly listeners = new Set<LaneListener>()
   private readonly byId = new Map<number, LaneListener>()
+  /** Backend id by upstream and backend key. An id is a native slot (low 16 bits) and the slot's generation. */
   private readonly backendIds = new Map<string, number>()
+  private readonly keyOfId = new Map<number, string>()
+  private readonly slotGen = new Uint16Array(MAX_BACKEND_IDS)
+  private readonly freeSlots: number[] = []
+  private nextSlot = 0
   private readonly backendActive = new Map<Backend, number>()
   /** Per backend id: the Backend (labels, connectCell) and the last connect stats read. */
   private readonly connectHist = new Map<number, { backend: Backend, last: Float64Array }>()
   private readonly connectStats = new Float64Array(CONNECT_BUCKETS.length + 2)
-  private readonly timesConnects: boolean
   private nextListenerId = 1
+  /** Records the workers could not queue (kt_native_events_dropped_total). */
+  private readonly dropped: Cell
+  private droppedSeen = 0
   private timer: NodeJS.Timeout | undefined
   private refd = false
   private closed = false
 
-  constructor (manager: ListenerManager, binding: LaneBinding, engines: object[]) {
-    this.manager = manager
+  constructor (ctx: DataplaneContext, binding: LaneBinding, engines: object[]) {
+    this.ctx = ctx
     this.binding = binding
-    this.timesConnects = (binding.laneVersion ?? 0) >= 2
-    this.handle = this.timesConnects
-      ? binding.createLane(engines, (recs) => { this.onEvents(recs) }, CONNECT_BUCKETS)
-      : binding.createLane(engines, (recs) => { this.onEvents(recs) })
+    this.handle = binding.createLane(engines, (recs) => { this.onEvents(recs) }, CONNECT_BUCKETS)
+    this.dropped = ctx.m.nativeDropped
   }
 
   /**
@@ -422,25 +312,24 @@ export class FastLane {
    * fd, then the JS server closes (see the header). Returns undefined (the JS
    * path keeps it) when not eligible or when native refuses the fd.
    */
-  adopt (l: Listener): LaneListener | undefined {
+  adopt (l: ListenerView): LaneListener | undefined {
     if (this.closed || this.ineligibility(l) !== undefined) return undefined
     const fd = (l.server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
     if (typeof fd !== 'number' || fd < 0) return undefined
     const id = this.nextListenerId++
     let handle: object
-    // Version 2+: the workers start accepting only once the source ranges and
-    // backends below are pushed (a client waiting in the backlog must not get
-    // past ranges that are not in place yet).
-    const deferred = (this.binding.laneVersion ?? 0) >= 2 && this.binding.laneStart !== undefined
+    // The workers start accepting only once the source ranges and backends
+    // below are pushed (a client waiting in the backlog must not get past
+    // ranges that are not in place yet).
     try {
-      handle = deferred ? this.binding.laneListen(this.handle, id, fd, false) : this.binding.laneListen(this.handle, id, fd)
+      handle = this.binding.laneListen(this.handle, id, fd, false)
     } catch (err) {
-      this.manager.log.warn({ listener: l.name, code: errorCode(err) }, 'native accept lane refused the listener; accepting in JS')
+      this.ctx.log.warn({ listener: l.name, code: errorCode(err) }, 'native accept lane refused the listener; accepting in JS')
       return undefined
     }
     const ll = new LaneListener(this, l, handle, id)
     ll.configure()
-    if (deferred) this.binding.laneStart?.(handle)
+    this.binding.laneStart(handle)
     // From here native accepts. Nothing else can accept in between: this runs in
     // the listen callback, before libuv polls the new handle.
     l.server.close()
@@ -457,37 +346,119 @@ export class FastLane {
    * socket (a dup, so the port is never released).
    */
   reconfigure (ll: LaneListener): boolean {
-    const l = ll.listener
-    if (this.ineligibility(l) === undefined) { ll.configure(); return true }
-    // Our own reference first: the workers close theirs once they stopped.
-    let fd: number | undefined
-    try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
-      this.manager.log.error({ listener: l.name, code: errorCode(err) }, 'cannot hand the listener back to JS; it stays on the native lane')
-      ll.configure()
+    // Called from apply, a timer and the workers' events: nothing may be thrown
+    // from here (from the last two it would end the process).
+    try {
+      return this.reconfigureNow(ll)
+    } catch (err) {
+      this.ctx.log.error({ listener: ll.listener.name, code: errorCode(err) }, `cannot push the listener's config to the native accept lane: ${(err as Error).message}`)
       return true
     }
-    ll.stop()
-    l.server.listen({ fd, backlog: 4096 })
+  }
+
+  private reconfigureNow (ll: LaneListener): boolean {
+    const l = ll.listener
+    if (this.ineligibility(l) === undefined) {
+      ll.configure()
+      this.recycle()
+      return true
+    }
+    // A hand-back under way, or one that failed for this very config: the lane keeps what it has.
+    if (ll.handingBack || ll.handBackFailed === l.config) return true
+    // Our own reference first: the workers close theirs once they stopped.
+    let fd: number
+    try { fd = this.binding.laneDupFd(ll.handle) } catch (err) {
+      this.handBackFailed(ll, err)
+      return true
+    }
+    // JS listens on the dup first; native stops accepting only once JS does,
+    // so the port is never left without an acceptor. Until then the lane keeps
+    // the config it had (the new one is not one it can carry).
+    const server = l.server
+    let st: { dev: number, ino: number } | undefined
+    try { st = fstatSync(fd) } catch { /* listen reports it */ }
+    let settle = (): void => {}
+    ll.handBack = new Promise<void>((resolve) => { settle = resolve })
+    const onError = (err: Error): void => {
+      server.off('listening', onListening)
+      ll.handingBack = false
+      settle()
+      // Node closes the descriptor itself when it failed after adopting it:
+      // close it here only if it still is our dup (the same socket).
+      try { const now = fstatSync(fd); if (st !== undefined && now.dev === st.dev && now.ino === st.ino) closeSync(fd) } catch { /* already closed */ }
+      this.handBackFailed(ll, err)
+    }
+    const onListening = (): void => {
+      server.off('error', onError)
+      ll.handingBack = false
+      ll.stop()
+      settle()
+    }
+    ll.handingBack = true
+    server.once('error', onError)
+    server.once('listening', onListening)
+    server.listen({ fd, backlog: 4096 })
     return false
   }
 
-  /** Why this listener is not on the lane (undefined: eligible). */
-  ineligibility (l: Listener): string | undefined {
-    return laneIneligibility(l.config, l.opts.poolSize, (id) => this.manager.upstreams.get(id), this.binding.laneSetRoutes !== undefined, (this.binding.laneVersion ?? 0) >= 2)
+  private handBackFailed (ll: LaneListener, err: unknown): void {
+    ll.handBackFailed = ll.listener.config
+    this.ctx.log.error({ listener: ll.listener.name, code: errorCode(err) },
+      `cannot hand the listener back to JS (${(err as Error).message}); it stays on the native lane with the config it had`)
   }
 
+  /** Why this listener is not on the lane (undefined: eligible). */
+  ineligibility (l: ListenerView): string | undefined {
+    return laneIneligibility(l.config, l.opts.poolSize, (id) => this.ctx.upstreamOf(id))
+  }
+
+  /**
+   * The lane's id for a backend of an upstream. Ids are recycled (issue 15: a
+   * long-lived `up` whose endpoints churn ran out of the 65,536 native slots):
+   * a slot is reused once no listener pushes its id and no lane pair holds it,
+   * with the next generation, so records still in flight about the old backend
+   * match no id JS knows.
+   */
   backendId (up: Upstream, b: Backend): number {
     const key = `${up.id}\u0000${b.key}`
     let id = this.backendIds.get(key)
     if (id === undefined) {
-      id = this.backendIds.size
+      let slot = this.freeSlots.pop() ?? (this.nextSlot < MAX_BACKEND_IDS ? this.nextSlot++ : undefined)
+      if (slot === undefined) { this.recycle(); slot = this.freeSlots.pop() }
+      if (slot === undefined) throw new KtError('KT_ERR_NATIVE_LANE_FULL', `the native accept lane has ${MAX_BACKEND_IDS} backends in use`)
+      id = slot + MAX_BACKEND_IDS * (this.slotGen[slot] as number)
       this.backendIds.set(key, id)
+      this.keyOfId.set(id, key)
+      // A reused slot's native histogram holds its last backend's connects: count from here.
+      const last = new Float64Array(this.connectStats.length)
+      this.binding.laneConnectStats(this.handle, id, last)
+      this.connectHist.set(id, { backend: b, last })
+      return id
     }
     // The latest Backend object under this id: its labels (upstream, backend) are the same across reloads.
     const h = this.connectHist.get(id)
-    if (h === undefined) this.connectHist.set(id, { backend: b, last: new Float64Array(this.connectStats.length) })
-    else h.backend = b
+    if (h !== undefined) h.backend = b
     return id
+  }
+
+  /** Give back the slots of ids no listener pushes any more and no lane pair holds. */
+  recycle (): void {
+    const inUse = new Set<number>()
+    for (const ll of this.listeners) for (const ids of ll.pushed) if (ids !== undefined) for (const id of ids) inUse.add(id)
+    for (const [id, key] of this.keyOfId) {
+      if (inUse.has(id) || !this.binding.laneBackendFree(this.handle, id)) continue
+      this.keyOfId.delete(id)
+      this.backendIds.delete(key)
+      const h = this.connectHist.get(id)
+      this.connectHist.delete(id)
+      for (const ll of this.listeners) ll.byId.delete(id)
+      const b = h?.backend
+      const last = b === undefined ? 0 : this.backendActive.get(b) ?? 0
+      if (b !== undefined && last !== 0) { b.active -= last; this.backendActive.delete(b) }
+      const slot = id % MAX_BACKEND_IDS
+      this.slotGen[slot] = ((this.slotGen[slot] as number) + 1) & 0x7fff
+      this.freeSlots.push(slot)
+    }
   }
 
   /**
@@ -497,12 +468,10 @@ export class FastLane {
    * bucket deltas, so the buckets and the count always agree.
    */
   private foldConnects (): void {
-    const get = this.binding.laneConnectStats
-    if (get === undefined || !this.timesConnects) return
     const out = this.connectStats
-    const hist = connectHistogram(this.manager.metrics)
+    const hist = connectHistogram(this.ctx.metrics)
     for (const [id, h] of this.connectHist) {
-      if (!get.call(this.binding, this.handle, id, out)) continue
+      if (!this.binding.laneConnectStats(this.handle, id, out)) continue
       let n = 0
       let cell
       for (let i = 1; i < out.length; i++) {
@@ -522,65 +491,74 @@ export class FastLane {
 
   /** Records from the workers: connect failures (passive health), successes after failures, close records. */
   private onEvents (r: Float64Array): void {
-    const m = this.manager
-    let healthChanged = false
-    for (let i = 0; i + REC <= r.length; i += REC) {
-      const type = r[i] as number
-      const ll = this.byId.get(r[i + 1] as number)
+    const m = this.ctx
+    for (let i = 0; i + REC_LEN <= r.length; i += REC_LEN) {
+      const type = r[i + F.type] as number
+      const ll = this.byId.get(r[i + F.listener] as number)
       if (ll === undefined) continue
-      if (type === REC_NAME) {
-        const n = Math.min(r[i + 2] as number, NAME_BYTES_PER_REC)
-        ll.pendingName += Buffer.from(r.buffer, r.byteOffset + (i + 3) * 8, n).toString('latin1')
+      if (type === REC.name) {
+        const n = Math.min(r[i + F.backend] as number, NAME_BYTES_PER_REC)
+        ll.pendingName += Buffer.from(r.buffer, r.byteOffset + (i + F.nameBytes) * 8, n).toString('latin1')
         continue
       }
-      if (type === REC_ROUTE) {
-        ll.routeRecord(ROUTES[r[i + 3] as number] ?? 'no_route', r[i + 4] === 1, formatAddress(r, i), r[i + 9] as number, r[i + 8] as number)
+      if (type === REC.route) {
+        ll.routeRecord(ROUTE_OUTCOMES[r[i + F.route] as number] ?? 'no_route', (r[i + F.group] as number) >= 0, formatAddress(r, i), r[i + F.clientPort] as number, r[i + F.attempts] as number)
         continue
       }
-      const entry = ll.byId.get(r[i + 2] as number)
+      const entry = ll.byId.get(r[i + F.backend] as number)
       const backend = entry?.backend
-      if (type === REC_CONNECT_ERR) {
-        const code = errName(r[i + 4] as number)
-        m.connectErrors.inc({ upstream: entry?.upstream.id ?? ll.upstream?.id ?? '', backend: backend?.key ?? '', code })
+      if (type === REC.connectErr) {
+        const code = errName(r[i + F.err] as number)
+        m.m.connectErrors.inc({ upstream: entry?.upstream.id ?? ll.upstream?.id ?? '', backend: backend?.key ?? '', code })
         if (code === 'EMFILE' || code === 'ENFILE') m.fdExhausted(code)
-        else if (backend !== undefined && code !== 'KT_ERR_NO_BACKEND') { backend.health.connectFailed({ code }); healthChanged = true }
-      } else if (type === REC_CONNECT_OK) {
-        if (backend !== undefined) { backend.health.connectSucceeded(); healthChanged = true }
-      } else if (type === REC_CLOSE) {
+        else if (backend !== undefined && code !== 'KT_ERR_NO_BACKEND') { backend.health.connectFailed({ code }) }
+      } else if (type === REC.connectOk) {
+        if (backend !== undefined) backend.health.connectSucceeded()
+      } else if (type === REC.close) {
         this.closeRecord(ll, backend, r, i)
       }
     }
-    if (healthChanged) for (const ll of this.listeners) if (!ll.stopped) ll.configure()
+    // An ejection or readmission reaches the lane through Upstream's onHealthChange (healthChanged).
   }
 
   private closeRecord (ll: LaneListener, backend: Backend | undefined, r: Float64Array, i: number): void {
-    const m = this.manager
-    const ms = r[i + 7] as number
+    const m = this.ctx
+    const ms = r[i + F.ms] as number
     const name = ll.pendingName === '' ? undefined : ll.pendingName
     ll.pendingName = ''
     m.m.duration.observe(undefined, ms / 1000)
     if (!m.opts.accessLog) return
-    const outcome = OUTCOMES[r[i + 3] as number] ?? 'error'
-    const err = r[i + 4] as number
-    // r[15]: -1 on an L4 listener, else route outcome + 8 x (group + 1), group -1 when closed.
-    const rv = r[i + 15] as number
-    const route = rv < 0 ? 'default' : ROUTES[rv % 8] ?? 'default'
-    const up = rv < 0 ? ll.upstream : ll.groups[Math.floor(rv / 8) - 1]
-    m.accessLog.info({
+    const outcome = CONN_OUTCOMES[r[i + F.outcome] as number] ?? 'error'
+    const err = r[i + F.err] as number
+    // route -1: an L4 listener (no decision); group -1: closed without an upstream.
+    const rv = r[i + F.route] as number
+    const route = rv < 0 ? 'default' : ROUTE_OUTCOMES[rv] ?? 'default'
+    const group = r[i + F.group] as number
+    const up = rv < 0 ? ll.upstream : group >= 0 ? ll.groups[group] : undefined
+    logAccess(m.accessLog, {
       listener: ll.listener.name,
       client: formatAddress(r, i),
-      clientPort: r[i + 9],
+      clientPort: r[i + F.clientPort] as number,
       route,
       name,
       upstream: up?.id,
       backend: backend?.key,
-      attempts: r[i + 8],
-      bytesIn: r[i + 5],
-      bytesOut: r[i + 6],
+      attempts: r[i + F.attempts] as number,
+      bytesIn: r[i + F.bytesIn] as number,
+      bytesOut: r[i + F.bytesOut] as number,
       ms,
       cause: outcome,
       error: err !== 0 ? errName(err) : undefined,
-    }, 'connection closed')
+    })
+  }
+
+  /**
+   * A backend of `up` went in or out of rotation: re-push the lists of the
+   * listeners that route to it (the lane is reconfigured on apply and on
+   * these events, not polled).
+   */
+  healthChanged (up: Upstream): void {
+    for (const ll of this.listeners) if (!ll.stopped && ll.groups.includes(up)) this.reconfigure(ll)
   }
 
   /** Fold the native counters in now (readers that must not see a value up to SYNC_MS old: drain, status). */
@@ -596,7 +574,6 @@ export class FastLane {
     this.foldConnects()
     for (const ll of this.listeners) {
       ll.sync()
-      if (!ll.stopped) this.reconfigure(ll)
       laneActive += ll.active
       if (ll.stopped && ll.active === 0) {
         if (ll.drainTimer !== undefined) clearTimeout(ll.drainTimer)
@@ -621,7 +598,7 @@ export class FastLane {
    * connections do not use (their count is pushed every SYNC_MS, so it may lag that much).
    */
   private pushCap (laneActive = this.active): void {
-    const m = this.manager
+    const m = this.ctx
     this.binding.laneSetCap(this.handle, Math.max(0, m.opts.maxConnections - (m.activeCount - laneActive)))
   }
 
@@ -636,6 +613,11 @@ export class FastLane {
       this.timer = setTimeout(() => { this.timer = undefined; this.tick() }, SYNC_MS)
       this.timer.unref()
     }
+  }
+
+  /** The lane-wide count of records dropped (every listener's stats carry it). */
+  noteDropped (n: number): void {
+    if (n > this.droppedSeen) { this.dropped.inc(n - this.droppedSeen); this.droppedSeen = n }
   }
 
   /** Lane pairs open now, over every listener (last read). */
@@ -657,21 +639,21 @@ export class FastLane {
 }
 
 function formatAddress (r: Float64Array, i: number): string {
-  const w = [r[i + 11] as number, r[i + 12] as number, r[i + 13] as number, r[i + 14] as number]
-  if (r[i + 10] === 4) { const a = w[0] as number; return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}` }
+  const w = [r[i + F.clientW0] as number, r[i + F.clientW1] as number, r[i + F.clientW2] as number, r[i + F.clientW3] as number]
+  if (r[i + F.clientFamily] === 4) { const a = w[0] as number; return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}` }
   const parts: string[] = []
   for (const x of w) parts.push(((x >>> 16) & 0xffff).toString(16), (x & 0xffff).toString(16))
   return parts.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')
 }
 
 /** The lane for a manager, or undefined (JS accepts everything) when off, disabled by KT_NATIVE_ACCEPT=0, or the addon lacks it. */
-export function createFastLane (manager: ListenerManager, splicer: NativeSplicer | undefined, mode: 'auto' | 'off' | undefined): FastLane | undefined {
+export function createFastLane (ctx: DataplaneContext, splicer: NativeSplicer | undefined, mode: 'auto' | 'off' | undefined): FastLane | undefined {
   const env = process.env['KT_NATIVE_ACCEPT']
   if (env === '0' || splicer === undefined) return undefined
   // Managers built without a say (tests, embedders) follow KT_NATIVE_ACCEPT=1; the CLI passes --native-accept.
   if ((mode ?? (env === '1' ? 'auto' : 'off')) === 'off') return undefined
   const lb = laneBindingOf(splicer)
   if (lb === undefined) return undefined
-  return new FastLane(manager, lb.binding, lb.engines)
+  return new FastLane(ctx, lb.binding, lb.engines)
 }
 

@@ -3,51 +3,22 @@
 // that stay are never rebound: only their routing config object is swapped.
 // Applying the same table twice changes nothing.
 
-import { BlockList, isIP } from 'node:net'
+import { BlockList } from 'node:net'
+import { formatIp, parseCidr } from '../routing/cidr.js'
 import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
-import type { Cell, Counter, Gauge, Histogram, HistogramCell, Registry } from '../observe/metrics.js'
+import type { Registry } from '../observe/metrics.js'
 import type { NativeSplicer } from './native/index.js'
 import { HostMatcher } from '../routing/hostmatch.js'
-import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec, type BalancePolicy } from '../routing/types.js'
-import type { Connection } from './connection.js'
+import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec } from '../routing/types.js'
+import { DEFAULT_DATAPLANE_OPTIONS, type DataplaneContext, type DataplaneMetrics, type DataplaneOptions, type ListenerConfig, type RouteTarget } from './context.js'
 import type { Dialer } from './dialer.js'
-import type { PoolSizeSetting } from './pool.js'
 import { createFastLane, type FastLane } from './fastlane.js'
-import { Listener, type ListenerConfig, type RouteTarget } from './listener.js'
+import { Listener } from './listener.js'
 import { Upstream, type BackendStatus } from './upstream.js'
 import { isUdp, UdpPlane, type UdpListenerSnapshot, type UdpOptions } from './udp/plane.js'
 
-export interface DataplaneOptions {
-  connectTimeoutMs: number
-  connectAttempts: number
-  idleTimeoutMs: number
-  halfCloseTimeoutMs: number
-  peekTimeoutMs: number
-  /** Global cap over every listener. */
-  maxConnections: number
-  /** Default per-listener cap (a ListenerSpec may set its own). */
-  maxConnectionsPerListener: number
-  drainTimeoutMs: number
-  policy: BalancePolicy
-  /** Warm sockets per backend: a count, or `auto` (pool.ts effectivePoolSize). */
-  poolSize: PoolSizeSetting
-  accessLog: boolean
-}
-
-export const DEFAULT_DATAPLANE_OPTIONS: Readonly<DataplaneOptions> = Object.freeze({
-  connectTimeoutMs: 5_000, // Envoy's default
-  connectAttempts: 3, // HAProxy retries 3 + redispatch
-  idleTimeoutMs: 3_600_000, // Envoy's default, 1 h
-  halfCloseTimeoutMs: 30_000,
-  peekTimeoutMs: 10_000,
-  maxConnections: 10_000,
-  maxConnectionsPerListener: 10_000,
-  drainTimeoutMs: 10_000,
-  policy: 'round-robin',
-  poolSize: 'auto',
-  accessLog: true,
-})
+export { DEFAULT_DATAPLANE_OPTIONS, type DataplaneOptions } from './context.js'
 
 export interface ApplyResult {
   version: number
@@ -75,7 +46,7 @@ export interface ListenerManagerInit {
   udp?: Partial<UdpOptions> | undefined
 }
 
-export class ListenerManager {
+export class ListenerManager implements DataplaneContext {
   readonly opts: DataplaneOptions
   readonly log: Logger
   readonly accessLog: Logger
@@ -87,26 +58,15 @@ export class ListenerManager {
   /** UDP listeners and their flows (issue #16). */
   readonly udp: UdpPlane
   readonly metrics: Registry
-  readonly m: {
-    connections: Counter
-    routeDecisions: Counter
-    accepted: Counter
-    bytes: Counter
-    acceptErrors: Counter
-    connectErrors: Counter
-    nativeFallbacks: Counter
-    active: Gauge
-    duration: Histogram
-  }
+  readonly m: DataplaneMetrics
 
   activeCount = 0
   version = -1
+  /** Removed listeners with connections still open (reported until drained). */
+  private readonly draining = new Set<Listener>()
   private closing = false
   private applying: Promise<unknown> = Promise.resolve()
 
-  get connectErrors (): Counter { return this.m.connectErrors }
-  readonly nativeFallbacks: Cell
-  private readonly durationCell: HistogramCell
 
   constructor (init: ListenerManagerInit) {
     this.opts = Object.freeze({ ...DEFAULT_DATAPLANE_OPTIONS, ...init.options })
@@ -128,18 +88,28 @@ export class ListenerManager {
       bytes: r.counter('kt_bytes_total', 'Bytes spliced, by listener and direction (counted at close).'),
       acceptErrors: r.counter('kt_accept_errors_total', 'accept() failures such as EMFILE, by listener and code.'),
       connectErrors: r.counter('kt_upstream_connect_errors_total', 'Upstream connect failures, by upstream, backend and code.'),
-      nativeFallbacks: r.counter('kt_native_fallbacks_total', 'Connections the native splicer refused (spliced in JS instead).'),
+      nativeFallbacks: r.counter('kt_native_fallbacks_total', 'Connections the native splicer refused (spliced in JS instead).').bind(),
+      nativeDropped: r.counter('kt_native_events_dropped_total', 'Records of the native accept lane (connect errors, close records) dropped because they could not be queued for JS.').bind(),
       active: r.gauge('kt_active_connections', 'Open client connections, by listener.'),
       duration: r.histogram('kt_connection_duration_seconds', 'Client connection lifetime.', [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600]),
     }
-    this.nativeFallbacks = this.m.nativeFallbacks.bind()
-    this.durationCell = this.m.duration.bind()
+    // Listeners in the table, and removed ones until they have drained: a
+    // series goes once its listener is gone (issue 15: /metrics grew with
+    // every listener that ever existed).
     this.m.active.collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.activeCount)
+      for (const l of this.draining) {
+        if (l.activeCount === 0) this.draining.delete(l)
+        else set({ listener: l.name }, l.activeCount)
+      }
     })
     this.lane = createFastLane(this, this.splicer, init.nativeAccept)
     this.udp = new UdpPlane(this, init.udp)
     this.udp.allowList = blockList
+  }
+
+  upstreamOf (id: string): Upstream | undefined {
+    return this.upstreams.get(id)
   }
 
   /** Apply a table. Serialised: concurrent calls run one after another. */
@@ -165,7 +135,7 @@ export class ListenerManager {
     for (const [id, spec] of wanted) {
       const up = this.upstreams.get(id)
       if (up === undefined) {
-        this.upstreams.set(id, new Upstream(spec, { dialers: this.dialers, metrics: this.metrics, logger: this.log, defaults: { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: this.opts.poolSize } }))
+        this.upstreams.set(id, new Upstream(spec, { dialers: this.dialers, metrics: this.metrics, logger: this.log, onHealthChange: (u) => { this.lane?.healthChanged(u) }, defaults: { connectTimeoutMs: this.opts.connectTimeoutMs, policy: this.opts.policy, poolSize: this.opts.poolSize } }))
       } else if (!sameJSON(up.spec, spec)) {
         up.update(spec)
       }
@@ -191,11 +161,13 @@ export class ListenerManager {
       const existing = this.listeners.get(key)
       if (existing !== undefined) {
         existing.config = config
-        existing.reconfigured()
+        // A lane listener handed back to JS: applied once JS listens again.
+        const taken = existing.reconfigured()
+        if (taken !== undefined) binds.push(taken)
         result.kept.push(key)
         continue
       }
-      const l = new Listener(this, config)
+      const l = new Listener(this, config, (view) => this.lane?.adopt(view))
       binds.push(l.listen().then(() => {
         this.listeners.set(key, l)
         result.bound.push({ key, host: spec.host, port: l.port })
@@ -210,9 +182,8 @@ export class ListenerManager {
       if (seen.has(key)) continue
       this.listeners.delete(key)
       result.removed.push(key)
-      l.stopAccepting()
-      for (const c of l.active) this.drainConnection(c, this.opts.drainTimeoutMs)
-      l.lane?.drain(this.opts.drainTimeoutMs)
+      for (const p of l.paths) { p.stop(); p.drain(this.opts.drainTimeoutMs) }
+      if (l.activeCount > 0) this.draining.add(l)
     }
 
     // 4. Upstreams no longer referenced: no new picks; their connections drain.
@@ -221,7 +192,11 @@ export class ListenerManager {
       this.upstreams.delete(id)
       up.close()
       for (const l of this.listeners.values()) {
-        for (const c of l.active) if (c.upstream === up) this.drainConnection(c, this.opts.drainTimeoutMs)
+        for (const c of l.active) {
+          if (c.upstream !== up || c.drainTimer !== undefined || c.done) continue
+          c.drainTimer = setTimeout(() => { c.abort() }, this.opts.drainTimeoutMs)
+          c.drainTimer.unref()
+        }
       }
     }
     this.version = table.version
@@ -253,36 +228,6 @@ export class ListenerManager {
     })
   }
 
-  private drainConnection (c: Connection, ms: number): void {
-    if (c.drainTimer !== undefined || c.done) return
-    c.drainTimer = setTimeout(() => { c.abort() }, ms)
-    c.drainTimer.unref()
-  }
-
-  connectionClosed (conn: Connection): void {
-    const seconds = (performance.now() - conn.start) / 1000
-    this.durationCell.observe(seconds)
-    if (!this.opts.accessLog) return
-    const r = conn.result
-    // One access-log line per connection, at close. Untrusted names go under
-    // their own key, never into the message.
-    this.accessLog.info({
-      listener: conn.listener.name,
-      client: conn.info.address,
-      clientPort: conn.info.port,
-      route: conn.routeOutcome,
-      name: conn.routeName,
-      upstream: conn.upstream?.id,
-      backend: conn.backend?.key,
-      attempts: conn.attempts,
-      bytesIn: r?.clientToUpstream ?? 0,
-      bytesOut: r?.upstreamToClient ?? 0,
-      ms: Math.round(seconds * 1000),
-      cause: conn.outcome,
-      error: conn.lastError,
-    }, 'connection closed')
-  }
-
   private lastFdWarning = 0
   /** Out of file descriptors: warn at most once a second; the connection itself is counted as a connect failure. */
   fdExhausted (code: string): void {
@@ -312,8 +257,7 @@ export class ListenerManager {
     while (this.connectionCount > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
     }
-    for (const l of ls) for (const c of l.active) c.abort()
-    for (const l of ls) l.lane?.abort()
+    for (const l of ls) for (const p of l.paths) p.abort()
     // Let aborted sockets report their close.
     const hard = Date.now() + 1000
     while (this.connectionCount > 0 && Date.now() < hard) await new Promise((resolve) => setTimeout(resolve, 5))
@@ -380,18 +324,11 @@ function blockList (cidrs: readonly string[] | undefined): BlockList | undefined
 }
 
 function addCidr (list: BlockList, cidr: string): void {
-  const slash = cidr.indexOf('/')
-  const addr = slash < 0 ? cidr : cidr.slice(0, slash)
-  // No zone index (`%eth0`): BlockList has none, and the native lane parses
-  // exactly what is admitted here.
-  const fam = addr.includes('%') ? 0 : isIP(addr)
-  if (fam === 0) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} is not a CIDR`)
-  const max = fam === 4 ? 32 : 128
-  const prefix = slash < 0 ? String(max) : cidr.slice(slash + 1)
-  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1
-  if (bits < 0 || bits > max) throw new KtError('KT_ERR_INVALID_CIDR', `source range ${JSON.stringify(cidr)} has a bad prefix length`)
-  const type = fam === 4 ? 'ipv4' : 'ipv6'
-  list.addSubnet(addr, bits, type)
+  // routing/cidr.ts: no zone index (`%eth0`, BlockList has none), a decimal
+  // prefix; the native lane is handed the canonical text (fastlane.ts lanePlan).
+  const c = parseCidr(cidr, { what: 'source range', bare: true })
+  const addr = formatIp(c.family, c.base)
+  list.addSubnet(addr, c.prefix, c.family === 4 ? 'ipv4' : 'ipv6')
   // An IPv4 range also admits IPv4-mapped IPv6 clients (dual-stack sockets).
-  if (fam === 4) list.addSubnet(`::ffff:${addr}`, 96 + bits, 'ipv6')
+  if (c.family === 4) list.addSubnet(`::ffff:${addr}`, 96 + c.prefix, 'ipv6')
 }

@@ -1,43 +1,31 @@
 // A Listener owns one bound net.Server. Its routing config is an immutable
 // object swapped atomically on reload: connections keep the config they were
 // accepted with, new ones see the new one, and the socket is never rebound.
+// Its connections are accepted by one of two paths behind one interface
+// (context.ts AcceptPath): the JS path here (the net.Server), or the native
+// lane (fastlane.ts), which takes the socket when the listener is eligible.
 
 import { BlockList, createServer, isIPv4, type Server, type Socket } from 'node:net'
-import type { Cell } from '../observe/metrics.js'
-import type { HostMatcher } from '../routing/hostmatch.js'
-import { listenerKey, type ListenerSpec } from '../routing/types.js'
-import { Connection, type ConnOutcome, type RouteOutcome } from './connection.js'
-import type { ListenerManager, DataplaneOptions } from './listener-manager.js'
-import type { ClientInfo, Upstream } from './upstream.js'
+import type { Cell, HistogramCell } from '../observe/metrics.js'
+import { listenerKey } from '../routing/types.js'
+import { logAccess } from './access-log.js'
+import { Connection } from './connection.js'
+import type { AcceptPath, ClosedConnection, DataplaneContext, DataplaneOptions, ListenerConfig, ListenerView } from './context.js'
 import type { LaneListener } from './fastlane.js'
+import type { ClientInfo } from './upstream.js'
+import { CONN_OUTCOMES, ROUTE_OUTCOMES, type ConnOutcome, type RouteOutcome } from './vocab.js'
 
-/** What a hostname resolves to on a shared listener. */
-export interface RouteTarget {
-  readonly upstream: Upstream
-  /** This route's own allowed client ranges (a Service sharing the listener); undefined means everyone. */
-  readonly allow: BlockList | undefined
-}
+export type { ListenerConfig, RouteTarget } from './context.js'
 
-export interface ListenerConfig {
-  readonly spec: ListenerSpec
-  /** Peek the first flight: only when the listener has hostname routes. */
-  readonly peek: boolean
-  readonly matcher: HostMatcher<RouteTarget> | undefined
-  readonly defaultUpstream: Upstream | undefined
-  /** Allowed client ranges; undefined means everyone. */
-  readonly allow: BlockList | undefined
-  readonly maxConnections: number
-}
-
-const CONN_OUTCOMES: readonly ConnOutcome[] = ['eof', 'reset_client', 'reset_upstream', 'idle_timeout', 'aborted', 'connect_failed', 'no_route', 'client_closed', 'peek_timeout', 'too_large', 'max_connections', 'source_denied', 'error']
-const ROUTE_OUTCOMES: readonly RouteOutcome[] = ['sni', 'host', 'default', 'no_route', 'peek_timeout', 'too_large', 'not_tls_or_http']
+/** Takes a freshly bound listener onto the native lane, or not (undefined). */
+export type LaneAdopter = (l: ListenerView) => LaneListener | undefined
 
 const kListener = Symbol('kt.listener')
 interface ListenerServer extends Server { [kListener]: Listener }
 
-export class Listener {
+export class Listener implements ListenerView {
   readonly key: string
-  readonly manager: ListenerManager
+  readonly ctx: DataplaneContext
   readonly opts: DataplaneOptions
   readonly server: ListenerServer
   config: ListenerConfig
@@ -53,13 +41,20 @@ export class Listener {
   accepted!: Cell
   bytesIn!: Cell
   bytesOut!: Cell
+  /** kt_connection_duration_seconds (no labels: one series for every listener). */
+  private duration!: HistogramCell
   private lastAcceptErrorLog = 0
   /** Set when the native accept lane took this listener (fastlane.ts); JS then accepts nothing on it. */
   lane: LaneListener | undefined
+  /** The JS accept path: this listener's net.Server and its connections. */
+  readonly js: AcceptPath
+  private readonly adoptLane: LaneAdopter | undefined
 
-  constructor (manager: ListenerManager, config: ListenerConfig) {
-    this.manager = manager
-    this.opts = manager.opts
+  constructor (ctx: DataplaneContext, config: ListenerConfig, adoptLane?: LaneAdopter) {
+    this.ctx = ctx
+    this.adoptLane = adoptLane
+    this.js = new JsPath(this)
+    this.opts = ctx.opts
     this.config = config
     this.key = listenerKey(config.spec)
     this.name = this.key
@@ -81,18 +76,19 @@ export class Listener {
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()
         // Eligible plain L4 listeners are accepted natively from here on (issue #8 target 3).
-        this.lane = this.manager.lane?.adopt(this)
+        this.lane = this.adoptLane?.(this)
         resolve()
       })
     })
   }
 
   private bindCells (): void {
-    const m = this.manager.m
+    const m = this.ctx.m
     const l = { listener: this.name }
     this.outcomeCells = Object.fromEntries(CONN_OUTCOMES.map((o) => [o, m.connections.bind({ ...l, outcome: o })])) as Record<ConnOutcome, Cell>
     this.routeCells = Object.fromEntries(ROUTE_OUTCOMES.map((o) => [o, m.routeDecisions.bind({ ...l, outcome: o })])) as Record<RouteOutcome, Cell>
     this.accepted = m.accepted.bind(l)
+    this.duration = m.duration.bind()
     this.bytesIn = m.bytes.bind({ ...l, direction: 'client_to_upstream' })
     this.bytesOut = m.bytes.bind({ ...l, direction: 'upstream_to_client' })
   }
@@ -102,13 +98,22 @@ export class Listener {
     return this.active.size + (this.lane?.active ?? 0)
   }
 
-  /** The config was swapped on reload: the lane takes it, or hands the socket back to JS when no longer eligible. */
-  reconfigured (): void {
-    if (this.lane !== undefined && !this.lane.stopped) this.manager.lane?.reconfigure(this.lane)
+  /** Both paths, the lane's only while it has not stopped or still has connections. */
+  get paths (): AcceptPath[] {
+    return this.lane === undefined ? [this.js] : [this.js, this.lane]
+  }
+
+  /**
+   * The config was swapped on reload: the lane takes it, or hands the socket
+   * back to JS when no longer eligible (settles once JS listens again).
+   */
+  reconfigured (): Promise<void> | undefined {
+    if (this.lane === undefined || this.lane.stopped) return undefined
+    return this.lane.reconfigure()
   }
 
   accept (socket: Socket): void {
-    const mgr = this.manager
+    const mgr = this.ctx
     const cfg = this.config
     if (!this.accepting) { socket.destroy(); return }
     if (mgr.activeCount >= this.opts.maxConnections || this.active.size >= cfg.maxConnections) {
@@ -148,9 +153,9 @@ export class Listener {
   }
 
   /** Called once per connection by Connection.finish(). */
-  closed (conn: Connection): void {
-    this.active.delete(conn)
-    this.manager.activeCount--
+  closed (conn: ClosedConnection): void {
+    this.active.delete(conn as Connection)
+    this.ctx.activeCount--
     const outcome = conn.outcome as ConnOutcome
     this.outcomeCells[outcome].inc()
     const r = conn.result
@@ -158,17 +163,34 @@ export class Listener {
       this.bytesIn.inc(r.clientToUpstream)
       this.bytesOut.inc(r.upstreamToClient)
     }
-    this.manager.connectionClosed(conn)
+    const seconds = (performance.now() - conn.start) / 1000
+    this.duration.observe(seconds)
+    if (!this.opts.accessLog) return
+    logAccess(this.ctx.accessLog, {
+      listener: this.name,
+      client: conn.info.address,
+      clientPort: conn.info.port,
+      route: conn.routeOutcome,
+      name: conn.routeName,
+      upstream: conn.upstream?.id,
+      backend: conn.backend?.key,
+      attempts: conn.attempts,
+      bytesIn: r?.clientToUpstream ?? 0,
+      bytesOut: r?.upstreamToClient ?? 0,
+      ms: Math.round(seconds * 1000),
+      cause: conn.outcome as ConnOutcome,
+      error: conn.lastError,
+    })
   }
 
   onAcceptError (err: NodeJS.ErrnoException): void {
     // EMFILE/ENFILE: libuv already sheds the pending connection; keep serving
     // and say so at most once a second.
-    this.manager.m.acceptErrors.inc({ listener: this.name, code: err.code ?? 'UNKNOWN' })
+    this.ctx.m.acceptErrors.inc({ listener: this.name, code: err.code ?? 'UNKNOWN' })
     const now = Date.now()
     if (now - this.lastAcceptErrorLog > 1000) {
       this.lastAcceptErrorLog = now
-      this.manager.log.warn({ listener: this.name, code: err.code }, 'accept failed; still serving')
+      this.ctx.log.warn({ listener: this.name, code: err.code }, 'accept failed; still serving')
     }
   }
 
@@ -177,10 +199,34 @@ export class Listener {
    * (server.close()'s callback waits for every connection, so it is not awaited.)
    */
   stopAccepting (): void {
-    if (!this.accepting) return
-    this.accepting = false
     this.lane?.stop()
-    this.server.close()
+    this.js.stop()
+  }
+}
+
+/** The JS path: the listener's own server accepts; its connections drain or abort one by one. */
+class JsPath implements AcceptPath {
+  private readonly l: Listener
+  constructor (l: Listener) { this.l = l }
+  get active (): number { return this.l.active.size }
+  get stopped (): boolean { return !this.l.accepting }
+  reconfigure (): undefined { return undefined /* every connection reads the config it was accepted with */ }
+  stop (): void {
+    if (!this.l.accepting) return
+    this.l.accepting = false
+    this.l.server.close()
+  }
+
+  drain (ms: number): void {
+    for (const c of this.l.active) {
+      if (c.drainTimer !== undefined || c.done) continue
+      c.drainTimer = setTimeout(() => { c.abort() }, ms)
+      c.drainTimer.unref()
+    }
+  }
+
+  abort (): void {
+    for (const c of this.l.active) c.abort()
   }
 }
 

@@ -46,6 +46,8 @@ export interface UpstreamContext {
   metrics: Registry
   logger: Logger
   defaults: UpstreamDefaults
+  /** A backend went in or out of rotation (health checks, passive ejection): the native lane re-pushes its lists. */
+  onHealthChange?: ((up: Upstream) => void) | undefined
 }
 
 /** Connect latency buckets, seconds: loopback (sub-ms) up to the 5 s connect timeout. */
@@ -250,6 +252,7 @@ export class Upstream {
   }
 
   private healthChanged (h: BackendHealth): void {
+    this.ctx.onHealthChange?.(this)
     const b = this.backends.find((x) => x.health === h)
     const pool = b?.pool
     if (pool === undefined) return

@@ -79,7 +79,7 @@ export class Counter extends Metric {
 export class Gauge extends Metric {
   readonly type = 'gauge'
   private readonly values = new Map<string, number>()
-  private readonly collectors: Array<(set: (labels: Labels | undefined, v: number) => void) => void> = []
+  private readonly collectors: Array<{ fn: (set: (labels: Labels | undefined, v: number) => void) => void, keys: Set<string> }> = []
   set (labels: Labels | undefined, v: number): void {
     this.values.set(labelKey(labels), v)
   }
@@ -101,13 +101,22 @@ export class Gauge extends Metric {
     this.values.delete(labelKey(labels))
   }
 
-  /** Register a function that sets values at scrape time. */
+  /**
+   * Register a function that sets values at scrape time. The series it set at
+   * the last scrape and not at this one are deleted: what it reports is the
+   * whole of its series (a removed listener's goes with it).
+   */
   collect (fn: (set: (labels: Labels | undefined, v: number) => void) => void): void {
-    this.collectors.push(fn)
+    this.collectors.push({ fn, keys: new Set() })
   }
 
   samples (): string[] {
-    for (const c of this.collectors) c((l, v) => this.set(l, v))
+    for (const c of this.collectors) {
+      const now = new Set<string>()
+      c.fn((l, v) => { const k = labelKey(l); now.add(k); this.values.set(k, v) })
+      for (const k of c.keys) if (!now.has(k)) this.values.delete(k)
+      c.keys = now
+    }
     const out: string[] = []
     for (const [k, v] of this.values) out.push(k === '' ? `${this.name} ${v}` : `${this.name}{${k}} ${v}`)
     return out

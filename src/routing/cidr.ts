@@ -105,19 +105,22 @@ export function canonicalIp (raw: string): string | null {
 /**
  * Parse `ADDR/PREFIX`. With `strict`, host bits must be zero (pools); without,
  * they are cleared (loadBalancerSourceRanges, which Kubernetes accepts with
- * host bits set). Throws InvalidArgumentError KT_ERR_INVALID_CIDR.
+ * host bits set). With `bare`, an address alone is the one-address prefix
+ * (source ranges). Throws InvalidArgumentError KT_ERR_INVALID_CIDR. This is
+ * the one CIDR parser of the TS side; the native lane's (kt_accept.c
+ * parse_cidr) is differential-tested against it (test/native/cidr-differential.test.ts).
  */
-export function parseCidr (raw: string, opts: { strict?: boolean, what?: string } = {}): Cidr {
+export function parseCidr (raw: string, opts: { strict?: boolean, what?: string, bare?: boolean } = {}): Cidr {
   const what = opts.what ?? 'CIDR'
   const bad = (why: string): InvalidArgumentError =>
     new InvalidArgumentError('KT_ERR_INVALID_CIDR', `${what}: ${JSON.stringify(raw)} ${why}`)
   if (typeof raw !== 'string') throw bad('is not a string')
   const s = raw.trim()
   const slash = s.indexOf('/')
-  if (slash < 0) throw bad('is not ADDRESS/PREFIX')
-  const ip = parseIp(s.slice(0, slash))
-  if (ip === null) throw bad('does not start with an IP address')
-  const prefixRaw = s.slice(slash + 1)
+  if (slash < 0 && opts.bare !== true) throw bad('is not ADDRESS/PREFIX')
+  const ip = parseIp(slash < 0 ? s : s.slice(0, slash))
+  if (ip === null) throw bad(slash < 0 ? 'is not an IP address' : 'does not start with an IP address')
+  const prefixRaw = slash < 0 ? String(bitsOf(ip.family)) : s.slice(slash + 1)
   if (!/^\d{1,3}$/.test(prefixRaw)) throw bad('has no numeric prefix length')
   const prefix = Number(prefixRaw)
   const bits = bitsOf(ip.family)

@@ -19,7 +19,13 @@ import { startTlsBackend, type TlsBackend } from '../support/tls.js'
 import type { ListenerSpec, UpstreamSpec } from '../../src/routing/types.js'
 import { laneSkip, startLaneProxy, type LaneProxy } from './lane-proxy.js'
 
-const run = promisify(execFile)
+const runRaw = promisify(execFile)
+// Under npm run test:asan / test:tsan the sanitizer runtime is LD_PRELOADed
+// for node; curl and openssl must not get it (curl hangs with it).
+const toolEnv: NodeJS.ProcessEnv = { ...process.env }
+delete toolEnv['LD_PRELOAD']
+const run = (cmd: string, args: readonly string[], opts: { timeout?: number } = {}): Promise<{ stdout: string, stderr: string }> =>
+  runRaw(cmd, args, { ...opts, env: toolEnv })
 const skip = laneSkip()
 
 /** The listener is on the lane, not stopped, and JS accepted nothing on it. */

@@ -16,7 +16,8 @@ import { availableParallelism } from 'node:os'
 import { InvalidArgumentError, KtError } from '../../errors.js'
 import { locateAddon, nativeRequired, platformTag } from './locate.js'
 
-export type SpliceCause = 'eof' | 'reset-a' | 'reset-b' | 'idle-timeout' | 'error' | 'aborted'
+import { SPLICE_CAUSES, VOCAB_HASH, type SpliceCause } from '../vocab.js'
+export type { SpliceCause }
 
 export interface SpliceResult {
   /** Bytes written to b: headAtoB, then what JS had buffered from a, then what native read from a. */
@@ -95,8 +96,6 @@ export interface LoadOptions {
   threads?: number
 }
 
-// The order matches the C enum in kt_splice.c.
-const CAUSES: readonly SpliceCause[] = ['eof', 'reset-a', 'reset-b', 'idle-timeout', 'error', 'aborted']
 const MAX_TIMER_MS = 2 ** 31 - 1
 // Measured on 2 shared cores, bulk through a 256 KiB pipe ran 1.0-1.4x the
 // kernel's 64 KiB default at 10-20% less CPU per byte: fewer splices per byte.
@@ -119,10 +118,10 @@ interface Binding {
 export interface LaneBinding {
   /** connectBuckets: the connect-latency histogram's bounds in seconds (ascending); without them nothing is timed. */
   createLane (engines: object[], onEvents: (records: Float64Array) => void, connectBuckets?: readonly number[]): object
-  /** start false (version 2+): accept only after laneStart, once the ranges and backends are pushed. */
+  /** start false: accept only after laneStart, once the ranges and backends are pushed. */
   laneListen (lane: object, id: number, fd: number, start?: boolean): object
-  /** Begin accepting on a listener created with start false. Version 2+. */
-  laneStart? (l: object): void
+  /** Begin accepting on a listener created with start false. */
+  laneStart (l: object): void
   laneConfigure (l: object, maxConns: number, connectMs: number, idleMs: number, halfMs: number, attempts: number, policy: number, log: number): void
   /** The backends in rotation of upstream group `group` (0 when omitted: the default on an L4 listener). */
   laneSetBackends (l: object, ids: number[], hosts: string[], ports: number[], group?: number): void
@@ -130,42 +129,38 @@ export interface LaneBinding {
    * Routed listeners (issue #3): whether to peek, the hostname routes (names
    * normalised and deduplicated as HostMatcher does; `wild` 1 for `*.suffix`,
    * the name then being the suffix), each to a group, the default group (-1:
-   * none), the peek deadline and the number of groups. Absent in older builds.
+   * none), the peek deadline and the number of groups; then the source
+   * ranges: each route's set in aclSets (-1: everyone), the listener's own.
    */
-  laneSetRoutes? (l: object, routed: number, names: string[], wild: number[], groups: number[], defaultGroup: number, peekMs: number, nGroups: number,
-    acls?: number[], listenerAcl?: number, aclSets?: string[][]): void
+  laneSetRoutes (l: object, routed: number, names: string[], wild: number[], groups: number[], defaultGroup: number, peekMs: number, nGroups: number,
+    acls: number[], listenerAcl: number, aclSets: string[][]): void
   laneStop (l: object): void
   laneDupFd (l: object): number
   laneAbort (l: object): void
   laneStats (l: object, out: Float64Array): void
   laneBackendActive (lane: object, id: number): number
+  /** Whether no lane pair holds the id's slot (JS then may give it to another backend; it pushes the id nowhere any more). */
+  laneBackendFree (lane: object, id: number): boolean
   laneSetCap (lane: object, n: number): void
   laneRef (lane: object, on: boolean): void
   laneClose (lane: object): void
   /**
    * A backend's lane connect latencies so far: out[0] the sum in seconds,
    * out[1..n+1] the count per bucket of createLane's bounds (the last one past
-   * every bound). false when nothing was ever pushed for that id. Version 2+.
+   * every bound). false when nothing was ever pushed for that id.
    */
-  laneConnectStats? (lane: object, id: number, out: Float64Array): boolean
-  /**
-   * Features of the build: 2 = source ranges (setRoutes' `acls`, `listenerAcl`,
-   * `aclSets`: each route's and the listener's set, -1 for everyone) and the
-   * connect-latency histogram. Absent in older builds.
-   */
-  readonly laneVersion?: number
+  laneConnectStats (lane: object, id: number, out: Float64Array): boolean
 }
 
 /**
- * The lane binding and the engines (worker threads) of a splicer loaded here, or
- * undefined when the addon lacks the lane (an older build). The lane runs on the
- * splicer's own threads, so accepted pairs are spliced without a thread hop.
+ * The lane binding and the engines (worker threads) of a splicer loaded here
+ * (undefined for another NativeSplicer). The addon is built from this tree
+ * (its vocabulary is checked when it loads), so it always has the lane. The
+ * lane runs on the splicer's own threads: accepted pairs are spliced without a thread hop.
  */
 export function laneBindingOf (s: NativeSplicer): { binding: LaneBinding, engines: object[] } | undefined {
   if (!(s instanceof Splicer)) return undefined
-  const b = s.binding as Partial<LaneBinding>
-  if (typeof b.createLane !== 'function') return undefined
-  return { binding: b as LaneBinding, engines: s.engineHandles() }
+  return { binding: s.binding as unknown as LaneBinding, engines: s.engineHandles() }
 }
 
 /** The C first-flight parser and matcher (kt_peek.c), for the differential tests only. */
@@ -195,8 +190,14 @@ let cachedBinding: Binding | undefined
 let cachedHow: string | undefined
 
 function requireAddon (file: string): Binding {
-  const binding = createRequire(import.meta.url)(file) as Binding
+  const binding = createRequire(import.meta.url)(file) as Binding & { vocabHash?: unknown }
   if (typeof binding.createEngine !== 'function') throw new Error('not the kind-tunnel splice addon')
+  // Outcomes, causes, the record and stats layouts and error codes are
+  // generated for both sides from src/dataplane/vocab.json: an addon built
+  // from another definition would be read wrong, so it is not used.
+  if (binding.vocabHash !== VOCAB_HASH) {
+    throw new Error(`built from another vocabulary (addon ${String(binding.vocabHash)}, this tree ${VOCAB_HASH}): rebuild it (npm run build)`)
+  }
   return binding
 }
 
@@ -277,7 +278,7 @@ export function loadNativeSplicer (opts: LoadOptions = {}): NativeSplicer | unde
   }
 }
 
-interface NodeHandle { fd?: unknown, reading?: boolean, readStop?: () => number }
+interface NodeHandle { fd?: unknown, reading?: boolean, readStop?: () => number, readStart?: () => number }
 
 function handleOf (s: Socket): NodeHandle | undefined {
   return (s as unknown as { _handle?: NodeHandle | null })._handle ?? undefined
@@ -314,11 +315,24 @@ function checkHandoff (s: Socket, which: string): void {
 // does; this is what Node itself does when push() reports a full buffer
 // (onStreamRead). A socket that is merely pause()d keeps reading until its
 // highWaterMark, which would strand bytes in JS.
-function stopReading (s: Socket): void {
+function stopReading (s: Socket): boolean {
   const h = handleOf(s)
   if (h !== undefined && h.reading === true && typeof h.readStop === 'function') {
     h.reading = false
     h.readStop()
+    return true
+  }
+  return false
+}
+
+// A refused handoff gives the socket back reading as it was: the stream may
+// still count a read in progress (state.reading), and then resume() would not
+// start one, so the socket would never read again.
+function restartReading (s: Socket): void {
+  const h = handleOf(s)
+  if (h !== undefined && h.reading === false && typeof h.readStart === 'function') {
+    h.reading = true
+    h.readStart()
   }
 }
 
@@ -400,7 +414,7 @@ class Splicer implements NativeSplicer {
     if (p === undefined) return
     this.#pending.delete(id)
     if (--p.engine.live === 0) this.#setRef(p.engine, false)
-    const r: SpliceResult = { aToB, bToA, cause: CAUSES[cause] ?? 'error' }
+    const r: SpliceResult = { aToB, bToA, cause: SPLICE_CAUSES[cause] ?? 'error' }
     if (errno !== undefined) r.errno = errno
     p.done(r)
   }
@@ -427,8 +441,7 @@ class Splicer implements NativeSplicer {
     checkHandoff(a, 'a')
     checkHandoff(b, 'b')
 
-    stopReading(a)
-    stopReading(b)
+    const wasReading = [stopReading(a), stopReading(b)]
     const restA = takeBuffered(a)
     const restB = takeBuffered(b)
     let headAtoB = opts.headAtoB
@@ -443,6 +456,8 @@ class Splicer implements NativeSplicer {
       // Give the sockets back as they were: nothing taken from them is lost.
       if (restA !== undefined) a.unshift(restA)
       if (restB !== undefined) b.unshift(restB)
+      if (wasReading[0] === true || restA !== undefined) restartReading(a)
+      if (wasReading[1] === true || restB !== undefined) restartReading(b)
       const code = (err as { code?: unknown }).code
       throw new KtError('KT_ERR_NATIVE_SPLICE', `the native splicer refused the pair (${typeof code === 'string' ? code : 'unknown'})`, { cause: err })
     }

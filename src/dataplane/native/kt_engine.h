@@ -27,6 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kt_test.h"
+#include "kt_vocab.h"  // outcomes, causes, records, stats: generated from src/dataplane/vocab.json
+
 #define KT_RW_BUF_SIZE (64 * 1024)   // anchors.md: about 64 KiB buffered per direction
 #define KT_SPLICE_REQ (1 << 20)      // ask for up to this much per splice; the pipe's capacity bounds it
 #define KT_SMALL_SPLICE (8 * 1024)   // a splice that moved less than this ends bulk mode
@@ -40,8 +43,6 @@
 #define KT_SCAN_MIN_MS 50            // idle scans are O(pairs): at most one per this many ms
 
 enum { MODE_SPLICE = 0, MODE_RW = 1 };
-// The order matches CAUSES in index.ts.
-enum { C_EOF = 0, C_RESET_A, C_RESET_B, C_IDLE, C_ERROR, C_ABORTED };
 enum { CMD_ADD = 0, CMD_ABORT, CMD_LANE };
 // The first byte of every object registered in an epoll set says what it is:
 // a pair's side (0: pairs are calloc'd) or a lane listener.
@@ -77,12 +78,13 @@ typedef struct dir {
 // A pair the lane accepted and connected itself (kt_accept.c); NULL lane for pairs JS handed over.
 typedef struct lane_conn {
   void *listener;        // lane_listener_t, referenced while the pair lives
-  int32_t backend;       // backend id (JS-assigned), -1 before the first pick
+  int32_t backend;       // backend id (JS-assigned: slot + 65536 x generation), -1 before the first pick
   int32_t tried[4];
   uint8_t attempts;
   uint8_t connecting;    // the upstream connect is in flight: only s[1] is registered
   uint8_t failed;        // every attempt failed: the outcome is connect_failed
   uint8_t acquired;      // counted in its backend's active count
+  uint8_t holds;         // holds a reference on its backend's slot (backend_refs)
   uint8_t peeking;       // routed listener: reading the first flight (only s[0] is registered)
   uint8_t route;         // route outcome (R_* in kt_accept.c), 0xff before a decision / on L4 listeners
   uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
@@ -98,6 +100,7 @@ typedef struct lane_conn {
 struct pair {
   uint64_t id;
   lane_conn_t *lane;
+  struct completion *done;  // a pair JS handed over: its completion, allocated up front so the end can always be reported
   uint8_t registered;  // bit i: side i already in the epoll set
   side_t s[2];
   dir_t d[2];        // d[0] = a -> b, d[1] = b -> a
@@ -120,11 +123,12 @@ typedef struct cmd {
   struct cmd *next;
 } cmd_t;
 
-typedef struct completion {
+struct completion {
   double id, a2b, b2a;
   int cause;
   int err;
-} completion_t;
+};
+typedef struct completion completion_t;
 
 typedef struct engine {
   int mode;

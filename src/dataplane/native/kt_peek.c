@@ -1,3 +1,6 @@
+// Over 500 lines: the TLS ClientHello and HTTP head parsers and the hostname
+// matcher ported together from the TS peeker, so the differential tests
+// cover one unit.
 // First-flight parser for the native accept lane (issue #3 benchmark target):
 // a line-by-line port of src/dataplane/peek/{index,tls,http}.ts and
 // routing/hostmatch.ts normalizeHostname(). The TS code is the specification;

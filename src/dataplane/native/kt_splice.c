@@ -1,3 +1,5 @@
+// Over 500 lines: the splice engine's worker loop, pump and N-API bindings
+// share its private pair and carrier helpers (static, so they inline).
 // kind-tunnel native splice fast path (issue #8).
 //
 // JS keeps the control plane: it accepts, routes and connects, then hands the two
@@ -132,9 +134,12 @@ static pair_t *hash_find (engine_t *e, uint64_t id) {
   return NULL;
 }
 
+// The completion was allocated when JS handed the pair over (js_add), so the
+// end of a pair is always reported: JS's done runs exactly once.
 static void post (engine_t *e, pair_t *p, int cause, int err) {
-  completion_t *c = malloc(sizeof *c);
-  if (c == NULL) return;  // nothing sane to do; JS keeps the pair pending until close()
+  completion_t *c = p->done;
+  p->done = NULL;
+  if (c == NULL) return;
   c->id = (double)p->id;
   c->a2b = (double)p->d[0].bytes;
   c->b2a = (double)p->d[1].bytes;
@@ -410,7 +415,7 @@ static void idle_scan (engine_t *e) {
     if (limit > 0) {
       int64_t deadline = p->last_ms + limit;
       // Idle ends a pair as the pure-JS path does: both sides reset.
-      if (deadline <= e->now_ms) finish(e, p, C_IDLE, 0, 1);
+      if (deadline <= e->now_ms) finish(e, p, C_IDLE_TIMEOUT, 0, 1);
       else if (deadline < next) next = deadline;
     }
     p = nx;
@@ -797,16 +802,19 @@ static napi_value js_add (napi_env env, napi_callback_info info) {
   if (err == 0) err = dup_socket(fdb, &db);
   pair_t *p = err == 0 ? calloc(1, sizeof *p) : NULL;
   cmd_t *c = p != NULL ? calloc(1, sizeof *c) : NULL;
-  if (c == NULL) {
+  completion_t *done = c != NULL ? KT_ALLOC(KT_SITE_COMPLETION, sizeof *done) : NULL;
+  if (done == NULL) {
     if (err == 0) err = ENOMEM;
     if (da >= 0) close(da);
     if (db >= 0) close(db);
+    free(c);
     free(p);
     free(heads[0]);
     free(heads[1]);
     return throw_errno(env, err, "add");
   }
   p->id = (uint64_t)idd;
+  p->done = done;
   p->idle_ms = idle;
   p->half_ms = half;
   int fds[2] = { da, db };
@@ -916,6 +924,52 @@ void kt_enqueue (engine_t *e, cmd_t *c) {
   wake(e);
 }
 
+// ---------------------------------------------------------------- test hooks (KT_TEST_HOOKS builds only)
+
+#ifdef KT_TEST_HOOKS
+atomic_int kt_test_fail_at[KT_SITE_COUNT];
+atomic_int kt_test_post_delay_ms;
+atomic_long kt_test_probe[KT_PROBE_COUNT];
+
+int kt_test_fail (int site) {
+  int left = atomic_load(&kt_test_fail_at[site]);
+  while (left > 0) {
+    if (atomic_compare_exchange_weak(&kt_test_fail_at[site], &left, left - 1)) return left == 1;
+  }
+  return 0;
+}
+
+void *kt_test_alloc (int site, size_t n) {
+  return kt_test_fail(site) ? NULL : malloc(n);
+}
+
+void kt_test_post_delay (void) {
+  int ms = atomic_load(&kt_test_post_delay_ms);
+  if (ms <= 0) return;
+  atomic_fetch_add(&kt_test_probe[KT_PROBE_POST_DELAYS], 1);
+  atomic_fetch_add(&kt_test_probe[KT_PROBE_IN_POST_DELAY], 1);
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  atomic_fetch_sub(&kt_test_probe[KT_PROBE_IN_POST_DELAY], 1);
+}
+
+// ktTest(op, arg, value) -> number. op 0: fail the value-th allocation at site arg
+// from now (0: never); op 1: post delay of value ms; op 2: read probe arg.
+static napi_value js_test (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  int32_t v[3] = { 0, 0, 0 };
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  for (size_t i = 0; i < argc && i < 3; i++) napi_get_value_int32(env, argv[i], &v[i]);
+  double r = 0;
+  if (v[0] == 0 && v[1] >= 0 && v[1] < KT_SITE_COUNT) atomic_store(&kt_test_fail_at[v[1]], v[2]);
+  else if (v[0] == 1) atomic_store(&kt_test_post_delay_ms, v[2]);
+  else if (v[0] == 2 && v[1] >= 0 && v[1] < KT_PROBE_COUNT) r = (double)atomic_load(&kt_test_probe[v[1]]);
+  napi_create_double(env, r, &out);
+  return out;
+}
+#endif
+
 static napi_value init (napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "createEngine", NULL, js_create_engine, NULL, NULL, NULL, napi_enumerable, NULL },
@@ -926,6 +980,10 @@ static napi_value init (napi_env env, napi_value exports) {
     { "close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+#ifdef KT_TEST_HOOKS
+  napi_property_descriptor test = { "ktTest", NULL, js_test, NULL, NULL, NULL, napi_enumerable, NULL };
+  napi_define_properties(env, exports, 1, &test);
+#endif
   kt_lane_init(env, exports);
   return exports;
 }

@@ -26,7 +26,7 @@ import { errorCode, KtError } from '../../errors.js'
 import type { Logger } from '../../observe/logger.js'
 import type { Cell, Counter, Registry } from '../../observe/metrics.js'
 import { listenerKey, type ListenerSpec, type UpstreamSpec } from '../../routing/types.js'
-import type { DataplaneOptions } from '../listener-manager.js'
+import type { DataplaneOptions } from '../context.js'
 import { Upstream, type Backend, type BackendStatus, type ClientInfo } from '../upstream.js'
 
 export interface UdpOptions {

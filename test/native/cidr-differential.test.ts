@@ -1,0 +1,47 @@
+// Issue 15: one CIDR parser in TS (routing/cidr.ts parseCidr, `bare` for
+// source ranges); the native lane keeps its own (kt_accept.c parse_cidr, it
+// runs on the workers) and must accept exactly what the TS one accepts. The
+// lane is only ever handed canonical text (fastlane.ts lanePlan), so the
+// corpus has no surrounding whitespace (which the TS parser trims).
+import t from 'tap'
+import fc from 'fast-check'
+import net from 'node:net'
+import { laneBindingOf } from '../../src/dataplane/native/index.js'
+import { parseCidr } from '../../src/routing/cidr.js'
+import { SKIP, splicerFor } from './fixtures/harness.js'
+
+function tsAccepts (s: string): boolean {
+  try { parseCidr(s, { bare: true }); return true } catch { return false }
+}
+
+t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { skip: SKIP }, async (t) => {
+  const s = splicerFor(t, 'splice')
+  const lb = laneBindingOf(s)
+  if (lb === undefined) throw new Error('no lane')
+  const b = lb.binding
+  const lane = b.createLane(lb.engines, () => {})
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const l = b.laneListen(lane, 1, (server as unknown as { _handle: { fd: number } })._handle.fd, false)
+  const cAccepts = (cidr: string): boolean => {
+    try { b.laneSetRoutes(l, 0, [], [], [], -1, 1000, 1, [], 0, [[cidr]]); return true } catch { return false }
+  }
+  const corpus = [
+    '127.0.0.1', '127.0.0.0/8', '10.1.2.3/8', '0.0.0.0/0', '255.255.255.255/32', '::1', '::/0', 'fd00::/8', '::ffff:10.0.0.1/120',
+    '2001:db8::1/64', '1.2.3.4/33', '::/129', '10.0.0.0/', '10.0.0.0/ 8', '10.0.0.0/0x8', '10.0.0.0/8.0', '10.0.0.0/08', '10.0.0.0/-1',
+    'fe80::1%eth0/64', 'fe80::1%1', '010.0.0.1', '1.2.3', '1.2.3.4.5', 'nope', '', '/8', '1.2.3.4//8', '[::1]/128', '::ffff:1.2.3.4',
+    '1:2:3:4:5:6:7:8/128', '1:2:3:4:5:6:7:8:9', 'g::1', '1.2.3.256/8', '10.0.0.0/0008',
+  ]
+  const differ: string[] = []
+  for (const c of corpus) if (tsAccepts(c) !== cAccepts(c)) differ.push(`${JSON.stringify(c)}: ts ${tsAccepts(c)}, native ${cAccepts(c)}`)
+  t.same(differ, [], 'the fixed corpus')
+  // Random strings over the characters CIDRs are made of.
+  const chars = fc.constantFrom(...'0123456789abcdef:./%x'.split(''))
+  fc.assert(fc.property(fc.string({ unit: chars, maxLength: 24 }), (x) => tsAccepts(x) === cAccepts(x)), { numRuns: 3000, seed: 15 })
+  // And canonical forms of random valid ones (what the lane is really given).
+  fc.assert(fc.property(fc.ipV4(), fc.integer({ min: 0, max: 32 }), (ip, p) => cAccepts(parseCidr(`${ip}/${p}`, { bare: true }).text)), { numRuns: 500, seed: 15 })
+  fc.assert(fc.property(fc.ipV6(), fc.integer({ min: 0, max: 128 }), (ip, p) => tsAccepts(`${ip}/${p}`) === cAccepts(`${ip}/${p}`)), { numRuns: 500, seed: 15 })
+  b.laneStop(l)
+  b.laneClose(lane)
+})
