@@ -28,7 +28,7 @@ t.test('a removed listener\'s gauge series goes once it has drained', async (t) 
   open.destroy()
   for (const s of held) s.destroy()
   let last: string[] = []
-  await waitFor(() => { last = activeSeries(px.registry.render()); return last.length === 1 }, 5000, 'the removed listener\'s series to go')
+  await waitFor(() => { last = activeSeries(px.registry.render()); return last.length === 1 }, 'the removed listener\'s series to go', 5000)
   t.notOk(last.some((l) => l.includes(bName)), `only the kept listener is left: ${last.join(' | ')}`)
 })
 

@@ -27,8 +27,8 @@ t.test('a dropped record is counted in kt_native_events_dropped_total', { skip }
   c.end()
   t.equal((await readAll(c)).toString(), 'A')
   let text = ''
-  await waitFor(() => { text = px.registry.render(); return /kt_connections_total\{[^}]*outcome="eof"\} 1/.test(text) }, 5000, 'the connection counted')
-  await waitFor(() => { text = px.registry.render(); return /^kt_native_events_dropped_total 1$/m.test(text) }, 5000, 'the dropped record counted')
+  await waitFor(() => { text = px.registry.render(); return /kt_connections_total\{[^}]*outcome="eof"\} 1/.test(text) }, 'the connection counted', 5000)
+  await waitFor(() => { text = px.registry.render(); return /^kt_native_events_dropped_total 1$/m.test(text) }, 'the dropped record counted', 5000)
   t.match(text, /^kt_native_events_dropped_total 1$/m)
   t.equal(px.logs.filter((r) => r['msg'] === 'connection closed').length, 0, 'its access-log line was the record dropped')
 })

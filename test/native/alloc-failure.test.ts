@@ -45,7 +45,7 @@ t.test('no memory for a completion: the pair is refused up front or reported, ne
     client.write('still mine')
     t.equal(await within(echoed, 5000, 'echo through the JS-owned sockets'), 'still mine')
   } else {
-    await waitFor(() => result !== undefined, 5000, 'the pair\'s done')
+    await waitFor(() => result !== undefined, 'the pair\'s done', 5000)
     t.equal(result?.cause, 'aborted')
   }
   t.equal(splicer.stats().pairs, 0, 'nothing pending')

@@ -54,9 +54,9 @@ t.test('laneClose while a worker is about to post: the call is never made after 
   hooks.postDelay(300)
   t.teardown(() => { hooks.postDelay(0) })
   await hit(port) // its close record makes a worker post
-  await waitFor(() => hooks.probe(PROBE.inPostDelay) > 0, 5000, 'a worker waiting to post')
+  await waitFor(() => hooks.probe(PROBE.inPostDelay) > 0, 'a worker waiting to post', 5000)
   b.laneClose(lane)
-  await waitFor(() => hooks.probe(PROBE.inPostDelay) === 0, 5000, 'the worker past its post')
+  await waitFor(() => hooks.probe(PROBE.inPostDelay) === 0, 'the worker past its post', 5000)
   hooks.postDelay(0)
   // Let the loop run: a call after the release would now touch a freed function.
   await new Promise((resolve) => setTimeout(resolve, 50))
