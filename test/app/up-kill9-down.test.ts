@@ -35,7 +35,7 @@ t.test('kill -9, then down: statuses, finalizers, state file and socket are gone
   t.teardown(() => up.stop('SIGKILL'))
   await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
   await waitFor(served, 'status and finalizer on the Service', 5000)
-  const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
+  const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s|$)/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
   t.match((await curl(`http://${ip}/`)).stdout, /^hello from demo-worker/)
   t.same(svc().status?.loadBalancer?.ingress?.map((i) => i.ip ?? i.hostname), [ip, 'hello.demo.localhost'])
 

@@ -39,7 +39,7 @@ else {
   { waitListening: 2, timeoutMs: 120_000 })
   t.teardown(() => up.stop('SIGKILL'))
   await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
-  const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
+  const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s|$)/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
 
   t.test('the relay container runs and up says why relay', async (t) => {
     const info = await docker.getContainer(relayName(cluster.name)).inspect()

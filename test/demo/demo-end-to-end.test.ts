@@ -24,7 +24,7 @@ const service = demo.stdout.find((l) => l.startsWith('service demo/demo/hello ')
 const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s)/.exec(service)?.[1] ?? ''
 // The demo's Gateway: its implementation's LoadBalancer Service, and the HTTPRoute's name.
 const gwService = demo.stdout.find((l) => l.startsWith('service demo/demo/app-gateway ')) ?? ''
-const gwIp = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(gwService)?.[1] ?? ''
+const gwIp = /\s(127\.\d+\.\d+\.\d+):80(?=\s|$)/.exec(gwService)?.[1] ?? ''
 
 t.test('listening lines, the service line and what to curl', async (t) => {
   await waitFor(() => demo.listening.length >= 3, 'three listening lines', 5000)

@@ -67,7 +67,7 @@ else {
     { waitListening: 2, timeoutMs: 60_000, env: { KIND_EXPERIMENTAL_DOCKER_NETWORK: net.name } })
     t.teardown(() => up.stop('SIGKILL'))
     await waitFor(() => up.stdout.includes('ready'), 'ready', 60_000)
-    const ip = /\s(127\.\d+\.\d+\.\d+):80\b/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
+    const ip = /\s(127\.\d+\.\d+\.\d+):80(?=\s|$)/.exec(up.stdout.find((l) => l.startsWith('service ')) ?? '')?.[1] ?? ''
     t.not(ip, '', 'up printed the LB address')
     const seen = new Set<string>()
     for (let i = 0; i < 4; i++) {

@@ -97,11 +97,12 @@ t.test('the flow cap holds and drops are counted; a flood of one-datagram flows 
   t.teardown(async () => { await p.stop(); await srv.close() })
   const url = p.metricsUrl() as string
   t.ok(url, 'metrics served')
-  // The proxy's UDP sockets: its fds whose inodes /proc/net/udp lists.
+  // The proxy's UDP sockets: its fds whose inodes /proc/net/udp or udp6 lists.
   const udpSockets = (): number => {
     const pid = p.child.pid as number
     const mine = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => { try { return /socket:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] } catch { return undefined } }))
-    const inodes = readFileSync(`/proc/${pid}/net/udp`, 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[9])
+    // Both tables: a socket bound to a wildcard before its connect may be an IPv6 (dual-stack) one.
+    const inodes = ['udp', 'udp6'].flatMap((f) => readFileSync(`/proc/${pid}/net/${f}`, 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[9]))
     return inodes.filter((i) => i !== undefined && mine.has(i)).length
   }
   t.equal(udpSockets(), 1, 'before: the listener only')
