@@ -45,7 +45,7 @@ t.test('peer close (FIN) and reset evict idle sockets', async (t) => {
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'u', metrics: m })
   t.teardown(() => pool.close())
   pool.start()
-  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
+  await waitFor(() => pool.idle === 2 && be.open.size === 2, 'two idle, both open at the backend', 2000)
   await sleep(1100) // older than the early-close window: a plain refill, no backoff
   const [a, b] = [...be.open]
   a?.end()
@@ -67,7 +67,7 @@ t.test('a close not yet processed is still caught at take time', async (t) => {
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'u', metrics: m })
   t.teardown(() => pool.close())
   pool.start()
-  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
+  await waitFor(() => pool.idle === 2 && be.open.size === 2, 'two idle, both open at the backend', 2000)
   await sleep(1100)
   for (const mode of ['fin', 'rst'] as const) {
     // Both sides settled: the pool's two idle sockets are the server's only

@@ -20,12 +20,14 @@ t.test('warm sockets are pre-connected and each serves one client', async (t) =>
   const pool = new Pool(be.endpoint, { size: 2, dial: dialTcp, upstream: 'default/web:http', metrics })
   t.teardown(() => pool.close())
   pool.start()
-  await waitFor(() => pool.idle === 2, 'filled to size', 2000)
+  // The client side of a connect completes before the server's accept event
+  // runs, so wait for both ends: an extra connect would still show as 3.
+  await waitFor(() => pool.idle === 2 && be.accepts >= 2, 'filled to size, accepted at the backend', 2000)
   t.equal(be.accepts, 2, 'the backend accepted exactly the warm sockets')
 
   const used = new Set<Socket>()
   for (let i = 0; i < 5; i++) {
-    await waitFor(() => pool.idle === 2, `refilled before take ${i}`, 2000)
+    await waitFor(() => pool.idle === 2 && be.accepts >= 2 + i, `refilled before take ${i}, accepted at the backend`, 2000)
     const acceptsWhenAsked = be.accepts
     const s = await acquire(pool)
     t.ok(s, `hit ${i}`)
@@ -38,7 +40,7 @@ t.test('warm sockets are pre-connected and each serves one client', async (t) =>
     t.equal(echo.toString(), `ping ${i}`, 'bytes flow on the warm socket')
     s.destroy()
   }
-  await waitFor(() => pool.idle === 2, 'pool.idle === 2', 2000)
+  await waitFor(() => pool.idle === 2 && be.accepts >= 2 + 5, 'refilled after the last take', 2000)
   t.equal(be.accepts, 2 + 5, 'one refill per take, nothing more')
   t.equal(pool.hits, 5)
   t.equal(pool.misses, 0)
@@ -100,7 +102,7 @@ t.test('resize and suspend/resume', async (t) => {
   const pool = new Pool(be.endpoint, { size: 3, dial: dialTcp })
   t.teardown(() => pool.close())
   pool.start()
-  await waitFor(() => pool.idle === 3, 'pool.idle === 3', 2000)
+  await waitFor(() => pool.idle === 3 && be.accepts >= 3, 'three idle, accepted at the backend', 2000)
   pool.resize(1)
   t.equal(pool.idle, 1, 'surplus closed')
   await waitFor(() => be.open.size === 1, 'backend sees them closed', 2000)
