@@ -9,7 +9,7 @@ import { controlRequest } from './control.js'
 import type { ControllerModule } from './controller-port.js'
 import type { DockerAccess } from './docker.js'
 import type { OpenAddressesOptions, OpenedAddresses } from './addresses.js'
-import { controlPath, pidAlive, readState, removeState, writeState } from './state.js'
+import { allocationCount, controlPath, hasLeftovers, pidAlive, readState, removeState, writeState } from './state.js'
 import { undoState } from './undo.js'
 
 export interface DownOptions {
@@ -78,7 +78,8 @@ export async function runDown (o: DownOptions): Promise<number> {
     o.print('nothing to undo: no kind-tunnel up is running and no state file is left')
     return 0
   }
-  if (!running && current.pid !== process.pid && pidAlive(current.pid) && o.force !== true) {
+  const mine = current.clusters.filter((c) => o.cluster === undefined || c.name === o.cluster)
+  if (!running && current.pid !== process.pid && pidAlive(current.pid) && mine.some(hasLeftovers) && o.force !== true) {
     throw new KtError('KT_ERR_ALREADY_RUNNING', `process ${current.pid} from the state file is alive but its control socket does not answer; stop it first (kill ${current.pid}), or pass --force if that pid is not kind-tunnel`)
   }
   if (o.cluster !== undefined && !current.clusters.some((c) => c.name === o.cluster)) {
@@ -94,16 +95,22 @@ export async function runDown (o: DownOptions): Promise<number> {
   for (const r of reports) {
     for (const s of r.steps) o.print(`${s.ok ? 'ok  ' : 'FAIL'} ${r.cluster}: ${s.what}: ${s.detail}`)
   }
+  // `down` releases the addresses a stopped up kept for its Services.
+  for (const c of mine) {
+    const n = allocationCount(c)
+    if (n > 0) o.print(`ok   ${c.name}: forgot the LB IPs of ${n} Service${n === 1 ? '' : 's'} kept for the next up`)
+  }
   if (!running && process.platform !== 'win32') {
     // The dead up's socket file: nothing answers on it any more.
     await rm(current.controlSocket, { force: true }).catch(() => {})
   }
   if (left === undefined) {
     await removeState(o.stateDir)
-    o.print(`undone what kind-tunnel up (pid ${current.pid}) left behind`)
+    if (reports.length > 0) o.print(`undone what kind-tunnel up (pid ${current.pid}) left behind`)
     return 0
   }
-  await writeState(o.stateDir, { ...left, controlSocket: current.controlSocket })
+  const forgotten = left.clusters.map((c) => (o.cluster === undefined || c.name === o.cluster) && c.allocations !== undefined ? (({ allocations: _a, ...rest }) => rest)(c) : c)
+  await writeState(o.stateDir, { ...left, clusters: forgotten, controlSocket: current.controlSocket })
   const failed = reports.some((r) => r.left !== undefined)
   if (!failed) return 0
   o.print('some changes could not be undone; fix the failures above and run `kind-tunnel down` again')

@@ -3,6 +3,12 @@
 // or `kill -9` the next `up` or `down` can undo what was left: loopback
 // aliases, relay containers, Service statuses and finalizers.
 //
+// It also remembers which LB IP each Service was given (`allocations`), so
+// the next `up` (after Ctrl-C, a crash, or a kubeconfig change) gives every
+// Service back the address it had, even when the API server has cleared the
+// Service's status in between. A clean stop keeps only that memory; `down`
+// forgets it too.
+//
 // It holds no credentials: a kubeconfig is recorded by path (or as "found
 // through Docker", to be read again), never by content.
 
@@ -10,8 +16,11 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { KtError } from '../errors.js'
+import { parseIp } from '../routing/cidr.js'
 
-export const STATE_VERSION = 1
+/** 2 added `allocations`; a version-1 file (older kind-tunnel) is still read and undone. */
+export const STATE_VERSION = 2
+const READABLE_VERSIONS: readonly number[] = [1, 2]
 export const STATE_FILE = 'state.json'
 export const SOCKET_FILE = 'control.sock'
 
@@ -32,6 +41,29 @@ export interface ClusterState {
   /** Every LB IP `up` asked to be bound, in the order it asked. */
   readonly addresses: readonly string[]
   readonly relay?: { readonly name: string, readonly containerId: string }
+  /** `namespace/name` → the LB IP the Service was given (ip and both modes), to give it back after a restart. */
+  readonly allocations?: Readonly<Record<string, string>>
+}
+
+/** Whether the entry names something to undo (an address, a relay, statuses through the API), beyond remembered allocations. */
+export function hasLeftovers (c: ClusterState): boolean {
+  return c.addresses.length > 0 || c.relay !== undefined || c.kubeconfig.kind !== 'ephemeral'
+}
+
+/** The entry reduced to its remembered allocations (nothing to undo), or undefined when it remembers none. */
+export function rememberedOnly (c: ClusterState): ClusterState | undefined {
+  if (c.allocations === undefined || Object.keys(c.allocations).length === 0) return undefined
+  return { name: c.name, mode: c.mode, kubeconfig: { kind: 'ephemeral' }, ipPool: c.ipPool, device: c.device, addresses: [], allocations: c.allocations }
+}
+
+/** How many Service addresses an entry remembers. */
+export function allocationCount (c: ClusterState): number {
+  return Object.keys(c.allocations ?? {}).length
+}
+
+/** The remembered allocations of an entry, for the controller's `allocations` option. */
+export function allocationMap (c: ClusterState | undefined): Map<string, string> {
+  return new Map(Object.entries(c?.allocations ?? {}))
 }
 
 export interface UpState {
@@ -91,6 +123,17 @@ function isStringArray (v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === 'string')
 }
 
+function parseAllocations (v: unknown): Record<string, string> | null {
+  if (v === undefined) return {}
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return null
+  const out: Record<string, string> = {}
+  for (const [k, ip] of Object.entries(v)) {
+    if (typeof ip !== 'string' || parseIp(ip) === null || !/^[^/\s]+\/[^/\s]+$/.test(k)) return null
+    out[k] = ip
+  }
+  return out
+}
+
 function parseCluster (c: unknown): ClusterState | null {
   if (c === null || typeof c !== 'object') return null
   const o = c as Record<string, unknown>
@@ -104,7 +147,13 @@ function parseCluster (c: unknown): ClusterState | null {
   else return null
   const r = o.relay as Record<string, unknown> | undefined
   const relay = r !== undefined && typeof r.name === 'string' && typeof r.containerId === 'string' ? { name: r.name, containerId: r.containerId } : undefined
-  return { name: o.name, mode: o.mode, kubeconfig, ipPool: o.ipPool, device: o.device, addresses: o.addresses, ...(relay !== undefined ? { relay } : {}) }
+  const allocations = parseAllocations(o.allocations)
+  if (allocations === null) return null
+  return {
+    name: o.name, mode: o.mode, kubeconfig, ipPool: o.ipPool, device: o.device, addresses: o.addresses,
+    ...(relay !== undefined ? { relay } : {}),
+    ...(Object.keys(allocations).length > 0 ? { allocations } : {}),
+  }
 }
 
 /** The state file of `dir`, or undefined when there is none. Throws KT_ERR_STATE_FILE when it is unreadable. */
@@ -124,13 +173,16 @@ export async function readState (dir: string): Promise<UpState | undefined> {
     throw new KtError('KT_ERR_STATE_FILE', `${path} is not JSON; remove it after checking \`kind-tunnel doctor\``, { cause: err })
   }
   const o = raw as Record<string, unknown>
-  if (o === null || typeof o !== 'object' || o.v !== STATE_VERSION || typeof o.pid !== 'number' || typeof o.controlSocket !== 'string' || !Array.isArray(o.clusters)) {
-    throw new KtError('KT_ERR_STATE_FILE', `${path} is not a kind-tunnel state file of version ${STATE_VERSION}`)
+  if (o !== null && typeof o === 'object' && typeof o.v === 'number' && Number.isInteger(o.v) && o.v > STATE_VERSION) {
+    throw new KtError('KT_ERR_STATE_FILE', `${path} was written by a newer kind-tunnel (state version ${o.v}, this one reads up to ${STATE_VERSION}); undo with that version (\`kind-tunnel down\`), or remove the file after checking \`kind-tunnel doctor\``)
+  }
+  if (o === null || typeof o !== 'object' || !READABLE_VERSIONS.includes(o.v as number) || typeof o.pid !== 'number' || typeof o.controlSocket !== 'string' || !Array.isArray(o.clusters)) {
+    throw new KtError('KT_ERR_STATE_FILE', `${path} is not a kind-tunnel state file (version ${READABLE_VERSIONS.join(' or ')}); remove it after checking \`kind-tunnel doctor\``)
   }
   const clusters: ClusterState[] = []
   for (const c of o.clusters) {
     const p = parseCluster(c)
-    if (p === null) throw new KtError('KT_ERR_STATE_FILE', `${path} has a malformed cluster entry`)
+    if (p === null) throw new KtError('KT_ERR_STATE_FILE', `${path} has a malformed cluster entry; remove it after checking \`kind-tunnel doctor\``)
     clusters.push(p)
   }
   return { v: STATE_VERSION, pid: o.pid, startedAt: typeof o.startedAt === 'string' ? o.startedAt : '', controlSocket: o.controlSocket, clusters }

@@ -9,7 +9,7 @@ import { errorCode, KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import { openAddresses, type OpenedAddresses, type OpenAddressesOptions } from './addresses.js'
 import type { ControllerModule } from './controller-port.js'
-import type { ClusterState, KubeconfigSource, UpState } from './state.js'
+import { hasLeftovers, type ClusterState, type KubeconfigSource, type UpState } from './state.js'
 import type { DockerAccess } from './docker.js'
 
 export interface UndoDeps {
@@ -126,12 +126,17 @@ export async function undoCluster (c: ClusterState, deps: UndoDeps): Promise<Clu
   return { cluster: c.name, steps, left }
 }
 
-/** Undo every cluster (or one); returns the per-cluster reports and the state still left. */
+/**
+ * Undo every cluster (or one); returns the per-cluster reports and the state
+ * still left. An entry that only remembers allocations has nothing to undo:
+ * it gets no report and is dropped (the caller keeps what it wants of it).
+ */
 export async function undoState (state: UpState, deps: UndoDeps, only?: string): Promise<{ reports: ClusterUndo[], left: UpState | undefined }> {
   const reports: ClusterUndo[] = []
   const keep: ClusterState[] = []
   for (const c of state.clusters) {
     if (only !== undefined && c.name !== only) { keep.push(c); continue }
+    if (!hasLeftovers(c)) continue
     const r = await undoCluster(c, deps)
     reports.push(r)
     if (r.left !== undefined) keep.push(r.left)

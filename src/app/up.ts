@@ -33,7 +33,10 @@ import type { UpConfig } from './config.js'
 import { startControlServer, type ControlServer } from './control.js'
 import type { ControllerHandle, ControllerModule } from './controller-port.js'
 import type { DockerAccess } from './docker.js'
-import { controlPath, ensureStateDir, readState, removeState, StateWriter, writeState, type ClusterState, type KubeconfigSource, type UpState, STATE_VERSION } from './state.js'
+import {
+  allocationMap, controlPath, ensureStateDir, hasLeftovers, readState, rememberedOnly, removeState, StateWriter, writeState, type ClusterState, type KubeconfigSource, type UpState,
+  STATE_VERSION,
+} from './state.js'
 import { deriveServices, totals, type ClusterStatus, type UpStatus } from './status.js'
 import { undoState, type ClusterUndo } from './undo.js'
 
@@ -159,6 +162,8 @@ export class UpRun {
   private readonly startAbort = new AbortController()
   private resolveDone!: () => void
   private clean = true
+  /** `down` asked for the stop: forget the remembered allocations too. */
+  private forget = false
 
   constructor (cfg: UpConfig, deps: UpDeps) {
     this.cfg = cfg
@@ -210,23 +215,25 @@ export class UpRun {
     this.control = await startControlServer(socket, {
       status: () => this.status(),
       down: (cluster) => {
-        if (cluster === undefined || (this.clusters.size === 1 && this.clusters.has(cluster))) void this.stop('down requested')
+        if (cluster === undefined || (this.clusters.size === 1 && this.clusters.has(cluster))) void this.stop('down requested', { forget: true })
         else void this.stopCluster(cluster)
       },
     })
     const prev = await readState(this.stateDir)
-    if (prev !== undefined && prev.pid !== process.pid) {
+    // What an earlier up remembered (allocations), kept for the clusters it names until `down`.
+    const remembered = (prev?.clusters ?? []).flatMap((c) => rememberedOnly(c) ?? [])
+    if (prev !== undefined && prev.pid !== process.pid && prev.clusters.some(hasLeftovers)) {
       this.emit({ type: 'recovering', pid: prev.pid })
       this.log.warn({ pid: prev.pid, clusters: prev.clusters.map((c) => c.name) }, 'undoing what a previous kind-tunnel up left behind')
       const { reports, left } = await undoState(prev, this.undoDeps())
       this.emit({ type: 'recovered', reports })
       if (left !== undefined) {
-        await writeState(this.stateDir, left)
+        await writeState(this.stateDir, { ...left, clusters: [...left.clusters, ...remembered.filter((m) => !left.clusters.some((c) => c.name === m.name))] })
         const what = reports.flatMap((r) => r.steps.filter((s) => !s.ok).map((s) => `${r.cluster} ${s.what}: ${s.detail}`))
         throw new KtError('KT_ERR_CLEANUP', `a previous kind-tunnel up left changes that could not be undone (${what.join('; ')}); fix them and run \`kind-tunnel down\``)
       }
     }
-    const initial: UpState = { v: STATE_VERSION, pid: process.pid, startedAt: this.startedAt, controlSocket: socket, clusters: [] }
+    const initial: UpState = { v: STATE_VERSION, pid: process.pid, startedAt: this.startedAt, controlSocket: socket, clusters: remembered }
     this.state = new StateWriter(this.stateDir, initial)
     await this.state.update((s) => s)
   }
@@ -355,7 +362,8 @@ export class UpRun {
       const clusterPool = splitPool(pool, plans.length, i)
       const dev = plan.mode === 'sidecar' ? device : 'lo'
       const opened = (this.deps.openAddresses ?? openAddresses)({ pool: clusterPool, device: dev, onHelper: (argv) => this.emit({ type: 'helper', argv }) })
-      const entry: ClusterState = { name: plan.name, mode: plan.mode, kubeconfig: plan.source, ipPool: clusterPool, device: dev, addresses: [] }
+      const before = state.state.clusters.find((c) => c.name === plan.name)?.allocations
+      const entry: ClusterState = { name: plan.name, mode: plan.mode, kubeconfig: plan.source, ipPool: clusterPool, device: dev, addresses: [], ...(before !== undefined ? { allocations: before } : {}) }
       await state.update((s) => ({ ...s, clusters: [...s.clusters.filter((c) => c.name !== plan.name), entry] }))
       const run: ClusterRun = {
         plan,
@@ -408,6 +416,16 @@ export class UpRun {
         addresses: run.forController,
         logger: this.deps.logger.child({ cluster: plan.name }),
         metrics: this.deps.registry,
+        // Each Service gets back the address it had (a restart, a crash, a new kubeconfig), whatever its status says now.
+        allocations: allocationMap(state.state.clusters.find((c) => c.name === plan.name)),
+        onAllocations: async (a) => {
+          if (run.stopped) return
+          const allocations = Object.fromEntries(a)
+          await state.cluster(plan.name, (c) => {
+            const { allocations: _old, ...rest } = c
+            return Object.keys(allocations).length > 0 ? { ...rest, allocations } : rest
+          })
+        },
       })
       run.controller = await startController(options(plan.kubeconfig))
       if (plan.source.kind === 'file') {
@@ -610,8 +628,13 @@ export class UpRun {
     return ok
   }
 
-  /** Drain and undo everything. Idempotent; resolves when done. */
-  stop (reason: string): Promise<void> {
+  /**
+   * Drain and undo everything. Idempotent; resolves when done. The state file
+   * keeps the allocations of clusters reached through a kubeconfig file or
+   * Docker, for the next up, unless `forget` (`down`).
+   */
+  stop (reason: string, opts: { forget?: boolean } = {}): Promise<void> {
+    if (opts.forget === true) this.forget = true
     this.stopping ??= this.stopNow(reason)
     return this.stopping
   }
@@ -651,11 +674,20 @@ export class UpRun {
     await this.metricsServer?.close().catch(() => {})
     if (this.state !== undefined) {
       await this.state.flush()
-      if (this.clean) {
+      // `demo`'s API server dies with the process: nothing to remember for it.
+      const ephemeral = new Set(runs.filter((r) => r.plan.source.kind === 'ephemeral').map((r) => r.plan.name))
+      const keep = (c: ClusterState): ClusterState | undefined => {
+        const remember = !this.forget && !ephemeral.has(c.name)
+        if (!this.clean && hasLeftovers(c)) return remember ? c : withoutAllocations(c)
+        return remember ? rememberedOnly(c) : undefined
+      }
+      const kept = this.state.state.clusters.flatMap((c) => keep(c) ?? [])
+      if (kept.length === 0) {
         await removeState(this.stateDir)
       } else {
-        // Keep what is left for `kind-tunnel down`; no process answers for it any more.
-        await this.state.update((s) => ({ ...s, clusters: s.clusters.filter((c) => c.addresses.length > 0 || c.relay !== undefined || c.kubeconfig.kind !== 'ephemeral') }))
+        // What is left for `kind-tunnel down` (no process answers for it any
+        // more), and the addresses to give back at the next up.
+        await this.state.update((s) => ({ ...s, clusters: kept }))
         await this.state.flush()
       }
     }
@@ -667,6 +699,11 @@ export class UpRun {
   get cleanExit (): boolean {
     return this.clean
   }
+}
+
+function withoutAllocations (c: ClusterState): ClusterState {
+  const { allocations: _a, ...rest } = c
+  return rest
 }
 
 /** Start `up`; resolves once it is ready (every cluster synced or timed out). */

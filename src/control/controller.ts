@@ -53,6 +53,10 @@ export interface ControllerOptions {
   retry?: BackoffOptions
   /** API writes in flight at once; default 16. */
   concurrency?: number
+  /** `namespace/name` → IP from an earlier run (the state file): each Service gets its address back. */
+  allocations?: ReadonlyMap<string, string>
+  /** Called with the allocations whenever they change, and awaited before any address is bound or status written. */
+  onAllocations?: (allocations: ReadonlyMap<string, string>) => Promise<void>
 }
 
 export interface PortSnapshot {
@@ -148,6 +152,12 @@ interface PassContext {
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+function sameMap (a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false
+  for (const [k, v] of a) if (b.get(k) !== v) return false
+  return true
+}
 
 function isDeleting (svc: Svc): boolean {
   const t = svc.metadata?.deletionTimestamp
@@ -251,6 +261,7 @@ class ServiceController implements Controller {
     this.#retry = o.retry ?? {}
     this.#applyBackoff = new Backoff(this.#retry)
     this.#owner = statusOwner(o.routing)
+    this.#allocations = new Map(o.allocations ?? [])
     const r = o.metrics
     this.#m = {
       reconciles: r.counter('kt_controller_reconciles_total', 'Reconcile passes, by cluster and outcome.'),
@@ -370,7 +381,14 @@ class ServiceController implements Controller {
     const t0 = performance.now()
     const version = ++this.#version
     const result = computeRoutes(this.#observe(), { ...this.#o.routing, version })
+    const before = this.#allocations
     this.#allocations = result.allocations
+    if (this.#o.onAllocations !== undefined && !sameMap(before, result.allocations)) {
+      // Recorded before the address is bound or shown in a status, like every change `up` makes.
+      await this.#o.onAllocations(result.allocations).catch((err: unknown) => {
+        this.#log.warn({ code: errorCode(err) }, `cannot record the IP allocations: ${err instanceof Error ? err.message : String(err)}`)
+      })
+    }
     this.#last = result
     const addresses = this.#o.addresses
 

@@ -65,6 +65,8 @@ export function checkState (state: UpState | undefined, running: boolean): Check
     ].filter((p) => p !== '')
     return parts.length > 0 ? `${c.name} (${parts.join(', ')})` : ''
   }).filter((x) => x !== '')
+  const kept = state.clusters.reduce((n, c) => n + Object.keys(c.allocations ?? {}).length, 0)
+  if (left.length === 0 && kept > 0) return [line('state', 'ok', `no kind-tunnel up is running; the LB IPs of ${kept} Service${kept === 1 ? '' : 's'} are kept for the next up (\`kind-tunnel down\` forgets them)`)]
   if (left.length === 0) return [line('state', 'warn', `a kind-tunnel up (pid ${state.pid}) died; its state file is left but names nothing to undo`, 'kind-tunnel down')]
   return [line('state', 'FAIL', `a kind-tunnel up (pid ${state.pid}) died and left changes: ${left.join('; ')}`, 'kind-tunnel down')]
 }

@@ -84,5 +84,7 @@ t.test('stop: everything undone', async (t) => {
   await up.stop('test done')
   t.equal(up.cleanExit, true)
   t.same(svc(alpha, 'hello').status?.loadBalancer?.ingress ?? [], [])
-  t.equal(await readState(stateDir), undefined)
+  const kept = await readState(stateDir)
+  t.same(kept?.clusters.map((c) => [c.name, c.kubeconfig.kind, c.addresses, Object.keys(c.allocations ?? {})]), [['alpha', 'ephemeral', [], ['demo/hello']]],
+    'nothing left to undo; alpha\'s IP kept for the next up (beta\'s was forgotten by down --cluster)')
 })

@@ -75,10 +75,13 @@ t.test('kill -9, then up again: the new up undoes the leftovers first, serves, a
   t.ok(second.stderr.some((l) => l.includes('undoing what a previous kind-tunnel up left behind')), 'it said so')
   await waitFor(served, 'served again', 5000)
   t.equal((await readState(stateDir))?.pid, second.child.pid)
+  const ip = svc().status?.loadBalancer?.ingress?.find((i) => i.ip !== undefined)?.ip
   const exit = await second.stop('SIGTERM')
   t.equal(exit.code, 0)
   t.ok(clean(), 'SIGTERM removed status and finalizer')
-  t.same(await readdir(stateDir), [])
+  t.same((await readState(stateDir))?.clusters.map((c) => [c.name, c.kubeconfig.kind, c.addresses, c.relay, c.allocations]), [['demo', 'ephemeral', [], undefined, { 'demo/hello': ip }]],
+    'nothing left to undo; only the Service\'s IP, kept for the next up')
+  t.same(await readdir(stateDir), ['state.json'], 'no stale control socket')
 })
 
 t.test('down from another terminal stops a running up, which cleans up itself', async (t) => {
