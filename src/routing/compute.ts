@@ -272,6 +272,11 @@ export function isHandled (svc: KubeService): boolean {
 /** What kind-tunnel hands out: IPs in its pool, `<name>.<namespace>.<suffix>` hostnames. */
 export interface StatusOwner { readonly pool: Cidr, readonly suffix: string }
 
+/** Check the routing options (throws InvalidArgumentError), as computeRoutes would on its first pass. */
+export function validateRoutingOptions (opts: RoutingOptions): void {
+  resolveOptions(opts)
+}
+
 export function statusOwner (opts: RoutingOptions): StatusOwner {
   const o = resolveOptions(opts)
   return { pool: o.pool, suffix: o.suffix }
@@ -307,6 +312,22 @@ export function removableFinalizers (svc: KubeService, owner: StatusOwner): stri
   const out: string[] = own ? [OWN_FINALIZER] : []
   if (fins.includes(FINALIZER) && (own || statusIsOurs(svc, owner))) out.push(FINALIZER)
   return out
+}
+
+/**
+ * A Service that stopped asking for kind-tunnel but still carries a
+ * finalizer kind-tunnel may remove: it is cleaned up. The shared finalizer
+ * alone, on a Service of another class whose status kind-tunnel did not
+ * write, belongs to another controller.
+ */
+export function needsRelease (svc: KubeService, owner: StatusOwner): boolean {
+  return removableFinalizers(svc, owner).length > 0 && !(hasForeignClass(svc) && !(svc.metadata?.finalizers ?? []).includes(OWN_FINALIZER))
+}
+
+/** The pool IP a Service's status names (canonical), if any: what its cleanup releases when no allocation is remembered. */
+export function statusPoolIp (svc: KubeService, pool: Cidr): string | undefined {
+  const fromStatus = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).find((ip) => ip !== undefined && cidrContainsIp(pool, ip))
+  return fromStatus !== undefined ? canonicalIp(fromStatus) ?? undefined : undefined
 }
 
 function hasForeignClass (svc: KubeService): boolean {
@@ -518,7 +539,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     // shared finalizer alone, on a Service whose status kind-tunnel did not
     // write, belongs to another controller and is never touched.
     if (!handled) {
-      if (removableFinalizers(svc, owner).length > 0 && !(hasForeignClass(svc) && !(svc.metadata?.finalizers ?? []).includes(OWN_FINALIZER))) {
+      if (needsRelease(svc, owner)) {
         plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
       }
       continue
@@ -935,8 +956,7 @@ function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<str
 }
 
 function cleanupPlan (svc: KubeService, key: string, namespace: string, name: string, previous: ReadonlyMap<string, string>, pool: Cidr): ServicePlan {
-  const fromStatus = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).find((ip) => ip !== undefined && cidrContainsIp(pool, ip))
-  const ip = previous.get(key) ?? (fromStatus !== undefined ? canonicalIp(fromStatus) ?? undefined : undefined)
+  const ip = previous.get(key) ?? statusPoolIp(svc, pool)
   const current = svc.status?.loadBalancer?.ingress ?? []
   return {
     key,
