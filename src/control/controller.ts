@@ -30,6 +30,7 @@ import { type ClusterInformers, type GatewayApiInformers, type InformerHealth, t
 import { type KubeClients, kubeError, loadKubeConfig, makeClients, requestOptions, statusCodeOf } from './kube.js'
 import { LoadBalancerProvider } from './provider.js'
 import { isDeleting, refOf, ServiceWriter, type Svc } from './service-api.js'
+import { planStatus, type StatusPlan } from './status-plan.js'
 
 /** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
 export interface RouteSink {
@@ -128,6 +129,8 @@ interface SvcState {
   plan: ServicePlan | undefined
   uid: string | undefined
   statusPatched: boolean
+  /** The last pass found the status differing from the plan (control/status-plan.ts). */
+  statusChanged: boolean
   lastError: { code: string, message: string, at: number } | undefined
   backoff: Backoff
   retryAt: number
@@ -420,6 +423,7 @@ class ServiceController implements Controller {
         plan: undefined,
         uid: undefined,
         statusPatched: false,
+        statusChanged: true,
         lastError: undefined,
         backoff: new Backoff(this.#retry),
         retryAt: 0,
@@ -438,6 +442,8 @@ class ServiceController implements Controller {
     const svc = this.#inf.services.get(plan.name, plan.namespace) as Svc | undefined
     if (svc === undefined) return
     st.uid = svc.metadata?.uid
+    const status = planStatus(svc, plan)
+    st.statusChanged = status.changed
 
     // Failures the data plane reported for this Service's listeners or address.
     const local: PlanEvent[] = []
@@ -475,8 +481,8 @@ class ServiceController implements Controller {
     if (rv !== undefined && st.staleRvs.has(rv)) return // our last writes are not in the cache yet
     if (st.retryAt > Date.now()) return // backing off after a failed write
     try {
-      if (plan.action === 'cleanup') await this.#cleanupOne(st, plan, svc, ctx)
-      else await this.#serveOne(st, plan, svc)
+      if (plan.action === 'cleanup') await this.#cleanupOne(st, plan, svc, status, ctx)
+      else await this.#serveOne(st, plan, svc, status)
       st.backoff.reset()
       st.retryAt = 0
       st.lastError = undefined
@@ -568,7 +574,7 @@ class ServiceController implements Controller {
     this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'event', outcome: this.#events.failed > before ? 'error' : 'ok' })
   }
 
-  async #serveOne (st: SvcState, plan: ServicePlan, svc: Svc): Promise<void> {
+  async #serveOne (st: SvcState, plan: ServicePlan, svc: Svc, status: StatusPlan): Promise<void> {
     const stale = new Set<string>()
     let rv = svc.metadata?.resourceVersion
     // The finalizer first: from then on, deleting the Service waits for our
@@ -581,7 +587,7 @@ class ServiceController implements Controller {
       if (rv !== undefined) stale.add(rv)
       rv = await this.#writer.addFinalizers(svc, want)
     }
-    if (plan.statusChanged) {
+    if (status.changed) {
       if (rv !== undefined) stale.add(rv)
       let res: V1Service
       try {
@@ -603,9 +609,7 @@ class ServiceController implements Controller {
       const where = plan.ingress.map((i) => i.ip ?? i.hostname).join(', ')
       if (plan.ingress.length > 0) this.#log.info({ service: plan.key, ip: plan.ip, hostnames: plan.hostnames }, `load balancer ready at ${where}`)
       // Assigned / updated / unsupported accompany a status change: now it happened.
-      for (const e of plan.events) {
-        if (e.kind === 'assigned' || e.kind === 'updated' || e.kind === 'unsupported') await this.#event(svc, e)
-      }
+      for (const e of status.events) await this.#event(svc, e)
     } else {
       st.statusPatched = true
     }
@@ -614,7 +618,7 @@ class ServiceController implements Controller {
     st.staleRvs = stale
   }
 
-  async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, ctx: PassContext): Promise<void> {
+  async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, status: StatusPlan, ctx: PassContext): Promise<void> {
     // The listeners are gone: this pass's table has none for it.
     await this.#provider.ensureDeleted(plan, ctx.wantIps)
     const stale = new Set<string>()
@@ -622,7 +626,7 @@ class ServiceController implements Controller {
     // Decided before the status goes: the status is part of the evidence.
     const removable = removableFinalizers(svc, this.#owner)
     let removed = false
-    if (!isDeleting(svc) && plan.statusChanged && statusIsOurs(svc, this.#owner)) {
+    if (!isDeleting(svc) && status.changed && statusIsOurs(svc, this.#owner)) {
       // It stopped asking for a load balancer but lives on: take our status back.
       if (rv !== undefined) stale.add(rv)
       const res = await this.#writer.patchStatus(plan, null)
@@ -685,7 +689,7 @@ class ServiceController implements Controller {
         backends,
         nodes: plan.nodes,
         ...(plan.readyEndpoints !== undefined ? { readyEndpoints: plan.readyEndpoints } : {}),
-        statusPatched: st?.statusPatched === true || (!plan.statusChanged && st !== undefined),
+        statusPatched: st?.statusPatched === true || (st !== undefined && !st.statusChanged),
         finalizer: svc !== undefined && hasFinalizer(svc),
         ...(st?.lastError !== undefined ? { lastError: { code: st.lastError.code, message: st.lastError.message, at: new Date(st.lastError.at).toISOString() } } : {}),
         ...(st !== undefined && st.retryAt > now ? { retryInMs: st.retryAt - now } : {}),

@@ -178,10 +178,9 @@ export interface ServicePlan {
   readonly excludedNodesUsed?: boolean
   /** Ready endpoints from EndpointSlices, when they were observed. */
   readonly readyEndpoints?: number
-  /** Desired status.loadBalancer.ingress. */
+  /** Desired status.loadBalancer.ingress (control/status-plan.ts compares it with the current one and plans the Events of a change). */
   readonly ingress: readonly LoadBalancerIngress[]
-  /** Whether `ingress` differs from the Service's current status. */
-  readonly statusChanged: boolean
+  /** What computing the plan found: warnings and failures (level-triggered). */
   readonly events: readonly PlanEvent[]
 }
 
@@ -452,29 +451,6 @@ function defaultIngressClass (classes: readonly KubeIngressClass[]): string | un
 }
 
 // ---------------------------------------------------------------- status
-
-function portStatusKey (p: { port?: number, protocol?: string, error?: string }): string {
-  return `${p.port ?? ''}/${p.protocol ?? 'TCP'}/${p.error ?? ''}`
-}
-
-function ingressKey (i: KubeLoadBalancerIngress | LoadBalancerIngress): string {
-  const ports = (i.ports ?? []).map(portStatusKey).sort(cmp).join(',')
-  return `${i.ip ?? ''}|${i.hostname ?? ''}|${i.ipMode ?? ''}|${ports}`
-}
-
-function sameStatus (current: readonly KubeLoadBalancerIngress[], desired: readonly LoadBalancerIngress[]): boolean {
-  // An API server without the LoadBalancerIPMode feature (before 1.30 by
-  // default) drops ipMode on write; comparing it then would patch forever.
-  const noIpMode = current.length > 0 && current.every((i) => i.ipMode === undefined || i.ipMode === null)
-  const strip = (i: KubeLoadBalancerIngress | LoadBalancerIngress): KubeLoadBalancerIngress => {
-    if (!noIpMode) return i
-    const { ipMode: _drop, ...rest } = i
-    return rest
-  }
-  const a = current.map((i) => ingressKey(strip(i))).sort(cmp)
-  const b = desired.map((i) => ingressKey(strip(i))).sort(cmp)
-  return a.length === b.length && a.every((k, i) => k === b[i])
-}
 
 // ---------------------------------------------------------------- main
 
@@ -957,7 +933,6 @@ function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<str
 
 function cleanupPlan (svc: KubeService, key: string, namespace: string, name: string, previous: ReadonlyMap<string, string>, pool: Cidr): ServicePlan {
   const ip = previous.get(key) ?? statusPoolIp(svc, pool)
-  const current = svc.status?.loadBalancer?.ingress ?? []
   return {
     key,
     namespace,
@@ -970,7 +945,6 @@ function cleanupPlan (svc: KubeService, key: string, namespace: string, name: st
     ports: [],
     nodes: [],
     ingress: [],
-    statusChanged: current.length > 0,
     events: [],
   }
 }
@@ -996,25 +970,6 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
     if (useIp && w.ip !== undefined) ingress.push({ ip: w.ip, ipMode: 'Proxy', ...withPorts })
     if (useNames && w.hostname !== undefined) ingress.push({ hostname: w.hostname, ...withPorts })
   }
-  const current = w.svc.status?.loadBalancer?.ingress ?? []
-  const statusChanged = !sameStatus(current, ingress)
-
-  // Assigned/Updated and the per-port complaints accompany a status change,
-  // so a steady state emits nothing; warnings and failures are level-triggered
-  // and the controller dedupes them (docs/addressing.md).
-  if (statusChanged && ingress.length > 0) {
-    const where = ingress.map((i) => i.ip ?? i.hostname).join(', ')
-    events.push(current.length === 0
-      ? { type: 'Normal', kind: 'assigned', reason: 'EnsuredLoadBalancer', message: `assigned ${where}` }
-      : { type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: `now ${where}` })
-    for (const p of w.ports) {
-      if (p.error !== undefined && p.message !== undefined) {
-        events.push({ type: 'Warning', kind: 'unsupported', reason: p.error.slice(p.error.indexOf('/') + 1), message: p.message })
-      }
-    }
-  } else if (statusChanged) {
-    events.push({ type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: 'status cleared' })
-  }
   const hasServed = ports.some((p) => p.status === 'served')
   if (w.failed === undefined && hasServed && sel.nodes.length === 0) {
     events.push({ type: 'Warning', kind: 'warning', reason: 'NoReadyNodes', message: 'no Ready node can be a backend; connections will be refused' })
@@ -1034,7 +989,6 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
     ...(sel.excludedNodesUsed && w.failed === undefined ? { excludedNodesUsed: true } : {}),
     ...(slices !== undefined ? { readyEndpoints: readyEndpoints ?? 0 } : {}),
     ingress,
-    statusChanged,
     events,
   }
 }
