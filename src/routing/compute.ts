@@ -642,8 +642,7 @@ function gatewayPlans (found: readonly GatewayFinding[], drafts: ReadonlyMap<str
   const won = new Map<string, Set<string>>()
   for (const port of [o.httpPort, o.httpsPort]) {
     for (const c of drafts.get(listenerKey({ host: o.listenHost, port }))?.claims ?? []) {
-      const sp = c.upstream.id.slice(c.upstream.id.lastIndexOf(':') + 1)
-      won.set(`${port} ${c.work.key}:${sp}`, c.won)
+      won.set(`${port} ${c.work.key}:${c.servicePort}`, c.won)
     }
   }
   return found.map((g) => ({

@@ -51,7 +51,7 @@ export function draftListeners (work: readonly Work[], o: DraftOptions): Map<str
     if (o.useIp && w.ip !== undefined) {
       for (const p of served) {
         const d = draft(w.ip, p.port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: w.names, won: new Set() })
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, servicePort: p.port, names: w.names, won: new Set() })
         p.listeners.push(listenerKey(d))
       }
     }
@@ -73,7 +73,7 @@ export function draftListeners (work: readonly Work[], o: DraftOptions): Map<str
         }
         mine.add(port)
         const d = draft(o.listenHost, port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [...w.names], won: new Set() })
+        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, servicePort: p.port, names: [...w.names], won: new Set() })
         p.listeners.push(listenerKey(d))
       }
       // Gateway names: HTTP listeners on the shared HTTP port, HTTPS/TLS on
@@ -84,7 +84,7 @@ export function draftListeners (work: readonly Work[], o: DraftOptions): Map<str
         const d = draft(o.listenHost, g.scheme === 'http' ? o.httpPort : o.httpsPort)
         let c = d.claims.find((x) => x.work === w && x.upstream === p.upstream)
         if (c === undefined) {
-          c = { work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() }
+          c = { work: w, upstream: p.upstream as UpstreamSpec, servicePort: p.port, names: [], won: new Set() }
           d.claims.push(c)
           if (!p.listeners.includes(listenerKey(d))) p.listeners.push(listenerKey(d))
         }
@@ -198,7 +198,7 @@ function claimUdpPorts (w: Work, drafts: Map<string, ListenerDraft>, useIp: bool
     const k = udpDraftKey(host, p.port)
     let d = drafts.get(k)
     if (d === undefined) { d = { host, port: p.port, claims: [], udp: [] }; drafts.set(k, d) }
-    d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() })
+    d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, servicePort: p.port, names: [], won: new Set() })
     ;(d.udp as WorkPort[]).push(p)
   }
   for (const p of w.ports) {

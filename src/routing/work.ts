@@ -50,6 +50,6 @@ export interface Work {
 }
 
 /** One Service port on one listener, with the names it asks for there; `won` is filled once conflicts are settled. */
-export interface Claim { work: Work, upstream: UpstreamSpec, names: string[], won: Set<string> }
+export interface Claim { work: Work, upstream: UpstreamSpec, servicePort: number, names: string[], won: Set<string> }
 
 export interface ListenerDraft { host: string, port: number, claims: Claim[], udp?: WorkPort[] }
