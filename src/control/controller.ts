@@ -10,7 +10,7 @@
 // The status never promises a dead address: it is patched only once every
 // listener of the Service's served ports is up in the ApplyResult.
 
-import type { KubernetesObject, V1Service } from '@kubernetes/client-node'
+import type { V1Service } from '@kubernetes/client-node'
 import type { Addresses } from '../addresses/manager.js'
 import type { ApplyResult } from '../dataplane/listener-manager.js'
 import { KtError, errorCode } from '../errors.js'
@@ -18,16 +18,19 @@ import type { Logger } from '../observe/logger.js'
 import type { Counter, Histogram, Registry } from '../observe/metrics.js'
 import type { GatewayObjects, KubeGateway, KubeNamespace, KubeRoute } from '../routing/gateway.js'
 import {
-  type ComputeResult, computeRoutes, FINALIZER, type GatewayPlan, isHandled, LOAD_BALANCER_CLASS, OWN_FINALIZER, type ObservedState, type PlanEvent,
-  removableFinalizers, type RoutingOptions, type ServicePlan, statusIsForeign, statusIsOurs, statusOwner, type StatusOwner,
-  wantedFinalizers,
+  type ComputeResult, FINALIZER, type GatewayPlan, isHandled, needsRelease, OWN_FINALIZER, type ObservedState, type PlanEvent,
+  removableFinalizers, type RoutingOptions, type ServicePlan, statusIsForeign, statusIsOurs, statusOwner, statusPoolIp, type StatusOwner,
+  validateRoutingOptions, wantedFinalizers,
 } from '../routing/compute.js'
 import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeService } from '../routing/kube.js'
 import { listenerKey, type RouteTable } from '../routing/types.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { EventRecorder } from './events.js'
 import { type ClusterInformers, type GatewayApiInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
-import { type KubeClients, kubeError, loadKubeConfig, makeClients, MERGE_PATCH, requestOptions, statusCodeOf } from './kube.js'
+import { type KubeClients, kubeError, loadKubeConfig, makeClients, requestOptions, statusCodeOf } from './kube.js'
+import { LoadBalancerProvider } from './provider.js'
+import { isDeleting, refOf, ServiceWriter, type Svc } from './service-api.js'
+import { planStatus, type StatusPlan } from './status-plan.js'
 
 /** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
 export interface RouteSink {
@@ -125,13 +128,13 @@ export interface Controller {
   stop (): Promise<void>
 }
 
-type Svc = KubeService & KubernetesObject
-
 interface SvcState {
   readonly key: string
   plan: ServicePlan | undefined
   uid: string | undefined
   statusPatched: boolean
+  /** The last pass found the status differing from the plan (control/status-plan.ts). */
+  statusChanged: boolean
   lastError: { code: string, message: string, at: number } | undefined
   backoff: Backoff
   retryAt: number
@@ -151,18 +154,6 @@ interface PassContext {
   readonly wantIps: ReadonlySet<string>
 }
 
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
-
-function sameMap (a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  if (a.size !== b.size) return false
-  for (const [k, v] of a) if (b.get(k) !== v) return false
-  return true
-}
-
-function isDeleting (svc: Svc): boolean {
-  const t = svc.metadata?.deletionTimestamp
-  return t !== undefined && t !== null && (t as unknown) !== ''
-}
 
 function hasFinalizer (svc: Svc): boolean {
   const fins = svc.metadata?.finalizers ?? []
@@ -242,8 +233,9 @@ class ServiceController implements Controller {
   #reconciles = 0
   #lastReconcileAt: number | undefined
   #lastReconcileMs: number | undefined
-  #allocations = new Map<string, string>()
-  readonly #ensured = new Set<string>()
+  /** Plans the addresses and owns the LB IPs. */
+  readonly #provider: LoadBalancerProvider
+  readonly #writer: ServiceWriter
   readonly #states = new Map<string, SvcState>()
   /** Gateway key → the warning events holding on it. */
   readonly #gatewayLevel = new Map<string, Set<string>>()
@@ -261,13 +253,14 @@ class ServiceController implements Controller {
     this.#retry = o.retry ?? {}
     this.#applyBackoff = new Backoff(this.#retry)
     this.#owner = statusOwner(o.routing)
-    this.#allocations = new Map(o.allocations ?? [])
+    this.#provider = new LoadBalancerProvider(o.routing, o.addresses, this.#log, { allocations: o.allocations, onAllocations: o.onAllocations })
     const r = o.metrics
     this.#m = {
       reconciles: r.counter('kt_controller_reconciles_total', 'Reconcile passes, by cluster and outcome.'),
       duration: r.histogram('kt_controller_reconcile_seconds', 'Duration of one reconcile pass (compute, addresses, apply, API writes).', [0.005, 0.02, 0.1, 0.5, 2, 10, 60]),
       writes: r.counter('kt_controller_api_writes_total', 'API writes by the controller, by cluster, kind (status, finalizer, event) and outcome (ok or an error code).'),
     }
+    this.#writer = new ServiceWriter(clients, (kind, outcome) => { this.#m.writes.inc({ cluster: o.cluster, kind, outcome }) })
     const restarts = r.gauge('kt_informer_restarts', 'Informer restarts after a failure or a silent watch, by cluster and resource.')
     restarts.collect((set) => {
       for (const h of this.#inf.all.map((i) => i.health())) set({ cluster: o.cluster, resource: h.resource }, h.restarts)
@@ -364,7 +357,7 @@ class ServiceController implements Controller {
 
   // ------------------------------------------------------------ reconcile
 
-  #observe (): ObservedState {
+  #observe (): Omit<ObservedState, 'allocations'> {
     return {
       cluster: this.#o.cluster,
       services: this.#inf.services.list() as readonly KubeService[],
@@ -373,42 +366,17 @@ class ServiceController implements Controller {
       ingresses: (this.#inf.ingresses?.list() ?? []) as readonly KubeIngress[],
       ingressClasses: (this.#inf.ingressClasses?.list() ?? []) as readonly KubeIngressClass[],
       ...(this.#inf.gatewayApi !== undefined ? { gatewayApi: gatewayObjects(this.#inf.gatewayApi) } : {}),
-      allocations: this.#allocations,
     }
   }
 
   async #reconcile (): Promise<void> {
     const t0 = performance.now()
     const version = ++this.#version
-    const result = computeRoutes(this.#observe(), { ...this.#o.routing, version })
-    const before = this.#allocations
-    this.#allocations = result.allocations
-    if (this.#o.onAllocations !== undefined && !sameMap(before, result.allocations)) {
-      // Recorded before the address is bound or shown in a status, like every change `up` makes.
-      await this.#o.onAllocations(result.allocations).catch((err: unknown) => {
-        this.#log.warn({ code: errorCode(err) }, `cannot record the IP allocations: ${err instanceof Error ? err.message : String(err)}`)
-      })
-    }
+    const result = await this.#provider.plan(this.#observe(), version)
     this.#last = result
-    const addresses = this.#o.addresses
 
     // 1. Addresses (ip mode): every IP a served Service holds is bound before its listeners.
-    const wantIps = new Set<string>()
-    for (const p of result.services) {
-      if (p.action === 'serve' && p.ip !== undefined && p.ports.some((x) => x.status === 'served')) wantIps.add(p.ip)
-    }
-    const addressErrors = new Map<string, KtError>()
-    if (addresses !== undefined) {
-      for (const ip of wantIps) {
-        if (this.#ensured.has(ip)) continue
-        try {
-          await addresses.ensure(ip)
-          this.#ensured.add(ip)
-        } catch (err) {
-          addressErrors.set(ip, err instanceof KtError ? err : new KtError('KT_ERR_ADDRESS_COMMAND', String(err)))
-        }
-      }
-    }
+    const { wantIps, addressErrors } = await this.#provider.ensure(result)
 
     // 2. The data plane: a diff, so untouched listeners and their connections stay.
     let applied: ApplyResult
@@ -426,17 +394,7 @@ class ServiceController implements Controller {
     for (const b of applied.bound) this.#log.debug({ listener: b.key }, 'listener bound')
 
     // 3. Addresses no served Service holds any more (its listeners just closed).
-    if (addresses !== undefined) {
-      for (const ip of [...this.#ensured]) {
-        if (wantIps.has(ip)) continue
-        try {
-          await addresses.release(ip)
-          this.#ensured.delete(ip)
-        } catch (err) {
-          this.#log.warn({ code: errorCode(err), ip }, `cannot release ${ip}: ${err instanceof Error ? err.message : String(err)}`)
-        }
-      }
-    }
+    await this.#provider.releaseUnwanted(wantIps)
 
     // 4. Per Service: finalizer, status, events.
     const ctx: PassContext = { failedListeners, addressErrors, wantIps }
@@ -469,6 +427,7 @@ class ServiceController implements Controller {
         plan: undefined,
         uid: undefined,
         statusPatched: false,
+        statusChanged: true,
         lastError: undefined,
         backoff: new Backoff(this.#retry),
         retryAt: 0,
@@ -487,6 +446,8 @@ class ServiceController implements Controller {
     const svc = this.#inf.services.get(plan.name, plan.namespace) as Svc | undefined
     if (svc === undefined) return
     st.uid = svc.metadata?.uid
+    const status = planStatus(svc, plan)
+    st.statusChanged = status.changed
 
     // Failures the data plane reported for this Service's listeners or address.
     const local: PlanEvent[] = []
@@ -524,8 +485,8 @@ class ServiceController implements Controller {
     if (rv !== undefined && st.staleRvs.has(rv)) return // our last writes are not in the cache yet
     if (st.retryAt > Date.now()) return // backing off after a failed write
     try {
-      if (plan.action === 'cleanup') await this.#cleanupOne(st, plan, svc, ctx)
-      else await this.#serveOne(st, plan, svc)
+      if (plan.action === 'cleanup') await this.#cleanupOne(st, plan, svc, status, ctx)
+      else await this.#serveOne(st, plan, svc, status)
       st.backoff.reset()
       st.retryAt = 0
       st.lastError = undefined
@@ -617,28 +578,29 @@ class ServiceController implements Controller {
     this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'event', outcome: this.#events.failed > before ? 'error' : 'ok' })
   }
 
-  async #serveOne (st: SvcState, plan: ServicePlan, svc: Svc): Promise<void> {
+  async #serveOne (st: SvcState, plan: ServicePlan, svc: Svc, status: StatusPlan): Promise<void> {
     const stale = new Set<string>()
     let rv = svc.metadata?.resourceVersion
     // The finalizer first: from then on, deleting the Service waits for our
     // cleanup, even while kind-tunnel is down.
     const fins = svc.metadata?.finalizers ?? []
-    if (wantedFinalizers(svc).some((f) => !fins.includes(f)) && !isDeleting(svc)) {
+    const want = wantedFinalizers(svc)
+    if (want.some((f) => !fins.includes(f)) && !isDeleting(svc)) {
+      // Deleted meanwhile? The API refuses new finalizers then (422); the
+      // failure is retried, and the next pass sees the deletion and cleans up.
       if (rv !== undefined) stale.add(rv)
-      rv = await this.#addFinalizer(svc)
+      rv = await this.#writer.addFinalizers(svc, want)
     }
-    if (plan.statusChanged) {
+    if (status.changed) {
       if (rv !== undefined) stale.add(rv)
-      const body = { status: { loadBalancer: { ingress: plan.ingress.length > 0 ? plan.ingress : null } } }
       let res: V1Service
       try {
-        res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
-          async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+        res = await this.#writer.patchStatus(plan, plan.ingress.length > 0 ? plan.ingress : null)
       } catch (err) {
         // 422 because the Service stopped being a LoadBalancer between our
         // cache and this patch (ingress is forbidden on other types): not a
         // failure, the next pass cleans it up.
-        if (statusCodeOf(err) === 422 && await this.#noLongerLoadBalancer(plan)) {
+        if (statusCodeOf(err) === 422 && await this.#writer.noLongerLoadBalancer(plan)) {
           this.#log.debug({ service: plan.key }, 'status patch raced a type change; cleaning up on the next pass')
           st.staleRvs = stale
           this.#markDirty()
@@ -651,9 +613,7 @@ class ServiceController implements Controller {
       const where = plan.ingress.map((i) => i.ip ?? i.hostname).join(', ')
       if (plan.ingress.length > 0) this.#log.info({ service: plan.key, ip: plan.ip, hostnames: plan.hostnames }, `load balancer ready at ${where}`)
       // Assigned / updated / unsupported accompany a status change: now it happened.
-      for (const e of plan.events) {
-        if (e.kind === 'assigned' || e.kind === 'updated' || e.kind === 'unsupported') await this.#event(svc, e)
-      }
+      for (const e of status.events) await this.#event(svc, e)
     } else {
       st.statusPatched = true
     }
@@ -662,40 +622,25 @@ class ServiceController implements Controller {
     st.staleRvs = stale
   }
 
-  async #noLongerLoadBalancer (plan: ServicePlan): Promise<boolean> {
-    try {
-      const cur = await this.#clients.core.readNamespacedService({ name: plan.name, namespace: plan.namespace }, requestOptions())
-      return cur.spec?.type !== 'LoadBalancer'
-    } catch (err) {
-      return statusCodeOf(err) === 404
-    }
-  }
-
-  async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, ctx: PassContext): Promise<void> {
+  async #cleanupOne (st: SvcState, plan: ServicePlan, svc: Svc, status: StatusPlan, ctx: PassContext): Promise<void> {
     // The listeners are gone: this pass's table has none for it.
-    const addresses = this.#o.addresses
-    if (addresses !== undefined && plan.ip !== undefined && !ctx.wantIps.has(plan.ip)) {
-      await addresses.release(plan.ip)
-      this.#ensured.delete(plan.ip)
-    }
+    await this.#provider.ensureDeleted(plan, ctx.wantIps)
     const stale = new Set<string>()
     let rv = svc.metadata?.resourceVersion
     // Decided before the status goes: the status is part of the evidence.
     const removable = removableFinalizers(svc, this.#owner)
     let removed = false
-    if (!isDeleting(svc) && plan.statusChanged && statusIsOurs(svc, this.#owner)) {
+    if (!isDeleting(svc) && status.changed && statusIsOurs(svc, this.#owner)) {
       // It stopped asking for a load balancer but lives on: take our status back.
       if (rv !== undefined) stale.add(rv)
-      const body = { status: { loadBalancer: { ingress: null } } }
-      const res = await this.#write('status', { verb: 'patch', resource: 'services/status', namespace: plan.namespace, name: plan.name },
-        async () => await this.#clients.core.patchNamespacedServiceStatus({ name: plan.name, namespace: plan.namespace, body }, requestOptions({ contentType: MERGE_PATCH })))
+      const res = await this.#writer.patchStatus(plan, null)
       rv = res.metadata?.resourceVersion ?? rv
       removed = true
     }
     if (removable.length > 0) {
       if (rv !== undefined) stale.add(rv)
       // The RV the status patch left, so the precondition holds.
-      const after = await this.#removeFinalizers(rv === undefined ? svc : { ...svc, metadata: { ...svc.metadata, resourceVersion: rv } }, removable)
+      const after = await this.#writer.removeFinalizers(rv === undefined ? svc : { ...svc, metadata: { ...svc.metadata, resourceVersion: rv } }, removable)
       if (after !== undefined) stale.delete(after)
       removed = true
       this.#log.info({ service: plan.key, ip: plan.ip }, 'load balancer cleaned up')
@@ -707,68 +652,6 @@ class ServiceController implements Controller {
     }
     st.statusPatched = true
     st.staleRvs = stale
-  }
-
-  async #write<T> (kind: string, op: { verb: string, resource: string, namespace: string, name: string }, fn: () => Promise<T>): Promise<T> {
-    try {
-      const r = await fn()
-      this.#m.writes.inc({ cluster: this.#o.cluster, kind, outcome: 'ok' })
-      return r
-    } catch (raw) {
-      const err = kubeError(raw, op)
-      this.#m.writes.inc({ cluster: this.#o.cluster, kind, outcome: err.code })
-      throw err
-    }
-  }
-
-  /**
-   * Merge patch of metadata.finalizers with metadata.resourceVersion as a
-   * precondition (409 if the object moved): a merge patch replaces the whole
-   * list, so the RV guards the other controllers' finalizers. On 409, read
-   * the Service again and retry. Returns the new resourceVersion.
-   */
-  async #editFinalizers (svc: Svc, edit: (fins: readonly string[]) => string[] | null): Promise<string | undefined> {
-    const namespace = svc.metadata?.namespace ?? 'default'
-    const name = svc.metadata?.name ?? ''
-    let cur: Svc = svc
-    for (let attempt = 0; attempt < 4; attempt++) {
-      const wanted = edit(cur.metadata?.finalizers ?? [])
-      if (wanted === null) return cur.metadata?.resourceVersion
-      try {
-        const res = await this.#write('finalizer', { verb: 'patch', resource: 'services', namespace, name },
-          async () => await this.#clients.core.patchNamespacedService({
-            name,
-            namespace,
-            body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: wanted } },
-          }, requestOptions({ contentType: MERGE_PATCH })))
-        return res.metadata?.resourceVersion
-      } catch (err) {
-        const status = statusCodeOf(err)
-        if (status === 404) return undefined
-        if (status !== 409) throw err
-        try {
-          cur = await this.#clients.core.readNamespacedService({ name, namespace }, requestOptions()) as Svc
-        } catch (raw) {
-          if (statusCodeOf(raw) === 404) return undefined
-          throw kubeError(raw, { verb: 'get', resource: 'services', namespace, name })
-        }
-      }
-    }
-    throw new KtError('KT_ERR_KUBE_CONFLICT', `patch services "${namespace}/${name}": still conflicting after 4 attempts`)
-  }
-
-  async #addFinalizer (svc: Svc): Promise<string | undefined> {
-    // Deleted meanwhile? The API refuses new finalizers then (422); the
-    // failure is retried, and the next pass sees the deletion and cleans up.
-    const want = wantedFinalizers(svc)
-    return await this.#editFinalizers(svc, (fins) => {
-      const missing = want.filter((f) => !fins.includes(f))
-      return missing.length === 0 ? null : [...fins, ...missing]
-    })
-  }
-
-  async #removeFinalizers (svc: Svc, names: readonly string[]): Promise<string | undefined> {
-    return await this.#editFinalizers(svc, (fins) => fins.some((f) => names.includes(f)) ? fins.filter((f) => !names.includes(f)) : null)
   }
 
   // ------------------------------------------------------------ public
@@ -810,7 +693,7 @@ class ServiceController implements Controller {
         backends,
         nodes: plan.nodes,
         ...(plan.readyEndpoints !== undefined ? { readyEndpoints: plan.readyEndpoints } : {}),
-        statusPatched: st?.statusPatched === true || (!plan.statusChanged && st !== undefined),
+        statusPatched: st?.statusPatched === true || (st !== undefined && !st.statusChanged),
         finalizer: svc !== undefined && hasFinalizer(svc),
         ...(st?.lastError !== undefined ? { lastError: { code: st.lastError.code, message: st.lastError.message, at: new Date(st.lastError.at).toISOString() } } : {}),
         ...(st !== undefined && st.retryAt > now ? { retryInMs: st.retryAt - now } : {}),
@@ -831,7 +714,7 @@ class ServiceController implements Controller {
       services,
       gateways: this.#last?.gateways ?? [],
       gatewayApi: Object.fromEntries(this.#inf.gatewayApi?.served ?? []),
-      addresses: [...this.#ensured].sort(cmp),
+      addresses: this.#provider.bound(),
       informers,
       ...(apiProblem !== undefined ? { apiProblem } : {}),
     }
@@ -856,14 +739,15 @@ class ServiceController implements Controller {
     }
     // 1. Statuses and finalizers first: never promise an address that is about to die.
     const services = (this.#inf.services.list() as readonly Svc[]).filter((svc) => isManaged(svc, this.#owner))
+    // Counted as one `cleanup` write per Service, not per request.
+    const undo = new ServiceWriter(this.#clients)
     await limit(services, this.#concurrency, async (svc) => {
-      const namespace = svc.metadata?.namespace ?? 'default'
-      const name = svc.metadata?.name ?? ''
       try {
-        await undoService(this.#clients, svc, this.#owner)
+        await undo.undo(svc, this.#owner)
         this.#m.writes.inc({ cluster: this.#o.cluster, kind: 'cleanup', outcome: 'ok' })
       } catch (err) {
-        note(err, `clean up ${namespace}/${name}`)
+        const ref = refOf(svc)
+        note(err, `clean up ${ref.namespace}/${ref.name}`)
       }
     })
     // 2. Stop serving this cluster.
@@ -874,19 +758,7 @@ class ServiceController implements Controller {
       note(err, 'close the listeners')
     }
     // 3. Release every address held.
-    const addresses = this.#o.addresses
-    if (addresses !== undefined) {
-      const ips = new Set([...this.#ensured, ...this.#allocations.values()])
-      for (const ip of ips) {
-        try {
-          await addresses.release(ip)
-          this.#ensured.delete(ip)
-        } catch (err) {
-          note(err, `release ${ip}`)
-        }
-      }
-    }
-    this.#allocations = new Map()
+    await this.#provider.releaseAll(note)
     if (failures.length > 0) {
       const first = failures[0] as KtError
       throw new KtError('KT_ERR_CLEANUP', `${failures.length} cleanup step(s) failed; first: ${first.code}: ${first.message}`, { cause: first })
@@ -902,45 +774,6 @@ class ServiceController implements Controller {
   }
 }
 
-/** Clear our status entries and remove our finalizers from one Service (409 → re-read and retry). */
-async function undoService (clients: KubeClients, svc: Svc, owner: StatusOwner): Promise<void> {
-  const namespace = svc.metadata?.namespace ?? 'default'
-  const name = svc.metadata?.name ?? ''
-  // Decided on what we listed: the status is part of the evidence.
-  const removable = removableFinalizers(svc, owner)
-  if (statusIsOurs(svc, owner) && !isDeleting(svc)) {
-    try {
-      await clients.core.patchNamespacedServiceStatus({ name, namespace, body: { status: { loadBalancer: { ingress: null } } } }, requestOptions({ contentType: MERGE_PATCH }))
-    } catch (err) {
-      if (statusCodeOf(err) !== 404) throw kubeError(err, { verb: 'patch', resource: 'services/status', namespace, name })
-    }
-  }
-  let cur: Svc = svc
-  for (let attempt = 0; attempt < 4; attempt++) {
-    const fins = cur.metadata?.finalizers ?? []
-    if (!fins.some((f) => removable.includes(f))) return
-    try {
-      await clients.core.patchNamespacedService({
-        name,
-        namespace,
-        body: { metadata: { resourceVersion: cur.metadata?.resourceVersion, finalizers: fins.filter((f) => !removable.includes(f)) } },
-      }, requestOptions({ contentType: MERGE_PATCH }))
-      return
-    } catch (err) {
-      const status = statusCodeOf(err)
-      if (status === 404) return
-      if (status !== 409) throw kubeError(err, { verb: 'patch', resource: 'services', namespace, name })
-      try {
-        cur = await clients.core.readNamespacedService({ name, namespace }, requestOptions()) as Svc
-      } catch (raw) {
-        if (statusCodeOf(raw) === 404) return
-        throw kubeError(raw, { verb: 'get', resource: 'services', namespace, name })
-      }
-    }
-  }
-  throw new KtError('KT_ERR_KUBE_CONFLICT', `patch services "${namespace}/${name}": still conflicting after 4 attempts`)
-}
-
 /**
  * Start watching one cluster and keeping its LoadBalancer Services served.
  * Throws at once (InvalidArgumentError) on an unreadable kubeconfig or bad
@@ -949,7 +782,7 @@ async function undoService (clients: KubeClients, svc: Svc, owner: StatusOwner):
 export async function startController (o: ControllerOptions): Promise<Controller> {
   const kc = loadKubeConfig(o.kubeconfig)
   // Validate the routing options now (they throw InvalidArgumentError), not on the first event.
-  computeRoutes({ cluster: o.cluster, services: [], nodes: [] }, o.routing)
+  validateRoutingOptions(o.routing)
   return new ServiceController(o, makeClients(kc))
 }
 
@@ -978,25 +811,26 @@ export async function undoCluster (o: UndoOptions): Promise<number> {
   }
   const owner = statusOwner(o.routing)
   const services = (list as readonly Svc[]).filter((svc) => isManaged(svc, owner))
-  // Which status IPs are ours to release: the ones a cleanup plan names (in the pool).
-  const plans = computeRoutes({
-    cluster: o.cluster,
-    services: services.map((s) => ({ ...s, metadata: { ...s.metadata, deletionTimestamp: s.metadata?.deletionTimestamp ?? new Date(0).toISOString() } })),
-    nodes: [],
-  }, o.routing).services
+  // Which status IPs are ours to release: the pool IP the status of each
+  // Service a cleanup covers names (no allocations are remembered here).
+  const ips = new Set<string>()
+  for (const svc of services) {
+    const ip = isHandled(svc) || needsRelease(svc, owner) ? statusPoolIp(svc, owner.pool) : undefined
+    if (ip !== undefined) ips.add(ip)
+  }
+  const writer = new ServiceWriter(clients)
   const failures: KtError[] = []
   for (const svc of services) {
     try {
-      await undoService(clients, svc, owner)
+      await writer.undo(svc, owner)
     } catch (err) {
       failures.push(err instanceof KtError ? err : kubeError(err, { verb: 'patch', resource: 'services' }))
     }
   }
   if (o.addresses !== undefined) {
-    for (const p of plans) {
-      if (p.ip === undefined) continue
+    for (const ip of ips) {
       try {
-        await o.addresses.release(p.ip)
+        await o.addresses.release(ip)
       } catch (err) {
         failures.push(err instanceof KtError ? err : new KtError('KT_ERR_ADDRESS_COMMAND', String(err)))
       }

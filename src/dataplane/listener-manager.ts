@@ -5,12 +5,13 @@
 
 import { BlockList } from 'node:net'
 import { formatIp, parseCidr } from '../routing/cidr.js'
-import { errorCode, KtError } from '../errors.js'
+import { KtError } from '../errors.js'
 import type { Logger } from '../observe/logger.js'
 import type { Registry } from '../observe/metrics.js'
 import type { NativeSplicer } from './native/index.js'
 import { HostMatcher } from '../routing/hostmatch.js'
 import { listenerKey, type ListenerSpec, type RouteTable, type UpstreamSpec } from '../routing/types.js'
+import { bindListener, configFor, type ListenerDiff } from './apply-diff.js'
 import { DEFAULT_DATAPLANE_OPTIONS, type DataplaneContext, type DataplaneMetrics, type DataplaneOptions, type ListenerConfig, type RouteTarget } from './context.js'
 import type { Dialer } from './dialer.js'
 import { createFastLane, type FastLane } from './fastlane.js'
@@ -20,14 +21,8 @@ import { isUdp, UdpPlane, type UdpListenerSnapshot, type UdpOptions } from './ud
 
 export { DEFAULT_DATAPLANE_OPTIONS, type DataplaneOptions } from './context.js'
 
-export interface ApplyResult {
+export interface ApplyResult extends ListenerDiff {
   version: number
-  /** Listeners bound by this apply, with the real port. */
-  bound: Array<{ key: string, host: string, port: number }>
-  /** Listeners kept (config swapped in place, not rebound). */
-  kept: string[]
-  removed: string[]
-  failed: Array<{ key: string, code: string, message: string }>
 }
 
 export interface ListenerManagerInit {
@@ -146,18 +141,8 @@ export class ListenerManager implements DataplaneContext {
     const binds: Array<Promise<void>> = []
     for (const spec of table.listeners) {
       const key = listenerKey(spec)
-      if (seen.has(key)) {
-        result.failed.push({ key, code: 'KT_ERR_INVALID_ARG', message: `listener ${key} appears twice in the table` })
-        continue
-      }
-      seen.add(key)
-      let config: ListenerConfig
-      try {
-        config = this.buildConfig(spec)
-      } catch (err) {
-        result.failed.push({ key, code: errorCode(err), message: (err as Error).message })
-        continue
-      }
+      const config = configFor<ListenerConfig>(key, seen, result, () => this.buildConfig(spec))
+      if (config === undefined) continue
       const existing = this.listeners.get(key)
       if (existing !== undefined) {
         existing.config = config
@@ -167,13 +152,7 @@ export class ListenerManager implements DataplaneContext {
         result.kept.push(key)
         continue
       }
-      const l = new Listener(this, config, (view) => this.lane?.adopt(view))
-      binds.push(l.listen().then(() => {
-        this.listeners.set(key, l)
-        result.bound.push({ key, host: spec.host, port: l.port })
-      }, (err: NodeJS.ErrnoException) => {
-        result.failed.push({ key, code: err.code ?? errorCode(err), message: `cannot listen on ${key}: ${err.message}` })
-      }))
+      binds.push(bindListener(new Listener(this, config, (view) => this.lane?.adopt(view)), key, spec.host, this.listeners, result))
     }
     await Promise.all(binds)
 

@@ -4,11 +4,13 @@
 // Loopback, link-local (cloud metadata at 169.254.169.254), unspecified and
 // multicast addresses are refused even when a CIDR covers them: chisel's
 // unanchored allowlist is the cautionary tale (design anchors §2, Security).
-// Kept self-contained (no imports outside src/relay and src/errors) because it
-// ships in the relay image, which carries no node_modules.
+// It ships in the relay image, which carries no node_modules: it imports only
+// relative modules (the one TS CIDR parser, routing/cidr.ts, is dependency-free;
+// the image builder follows the imports, docker/relay-image.ts).
 
 import { InvalidArgumentError } from '../errors.js'
-import { ipToBytes, bytesToIp } from './protocol.js'
+import { type Cidr, cidrContains, parseCidr as parseAnyCidr } from '../routing/cidr.js'
+import { ipToBytes } from './protocol.js'
 
 export interface PortPolicy {
   readonly min: number
@@ -17,12 +19,6 @@ export interface PortPolicy {
 }
 
 export const DEFAULT_PORTS: PortPolicy = Object.freeze({ min: 30000, max: 32767, extra: Object.freeze([10256]) })
-
-interface Cidr {
-  readonly bytes: Buffer
-  readonly prefix: number
-  readonly text: string
-}
 
 export type DenyReason = 'loopback' | 'link-local' | 'unspecified' | 'multicast' | 'address' | 'port'
 
@@ -36,29 +32,11 @@ function inPrefix (ip: Buffer, net: Buffer, prefix: number): boolean {
   return ((ip[full] as number) & mask) === ((net[full] as number) & mask)
 }
 
-/** Parse `IP/PREFIX` (or a bare IP as a host route). Host bits must be zero. */
+/** Parse `IP/PREFIX` (or a bare IP as a host route) with the one TS CIDR parser. Host bits must be zero; /0 is refused. */
 export function parseCidr (raw: string): Cidr {
-  const s = raw.trim()
-  const slash = s.indexOf('/')
-  const ipText = slash < 0 ? s : s.slice(0, slash)
-  const bytes = ipToBytes(ipText)
-  if (bytes === null) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} is not an IP address or CIDR`)
-  const bits = bytes.length * 8
-  let prefix = bits
-  if (slash >= 0) {
-    const p = s.slice(slash + 1)
-    if (!/^\d{1,3}$/.test(p) || Number(p) > bits) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: prefix in ${JSON.stringify(raw)} must be 0-${bits}`)
-    prefix = Number(p)
-  }
-  if (prefix === 0) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} allows every address; list the cluster's node IPs instead`)
-  for (let i = 0; i < bytes.length; i++) {
-    const keep = Math.max(0, Math.min(8, prefix - i * 8))
-    const mask = keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff
-    if (((bytes[i] as number) & ~mask & 0xff) !== 0) {
-      throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} has host bits set`)
-    }
-  }
-  return { bytes, prefix, text: `${bytesToIp(bytes)}/${prefix}` }
+  const c = parseAnyCidr(raw, { strict: true, bare: true, what: '--allow' })
+  if (c.prefix === 0) throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `--allow: ${JSON.stringify(raw)} allows every address; list the cluster's node IPs instead`)
+  return c
 }
 
 function validPort (p: number): boolean {
@@ -118,8 +96,10 @@ export class Allowlist {
     const forbidden = forbiddenReason(address)
     if (forbidden !== null) return forbidden
     const ip = unmap(ipToBytes(address) as Buffer)
+    const family = ip.length === 4 ? 4 : 6
+    const value = BigInt(`0x${ip.toString('hex')}`)
     let inside = false
-    for (const c of this.cidrs) if (inPrefix(ip, c.bytes, c.prefix)) { inside = true; break }
+    for (const c of this.cidrs) if (cidrContains(c, family, value)) { inside = true; break }
     if (!inside) return 'address'
     if ((port >= this.ports.min && port <= this.ports.max) || this.extra.has(port)) return null
     return 'port'

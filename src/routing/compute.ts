@@ -9,12 +9,14 @@ import { canonicalIp, cidrContainsIp, parseCidr, parseIp, type Cidr } from './ci
 import { allocate } from './ipam.js'
 import {
   type KubeEndpointSlice, type KubeIngress, type KubeIngressClass, type KubeLoadBalancerIngress,
-  type KubeNode, type KubeService, type KubeServicePort, objectKey, olderFirst,
+  type KubeNode, type KubeService, objectKey, olderFirst,
 } from './kube.js'
 import { type GatewayFinding, type GatewayHostname, type GatewayObjects, type Candidate, computeGatewayNames, findServices } from './gateway.js'
+import { draftListeners, resolveListeners, sortListeners } from './listeners.js'
 import { normalizeHostname, parseHostnameList } from './names.js'
+import { type ListenerDraft, type PlanEvent, PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, type Work, type WorkPort } from './work.js'
 import {
-  type BalancePolicy, type Endpoint, type HealthCheckSpec, type HostRoute, type ListenerSpec,
+  type BalancePolicy, type Endpoint, type HealthCheckSpec,
   type RouteTable, type UpstreamSpec, endpointKey, listenerKey,
 } from './types.js'
 
@@ -70,11 +72,7 @@ const INGRESS_CLASS_ANNOTATION = 'kubernetes.io/ingress.class'
 const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class'
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
 
-// PortStatus.error values: provider errors take the `domain/CamelCase` form
-// (core/v1 PortStatus doc comment).
-export const PORT_ERROR_PROTOCOL = 'kind-tunnel.dev/ProtocolNotSupported'
-export const PORT_ERROR_NO_NODE_PORT = 'kind-tunnel.dev/NoNodePort'
-export const PORT_ERROR_SHADOWED = 'kind-tunnel.dev/PortShadowed'
+export { PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, PORT_ERROR_SHADOWED, type PlanEvent, type PlanEventKind } from './work.js'
 
 export type AddressingMode = 'ip' | 'hostname' | 'both'
 
@@ -124,16 +122,6 @@ export interface RoutingOptions {
 
 export type PlanAction = 'serve' | 'cleanup' | 'failed'
 
-export type PlanEventKind = 'assigned' | 'updated' | 'unsupported' | 'failed' | 'warning'
-
-export interface PlanEvent {
-  readonly type: 'Normal' | 'Warning'
-  readonly kind: PlanEventKind
-  /** CamelCase, for the Event's `reason`. */
-  readonly reason: string
-  readonly message: string
-}
-
 export interface PortPlan {
   readonly port: number
   readonly name?: string
@@ -178,10 +166,9 @@ export interface ServicePlan {
   readonly excludedNodesUsed?: boolean
   /** Ready endpoints from EndpointSlices, when they were observed. */
   readonly readyEndpoints?: number
-  /** Desired status.loadBalancer.ingress. */
+  /** Desired status.loadBalancer.ingress (control/status-plan.ts compares it with the current one and plans the Events of a change). */
   readonly ingress: readonly LoadBalancerIngress[]
-  /** Whether `ingress` differs from the Service's current status. */
-  readonly statusChanged: boolean
+  /** What computing the plan found: warnings and failures (level-triggered). */
   readonly events: readonly PlanEvent[]
 }
 
@@ -272,6 +259,11 @@ export function isHandled (svc: KubeService): boolean {
 /** What kind-tunnel hands out: IPs in its pool, `<name>.<namespace>.<suffix>` hostnames. */
 export interface StatusOwner { readonly pool: Cidr, readonly suffix: string }
 
+/** Check the routing options (throws InvalidArgumentError), as computeRoutes would on its first pass. */
+export function validateRoutingOptions (opts: RoutingOptions): void {
+  resolveOptions(opts)
+}
+
 export function statusOwner (opts: RoutingOptions): StatusOwner {
   const o = resolveOptions(opts)
   return { pool: o.pool, suffix: o.suffix }
@@ -307,6 +299,22 @@ export function removableFinalizers (svc: KubeService, owner: StatusOwner): stri
   const out: string[] = own ? [OWN_FINALIZER] : []
   if (fins.includes(FINALIZER) && (own || statusIsOurs(svc, owner))) out.push(FINALIZER)
   return out
+}
+
+/**
+ * A Service that stopped asking for kind-tunnel but still carries a
+ * finalizer kind-tunnel may remove: it is cleaned up. The shared finalizer
+ * alone, on a Service of another class whose status kind-tunnel did not
+ * write, belongs to another controller.
+ */
+export function needsRelease (svc: KubeService, owner: StatusOwner): boolean {
+  return removableFinalizers(svc, owner).length > 0 && !(hasForeignClass(svc) && !(svc.metadata?.finalizers ?? []).includes(OWN_FINALIZER))
+}
+
+/** The pool IP a Service's status names (canonical), if any: what its cleanup releases when no allocation is remembered. */
+export function statusPoolIp (svc: KubeService, pool: Cidr): string | undefined {
+  const fromStatus = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).find((ip) => ip !== undefined && cidrContainsIp(pool, ip))
+  return fromStatus !== undefined ? canonicalIp(fromStatus) ?? undefined : undefined
 }
 
 function hasForeignClass (svc: KubeService): boolean {
@@ -371,24 +379,6 @@ function familyOrder (svc: KubeService): Array<4 | 6> {
   return [4, 6]
 }
 
-// ---------------------------------------------------------------- ports
-
-type PortClass = 'https' | 'http' | 'other'
-
-/** appProtocol first, then the port name (`https`, `https-admin`, Istio style), then 443/80. */
-function classifyPort (p: KubeServicePort): PortClass {
-  const ap = p.appProtocol?.toLowerCase()
-  if (ap === 'https' || ap === 'tls') return 'https'
-  if (ap === 'http') return 'http'
-  const name = p.name?.toLowerCase() ?? ''
-  const named = (x: string): boolean => name === x || name.startsWith(`${x}-`)
-  if (named('https') || named('tls')) return 'https'
-  if (named('http')) return 'http'
-  if (p.port === 443) return 'https'
-  if (p.port === 80) return 'http'
-  return 'other'
-}
-
 // ---------------------------------------------------------------- ingress hosts
 
 function ingressClassOf (ing: KubeIngress, defaultClass: string | undefined): string | undefined {
@@ -432,79 +422,44 @@ function defaultIngressClass (classes: readonly KubeIngressClass[]): string | un
 
 // ---------------------------------------------------------------- status
 
-function portStatusKey (p: { port?: number, protocol?: string, error?: string }): string {
-  return `${p.port ?? ''}/${p.protocol ?? 'TCP'}/${p.error ?? ''}`
-}
-
-function ingressKey (i: KubeLoadBalancerIngress | LoadBalancerIngress): string {
-  const ports = (i.ports ?? []).map(portStatusKey).sort(cmp).join(',')
-  return `${i.ip ?? ''}|${i.hostname ?? ''}|${i.ipMode ?? ''}|${ports}`
-}
-
-function sameStatus (current: readonly KubeLoadBalancerIngress[], desired: readonly LoadBalancerIngress[]): boolean {
-  // An API server without the LoadBalancerIPMode feature (before 1.30 by
-  // default) drops ipMode on write; comparing it then would patch forever.
-  const noIpMode = current.length > 0 && current.every((i) => i.ipMode === undefined || i.ipMode === null)
-  const strip = (i: KubeLoadBalancerIngress | LoadBalancerIngress): KubeLoadBalancerIngress => {
-    if (!noIpMode) return i
-    const { ipMode: _drop, ...rest } = i
-    return rest
-  }
-  const a = current.map((i) => ingressKey(strip(i))).sort(cmp)
-  const b = desired.map((i) => ingressKey(strip(i))).sort(cmp)
-  return a.length === b.length && a.every((k, i) => k === b[i])
-}
-
 // ---------------------------------------------------------------- main
-
-interface WorkPort {
-  spec: KubeServicePort
-  port: number
-  protocol: string
-  nodePort?: number
-  error?: string
-  message?: string
-  upstream?: UpstreamSpec
-  listeners: string[]
-}
-
-interface Work {
-  svc: KubeService
-  key: string
-  namespace: string
-  name: string
-  events: PlanEvent[]
-  failed?: { reason: string, message: string }
-  ports: WorkPort[]
-  sourceRanges?: string[]
-  ip?: string
-  hostname?: string
-  names: string[]
-  wonNames: Set<string>
-  /** Names per Service port from the Gateways it fronts. */
-  gatewayPorts: Array<{ port: number, scheme: 'http' | 'https', names: readonly string[] }>
-}
-
-/** One Service port on one listener, with the names it asks for there; `won` is filled once conflicts are settled. */
-interface Claim { work: Work, upstream: UpstreamSpec, names: string[], won: Set<string> }
-
-interface ListenerDraft { host: string, port: number, claims: Claim[], udp?: WorkPort[] }
 
 export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
   const o = resolveOptions(opts)
   const useIp = o.mode !== 'hostname'
   const useNames = o.mode !== 'ip'
   const selection = selectNodes(observed.nodes, o.excludedNodeFallback)
-  const classes = observed.ingressClasses ?? []
-  const defaultClass = defaultIngressClass(classes)
   const previous = observed.allocations ?? new Map<string, string>()
 
-  const owner: StatusOwner = { pool: o.pool, suffix: o.suffix }
+  // --- which Services to serve, and which to clean up.
+  const { plans, work } = selectServices(observed.services, { pool: o.pool, suffix: o.suffix }, previous)
+  // --- addresses (ip mode): every handled Service keeps its IP, even when it failed below.
+  const allocations = useIp ? assignAddresses(work, o, previous, !useNames) : new Map<string, string>()
+  // --- Ingress hosts and Gateway names: which Service serves each (gateway.ts).
+  const classes = observed.ingressClasses ?? []
+  const fronted = useNames ? frontNames(observed, work, classes, defaultIngressClass(classes), o.suffix) : undefined
+  // --- per Service: source ranges, ports, upstreams, names.
+  describeServices(work, observed.cluster, o, selection, fronted)
+  const slicesByService = indexSlices(observed.endpointSlices)
+
+  // --- listeners: each served port claims a listener, then names are settled per listener.
+  const drafts = draftListeners(work, { useIp, useNames, listenHost: o.listenHost, httpPort: o.httpPort, httpsPort: o.httpsPort })
+  const listeners = sortListeners(resolveListeners(drafts, o.listenHost))
+
+  // --- plans.
+  for (const w of work) plans.push(servePlan(w, selection, slicesByService, useIp, useNames))
+  plans.sort((a, b) => cmp(a.key, b.key))
+
+  const gateways = fronted === undefined ? [] : gatewayPlans(fronted.gateways.gateways, drafts, o)
+  return { table: { version: o.version, listeners }, services: plans, gateways, allocations }
+}
+
+/** Phase 1: the handled Services (to serve, oldest first) and the cleanup plans of the ones kind-tunnel lets go. */
+function selectServices (services: readonly KubeService[], owner: StatusOwner, previous: ReadonlyMap<string, string>): { plans: ServicePlan[], work: Work[] } {
   const plans: ServicePlan[] = []
   const work: Work[] = []
   const seen = new Set<string>()
-
-  for (const svc of [...observed.services].sort(olderFirst)) {
+  for (const svc of [...services].sort(olderFirst)) {
     const name = svc.metadata?.name
     if (name === undefined || name === '') continue
     const key = objectKey(svc)
@@ -518,46 +473,45 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
     // shared finalizer alone, on a Service whose status kind-tunnel did not
     // write, belongs to another controller and is never touched.
     if (!handled) {
-      if (removableFinalizers(svc, owner).length > 0 && !(hasForeignClass(svc) && !(svc.metadata?.finalizers ?? []).includes(OWN_FINALIZER))) {
-        plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      if (needsRelease(svc, owner)) {
+        plans.push(cleanupPlan(svc, key, namespace, name, previous, owner.pool))
       }
       continue
     }
     if (isDeleting(svc)) {
-      plans.push(cleanupPlan(svc, key, namespace, name, previous, o.pool))
+      plans.push(cleanupPlan(svc, key, namespace, name, previous, owner.pool))
       continue
     }
     work.push({ svc, key, namespace, name, events: [], ports: [], names: [], wonNames: new Set(), gatewayPorts: [] })
   }
+  return { plans, work }
+}
 
-  // --- addresses (ip mode): every handled Service keeps its IP, even when it failed below.
-  let allocations = new Map<string, string>()
-  if (useIp) {
-    const reserved = [o.listenHost]
-    const res = allocate(work.map((w) => w.svc), o.pool, previous, { reserved })
-    allocations = res.allocations
-    const byKey = new Map(work.map((w) => [w.key, w]))
-    for (const warn of res.warnings) {
-      byKey.get(warn.key)?.events.push({ type: 'Warning', kind: 'warning', reason: 'RequestedIPUnavailable', message: warn.message })
-    }
-    for (const f of res.failures) {
-      const w = byKey.get(f.key)
-      if (w === undefined) continue
-      const message = `${f.code}: ${f.message}`
-      w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message })
-      if (!useNames) w.failed = { reason: 'IPPoolExhausted', message }
-    }
-    for (const w of work) {
-      const ip = allocations.get(w.key)
-      if (ip !== undefined) w.ip = ip
-    }
+/** Phase 2 (ip mode): an IP per handled Service from the pool, stable across passes. Returns the allocations. */
+function assignAddresses (work: readonly Work[], o: Resolved, previous: ReadonlyMap<string, string>, failWithoutIp: boolean): Map<string, string> {
+  const reserved = [o.listenHost]
+  const res = allocate(work.map((w) => w.svc), o.pool, previous, { reserved })
+  const allocations = res.allocations
+  const byKey = new Map(work.map((w) => [w.key, w]))
+  for (const warn of res.warnings) {
+    byKey.get(warn.key)?.events.push({ type: 'Warning', kind: 'warning', reason: 'RequestedIPUnavailable', message: warn.message })
   }
+  for (const f of res.failures) {
+    const w = byKey.get(f.key)
+    if (w === undefined) continue
+    const message = `${f.code}: ${f.message}`
+    w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message })
+    if (failWithoutIp) w.failed = { reason: 'IPPoolExhausted', message }
+  }
+  for (const w of work) {
+    const ip = allocations.get(w.key)
+    if (ip !== undefined) w.ip = ip
+  }
+  return allocations
+}
 
-  // --- Ingress hosts and Gateway names: which Service serves each (gateway.ts).
-  const fronted = useNames ? frontNames(observed, work, classes, defaultClass, o.suffix) : undefined
-
-  // --- per Service: source ranges, ports, upstreams, names.
-  const slicesByService = indexSlices(observed.endpointSlices)
+/** Phase 3: per Service, its source ranges, ports and upstreams, and (hostname mode) the names it asks for. */
+function describeServices (work: readonly Work[], cluster: string, o: Resolved, selection: NodeSelection, fronted: ReturnType<typeof frontNames> | undefined): void {
   for (const w of work) {
     const spec = w.svc.spec ?? {}
     let rawRanges: readonly string[] = spec.loadBalancerSourceRanges ?? []
@@ -612,10 +566,10 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
         wp.error = PORT_ERROR_NO_NODE_PORT
         wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
       } else if (protocol === 'UDP') {
-        wp.upstream = udpUpstream(`${observed.cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
+        wp.upstream = udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
       } else {
         const upstream: UpstreamSpec = {
-          id: `${observed.cluster}/${w.namespace}/${w.name}:${p.port}`,
+          id: `${cluster}/${w.namespace}/${w.name}:${p.port}`,
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,
@@ -627,7 +581,7 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       w.ports.push(wp)
     }
 
-    if (useNames) {
+    if (fronted !== undefined) {
       w.hostname = `${w.name}.${w.namespace}.${o.suffix}`
       const names = [w.hostname]
       const extra = parseHostnameList(w.svc.metadata?.annotations?.[ANNOTATION_HOSTNAMES])
@@ -650,149 +604,6 @@ export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {
       w.gatewayPorts = (fronted?.gateways.byService.get(w.key) ?? []).map((g) => ({ port: g.servicePort, scheme: g.scheme, names: g.names }))
     }
   }
-
-  // --- listeners.
-  const drafts = new Map<string, ListenerDraft>()
-  const draft = (host: string, port: number): ListenerDraft => {
-    const k = listenerKey({ host, port })
-    let d = drafts.get(k)
-    if (d === undefined) { d = { host, port, claims: [] }; drafts.set(k, d) }
-    return d
-  }
-  for (const w of work) {
-    if (w.failed !== undefined) continue
-    claimUdpPorts(w, drafts, useIp, useNames, o.listenHost)
-    const served = w.ports.filter((p) => p.upstream !== undefined && p.protocol !== 'UDP')
-    if (useIp && w.ip !== undefined) {
-      for (const p of served) {
-        const d = draft(w.ip, p.port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: w.names, won: new Set() })
-        p.listeners.push(listenerKey(d))
-      }
-    }
-    if (useNames) {
-      // The canonical port of a class (443, 80) goes first, so it is the one
-      // that gets the shared listener when a Service has two of a kind.
-      const order = [...served].sort((a, b) => rank(a) - rank(b))
-      const mine = new Set<number>()
-      for (const p of order) {
-        const cls = classifyPort(p.spec)
-        const shared = cls === 'https' ? o.httpsPort : cls === 'http' ? o.httpPort : p.port
-        const port = !mine.has(shared) ? shared : !mine.has(p.port) ? p.port : undefined
-        if (port === undefined) {
-          if (!useIp || w.ip === undefined) {
-            p.error = PORT_ERROR_SHADOWED
-            p.message = `port ${p.port}: another port of this Service already uses listener ${o.listenHost}:${shared}`
-          }
-          continue
-        }
-        mine.add(port)
-        const d = draft(o.listenHost, port)
-        d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [...w.names], won: new Set() })
-        p.listeners.push(listenerKey(d))
-      }
-      // Gateway names: HTTP listeners on the shared HTTP port, HTTPS/TLS on
-      // the shared HTTPS port, to the Service port numbered like the listener.
-      for (const g of w.gatewayPorts) {
-        const p = served.find((x) => x.port === g.port)
-        if (p === undefined) continue
-        const d = draft(o.listenHost, g.scheme === 'http' ? o.httpPort : o.httpsPort)
-        let c = d.claims.find((x) => x.work === w && x.upstream === p.upstream)
-        if (c === undefined) {
-          c = { work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() }
-          d.claims.push(c)
-          if (!p.listeners.includes(listenerKey(d))) p.listeners.push(listenerKey(d))
-        }
-        for (const n of g.names) if (!c.names.includes(n)) c.names.push(n)
-      }
-    }
-  }
-
-  // --- hostname conflicts, per listener: a Service's own generated name
-  // wins, then the older Service, then namespace/name.
-  const conflictSeen = new Set<string>()
-  const listeners: ListenerSpec[] = []
-  for (const d of drafts.values()) {
-    if (d.udp !== undefined) { listeners.push(udpListenerOf(d)); continue }
-    const claims = d.claims.sort((a, b) => olderFirst(a.work.svc, b.work.svc))
-    if (claims.length === 1) {
-      const c = claims[0] as Claim
-      // Alone on its port: plain L4, no peek, so server-speaks-first
-      // protocols (SMTP, MySQL) do not wait for a client hello.
-      for (const n of c.names) {
-        c.won.add(n)
-        if (d.host === o.listenHost) c.work.wonNames.add(n)
-      }
-      listeners.push({
-        host: d.host,
-        port: d.port,
-        routes: [],
-        default: c.upstream,
-        ...(c.work.sourceRanges !== undefined ? { sourceRanges: c.work.sourceRanges } : {}),
-        owner: c.work.key,
-      })
-      continue
-    }
-    const owner = new Map<string, Claim>()
-    for (const c of claims) {
-      for (const n of c.names) {
-        const cur = owner.get(n)
-        if (cur === undefined) { owner.set(n, c); continue }
-        if (cur.work === c.work) continue // two ports of one Service: the first keeps it
-        const mineGenerated = c.work.hostname === n
-        if (mineGenerated && cur.work.hostname !== n) {
-          owner.set(n, c)
-          noteConflict(cur.work, n, c.work.key, conflictSeen)
-        } else {
-          noteConflict(c.work, n, cur.work.key, conflictSeen)
-        }
-      }
-    }
-    const routes: HostRoute[] = []
-    for (const c of claims) {
-      const names = c.names.filter((n) => owner.get(n) === c).sort(cmp)
-      if (names.length === 0) continue
-      for (const n of names) {
-        c.won.add(n)
-        c.work.wonNames.add(n)
-      }
-      routes.push({
-        names,
-        upstream: c.upstream,
-        ...(c.work.sourceRanges !== undefined ? { sourceRanges: c.work.sourceRanges } : {}),
-      })
-    }
-    routes.sort((a, b) => cmp(a.upstream.id, b.upstream.id))
-    // The listener-level filter may only narrow what every route allows.
-    const allRanged = claims.every((c) => c.work.sourceRanges !== undefined)
-    const union = allRanged ? [...new Set(claims.flatMap((c) => c.work.sourceRanges ?? []))].sort(cmp) : []
-    listeners.push({
-      host: d.host,
-      port: d.port,
-      routes,
-      ...(union.length > 0 ? { sourceRanges: union } : {}),
-      owner: [...new Set(claims.map((c) => c.work.key))].sort(cmp).join(','),
-    })
-  }
-  // Sort by address (numerically, IPv4 before IPv6), then port; each host is parsed once.
-  const hostRank = new Map<string, bigint>()
-  for (const l of listeners) {
-    if (hostRank.has(l.host)) continue
-    const p = parseIp(l.host)
-    hostRank.set(l.host, p === null ? 0n : (BigInt(p.family) << 128n) | p.value)
-  }
-  listeners.sort((a, b) => {
-    const ra = hostRank.get(a.host) ?? 0n
-    const rb = hostRank.get(b.host) ?? 0n
-    return ra !== rb ? (ra < rb ? -1 : 1) : a.port - b.port
-  })
-
-  // --- plans.
-  for (const w of work) plans.push(servePlan(w, selection, slicesByService, useIp, useNames))
-  plans.sort((a, b) => cmp(a.key, b.key))
-
-  const gateways = fronted === undefined ? [] : gatewayPlans(fronted.gateways.gateways, drafts, o)
-  return { table: { version: o.version, listeners }, services: plans, gateways, allocations }
 }
 
 /** Which Ingresses each Service answers for, and the Gateways' names (gateway.ts has the order). */
@@ -831,8 +642,7 @@ function gatewayPlans (found: readonly GatewayFinding[], drafts: ReadonlyMap<str
   const won = new Map<string, Set<string>>()
   for (const port of [o.httpPort, o.httpsPort]) {
     for (const c of drafts.get(listenerKey({ host: o.listenHost, port }))?.claims ?? []) {
-      const sp = c.upstream.id.slice(c.upstream.id.lastIndexOf(':') + 1)
-      won.set(`${port} ${c.work.key}:${sp}`, c.won)
+      won.set(`${port} ${c.work.key}:${c.servicePort}`, c.won)
     }
   }
   return found.map((g) => ({
@@ -853,63 +663,6 @@ function udpUpstream (id: string, endpoints: Endpoint[], policy: BalancePolicy, 
   // Health is the node's (kube-proxy /healthz, or the healthCheckNodePort
   // under ETP Local): a UDP port has nothing to connect to. No warm sockets.
   return { id: `${id}/udp`, endpoints, policy, health, poolSize: 0, ...(dialer !== undefined ? { dialer } : {}) }
-}
-
-function udpDraftKey (host: string, port: number): string {
-  return `${listenerKey({ host, port })}/udp`
-}
-
-function claimUdpPorts (w: Work, drafts: Map<string, ListenerDraft>, useIp: boolean, useNames: boolean, listenHost: string): void {
-  const claim = (host: string, p: WorkPort): void => {
-    const k = udpDraftKey(host, p.port)
-    let d = drafts.get(k)
-    if (d === undefined) { d = { host, port: p.port, claims: [], udp: [] }; drafts.set(k, d) }
-    d.claims.push({ work: w, upstream: p.upstream as UpstreamSpec, names: [], won: new Set() })
-    ;(d.udp as WorkPort[]).push(p)
-  }
-  for (const p of w.ports) {
-    if (p.protocol !== 'UDP' || p.upstream === undefined) continue
-    if (useIp && w.ip !== undefined) claim(w.ip, p)
-    if (useNames) claim(listenHost, p)
-  }
-}
-
-/** A UDP draft's listener: the oldest claim serves it; a later Service's same port on the shared host gets an error instead. */
-function udpListenerOf (d: ListenerDraft): ListenerSpec {
-  const order = d.claims.map((c, i) => ({ c, p: (d.udp as WorkPort[])[i] as WorkPort })).sort((a, b) => olderFirst(a.c.work.svc, b.c.work.svc))
-  const win = order[0] as { c: Claim, p: WorkPort }
-  win.p.listeners.push(udpDraftKey(d.host, d.port))
-  for (const lose of order.slice(1)) {
-    // Only reachable on the shared listen host; the Service's own IP still serves it in ip+hostname mode.
-    if (lose.c.work.ip !== undefined) continue
-    lose.p.error = PORT_ERROR_SHADOWED
-    lose.p.message = `port ${d.port}/UDP: ${win.c.work.key} already serves UDP ${d.port} on ${d.host}, and datagrams cannot be routed by name`
-  }
-  return {
-    host: d.host,
-    port: d.port,
-    protocol: 'udp',
-    routes: [],
-    default: win.c.upstream,
-    ...(win.c.work.sourceRanges !== undefined ? { sourceRanges: win.c.work.sourceRanges } : {}),
-    owner: win.c.work.key,
-  }
-}
-
-function rank (p: WorkPort): number {
-  return p.port === 443 || p.port === 80 ? 0 : 1
-}
-
-function noteConflict (loser: Work, name: string, winner: string, seen: Set<string>): void {
-  const k = `${loser.key} ${name}`
-  if (seen.has(k)) return
-  seen.add(k)
-  loser.events.push({
-    type: 'Warning',
-    kind: 'warning',
-    reason: 'HostnameConflict',
-    message: `hostname ${name} is already served by ${winner}; not routed to this Service`,
-  })
 }
 
 function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<string, number> | undefined {
@@ -935,9 +688,7 @@ function indexSlices (slices: readonly KubeEndpointSlice[] | undefined): Map<str
 }
 
 function cleanupPlan (svc: KubeService, key: string, namespace: string, name: string, previous: ReadonlyMap<string, string>, pool: Cidr): ServicePlan {
-  const fromStatus = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip).find((ip) => ip !== undefined && cidrContainsIp(pool, ip))
-  const ip = previous.get(key) ?? (fromStatus !== undefined ? canonicalIp(fromStatus) ?? undefined : undefined)
-  const current = svc.status?.loadBalancer?.ingress ?? []
+  const ip = previous.get(key) ?? statusPoolIp(svc, pool)
   return {
     key,
     namespace,
@@ -950,7 +701,6 @@ function cleanupPlan (svc: KubeService, key: string, namespace: string, name: st
     ports: [],
     nodes: [],
     ingress: [],
-    statusChanged: current.length > 0,
     events: [],
   }
 }
@@ -976,25 +726,6 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
     if (useIp && w.ip !== undefined) ingress.push({ ip: w.ip, ipMode: 'Proxy', ...withPorts })
     if (useNames && w.hostname !== undefined) ingress.push({ hostname: w.hostname, ...withPorts })
   }
-  const current = w.svc.status?.loadBalancer?.ingress ?? []
-  const statusChanged = !sameStatus(current, ingress)
-
-  // Assigned/Updated and the per-port complaints accompany a status change,
-  // so a steady state emits nothing; warnings and failures are level-triggered
-  // and the controller dedupes them (docs/addressing.md).
-  if (statusChanged && ingress.length > 0) {
-    const where = ingress.map((i) => i.ip ?? i.hostname).join(', ')
-    events.push(current.length === 0
-      ? { type: 'Normal', kind: 'assigned', reason: 'EnsuredLoadBalancer', message: `assigned ${where}` }
-      : { type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: `now ${where}` })
-    for (const p of w.ports) {
-      if (p.error !== undefined && p.message !== undefined) {
-        events.push({ type: 'Warning', kind: 'unsupported', reason: p.error.slice(p.error.indexOf('/') + 1), message: p.message })
-      }
-    }
-  } else if (statusChanged) {
-    events.push({ type: 'Normal', kind: 'updated', reason: 'UpdatedLoadBalancer', message: 'status cleared' })
-  }
   const hasServed = ports.some((p) => p.status === 'served')
   if (w.failed === undefined && hasServed && sel.nodes.length === 0) {
     events.push({ type: 'Warning', kind: 'warning', reason: 'NoReadyNodes', message: 'no Ready node can be a backend; connections will be refused' })
@@ -1014,7 +745,6 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
     ...(sel.excludedNodesUsed && w.failed === undefined ? { excludedNodesUsed: true } : {}),
     ...(slices !== undefined ? { readyEndpoints: readyEndpoints ?? 0 } : {}),
     ingress,
-    statusChanged,
     events,
   }
 }

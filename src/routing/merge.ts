@@ -15,7 +15,7 @@
 //   shared port, where the ranges could not be enforced for every name: it
 //   becomes a name route carrying its ranges.
 
-import { parseIp } from './cidr.js'
+import { narrowRanges, sortListeners } from './listeners.js'
 import { normalizeHostname } from './names.js'
 import { listenerKey, type HostRoute, type ListenerSpec, type RouteTable, type UpstreamSpec } from './types.js'
 
@@ -125,9 +125,7 @@ function mergeShared (key: string, parts: readonly Part[], suffix: string, confl
     }
   }
   routes.sort((a, b) => cmp(a.upstream.id, b.upstream.id))
-  // The listener-level filter may only narrow what every part allows.
-  const allRanged = parts.every((p) => p.spec.sourceRanges !== undefined && p.spec.sourceRanges.length > 0)
-  const ranges = allRanged ? [...new Set(parts.flatMap((p) => p.spec.sourceRanges ?? []))].sort(cmp) : []
+  const ranges = narrowRanges(parts.map((p) => p.spec.sourceRanges))
   const caps = parts.map((p) => p.spec.maxConnections).filter((m): m is number => m !== undefined)
   return {
     host: first.spec.host,
@@ -161,17 +159,6 @@ export function mergeTables (inputs: readonly ClusterTable[], opts: MergeOptions
     // Datagrams cannot be routed by name: of several clusters' UDP listeners on one port, the first cluster's serves.
     listeners.push(parts.length === 1 || (parts[0] as Part).spec.protocol === 'udp' ? (parts[0] as Part).spec : mergeShared(k, parts, suffix, conflicts))
   }
-  // By address (numerically, IPv4 before IPv6), then port, as computeRoutes orders them.
-  const rank = new Map<string, bigint>()
-  for (const l of listeners) {
-    if (rank.has(l.host)) continue
-    const p = parseIp(l.host)
-    rank.set(l.host, p === null ? 0n : (BigInt(p.family) << 128n) | p.value)
-  }
-  listeners.sort((a, b) => {
-    const ra = rank.get(a.host) ?? 0n
-    const rb = rank.get(b.host) ?? 0n
-    return ra !== rb ? (ra < rb ? -1 : 1) : a.port - b.port
-  })
+  sortListeners(listeners) // as computeRoutes orders them
   return { table: { version: opts.version, listeners }, conflicts, owners }
 }

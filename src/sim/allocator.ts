@@ -4,8 +4,8 @@
 // their own IP or nodePort rarely collide with allocated ones.
 
 import { randomInt } from 'node:crypto'
-import { isIPv4 } from 'node:net'
 import { InvalidArgumentError } from '../errors.js'
+import { parseCidr } from '../routing/cidr.js'
 
 export class RangeAllocator {
   private readonly used = new Set<number>()
@@ -71,14 +71,17 @@ export function intToIpv4 (n: number): string {
 
 export interface Cidr { base: number, bits: number, text: string }
 
+/** An IPv4 serviceCIDR, read by the one TS CIDR parser (host bits cleared, as kube-apiserver does). */
 export function parseCidr4 (text: string): Cidr {
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(text)
-  const bits = m === null ? NaN : Number(m[2])
-  if (m === null || !isIPv4(m[1] as string) || !(bits >= 1 && bits <= 30)) {
-    throw new InvalidArgumentError('KT_ERR_INVALID_CIDR', `serviceCIDR must be an IPv4 CIDR with a prefix of 1-30 bits, got ${JSON.stringify(text)}`)
+  const bad = (): InvalidArgumentError => new InvalidArgumentError('KT_ERR_INVALID_CIDR', `serviceCIDR must be an IPv4 CIDR with a prefix of 1-30 bits, got ${JSON.stringify(text)}`)
+  let c: ReturnType<typeof parseCidr>
+  try {
+    c = parseCidr(text, { what: 'serviceCIDR' })
+  } catch {
+    throw bad()
   }
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
-  return { base: (ipv4ToInt(m[1] as string) & mask) >>> 0, bits, text }
+  if (c.family !== 4 || c.prefix < 1 || c.prefix > 30) throw bad()
+  return { base: Number(c.base), bits: c.prefix, text }
 }
 
 /** ClusterIPs: the network and broadcast addresses are never handed out. */

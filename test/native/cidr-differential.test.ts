@@ -45,3 +45,26 @@ t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { 
   b.laneStop(l)
   b.laneClose(lane)
 })
+
+// Not a CIDR case, but the same direct use of the lane binding: the
+// per-backend queries share one argument path in kt_accept.c (backend_query).
+t.test('laneBackendActive / laneBackendFree: one argument path, answers per slot', { skip: SKIP }, async (t) => {
+  const s = splicerFor(t, 'splice')
+  const lb = laneBindingOf(s)
+  if (lb === undefined) throw new Error('no lane')
+  const b = lb.binding
+  const lane = b.createLane(lb.engines, () => {})
+  t.teardown(() => { b.laneClose(lane) })
+  t.equal(b.laneBackendActive(lane, 5), 0, 'no pair uses backend 5')
+  t.equal(b.laneBackendFree(lane, 5), true, 'its slot is free')
+  for (const [name, call] of [
+    ['negative id (active)', () => b.laneBackendActive(lane, -1)],
+    ['negative id (free)', () => b.laneBackendFree(lane, -1)],
+    ['not a lane (active)', () => b.laneBackendActive({}, 1)],
+    ['not a lane (free)', () => b.laneBackendFree({}, 1)],
+    ['no id', () => (b.laneBackendFree as unknown as (l: object) => boolean)(lane)],
+  ] as const) {
+    t.throws(call, { code: 'ERR_INVALID_ARG_TYPE' }, name)
+  }
+  t.throws(() => b.laneBackendActive(lane, -1), { message: /backendActive\(lane, id\)/ }, 'the usage names the call')
+})

@@ -59,3 +59,17 @@ t.test('bad CIDRs and policies carry codes', async (t) => {
   t.throws(() => new Allowlist(['10.0.0.0/8'], { min: 5, max: 4, extra: [] }), { code: 'KT_ERR_INVALID_ARG' })
   t.throws(() => new Allowlist(['10.0.0.0/8'], { min: 1, max: 4, extra: [70000] }), { code: 'KT_ERR_INVALID_ARG' })
 })
+
+t.test('the relay allowlist and the sim serviceCIDR read CIDRs with the one TS parser (routing/cidr.ts)', async (t) => {
+  const { parseCidr: parseAny } = await import('../../src/routing/cidr.js')
+  const { parseCidr4 } = await import('../../src/sim/allocator.js')
+  for (const raw of ['10.1.0.0/16', ' 172.18.0.0/16 ', 'fc00::/7', '10.0.0.1']) {
+    t.equal(parseCidr(raw).text, parseAny(raw, { strict: true, bare: true }).text, raw)
+  }
+  t.throws(() => parseCidr('010.1.0.0/16'), { code: 'KT_ERR_INVALID_CIDR' }, 'leading zeros refused, as routing/cidr.ts does')
+  t.same(parseCidr4('10.96.0.0/12'), { base: 0x0a600000, bits: 12, text: '10.96.0.0/12' })
+  t.equal(parseCidr4('10.96.0.5/12').base, 0x0a600000, 'host bits cleared')
+  for (const raw of ['10.96.0.0', '10.96.0.0/31', '10.96.0.0/0', 'fd00::/108', 'nope/12']) {
+    t.throws(() => parseCidr4(raw), { code: 'KT_ERR_INVALID_CIDR' }, raw)
+  }
+})

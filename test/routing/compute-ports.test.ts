@@ -1,4 +1,5 @@
 import t from 'tap'
+import { planStatus } from '../../src/control/status-plan.js'
 import { computeRoutes, PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL } from '../../src/routing/compute.js'
 import { svc, tcp, KIND_NODES } from './compute-fixtures.js'
 
@@ -33,7 +34,7 @@ t.test('UDP is served on its own listener next to TCP on the same port; SCTP is 
       { port: 9899, protocol: 'SCTP', error: PORT_ERROR_PROTOCOL },
     ],
   }])
-  const unsupported = plan?.events.filter((e) => e.kind === 'unsupported') ?? []
+  const unsupported = plan === undefined ? [] : planStatus(s, plan).events.filter((e) => e.kind === 'unsupported')
   t.equal(unsupported.length, 1)
   t.ok(unsupported.every((e) => e.type === 'Warning' && e.reason === 'ProtocolNotSupported'))
 })
@@ -46,7 +47,7 @@ t.test('allocateLoadBalancerNodePorts: false (no nodePort) is reported the same 
   t.same(r.table.listeners, [])
   t.equal(plan?.action, 'serve', 'the Service is handled; its ports just cannot be reached')
   t.same(plan?.ingress, [{ hostname: 'web.default.localhost', ports: [{ port: 80, protocol: 'TCP', error: PORT_ERROR_NO_NODE_PORT }, { port: 8080, protocol: 'TCP', error: PORT_ERROR_NO_NODE_PORT }] }])
-  t.equal(plan?.events.filter((e) => e.kind === 'unsupported' && e.reason === 'NoNodePort').length, 2)
+  t.equal(plan === undefined ? 0 : planStatus(s, plan).events.filter((e) => e.kind === 'unsupported' && e.reason === 'NoNodePort').length, 2)
 })
 
 t.test('a port without protocol is TCP', async (t) => {

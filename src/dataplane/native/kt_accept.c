@@ -1614,42 +1614,47 @@ static napi_value js_listener_stats (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// (lane, id): the lane and a backend id (>= 0), or NULL with an exception thrown.
-static lane_t *lane_backend_args (napi_env env, napi_callback_info info, int32_t *id, const char *usage) {
+// What a per-backend query answers from a lane and the backend's slot.
+typedef napi_value (*backend_query_t) (napi_env env, lane_t *ln, uint32_t slot);
+
+// Parse (lane, id) with id >= 0 and answer `query` for the id's slot; NULL
+// with an exception thrown on bad arguments. The one argument path of the
+// per-backend calls below.
+static napi_value backend_query (napi_env env, napi_callback_info info, const char *usage, backend_query_t query) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_t *ln = argc >= 2 ? unwrap_tagged(env, argv[0], &kLaneTag) : NULL;
-  *id = -1;
-  if (ln == NULL || napi_get_value_int32(env, argv[1], id) != napi_ok || *id < 0) {
-    throw_msg(env, "ERR_INVALID_ARG_TYPE", usage);
-    return NULL;
-  }
-  return ln;
+  int32_t id = -1;
+  if (ln == NULL || napi_get_value_int32(env, argv[1], &id) != napi_ok || id < 0) return throw_msg(env, "ERR_INVALID_ARG_TYPE", usage);
+  return query(env, ln, KT_SLOT(id));
+}
+
+static napi_value backend_active_of (napi_env env, lane_t *ln, uint32_t slot) {
+  napi_value out;
+  napi_create_int32(env, atomic_load(&ln->backend_active[slot]), &out);
+  return out;
+}
+
+// Whether the slot may be given to another backend: no pair holds it (JS has
+// already pushed every list without it). Its failure flag is cleared for the
+// next backend.
+static napi_value backend_free_of (napi_env env, lane_t *ln, uint32_t slot) {
+  napi_value out;
+  bool free_now = atomic_load(&ln->backend_refs[slot]) == 0;
+  if (free_now) atomic_store(&ln->backend_failed[slot], 0);
+  napi_get_boolean(env, free_now, &out);
+  return out;
 }
 
 // backendActive(lane, id) -> lane pairs using that backend now
 static napi_value js_backend_active (napi_env env, napi_callback_info info) {
-  napi_value out;
-  int32_t id;
-  lane_t *ln = lane_backend_args(env, info, &id, "backendActive(lane, id)");
-  if (ln == NULL) return NULL;
-  napi_create_int32(env, atomic_load(&ln->backend_active[KT_SLOT(id)]), &out);
-  return out;
+  return backend_query(env, info, "backendActive(lane, id)", backend_active_of);
 }
 
-// backendFree(lane, id) -> whether the id's slot may be given to another
-// backend: no pair holds it (JS has already pushed every list without it).
-// Its failure flag is cleared for the next backend.
+// backendFree(lane, id) -> whether the id's slot may be given to another backend
 static napi_value js_backend_free (napi_env env, napi_callback_info info) {
-  napi_value out;
-  int32_t id;
-  lane_t *ln = lane_backend_args(env, info, &id, "backendFree(lane, id)");
-  if (ln == NULL) return NULL;
-  bool free_now = atomic_load(&ln->backend_refs[KT_SLOT(id)]) == 0;
-  if (free_now) atomic_store(&ln->backend_failed[KT_SLOT(id)], 0);
-  napi_get_boolean(env, free_now, &out);
-  return out;
+  return backend_query(env, info, "backendFree(lane, id)", backend_free_of);
 }
 
 // connectStats(lane, id, out: Float64Array(n + 2)) -> false when the backend has no slot:

@@ -26,6 +26,7 @@ import { errorCode, KtError } from '../../errors.js'
 import type { Logger } from '../../observe/logger.js'
 import type { Cell, Counter, Registry } from '../../observe/metrics.js'
 import { listenerKey, type ListenerSpec, type UpstreamSpec } from '../../routing/types.js'
+import { bindListener, configFor, type ListenerDiff } from '../apply-diff.js'
 import type { DataplaneOptions } from '../context.js'
 import { Upstream, type Backend, type BackendStatus, type ClientInfo } from '../upstream.js'
 
@@ -360,12 +361,7 @@ function onIdle (f: Flow): void {
   f.listener.idleCheck(f)
 }
 
-export interface UdpApplyResult {
-  bound: Array<{ key: string, host: string, port: number }>
-  kept: string[]
-  removed: string[]
-  failed: Array<{ key: string, code: string, message: string }>
-}
+export type UdpApplyResult = ListenerDiff
 
 export interface UdpListenerSnapshot {
   key: string
@@ -429,15 +425,8 @@ export class UdpPlane {
     const binds: Array<Promise<void>> = []
     for (const spec of specs) {
       const key = listenerKey(spec) + UDP_SUFFIX
-      if (seen.has(key)) { result.failed.push({ key, code: 'KT_ERR_INVALID_ARG', message: `listener ${key} appears twice in the table` }); continue }
-      seen.add(key)
-      let config: UdpListenerConfig
-      try {
-        config = this.buildConfig(spec)
-      } catch (err) {
-        result.failed.push({ key, code: errorCode(err), message: (err as Error).message })
-        continue
-      }
+      const config = configFor<UdpListenerConfig>(key, seen, result, () => this.buildConfig(spec))
+      if (config === undefined) continue
       const existing = this.listeners.get(key)
       if (existing !== undefined) {
         existing.config = config
@@ -446,13 +435,7 @@ export class UdpPlane {
         result.kept.push(key)
         continue
       }
-      const l = new UdpListener(this, config)
-      binds.push(l.listen().then(() => {
-        this.listeners.set(key, l)
-        result.bound.push({ key, host: spec.host, port: l.port })
-      }, (err: NodeJS.ErrnoException) => {
-        result.failed.push({ key, code: err.code ?? errorCode(err), message: `cannot listen on ${key}: ${err.message}` })
-      }))
+      binds.push(bindListener(new UdpListener(this, config), key, spec.host, this.listeners, result))
     }
     await Promise.all(binds)
     for (const [key, l] of this.listeners) {

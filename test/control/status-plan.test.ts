@@ -1,11 +1,21 @@
+// Status and Event planning (control/status-plan.ts) on computeRoutes' plans:
+// whether the status must be written, and the Events that go with the write,
+// next to the plan's own (level-triggered) findings.
+
 import t from 'tap'
+import { planStatus } from '../../src/control/status-plan.js'
 import { computeRoutes } from '../../src/routing/compute.js'
 import type { KubeLoadBalancerIngress } from '../../src/routing/kube.js'
-import { svc, tcp, KIND_NODES } from './compute-fixtures.js'
+import { svc, tcp, KIND_NODES } from '../routing/compute-fixtures.js'
 
 const opts = { mode: 'ip', ipPool: '127.240.0.0/24' } as const
-const plan = (ingress?: KubeLoadBalancerIngress[], extra: Parameters<typeof svc>[1] = {}) =>
-  computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [svc('web', { ...(ingress !== undefined ? { ingress } : {}), ...extra })] }, opts).services[0]
+const plan = (ingress?: KubeLoadBalancerIngress[], extra: Parameters<typeof svc>[1] = {}) => {
+  const s = svc('web', { ...(ingress !== undefined ? { ingress } : {}), ...extra })
+  const p = computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [s] }, opts).services[0]
+  if (p === undefined) return undefined
+  const status = planStatus(s, p)
+  return { ...p, statusChanged: status.changed, events: [...p.events, ...status.events] }
+}
 
 t.test('no status yet: assigned', async (t) => {
   const p = plan()
@@ -47,4 +57,13 @@ t.test('an API server that drops ipMode does not cause a patch loop', async (t) 
   const p = plan([{ ip: '127.240.0.1', ports: [{ port: 80, protocol: 'TCP' }] }])
   t.equal(p?.statusChanged, false)
   t.same(p?.events, [])
+})
+
+t.test('a cleanup plan: the status is to be cleared when there is one, with no events of its own', async (t) => {
+  const s = svc('gone', { type: 'ClusterIP', finalizers: ['kind-tunnel.dev/load-balancer-cleanup'], ingress: [{ ip: '127.240.0.3' }] })
+  const p = computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [s] }, opts).services[0]
+  t.equal(p?.action, 'cleanup')
+  t.same(planStatus(s, p!), { changed: true, events: [] })
+  const bare = svc('gone', { type: 'ClusterIP', finalizers: ['kind-tunnel.dev/load-balancer-cleanup'] })
+  t.same(planStatus(bare, computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [bare] }, opts).services[0]!), { changed: false, events: [] })
 })
