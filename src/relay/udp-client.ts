@@ -1,0 +1,100 @@
+// The host's half of a UDP flow through the relay (BIND command CMD_UDP,
+// docs/relay-protocol.md "UDP flows"). One flow (one client address:port →
+// one Service port, as the host's UDP plane keys them) is one relay
+// connection, taken from the warm pool like a TCP dial, with no round trip:
+// BIND, then framed datagrams (udp-frame.ts) both ways.
+//
+// - send() frames a datagram; while the connection's write buffer holds more
+//   than HOST_BACKLOG_MAX bytes (the relay or the engine's forwarder is slow)
+//   it drops and says so (false), so the plane counts the drop instead of
+//   queueing without bound.
+// - A reset from the relay (its refusal, or ICMP port unreachable from the
+//   destination) reaches the handlers as an ECONNREFUSED-coded error: the
+//   plane fails that backend over, as it does for a direct flow.
+// - An oversize frame from the relay is KT_ERR_RELAY_FRAME: the flow ends.
+//
+// The channel shapes are structural copies of src/dataplane/udp/plane.ts's
+// (DatagramChannel, DatagramHandlers), so neither module imports the other.
+
+import type { Socket } from 'node:net'
+import { KtError } from '../errors.js'
+import { FrameDecoder, encodeFrame, UDP_MAX_PAYLOAD } from './udp-frame.js'
+
+/** Bytes waiting to be written to the relay before datagrams from the client are dropped. */
+export const HOST_BACKLOG_MAX = 512 * 1024
+/** How long a closed flow waits for the relay's FIN before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000
+
+export interface DatagramChannel {
+  /** Frame and send one datagram; false when it was dropped (backlog full, too large, closed). */
+  send (msg: Buffer): boolean
+  close (): void
+}
+
+export interface DatagramHandlers {
+  message (msg: Buffer): void
+  /** The flow's relay connection failed or ended; called once, and nothing after. */
+  error (err: NodeJS.ErrnoException): void
+}
+
+interface UdpDialer {
+  dial (req: { host: string, port: number, timeoutMs: number, source?: { address: string, port: number } }, opts: { udp: boolean }): Promise<Socket>
+  readonly carriesUdp: boolean | undefined
+}
+
+function gone (code: string, message: string): NodeJS.ErrnoException {
+  const e = new Error(message) as NodeJS.ErrnoException
+  e.code = code
+  return e
+}
+
+export async function openUdpFlow (dialer: UdpDialer, req: { host: string, port: number, timeoutMs: number, source?: { address: string, port: number } }, h: DatagramHandlers): Promise<DatagramChannel> {
+  if (dialer.carriesUdp === false) {
+    throw new KtError('KT_ERR_UDP_RELAY', 'the relay container runs an older image that carries no UDP; `up` replaces it (docs/relay-protocol.md "Replacing older relays")')
+  }
+  const sock = await dialer.dial(req, { udp: true })
+  const decoder = new FrameDecoder()
+  let done = false
+  const fail = (err: NodeJS.ErrnoException): void => {
+    if (done) return
+    done = true
+    sock.destroy()
+    h.error(err)
+  }
+  sock.on('data', (chunk: Buffer) => {
+    if (done) return
+    let frames: Buffer[]
+    try {
+      frames = decoder.push(chunk)
+    } catch (err) {
+      fail(err as KtError)
+      return
+    }
+    for (const f of frames) h.message(f)
+  })
+  sock.on('error', (err: NodeJS.ErrnoException) => {
+    // A reset is the relay's refusal or the destination's ICMP port unreachable.
+    fail(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? gone('ECONNREFUSED', `relay reset the flow to ${req.host}:${req.port} (refused, or the port is unreachable)`) : err)
+  })
+  sock.on('end', () => {
+    if (done) { sock.destroy(); return }
+    fail(gone('ECONNRESET', `the relay ended the flow to ${req.host}:${req.port}`))
+  })
+  sock.on('close', () => { fail(gone('ECONNRESET', `the relay connection of the flow to ${req.host}:${req.port} closed`)) })
+  sock.resume()
+  return {
+    send (msg) {
+      if (done || msg.length > UDP_MAX_PAYLOAD || sock.writableLength > HOST_BACKLOG_MAX) return false
+      sock.write(encodeFrame(msg))
+      return true
+    },
+    close () {
+      if (done) return
+      done = true
+      sock.end()
+      const t = setTimeout(() => sock.destroy(), CLOSE_GRACE_MS)
+      t.unref()
+      sock.once('close', () => clearTimeout(t))
+    },
+  }
+}
