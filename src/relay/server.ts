@@ -496,7 +496,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   const counters: RelayCounters = {
     accepted: 0, authenticated: 0, refusedAuth: 0, refusedStale: 0, refusedReplay: 0, refusedHeader: 0, refusedDenied: 0, refusedBusy: 0,
     dialed: 0, dialFailed: 0, dialTimedOut: 0, spliced: 0, idleClosed: 0, active: 0, bytesToUpstream: 0, bytesFromUpstream: 0,
-    udpFlows: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0,
+    udpFlows: 0, udpActive: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0,
   }
   const now = opts.now ?? Date.now
   const authWindowMs = positive(opts.authWindowMs, 30_000, '--auth-window')

@@ -63,14 +63,8 @@ export async function openUdpFlow (dialer: UdpDialer, req: { host: string, port:
   }
   sock.on('data', (chunk: Buffer) => {
     if (done) return
-    let frames: Buffer[]
-    try {
-      frames = decoder.push(chunk)
-    } catch (err) {
-      fail(err as KtError)
-      return
-    }
-    for (const f of frames) h.message(f)
+    for (const f of decoder.push(chunk)) h.message(f)
+    if (decoder.error !== undefined) fail(decoder.error)
   })
   sock.on('error', (err: NodeJS.ErrnoException) => {
     // A reset is the relay's refusal or the destination's ICMP port unreachable.

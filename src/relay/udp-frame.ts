@@ -28,15 +28,18 @@ export function encodeFrame (payload: Buffer): Buffer {
 /**
  * Incremental decoder: push stream chunks, get whole datagrams back (views
  * into the chunks, not copies, when a frame lies within one chunk). Holds at
- * most one partial frame (≤ 65,509 bytes). After an error it stays failed.
+ * most one partial frame (≤ 65,509 bytes). An oversize length sets `error`
+ * (KT_ERR_RELAY_FRAME): push returns the datagrams before it, and nothing
+ * ever after; the caller checks `error` after each push and ends the flow.
  */
 export class FrameDecoder {
   private rest: Buffer | undefined
-  private failed: KtError | undefined
+  /** Set at the first oversize length; the stream is not trusted after it. */
+  error: KtError | undefined
 
-  /** Datagrams completed by this chunk, in order; throws KT_ERR_RELAY_FRAME on an oversize length. */
+  /** Datagrams completed by this chunk, in order (those before an oversize length, if one came). */
   push (chunk: Buffer): Buffer[] {
-    if (this.failed !== undefined) throw this.failed
+    if (this.error !== undefined) return []
     let buf = chunk
     if (this.rest !== undefined) { buf = Buffer.concat([this.rest, chunk]); this.rest = undefined }
     const out: Buffer[] = []
@@ -44,8 +47,8 @@ export class FrameDecoder {
     while (buf.length - at >= FRAME_HEADER) {
       const n = buf.readUInt16BE(at)
       if (n > UDP_MAX_PAYLOAD) {
-        this.failed = new KtError('KT_ERR_RELAY_FRAME', `a frame announces ${n} bytes, over the ${UDP_MAX_PAYLOAD}-byte datagram limit`)
-        throw this.failed
+        this.error = new KtError('KT_ERR_RELAY_FRAME', `a frame announces ${n} bytes, over the ${UDP_MAX_PAYLOAD}-byte datagram limit`)
+        return out
       }
       if (buf.length - at < FRAME_HEADER + n) break
       out.push(buf.subarray(at + FRAME_HEADER, at + FRAME_HEADER + n))

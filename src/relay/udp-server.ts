@@ -30,6 +30,8 @@ export const UDP_SENDQ_MAX = 256
 
 export interface UdpRelayCounters {
   udpFlows: number
+  /** Flows open now. */
+  udpActive: number
   udpDatagramsUp: number
   udpDatagramsDown: number
   /** Datagrams dropped by the bounds above, or by a failed send. */
@@ -81,6 +83,7 @@ export function relayUdpFlow (o: UdpFlowOptions): void {
   const finish = (): void => {
     if (finished) return
     finished = true
+    if (open) c.udpActive--
     try { dg.close() } catch { /* closed */ }
     o.done(error === undefined ? { aToB: up, bToA: down, end } : { aToB: up, bToA: down, end, error })
   }
@@ -104,25 +107,22 @@ export function relayUdpFlow (o: UdpFlowOptions): void {
 
   const decoder = new FrameDecoder()
   const fromHost = (chunk: Buffer): void => {
-    let frames: Buffer[]
-    try {
-      frames = decoder.push(chunk)
-    } catch (err) {
-      c.udpFrameErrors++
-      end = 'error'
-      error = err as Error
-      o.onFrameError?.(err as Error)
-      sock.resetAndDestroy()
-      finish()
-      return
-    }
-    toDestination(frames)
+    toDestination(decoder.push(chunk))
+    const err = decoder.error
+    if (err === undefined || finished) return
+    c.udpFrameErrors++
+    end = 'error'
+    error = err
+    o.onFrameError?.(err)
+    sock.resetAndDestroy()
+    finish()
   }
 
   const start = (): void => {
     if (!o.ready()) { finished = true; try { dg.close() } catch { /* closed */ } return }
     open = true
     c.udpFlows++
+    c.udpActive++
     dg.removeListener('error', setupError)
     dg.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') {
