@@ -492,7 +492,7 @@ export class UdpPlane {
       flows: r.counter('kt_udp_flows_total', 'UDP flows ended, by listener and outcome.'),
       datagrams: r.counter('kt_udp_datagrams_total', 'UDP datagrams forwarded, by listener and direction (counted at flow end).'),
       bytes: r.counter('kt_udp_bytes_total', 'UDP payload bytes forwarded, by listener and direction (counted at flow end).'),
-      drops: r.counter('kt_udp_drops_total', 'UDP datagrams dropped, by listener and reason (max_flows, source_denied, no_backend, pending_full, send_error, stray_reply).'),
+      drops: r.counter('kt_udp_drops_total', 'UDP datagrams dropped, by listener and reason (max_flows, source_denied, no_backend, pending_full, send_error, stray_reply, relay_backlog).'),
     }
     r.gauge('kt_udp_active_flows', 'Open UDP flows, by listener.').collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.flows.size)
