@@ -29,6 +29,7 @@ import { listenerKey, type ListenerSpec, type UpstreamSpec } from '../../routing
 import type { DataplaneOptions } from '../context.js'
 import type { Dialer, DialRequest } from '../dialer.js'
 import { Upstream, type Backend, type BackendStatus, type ClientInfo } from '../upstream.js'
+import { onLinkSource } from './source.js'
 
 export interface UdpOptions {
   /**
@@ -269,7 +270,8 @@ export class UdpListener {
       this.fromUpstream(f, msg)
     })
     sock.on('error', (err: NodeJS.ErrnoException) => { this.upstreamError(f, sock, err) })
-    const local = localFor.get(b)
+    // Bound before connect: never a wildcard, not even for a backend's first flow (source.ts).
+    const local = localFor.get(b) ?? onLinkSource(e.host)
     const connect = (): void => {
       sock.connect(e.port, e.host, () => {
         if (f.sock !== sock) return
