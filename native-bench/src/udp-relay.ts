@@ -122,13 +122,14 @@ async function main(): Promise<void> {
     for (let round = 1; round <= o.rounds; round++) {
       for (const p of [...paths].sort(() => Math.random() - 0.5)) {
         try {
-          const a = await pps(p, o.duration);
-          res[p.id]!.pps.push(a);
+          // Round trips first: after a flood (pps) a proxy may still be draining its socket buffers.
           const b = await rr(p, 1, o.duration);
           const c = await rr(p, 32, o.duration);
           res[p.id]!.rr1.push(b);
           res[p.id]!.rr32.push(c);
-          process.stderr.write(`round ${round} ${p.id}: pps ${Math.round(a.pps)} (loss ${a.lossPct.toFixed(1)}%, cpu ${a.cpuPct.toFixed(0)}%), rr1 ${Math.round(b.rr)}/s p50 ${b.p50us.toFixed(0)} µs, rr32 ${Math.round(c.rr)}/s p99 ${c.p99us.toFixed(0)} µs\n`);
+          const a = await pps(p, o.duration);
+          res[p.id]!.pps.push(a);
+          process.stderr.write(`round ${round} ${p.id}: pps ${Math.round(a.pps)} (loss ${a.lossPct.toFixed(1)}%, cpu ${a.cpuPct.toFixed(0)}%), rr1 ${Math.round(b.rr)}/s p50 ${b.p50us.toFixed(0)} µs lost ${b.lost}, rr32 ${Math.round(c.rr)}/s p99 ${c.p99us.toFixed(0)} µs lost ${c.lost}\n`);
         } catch (err) {
           process.stderr.write(`round ${round} ${p.id} failed: ${(err as Error).message}\n`);
         }

@@ -4,11 +4,11 @@
 // (an address of this host that the relay may dial; loopback it refuses).
 // The real relay container is covered in test/docker/relay-e2e.
 import t from 'tap'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer, type Socket, type AddressInfo } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { startRelay, type RelayHandle } from '../../src/relay/server.js'
 import { RelayDialer } from '../../src/relay/client.js'
-import { encodeAuth, encodeConnect } from '../../src/relay/protocol.js'
+import { encodeAuth, encodeConnect, AUTH_LEN } from '../../src/relay/protocol.js'
 import { encodeFrame, UDP_MAX_PAYLOAD } from '../../src/relay/udp-frame.js'
 import { ListenerManager } from '../../src/dataplane/listener-manager.js'
 import { Registry } from '../../src/observe/metrics.js'
@@ -21,6 +21,37 @@ import { udpServer, udpClient, echo, echoTwice, type UdpServer } from '../udp/su
 interface Tap { teardown (fn: () => unknown): void }
 const token = randomBytes(32)
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+t.test('a relay too old for UDP (no INFO_UDP in its OK): flows end with KT_ERR_UDP_RELAY, nothing is sent', async (t) => {
+  // A stand-in for a relay image from before UDP: answers an ACKed AUTH with OK and info 0.
+  let binds = 0
+  const old = createServer((s) => {
+    let got = Buffer.alloc(0)
+    s.on('error', () => {})
+    s.on('data', (c: Buffer) => {
+      got = Buffer.concat([got, c])
+      if (got.length >= AUTH_LEN && got.length - c.length < AUTH_LEN && ((got[5] as number) & 1) === 1) s.write(Buffer.from([2, 0, 0]))
+      if (got.length > AUTH_LEN) binds++
+    })
+  })
+  await new Promise<void>((resolve) => old.listen({ host: '127.0.0.1', port: 0 }, resolve))
+  t.teardown(() => { old.close() })
+  const dialer = new RelayDialer({ host: '127.0.0.1', port: (old.address() as AddressInfo).port, token, poolSize: 1 })
+  t.teardown(() => dialer.close())
+  await waitFor(() => dialer.carriesUdp !== undefined, 'the pool\'s ACKed AUTH', 5000)
+  t.equal(dialer.carriesUdp, false)
+  await t.rejects(dialer.dialDatagrams({ host: '172.18.0.2', port: 30053, timeoutMs: 1000 }, { message: () => {}, error: () => {} }), { code: 'KT_ERR_UDP_RELAY', message: /older image/ })
+  const manager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map<string, Dialer>([['relay:old', dialer]]) })
+  t.teardown(() => manager.close(0))
+  const res = await manager.apply({ version: 1, listeners: [{ host: '127.0.0.1', port: 0, protocol: 'udp', routes: [], default: { id: 'c/default/dns:53/udp', endpoints: [{ host: '172.18.0.2', port: 30053 }], dialer: 'relay:old' } }] })
+  t.same(res.failed, [], 'the listener binds: the relay is replaced by up, and a flow says why it cannot pass')
+  const c = await udpClient()
+  t.teardown(() => c.close())
+  c.send('x', res.bound[0]?.port as number)
+  await waitFor(() => manager.udp.listeners.size === 1 && [...manager.udp.listeners.values()][0]?.flowsStarted === 1, 'the flow to start', 5000)
+  await waitFor(() => manager.udp.flowCount === 0, 'the flow to end', 5000)
+  t.equal(binds, 0, 'no BIND ever reached the old relay')
+})
 
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
