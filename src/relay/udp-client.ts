@@ -8,9 +8,12 @@
 //   than HOST_BACKLOG_MAX bytes (the relay or the engine's forwarder is slow)
 //   it drops and says so (false), so the plane counts the drop instead of
 //   queueing without bound.
-// - A reset from the relay (its refusal, or ICMP port unreachable from the
-//   destination) reaches the handlers as an ECONNREFUSED-coded error: the
-//   plane fails that backend over, as it does for a direct flow.
+// - The relay's FIN during the flow is ICMP port unreachable from the
+//   destination: an ECONNREFUSED-coded error, and the plane fails that
+//   backend over (passive health), as it does for a direct flow. A reset is
+//   the relay refusing (wrong token, allowlist, its connection cap): an
+//   ECONNRESET-coded error; the plane tries another backend without holding
+//   it against this one.
 // - An oversize frame from the relay is KT_ERR_RELAY_FRAME: the flow ends.
 //
 // The channel shapes are structural copies of src/dataplane/udp/plane.ts's
@@ -67,12 +70,12 @@ export async function openUdpFlow (dialer: UdpDialer, req: { host: string, port:
     if (decoder.error !== undefined) fail(decoder.error)
   })
   sock.on('error', (err: NodeJS.ErrnoException) => {
-    // A reset is the relay's refusal or the destination's ICMP port unreachable.
-    fail(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? gone('ECONNREFUSED', `relay reset the flow to ${req.host}:${req.port} (refused, or the port is unreachable)`) : err)
+    // A reset is the relay's refusal (see its log): not the backend's doing.
+    fail(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? gone('ECONNRESET', `the relay reset the flow to ${req.host}:${req.port} (refused: see the relay's log)`) : err)
   })
   sock.on('end', () => {
     if (done) { sock.destroy(); return }
-    fail(gone('ECONNRESET', `the relay ended the flow to ${req.host}:${req.port}`))
+    fail(gone('ECONNREFUSED', `${req.host}:${req.port} is unreachable (ICMP port unreachable, through the relay)`))
   })
   sock.on('close', () => { fail(gone('ECONNRESET', `the relay connection of the flow to ${req.host}:${req.port} closed`)) })
   sock.resume()

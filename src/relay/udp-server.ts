@@ -11,8 +11,10 @@
 //   path are dropped; datagrams to the host while the connection's write
 //   buffer holds more than UDP_BACKLOG_MAX bytes are dropped.
 // - ICMP port unreachable from the destination (ECONNREFUSED on the connected
-//   socket) resets the connection: the host takes a reset as its backend
-//   refusing, and moves the flow to another backend.
+//   socket) ends the connection with a FIN: the host takes it as its backend
+//   refusing (passive health) and moves the flow to another backend. A reset
+//   is the relay refusing (auth, allowlist, cap), which says nothing about the
+//   backend.
 // - A frame longer than 65,507 bytes is a protocol error: reset, counted.
 //
 // Like server.ts, this module ships alone in the relay image (node:dgram, no
@@ -127,10 +129,11 @@ export function relayUdpFlow (o: UdpFlowOptions): void {
     dg.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') {
         // ICMP port unreachable: the destination does not serve this port. A
-        // reset tells the host, which fails this backend over.
-        end = 'reset'
+        // FIN (not a reset: that is a refusal) tells the host, which fails this backend over.
+        end = 'closed'
         error = err
-        sock.resetAndDestroy()
+        sock.end()
+        sock.destroySoon()
         finish()
         return
       }

@@ -136,6 +136,7 @@ else {
     c.send('x', wrong.port)
     await waitFor(() => wrong.relay.counters.refusedAuth >= 1, 'the relay to refuse the AUTH', 5000)
     await waitFor(() => wrong.manager.udp.flowCount === 0, 'the host flow to end (its only backend refused)', 5000)
+    t.equal(wrong.manager.udp.upstreamSnapshots()[0]?.backends[0]?.lastFailure, undefined, 'a relay refusal is not held against the node')
     const denied = await setup(t, [srv.port], { ports: { min: 30000, max: 32767 } })
     c.send('y', denied.port)
     await waitFor(() => denied.relay.counters.refusedDenied >= 1, 'the relay to refuse the port', 5000)
@@ -175,7 +176,7 @@ else {
     const deadPort = gone.port
     await gone.close()
     const live = await server(t, (m) => [Buffer.from(`live:${m.toString()}`)])
-    const { port } = await setup(t, [deadPort, live.port])
+    const { port, manager } = await setup(t, [deadPort, live.port])
     const c = await udpClient()
     t.teardown(() => c.close())
     // Round-robin starts with the dead backend; the client retries (bounded) as a DNS resolver would.
@@ -184,5 +185,8 @@ else {
       await c.waitCount(1, 200).catch(() => {})
     }
     t.match(c.inbox[0]?.toString(), /^live:q\d+$/, 'the flow moved to the live backend')
+    const backends = manager.udp.upstreamSnapshots()[0]?.backends ?? []
+    t.ok(backends.find((b) => b.key === `${gw}:${deadPort}`)?.lastFailure !== undefined, 'the unreachable node\'s failure is counted')
+    t.equal(backends.find((b) => b.key === `${gw}:${live.port}`)?.lastFailure, undefined)
   })
 }

@@ -323,7 +323,12 @@ export class UdpListener {
     return true
   }
 
-  /** A relayed flow's channel failed: a refusal or an unreachable port fails the backend over; anything else ends the flow. */
+  /**
+   * A relayed flow's channel failed. The flow moves to another backend; only
+   * ECONNREFUSED (the node's ICMP port unreachable) counts against this
+   * backend's health: a relay refusal or a lost relay connection is not the
+   * backend's doing.
+   */
   private relayFailed (f: Flow, err: NodeJS.ErrnoException): void {
     const code = err.code ?? errorCode(err)
     if (code === 'KT_ERR_UDP_RELAY') {
@@ -334,7 +339,7 @@ export class UdpListener {
     const chan = f.chan
     f.chan = undefined
     chan?.close()
-    this.failover(f, err)
+    this.failover(f, err, code === 'ECONNREFUSED')
   }
 
   private fromUpstream (f: Flow, msg: Buffer): void {
@@ -370,14 +375,15 @@ export class UdpListener {
   }
 
   /**
-   * The flow's backend refused (ICMP port unreachable, or the relay's reset):
-   * it counts toward passive ejection, and this flow moves on to another
-   * backend; the flow ends when none is left.
+   * The flow's backend refused (ICMP port unreachable), or the relay refused
+   * the flow: this flow moves on to another backend, and ends when none is
+   * left. Only the backend's own refusal (`backendFailed`) counts toward its
+   * passive ejection.
    */
-  private failover (f: Flow, err: NodeJS.ErrnoException): void {
+  private failover (f: Flow, err: NodeJS.ErrnoException, backendFailed = true): void {
     const b = f.backend
     if (b === undefined) { this.end(f, 'error', errorCode(err)); return }
-    b.health.connectFailed(err)
+    if (backendFailed) b.health.connectFailed(err)
     f.upstream.release(b)
     ;(f.tried ??= new Set()).add(b)
     f.failovers++
