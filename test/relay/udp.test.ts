@@ -10,6 +10,9 @@ import { startRelay, type RelayHandle } from '../../src/relay/server.js'
 import { RelayDialer } from '../../src/relay/client.js'
 import { encodeAuth, encodeConnect, AUTH_LEN } from '../../src/relay/protocol.js'
 import { encodeFrame, UDP_MAX_PAYLOAD } from '../../src/relay/udp-frame.js'
+import { relayUdpFlow, UDP_BACKLOG_MAX } from '../../src/relay/udp-server.js'
+import { openUdpFlow, HOST_BACKLOG_MAX } from '../../src/relay/udp-client.js'
+import { EventEmitter } from 'node:events'
 import { ListenerManager } from '../../src/dataplane/listener-manager.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
@@ -51,6 +54,57 @@ t.test('a relay too old for UDP (no INFO_UDP in its OK): flows end with KT_ERR_U
   await waitFor(() => manager.udp.listeners.size === 1 && [...manager.udp.listeners.values()][0]?.flowsStarted === 1, 'the flow to start', 5000)
   await waitFor(() => manager.udp.flowCount === 0, 'the flow to end', 5000)
   t.equal(binds, 0, 'no BIND ever reached the old relay')
+})
+
+t.test('bounded: while more than UDP_BACKLOG_MAX bytes wait toward the host, datagrams are dropped and counted, not queued', async (t) => {
+  const srv = await udpServer((m) => [m, m, m])
+  t.teardown(() => srv.close())
+  // The relay connection as the flow sees it: a host that stopped reading (its write buffer is full).
+  const sock = new EventEmitter() as EventEmitter & Record<string, unknown>
+  let writableLength = 0
+  const written: Buffer[] = []
+  Object.defineProperty(sock, 'writableLength', { get: () => writableLength })
+  Object.assign(sock, { writable: true, write: (b: Buffer) => { written.push(b); return true }, resume: () => {}, end: () => {}, resetAndDestroy: () => {}, destroySoon: () => {} })
+  const counters = { udpFlows: 0, udpActive: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0 }
+  let ready = false
+  relayUdpFlow({
+    sock: sock as unknown as Socket, destination: { address: '127.0.0.1', port: srv.port }, bindHost: '127.0.0.1', leftover: encodeFrame(Buffer.from('a')), counters,
+    ready: () => { ready = true; return true }, ended: () => false, failed: (err) => { throw err }, done: () => {},
+  })
+  await waitFor(() => written.length === 3, () => `three replies framed (written ${written.length}, ready ${ready})`, 5000)
+  t.same(written.map((b) => b.subarray(2).toString()), ['a', 'a', 'a'])
+  writableLength = UDP_BACKLOG_MAX + 1
+  sock.emit('data', encodeFrame(Buffer.from('b')))
+  await waitFor(() => counters.udpDropped === 3, () => `three drops (dropped ${counters.udpDropped})`, 5000)
+  t.equal(written.length, 3, 'nothing more was queued toward the host')
+  writableLength = 0
+  sock.emit('data', encodeFrame(Buffer.from('c')))
+  await waitFor(() => written.length === 6, 'the replies once the host reads again', 5000)
+  t.equal(counters.udpDatagramsDown, 6)
+  t.equal(counters.udpDatagramsUp, 3)
+  sock.emit('end')
+  t.equal(counters.udpActive, 0)
+})
+
+t.test('bounded on the host: while more than HOST_BACKLOG_MAX bytes wait toward the relay, send() drops (the plane counts relay_backlog)', async (t) => {
+  const sock = new EventEmitter() as EventEmitter & Record<string, unknown>
+  let writableLength = 0
+  const written: Buffer[] = []
+  Object.defineProperty(sock, 'writableLength', { get: () => writableLength })
+  Object.assign(sock, { write: (b: Buffer) => { written.push(b); return true }, resume: () => {}, end: () => {}, destroy: () => {} })
+  const got: string[] = []
+  const chan = await openUdpFlow({ carriesUdp: true, dial: async () => sock as unknown as Socket }, { host: '172.18.0.2', port: 30053, timeoutMs: 1000 }, { message: (m) => got.push(m.toString()), error: () => {} })
+  t.equal(chan.send(Buffer.from('one')), true)
+  writableLength = HOST_BACKLOG_MAX + 1
+  t.equal(chan.send(Buffer.from('two')), false, 'dropped')
+  writableLength = 0
+  t.equal(chan.send(Buffer.alloc(UDP_MAX_PAYLOAD + 1)), false, 'too large to frame: dropped')
+  t.same(written.map((b) => b.subarray(2).toString()), ['one'])
+  // Replies split across chunks come back whole.
+  const f = encodeFrame(Buffer.from('reply'))
+  sock.emit('data', f.subarray(0, 3))
+  sock.emit('data', f.subarray(3))
+  t.same(got, ['reply'])
 })
 
 const skip = await dockerAvailable()
