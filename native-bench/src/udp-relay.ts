@@ -5,8 +5,9 @@
 //   kt-relay   kind-tunnel's UDP plane → relay connection (framed datagrams)
 //              → the relay container (ensureRelay, as `up --mode relay`) → the node,
 // in one run, interleaved rounds, medians. A one-node kind-like cluster in
-// Docker: iperf3 -s on the node's 30201 (TCP control + UDP data) and a node:dgram
-// echo on its 30054 (in the node's network namespace, via nsenter: needs root).
+// Docker: a fresh `iperf3 -s -1` per run on the node's 30201 (TCP control + UDP
+// data) and a node:dgram echo on its 30054, both in the node's network
+// namespace (nsenter: needs root).
 // Load generators on CPU 0, the kind-tunnel host process on CPU 1; the
 // containers are not pinned.
 //
@@ -53,13 +54,29 @@ function cpuOf(pids: number[]): number {
   return t;
 }
 
-async function pps(p: Path, duration: number): Promise<Pps> {
+/** A fresh `iperf3 -s -1` in the node's network namespace for each run, as udp.ts starts one per run (a long-lived server fails runs back to back). */
+async function iperfServer(pid: string, ip: string): Promise<Proc> {
+  const srv = start('iperf3 -s (node)', 'nsenter', ['-t', pid, '-n', 'iperf3', '-s', '-1', '--forceflush', '-B', ip, '-p', '30201']);
+  try {
+    await waitForOutput(srv, /Server listening/, 10_000);
+  } catch (err) {
+    await stop(srv, 1000);
+    throw err;
+  }
+  return srv;
+}
+
+async function pps(p: Path, duration: number, node: { pid: string; ip: string }): Promise<Pps> {
+  const srv = await iperfServer(node.pid, node.ip);
+  try { return await ppsRun(p, duration); } finally { await stop(srv, 1000); }
+}
+
+async function ppsRun(p: Path, duration: number): Promise<Pps> {
   const pids = p.pids();
   const c0 = cpuOf(pids);
   const t0 = Date.now();
   const argv = ['-c', p.host, '-p', String(p.pps), '-u', '-b', '0', '-l', '64', '-t', String(duration), '-O', '1', '--connect-timeout', '3000', '-J'];
-  let r = await run('iperf3 -u', 'iperf3', argv, { cpu: LOAD_CPU, timeoutMs: duration * 1000 + 20_000 });
-  if (r.code !== 0) { await new Promise((res) => setTimeout(res, 1000)); r = await run('iperf3 -u', 'iperf3', argv, { cpu: LOAD_CPU, timeoutMs: duration * 1000 + 20_000 }); }
+  const r = await run('iperf3 -u', 'iperf3', argv, { cpu: LOAD_CPU, timeoutMs: duration * 1000 + 20_000 });
   const wall = (Date.now() - t0) / 1000;
   const cpu = cpuOf(pids) - c0;
   const j = JSON.parse(r.stdout) as { end?: { sum?: { packets: number; lost_packets: number; seconds: number } }; error?: string };
@@ -99,7 +116,7 @@ async function main(): Promise<void> {
     await docker(['network', 'create', '--label', `dev.kind-tunnel.bench=${name}`, network]);
     await docker(['run', '-d', '--name', nodeName, '--hostname', nodeName, '--network', network,
       '--label', `io.x-k8s.kind.cluster=${name}`, '--label', 'io.x-k8s.kind.role=control-plane', '--label', `dev.kind-tunnel.bench=${name}`,
-      image, '/bin/sh', '-c', 'IP=$(busybox hostname -i | busybox cut -d" " -f1); exec iperf3 -s -B "$IP" -p 30201']);
+      image, '/bin/sh', '-c', 'while true; do busybox sleep 3600; done']);
     const ip = await docker(['inspect', '-f', `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`, nodeName]);
     const pid = await docker(['inspect', '-f', '{{.State.Pid}}', nodeName]);
     const echo = start('udp echo (node)', 'nsenter', ['-t', pid, '-n', process.execPath, '-e',
@@ -127,7 +144,7 @@ async function main(): Promise<void> {
           const c = await rr(p, 32, o.duration);
           res[p.id]!.rr1.push(b);
           res[p.id]!.rr32.push(c);
-          const a = await pps(p, o.duration);
+          const a = await pps(p, o.duration, { pid, ip });
           res[p.id]!.pps.push(a);
           process.stderr.write(`round ${round} ${p.id}: pps ${Math.round(a.pps)} (loss ${a.lossPct.toFixed(1)}%, cpu ${a.cpuPct.toFixed(0)}%), rr1 ${Math.round(b.rr)}/s p50 ${b.p50us.toFixed(0)} µs lost ${b.lost}, rr32 ${Math.round(c.rr)}/s p99 ${c.p99us.toFixed(0)} µs lost ${c.lost}\n`);
         } catch (err) {
