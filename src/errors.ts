@@ -40,7 +40,8 @@ export const ErrorCodes = {
   KT_ERR_RELAY_DENIED: 'the relay refused the destination',
   KT_ERR_RELAY_UNREACHABLE: 'the relay could not reach the destination',
   KT_ERR_RELAY_PROTOCOL: 'the relay answered something unexpected',
-  KT_ERR_UDP_RELAY: 'a UDP listener would need the relay, which carries no UDP yet',
+  KT_ERR_UDP_RELAY: 'a UDP flow needs a relay that carries UDP (an older relay image, or a dialer without UDP)',
+  KT_ERR_RELAY_FRAME: 'a UDP datagram frame over the relay is malformed or larger than 65,507 bytes',
   // the control socket
   KT_ERR_NOT_RUNNING: 'no kind-tunnel up is running',
   KT_ERR_STATE_FILE: 'the state file is unreadable',

@@ -424,13 +424,23 @@ export function renderSharedSection(r: Results, resultsFile: string): string {
   return L.join('\n');
 }
 
+/** The text from `<!-- NAME:start -->` to `<!-- NAME:end -->`, or undefined. */
+function between(existing: string | undefined, name: string): string | undefined {
+  if (existing === undefined) return undefined;
+  const a = existing.indexOf(`<!-- ${name}:start -->`);
+  const b = existing.indexOf(`<!-- ${name}:end -->`);
+  if (a < 0 || b < a) return undefined;
+  return existing.slice(a, b + `<!-- ${name}:end -->`.length);
+}
+
 /** The UDP section (`npm run bench:udp`, src/udp.ts), kept by a main run like the shared one. */
 export function extractUdpSection(existing: string | undefined): string | undefined {
-  if (existing === undefined) return undefined;
-  const a = existing.indexOf('<!-- udp:start -->');
-  const b = existing.indexOf('<!-- udp:end -->');
-  if (a < 0 || b < a) return undefined;
-  return existing.slice(a, b + '<!-- udp:end -->'.length);
+  return between(existing, 'udp');
+}
+
+/** UDP through the relay (`npm run bench:udp-relay`, src/udp-relay.ts), kept likewise. */
+export function extractUdpRelaySection(existing: string | undefined): string | undefined {
+  return between(existing, 'udp-relay');
 }
 
 /** The section from an existing benchmarks.md, or undefined. */
@@ -575,7 +585,7 @@ export function writeDocs(r: Results, docsDir: string, resultsPath: string): str
     return [mdPath];
   }
   // the shared, --slowpath, --udp and --relay sections come from their own runs: keep them, in that order
-  const kept = [extractSharedSection(existing), extractSlowSection(existing), extractUdpSection(existing), extractRelaySection(existing)].filter((x): x is string => x !== undefined);
+  const kept = [extractSharedSection(existing), extractSlowSection(existing), extractUdpSection(existing), extractUdpRelaySection(existing), extractRelaySection(existing)].filter((x): x is string => x !== undefined);
   const md = renderMarkdown(r, { resultsFile, tried: extractTried(existing) });
   writeFileSync(mdPath, `${[md.replace(/\n*$/, ''), ...kept].join('\n\n')}\n`);
   writeFileSync(svgPath, renderSvg(r));

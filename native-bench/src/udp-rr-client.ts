@@ -2,10 +2,11 @@
 // 64-byte datagram in flight (send, wait for the echo, send again) for
 // DURATION_MS. A datagram not answered within 200 ms counts as lost and is
 // sent again. Prints one JSON line: rr/s, p50/p99 round trip in µs, losses.
-// Usage: node udp-rr-client.js PORT FLOWS DURATION_MS
+// Usage: node udp-rr-client.js PORT FLOWS DURATION_MS [HOST (default 127.0.0.1)]
 import { createSocket, type Socket } from 'node:dgram';
 
-const [port, flows, durationMs] = process.argv.slice(2).map(Number) as [number, number, number];
+const [port, flows, durationMs] = process.argv.slice(2, 5).map(Number) as [number, number, number];
+const host = process.argv[5] ?? '127.0.0.1';
 if (![port, flows, durationMs].every((n) => Number.isInteger(n) && n > 0)) {
   process.stderr.write('usage: udp-rr-client PORT FLOWS DURATION_MS\n');
   process.exit(2);
@@ -41,7 +42,7 @@ function flow(): Promise<void> {
       send();
     });
     s.on('error', () => {});
-    s.connect(port, '127.0.0.1', send);
+    s.connect(port, host, send);
   });
 }
 

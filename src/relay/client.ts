@@ -21,7 +21,8 @@
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP } from './protocol.js'
+import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
 
@@ -317,7 +318,7 @@ export class RelayDialer implements Dialer {
    * write follows the BIND. With `answer`, wait for the relay's OK or its
    * refusal's status instead (one round trip; for checks and tests).
    */
-  async dial (req: DialRequest, opts: { answer?: boolean } = {}): Promise<Socket> {
+  async dial (req: DialRequest, opts: { answer?: boolean, udp?: boolean } = {}): Promise<Socket> {
     if (this.closed) throw new KtError('KT_ERR_RELAY_DOWN', 'the relay dialer is closed')
     if (isIP(req.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
     if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
@@ -328,7 +329,8 @@ export class RelayDialer implements Dialer {
     if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `${where}: ${forbidden} addresses are never relayed`)
     const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
     const answer = opts.answer === true
-    const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2, answer)
+    const udp = opts.udp === true
+    const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs
     this.noteDial()
     let sock = this.take()
@@ -358,6 +360,19 @@ export class RelayDialer implements Dialer {
     sock.on('error', noop)
     sock.destroy()
     throw new KtError(statusErrorCode(r.status), `${where}: the relay answered ${statusName(r.status)}`)
+  }
+
+  /**
+   * Whether the relay carries UDP flows, as its last OK said (INFO_UDP);
+   * undefined before any OK. Relays older than UDP support say no.
+   */
+  get carriesUdp (): boolean | undefined {
+    return this.info === undefined ? undefined : (this.info & INFO_UDP) !== 0
+  }
+
+  /** A UDP flow to req's destination over one relay connection (udp-client.ts); no round trip, as dial(). */
+  dialDatagrams (req: DialRequest, handlers: DatagramHandlers): Promise<DatagramChannel> {
+    return openUdpFlow(this, req, handlers)
   }
 
   /** Stop refilling and close the idle connections. In-flight dials finish. */

@@ -31,6 +31,8 @@ const KNOWN_AUTH_FLAGS = AUTH_ACK
 const SIGNED_LEN = MAGIC.length + 2 + 8 + NONCE_LEN
 export const AUTH_LEN = SIGNED_LEN + MAC_LEN
 export const CMD_CONNECT = 0x01
+/** BIND command: a UDP flow, its datagrams framed over this connection (src/relay/udp-frame.ts). */
+export const CMD_UDP = 0x02
 export const FLAG_SOURCE = 0x01
 export const FLAG_PROXY_V2 = 0x02
 /** BIND flag: answer OK once the destination is connected, or the refusal's status (a v1-style round trip). */
@@ -42,6 +44,8 @@ export const CONNECT_MAX = 3 + 16 + 2 + 1 + 16 + 2
 export const REPLY_LEN = 3
 /** Reply info bit: the relay splices natively (else in JS). */
 export const INFO_NATIVE = 0x01
+/** Reply info bit: the relay carries UDP flows (BIND command CMD_UDP). Relays without it refuse that command. */
+export const INFO_UDP = 0x02
 
 export const Status = {
   OK: 0x00,
@@ -186,7 +190,8 @@ function encodeAddr (a: Address, what: string): Buffer {
   return out
 }
 
-export function encodeConnect (dst: Address, source?: Address, proxyV2 = false, answer = false): Buffer {
+export function encodeConnect (dst: Address, source?: Address, proxyV2 = false, answer = false, udp = false): Buffer {
+  if (udp && proxyV2) throw new RangeError('a UDP flow carries no PROXY header')
   let flags = answer ? FLAG_ANSWER : 0
   const parts = [encodeAddr(dst, 'destination')]
   if (source !== undefined) {
@@ -194,7 +199,7 @@ export function encodeConnect (dst: Address, source?: Address, proxyV2 = false, 
     if (proxyV2) flags |= FLAG_PROXY_V2
     parts.push(encodeAddr(source, 'source'))
   }
-  return Buffer.concat([Buffer.from([CMD_CONNECT, flags]), ...parts])
+  return Buffer.concat([Buffer.from([udp ? CMD_UDP : CMD_CONNECT, flags]), ...parts])
 }
 
 /** `need`: wait for more bytes. `bad`: refuse with this status. */
@@ -244,6 +249,8 @@ export interface ConnectRequest {
   readonly proxyV2: boolean
   /** The client waits for an answer (FLAG_ANSWER); otherwise success is silent and a refusal resets. */
   readonly answer: boolean
+  /** CMD_UDP: the bytes after the BIND are framed datagrams for one UDP flow. */
+  readonly udp: boolean
 }
 
 function parseAddr (buf: Buffer, at: number): Parse<Address> {
@@ -260,21 +267,23 @@ function parseAddr (buf: Buffer, at: number): Parse<Address> {
 
 export function parseConnect (buf: Buffer): Parse<ConnectRequest> {
   if (buf.length === 0) return NEED
-  if (buf[0] !== CMD_CONNECT) return bad(Status.HEADER, `unknown command ${buf[0]}`)
+  if (buf[0] !== CMD_CONNECT && buf[0] !== CMD_UDP) return bad(Status.HEADER, `unknown command ${buf[0]}`)
+  const udp = buf[0] === CMD_UDP
   if (buf.length < 2) return NEED
   const flags = buf[1] as number
   if ((flags & ~KNOWN_FLAGS) !== 0) return bad(Status.HEADER, `unknown flags 0x${flags.toString(16)}`)
   if ((flags & FLAG_PROXY_V2) !== 0 && (flags & FLAG_SOURCE) === 0) return bad(Status.HEADER, 'PROXY v2 asked without a source')
+  if ((flags & FLAG_PROXY_V2) !== 0 && udp) return bad(Status.HEADER, 'PROXY v2 asked for a UDP flow')
   const dst = parseAddr(buf, 2)
   if (dst.kind !== 'ok') return dst
   let used = 2 + dst.used
   if (dst.value.port === 0) return bad(Status.HEADER, 'destination port 0')
   const answer = (flags & FLAG_ANSWER) !== 0
-  if ((flags & FLAG_SOURCE) === 0) return { kind: 'ok', value: { destination: dst.value, proxyV2: false, answer }, used }
+  if ((flags & FLAG_SOURCE) === 0) return { kind: 'ok', value: { destination: dst.value, proxyV2: false, answer, udp }, used }
   const src = parseAddr(buf, used)
   if (src.kind !== 'ok') return src
   used += src.used
-  return { kind: 'ok', value: { destination: dst.value, source: src.value, proxyV2: (flags & FLAG_PROXY_V2) !== 0, answer }, used }
+  return { kind: 'ok', value: { destination: dst.value, source: src.value, proxyV2: (flags & FLAG_PROXY_V2) !== 0, answer, udp }, used }
 }
 
 const PROXY_V2_SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])

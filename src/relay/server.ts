@@ -22,8 +22,9 @@ import type { Registry } from '../observe/metrics.js'
 import { Allowlist, DEFAULT_PORTS, type PortPolicy, type DenyReason } from './allow.js'
 import {
   Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
-  TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, type ConnectRequest,
+  TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
+import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
 import { splice, type SpliceResult } from './splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
 
@@ -55,7 +56,7 @@ export interface RelayOptions {
   readonly metrics?: Registry
 }
 
-export interface RelayCounters {
+export interface RelayCounters extends UdpRelayCounters {
   accepted: number
   authenticated: number
   refusedAuth: number
@@ -125,6 +126,8 @@ export class NonceCache {
 const NONCE_CACHE_MAX = 500_000
 
 interface Ctx {
+  /** The relay's own address: UDP flows bind it (never a wildcard). */
+  readonly host: string
   readonly token: Buffer
   readonly authWindowMs: number
   readonly nonces: NonceCache
@@ -299,7 +302,8 @@ class Conn {
     this.req = r.value
     const deny = this.ctx.allow.check(r.value.destination.address, r.value.destination.port)
     if (deny !== null) { this.refuse(Status.DENIED, denyText(deny), r.value.answer ? 'answer' : 'reset'); return }
-    this.dial(r.value, leftover)
+    if (r.value.udp) this.dialUdp(r.value, leftover)
+    else this.dial(r.value, leftover)
   }
 
   /**
@@ -369,6 +373,39 @@ class Conn {
     })
   }
 
+  /** A UDP flow (udp-server.ts): the "dial" is binding and connecting its datagram socket. */
+  dialUdp (req: ConnectRequest, leftover: Buffer): void {
+    const c = this.ctx.counters
+    this.phase = 'dialing'
+    c.dialed++
+    relayUdpFlow({
+      sock: this.sock,
+      destination: req.destination,
+      bindHost: this.ctx.host,
+      leftover,
+      counters: c,
+      ready: () => {
+        if (this.phase !== 'dialing' || this.sock.destroyed) return false
+        this.ctx.metrics?.dial('ok')
+        c.spliced++
+        this.phase = 'spliced'
+        this.outcome = 'ok'
+        this.sock.removeListener('error', this.onPreSpliceError)
+        this.sock.removeListener('end', this.onPreSpliceEnd)
+        if (req.answer) this.sock.write(reply(Status.OK, this.ctx.info))
+        return true
+      },
+      ended: () => this.clientEnded,
+      failed: (err) => {
+        c.dialFailed++
+        this.ctx.metrics?.dial('error')
+        this.fail(Status.UNREACHABLE, err.code ?? err.message, req.answer)
+      },
+      done: this.onSpliced,
+      onFrameError: (err) => { this.outcome = 'header'; this.detail = err.message },
+    })
+  }
+
   fail (status: StatusCode, why: string, answer: boolean): void {
     if (this.phase !== 'dialing') return
     this.outcome = statusName(status)
@@ -411,6 +448,7 @@ class Conn {
     if (this.req !== undefined) {
       rec.dst = `${this.req.destination.address}:${this.req.destination.port}`
       if (this.req.source !== undefined) rec.src = `${this.req.source.address}:${this.req.source.port}`
+      if (this.req.udp) rec.proto = 'udp'
     }
     if (this.detail !== undefined) rec.detail = this.detail
     if (this.result !== undefined) { rec.up = up; rec.down = down; rec.end = this.result.end }
@@ -458,14 +496,16 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   const counters: RelayCounters = {
     accepted: 0, authenticated: 0, refusedAuth: 0, refusedStale: 0, refusedReplay: 0, refusedHeader: 0, refusedDenied: 0, refusedBusy: 0,
     dialed: 0, dialFailed: 0, dialTimedOut: 0, spliced: 0, idleClosed: 0, active: 0, bytesToUpstream: 0, bytesFromUpstream: 0,
+    udpFlows: 0, udpActive: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0,
   }
   const now = opts.now ?? Date.now
   const authWindowMs = positive(opts.authWindowMs, 30_000, '--auth-window')
   const ctx: Ctx = {
+    host: opts.host,
     token: Buffer.from(opts.token),
     authWindowMs,
     nonces: new NonceCache(authWindowMs, NONCE_CACHE_MAX, now()),
-    info: opts.dataPath === 'native' ? INFO_NATIVE : 0,
+    info: (opts.dataPath === 'native' ? INFO_NATIVE : 0) | INFO_UDP,
     now,
     allow: new Allowlist(opts.allow, opts.ports ?? DEFAULT_PORTS),
     connectTimeoutMs: positive(opts.connectTimeoutMs, 5000, '--connect-timeout'),

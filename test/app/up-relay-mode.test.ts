@@ -11,6 +11,8 @@ import { startApiServer } from '../../src/sim/apiserver.js'
 import { relayName, RELAY_LABEL } from '../../src/docker/relay-container.js'
 import { createNetwork, docker, dockerAvailable, HTTP_PORT, makeKindCluster, relayBaseImage, useScratch } from '../support/docker.js'
 import { runCli, startCli } from '../support/cli.js'
+import { spawn } from 'node:child_process'
+import { udpClient } from '../udp/support.js'
 import { curl, freePort, loopbackPool, scratchDir, waitFor } from './product-support.js'
 
 const skip = await dockerAvailable()
@@ -23,11 +25,19 @@ else {
   const api = await startApiServer({ clusterName: cluster.name })
   t.teardown(() => api.close())
   for (const n of cluster.nodes) api.addNode({ name: n.name, internalIP: n.ip })
+  // A real UDP server on every node's address and NodePort 30053 (in the node
+  // container's network namespace), answering with the node's name.
+  for (const n of cluster.nodes) {
+    const pid = (await docker.getContainer(n.id).inspect()).State.Pid
+    const c = spawn('nsenter', ['-t', String(pid), '-n', process.execPath, '-e',
+      `const s = require('node:dgram').createSocket('udp4'); s.on('message', (m, r) => s.send(Buffer.from(${JSON.stringify(n.name)} + ':' + m), r.port, r.address)); s.bind(30053, ${JSON.stringify(n.ip)})`], { stdio: 'ignore' })
+    t.teardown(() => { c.kill('SIGKILL') })
+  }
   api.create({
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: 'web', namespace: 'default' },
-    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }] },
+    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }, { name: 'dns', port: 53, targetPort: 53, nodePort: 30053, protocol: 'UDP' }] },
   })
   const kubeconfig = join(dir, 'kubeconfig')
   await writeFile(kubeconfig, api.kubeconfig(), { mode: 0o600 })
@@ -68,6 +78,19 @@ else {
     t.match(status.clusters[0]?.relay?.pool?.dataPath, /^(js|native)$/, 'the relay container reported its data path')
     const text = await runCli(['status', '--state-dir', stateDir])
     t.match(text.stdout, /relay kind-tunnel-relay-\S+ on 127\.0\.0\.1:\d+, data path (js|native), pool \d+ idle \(target \d+\), hit rate \d+%/, 'the text status says it per relay')
+  })
+
+  t.test('UDP: the Service\'s UDP port is served through the relay, and status shows it', async (t) => {
+    const c = await udpClient()
+    t.teardown(() => c.close())
+    // The relay pool and the UDP listener may still be settling: ask again (bounded).
+    await waitFor(async () => { c.send('q', 53, ip); return await c.waitCount(1, 500).then(() => true, () => false) }, 'a UDP answer through the relay', 15_000)
+    t.match(c.inbox[0]?.toString(), new RegExp(`^(${cluster.nodes.map((n) => n.name).join('|')}):q$`), 'a node answered through the relay')
+    const st = await runCli(['status', '--state-dir', stateDir])
+    t.match(st.stdout, new RegExp(`${ip.replace(/\./g, '\\.')}:53/udp`), 'status lists the UDP address')
+    t.match(st.stdout, /:53\/udp\s+\d+ flows, \d+ started/, 'and its flows')
+    const svc = api.get('services', 'web', 'default') as unknown as { status?: { loadBalancer?: { ingress?: Array<{ ports?: Array<{ port: number, protocol: string }> }> } } }
+    t.ok(svc.status?.loadBalancer?.ingress?.some((i) => i.ports?.some((p) => p.port === 53 && p.protocol === 'UDP')), 'the UDP port is in the Service status')
   })
 
   t.test('down: the relay container and the statuses are gone', async (t) => {

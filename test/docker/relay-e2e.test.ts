@@ -7,6 +7,12 @@ import { connectDocker } from '../../src/docker/engine.js'
 import { findCluster } from '../../src/docker/discover.js'
 import { ensureRelay, removeRelay, listRelays, relayName, RELAY_LABEL, RELAY_CONFIG_LABEL } from '../../src/docker/relay-container.js'
 import { RelayDialer } from '../../src/relay/client.js'
+import { ListenerManager } from '../../src/dataplane/listener-manager.js'
+import { Registry } from '../../src/observe/metrics.js'
+import { silentLogger } from '../../src/observe/logger.js'
+import type { Dialer } from '../../src/dataplane/dialer.js'
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { udpClient } from '../udp/support.js'
 import {
   dockerAvailable, useScratch, createNetwork, makeKindCluster, relayBaseImage, httpGet, readAll,
   docker as rawDocker, HTTP_PORT, ECHO_PORT,
@@ -79,6 +85,45 @@ else {
     for (const [host, port] of [['127.0.0.1', HTTP_PORT], ['169.254.169.254', 80], ['169.254.169.254', HTTP_PORT], [node, 22], [node, 6443], [net.gateway, HTTP_PORT]] as Array<[string, number]>) {
       await t.rejects(dialer.dial({ host, port, timeoutMs: 3000 }, { answer: true }), { code: 'KT_ERR_RELAY_DENIED' }, `${host}:${port}`)
     }
+  })
+
+  t.test('UDP through the relay container: dig against dnsmasq on a node, 65,507-byte datagrams, the relay\'s own source address', async (t) => {
+    // Real servers in the node container's network namespace (nsenter), on its
+    // address: dnsmasq on 30053, and a node:dgram echo on 30054 that answers
+    // `who` with the sender's address.
+    const node = test.nodes[0] as { id: string, ip: string }
+    const pid = (await rawDocker.getContainer(node.id).inspect()).State.Pid
+    const children: ChildProcess[] = []
+    t.teardown(() => { for (const c of children) c.kill('SIGKILL') })
+    const inNode = (cmd: string, args: string[]): void => {
+      const c = spawn('nsenter', ['-t', String(pid), '-n', cmd, ...args], { stdio: 'ignore' })
+      children.push(c)
+    }
+    inNode('/usr/sbin/dnsmasq', ['--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces',
+      `--listen-address=${node.ip}`, '--port=30053', '--host-record=web.kt.test,10.1.2.3', '--local=/kt.test/', '--pid-file=', '--user=root', '--log-facility=-'])
+    inNode(process.execPath, ['-e', `const s = require('node:dgram').createSocket('udp4'); s.on('message', (m, r) => s.send(m.toString() === 'who' ? Buffer.from(r.address) : m, r.port, r.address)); s.bind(30054, ${JSON.stringify(node.ip)})`])
+    const manager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map<string, Dialer>([['relay:e2e', dialer]]) })
+    t.teardown(() => manager.close(0))
+    const res = await manager.apply({ version: 1, listeners: [30053, 30054].map((p) => ({ host: p === 30053 ? '127.0.0.1' : '127.0.0.2', port: 0, protocol: 'udp' as const, routes: [], default: { id: `e2e/default/u:${p}/udp`, endpoints: [{ host: node.ip, port: p }], dialer: 'relay:e2e' } })) })
+    t.same(res.failed, [])
+    const dnsPort = res.bound.find((b) => b.host === '127.0.0.1')?.port as number
+    const echoPort = res.bound.find((b) => b.host === '127.0.0.2')?.port as number
+    const dig = (name: string): Promise<string> => new Promise((resolve) => {
+      execFile('dig', ['@127.0.0.1', '-p', String(dnsPort), name, '+tries=1', '+time=2'], { timeout: 10_000 }, (_e, out) => resolve(out))
+    })
+    // dnsmasq may still be starting: ask again (bounded).
+    await waitFor(async () => /web\.kt\.test\.\s+\d+\s+IN\s+A\s+10\.1\.2\.3/.test(await dig('web.kt.test')), 'dig through the relay to answer', 15_000)
+    t.match(await dig('nope.kt.test'), /status: NXDOMAIN/, 'a negative answer comes back too')
+    const c = await udpClient()
+    t.teardown(() => c.close())
+    await waitFor(async () => { c.send('who', echoPort, '127.0.0.2'); return await c.waitCount(1, 500).then(() => true, () => false) }, 'the echo server to answer', 10_000)
+    const relayIp = (await rawDocker.getContainer(info.containerId).inspect()).NetworkSettings.Networks[net.name]?.IPAddress
+    t.equal(c.inbox[0]?.toString(), relayIp, 'the node sees the relay container\'s own address')
+    const big = randomBytes(65_507)
+    const n = c.inbox.length
+    c.send(big, echoPort, '127.0.0.2')
+    await c.waitCount(n + 1)
+    t.equal(sha(c.inbox[n] as Buffer), sha(big), 'the largest IPv4 datagram, byte-exact through the container')
   })
 
   t.test('ensureRelay again: the same container and token are reused', async (t) => {

@@ -2,8 +2,9 @@ import t from 'tap'
 import fc from 'fast-check'
 import {
   encodeAuth, encodeConnect, parseAuth, parseConnect, verifyAuthMac, ipToBytes, bytesToIp, proxyV2Header,
-  Status, statusErrorCode, MAGIC, AUTH_LEN, VERSION,
+  Status, statusErrorCode, MAGIC, AUTH_LEN, VERSION, CMD_UDP,
 } from '../../src/relay/protocol.js'
+import { FrameDecoder, encodeFrame, UDP_MAX_PAYLOAD } from '../../src/relay/udp-frame.js'
 
 const token = Buffer.alloc(32, 7)
 
@@ -55,13 +56,14 @@ t.test('CONNECT round-trips IPv4, IPv6, with and without a source, at every spli
     t.equal(parseConnect(c).kind, 'ok')
   }
   const r = parseConnect(cases[1] as Buffer)
-  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: 'fc00:f853:ccd:e793::3', port: 10256 }, source: { address: '127.0.0.1', port: 51000 }, proxyV2: false, answer: false })
+  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: 'fc00:f853:ccd:e793::3', port: 10256 }, source: { address: '127.0.0.1', port: 51000 }, proxyV2: false, answer: false, udp: false })
   const a = parseConnect(encodeConnect({ address: '10.0.0.1', port: 30000 }, undefined, false, true))
   t.equal(a.kind === 'ok' && a.value.answer, true, 'ANSWER flag')
 })
 
 t.test('CONNECT malformed fields are refused', async (t) => {
-  t.match(parseConnect(Buffer.from([2])), { kind: 'bad', status: Status.HEADER }, 'unknown command')
+  t.match(parseConnect(Buffer.from([3])), { kind: 'bad', status: Status.HEADER }, 'unknown command')
+  t.match(parseConnect(Buffer.from([CMD_UDP, 0x03])), { kind: 'bad', status: Status.HEADER }, 'PROXY v2 on a UDP flow')
   t.match(parseConnect(Buffer.from([1, 0x80])), { kind: 'bad' }, 'unknown flag')
   t.match(parseConnect(Buffer.from([1, 0x08])), { kind: 'bad' }, 'unknown flag 0x08')
   t.match(parseConnect(Buffer.from([1, 0x02])), { kind: 'bad' }, 'PROXY without source')
@@ -104,4 +106,46 @@ t.test('PROXY v2 header layout (haproxy proxy-protocol.txt §2.2)', async (t) =>
   const mixed = proxyV2Header({ address: '::1', port: 1 }, { address: '10.0.0.1', port: 2 })
   t.equal(mixed[13], 0x21, 'mixed families go as IPv6')
   t.equal(mixed.length, 16 + 36)
+})
+
+t.test('UDP BIND: command 2, same fields, round-trips at every split point', async (t) => {
+  const c = encodeConnect({ address: '172.18.0.3', port: 30053 }, { address: '127.0.0.1', port: 40000 }, false, false, true)
+  t.equal(c[0], CMD_UDP)
+  for (let i = 0; i < c.length; i++) t.equal(parseConnect(c.subarray(0, i)).kind, 'need', `prefix ${i}`)
+  const r = parseConnect(c)
+  t.same(r.kind === 'ok' ? r.value : null, { destination: { address: '172.18.0.3', port: 30053 }, source: { address: '127.0.0.1', port: 40000 }, proxyV2: false, answer: false, udp: true })
+  t.throws(() => encodeConnect({ address: '10.0.0.1', port: 30000 }, { address: '10.0.0.2', port: 1 }, true, false, true), RangeError, 'no PROXY header on UDP')
+})
+
+t.test('UDP frames: datagrams 0..65,507 bytes survive any split of the stream, boundaries kept', async (t) => {
+  const sizes = [0, 1, 2, 1400, 8192, 65_506, UDP_MAX_PAYLOAD]
+  const dgs = sizes.map((n, i) => Buffer.alloc(n, i + 1))
+  const stream = Buffer.concat(dgs.map(encodeFrame))
+  t.equal(stream.length, sizes.reduce((a, n) => a + n + 2, 0))
+  for (const step of [1, 2, 3, 7, 1000, 65_509, stream.length]) {
+    const d = new FrameDecoder()
+    const got: Buffer[] = []
+    for (let at = 0; at < stream.length; at += step) got.push(...d.push(stream.subarray(at, at + step)))
+    t.same(got.map((b) => b.length), sizes, `split every ${step} bytes`)
+    t.ok(got.every((b, i) => b.equals(dgs[i] as Buffer)), `bytes exact (split every ${step})`)
+    t.equal(d.partial, 0)
+  }
+  const d = new FrameDecoder()
+  t.same(d.push(Buffer.from([0, 5, 1, 2])), [], 'a partial frame waits')
+  t.equal(d.partial, 4)
+})
+
+t.test('UDP frames: an oversize length is KT_ERR_RELAY_FRAME, at once and ever after', async (t) => {
+  const d = new FrameDecoder()
+  const over = Buffer.from([0xff, 0xe4]) // 65,508
+  t.equal(over.readUInt16BE(0), UDP_MAX_PAYLOAD + 1)
+  t.same(d.push(Buffer.concat([encodeFrame(Buffer.from('ok')), over])).map(String), ['ok'], 'the datagram before it still counts')
+  t.match(d.error, { code: 'KT_ERR_RELAY_FRAME' })
+  t.same(d.push(encodeFrame(Buffer.from('later'))), [], 'the stream is not trusted after it')
+  const split = new FrameDecoder()
+  t.same(split.push(Buffer.from([0xff])), [])
+  t.equal(split.error, undefined)
+  t.same(split.push(Buffer.from([0xff])), [])
+  t.match(split.error, { code: 'KT_ERR_RELAY_FRAME' }, 'split across chunks too')
+  t.throws(() => encodeFrame(Buffer.alloc(UDP_MAX_PAYLOAD + 1)), { code: 'KT_ERR_RELAY_FRAME' }, 'never encoded')
 })

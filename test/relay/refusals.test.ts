@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { startRelay, type RelayHandle } from '../../src/relay/server.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
-import { encodeAuth, encodeConnect, Status, VERSION } from '../../src/relay/protocol.js'
+import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
 
@@ -42,7 +42,8 @@ function exchange (port: number, bytes: Buffer, opts: { end?: boolean } = {}): P
 }
 
 const auth = (tok = token, o: { ack?: boolean, now?: number, nonce?: Buffer } = { ack: true }): Buffer => encodeAuth(tok, o)
-const ok = Buffer.from([VERSION, Status.OK, 0])
+// info: INFO_UDP (this relay carries UDP flows), not native.
+const ok = Buffer.from([VERSION, Status.OK, INFO_UDP])
 const status = (st: number): number[] => [VERSION, st, 0]
 const bind = (address: string, port: number, answer = true): Buffer => encodeConnect({ address, port }, undefined, false, answer)
 

@@ -20,6 +20,8 @@ import {
 } from '../support/docker.js'
 import { curl, scratchDir, waitFor } from '../app/product-support.js'
 import { sidecarImage, sidecarMounts } from './image.js'
+import { spawn } from 'node:child_process'
+import { udpClient } from '../udp/support.js'
 
 interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } } }
 
@@ -51,6 +53,13 @@ else {
   const cluster = await makeKindCluster({ prefix, name: `${prefix}-k`, network: net, workers: 1 })
   // kube-proxy's health endpoint on every node, for the sidecar's active checks.
   for (const n of cluster.nodes) await exec(n.id, ['/bin/sh', '-c', 'mkdir -p /hz && echo ok > /hz/healthz && httpd -p 10256 -h /hz'])
+  // A real UDP server on every node's NodePort 30053 (in its network namespace), answering with the node's name.
+  for (const n of cluster.nodes) {
+    const pid = (await docker.getContainer(n.id).inspect()).State.Pid
+    const c = spawn('nsenter', ['-t', String(pid), '-n', process.execPath, '-e',
+      `const s = require('node:dgram').createSocket('udp4'); s.on('message', (m, r) => s.send(Buffer.from(${JSON.stringify(n.name)} + ':' + m), r.port, r.address)); s.bind(30053, ${JSON.stringify(n.ip)})`], { stdio: 'ignore' })
+    t.teardown(() => { c.kill('SIGKILL') })
+  }
 
   // The test API server on loopback, reachable from the network through its gateway.
   const api = await startApiServer({ clusterName: cluster.name })
@@ -67,7 +76,7 @@ else {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: 'web', namespace: 'default' },
-    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }] },
+    spec: { type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, nodePort: HTTP_PORT, protocol: 'TCP' }, { name: 'dns', port: 53, targetPort: 53, nodePort: 30053, protocol: 'UDP' }] },
   })
   const kubeconfig = join(dir, 'kubeconfig')
   await writeFile(kubeconfig, renderKubeconfig({ server: `http://${net.gateway}:${fwd.port}`, name: `kind-${cluster.name}` }), { mode: 0o644 })
@@ -117,6 +126,15 @@ else {
     const r = await curl(`http://${ip}/`)
     t.equal(r.code, 0, r.stderr)
     t.equal(r.stdout.trim(), `${cluster.name}-worker`)
+  })
+
+  t.test('UDP: the Service\'s UDP port answers at the LB IP, from the host over the bridge', async (t) => {
+    // Bound to the host's address on the test network (never a wildcard).
+    const c = await udpClient(net.gateway)
+    t.teardown(() => c.close())
+    await waitFor(async () => { c.send('q', 53, ip); return await c.waitCount(1, 500).then(() => true, () => false) }, 'a UDP answer from the sidecar', 15_000)
+    t.equal(c.inbox[0]?.toString(), `${cluster.name}-worker:q`, 'the worker answered through the sidecar')
+    t.match(await logs(), new RegExp(`listening ${ip.replace(/\./g, '\\.')}:53/udp`))
   })
 
   t.test('its listeners run on the native lane (status), the addon being there', async (t) => {

@@ -71,8 +71,10 @@ t.test('a bad CIDR fails the listener with KT_ERR_INVALID_CIDR, as for TCP', asy
   t.equal(res.bound.length, 0)
 })
 
-t.test('a UDP listener behind the relay is refused with KT_ERR_UDP_RELAY, not served into the void', async (t) => {
-  const m = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false } })
+t.test('a UDP listener behind a dialer that carries no datagrams is refused with KT_ERR_UDP_RELAY, not served into the void', async (t) => {
+  // A TCP-only dialer (the relay carries UDP: test/relay/udp).
+  const tcpOnly = { dial: async () => { throw new Error('never dialled') } }
+  const m = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map([['relay:kind', tcpOnly]]) })
   t.teardown(async () => { await m.close(0) })
   const res = await m.apply({ version: 1, listeners: [{ host: '127.0.0.1', port: 0, protocol: 'udp', routes: [], default: { id: 'r/udp', endpoints: [{ host: '172.18.0.2', port: 30053 }], dialer: 'relay:kind' } }] })
   t.same(res.failed.map((f) => f.code), ['KT_ERR_UDP_RELAY'])

@@ -28,7 +28,9 @@ import type { Cell, Counter, Registry } from '../../observe/metrics.js'
 import { listenerKey, type ListenerSpec, type UpstreamSpec } from '../../routing/types.js'
 import { bindListener, configFor, type ListenerDiff } from '../apply-diff.js'
 import type { DataplaneOptions } from '../context.js'
+import type { Dialer, DialRequest } from '../dialer.js'
 import { Upstream, type Backend, type BackendStatus, type ClientInfo } from '../upstream.js'
+import { onLinkSource } from './source.js'
 
 export interface UdpOptions {
   /**
@@ -56,14 +58,37 @@ export interface UdpHost {
   readonly log: Logger
   readonly accessLog: Logger
   readonly metrics: Registry
+  /** Named dialers (`relay:<cluster>`); a UDP flow uses one when it offers dialDatagrams. */
+  readonly dialers: ReadonlyMap<string, Dialer>
   activeCount: number
 }
 
+/**
+ * A flow's datagram path through a dialer (the relay: src/relay/udp-client.ts,
+ * the same shapes, structurally). send() is false when the datagram was dropped.
+ */
+export interface DatagramChannel {
+  send (msg: Buffer): boolean
+  close (): void
+}
+export interface DatagramHandlers {
+  message (msg: Buffer): void
+  /** The channel failed or ended; ECONNREFUSED means the backend refused (fail over). */
+  error (err: NodeJS.ErrnoException): void
+}
+export interface DatagramDialer {
+  dialDatagrams (req: DialRequest, handlers: DatagramHandlers): Promise<DatagramChannel>
+}
+
+function datagramDialer (d: Dialer | undefined): DatagramDialer | undefined {
+  return d !== undefined && typeof (d as Partial<DatagramDialer>).dialDatagrams === 'function' ? d as unknown as DatagramDialer : undefined
+}
+
 export type FlowEnd = 'idle_timeout' | 'backend_refused' | 'no_backend' | 'removed' | 'shutdown' | 'error'
-export type DropReason = 'max_flows' | 'source_denied' | 'no_backend' | 'pending_full' | 'send_error' | 'stray_reply'
+export type DropReason = 'max_flows' | 'source_denied' | 'no_backend' | 'pending_full' | 'send_error' | 'stray_reply' | 'relay_backlog'
 
 const FLOW_ENDS: readonly FlowEnd[] = ['idle_timeout', 'backend_refused', 'no_backend', 'removed', 'shutdown', 'error']
-const DROP_REASONS: readonly DropReason[] = ['max_flows', 'source_denied', 'no_backend', 'pending_full', 'send_error', 'stray_reply']
+const DROP_REASONS: readonly DropReason[] = ['max_flows', 'source_denied', 'no_backend', 'pending_full', 'send_error', 'stray_reply', 'relay_backlog']
 
 /** The suffix that marks a UDP listener's key in apply results and snapshots, as in `-p 53:53/udp`. */
 export const UDP_SUFFIX = '/udp'
@@ -96,6 +121,8 @@ class Flow {
   readonly upstream: Upstream
   backend: Backend | undefined
   sock: Socket | undefined
+  /** Relayed flows: the datagram channel instead of a socket. */
+  chan: DatagramChannel | undefined
   connected = false
   pending: Buffer[] = []
   tried: Set<Backend> | undefined
@@ -213,7 +240,8 @@ export class UdpListener {
     f.dgIn++
     f.bytesIn += msg.length
     if (f.connected) {
-      ;(f.sock as Socket).send(msg)
+      if (f.chan === undefined) (f.sock as Socket).send(msg)
+      else if (!f.chan.send(msg)) this.drops.relay_backlog.inc()
     } else if (f.pending.length < this.plane.opts.pendingMax) {
       f.pending.push(msg)
     } else {
@@ -228,6 +256,8 @@ export class UdpListener {
     f.backend = b
     f.upstream.acquired(b)
     const e = b.endpoint
+    const via = f.upstream.spec.dialer
+    if (via !== undefined && via !== 'direct') return this.openRelayed(f, b, via)
     const v6 = isIP(e.host) === 6
     const sock = createSocket({ type: v6 ? 'udp6' : 'udp4' })
     f.sock = sock
@@ -241,7 +271,8 @@ export class UdpListener {
       this.fromUpstream(f, msg)
     })
     sock.on('error', (err: NodeJS.ErrnoException) => { this.upstreamError(f, sock, err) })
-    const local = localFor.get(b)
+    // Bound before connect: never a wildcard, not even for a backend's first flow (source.ts).
+    const local = localFor.get(b) ?? onLinkSource(e.host)
     const connect = (): void => {
       sock.connect(e.port, e.host, () => {
         if (f.sock !== sock) return
@@ -256,6 +287,60 @@ export class UdpListener {
     if (local === undefined) connect()
     else sock.bind({ address: local, port: 0, exclusive: true }, connect)
     return true
+  }
+
+  /**
+   * Through a dialer that carries datagrams (the relay): one channel per
+   * flow, opened without a round trip; datagrams wait in `pending` until it
+   * is there. A dialer without datagrams ends the flow (KT_ERR_UDP_RELAY).
+   */
+  private openRelayed (f: Flow, b: Backend, via: string): boolean {
+    const e = b.endpoint
+    const d = datagramDialer(this.plane.host.dialers.get(via))
+    f.connected = false
+    if (d === undefined) {
+      this.plane.relayRefused(this, via)
+      process.nextTick(() => { this.end(f, 'error', 'KT_ERR_UDP_RELAY') })
+      return true
+    }
+    const req: DialRequest = { host: e.host, port: e.port, timeoutMs: this.plane.host.opts.connectTimeoutMs, source: { address: f.client.address, port: f.client.port } }
+    let chan: DatagramChannel | undefined
+    const fail = (err: NodeJS.ErrnoException): void => {
+      if (f.done || f.backend !== b || (chan !== undefined && f.chan !== chan)) return
+      this.relayFailed(f, err)
+    }
+    d.dialDatagrams(req, {
+      message: (msg) => { if (f.chan === chan && chan !== undefined) this.fromUpstream(f, msg) },
+      error: fail,
+    }).then((c) => {
+      chan = c
+      if (f.done || f.backend !== b) { c.close(); return }
+      f.chan = c
+      f.connected = true
+      const q = f.pending
+      f.pending = []
+      for (const m of q) if (!c.send(m)) this.drops.relay_backlog.inc()
+    }, fail)
+    return true
+  }
+
+  /**
+   * A relayed flow's channel failed. The flow moves to another backend; only
+   * ECONNREFUSED (the node's ICMP port unreachable) counts against this
+   * backend's health: a relay refusal or a lost relay connection is not the
+   * backend's doing.
+   */
+  private relayFailed (f: Flow, err: NodeJS.ErrnoException): void {
+    const code = err.code ?? errorCode(err)
+    if (code === 'KT_ERR_UDP_RELAY') {
+      this.plane.relayRefused(this, f.upstream.spec.dialer ?? '', err.message)
+      this.end(f, 'error', code)
+      return
+    }
+    const chan = f.chan
+    f.chan = undefined
+    chan?.close()
+    this.failover(f, err, code === 'ECONNREFUSED')
   }
 
   private fromUpstream (f: Flow, msg: Buffer): void {
@@ -274,17 +359,9 @@ export class UdpListener {
     if (f.sock !== sock || f.done) { sock.close(); return }
     const b = f.backend
     if (err.code === 'ECONNREFUSED' && b !== undefined) {
-      // ICMP port unreachable: this backend is not serving the port. It counts
-      // toward passive ejection, and this flow moves on to another backend.
-      b.health.connectFailed(err)
-      f.upstream.release(b)
-      ;(f.tried ??= new Set()).add(b)
-      f.failovers++
-      this.plane.log.debug({ listener: this.name, client: f.client.address, clientPort: f.client.port, backend: b.key }, 'udp backend refused (ICMP port unreachable); next datagram goes to another backend')
       f.sock = undefined
-      f.backend = undefined
       sock.close()
-      if (!this.open(f)) this.end(f, 'backend_refused', errorCode(err))
+      this.failover(f, err)
       return
     }
     // Anything else (a failed lookup or connect, a send error): drop the
@@ -296,6 +373,24 @@ export class UdpListener {
       return
     }
     this.drops.send_error.inc()
+  }
+
+  /**
+   * The flow's backend refused (ICMP port unreachable), or the relay refused
+   * the flow: this flow moves on to another backend, and ends when none is
+   * left. Only the backend's own refusal (`backendFailed`) counts toward its
+   * passive ejection.
+   */
+  private failover (f: Flow, err: NodeJS.ErrnoException, backendFailed = true): void {
+    const b = f.backend
+    if (b === undefined) { this.end(f, 'error', errorCode(err)); return }
+    if (backendFailed) b.health.connectFailed(err)
+    f.upstream.release(b)
+    ;(f.tried ??= new Set()).add(b)
+    f.failovers++
+    this.plane.log.debug({ listener: this.name, client: f.client.address, clientPort: f.client.port, backend: b.key, code: err.code }, 'udp backend refused; next datagram goes to another backend')
+    f.backend = undefined
+    if (!this.open(f)) this.end(f, 'backend_refused', errorCode(err))
   }
 
   private armIdle (f: Flow): void {
@@ -319,6 +414,8 @@ export class UdpListener {
     if (f.timer !== undefined) clearTimeout(f.timer)
     f.sock?.close()
     f.sock = undefined
+    f.chan?.close()
+    f.chan = undefined
     f.pending = []
     if (f.backend !== undefined) f.upstream.release(f.backend)
     this.flows.delete(f.key)
@@ -399,7 +496,7 @@ export class UdpPlane {
       flows: r.counter('kt_udp_flows_total', 'UDP flows ended, by listener and outcome.'),
       datagrams: r.counter('kt_udp_datagrams_total', 'UDP datagrams forwarded, by listener and direction (counted at flow end).'),
       bytes: r.counter('kt_udp_bytes_total', 'UDP payload bytes forwarded, by listener and direction (counted at flow end).'),
-      drops: r.counter('kt_udp_drops_total', 'UDP datagrams dropped, by listener and reason (max_flows, source_denied, no_backend, pending_full, send_error, stray_reply).'),
+      drops: r.counter('kt_udp_drops_total', 'UDP datagrams dropped, by listener and reason (max_flows, source_denied, no_backend, pending_full, send_error, stray_reply, relay_backlog).'),
     }
     r.gauge('kt_udp_active_flows', 'Open UDP flows, by listener.').collect((set) => {
       for (const l of this.listeners.values()) set({ listener: l.name }, l.flows.size)
@@ -418,7 +515,7 @@ export class UdpPlane {
     for (const l of specs) if (l.default !== undefined) wanted.set(l.default.id, udpUpstreamSpec(l.default))
     for (const [id, spec] of wanted) {
       const up = this.upstreams.get(id)
-      if (up === undefined) this.upstreams.set(id, new Upstream(spec, { dialers: new Map(), metrics: this.host.metrics, logger: this.log, defaults: upstreamDefaults }))
+      if (up === undefined) this.upstreams.set(id, new Upstream(spec, { dialers: this.host.dialers, metrics: this.host.metrics, logger: this.log, defaults: upstreamDefaults }))
       else if (JSON.stringify(up.spec) !== JSON.stringify(spec)) up.update(spec)
     }
     const seen = new Set<string>()
@@ -454,9 +551,9 @@ export class UdpPlane {
 
   private buildConfig (spec: ListenerSpec): UdpListenerConfig {
     const dialer = spec.default?.dialer
-    if (dialer !== undefined && dialer !== 'direct') {
+    if (dialer !== undefined && dialer !== 'direct' && this.host.dialers.has(dialer) && datagramDialer(this.host.dialers.get(dialer)) === undefined) {
       // Datagrams sent straight to node IPs the host cannot reach would vanish without a word; refuse the listener instead.
-      throw new KtError('KT_ERR_UDP_RELAY', `${listenerKey(spec)}/udp: its backends are reached through ${dialer}, which carries no UDP yet (docs/udp.md)`)
+      throw new KtError('KT_ERR_UDP_RELAY', `${listenerKey(spec)}/udp: its backends are reached through ${dialer}, which carries no UDP (docs/udp.md)`)
     }
     return Object.freeze({
       spec,
@@ -468,6 +565,16 @@ export class UdpPlane {
 
   /** Set by the host: the same BlockList builder (and CIDR checks) TCP listeners use. */
   allowList: (cidrs: readonly string[] | undefined) => BlockList | undefined = () => undefined
+
+  private lastRelayWarning = 0
+
+  /** A flow could not go through its dialer (no such dialer, or a relay too old for UDP): said at most once a second. */
+  relayRefused (l: UdpListener, via: string, why?: string): void {
+    const now = Date.now()
+    if (now - this.lastRelayWarning < 1000) return
+    this.lastRelayWarning = now
+    this.log.warn({ listener: l.name, dialer: via, code: 'KT_ERR_UDP_RELAY' }, why ?? `udp flow needs dialer ${via}, which is not there or carries no UDP`)
+  }
 
   capReached (l: UdpListener): void {
     const now = Date.now()
