@@ -3,7 +3,7 @@
 // (KT_NATIVE=0) per variant, each variant a built checkout (its dist/). Mac-like
 // placement (CPU 0 host and load, CPU 1 the Docker VM). Interleaved rounds of
 // wrk keep-alive and Connection: close; for each run, the CPU seconds each
-// process group spent, per 1,000 requests.
+// process group spent per request (ms).
 // `--local-relay` runs the relay on the host instead (CPU 1, --log-level warn, KT_RELAY_NATIVE=0
 // for its JS splice), so `--prof` profiles it too. Each REPO_DIR needs dist/ and node_modules/.
 // Usage: npm run bench:relay-ab -- [--rounds N] [--duration S] [--bulk] [--prof DIR] [--local-relay] NAME=REPO_DIR...
@@ -121,8 +121,8 @@ try {
           count = metric * durationS * 1000 / 8; // per MB... per GB*1000
         }
         const row: Record<string, string | number> = { round: r, path: p.id, w, metric: Math.round(metric * 100) / 100 };
-        for (const [k, v] of Object.entries(groups)) row[`${k} ms/k`] = Math.round((cpuSeconds(v) - (before[k] ?? 0)) / count * 1e6) / 1000;
-        if (groups.relay !== undefined) row['relay-main ms/k'] = Math.round((mainThread(groups.relay) - relayMain0) / count * 1e6) / 1000;
+        for (const [k, v] of Object.entries(groups)) row[`${k} ms/req`] = Math.round((cpuSeconds(v) - (before[k] ?? 0)) / count * 1e6) / 1000;
+        if (groups.relay !== undefined) row['relay-main ms/req'] = Math.round((mainThread(groups.relay) - relayMain0) / count * 1e6) / 1000;
         rows.push(row);
         process.stdout.write(`${JSON.stringify(row)}\n`);
       }
@@ -134,7 +134,7 @@ try {
     for (const p of paths) {
       const rs = rows.filter((x) => x.path === p.id && x.w === w);
       if (rs.length === 0) continue;
-      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/k'));
+      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/req'));
       process.stdout.write(`MEDIAN ${w} ${p.id} ${med(rs.map((x) => x.metric as number))} ${keys.map((k) => `${k}=${med(rs.map((x) => x[k] as number))}`).join(' ')}\n`);
     }
   }
