@@ -7,7 +7,9 @@
 // CLI start (about 0.5 s to 1.3 s here), and with coverage off it records
 // nothing anyone reads. So children start without it: a spawn listener that
 // runs after the hook's own takes it out of the child's environment again.
-// If the hook is absent (run without tap), this does nothing.
+// If the hook is absent (run without tap), this does nothing. The same
+// listener drops tap-hooks-off.js (NODE_OPTIONS of the test script: a path
+// relative to the repository root) from the children's NODE_OPTIONS.
 
 type SpawnOpts = { env: Record<string, string | undefined> }
 const state = (globalThis as Record<symbol, { listeners?: Array<(o: SpawnOpts) => void> } | undefined>)[Symbol.for('process-on-spawn@*:singletonId')]
@@ -16,7 +18,7 @@ if (process.env.KT_TEST_CHILD_PROCESSINFO !== '1' && Array.isArray(state?.listen
   state.listeners.push((o) => {
     const env: Record<string, string | undefined> = {}
     for (const [k, v] of Object.entries(o.env)) if (!k.startsWith('_TAPJS_PROCESSINFO_')) env[k] = v
-    const kept = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((x) => x !== '' && !x.includes('@tapjs/processinfo'))
+    const kept = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((x) => x !== '' && !x.includes('@tapjs/processinfo') && !x.includes('tap-hooks-off'))
     if (kept.length > 0) env.NODE_OPTIONS = kept.join(' ')
     else delete env.NODE_OPTIONS
     o.env = env
