@@ -176,8 +176,6 @@ export class Connection {
     const opts = this.listener.opts
     const native = this.listener.ctx.splicer
     if (native !== undefined) {
-      // A dialer's held header (relay client) is written now: the native path takes only empty sockets.
-      if (s.writableCorked !== 0) s.uncork()
       // The native path takes both file descriptors; the peeked bytes go first as its head.
       // After the handoff JS never reads or writes these sockets; a late error must not crash the process.
       this.client.on('error', noop)
@@ -199,8 +197,6 @@ export class Connection {
       // Peeked bytes go upstream first; not one byte is lost.
       for (const c of peeked.chunks) s.write(c)
       this.peekedBytes = peeked.length
-      // A dialer's held header (relay client) and the peeked bytes leave in one write.
-      if (s.writableCorked !== 0) s.uncork()
     }
     this.handle = splice(this.client, s, {
       idleTimeoutMs: opts.idleTimeoutMs,

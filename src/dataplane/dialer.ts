@@ -13,12 +13,7 @@ export interface DialRequest {
 }
 
 export interface Dialer {
-  /**
-   * Resolves with a connected socket (allowHalfOpen, paused) ready to splice;
-   * rejects with a KtError or an errno error. The socket may be corked,
-   * holding the dialer's header for the first write to join; the splice
-   * uncorks it (and the dialer flushes it anyway after a turn of the loop).
-   */
+  /** Resolves with a connected socket (allowHalfOpen, paused) ready to splice; rejects with a KtError or an errno error. */
   dial (req: DialRequest): Promise<Socket>
 }
 

@@ -83,11 +83,7 @@ function onData (this: SpliceSocket, chunk: Buffer): void {
   if (this[kIsClient]) pair.c2u += chunk.length
   else pair.u2c += chunk.length
   const peer = this[kPeer]
-  if (peer.destroyed) return
-  const ok = peer.write(chunk)
-  // A dialer's header held in the socket (relay client) leaves with these bytes, in one write.
-  if (peer.writableCorked !== 0) peer.uncork()
-  if (!ok) this.pause()
+  if (!peer.destroyed && !peer.write(chunk)) this.pause()
 }
 
 function onDrain (this: SpliceSocket): void {

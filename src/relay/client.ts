@@ -150,23 +150,6 @@ function readReply (sock: Socket, timeoutMs: number, what: string): Promise<Repl
 
 function noop (): void {}
 
-/**
- * Write a dial's header (BIND, or AUTH + BIND) held back in the socket
- * (corked), so that the data plane's first write, the client's first bytes,
- * leaves with it in one segment: one write here, one read and write fewer in
- * the engine's forwarder and one read fewer in the relay per connection. The
- * splice uncorks on its first write; if the client has sent nothing by the
- * loop's second turn (a server that speaks first), the header goes alone.
- */
-function writeHeld (sock: Socket, header: Buffer): void {
-  sock.cork()
-  sock.write(header)
-  setImmediate(flushHeldLater, sock)
-}
-
-function flushHeldLater (sock: Socket): void { setImmediate(flushHeld, sock) }
-function flushHeld (sock: Socket): void { if (sock.writableCorked !== 0) sock.uncork() }
-
 /** TCP connect to the relay's published port, with a deadline. Resolves with a paused socket. */
 function connectRelay (ep: RelayEndpoint, timeoutMs: number): Promise<Socket> {
   const where = `relay ${target(ep.host, ep.port)}`
@@ -353,16 +336,13 @@ export class RelayDialer implements Dialer {
       this.hits++
       this.poolCounter?.inc({ result: 'hit' })
       this.refill()
-      if (answer) sock.write(bind)
-      else writeHeld(sock, bind)
+      sock.write(bind)
     } else {
       this.misses++
       this.poolCounter?.inc({ result: 'miss' })
       this.refill()
       sock = await connectRelay(this.ep, req.timeoutMs)
-      const header = Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind])
-      if (answer) sock.write(header)
-      else writeHeld(sock, header)
+      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind]))
       if (answer) {
         const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where)
         if (auth.status !== Status.OK) {

@@ -48,23 +48,6 @@ else {
     t.match(metrics.render(), /kt_relay_pool_total\{result="hit"\} 3/)
   })
 
-  t.test('a dial holds its BIND for the first bytes, and sends it alone when none come (a server that speaks first)', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
-    t.teardown(() => relay.destroy())
-    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2 })
-    t.teardown(() => d.close())
-    t.ok(await d.warm(3000))
-    const dialed = relay.counters.dialed
-    const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
-    t.equal(s.writableCorked, 1, 'the BIND waits in the socket for the first write to join it')
-    t.equal(relay.counters.dialed, dialed, 'nothing sent yet')
-    // Nothing written: the BIND goes alone within two turns of the loop, and the relay dials.
-    await waitFor(() => relay.counters.dialed === dialed + 1, () => `the relay dialled on the BIND alone (dialed ${relay.counters.dialed - dialed}, corked ${s.writableCorked})`, 3000)
-    t.equal(s.writableCorked, 0)
-    s.end('late')
-    t.equal((await readAll(s)).toString(), 'late')
-  })
-
   t.test('connections the relay closes while parked are dropped and replaced', async (t) => {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] }, idleTimeoutMs: 200 })
     t.teardown(() => relay.destroy())
