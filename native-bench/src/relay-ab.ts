@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadavg } from 'node:os';
 import { buildImage } from './backends.js';
-import { parseIperf, parseWrk, WRK_SCRIPT } from './parse.js';
+import { parseIperf, parseTtfb, parseWrk, WRK_SCRIPT } from './parse.js';
 import { cpuSeconds, findProcesses, freePort, offCleanup, processTree, run, start, stop, waitForOutput, type Proc } from './proc.js';
 import { haproxyImage, makeCluster, pin, procTree, waitHttp } from './relaybench.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -100,6 +100,11 @@ try {
   for (let r = 1; r <= rounds; r++) {
     const order = [...paths].sort(() => Math.random() - 0.5);
     for (const p of order) {
+      // TTFB of 150 sequential fresh connections, 2 ms apart: p50 and p99 (µs).
+      const tt = parseTtfb((await run('ttfb', process.execPath, [join(here, 'ttfb-client.js'), String(p.http), '150', 'bench.localhost', '30000', '2', '127.0.0.1'], { cpu: '0', timeoutMs: 40_000 })).stdout);
+      const trow = { round: r, path: p.id, w: 'ttfb', metric: Math.round(tt.p50 ?? 0), p99: Math.round(tt.p99 ?? 0) };
+      rows.push(trow);
+      process.stdout.write(`${JSON.stringify(trow)}\n`);
       const wls: Array<[string, string[] | undefined]> = [['keep', []], ['close', ['-H', 'Connection: close']]];
       if (bulk) wls.push(['bulk', undefined]);
       for (const [w, extra] of wls) {
@@ -130,7 +135,7 @@ try {
   }
   process.stdout.write(`load ${load0.map((x) => x.toFixed(1)).join(' ')} -> ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
   const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
-  for (const w of ['keep', 'close', 'bulk']) {
+  for (const w of ['ttfb', 'keep', 'close', 'bulk']) {
     for (const p of paths) {
       const rs = rows.filter((x) => x.path === p.id && x.w === w);
       if (rs.length === 0) continue;
