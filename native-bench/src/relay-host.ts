@@ -15,7 +15,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const repo = process.env.KT_BENCH_REPO ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const mod = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(repo, 'dist', rel)).href)) as T;
 
 const { values } = parseArgs({
@@ -37,7 +37,18 @@ const metrics = await mod<{ Registry: new () => unknown }>('src/observe/metrics.
 
 const { docker } = await engine.connectDocker();
 const cluster = await discover.findCluster({ docker, network: values.network, name: values.cluster });
-const info = await relayc.ensureRelay({ docker, cluster, base: values.base });
+// KT_BENCH_RELAY_FILE (relay-ab.ts): the first host of an A/B run starts the relay and
+// writes where it is; the others reuse it, so hosts built from other checkouts do not replace it.
+const shared = process.env.KT_BENCH_RELAY_FILE
+const { existsSync, readFileSync, writeFileSync } = await import('node:fs')
+let info: { host: string; port: number; token: Buffer }
+if (shared !== undefined && existsSync(shared)) {
+  const j = JSON.parse(readFileSync(shared, 'utf8')) as { host: string; port: number; token: string }
+  info = { host: j.host, port: j.port, token: Buffer.from(j.token, 'hex') }
+} else {
+  info = await relayc.ensureRelay({ docker, cluster, base: values.base })
+  if (shared !== undefined) writeFileSync(shared, JSON.stringify({ host: info.host, port: info.port, token: info.token.toString('hex') }), { mode: 0o600 })
+}
 const port = values.via !== undefined ? Number(values.via) : info.port;
 const dialer = new client.RelayDialer({ host: info.host, port, token: info.token, name: values.cluster });
 await dialer.warm(5000);

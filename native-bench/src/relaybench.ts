@@ -114,7 +114,7 @@ async function sharedLibs(binary: string): Promise<string[]> {
 }
 
 /** HAProxy from this host, with its libraries, in an imported image (cloud-provider-kind's Envoy stand-in). */
-async function haproxyImage(): Promise<string> {
+export async function haproxyImage(): Promise<string> {
   const bin = '/usr/sbin/haproxy';
   const files = new Set<string>([bin, '/usr/bin/busybox', ...(await sharedLibs(bin))]);
   const hash = createHash('sha256');
@@ -138,7 +138,7 @@ const KIND_CLUSTER_LABEL = 'io.x-k8s.kind.cluster';
 const KIND_ROLE_LABEL = 'io.x-k8s.kind.role';
 const BENCH_LABEL = 'dev.kind-tunnel.bench';
 
-interface Cluster {
+export interface Cluster {
   name: string;
   network: string;
   node: { name: string; ip: string };
@@ -157,14 +157,14 @@ function nodeScript(): string {
   ].join('\n');
 }
 
-async function publishedPort(container: string, port: number): Promise<number> {
+export async function publishedPort(container: string, port: number): Promise<number> {
   const out = await docker(['port', container, `${port}/tcp`], 10_000);
   const m = out.match(/^127\.0\.0\.1:(\d+)$/m);
   if (!m) throw new Error(`docker port ${container} ${port}: unexpected "${out}"`);
   return Number(m[1]);
 }
 
-async function makeCluster(image: string, haproxy: string): Promise<Cluster> {
+export async function makeCluster(image: string, haproxy: string): Promise<Cluster> {
   const name = `ktbr${process.pid.toString(36)}`;
   const network = `${name}-net`;
   const containers: string[] = [];
@@ -207,7 +207,7 @@ async function makeCluster(image: string, haproxy: string): Promise<Cluster> {
   return c;
 }
 
-async function waitHttp(host: string, port: number, timeoutMs: number): Promise<void> {
+export async function waitHttp(host: string, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
     try {
@@ -234,11 +234,11 @@ interface Path {
 
 interface Sample { placement: string; round: number; path: string; workload: string; metrics: Record<string, number>; error?: string }
 
-function pin(pids: number[], cpu: string): void {
+export function pin(pids: number[], cpu: string): void {
   for (const pid of pids) { try { execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore', timeout: 5000 }); } catch { /* exited */ } }
 }
 
-function procTree(pid: number): number[] {
+export function procTree(pid: number): number[] {
   try {
     const out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8', timeout: 5000 });
     const kids = out.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
