@@ -148,7 +148,7 @@ else {
     // (The source address is the relay's own in test/docker/relay-e2e; here Docker's masquerade rule rewrites gateway-to-gateway traffic.)
   })
 
-  t.test('datagram sizes 0 to 65,507 bytes arrive byte-exact both ways (hashed)', async (t) => {
+  t.test('datagram sizes 1 to 65,507 bytes arrive byte-exact both ways (hashed)', async (t) => {
     const srv = await server(t)
     const { port } = await setup(t, [srv.port])
     const c = await udpClient()
