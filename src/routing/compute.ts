@@ -574,10 +574,11 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
         wp.error = PORT_ERROR_NO_NODE_PORT
         wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
       } else if (protocol === 'UDP') {
-        wp.upstream = udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
+        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: { cluster, namespace: w.namespace, name: w.name, port: p.port } }
       } else {
         const upstream: UpstreamSpec = {
           id: `${cluster}/${w.namespace}/${w.name}:${p.port}`,
+          service: { cluster, namespace: w.namespace, name: w.name, port: p.port },
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,
