@@ -101,14 +101,6 @@ export interface UpStatus {
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
-/** `cluster/namespace/name:port` → its parts (computeRoutes' upstream id). */
-export function parseUpstreamId (id: string): { cluster: string, namespace: string, name: string, port: number } | undefined {
-  // A UDP port's upstream id ends in `/udp` (routing/compute.ts).
-  const m = /^(.+)\/([^/]+)\/([^/:]+):(\d+)(?:\/udp)?$/.exec(id)
-  if (m === null) return undefined
-  return { cluster: m[1] as string, namespace: m[2] as string, name: m[3] as string, port: Number(m[4]) }
-}
-
 function healthOf (b: Record<string, unknown> | undefined): 'up' | 'down' | 'unknown' {
   if (b === undefined) return 'unknown'
   for (const k of ['available', 'healthy', 'up']) {
@@ -134,7 +126,7 @@ export function deriveServices (table: RouteTable, snap: DataplaneSnapshot, o: D
   interface Acc { cluster: string, namespace: string, name: string, ports: ServicePortStatus[], addresses: Set<string>, hostnames: Set<string>, unbound: Set<string>, upstreams: Map<string, UpstreamSpec>, groups: Map<string, Group> }
   const acc = new Map<string, Acc>()
   const note = (up: UpstreamSpec, listener: { host: string, port: number, protocol?: string }, names: readonly string[], isDefault: boolean): void => {
-    const p = parseUpstreamId(up.id)
+    const p = up.service
     if (p === undefined) return
     const key = `${p.cluster}/${p.namespace}/${p.name}`
     let a = acc.get(key)

@@ -9,6 +9,14 @@
 //
 // The status never promises a dead address: it is patched only once every
 // listener of the Service's served ports is up in the ApplyResult.
+//
+// This file is the Service-sync layer (issue #15): queue and debounce,
+// per-Service state and backoff, level-triggered Events. Its API writes are
+// in service-api.ts (one status patch, one finalizer edit, one 409 retry),
+// the addresses in provider.ts (plans them and alone owns the LB IPs), the
+// status/Event planning in status-plan.ts, the snapshot in snapshot.ts. Over
+// 500 lines because the reconcile pass and the per-Service sync share the
+// pass's state and are read together.
 
 import type { V1Service } from '@kubernetes/client-node'
 import type { Addresses } from '../addresses/manager.js'
@@ -26,11 +34,14 @@ import type { KubeEndpointSlice, KubeIngress, KubeIngressClass, KubeNode, KubeSe
 import { listenerKey, type RouteTable } from '../routing/types.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { EventRecorder } from './events.js'
-import { type ClusterInformers, type GatewayApiInformers, type InformerHealth, type InformerTimings, startInformers } from './informers.js'
+import { type ClusterInformers, type GatewayApiInformers, type InformerTimings, startInformers } from './informers.js'
 import { type KubeClients, kubeError, loadKubeConfig, makeClients, requestOptions, statusCodeOf } from './kube.js'
 import { LoadBalancerProvider } from './provider.js'
 import { isDeleting, refOf, ServiceWriter, type Svc } from './service-api.js'
+import { type ControllerSnapshot, serviceSnapshots } from './snapshot.js'
 import { planStatus, type StatusPlan } from './status-plan.js'
+
+export type { ControllerSnapshot, PortSnapshot, ServiceSnapshot } from './snapshot.js'
 
 /** Where tables go. The `up` command merges clusters; a single-cluster sink can call ListenerManager.apply directly. */
 export interface RouteSink {
@@ -60,62 +71,6 @@ export interface ControllerOptions {
   allocations?: ReadonlyMap<string, string>
   /** Called with the allocations whenever they change, and awaited before any address is bound or status written. */
   onAllocations?: (allocations: ReadonlyMap<string, string>) => Promise<void>
-}
-
-export interface PortSnapshot {
-  readonly port: number
-  readonly protocol: string
-  readonly nodePort?: number
-  readonly status: 'served' | 'unsupported'
-  readonly error?: string
-  readonly listeners: readonly string[]
-  /** Every listener of this port is bound. */
-  readonly up: boolean
-}
-
-export interface ServiceSnapshot {
-  readonly key: string
-  readonly action: 'serve' | 'cleanup' | 'failed'
-  readonly reason?: string
-  readonly ip?: string
-  readonly hostnames: readonly string[]
-  readonly ports: readonly PortSnapshot[]
-  /** Backend endpoints (`nodeIP:nodePort`) per upstream id. */
-  readonly backends: Readonly<Record<string, readonly string[]>>
-  readonly nodes: readonly string[]
-  readonly readyEndpoints?: number
-  /** The Service's status shows what the plan wants (patched by us, or already so). */
-  readonly statusPatched: boolean
-  readonly finalizer: boolean
-  readonly lastError?: { readonly code: string, readonly message: string, readonly at: string }
-  /** Next retry of a failed write, in ms from now. */
-  readonly retryInMs?: number
-}
-
-export interface ControllerSnapshot {
-  readonly cluster: string
-  readonly server: string
-  readonly synced: boolean
-  /** RouteTable.version last applied. */
-  readonly version: number
-  readonly reconciles: number
-  readonly lastReconcileAt?: string
-  readonly lastReconcileMs?: number
-  readonly listeners: { readonly count: number, readonly failed: ReadonlyArray<{ key: string, code: string, message: string }> }
-  readonly services: readonly ServiceSnapshot[]
-  /** Gateways seen (hostname mode, Gateway API CRDs installed), with their names. */
-  readonly gateways: readonly GatewayPlan[]
-  /** Gateway API resources watched, `plural` → version; empty when the CRDs are not installed. */
-  readonly gatewayApi: Readonly<Record<string, string>>
-  /** LB IPs this controller has bound (ip mode). */
-  readonly addresses: readonly string[]
-  readonly informers: readonly InformerHealth[]
-  /**
-   * The API keeps refusing kind-tunnel (401: credentials expired or revoked;
-   * 403: a verb is missing) on an informer that is not watching: what
-   * `status` shows for the cluster.
-   */
-  readonly apiProblem?: { readonly code: string, readonly message: string, readonly since: string }
 }
 
 export interface Controller {
@@ -657,48 +612,14 @@ class ServiceController implements Controller {
   // ------------------------------------------------------------ public
 
   snapshot (): ControllerSnapshot {
-    const now = Date.now()
-    const endpoints = new Map<string, string[]>()
-    for (const l of this.#last?.table.listeners ?? []) {
-      for (const up of [l.default, ...l.routes.map((r) => r.upstream)]) {
-        if (up === undefined || endpoints.has(up.id)) continue
-        endpoints.set(up.id, up.endpoints.map((e) => (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`)))
-      }
-    }
     const failed = this.#lastFailedListeners
     const informers = this.#inf.all.map((i) => i.health())
     const refused = informers.find((h) => !h.watching && !h.absent && h.lastError?.code === 'KT_ERR_KUBE_FORBIDDEN')?.lastError
     const apiProblem = refused === undefined ? undefined : { code: refused.code, message: refused.message, since: refused.at }
-    const services: ServiceSnapshot[] = []
-    for (const plan of this.#last?.services ?? []) {
-      const st = this.#states.get(plan.key)
+    const services = serviceSnapshots(this.#last, failed, (plan) => {
       const svc = this.#inf.services.get(plan.name, plan.namespace) as Svc | undefined
-      const backends: Record<string, readonly string[]> = {}
-      for (const p of plan.ports) if (p.upstream !== undefined) backends[p.upstream] = endpoints.get(p.upstream) ?? []
-      services.push({
-        key: plan.key,
-        action: plan.action,
-        ...(plan.reason !== undefined ? { reason: plan.reason } : {}),
-        ...(plan.ip !== undefined ? { ip: plan.ip } : {}),
-        hostnames: plan.hostnames,
-        ports: plan.ports.map((p) => ({
-          port: p.port,
-          protocol: p.protocol,
-          ...(p.nodePort !== undefined ? { nodePort: p.nodePort } : {}),
-          status: p.status,
-          ...(p.error !== undefined ? { error: p.error } : {}),
-          listeners: p.listeners,
-          up: p.status === 'served' && p.listeners.every((k) => !failed.has(k)),
-        })),
-        backends,
-        nodes: plan.nodes,
-        ...(plan.readyEndpoints !== undefined ? { readyEndpoints: plan.readyEndpoints } : {}),
-        statusPatched: st?.statusPatched === true || (st !== undefined && !st.statusChanged),
-        finalizer: svc !== undefined && hasFinalizer(svc),
-        ...(st?.lastError !== undefined ? { lastError: { code: st.lastError.code, message: st.lastError.message, at: new Date(st.lastError.at).toISOString() } } : {}),
-        ...(st !== undefined && st.retryAt > now ? { retryInMs: st.retryAt - now } : {}),
-      })
-    }
+      return { state: this.#states.get(plan.key), finalizer: svc !== undefined && hasFinalizer(svc) }
+    })
     return {
       cluster: this.#o.cluster,
       server: this.#clients.server,

@@ -1,8 +1,16 @@
-// computeRoutes: the desired RouteTable, and a plan per Service (status,
-// events, the address to bind), from what the controller observed. Pure: no
-// I/O, no clock, no logging. The same observed state gives a deep-equal result
-// every time, so the ListenerManager's diff of two runs over an unchanged
-// cluster is empty. docs/addressing.md describes the rules for users.
+// computeRoutes: the desired RouteTable, and a plan per Service (the desired
+// status entries, the address to bind, what was found wrong), from what the
+// controller observed. Pure: no I/O, no clock, no logging. The same observed
+// state gives a deep-equal result every time, so the ListenerManager's diff of
+// two runs over an unchanged cluster is empty. docs/addressing.md describes
+// the rules for users. Whether the status must change, and the Events of that
+// change, are the controller's (control/status-plan.ts).
+//
+// Phases, each a function: selectServices → assignAddresses →
+// describeServices → draftListeners / resolveListeners (listeners.ts) → plans.
+// Over 500 lines because the Service-selection predicates the controller
+// shares (isHandled, finalizers, status ownership) and the Ingress/Gateway
+// name intake live next to the phases that use them.
 
 import { InvalidArgumentError } from '../errors.js'
 import { canonicalIp, cidrContainsIp, parseCidr, parseIp, type Cidr } from './cidr.js'
@@ -566,10 +574,11 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
         wp.error = PORT_ERROR_NO_NODE_PORT
         wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
       } else if (protocol === 'UDP') {
-        wp.upstream = udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer)
+        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: { cluster, namespace: w.namespace, name: w.name, port: p.port } }
       } else {
         const upstream: UpstreamSpec = {
           id: `${cluster}/${w.namespace}/${w.name}:${p.port}`,
+          service: { cluster, namespace: w.namespace, name: w.name, port: p.port },
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,

@@ -19,9 +19,19 @@ export type HealthCheckSpec =
 export type AllUnhealthyPolicy = 'try-all' | 'refuse'
 
 /** A set of interchangeable backends (one Service port: node IPs × NodePort). */
+/** The Service port an upstream serves: a structured reference, so nothing parses `UpstreamSpec.id` back. */
+export interface ServicePortRef {
+  readonly cluster: string
+  readonly namespace: string
+  readonly name: string
+  readonly port: number
+}
+
 export interface UpstreamSpec {
   /** Stable identity across tables, e.g. `default/web:https`; pools and health state follow it. */
   readonly id: string
+  /** The Service port behind it (computeRoutes sets it; absent for `proxy --route` upstreams). */
+  readonly service?: ServicePortRef
   readonly endpoints: readonly Endpoint[]
   readonly policy?: BalancePolicy
   readonly proxyProtocol?: ProxyProtocolVersion

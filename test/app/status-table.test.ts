@@ -10,7 +10,7 @@ import type { RouteTable, UpstreamSpec } from '../../src/routing/types.js'
 
 const IP = '127.0.10.5'
 const nodes = ['172.18.0.2', '172.18.0.3']
-const up = (port: number, nodePort: number): UpstreamSpec => ({ id: `kind/default/perf:${port}`, endpoints: nodes.map((host) => ({ host, port: nodePort })) })
+const up = (port: number, nodePort: number): UpstreamSpec => ({ id: `kind/default/perf:${port}`, service: { cluster: 'kind', namespace: 'default', name: 'perf', port }, endpoints: nodes.map((host) => ({ host, port: nodePort })) })
 
 function statusOf (table: RouteTable, snap: DataplaneSnapshot, extra: Partial<UpStatus> = {}): UpStatus {
   return {

@@ -14,12 +14,15 @@ function tsAccepts (s: string): boolean {
   try { parseCidr(s, { bare: true }); return true } catch { return false }
 }
 
-t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { skip: SKIP }, async (t) => {
-  const s = splicerFor(t, 'splice')
-  const lb = laneBindingOf(s)
+/** The lane binding and a fresh lane on a splicer of the test. */
+function openLane (t: Parameters<typeof splicerFor>[0]) {
+  const lb = laneBindingOf(splicerFor(t, 'splice'))
   if (lb === undefined) throw new Error('no lane')
-  const b = lb.binding
-  const lane = b.createLane(lb.engines, () => {})
+  return { b: lb.binding, lane: lb.binding.createLane(lb.engines, () => {}) }
+}
+
+t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { skip: SKIP }, async (t) => {
+  const { b, lane } = openLane(t)
   const server = net.createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { server.close() })
@@ -49,11 +52,7 @@ t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { 
 // Not a CIDR case, but the same direct use of the lane binding: the
 // per-backend queries share one argument path in kt_accept.c (backend_query).
 t.test('laneBackendActive / laneBackendFree: one argument path, answers per slot', { skip: SKIP }, async (t) => {
-  const s = splicerFor(t, 'splice')
-  const lb = laneBindingOf(s)
-  if (lb === undefined) throw new Error('no lane')
-  const b = lb.binding
-  const lane = b.createLane(lb.engines, () => {})
+  const { b, lane } = openLane(t)
   t.teardown(() => { b.laneClose(lane) })
   t.equal(b.laneBackendActive(lane, 5), 0, 'no pair uses backend 5')
   t.equal(b.laneBackendFree(lane, 5), true, 'its slot is free')

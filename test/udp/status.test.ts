@@ -1,13 +1,15 @@
 // status shows UDP listeners: the Service's `ip:port/udp` address, hostname-mode
 // `name:port/udp`, and one `flows` line per UDP listener (issue #16).
 import t from 'tap'
-import { deriveServices, parseUpstreamId } from '../../src/app/status.js'
+import { deriveServices } from '../../src/app/status.js'
+import { computeRoutes } from '../../src/routing/compute.js'
 import { formatListeners } from '../../src/app/render.js'
 import type { DataplaneSnapshot } from '../../src/dataplane/listener-manager.js'
 import type { RouteTable } from '../../src/routing/types.js'
 
-const tcpUp = { id: 'kind/default/dns:53', endpoints: [{ host: '172.18.0.2', port: 30053 }] }
-const udpUp = { id: 'kind/default/dns:53/udp', endpoints: [{ host: '172.18.0.2', port: 30053 }], poolSize: 0 }
+const dns = { cluster: 'kind', namespace: 'default', name: 'dns', port: 53 }
+const tcpUp = { id: 'kind/default/dns:53', service: dns, endpoints: [{ host: '172.18.0.2', port: 30053 }] }
+const udpUp = { id: 'kind/default/dns:53/udp', service: dns, endpoints: [{ host: '172.18.0.2', port: 30053 }], poolSize: 0 }
 const table: RouteTable = {
   version: 1,
   listeners: [
@@ -29,9 +31,17 @@ const snap: DataplaneSnapshot = {
   upstreams: [{ id: udpUp.id, backends: [{ key: '172.18.0.2:30053', active: 2, available: true, healthy: true, ejected: false, lastFailure: undefined, poolIdle: 0, poolHits: 0, poolMisses: 0 }] }],
 }
 
-t.test('UDP upstream ids parse to the Service port', async (t) => {
-  t.same(parseUpstreamId('kind/default/dns:53/udp'), { cluster: 'kind', namespace: 'default', name: 'dns', port: 53 })
-  t.same(parseUpstreamId('kind/default/dns:53'), { cluster: 'kind', namespace: 'default', name: 'dns', port: 53 })
+t.test('TCP and UDP upstreams carry their Service port as a structured reference (no id is parsed back)', async (t) => {
+  const svc = {
+    metadata: { name: 'dns', namespace: 'default', uid: 'u1', creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { type: 'LoadBalancer', ports: [{ port: 53, protocol: 'TCP', nodePort: 30053 }, { port: 53, protocol: 'UDP', nodePort: 30054 }] },
+  }
+  const node = { metadata: { name: 'n1' }, status: { conditions: [{ type: 'Ready', status: 'True' }], addresses: [{ type: 'InternalIP', address: '172.18.0.2' }] } }
+  const r = computeRoutes({ cluster: 'kind', services: [svc], nodes: [node] }, { mode: 'ip', ipPool: '127.240.0.0/24' })
+  t.same(r.table.listeners.map((l) => [l.default?.id, l.default?.service]).sort((a, b) => String(a[0]).localeCompare(String(b[0]))), [
+    ['kind/default/dns:53', dns],
+    ['kind/default/dns:53/udp', dns],
+  ])
 })
 
 t.test('a Service with TCP and UDP 53: both addresses, the UDP one marked /udp, none unbound', async (t) => {
