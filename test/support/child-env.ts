@@ -26,3 +26,36 @@ if (process.env.KT_TEST_CHILD_PROCESSINFO !== '1' && Array.isArray(state?.listen
 }
 
 export {}
+
+// A test file whose tests have all ended but whose process does not exit (a
+// handle left open: a socket, a server, a timer, a child) used to sit until
+// tap's 300 s timeout killed it with SIGALRM, saying nothing of why. tap's
+// root test prints its closing `# time=` line unindented; from then on the
+// file has LINGER_MS for its teardowns, then it names what is still open and
+// exits 1, so the leak shows as a failure with its cause, in a minute.
+const LINGER_MS = Number(process.env.KT_TEST_LINGER_MS ?? 60_000)
+
+function describeHandle (h: unknown): string {
+  const o = h as { constructor?: { name?: string }, localPort?: number, remoteAddress?: string, remotePort?: number, address?: () => unknown, spawnargs?: string[], pid?: number }
+  const name = o.constructor?.name ?? typeof h
+  if (name === 'Socket') return `Socket local ${String(o.localPort)} remote ${String(o.remoteAddress)}:${String(o.remotePort)}`
+  if (name === 'Server') { try { return `Server ${JSON.stringify(o.address?.())}` } catch { return 'Server' } }
+  if (name === 'ChildProcess') return `ChildProcess ${String(o.pid)} ${(o.spawnargs ?? []).join(' ').slice(0, 200)}`
+  return name
+}
+
+if (LINGER_MS > 0 && process.env.TAP_CHILD_ID !== undefined) {
+  const write = process.stdout.write.bind(process.stdout) as (...a: unknown[]) => boolean
+  let armed = false
+  process.stdout.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+    if (!armed && /(?:^|\n)# time=/.test(String(chunk))) {
+      armed = true
+      setTimeout(() => {
+        const handles = (process as unknown as { _getActiveHandles: () => unknown[] })._getActiveHandles()
+        process.stderr.write(`kind-tunnel tests: this file's tests ended ${LINGER_MS} ms ago but the process is still running; open handles:\n${handles.map((h) => `  - ${describeHandle(h)}`).join('\n')}\n`)
+        process.exit(1)
+      }, LINGER_MS).unref()
+    }
+    return write(chunk, ...rest)
+  }) as typeof process.stdout.write
+}
