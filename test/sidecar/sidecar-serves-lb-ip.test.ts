@@ -11,7 +11,7 @@
 // there, and its `status` says the listeners that carry the client's bytes
 // run on the native lane (issue 13).
 import t from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { startApiServer } from '../../src/sim/apiserver.js'
@@ -100,6 +100,17 @@ else {
   }
   const ip = lbIp() as string
   const pool = topOfSubnet(parseCidr(net.subnet))
+
+  t.test('.dockerignore leaves out only development packages (the lockfile marks each `dev`)', async (t) => {
+    const root = new URL('../../../', import.meta.url)
+    const lock = JSON.parse(await readFile(new URL('package-lock.json', root), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
+    const ignored = (await readFile(new URL('.dockerignore', root), 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l.startsWith('node_modules/'))
+    t.ok(ignored.length > 0, 'some development packages are left out')
+    for (const dir of ignored) {
+      const under = Object.entries(lock.packages).filter(([p]) => p === dir || p.startsWith(`${dir}/`))
+      t.ok(under.length > 0 && under.every(([, v]) => v.dev === true), `${dir}: ${under.filter(([, v]) => v.dev !== true).map(([p]) => p).join(', ') || 'dev only'}`)
+    }
+  })
 
   t.test('the image carries the native addon it compiled: doctor says native', async (t) => {
     const { stdout } = await promisify(execFile)('docker', ['run', '--rm', '--network', 'none', '--label', `${TEST_LABEL}=${prefix}`, image, 'doctor', '--no-docker'], { timeout: 60_000 })
