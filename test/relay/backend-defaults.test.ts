@@ -32,19 +32,21 @@ function iperfClient (host: string, port: number): Promise<{ code: number, out: 
 
 async function iperfServer (t: Tap, host: string): Promise<number> {
   const port = await freePortOn(host)
-  const p = spawn('iperf3', ['-s', '-B', host, '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const p = spawn('iperf3', ['-s', '-B', host, '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { p.kill('SIGKILL') })
-  // Bounded wait for its listening socket.
-  const deadline = Date.now() + 5000
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      // A connect that the server would take as a session: do not; probe with a bind instead.
-      const s = createServer().once('error', () => resolve(true)).listen({ host, port }, () => { s.close(); resolve(false) })
-    })
-    if (ok) return port
-    if (Date.now() > deadline) throw new Error(`iperf3 -s did not listen on ${host}:${port}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  // Its own word that it listens (a connect would be taken as a session).
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`iperf3 -s did not say it listens on ${host}:${port} in 20 s: ${JSON.stringify(out)}`)), 20_000)
+    const seen = (d: Buffer): void => {
+      out += d.toString()
+      if (/Server listening on/.test(out)) { clearTimeout(timer); resolve() }
+    }
+    p.stdout.on('data', seen)
+    p.stderr.on('data', seen)
+    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`iperf3 -s exited ${String(code)}: ${out}`)) })
+  })
+  return port
 }
 
 interface Tap { teardown (fn: () => unknown): void }

@@ -7,7 +7,9 @@
 // CLI start (about 0.5 s to 1.3 s here), and with coverage off it records
 // nothing anyone reads. So children start without it: a spawn listener that
 // runs after the hook's own takes it out of the child's environment again.
-// If the hook is absent (run without tap), this does nothing.
+// If the hook is absent (run without tap), this does nothing. The same
+// listener drops tap-hooks-off.js (NODE_OPTIONS of the test script: a path
+// relative to the repository root) from the children's NODE_OPTIONS.
 
 type SpawnOpts = { env: Record<string, string | undefined> }
 const state = (globalThis as Record<symbol, { listeners?: Array<(o: SpawnOpts) => void> } | undefined>)[Symbol.for('process-on-spawn@*:singletonId')]
@@ -16,7 +18,7 @@ if (process.env.KT_TEST_CHILD_PROCESSINFO !== '1' && Array.isArray(state?.listen
   state.listeners.push((o) => {
     const env: Record<string, string | undefined> = {}
     for (const [k, v] of Object.entries(o.env)) if (!k.startsWith('_TAPJS_PROCESSINFO_')) env[k] = v
-    const kept = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((x) => x !== '' && !x.includes('@tapjs/processinfo'))
+    const kept = (env.NODE_OPTIONS ?? '').split(/\s+/).filter((x) => x !== '' && !x.includes('@tapjs/processinfo') && !x.includes('tap-hooks-off'))
     if (kept.length > 0) env.NODE_OPTIONS = kept.join(' ')
     else delete env.NODE_OPTIONS
     o.env = env
@@ -24,3 +26,36 @@ if (process.env.KT_TEST_CHILD_PROCESSINFO !== '1' && Array.isArray(state?.listen
 }
 
 export {}
+
+// A test file whose tests have all ended but whose process does not exit (a
+// handle left open: a socket, a server, a timer, a child) used to sit until
+// tap's 300 s timeout killed it with SIGALRM, saying nothing of why. tap's
+// root test prints its closing `# time=` line unindented; from then on the
+// file has LINGER_MS for its teardowns, then it names what is still open and
+// exits 1, so the leak shows as a failure with its cause, in a minute.
+const LINGER_MS = Number(process.env.KT_TEST_LINGER_MS ?? 60_000)
+
+function describeHandle (h: unknown): string {
+  const o = h as { constructor?: { name?: string }, localPort?: number, remoteAddress?: string, remotePort?: number, address?: () => unknown, spawnargs?: string[], pid?: number }
+  const name = o.constructor?.name ?? typeof h
+  if (name === 'Socket') return `Socket local ${String(o.localPort)} remote ${String(o.remoteAddress)}:${String(o.remotePort)}`
+  if (name === 'Server') { try { return `Server ${JSON.stringify(o.address?.())}` } catch { return 'Server' } }
+  if (name === 'ChildProcess') return `ChildProcess ${String(o.pid)} ${(o.spawnargs ?? []).join(' ').slice(0, 200)}`
+  return name
+}
+
+if (LINGER_MS > 0 && process.env.TAP_CHILD_ID !== undefined) {
+  const write = process.stdout.write.bind(process.stdout) as (...a: unknown[]) => boolean
+  let armed = false
+  process.stdout.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+    if (!armed && /(?:^|\n)# time=/.test(String(chunk))) {
+      armed = true
+      setTimeout(() => {
+        const handles = (process as unknown as { _getActiveHandles: () => unknown[] })._getActiveHandles()
+        process.stderr.write(`kind-tunnel tests: this file's tests ended ${LINGER_MS} ms ago but the process is still running; open handles:\n${handles.map((h) => `  - ${describeHandle(h)}`).join('\n')}\n`)
+        process.exit(1)
+      }, LINGER_MS).unref()
+    }
+    return write(chunk, ...rest)
+  }) as typeof process.stdout.write
+}

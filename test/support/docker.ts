@@ -141,7 +141,14 @@ export async function useScratch (t: Tap): Promise<string> {
   await sweepStale()
   const prefix = testPrefix()
   t.teardown(async () => {
-    try { await cleanupPrefix(prefix) } finally { release() }
+    // Bounded: a Docker call that never answers (seen once under two busy
+    // loops: the file's tests had passed, its teardown sat until tap's 300 s
+    // timeout) fails here with what it was doing instead.
+    let timer: NodeJS.Timeout | undefined
+    const stuck = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`docker cleanup of ${prefix} did not finish in 90 s (dockerd not answering)`)), 90_000)
+    })
+    try { await Promise.race([cleanupPrefix(prefix), stuck]) } finally { clearTimeout(timer); release() }
   })
   return prefix
 }
