@@ -4,8 +4,11 @@
 # as a rootfs with `docker import`. No shell, no package manager in the image.
 #
 #   docker/build-base.sh [TAG]        (default kind-tunnel-base:node-<version>)
-#   docker/build-base.sh --sdk [TAG]  (default kind-tunnel-sdk:node-<version>)
-# Prints the tag on stdout. Reuses an existing image with that tag.
+#   docker/build-base.sh --sdk [TAG]  (default kind-tunnel-sdk:node-<version>-<hash>)
+# Prints the tag on stdout. Reuses an existing image with that tag. The SDK's
+# default tag carries a hash of what goes in (this script, Node's version, the
+# installed versions of the Debian packages below), so a change to any of
+# them makes a new base instead of reusing a stale one.
 #
 # --sdk: a base to build docker/sidecar.Dockerfile offline: also npm, a shell
 # (Debian's busybox-static), `ip` (iproute2) and this machine's C compiler
@@ -17,7 +20,19 @@ if [ "${1:-}" = "--sdk" ]; then sdk=1; shift; fi
 node_bin=$(command -v node)
 node_bin=$(readlink -f "$node_bin")
 version=$("$node_bin" -p 'process.version')
-if [ $sdk = 1 ]; then tag=${1:-kind-tunnel-sdk:node-$version}; else tag=${1:-kind-tunnel-base:node-$version}; fi
+# The SDK: the packages' own file lists, copied as they are (symlinks kept).
+# libbsd0 and libmd0: iproute2's ip needs them.
+pkgs="gcc gcc-12 cpp-12 binutils binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0 libgprofng0 libgcc-12-dev
+libc6 libc6-dev libc-dev-bin linux-libc-dev libcrypt-dev libcrypt1 libisl23 libmpc3 libmpfr6 libgmp10 libzstd1 libjansson4 zlib1g
+libgcc-s1 libstdc++6 iproute2 libbpf1 libelf1 libmnl0 libcap2 libcap2-bin libdb5.3 libxtables12 libselinux1 libpcre2-8-0 libtirpc3 libtirpc-dev libnsl-dev libnsl2
+libbsd0 libmd0"
+if [ $sdk = 1 ]; then
+  # shellcheck disable=SC2086
+  hash=$( { cat "$0"; echo "$version"; dpkg-query -W $pkgs 2>/dev/null; } | sha256sum | cut -c1-12)
+  tag=${1:-kind-tunnel-sdk:node-$version-$hash}
+else
+  tag=${1:-kind-tunnel-base:node-$version}
+fi
 
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag"
@@ -48,10 +63,7 @@ if [ $sdk = 0 ]; then
   exit 0
 fi
 
-# The SDK: the packages' own file lists, copied as they are (symlinks kept).
-pkgs="gcc gcc-12 cpp-12 binutils binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0 libgprofng0 libgcc-12-dev
-libc6 libc6-dev libc-dev-bin linux-libc-dev libcrypt-dev libcrypt1 libisl23 libmpc3 libmpfr6 libgmp10 libzstd1 libjansson4 zlib1g
-libgcc-s1 libstdc++6 iproute2 libbpf1 libelf1 libmnl0 libcap2 libcap2-bin libdb5.3 libxtables12 libselinux1 libpcre2-8-0 libtirpc3 libtirpc-dev libnsl-dev libnsl2"
+# The SDK's files.
 list="$root.list"
 arch=$(dpkg --print-architecture)
 for p in $pkgs; do dpkg -L "$p:$arch" 2>/dev/null || dpkg -L "$p" 2>/dev/null || true; done | while read -r f; do

@@ -5,8 +5,13 @@
 // test network's gateway (a host address the test owns), and a client
 // container on the same network fetching the LB IP, which the sidecar took
 // from the top of the subnet and added to its own eth0.
+//
+// The image is the real one, built from docker/sidecar.Dockerfile offline on
+// the local base (test/sidecar/image.ts): its `doctor` says the addon is
+// there, and its `status` says the listeners that carry the client's bytes
+// run on the native lane (issue 13).
 import t from 'tap'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { startApiServer } from '../../src/sim/apiserver.js'
@@ -19,8 +24,9 @@ import {
   busyboxImage, createNetwork, docker, dockerAvailable, HTTP_PORT, listenOnGateway, makeKindCluster, TEST_LABEL, useScratch,
 } from '../support/docker.js'
 import { curl, scratchDir, waitFor } from '../app/product-support.js'
-import { sidecarImage, sidecarMounts } from './image.js'
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { promisify } from 'node:util'
+import { sidecarImage } from './image.js'
 import { udpClient } from '../udp/support.js'
 
 interface Svc { metadata: { finalizers?: string[] }, status?: { loadBalancer?: { ingress?: Array<{ ip?: string }> } } }
@@ -49,7 +55,9 @@ if (skip !== null) t.plan(0, skip)
 else {
   const prefix = await useScratch(t)
   const dir = await scratchDir(t)
-  const [net, image] = await Promise.all([createNetwork(prefix), sidecarImage()])
+  const [net, built] = await Promise.all([createNetwork(prefix), sidecarImage()])
+  const image = built.id
+  t.comment(`sidecar image ${image.slice(7, 19)} built from docker/sidecar.Dockerfile on ${built.base} in ${(built.buildMs / 1000).toFixed(1)} s`)
   const cluster = await makeKindCluster({ prefix, name: `${prefix}-k`, network: net, workers: 1 })
   // kube-proxy's health endpoint on every node, for the sidecar's active checks.
   for (const n of cluster.nodes) await exec(n.id, ['/bin/sh', '-c', 'mkdir -p /hz && echo ok > /hz/healthz && httpd -p 10256 -h /hz'])
@@ -86,7 +94,7 @@ else {
     Image: image,
     Cmd: ['up', '--mode', 'sidecar', '--kubeconfig', '/kubeconfig', '--no-docker', '--json-logs', '--drain-timeout', '500'],
     Labels: { [TEST_LABEL]: prefix },
-    HostConfig: { NetworkMode: net.name, CapAdd: ['NET_ADMIN'], Binds: [`${kubeconfig}:/kubeconfig:ro`, ...sidecarMounts()] },
+    HostConfig: { NetworkMode: net.name, CapAdd: ['NET_ADMIN'], Binds: [`${kubeconfig}:/kubeconfig:ro`] },
   })
   await sidecar.start()
   const svc = (): Svc => api.get('services', 'web', 'default') as unknown as Svc
@@ -100,6 +108,22 @@ else {
   }
   const ip = lbIp() as string
   const pool = topOfSubnet(parseCidr(net.subnet))
+
+  t.test('.dockerignore leaves out only development packages (the lockfile marks each `dev`)', async (t) => {
+    const root = new URL('../../../', import.meta.url)
+    const lock = JSON.parse(await readFile(new URL('package-lock.json', root), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
+    const ignored = (await readFile(new URL('.dockerignore', root), 'utf8')).split('\n').map((l) => l.trim()).filter((l) => l.startsWith('node_modules/'))
+    t.ok(ignored.length > 0, 'some development packages are left out')
+    for (const dir of ignored) {
+      const under = Object.entries(lock.packages).filter(([p]) => p === dir || p.startsWith(`${dir}/`))
+      t.ok(under.length > 0 && under.every(([, v]) => v.dev === true), `${dir}: ${under.filter(([, v]) => v.dev !== true).map(([p]) => p).join(', ') || 'dev only'}`)
+    }
+  })
+
+  t.test('the image carries the native addon it compiled: doctor says native', async (t) => {
+    const { stdout } = await promisify(execFile)('docker', ['run', '--rm', '--network', 'none', '--label', `${TEST_LABEL}=${prefix}`, image, 'doctor', '--no-docker'], { timeout: 60_000 })
+    t.match(stdout, /^ok {3}dataplane: native \(local build\)$/m)
+  })
 
   t.test('the LB IP comes from the top of the kind subnet and is on the sidecar\'s eth0', async (t) => {
     t.ok(cidrContainsIp(pool, ip), `${ip} is in ${pool.text}, the top of ${net.subnet}`)
