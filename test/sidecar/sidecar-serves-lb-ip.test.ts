@@ -53,9 +53,13 @@ async function oneShot (prefix: string, network: string, cmd: string[], timeoutM
 const skip = await dockerAvailable()
 if (skip !== null) t.plan(0, skip)
 else {
+  // The image is built before this file takes the Docker test lock: only this
+  // file builds it (and its SDK base, under their own tags), and a cold build
+  // takes a minute that the other Docker test files need not wait through.
+  const built = await sidecarImage()
   const prefix = await useScratch(t)
   const dir = await scratchDir(t)
-  const [net, built] = await Promise.all([createNetwork(prefix), sidecarImage()])
+  const net = await createNetwork(prefix)
   const image = built.id
   t.comment(`sidecar image ${image.slice(7, 19)} built from docker/sidecar.Dockerfile on ${built.base} in ${(built.buildMs / 1000).toFixed(1)} s`)
   const cluster = await makeKindCluster({ prefix, name: `${prefix}-k`, network: net, workers: 1 })
