@@ -416,3 +416,27 @@ export async function pinPids(pids: readonly number[], cpu: string | undefined):
     ),
   );
 }
+
+/** Pids of this machine's processes whose environment carries `marker` (NAME=VALUE): what a run started, for the tests that prove nothing is left. */
+export function marked(marker: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${e}/environ`, 'latin1').includes(marker)) out.push(Number(e));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
+
+/** `marked`, waited on for up to 5 s until it is empty: what is still left then. */
+export async function noneLeft(marker: string): Promise<number[]> {
+  let left = marked(marker);
+  for (let i = 0; i < 50 && left.length > 0; i++) {
+    await sleep(100);
+    left = marked(marker);
+  }
+  return left;
+}
