@@ -358,19 +358,29 @@ class Conn {
     up.once('connect', () => {
       clearTimeout(timer)
       up.removeListener('error', onErr)
-      if (this.phase !== 'dialing' || this.sock.destroyed) { up.destroy(); return }
-      this.ctx.metrics?.dial('ok')
-      c.spliced++
-      this.phase = 'spliced'
-      this.outcome = 'ok'
-      this.sock.removeListener('error', this.onPreSpliceError)
-      this.sock.removeListener('end', this.onPreSpliceEnd)
-      if (req.answer) this.sock.write(reply(Status.OK, this.ctx.info))
+      if (!this.connected(req)) { up.destroy(); return }
       if (req.proxyV2 && req.source !== undefined) up.write(proxyV2Header(req.source, dst))
       if (leftover.length > 0) { this.early = leftover.length; up.write(leftover) }
       splice(this.sock, up, this.onSpliced)
       if (this.clientEnded) up.end()
     })
+  }
+
+  /**
+   * The destination answered (TCP connected, or the flow's datagram socket is
+   * ready): the connection moves to its data phase and, if asked, the host
+   * gets its OK. False when the connection went away meanwhile.
+   */
+  private connected (req: ConnectRequest): boolean {
+    if (this.phase !== 'dialing' || this.sock.destroyed) return false
+    this.ctx.metrics?.dial('ok')
+    this.ctx.counters.spliced++
+    this.phase = 'spliced'
+    this.outcome = 'ok'
+    this.sock.removeListener('error', this.onPreSpliceError)
+    this.sock.removeListener('end', this.onPreSpliceEnd)
+    if (req.answer) this.sock.write(reply(Status.OK, this.ctx.info))
+    return true
   }
 
   /** A UDP flow (udp-server.ts): the "dial" is binding and connecting its datagram socket. */
@@ -384,17 +394,7 @@ class Conn {
       bindHost: this.ctx.host,
       leftover,
       counters: c,
-      ready: () => {
-        if (this.phase !== 'dialing' || this.sock.destroyed) return false
-        this.ctx.metrics?.dial('ok')
-        c.spliced++
-        this.phase = 'spliced'
-        this.outcome = 'ok'
-        this.sock.removeListener('error', this.onPreSpliceError)
-        this.sock.removeListener('end', this.onPreSpliceEnd)
-        if (req.answer) this.sock.write(reply(Status.OK, this.ctx.info))
-        return true
-      },
+      ready: () => this.connected(req),
       ended: () => this.clientEnded,
       failed: (err) => {
         c.dialFailed++

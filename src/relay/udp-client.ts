@@ -28,17 +28,11 @@ export const HOST_BACKLOG_MAX = 512 * 1024
 /** How long a closed flow waits for the relay's FIN before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000
 
-export interface DatagramChannel {
-  /** Frame and send one datagram; false when it was dropped (backlog full, too large, closed). */
-  send (msg: Buffer): boolean
-  close (): void
-}
-
-export interface DatagramHandlers {
-  message (msg: Buffer): void
-  /** The flow's relay connection failed or ended; called once, and nothing after. */
-  error (err: NodeJS.ErrnoException): void
-}
+// The shapes a flow's datagram path has (send is false when a datagram is
+// dropped: backlog full, too large, closed; error is called once, and nothing
+// after), shared with the UDP plane that uses them.
+import type { DatagramChannel, DatagramHandlers } from '../dataplane/udp/plane.js'
+export type { DatagramChannel, DatagramHandlers }
 
 interface UdpDialer {
   dial (req: { host: string, port: number, timeoutMs: number, source?: { address: string, port: number } }, opts: { udp: boolean }): Promise<Socket>
