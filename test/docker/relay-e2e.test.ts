@@ -12,7 +12,7 @@ import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
 import type { Dialer } from '../../src/dataplane/dialer.js'
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { udpClient } from '../udp/support.js'
+import { freeTcpUdpPort, udpClient } from '../udp/support.js'
 import {
   dockerAvailable, useScratch, createNetwork, makeKindCluster, relayBaseImage, httpGet, readAll,
   docker as rawDocker, HTTP_PORT, ECHO_PORT,
@@ -87,7 +87,7 @@ else {
     }
   })
 
-  t.test('UDP through the relay container: dig against dnsmasq on a node, 65,507-byte datagrams, the relay\'s own source address', async (t) => {
+  t.test('UDP through the relay container: dig against dnsmasq on a node, 65,507-byte datagrams, the relay\'s own source address, socat, iperf3 -u', async (t) => {
     // Real servers in the node container's network namespace (nsenter), on its
     // address: dnsmasq on 30053, and a node:dgram echo on 30054 that answers
     // `who` with the sender's address.
@@ -124,6 +124,38 @@ else {
     c.send(big, echoPort, '127.0.0.2')
     await c.waitCount(n + 1)
     t.equal(sha(c.inbox[n] as Buffer), sha(big), 'the largest IPv4 datagram, byte-exact through the container')
+
+    // socat, a real UDP client, against the echo.
+    const viaSocat = await new Promise<string>((resolve) => {
+      const p = execFile('socat', ['-t', '2', '-', `UDP4:127.0.0.2:${echoPort}`], { timeout: 10_000 }, (_e, out) => resolve(out))
+      p.stdin?.end('hello through the relay\n')
+    })
+    t.equal(viaSocat, 'hello through the relay\n', 'socat through the relay container')
+
+    // iperf3 -u: its TCP control connection and its UDP data on one port
+    // number, both through the relay, to iperf3 -s in the node.
+    inNode('iperf3', ['-s', '-1', '-B', node.ip, '-p', '30201'])
+    const front = await freeTcpUdpPort()
+    const ups = { id: 'e2e/default/iperf:30201', endpoints: [{ host: node.ip, port: 30201 }], dialer: 'relay:e2e' }
+    const iperfManager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map<string, Dialer>([['relay:e2e', dialer]]) })
+    t.teardown(() => iperfManager.close(0))
+    const both = await iperfManager.apply({
+      version: 1,
+      listeners: [
+        { host: '127.0.0.3', port: front, routes: [], default: ups },
+        { host: '127.0.0.3', port: front, protocol: 'udp' as const, routes: [], default: { ...ups, id: 'e2e/default/iperf:30201/udp' } },
+      ],
+    })
+    t.same(both.failed, [])
+    let out = ''
+    await waitFor(async () => {
+      out = await new Promise<string>((resolve) => {
+        execFile('iperf3', ['-c', '127.0.0.3', '-p', String(front), '-u', '-b', '8M', '-t', '1', '-l', '1200', '-J', '--connect-timeout', '3000'], { timeout: 20_000 }, (_e, o) => resolve(o))
+      })
+      return !/Connection refused|unable to connect/.test(out)
+    }, () => `iperf3 -s in the node to take the control connection (last: ${out.slice(0, 200)})`, 15_000)
+    const sum = (JSON.parse(out) as { end: { sum: { packets: number, lost_packets: number } } }).end.sum
+    t.ok(sum.packets > 100 && sum.lost_packets / sum.packets < 0.5, `iperf3 -u through the relay container: ${sum.packets} packets, ${sum.lost_packets} lost`)
   })
 
   t.test('ensureRelay again: the same container and token are reused', async (t) => {
