@@ -12,11 +12,11 @@
 // Usage: node relay-host.js --cluster NAME --network NET --base IMAGE --node IP --http-port P --bulk-port P [--via PORT]
 // Prints one line `ready {"relayPort":N,"dataPath":"js"}` once serving.
 import { join, dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadHostModules } from './kt-host-modules.js';
 
 const repo = process.env.KT_BENCH_REPO ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const mod = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(repo, 'dist', rel)).href)) as T;
 
 const { values } = parseArgs({
   options: {
@@ -25,15 +25,7 @@ const { values } = parseArgs({
   },
 });
 
-interface Dialer { dial (req: unknown): Promise<unknown>; warm (ms: number): Promise<boolean>; stats (): { dataPath: string; hits: number; misses: number; target: number } }
-const engine = await mod<{ connectDocker (o?: object): Promise<{ docker: unknown }> }>('src/docker/engine.js');
-const discover = await mod<{ findCluster (o: object): Promise<unknown> }>('src/docker/discover.js');
-const relayc = await mod<{ ensureRelay (o: object): Promise<{ host: string; port: number; token: Buffer }> }>('src/docker/relay-container.js');
-const client = await mod<{ RelayDialer: new (o: object) => Dialer }>('src/relay/client.js');
-const lm = await mod<{ ListenerManager: new (o: object) => { apply (t: object): Promise<{ failed: unknown[] }>; close (ms: number): Promise<void> } }>('src/dataplane/listener-manager.js');
-const native = await mod<{ loadNativeSplicer (): unknown }>('src/dataplane/native/index.js');
-const logger = await mod<{ createLogger (o: object): unknown }>('src/observe/logger.js');
-const metrics = await mod<{ Registry: new () => unknown }>('src/observe/metrics.js');
+const { engine, discover, relayc, client, lm, native, logger, metrics } = await loadHostModules(repo);
 
 const { docker } = await engine.connectDocker();
 const cluster = await discover.findCluster({ docker, network: values.network, name: values.cluster });

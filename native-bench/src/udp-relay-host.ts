@@ -7,24 +7,16 @@
 // Usage: node udp-relay-host.js --cluster NAME --network NET --base IMAGE --node IP
 // Prints `ready {"relay":{"pps":P,"rr":R},"direct":{"pps":P,"rr":R}}` once serving.
 import { join, dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadHostModules } from './kt-host-modules.js';
 import { createServer, type AddressInfo } from 'node:net';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const mod = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(repo, 'dist', rel)).href)) as T;
 
 const { values } = parseArgs({ options: { cluster: { type: 'string' }, network: { type: 'string' }, base: { type: 'string' }, node: { type: 'string' } } });
 
-interface Dialer { warm (ms: number): Promise<boolean>; stats (): object }
-const engine = await mod<{ connectDocker (o?: object): Promise<{ docker: unknown }> }>('src/docker/engine.js');
-const discover = await mod<{ findCluster (o: object): Promise<unknown> }>('src/docker/discover.js');
-const relayc = await mod<{ ensureRelay (o: object): Promise<{ host: string; port: number; token: Buffer }> }>('src/docker/relay-container.js');
-const client = await mod<{ RelayDialer: new (o: object) => Dialer }>('src/relay/client.js');
-const lm = await mod<{ ListenerManager: new (o: object) => { apply (t: object): Promise<{ failed: unknown[] }>; close (ms: number): Promise<void> } }>('src/dataplane/listener-manager.js');
-const native = await mod<{ loadNativeSplicer (): unknown }>('src/dataplane/native/index.js');
-const logger = await mod<{ createLogger (o: object): unknown }>('src/observe/logger.js');
-const metrics = await mod<{ Registry: new () => unknown }>('src/observe/metrics.js');
+const { engine, discover, relayc, client, lm, native, logger, metrics } = await loadHostModules(repo);
 
 const { docker } = await engine.connectDocker();
 const cluster = await discover.findCluster({ docker, network: values.network, name: values.cluster });
