@@ -8,8 +8,8 @@
 // nothing anyone reads. So children start without it: a spawn listener that
 // runs after the hook's own takes it out of the child's environment again.
 // If the hook is absent (run without tap), this does nothing. The same
-// listener drops tap-hooks-off.js (NODE_OPTIONS of the test script: a path
-// relative to the repository root) from the children's NODE_OPTIONS.
+// listener drops tap-hooks-off.js (put in NODE_OPTIONS by scripts/run-tap.mjs
+// as a file: URL) from the children's NODE_OPTIONS.
 
 type SpawnOpts = { env: Record<string, string | undefined> }
 const state = (globalThis as Record<symbol, { listeners?: Array<(o: SpawnOpts) => void> } | undefined>)[Symbol.for('process-on-spawn@*:singletonId')]
