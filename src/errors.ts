@@ -42,6 +42,7 @@ export const ErrorCodes = {
   KT_ERR_RELAY_PROTOCOL: 'the relay answered something unexpected',
   KT_ERR_UDP_RELAY: 'a UDP flow needs a relay that carries UDP (an older relay image, or a dialer without UDP)',
   KT_ERR_RELAY_FRAME: 'a UDP datagram frame over the relay is malformed or larger than 65,507 bytes',
+  KT_ERR_RELAY_MUX: 'a frame of a multiplexed relay connection is malformed, or the connection carrying the stream was lost',
   // the control socket
   KT_ERR_NOT_RUNNING: 'no kind-tunnel up is running',
   KT_ERR_STATE_FILE: 'the state file is unreadable',

@@ -175,7 +175,7 @@ export class Connection {
     this.peeker = undefined
     const opts = this.listener.opts
     const native = this.listener.ctx.splicer
-    if (native !== undefined) {
+    if (native !== undefined && (s as { ktMux?: boolean }).ktMux !== true) { // a relay mux stream has no fd
       // The native path takes both file descriptors; the peeked bytes go first as its head.
       // After the handoff JS never reads or writes these sockets; a late error must not crash the process.
       this.client.on('error', noop)

@@ -25,6 +25,7 @@ import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_L
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
+import { MuxPool, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -77,6 +78,8 @@ export interface RelayDialerOptions extends RelayEndpoint {
   readonly metrics?: Registry
   /** Label for logs and metrics, e.g. the cluster name. */
   readonly name?: string
+  /** Streams over a few long-lived connections (mux), a connection per dial (pool), or mux when the relay takes it (auto, the default). */
+  readonly transport?: RelayTransport
 }
 
 export interface RelayPoolStats {
@@ -96,6 +99,9 @@ export interface RelayPoolStats {
   /** How the relay splices, as it reported in its last OK (unknown before one). */
   readonly dataPath: 'native' | 'js' | 'unknown'
   readonly lastError?: string
+  /** How dials travel: `mux` (streams over long-lived connections) or `pool` (a connection each). */
+  readonly transport?: 'mux' | 'pool'
+  readonly mux?: MuxPoolStats
 }
 
 function target (host: string, port: number): string {
@@ -240,6 +246,8 @@ export class RelayDialer implements Dialer {
   private closed = false
   private readonly poolCounter: Counter | undefined
   private readonly waiters: Array<() => void> = []
+  /** Multiplexed carriers (mux-client.ts); undefined with transport pool. */
+  readonly mux: MuxPool | undefined
 
   constructor (opts: RelayDialerOptions) {
     if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
@@ -259,6 +267,8 @@ export class RelayDialer implements Dialer {
       const g = opts.metrics.gauge('kt_relay_pool_idle', 'Warm authenticated relay connections')
       g.collect((set) => set({ relay: name }, this.idle.length))
     }
+    const transport = opts.transport ?? 'auto'
+    this.mux = transport === 'pool' ? undefined : new MuxPool({ handshake: () => handshake(this.ep, this.handshakeTimeoutMs, true), logger: this.log, where: target(opts.host, opts.port) })
     this.refill()
   }
 
@@ -270,6 +280,8 @@ export class RelayDialer implements Dialer {
       dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
+    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' ? 'mux' : 'pool'
+    if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
   }
 
@@ -330,6 +342,8 @@ export class RelayDialer implements Dialer {
     const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
     const answer = opts.answer === true
     const udp = opts.udp === true
+    const stream = answer || udp ? undefined : this.mux?.open({ address: req.host, port: req.port }, source, this.proxyV2) // mux-client.ts
+    if (stream !== undefined) return stream as unknown as Socket
     const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs
     this.noteDial()
@@ -378,6 +392,7 @@ export class RelayDialer implements Dialer {
   /** Stop refilling and close the idle connections. In-flight dials finish. */
   async close (): Promise<void> {
     this.closed = true
+    this.mux?.close()
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
     if (this.trimTimer !== undefined) clearInterval(this.trimTimer)
     for (const p of this.idle.splice(0)) this.drop(p)

@@ -46,6 +46,10 @@ export const REPLY_LEN = 3
 export const INFO_NATIVE = 0x01
 /** Reply info bit: the relay carries UDP flows (BIND command CMD_UDP). Relays without it refuse that command. */
 export const INFO_UDP = 0x02
+/** BIND command: this connection carries many streams as frames (src/relay/mux-frame.ts); no address follows, only flags 0. */
+export const CMD_MUX = 0x03
+/** Reply info bit: the relay takes CMD_MUX. Relays without it refuse that command. */
+export const INFO_MUX = 0x04
 
 export const Status = {
   OK: 0x00,

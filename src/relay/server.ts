@@ -24,6 +24,8 @@ import {
   Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
   TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
+import { CMD_MUX, INFO_MUX } from './protocol.js'
+import { RelayMux } from './mux-server.js'
 import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
 import { splice, type SpliceResult } from './splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
@@ -288,6 +290,7 @@ class Conn {
       this.phase = 'request'
       this.arm(this.ctx.headerTimeoutMs, this.onHeaderTimeout)
     }
+    if (this.buf[0] === CMD_MUX) { this.mux(); return } // many streams on this connection: mux-server.ts
     const r = parseConnect(this.buf)
     if (r.kind === 'need') {
       if (this.buf.length > HEADER_BUF_MAX) this.refuse(Status.HEADER, 'header too long', 'reset')
@@ -304,6 +307,23 @@ class Conn {
     if (deny !== null) { this.refuse(Status.DENIED, denyText(deny), r.value.answer ? 'answer' : 'reset'); return }
     if (r.value.udp) this.dialUdp(r.value, leftover)
     else this.dial(r.value, leftover)
+  }
+
+  /** BIND command CMD_MUX (flags 0): this connection becomes a carrier of streams (mux-server.ts). */
+  mux (): void {
+    if (this.buf.length < 2) return
+    if (this.buf[1] !== 0) { this.refuse(Status.HEADER, `unknown mux flags 0x${(this.buf[1] as number).toString(16)}`, 'reset'); return }
+    this.disarm()
+    this.sock.removeAllListeners('data')
+    this.sock.removeListener('error', this.onPreSpliceError)
+    this.sock.removeListener('end', this.onPreSpliceEnd)
+    this.phase = 'spliced'
+    this.outcome = 'ok'
+    const leftover = this.buf.subarray(2)
+    this.buf = Buffer.alloc(0)
+    const m = new RelayMux(this.ctx, this.sock, this.remote, leftover, this.onSpliced)
+    this.detail = 'mux'
+    void m
   }
 
   /**
@@ -505,7 +525,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     token: Buffer.from(opts.token),
     authWindowMs,
     nonces: new NonceCache(authWindowMs, NONCE_CACHE_MAX, now()),
-    info: (opts.dataPath === 'native' ? INFO_NATIVE : 0) | INFO_UDP,
+    info: (opts.dataPath === 'native' ? INFO_NATIVE : 0) | INFO_UDP | INFO_MUX,
     now,
     allow: new Allowlist(opts.allow, opts.ports ?? DEFAULT_PORTS),
     connectTimeoutMs: positive(opts.connectTimeoutMs, 5000, '--connect-timeout'),

@@ -149,3 +149,57 @@ t.test('UDP frames: an oversize length is KT_ERR_RELAY_FRAME, at once and ever a
   t.match(split.error, { code: 'KT_ERR_RELAY_FRAME' }, 'split across chunks too')
   t.throws(() => encodeFrame(Buffer.alloc(UDP_MAX_PAYLOAD + 1)), { code: 'KT_ERR_RELAY_FRAME' }, 'never encoded')
 })
+
+t.test('mux frames: decoded at every split point, payloads intact, in order', async (t) => {
+  const { MuxDecoder, muxHeader, muxRst, muxWindow, MUX_OPEN, MUX_DATA, MUX_FIN, MUX_RST, MUX_WINDOW, parseOpen } = await import('../../src/relay/mux-frame.js')
+  const open = encodeConnect({ address: '10.0.0.2', port: 30080 }, { address: '::1', port: 5555 }, true)
+  const data = Buffer.from('hello, stream')
+  const wire = Buffer.concat([muxHeader(7, MUX_OPEN, open.length), open, muxHeader(7, MUX_DATA, data.length), data, muxHeader(7, MUX_FIN, 0), muxWindow(7, 65536), muxRst(9, Status.DENIED)])
+  for (let cut = 0; cut <= wire.length; cut++) {
+    const got: Array<[number, number, string]> = []
+    const sink = { onFrame: (id: number, type: number, p: Buffer) => { got.push([id, type, p.toString('hex')]) } }
+    const d = new MuxDecoder()
+    t.equal(d.push(wire.subarray(0, cut), sink), undefined)
+    t.equal(d.push(wire.subarray(cut), sink), undefined)
+    t.same(got.map((g) => g[1]), [MUX_OPEN, MUX_DATA, MUX_FIN, MUX_WINDOW, MUX_RST], `cut ${cut}`)
+    if (cut !== 0) continue
+    t.equal(got[1]?.[2], data.toString('hex'))
+    t.equal(Buffer.from(got[3]?.[2] ?? '', 'hex').readUInt32BE(0), 65536)
+    t.same(got[4], [9, MUX_RST, '03'])
+  }
+  const req = parseOpen(open)
+  t.match(req, { destination: { address: '10.0.0.2', port: 30080 }, source: { address: '::1', port: 5555 }, proxyV2: true })
+  t.match(parseOpen(open.subarray(0, 5)), /truncated/)
+  t.match(parseOpen(Buffer.concat([open, Buffer.from([0])])), /after its BIND/)
+  t.match(parseOpen(encodeConnect({ address: '10.0.0.2', port: 30080 }, undefined, false, true)), /ANSWER/)
+  t.match(parseOpen(encodeConnect({ address: '10.0.0.2', port: 30080 }, undefined, false, false, true)), /UDP/)
+  t.match(parseOpen(Buffer.from([1, 0, 5, 1, 2, 3, 4, 0, 80])), /family/)
+})
+
+t.test('mux frames: garbage is KT_ERR_RELAY_MUX after the good frames, and sticks', async (t) => {
+  const { MuxDecoder, muxHeader, MUX_DATA, MUX_PAYLOAD_MAX } = await import('../../src/relay/mux-frame.js')
+  const good = Buffer.concat([muxHeader(1, MUX_DATA, 2), Buffer.from('ok')])
+  const bad: Array<[string, Buffer]> = [
+    ['stream id 0', muxHeader(0, MUX_DATA, 0)],
+    ['unknown frame type', muxHeader(1, 99, 0)],
+    ['over the', muxHeader(1, MUX_DATA, MUX_PAYLOAD_MAX + 1)],
+    ['FIN with', muxHeader(1, 3, 2)],
+    ['RST with', muxHeader(1, 4, 0)],
+    ['WINDOW with', muxHeader(1, 5, 3)],
+    ['unknown frame type', Buffer.from('GET / HTTP/1.1\r\n')],
+  ]
+  for (const [why, b] of bad) {
+    let frames = 0
+    const sink = { onFrame: () => { frames++ } }
+    const d = new MuxDecoder()
+    const err = d.push(Buffer.concat([good, b]), sink)
+    t.match(err, { code: 'KT_ERR_RELAY_MUX', message: new RegExp(why) }, why)
+    t.equal(frames, 1, 'the frame before it was delivered')
+    t.equal(d.push(good, sink), err, 'and nothing after')
+    t.equal(frames, 1)
+  }
+  // Truncated: a partial frame waits, it is not an error.
+  const d = new MuxDecoder()
+  t.equal(d.push(good.subarray(0, 9), { onFrame: () => t.fail('not complete') }), undefined)
+  t.equal(d.pending, 9)
+})

@@ -1,0 +1,136 @@
+// Frames of a multiplexed relay connection (BIND command CMD_MUX,
+// docs/relay-protocol.md "Multiplexed streams"). Pure: an encoder and an
+// incremental decoder over Buffers; no sockets, no timers.
+//
+//   frame = stream id (4) | type (1) | length (3) | payload (length)
+//
+//   OPEN   (host → relay) payload: a TCP BIND (command 1, flags SOURCE /
+//          PROXY_V2, destination [, source]); the relay dials it.
+//   DATA   (both ways)    payload: the stream's bytes; counts against the
+//          receiver's window.
+//   FIN    (both ways)    no payload: the sender finished sending (half-close).
+//   RST    (both ways)    payload: one status byte (protocol.ts Status); the
+//          stream is gone both ways.
+//   WINDOW (both ways)    payload: credit (4), bytes the receiver has passed on.
+
+import { KtError } from '../errors.js'
+import { parseConnect, type ConnectRequest } from './protocol.js'
+
+export const MUX_HEADER_LEN = 8
+export const MUX_OPEN = 1
+export const MUX_DATA = 2
+export const MUX_FIN = 3
+export const MUX_RST = 4
+export const MUX_WINDOW = 5
+/** Bytes a sender may have in flight per stream and direction before a WINDOW. */
+export const MUX_WINDOW_BYTES = 256 * 1024
+/** The largest DATA payload a sender writes; larger chunks are split. */
+export const MUX_DATA_MAX = 64 * 1024
+/** The largest payload a receiver accepts (any type). */
+export const MUX_PAYLOAD_MAX = MUX_DATA_MAX
+/** Stream ids are 1..2^32-1; 0 is never a stream. */
+export const MUX_ID_MAX = 0xffffffff
+
+const TYPE_NAMES = ['?', 'OPEN', 'DATA', 'FIN', 'RST', 'WINDOW']
+
+export function muxTypeName (t: number): string {
+  return TYPE_NAMES[t] ?? `unknown(${t})`
+}
+
+/** A frame header, 8 bytes; the payload is written after it (no copy). */
+export function muxHeader (id: number, type: number, len: number): Buffer {
+  const h = Buffer.allocUnsafe(MUX_HEADER_LEN)
+  h.writeUInt32BE(id, 0)
+  h.writeUInt32BE(len, 4)
+  h[4] = type
+  return h
+}
+
+export function muxRst (id: number, status: number): Buffer {
+  const b = Buffer.allocUnsafe(MUX_HEADER_LEN + 1)
+  b.writeUInt32BE(id, 0)
+  b.writeUInt32BE(1, 4)
+  b[4] = MUX_RST
+  b[8] = status
+  return b
+}
+
+export function muxWindow (id: number, credit: number): Buffer {
+  const b = Buffer.allocUnsafe(MUX_HEADER_LEN + 4)
+  b.writeUInt32BE(id, 0)
+  b.writeUInt32BE(4, 4)
+  b[4] = MUX_WINDOW
+  b.writeUInt32BE(credit, 8)
+  return b
+}
+
+/** Whoever receives the frames: one object, its methods called per frame (no closure per frame). */
+export interface MuxSink {
+  onFrame (id: number, type: number, payload: Buffer): void
+}
+
+/**
+ * Incremental decoder. push() hands every complete frame to the sink, in
+ * order, and keeps a partial one for the next chunk. A frame that cannot be
+ * part of this protocol (stream id 0, an unknown type, a length over
+ * MUX_PAYLOAD_MAX or wrong for its type) makes the decoder fail: frames
+ * before it were delivered, `error` is set (KT_ERR_RELAY_MUX) and every later
+ * push is ignored, because a byte stream cannot be resynchronised.
+ */
+export class MuxDecoder {
+  private buf: Buffer | undefined
+  error: KtError | undefined
+
+  push (chunk: Buffer, sink: MuxSink): KtError | undefined {
+    if (this.error !== undefined) return this.error
+    let b = chunk
+    if (this.buf !== undefined) { b = Buffer.concat([this.buf, chunk]); this.buf = undefined }
+    let at = 0
+    const n = b.length
+    while (n - at >= MUX_HEADER_LEN) {
+      const id = b.readUInt32BE(at)
+      const type = b[at + 4] as number
+      const len = b.readUInt32BE(at + 4) & 0xffffff
+      const why = checkHeader(id, type, len)
+      if (why !== undefined) {
+        this.error = new KtError('KT_ERR_RELAY_MUX', `multiplexed relay frame: ${why}`)
+        return this.error
+      }
+      if (n - at - MUX_HEADER_LEN < len) break
+      const start = at + MUX_HEADER_LEN
+      at = start + len
+      sink.onFrame(id, type, b.subarray(start, at))
+    }
+    if (at < n) this.buf = at === 0 ? b : b.subarray(at)
+    return undefined
+  }
+
+  /** Bytes held of a frame not yet complete. */
+  get pending (): number { return this.buf?.length ?? 0 }
+}
+
+function checkHeader (id: number, type: number, len: number): string | undefined {
+  if (id === 0) return 'stream id 0'
+  switch (type) {
+    case MUX_OPEN: case MUX_DATA:
+      return len > MUX_PAYLOAD_MAX ? `${muxTypeName(type)} of ${len} bytes, over the ${MUX_PAYLOAD_MAX}-byte limit` : undefined
+    case MUX_FIN: return len === 0 ? undefined : `FIN with ${len} bytes`
+    case MUX_RST: return len === 1 ? undefined : `RST with ${len} bytes (1 expected)`
+    case MUX_WINDOW: return len === 4 ? undefined : `WINDOW with ${len} bytes (4 expected)`
+    default: return `unknown frame type ${type}`
+  }
+}
+
+/**
+ * An OPEN's payload: a TCP BIND (command 1), nothing after it, without
+ * ANSWER (a stream's refusal is an RST with the status). A string says why not.
+ */
+export function parseOpen (payload: Buffer): ConnectRequest | string {
+  const r = parseConnect(payload)
+  if (r.kind === 'need') return 'OPEN truncated'
+  if (r.kind === 'bad') return r.why
+  if (r.value.udp) return 'OPEN for a UDP flow'
+  if (r.value.answer) return 'OPEN with ANSWER'
+  if (r.used !== payload.length) return `OPEN with ${payload.length - r.used} bytes after its BIND`
+  return r.value
+}
