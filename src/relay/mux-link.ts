@@ -32,13 +32,15 @@ export interface MuxStreamState {
   /** Bytes received and not yet credited back, passed on or not: never over the window. */
   outstanding: number
   finSent: boolean
+  /** The producer ended while bytes were held: FIN goes after them. */
+  finHeld: boolean
   finRecv: boolean
   /** Reset, or finished and removed. */
   gone: boolean
 }
 
 export function newStreamState (id: number): MuxStreamState {
-  return { id, credit: MUX_WINDOW_BYTES, held: undefined, paused: false, unacked: 0, outstanding: 0, finSent: false, finRecv: false, gone: false }
+  return { id, credit: MUX_WINDOW_BYTES, held: undefined, paused: false, unacked: 0, outstanding: 0, finSent: false, finHeld: false, finRecv: false, gone: false }
 }
 
 const kLink = Symbol('kt.mux.link')
@@ -122,6 +124,7 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
 
   sendFin (st: S): void {
     if (st.gone || st.finSent) return
+    if (st.held !== undefined) { st.finHeld = true; return }
     st.finSent = true
     this.write(muxHeader(st.id, MUX_FIN, 0))
   }
@@ -180,7 +183,9 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
         const h = st.held
         if (h !== undefined) {
           st.held = undefined
-          if (!this.sendData(st, h)) return
+          const more = this.sendData(st, h)
+          if (st.finHeld && st.held === undefined) { st.finHeld = false; this.sendFin(st); this.finFlushed(st) }
+          if (!more) return
         }
         if (st.paused) { st.paused = false; this.resumeProducer(st) }
       }
@@ -201,6 +206,9 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     if (destroy) this.sock.destroy()
     this.onLost(err)
   }
+
+  /** A FIN held behind bytes waiting for credit went out. */
+  finFlushed (_st: S): void {}
 
   abstract onOpen (id: number, payload: Buffer): void
   abstract deliver (st: S, payload: Buffer): void

@@ -37,6 +37,8 @@ interface RelayStream extends MuxStreamState {
   early: Buffer[] | undefined
   /** Bytes whose credit waits for the node socket's 'drain'. */
   owed: number
+  /** The node socket closed cleanly while the stream's last bytes waited for credit. */
+  upClosed: boolean
 }
 
 const kStream = Symbol('kt.mux.stream')
@@ -57,6 +59,7 @@ function onDialTimeout (st: RelayStream): void {
 function onUpData (this: UpSocket, chunk: Buffer): void {
   const st = this[kStream]
   st.link.bytesDown += chunk.length
+  st.link.ctx.counters.bytesFromUpstream += chunk.length
   if (!st.link.sendData(st, chunk)) this.pause()
 }
 function onUpDrain (this: UpSocket): void {
@@ -78,6 +81,7 @@ function onUpClose (this: UpSocket): void {
   const link = st.link
   // Both directions finished: a clean end. Anything else: the node reset or
   // vanished, and the host's client is reset too.
+  if (st.finHeld && st.finRecv) { st.upClosed = true; return } // its FIN goes after the held bytes: finFlushed
   if (!(st.finSent && st.finRecv)) link.sendRst(st, Status.OK)
   link.remove(st)
 }
@@ -111,7 +115,7 @@ export class RelayMux extends MuxLink<RelayStream> {
     const { ctx } = this
     const c = ctx.counters
     if (this.streams.has(id)) { this.lost(new Error(`OPEN for stream ${id}, which is open`), true); return }
-    const st: RelayStream = { ...newStreamState(id), link: this, req: undefined, up: undefined, dialing: true, timer: undefined, early: undefined, owed: 0 }
+    const st: RelayStream = { ...newStreamState(id), link: this, req: undefined, up: undefined, dialing: true, timer: undefined, early: undefined, owed: 0, upClosed: false }
     const req = parseOpen(payload)
     if (typeof req === 'string') { c.refusedHeader++; this.refuse(st, Status.HEADER, req); return }
     st.req = req
@@ -174,6 +178,7 @@ export class RelayMux extends MuxLink<RelayStream> {
     if (st.dialing) { (st.early ??= []).push(payload); return }
     const up = st.up as Socket
     this.bytesUp += payload.length
+    this.ctx.counters.bytesToUpstream += payload.length
     if (up.write(payload)) this.grant(st, payload.length)
     else st.owed += payload.length
   }
@@ -188,6 +193,10 @@ export class RelayMux extends MuxLink<RelayStream> {
     this.remove(st)
     if (up !== undefined) { up.on('error', noop); if (st.dialing) up.destroy(); else up.resetAndDestroy() }
     if (why !== undefined) this.logStream(st, 'header', why)
+  }
+
+  override finFlushed (st: RelayStream): void {
+    if (st.upClosed) this.remove(st)
   }
 
   resumeProducer (st: RelayStream): void {
@@ -207,9 +216,6 @@ export class RelayMux extends MuxLink<RelayStream> {
   }
 
   finish (): void {
-    const c = this.ctx.counters
-    c.bytesToUpstream += this.bytesUp
-    c.bytesFromUpstream += this.bytesDown
     this.done({ aToB: this.bytesUp, bToA: this.bytesDown, end: 'closed' })
   }
 

@@ -321,9 +321,11 @@ class Conn {
     this.outcome = 'ok'
     const leftover = this.buf.subarray(2)
     this.buf = Buffer.alloc(0)
-    const m = new RelayMux(this.ctx, this.sock, this.remote, leftover, this.onSpliced)
-    this.detail = 'mux'
-    void m
+    // Its bytes were counted per stream as they went: the connection's own summary carries none.
+    const m: RelayMux = new RelayMux(this.ctx, this.sock, this.remote, leftover, (r) => {
+      this.detail = `mux: ${m.opened} streams, ${r.aToB} bytes up, ${r.bToA} down`
+      this.onSpliced({ aToB: 0, bToA: 0, end: r.end })
+    })
   }
 
   /**
