@@ -25,7 +25,7 @@ else {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
     t.teardown(() => relay.destroy())
     const metrics = new Registry()
-    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, metrics, name: 'test' })
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, metrics, name: 'test', transport: 'pool' })
     t.teardown(() => d.close())
     // Compile-time: a RelayDialer is the data plane's Dialer.
     const asDialer: Dialer = d
@@ -51,7 +51,7 @@ else {
   t.test('connections the relay closes while parked are dropped and replaced', async (t) => {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] }, idleTimeoutMs: 200 })
     t.teardown(() => relay.destroy())
-    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2 })
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, transport: 'pool' })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
     await waitFor(() => d.stats().discarded >= 2, 'the relay\'s idle close was noticed', 3000)
@@ -72,7 +72,7 @@ else {
   t.test('connections older than maxIdleMs are replaced before the relay would drop them', async (t) => {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`] })
     t.teardown(() => relay.destroy())
-    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, maxIdleMs: 150 })
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, maxIdleMs: 150, transport: 'pool' })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
     await waitFor(() => relay.counters.authenticated >= 3, 'aged out and replaced repeatedly', 3000)
@@ -81,7 +81,7 @@ else {
 
   t.test('the relay goes away: the pool empties and dials fail fast with KT_ERR_RELAY_DOWN', async (t) => {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
-    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3 })
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, transport: 'pool' })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
     relay.destroy()
@@ -101,7 +101,7 @@ else {
     t.teardown(() => fwd.close())
     const port = (fwd.address() as { port: number }).port
     await t.rejects(relayHandshake({ host: '127.0.0.1', port, token }, 1000), { code: 'KT_ERR_RELAY_DOWN' })
-    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 2 })
+    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 2, transport: 'pool' })
     t.teardown(() => d.close())
     t.equal(await d.warm(300), false)
     t.equal(d.stats().idle, 0)
@@ -114,7 +114,7 @@ else {
     await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve))
     t.teardown(() => { for (const s of held) s.destroy(); mute.close() })
     const port = (mute.address() as { port: number }).port
-    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 0 })
+    const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 0, transport: 'pool' })
     const started = Date.now()
     await t.rejects(d.dial({ host: echo.host, port: 30080, timeoutMs: 300 }, { answer: true }), { code: 'KT_ERR_CONNECT_TIMEOUT' })
     const ms = Date.now() - started
@@ -127,7 +127,7 @@ else {
     // 20 ms per onward connect: a refill takes that long, so at a few hundred dials a second the pool must hold several.
     const fwd = await startSlowForwarder({ host: '127.0.0.1', port: relay.address.port }, 20)
     t.teardown(() => fwd.close())
-    const d = new RelayDialer({ host: '127.0.0.1', port: fwd.endpoint.port, token, name: 'auto' })
+    const d = new RelayDialer({ host: '127.0.0.1', port: fwd.endpoint.port, token, name: 'auto', transport: 'pool' })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000), 'warm at the floor')
     t.equal(d.stats().target, POOL_MIN, `quiet: ${POOL_MIN}`)

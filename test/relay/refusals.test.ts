@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { startRelay, type RelayHandle } from '../../src/relay/server.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
-import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP } from '../../src/relay/protocol.js'
+import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP, INFO_MUX } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
 
@@ -42,8 +42,8 @@ function exchange (port: number, bytes: Buffer, opts: { end?: boolean } = {}): P
 }
 
 const auth = (tok = token, o: { ack?: boolean, now?: number, nonce?: Buffer } = { ack: true }): Buffer => encodeAuth(tok, o)
-// info: INFO_UDP (this relay carries UDP flows), not native.
-const ok = Buffer.from([VERSION, Status.OK, INFO_UDP])
+// info: INFO_UDP (this relay carries UDP flows) and INFO_MUX (multiplexed connections), not native.
+const ok = Buffer.from([VERSION, Status.OK, INFO_UDP | INFO_MUX])
 const status = (st: number): number[] => [VERSION, st, 0]
 const bind = (address: string, port: number, answer = true): Buffer => encodeConnect({ address, port }, undefined, false, answer)
 
@@ -131,7 +131,7 @@ t.test('loopback, link-local, unlisted addresses and ports are DENIED before any
 
 t.test('the dialer surfaces refusals as codes', async (t) => {
   const r = await relay(t)
-  const d = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 2 })
+  const d = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 2, transport: 'pool' })
   t.teardown(() => d.close())
   t.ok(await d.warm(2000), 'pool filled')
   await t.rejects(d.dial({ host: '127.0.0.1', port: 30080, timeoutMs: 2000 }), { code: 'KT_ERR_RELAY_DENIED' }, 'loopback: refused on the host')
@@ -140,10 +140,10 @@ t.test('the dialer surfaces refusals as codes', async (t) => {
   await t.rejects(d.dial({ host: 'node.example', port: 30080, timeoutMs: 2000 }), { code: 'KT_ERR_INVALID_ADDRESS' })
   t.ok(d.stats().hits >= 1, 'pooled connections were used')
   t.equal(d.stats().dataPath, 'js', 'the relay reported its data path')
-  const wrong = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token: randomBytes(32), poolSize: 0 })
+  const wrong = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token: randomBytes(32), poolSize: 0, transport: 'pool' })
   await t.rejects(wrong.dial({ host: '10.255.255.1', port: 30080, timeoutMs: 2000 }, { answer: true }), { code: 'KT_ERR_RELAY_AUTH' })
   await wrong.close()
-  const pooledWrong = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token: randomBytes(32), poolSize: 1 })
+  const pooledWrong = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token: randomBytes(32), poolSize: 1, transport: 'pool' })
   t.teardown(() => pooledWrong.close())
   const deadline = Date.now() + 3000
   while (pooledWrong.stats().lastError === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
@@ -163,7 +163,7 @@ t.test('a version-1 relay (an older image) is named as such, and never sees the 
   const port = (old.address() as { port: number }).port
   await t.rejects(relayHandshake({ host: '127.0.0.1', port, token }, 2000), { code: 'KT_ERR_RELAY_PROTOCOL', message: /older relay image/ })
   t.notOk(Buffer.concat(seen).includes(token), 'the AUTH carries a MAC, not the token')
-  const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 1 })
+  const d = new RelayDialer({ host: '127.0.0.1', port, token, poolSize: 1, transport: 'pool' })
   t.teardown(() => d.close())
   const deadline = Date.now() + 3000
   while (d.stats().lastError === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
