@@ -9,7 +9,7 @@
 // bench's node does not serve; a TCP probe would take iperf3's one session).
 // `--via PORT` dials the relay through another forwarder
 // (the connect-delay variants) instead of its published port.
-// Usage: node relay-host.js --cluster NAME --network NET --base IMAGE --node IP --http-port P --bulk-port P [--via PORT]
+// Usage: node relay-host.js --cluster NAME --network NET --base IMAGE --node IP --http-port P --bulk-port P [--via PORT] [--transport pool|mux|auto]
 // Prints one line `ready {"relayPort":N,"dataPath":"js"}` once serving.
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ const repo = process.env.KT_BENCH_REPO ?? join(dirname(fileURLToPath(import.meta
 const { values } = parseArgs({
   options: {
     cluster: { type: 'string' }, network: { type: 'string' }, base: { type: 'string' }, node: { type: 'string' },
-    'http-port': { type: 'string' }, 'bulk-port': { type: 'string' }, via: { type: 'string' },
+    'http-port': { type: 'string' }, 'bulk-port': { type: 'string' }, via: { type: 'string' }, transport: { type: 'string' },
   },
 });
 
@@ -42,8 +42,11 @@ if (shared !== undefined && existsSync(shared)) {
   if (shared !== undefined) writeFileSync(shared, JSON.stringify({ host: info.host, port: info.port, token: info.token.toString('hex') }), { mode: 0o600 })
 }
 const port = values.via !== undefined ? Number(values.via) : info.port;
-const dialer = new client.RelayDialer({ host: info.host, port, token: info.token, name: values.cluster });
+// --transport pool|mux|auto: a connection per dial, or streams over long-lived carriers (src/relay/mux-client.ts).
+const transport = (values.transport ?? 'auto') as 'auto' | 'mux' | 'pool'
+const dialer = new client.RelayDialer({ host: info.host, port, token: info.token, name: values.cluster, transport });
 await dialer.warm(5000);
+if (transport !== 'pool' && dialer.mux !== undefined && !(await dialer.mux.ready(10_000))) throw new Error(`no mux carrier: ${JSON.stringify(dialer.stats())}`);
 const splicer = native.loadNativeSplicer();
 const manager = new lm.ListenerManager({
   logger: logger.createLogger({ level: 'warn' }),
@@ -56,7 +59,7 @@ const manager = new lm.ListenerManager({
 const up = (p: number, nodePort: number): object => ({ host: '127.0.0.1', port: p, routes: [], default: { id: `${values.cluster}/default/bench:${p}`, endpoints: [{ host: values.node, port: nodePort }], dialer: `relay:${values.cluster}` } });
 const res = await manager.apply({ version: 1, listeners: [up(Number(values['http-port']), 30080), up(Number(values['bulk-port']), 30201)] });
 if (res.failed.length > 0) throw new Error(JSON.stringify(res.failed));
-process.stdout.write(`ready ${JSON.stringify({ relayPort: info.port, dataPath: dialer.stats().dataPath, hostNative: splicer !== undefined })}\n`);
+process.stdout.write(`ready ${JSON.stringify({ relayPort: info.port, dataPath: dialer.stats().dataPath, hostNative: splicer !== undefined, transport: dialer.stats().transport })}\n`);
 setInterval(() => { process.stdout.write(`pool ${JSON.stringify(dialer.stats())}\n`); }, 5000).unref();
 process.on('SIGTERM', () => { void manager.close(200).then(() => process.exit(0)); });
 await new Promise(() => {});

@@ -15,6 +15,10 @@
 //   relay-native  the same with the host's native splicer and accept lane (Linux)
 //   relay-js+fwdD the JS host dialing the relay through a forwarder that waits D ms
 //                 before each onward connect (D = 0 is the reference for the delayed ones)
+//   relay-mux     relay-js with the multiplexed transport (streams over two long-lived
+//                 relay connections, src/relay/mux-client.ts) instead of a pooled
+//                 connection per client; relay-js itself is the pool (`--transport pool`)
+//   relay-mux+fwdD the same behind the delay forwarder
 // Placement `mac`: CPU 0 is the host (load generators, the kind-tunnel host process,
 // cloud-provider-kind's tunnel), CPU 1 the Docker VM (every container, dockerd's
 // docker-proxy processes, the delay forwarders). `shared`: nothing pinned.
@@ -282,10 +286,10 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     paths.push({ id: 'cpk', addr: '127.0.0.1', http: cpkHttp, bulk: cpkBulk, host: [t1, t2] });
 
     const hostScript = join(ctx.buildDir, 'relay-host.js');
-    const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number): Promise<Path> => {
+    const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number, transport = 'pool'): Promise<Path> => {
       const http = await freePort();
       const bulk = await freePort();
-      const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), ...(via !== undefined ? ['--via', String(via)] : [])];
+      const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), '--transport', transport, ...(via !== undefined ? ['--via', String(via)] : [])];
       const p = start(id, node, args, { env: { ...process.env, ...env } });
       procs.push(p);
       const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
@@ -295,6 +299,8 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     const js = await relayHost('relay-js', { KT_NATIVE: '0' });
     paths.push(js);
     paths.push(await relayHost('relay-native', {}));
+    const mux = await relayHost('relay-mux', { KT_NATIVE: '0' }, undefined, 'mux');
+    paths.push(mux);
     const relayPort = await publishedPort(`kind-tunnel-relay-${cl.name}`, 7000);
     const forwarders: Proc[] = [];
     for (const d of [0, ...o.delays.filter((x) => x !== 0)]) {
@@ -305,6 +311,9 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
       const p = await relayHost(`relay-js+fwd${d}`, { KT_NATIVE: '0' }, Number(m[1]));
       p.short = true;
       paths.push(p);
+      const pm = await relayHost(`relay-mux+fwd${d}`, { KT_NATIVE: '0' }, Number(m[1]), 'mux');
+      pm.short = true;
+      paths.push(pm);
     }
 
     const samples: Sample[] = [];
@@ -344,7 +353,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
             return parseTtfb(r.stdout);
           };
           wl.push(['ttfb', ttfb], ['connclose', () => wrk(true)]);
-          if (id.startsWith('relay-js')) wl.push(['ttfbkeep', ttfbKeep]);
+          if (id.startsWith('relay-js') || id.startsWith('relay-mux')) wl.push(['ttfbkeep', ttfbKeep]);
           if (p.short !== true) wl.push(['wrk', () => wrk(false)], ['bulk', bulk]);
           for (const [w, fn] of wl) {
             try {
@@ -361,6 +370,8 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     }
     const pools = js.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
     if (pools !== undefined) notes.push(`relay-js host pool at the end: ${pools.slice(5)}`);
+    const muxStats = mux.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
+    if (muxStats !== undefined) notes.push(`relay-mux host dialer at the end: ${muxStats.slice(5)}`);
     const results = {
       schema: 1, mode: 'relay', command: `npm run bench -- ${argv.join(' ')}`, startedAt, finishedAt: new Date().toISOString(),
       machine: { cpuModel: cpus()[0]?.model ?? '', cores: cpus().length, kernel: release(), node: process.version, loadAvgStart: load0, loadAvgEnd: loadavg() },
@@ -405,7 +416,8 @@ export function relayReport(r: Results): string {
   const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   for (const pl of r.method.placements) {
     const paths = [...new Set(r.samples.filter((s) => s.placement === pl).map((s) => s.path))];
-    const order = ['direct', 'portmap', 'cpk', 'relay-js', 'relay-native', ...paths.filter((p) => p.startsWith('relay-js+')).sort((a, b) => Number(a.slice(12)) - Number(b.slice(12)))];
+    const delayOf = (p: string): number => Number(p.slice(p.indexOf('+fwd') + 4));
+    const order = ['direct', 'portmap', 'cpk', 'relay-js', 'relay-native', 'relay-mux', ...paths.filter((p) => p.startsWith('relay-js+')).sort((a, b) => delayOf(a) - delayOf(b)), ...paths.filter((p) => p.startsWith('relay-mux+')).sort((a, b) => delayOf(a) - delayOf(b))];
     lines.push(`### Placement: ${pl === 'mac' ? 'Mac-like (CPU 0 host, CPU 1 the Docker VM)' : 'shared (nothing pinned)'}`, '');
     lines.push('| path | keep-alive req/s | new conn/s | TTFB p50 ms | ttfb open ms | bulk Gbit/s |', '|---|---|---|---|---|---|');
     const k = (x: number): string => (Number.isFinite(x) ? `${fmt(x / 1000, 2)}k` : 'n/a');
@@ -420,10 +432,17 @@ export function relayReport(r: Results): string {
     if (Number.isFinite(keepBase)) {
       lines.push(`**Pool or multiplexing.** TTFB p50 of a fresh connection through relay-js ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, of a request on an already-open relay-js connection ${fmt(keepBase / 1000, 2)} ms (the floor a stream multiplexed over a long-lived connection could reach, before its own framing); behind +D ms: ${paths.filter((p) => p.startsWith('relay-js+fwd')).map((p) => `${p.slice(9)} fresh ${fmt(get(pl, p, 'ttfb', 'p50') / 1000, 2)} / open ${fmt(get(pl, p, 'ttfbkeep', 'p50') / 1000, 2)} ms`).join(', ')}.`);
     }
-    const base = get(pl, 'relay-js+fwd0', 'ttfb', 'p50');
-    const delayed = paths.filter((p) => p.startsWith('relay-js+fwd') && p !== 'relay-js+fwd0');
-    if (Number.isFinite(base) && delayed.length > 0) {
-      lines.push(`Behind a forwarder's connect delay, TTFB p50 minus the same forwarder with no delay (${fmt(base / 1000, 2)} ms): ${delayed.map((p) => `+${p.slice(12)} ms → ${fmt((get(pl, p, 'ttfb', 'p50') - base) / 1000, 2)} ms`).join(', ')} (target ≤ 0.3 ms).`);
+    for (const t of ['relay-js', 'relay-mux']) {
+      const base = get(pl, `${t}+fwd0`, 'ttfb', 'p50');
+      const delayed = paths.filter((p) => p.startsWith(`${t}+fwd`) && p !== `${t}+fwd0`);
+      if (Number.isFinite(base) && delayed.length > 0) {
+        lines.push(`${t === 'relay-js' ? 'Pool (relay-js)' : 'Mux (relay-mux)'} behind a forwarder's connect delay, TTFB p50 minus the same forwarder with no delay (${fmt(base / 1000, 2)} ms): ${delayed.map((p) => `+${delayOf(p)} ms → ${fmt((get(pl, p, 'ttfb', 'p50') - base) / 1000, 2)} ms`).join(', ')} (target ≤ 0.3 ms).`);
+      }
+    }
+    const rm = (w: string, k: string): number => get(pl, 'relay-mux', w, k);
+    if (Number.isFinite(rm('connclose', 'rps'))) {
+      lines.push(`**Mux against pool** (relay-mux over relay-js, same rounds): keep-alive ${ratio(rm('wrk', 'rps'), rj('wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), rj('connclose', 'rps'))}×, TTFB p50 ${fmt(rm('ttfb', 'p50') / 1000, 2)} against ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, bulk ${ratio(rm('bulk', 'gbps'), rj('bulk', 'gbps'))}×.`);
+      lines.push(`relay-mux over cloud-provider-kind's shape: keep-alive ${ratio(rm('wrk', 'rps'), get(pl, 'cpk', 'wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), get(pl, 'cpk', 'connclose', 'rps'))}×, bulk ${ratio(rm('bulk', 'gbps'), get(pl, 'cpk', 'bulk', 'gbps'))}× (≥ 1.0); over port mapping: keep-alive ${ratio(rm('wrk', 'rps'), get(pl, 'portmap', 'wrk', 'rps'))}× (≥ 0.5), bulk ${ratio(rm('bulk', 'gbps'), get(pl, 'portmap', 'bulk', 'gbps'))}× (≥ 0.5), new conn/s ${ratio(rm('connclose', 'rps'), get(pl, 'portmap', 'connclose', 'rps'))}× (≥ 0.35), TTFB p50 ${ratio(rm('ttfb', 'p50'), get(pl, 'portmap', 'ttfb', 'p50'))}× (≤ 1.5).`);
     }
     lines.push('');
   }
