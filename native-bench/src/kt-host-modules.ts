@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-export interface HostDialer { dial (req: unknown): Promise<unknown>; warm (ms: number): Promise<boolean>; stats (): { dataPath: string; hits: number; misses: number; target: number } }
+export interface HostDialer { dial (req: unknown): Promise<unknown>; warm (ms: number): Promise<boolean>; stats (): { dataPath: string; hits: number; misses: number; target: number; transport?: string }; mux?: { ready (ms: number): Promise<boolean> } }
 
 export async function loadHostModules(repo: string) {
   const mod = async <T>(rel: string): Promise<T> => (await import(pathToFileURL(join(repo, 'dist', rel)).href)) as T;
