@@ -6,7 +6,8 @@
 // process group spent per request (ms).
 // `--local-relay` runs the relay on the host instead (CPU 1, --log-level warn, KT_RELAY_NATIVE=0
 // for its JS splice), so `--prof` profiles it too. Each REPO_DIR needs dist/ and node_modules/.
-// Usage: npm run bench:relay-ab -- [--rounds N] [--duration S] [--bulk] [--prof DIR] [--local-relay] NAME=REPO_DIR...
+// A variant may name the host's relay transport: NAME=REPO_DIR@mux or @pool (relay-host --transport; default auto).
+// Usage: npm run bench:relay-ab -- [--rounds N] [--duration S] [--bulk] [--prof DIR] [--local-relay] NAME=REPO_DIR[@TRANSPORT]...
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +30,7 @@ let durationS = 2;
 let bulk = false;
 let prof: string | undefined;
 let localRelay = false;
-const variants: Array<{ name: string; repo: string }> = [];
+const variants: Array<{ name: string; repo: string; transport: string }> = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   if (a === '--rounds') rounds = Number(args[++i]);
@@ -37,7 +38,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--bulk') bulk = true;
   else if (a === '--prof') prof = args[++i];
   else if (a === '--local-relay') localRelay = true;
-  else { const [n, r] = a.split('='); variants.push({ name: n!, repo: r! }); }
+  else { const [n, rt] = a.split('='); const [r, t] = rt!.split('@'); variants.push({ name: n!, repo: r!, transport: t ?? 'auto' }); }
 }
 
 const docker = async (a: string[]): Promise<string> => (await execFileP('docker', a, { timeout: 60_000 })).stdout.trim();
@@ -84,7 +85,7 @@ try {
     const http = await freePort();
     const bk = await freePort();
     const extra = prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', join(prof, v.name)] : [];
-    const p = start(v.name, process.execPath, [...extra, join(here, 'relay-host.js'), '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bk)], { env: { ...process.env, KT_NATIVE: '0', KT_BENCH_REPO: v.repo, KT_BENCH_RELAY_FILE: relayFile } });
+    const p = start(v.name, process.execPath, [...extra, join(here, 'relay-host.js'), '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bk), '--transport', v.transport], { env: { ...process.env, KT_NATIVE: '0', KT_BENCH_REPO: v.repo, KT_BENCH_RELAY_FILE: relayFile } });
     procs.push(p);
     const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
     relayPort = (JSON.parse(m[1]!) as { relayPort: number }).relayPort;

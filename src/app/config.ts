@@ -32,6 +32,8 @@ export interface UpConfig {
   readonly stateDir: string
   /** Base image of the relay (offline machines build one: docker/build-base.sh). */
   readonly relayBase?: string
+  /** How the host reaches the relay: streams over long-lived connections (mux), a connection per client (pool), or auto. */
+  readonly relayTransport?: 'auto' | 'mux' | 'pool'
   /** Use Docker for discovery (default true); `--no-docker` with `--kubeconfig` never touches it. */
   readonly docker: boolean
   readonly dataplane: Partial<DataplaneOptions>
@@ -53,6 +55,7 @@ export interface UpArgs {
   metrics?: string | undefined
   stateDir: string
   relayBase?: string | undefined
+  relayTransport?: string | undefined
   docker?: boolean | undefined
   drainTimeout?: unknown
   syncTimeout?: unknown
@@ -80,6 +83,11 @@ export function checkClusterName (name: string, what = '--cluster'): string {
     throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `${what}: ${JSON.stringify(name)} is not a cluster name (letters, digits, . _ -)`)
   }
   return name
+}
+
+function relayTransport (v: string): 'auto' | 'mux' | 'pool' {
+  if (v === 'auto' || v === 'mux' || v === 'pool') return v
+  throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `--relay-transport: ${JSON.stringify(v)} is not auto, mux or pool`)
 }
 
 export function buildUpConfig (a: UpArgs, fdLimit?: number): UpConfig {
@@ -121,6 +129,7 @@ export function buildUpConfig (a: UpArgs, fdLimit?: number): UpConfig {
     ...(metrics !== undefined ? { metrics } : {}),
     stateDir: a.stateDir,
     ...(a.relayBase !== undefined ? { relayBase: a.relayBase } : {}),
+    ...(a.relayTransport !== undefined ? { relayTransport: relayTransport(a.relayTransport) } : {}),
     docker: a.docker ?? true,
     dataplane: Object.freeze(dataplane),
     drainMs: a.drainTimeout === undefined ? 10_000 : parseIntOption(a.drainTimeout, '--drain-timeout', 0, 3_600_000),

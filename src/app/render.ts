@@ -79,7 +79,9 @@ export function relayDetail (p: RelayPoolStatus | undefined): string {
   const rate = dials === 0 ? 'no dials yet' : `hit rate ${Math.round((p.hitRate ?? p.hits / dials) * 100)}% (${p.hits} of ${dials})`
   const target = p.target !== undefined ? ` (target ${p.target})` : ''
   const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
-  return `, data path ${p.dataPath ?? 'unknown'}, pool ${p.idle} idle${target}, ${rate}${err}`
+  const m = p.mux
+  const mux = m === undefined ? '' : m.state === 'live' ? `, transport mux (${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened)` : `, transport pool (mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''})`
+  return `, data path ${p.dataPath ?? 'unknown'}${mux}, pool ${p.idle} idle${target}, ${rate}${err}`
 }
 
 /** `status` without --json. */

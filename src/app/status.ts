@@ -63,6 +63,10 @@ export interface RelayPoolStatus {
   /** How the relay container splices (it says so in its answer to the pool's AUTH). */
   readonly dataPath?: 'native' | 'js' | 'unknown'
   readonly lastError?: string
+  /** How dials travel now: streams over long-lived connections (mux) or a connection each (pool). */
+  readonly transport?: 'mux' | 'pool'
+  /** The multiplexed carriers (src/relay/mux-client.ts MuxPoolStats), unless --relay-transport pool. */
+  readonly mux?: { readonly state: string, readonly carriers: number, readonly streams: number, readonly opened: number, readonly lastError?: string }
 }
 
 export interface ClusterStatus {

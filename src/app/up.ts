@@ -400,7 +400,7 @@ export class UpRun {
         })
         run.relay = info
         await state.cluster(plan.name, (c) => ({ ...c, relay: { name: info.name, containerId: info.containerId } }))
-        const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, metrics: this.deps.registry, name: plan.name })
+        const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, metrics: this.deps.registry, name: plan.name, ...(cfg.relayTransport !== undefined ? { transport: cfg.relayTransport } : {}) })
         run.dialer = dialer
         this.dialers.set(`relay:${plan.name}`, dialer)
       }

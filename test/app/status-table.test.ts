@@ -78,9 +78,13 @@ t.test('each relay shows its data path and its pool\'s hit rate', async (t) => {
     clusters: [
       { name: 'mac', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-mac', port: 41000, pool: { idle: 6, target: 6, hits: 870, misses: 130, hitRate: 0.87, dataPath: 'native' } } },
       { name: 'win', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-win', port: 41001, pool: { idle: 2, target: 2, hits: 0, misses: 0, hitRate: 0, dataPath: 'js' } } },
+      { name: 'mux', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-mux', port: 41002, pool: { idle: 2, target: 2, hits: 0, misses: 0, hitRate: 0, dataPath: 'js', transport: 'mux', mux: { state: 'live', carriers: 2, streams: 5, opened: 900 } } } },
+      { name: 'old', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-old', port: 41003, pool: { idle: 2, target: 2, hits: 3, misses: 0, hitRate: 1, dataPath: 'js', transport: 'pool', mux: { state: 'unsupported', carriers: 0, streams: 0, opened: 0 } } } },
     ],
   })
   const text = formatStatus(st, 200).join('\n')
   t.match(text, /cluster mac: relay, relay kind-tunnel-relay-mac on 127\.0\.0\.1:41000, data path native, pool 6 idle \(target 6\), hit rate 87% \(870 of 1000\)/)
   t.match(text, /cluster win: relay, relay kind-tunnel-relay-win on 127\.0\.0\.1:41001, data path js, pool 2 idle \(target 2\), no dials yet/)
+  t.match(text, /relay kind-tunnel-relay-mux on 127\.0\.0\.1:41002, data path js, transport mux \(2 connections, 5 streams open, 900 opened\), pool 2 idle/, 'the transport each relay uses')
+  t.match(text, /relay kind-tunnel-relay-old on 127\.0\.0\.1:41003, data path js, transport pool \(mux unsupported\), pool 2 idle \(target 2\), hit rate 100%/)
 })
