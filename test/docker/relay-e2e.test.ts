@@ -32,7 +32,7 @@ else {
 
   const progress: string[] = []
   const info = await ensureRelay({ docker, cluster, base, connectTimeoutMs: 1000, onProgress: (l) => progress.push(l) })
-  const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, poolSize: 2 })
+  const dialer = new RelayDialer({ host: info.host, port: info.port, token: info.token, poolSize: 2, transport: 'pool' })
   t.teardown(() => dialer.close())
 
   t.test('the container: named, labelled, non-root, 127.0.0.1 only, token never in argv or env', async (t) => {
@@ -156,6 +156,40 @@ else {
     }, () => `iperf3 -s in the node to take the control connection (last: ${out.slice(0, 200)})`, 15_000)
     const sum = (JSON.parse(out) as { end: { sum: { packets: number, lost_packets: number } } }).end.sum
     t.ok(sum.packets > 100 && sum.lost_packets / sum.packets < 0.5, `iperf3 -u through the relay container: ${sum.packets} packets, ${sum.lost_packets} lost`)
+  })
+
+  t.test('mux through the container: HTTP per node, 256 KiB echoed, and iperf3 (TCP, a server that takes one session) through the data plane', async (t) => {
+    const mux = new RelayDialer({ host: info.host, port: info.port, token: info.token, poolSize: 0, transport: 'mux' })
+    t.teardown(() => mux.close())
+    await waitFor(() => mux.stats().mux?.carriers === 2, 'two mux connections to the relay container', 10_000, { seen: () => mux.stats() })
+    for (const n of test.nodes) {
+      const s = await mux.dial({ host: n.ip, port: HTTP_PORT, timeoutMs: 3000 })
+      t.equal(await httpGet(s), `${n.name}\n`, `${n.name} via a mux stream`)
+    }
+    const payload = randomBytes(256 * 1024)
+    const s = await mux.dial({ host: test.nodes[1]?.ip as string, port: ECHO_PORT, timeoutMs: 3000 })
+    const back = readAll(s, 15_000)
+    s.end(payload)
+    t.equal(sha(await back), sha(payload), '256 KiB echoed exactly, half-close through the stream')
+    const node = test.nodes[0] as { id: string, ip: string }
+    const pid = (await rawDocker.getContainer(node.id).inspect()).State.Pid
+    const server = spawn('nsenter', ['-t', String(pid), '-n', 'iperf3', '-s', '-1', '-B', node.ip, '-p', '30202'], { stdio: 'ignore' })
+    t.teardown(() => { server.kill('SIGKILL') })
+    const front = await freeTcpUdpPort()
+    const manager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map<string, Dialer>([['relay:mux', mux]]) })
+    t.teardown(() => manager.close(0))
+    const applied = await manager.apply({ version: 1, listeners: [{ host: '127.0.0.3', port: front, routes: [], default: { id: 'e2e/default/iperf-mux:30202', endpoints: [{ host: node.ip, port: 30202 }], dialer: 'relay:mux' } }] })
+    t.same(applied.failed, [])
+    let out = ''
+    await waitFor(async () => {
+      out = await new Promise<string>((resolve) => {
+        execFile('iperf3', ['-c', '127.0.0.3', '-p', String(front), '-t', '1', '-J', '--connect-timeout', '3000'], { timeout: 20_000 }, (_e, o) => resolve(o))
+      })
+      return !/Connection refused|unable to connect|control socket/.test(out)
+    }, () => `iperf3 -s in the node to take the control connection (last: ${out.slice(0, 200)})`, 15_000)
+    const end = (JSON.parse(out) as { end: { sum_received?: { bytes: number } } }).end
+    t.ok((end.sum_received?.bytes ?? 0) > 1_000_000, `iperf3 through mux streams: ${end.sum_received?.bytes ?? 0} bytes received`)
+    t.match(mux.stats(), { transport: 'mux', hits: 0, misses: 0 }, 'no pooled connection was used')
   })
 
   t.test('ensureRelay again: the same container and token are reused', async (t) => {
