@@ -25,7 +25,7 @@ import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_L
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { MuxPool, type MuxPoolStats, type RelayTransport } from './mux-client.js'
+import { MuxPool, AUTO_TRANSPORT, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -78,7 +78,7 @@ export interface RelayDialerOptions extends RelayEndpoint {
   readonly metrics?: Registry
   /** Label for logs and metrics, e.g. the cluster name. */
   readonly name?: string
-  /** Streams over a few long-lived connections (mux), a connection per dial (pool), or mux when the relay takes it (auto, the default). */
+  /** Streams over a few long-lived connections (mux; the pool while the relay takes none), a connection per dial (pool), or auto (the default: AUTO_TRANSPORT in mux-client.ts). */
   readonly transport?: RelayTransport
 }
 
@@ -267,7 +267,7 @@ export class RelayDialer implements Dialer {
       const g = opts.metrics.gauge('kt_relay_pool_idle', 'Warm authenticated relay connections')
       g.collect((set) => set({ relay: name }, this.idle.length))
     }
-    const transport = opts.transport ?? 'auto'
+    const transport = opts.transport === undefined || opts.transport === 'auto' ? AUTO_TRANSPORT : opts.transport
     this.mux = transport === 'pool' ? undefined : new MuxPool({ handshake: () => handshake(this.ep, this.handshakeTimeoutMs, true), logger: this.log, where: target(opts.host, opts.port) })
     this.refill()
   }

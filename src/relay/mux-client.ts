@@ -18,6 +18,14 @@ import type { RelayLogger } from './log.js'
 
 export type RelayTransport = 'auto' | 'mux' | 'pool'
 export const RELAY_TRANSPORTS: readonly RelayTransport[] = ['auto', 'mux', 'pool']
+/**
+ * What `auto` (the default) means: what the relay benchmarks favour
+ * (docs/benchmarks.md, "Mux against pool"). Pool for now: mux halves the CPU
+ * per new connection in every process and cuts TTFB, but its streams are
+ * framed by the relay's JS thread, where a pooled connection is spliced
+ * natively, so keep-alive and bulk lose.
+ */
+export const AUTO_TRANSPORT: 'mux' | 'pool' = 'pool'
 
 /** One stream, as the data plane sees it: a socket-like Duplex (allowHalfOpen, paused until spliced). */
 export class MuxStream extends Duplex {

@@ -74,7 +74,7 @@ else {
     t.equal(status.clusters[0]?.mode, 'relay')
     t.equal(status.clusters[0]?.relay?.name, relayName(cluster.name))
     const pool = status.clusters[0]?.relay?.pool
-    // The default transport (auto) carries connections as streams over the mux connections once they are up; before that, the pool serves.
+    // The default transport (auto) is the pool; with mux, connections are streams over the mux connections once they are up (the pool before).
     t.ok((pool?.hits ?? 0) + (pool?.mux?.opened ?? 0) >= 8, 'the warm relay pool or the mux connections served every connection')
     if (pool?.transport === 'mux') t.ok((pool.mux?.opened ?? 0) > 0, 'status says mux, and its streams are counted')
     else t.ok((pool?.hitRate ?? 0) > 0, 'and its hit rate is reported')
