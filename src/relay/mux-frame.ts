@@ -79,13 +79,27 @@ export interface MuxSink {
  */
 export class MuxDecoder {
   private buf: Buffer | undefined
+  /** Inside a DATA frame whose payload is still arriving: its stream and the bytes left. */
+  private dataId = 0
+  private dataLeft = 0
   error: KtError | undefined
 
   push (chunk: Buffer, sink: MuxSink): KtError | undefined {
     if (this.error !== undefined) return this.error
     let b = chunk
-    if (this.buf !== undefined) { b = Buffer.concat([this.buf, chunk]); this.buf = undefined }
     let at = 0
+    const n0 = b.length
+    if (this.dataLeft > 0) {
+      // The rest of a DATA frame: its bytes are passed on as they come (no copy to reassemble it).
+      const take = Math.min(this.dataLeft, n0)
+      this.dataLeft -= take
+      at = take
+      sink.onFrame(this.dataId, MUX_DATA, take === n0 ? b : b.subarray(0, take))
+      if (at === n0) return undefined
+    } else if (this.buf !== undefined) {
+      b = Buffer.concat([this.buf, chunk])
+      this.buf = undefined
+    }
     const n = b.length
     while (n - at >= MUX_HEADER_LEN) {
       const id = b.readUInt32BE(at)
@@ -96,8 +110,16 @@ export class MuxDecoder {
         this.error = new KtError('KT_ERR_RELAY_MUX', `multiplexed relay frame: ${why}`)
         return this.error
       }
-      if (n - at - MUX_HEADER_LEN < len) break
       const start = at + MUX_HEADER_LEN
+      if (n - start < len) {
+        if (type !== MUX_DATA || n === start) break
+        // A DATA frame cut by the read: pass on what came, the rest follows in the next chunks.
+        this.dataId = id
+        this.dataLeft = len - (n - start)
+        at = n
+        sink.onFrame(id, MUX_DATA, b.subarray(start))
+        break
+      }
       at = start + len
       sink.onFrame(id, type, b.subarray(start, at))
     }
@@ -105,7 +127,7 @@ export class MuxDecoder {
     return undefined
   }
 
-  /** Bytes held of a frame not yet complete. */
+  /** Bytes held of a frame not yet complete (a DATA frame's are passed on as they come). */
   get pending (): number { return this.buf?.length ?? 0 }
 }
 
