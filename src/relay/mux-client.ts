@@ -19,11 +19,14 @@ import type { RelayLogger } from './log.js'
 export type RelayTransport = 'auto' | 'mux' | 'pool'
 export const RELAY_TRANSPORTS: readonly RelayTransport[] = ['auto', 'mux', 'pool']
 /**
- * What `auto` (the default) means: what the relay benchmarks favour
- * (docs/benchmarks.md, "Mux against pool"). Pool for now: mux halves the CPU
- * per new connection in every process and cuts TTFB, but its streams are
- * framed by the relay's JS thread, where a pooled connection is spliced
- * natively, so keep-alive and bulk lose.
+ * What `auto` (the default) means (docs/benchmarks.md, "Mux against pool"):
+ * pool, for now. Mux cuts the CPU each new connection costs the host, the
+ * forwarder and the relay by 40-50%, raises new connections per second
+ * 1.3-2.7x and lowers TTFB; but a stream's bytes are framed by the relay's
+ * JS thread, where a pooled connection is spliced natively, so one bulk
+ * transfer runs at 0.4-0.7x the pool's and a keep-alive request costs about
+ * 20% more CPU (its throughput 0.63-1.06x the pool's across runs). Flip this
+ * once the relay frames natively, or a quiet run says otherwise.
  */
 export const AUTO_TRANSPORT: 'mux' | 'pool' = 'pool'
 

@@ -15,6 +15,7 @@ const state = stateDir()
 const cases: Array<[string, string[], string, number]> = [
   ['up: unknown mode', ['up', '--mode', 'tunnel', ...stateDir()], 'KT_ERR_INVALID_ARG', 2],
   ['up: unknown address', ['up', '--address', 'dns', ...stateDir()], 'KT_ERR_INVALID_ARG', 2],
+  ['up: unknown relay transport', ['up', '--relay-transport', 'quic', ...stateDir()], 'KT_ERR_INVALID_ARG', 2],
   ['up: bad pool', ['up', '--ip-pool', '10.0.0.1/8', ...stateDir()], 'KT_ERR_INVALID_CIDR', 2],
   ['up: bad port', ['up', '--http-port', '99999', ...stateDir()], 'KT_ERR_INVALID_ARG', 2],
   ['up: wildcard listen host', ['up', '--listen-host', '0.0.0.0', ...stateDir()], 'KT_ERR_WILDCARD_BIND', 2],
