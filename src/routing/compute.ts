@@ -25,7 +25,7 @@ import { normalizeHostname, parseHostnameList } from './names.js'
 import { type ListenerDraft, type PlanEvent, PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, type Work, type WorkPort } from './work.js'
 import {
   type BalancePolicy, type Endpoint, type HealthCheckSpec,
-  type RouteTable, type UpstreamSpec, endpointKey, listenerKey,
+  type RouteTable, type ServicePortRef, type UpstreamSpec, endpointKey, listenerKey,
 } from './types.js'
 
 /** spec.loadBalancerClass that kind-tunnel serves (besides no class at all). */
@@ -432,6 +432,13 @@ function defaultIngressClass (classes: readonly KubeIngressClass[]): string | un
 
 // ---------------------------------------------------------------- main
 
+/** The structured reference of a Service port, with its creation time for conflicts between clusters. */
+function serviceRef (cluster: string, w: Work, port: number): ServicePortRef {
+  const t = w.svc.metadata?.creationTimestamp
+  const created = t instanceof Date ? t.toISOString() : t
+  return { cluster, namespace: w.namespace, name: w.name, port, ...(created !== undefined ? { created } : {}) }
+}
+
 export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
   const o = resolveOptions(opts)
   const useIp = o.mode !== 'hostname'
@@ -574,11 +581,11 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
         wp.error = PORT_ERROR_NO_NODE_PORT
         wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
       } else if (protocol === 'UDP') {
-        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: { cluster, namespace: w.namespace, name: w.name, port: p.port } }
+        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: serviceRef(cluster, w, p.port) }
       } else {
         const upstream: UpstreamSpec = {
           id: `${cluster}/${w.namespace}/${w.name}:${p.port}`,
-          service: { cluster, namespace: w.namespace, name: w.name, port: p.port },
+          service: serviceRef(cluster, w, p.port),
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,
