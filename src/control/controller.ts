@@ -14,8 +14,9 @@
 // per-Service state and backoff, level-triggered Events. Its API writes are
 // in service-api.ts (one status patch, one finalizer edit, one 409 retry),
 // the addresses in provider.ts (plans them and alone owns the LB IPs), the
-// status/Event planning in status-plan.ts, the snapshot in snapshot.ts. Over
-// 500 lines because the reconcile pass and the per-Service sync share the
+// status/Event planning in status-plan.ts, the snapshot in snapshot.ts.
+//
+// Over 500 lines: the reconcile pass and the per-Service sync share the
 // pass's state and are read together.
 
 import type { V1Service } from '@kubernetes/client-node'
