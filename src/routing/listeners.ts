@@ -237,8 +237,7 @@ function noteConflict (loser: Work, name: string, winner: string, seen: Set<stri
   const k = `${loser.key} ${name}`
   if (seen.has(k)) return
   seen.add(k)
-  loser.events.push({
-    type: 'Warning',
+  loser.findings.push({
     kind: 'warning',
     reason: 'HostnameConflict',
     message: `hostname ${name} is already served by ${winner}; not routed to this Service`,

@@ -54,7 +54,7 @@ t.test('no Ready node: the listener stays, with no backends, and the plan says s
   t.same(up?.endpoints, [])
   t.same(plan?.nodes, [])
   t.equal(plan?.action, 'serve')
-  t.ok(plan?.events.some((e) => e.reason === 'NoReadyNodes' && e.type === 'Warning'))
+  t.ok(plan?.findings.some((e) => e.reason === 'NoReadyNodes'))
 })
 
 t.test('address family: IPv4 preferred, single-stack IPv6 Services use IPv6', async (t) => {
