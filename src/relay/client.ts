@@ -372,8 +372,9 @@ export class RelayDialer implements Dialer {
       this.hits++
       this.poolCounter?.inc({ result: 'hit' })
       sock.write(bind)
-      // The replacement waits for this exchange (REFILL_DEFER_MS), unless the pool ran dry.
-      if (this.idle.length === 0) this.refill()
+      // The replacement waits for this exchange (REFILL_DEFER_MS), unless the
+      // pool is down to half its target: then the next clients would wait.
+      if (this.idle.length === 0 || this.idle.length * 2 < this.target()) this.refill()
       else this.deferRefill(sock)
     } else {
       this.misses++

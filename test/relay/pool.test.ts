@@ -117,6 +117,16 @@ else {
     s3.on('error', () => {})
     t.equal(d3.stats().connecting, 1, 'the empty pool refills with the dial')
     s3.destroy()
+    // Down to half its target, the pool refills at once too (a burst would find it empty).
+    const d4 = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 4, refillDeferMs: 60_000 })
+    t.teardown(() => d4.close())
+    t.ok(await d4.warm(3000))
+    const burst = []
+    for (let i = 0; i < 2; i++) burst.push(await d4.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 }))
+    t.equal(d4.stats().connecting, 0, 'two of four taken: still deferred')
+    burst.push(await d4.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 }))
+    t.equal(d4.stats().connecting, 3, 'three of four taken: refilled to the target at once')
+    for (const b of burst) { b.on('error', () => {}); b.destroy() }
   })
 
   t.test('the relay goes away: the pool empties and dials fail fast with KT_ERR_RELAY_DOWN', async (t) => {
