@@ -85,12 +85,15 @@ try {
     localRelayPid = r.pid;
     writeFileSync(relayFile, JSON.stringify({ host: '127.0.0.1', port: rp, token }));
   }
+  const poolStats = new Map<string, string>();
   for (const v of variants) {
     const http = await freePort();
     const bk = await freePort();
     const extra = prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', join(prof, v.name)] : [];
     const p = start(v.name, process.execPath, [...extra, join(here, 'relay-host.js'), '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bk)], { env: { ...process.env, KT_NATIVE: '0', KT_BENCH_REPO: v.repo, KT_BENCH_RELAY_FILE: relayFile } });
     procs.push(p);
+    // The host prints its pool's stats every 5 s: keep the last, reported at the end.
+    p.child.stdout?.on('data', (c: Buffer) => { const all = [...String(c).matchAll(/^pool (\{.*\})$/gm)]; const last = all[all.length - 1]; if (last !== undefined) poolStats.set(v.name, last[1]!); });
     const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
     relayPort = (JSON.parse(m[1]!) as { relayPort: number }).relayPort;
     process.stderr.write(`${v.name}: ${m[1]}\n`);
@@ -148,6 +151,7 @@ try {
       }
     }
   }
+  for (const [name, st] of poolStats) process.stdout.write(`POOL ${name} ${st}\n`);
   process.stdout.write(`load ${load0.map((x) => x.toFixed(1)).join(' ')} -> ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
   const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
   for (const w of ['pair', 'ttfb', 'keep', 'close', 'bulk']) {
