@@ -90,13 +90,13 @@ static void hist_observe (lane_t *ln, int32_t id, int64_t ns) {
   atomic_fetch_add_explicit(&h->b[i], 1, memory_order_relaxed);
 }
 
-static void rec_connect (lane_t *ln, lane_listener_t *L, int type, int32_t backend, int err) {
+static void rec_connect (engine_t *e, lane_t *ln, lane_listener_t *L, int type, int32_t backend, int err) {
   double r[KT_REC] = { 0 };
   r[F_TYPE] = type;
   r[F_LISTENER] = L->id;
   r[F_BACKEND] = backend;
   r[F_ERR] = err;
-  ring_emit(ln, r);
+  ring_emit(e, ln, r);
 }
 
 void rec_client (double *r, const struct sockaddr_storage *ss) {
@@ -126,8 +126,14 @@ static void c_unlink (lane_engine_t *le, pair_t *p) {
   lc->cprev = lc->cnext = NULL;
 }
 
-static void c_append (lane_engine_t *le, pair_t *p) {
+// A connect timeout is the same for every pair of a listener, so appending
+// keeps the list in deadline order (nearly: listeners may differ). The timer
+// is armed for the new pair's deadline unless already due earlier; a pair
+// leaving the list early leaves it alone (it fires, finds nothing, re-arms).
+static void c_append (engine_t *e, pair_t *p) {
+  lane_engine_t *le = e->lane;
   lane_conn_t *lc = p->lane;
+  if (lc->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, &le->connect_t, lc->deadline_ms);
   lc->cnext = NULL;
   lc->cprev = le->c_tail;
   if (le->c_tail != NULL) le->c_tail->lane->cnext = p;
@@ -182,7 +188,7 @@ static void on_connected (engine_t *e, pair_t *p) {
   lc->acquired = 1;
   atomic_fetch_add(&ln->backend_active[KT_SLOT(lc->backend)], 1);
   // Passive health counts consecutive failures: only a success after a failure changes it.
-  if (atomic_exchange(&ln->backend_failed[KT_SLOT(lc->backend)], 0)) rec_connect(ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
+  if (atomic_exchange(&ln->backend_failed[KT_SLOT(lc->backend)], 0)) rec_connect(e, ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
   p->s[1].readable = 1;
   p->s[1].writable = 1;
   kt_start_pair(e, p);  // registers the client, pumps whatever it already sent
@@ -196,6 +202,9 @@ static void give_up (engine_t *e, pair_t *p) {
 // Try the next backend: retry only the connect, only before any byte moved
 // (no client byte was read yet), at most `attempts` in all (HAProxy retries +
 // redispatch, anchors.md).
+static void connect_event (engine_t *e, void *obj, uint32_t events);
+static const kt_ops_t connect_ops = { "connect", connect_event };
+
 void lane_connect_next (engine_t *e, pair_t *p) {
   lane_conn_t *lc = p->lane;
   lane_listener_t *L = lc->listener;
@@ -204,7 +213,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
   while (lc->attempts < max) {
     backend_t b;
     if (!pick(ln, L, lc, &b)) {
-      if (lc->attempts == 0) rec_connect(ln, L, REC_CONNECT_ERR, -1, KT_ERR_NO_BACKEND);
+      if (lc->attempts == 0) rec_connect(e, ln, L, REC_CONNECT_ERR, -1, KT_ERR_NO_BACKEND);
       break;
     }
     if (lc->attempts < 4) lc->tried[lc->attempts] = b.id;
@@ -213,7 +222,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     int s = socket(b.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) {
       // EMFILE/ENFILE: counted as this backend's connect error (as the JS path), not its health.
-      rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, errno);
       let_go(ln, lc);
       continue;
     }
@@ -230,16 +239,17 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     if (err != EINPROGRESS) {
       close(s);
       atomic_store(&ln->backend_failed[KT_SLOT(b.id)], 1);
-      rec_connect(ln, L, REC_CONNECT_ERR, b.id, err);
+      rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, err);
       let_go(ln, lc);
       continue;
     }
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = &p->s[1];
+    p->s[1].ops = &connect_ops;
     if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev) < 0) {
       close(s);
-      rec_connect(ln, L, REC_CONNECT_ERR, b.id, errno);
+      rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, errno);
       let_go(ln, lc);
       continue;
     }
@@ -248,7 +258,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     lc->connecting = 1;
     int ms = atomic_load(&L->connect_ms);
     lc->deadline_ms = ms > 0 ? e->now_ms + ms : INT64_MAX;
-    c_append((lane_engine_t *)e->lane, p);
+    c_append(e, p);
     return;
   }
   give_up(e, p);
@@ -264,12 +274,15 @@ static void connect_failed (engine_t *e, pair_t *p, int err) {
   p->s[1].fd = -1;
   p->registered &= (uint8_t)~2u;
   atomic_store(&ln->backend_failed[KT_SLOT(lc->backend)], 1);
-  rec_connect(ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
+  rec_connect(e, ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
   let_go(ln, lc);
   lane_connect_next(e, p);
 }
 
-void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events) {
+// The upstream side while its connect is in flight (connect_ops).
+static void connect_event (engine_t *e, void *obj, uint32_t events) {
+  pair_t *p = ((side_t *)obj)->p;
+  if (p->dead) return;
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(p->s[1].fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
@@ -284,6 +297,18 @@ void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events) {
   if (events & (EPOLLRDHUP | EPOLLHUP)) p->s[1].rdhup = 1;
   on_connected(e, p);
 }
+
+// A routed listener's client while its upstream connects: it stays registered
+// from its peek on, but only the upstream side's events finish the connect;
+// the client's are remembered for the pump.
+static void hold_event (engine_t *e, void *obj, uint32_t events) {
+  (void)e;
+  side_t *s = obj;
+  if (s->p->dead) return;
+  kt_note_events(s, events);
+}
+
+const kt_ops_t lane_hold_ops = { "hold", hold_event };
 
 static void start_conn (engine_t *e, pair_t *p) {
   lane_listener_t *L = p->lane->listener;
@@ -399,7 +424,8 @@ static void disarm (engine_t *e, lane_listener_t *L) {
   L->armed[e->index] = 0;
 }
 
-void kt_lane_event (engine_t *e, void *obj, uint32_t events) {
+// A lane listener readable: accept a batch (listener_ops).
+static void listener_event (engine_t *e, void *obj, uint32_t events) {
   (void)events;
   lane_listener_t *L = obj;
   for (int k = 0; k < KT_ACCEPT_BATCH; k++) {
@@ -416,11 +442,19 @@ void kt_lane_event (engine_t *e, void *obj, uint32_t events) {
       // readable: polling it now would spin. Stop for a while; it waits its turn.
       atomic_fetch_add(&L->emfile, 1);
       disarm(e, L);
-      L->backoff_until[e->index] = e->now_ms + KT_EMFILE_BACKOFF_MS;
+      kt_timer_arm(&e->timers, &L->backoff[e->index], e->now_ms + KT_EMFILE_BACKOFF_MS);
       return;
     }
     atomic_fetch_add(&L->accept_other, 1);  // ECONNABORTED and the like: that client is gone
   }
+}
+
+const kt_ops_t lane_listener_ops = { "listener", listener_event };
+
+// A listener's EMFILE pause is over on this worker: poll it again.
+static void backoff_timer (engine_t *e, kt_timer_t *t) {
+  lane_listener_t *L = t->arg;
+  if (!atomic_load(&L->stopped)) arm(e, L);
 }
 
 static void le_remove (lane_engine_t *le, lane_listener_t *L) {
@@ -448,8 +482,17 @@ static void abort_listener (engine_t *e, lane_listener_t *L) {
   }
 }
 
+static void connect_timer (engine_t *e, kt_timer_t *t);
+
 void kt_lane_command (engine_t *e, cmd_t *c) {
-  if (c->sub == L_ATTACH) { e->lane = c->arg; return; }
+  if (c->sub == L_ATTACH) {
+    lane_engine_t *le = c->arg;
+    kt_timer_init(&le->connect_t, "connect", connect_timer, NULL);
+    kt_timer_init(&le->peek_t, "peek", route_peek_timer, NULL);
+    kt_timer_init(&le->flush_t, "flush", ring_flush_timer, NULL);
+    e->lane = le;
+    return;
+  }
   if (c->sub == L_ADOPT) {
     pair_t *p = c->arg;
     if (atomic_load(&e->stopping)) kt_finish(e, p, C_ABORTED, 0, 1);
@@ -471,11 +514,13 @@ void kt_lane_command (engine_t *e, cmd_t *c) {
         }
         le->ls[le->n_ls++] = L;
         L->in_list[e->index] = 1;
+        kt_timer_init(&L->backoff[e->index], "backoff", backoff_timer, L);
         arm(e, L);
       }
       break;
     case L_UNLISTEN:
       if (L->in_list[e->index]) {
+        kt_timer_cancel(&e->timers, &L->backoff[e->index]);
         disarm(e, L);
         le_remove(le, L);
         L->in_list[e->index] = 0;
@@ -494,39 +539,15 @@ void kt_lane_command (engine_t *e, cmd_t *c) {
   listener_unref(L);  // the command's reference
 }
 
-int64_t kt_lane_deadline (engine_t *e) {
+// The connect timer: connect timeouts due (the head is the nearest, see
+// c_append), then armed again for the next head.
+static void connect_timer (engine_t *e, kt_timer_t *t) {
   lane_engine_t *le = e->lane;
-  int64_t next = INT64_MAX;
-  if (le->c_head != NULL) next = le->c_head->lane->deadline_ms;
-  if (le->p_head != NULL && le->p_head->lane->deadline_ms < next) next = le->p_head->lane->deadline_ms;
-  int64_t f = atomic_load(&le->lane->flush_at);
-  if (f != 0 && f < next) next = f;
-  for (int i = 0; i < le->n_ls; i++) {
-    int64_t b = le->ls[i]->backoff_until[e->index];
-    if (b != 0 && b < next) next = b;
-  }
-  return next;
-}
-
-void kt_lane_tick (engine_t *e) {
-  lane_engine_t *le = e->lane;
-  int64_t now = e->now_ms;
-  ring_flush_due(le->lane, now);
-  // Connect timeouts (FIFO: every pair shares one timeout, so the head is the nearest).
   int guard = 1024;
-  while (le->c_head != NULL && le->c_head->lane->deadline_ms <= now && guard-- > 0) {
+  while (le->c_head != NULL && le->c_head->lane->deadline_ms <= e->now_ms && guard-- > 0) {
     connect_failed(e, le->c_head, KT_ERR_CONNECT_TIMEOUT);
   }
-  // Peek deadlines: the default route when the listener has one, else close; counted either way.
-  route_expire(e, now);
-  for (int i = 0; i < le->n_ls; i++) {
-    lane_listener_t *L = le->ls[i];
-    int64_t b = L->backoff_until[e->index];
-    if (b != 0 && b <= now) {
-      L->backoff_until[e->index] = 0;
-      if (!atomic_load(&L->stopped)) arm(e, L);
-    }
-  }
+  if (le->c_head != NULL && le->c_head->lane->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, t, le->c_head->lane->deadline_ms);
 }
 
 void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
@@ -582,7 +603,7 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
     rec_client(c, &lc->client);
     c[F_ROUTE] = lc->route == R_NONE ? -1 : lc->route;
     c[F_GROUP] = lc->route == R_NONE ? -1 : lc->group;
-    ring_emit_n(ln, r, nrec + 1);
+    ring_emit_n(e, ln, r, nrec + 1);
   }
   let_go(ln, lc);
   free(lc->name);

@@ -86,7 +86,7 @@ typedef struct peek_conn {
 } peek_conn_t;
 
 typedef struct lane_listener {
-  uint8_t kind;  // KIND_LISTENER; first, as every epoll-registered object
+  const kt_ops_t *ops;  // lane_listener_ops; first, as every epoll-registered object (kt_obj_t)
   lane_t *lane;
   double id;
   int fd;  // our dup of the listening socket
@@ -111,7 +111,7 @@ typedef struct lane_listener {
   // Per engine (index), touched only by that engine's worker.
   uint8_t in_list[KT_LANE_MAX_ENGINES];
   uint8_t armed[KT_LANE_MAX_ENGINES];
-  int64_t backoff_until[KT_LANE_MAX_ENGINES];
+  kt_timer_t backoff[KT_LANE_MAX_ENGINES];  // armed after EMFILE: polling resumes when it fires
 } lane_listener_t;
 
 typedef struct lane_engine {
@@ -120,6 +120,9 @@ typedef struct lane_engine {
   pair_t *p_head, *p_tail;  // peeking pairs, in deadline order
   lane_listener_t **ls;
   int n_ls, cap_ls;
+  kt_timer_t connect_t;  // the head of the connecting list's deadline (kt_lane.c)
+  kt_timer_t peek_t;     // the head of the peeking list's deadline (kt_route.c)
+  kt_timer_t flush_t;    // the ring's flush time, armed by this worker's emits (kt_ring.c)
 } lane_engine_t;
 
 struct lane {
@@ -155,6 +158,10 @@ struct lane {
 
 // ---------------------------------------------------------------- kt_lane.c
 
+// Ops tables of the lane's epoll-registered objects (kt_engine.h kt_ops_t).
+extern const kt_ops_t lane_listener_ops;  // a lane listener: accept
+extern const kt_ops_t lane_hold_ops;      // a client waiting for its upstream's connect: events remembered
+
 void listener_ref (lane_listener_t *L);
 void listener_unref (lane_listener_t *L);
 void acls_free (acl_t *v, int n);
@@ -174,21 +181,22 @@ static inline int32_t default_group (lane_listener_t *L) {
 
 // ---------------------------------------------------------------- kt_route.c
 
+// The peek timer's callback (lane_engine_t.peek_t).
+void route_peek_timer (engine_t *e, kt_timer_t *t);
 // Start reading the first flight of a routed listener's new pair.
 void route_peek_start (engine_t *e, pair_t *p);
 // The pair stops peeking (off the peek deadline list), and its peek state is freed.
 void route_end_peek (engine_t *e, pair_t *p);
 void route_free_peek (lane_conn_t *lc);
-// Peek deadlines due at `now`: the default route when the listener has one, else close.
-void route_expire (engine_t *e, int64_t now);
 
 // ---------------------------------------------------------------- kt_ring.c
 
-// Queue records for JS (n that belong together under one lock).
-void ring_emit_n (lane_t *ln, const double *rec, size_t n);
-static inline void ring_emit (lane_t *ln, const double *rec) { ring_emit_n(ln, rec, 1); }
-// A worker's turn: post the batch that waited for the flush interval.
-void ring_flush_due (lane_t *ln, int64_t now);
+// Queue records for JS (n that belong together under one lock), from e's
+// worker: a batch that must wait for the flush interval arms e's flush timer.
+void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n);
+static inline void ring_emit (engine_t *e, lane_t *ln, const double *rec) { ring_emit_n(e, ln, rec, 1); }
+// The flush timer's callback (lane_engine_t.flush_t): post the batch that waited for the flush interval.
+void ring_flush_timer (engine_t *e, kt_timer_t *t);
 // The threadsafe function's call_js: hands the whole batch to JS.
 void ring_deliver (napi_env env, napi_value cb, void *ctx, void *data);
 // No more posts from now on; returns whether it was already closed.

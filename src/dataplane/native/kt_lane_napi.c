@@ -176,7 +176,7 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(d, F_SETFL, fl | O_NONBLOCK);
   lane_listener_t *L = calloc(1, sizeof *L);
   if (L == NULL) { close(d); return throw_msg(env, "ENOMEM", "listen"); }
-  L->kind = KIND_LISTENER;
+  L->ops = &lane_listener_ops;
   L->lane = ln;
   L->id = id;
   L->fd = d;

@@ -25,7 +25,7 @@ static void post_locked (lane_t *ln) {
 
 // n records that belong together (a close record and the name records before
 // it) go in under one lock, so no other worker's record lands between them.
-void ring_emit_n (lane_t *ln, const double *rec, size_t n) {
+void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n) {
   pthread_mutex_lock(&ln->rmu);
   if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return; }
   while (ln->len + n > ln->cap) {
@@ -45,7 +45,7 @@ void ring_emit_n (lane_t *ln, const double *rec, size_t n) {
   if (!ln->posted) {
     // Measured: a wakeup per few records cost the JS thread more than the
     // records themselves. Batch: post now if the last batch is old enough,
-    // else a worker's tick posts once the interval is over.
+    // else a flush timer posts once the interval is over.
     int64_t now = kt_mono_ms();
     if (now - ln->last_post_ms >= KT_FLUSH_MS) {
       post = 1;
@@ -57,12 +57,14 @@ void ring_emit_n (lane_t *ln, const double *rec, size_t n) {
     }
   }
   if (post) post_locked(ln);
+  int64_t at = atomic_load(&ln->flush_at);
   pthread_mutex_unlock(&ln->rmu);
+  // This worker's flush timer covers the batch waiting, whoever set flush_at.
+  if (at != 0) kt_timer_arm_before(&e->timers, &((lane_engine_t *)e->lane)->flush_t, at);
 }
 
-
-// A worker's tick: post the batch that waited for the flush interval.
-void ring_flush_due (lane_t *ln, int64_t now) {
+// Post the batch that waited for the flush interval, once it is over.
+static void flush_due (lane_t *ln, int64_t now) {
   int64_t at = atomic_load(&ln->flush_at);
   if (at == 0 || now < at) return;
   int post = 0;
@@ -75,6 +77,15 @@ void ring_flush_due (lane_t *ln, int64_t now) {
   atomic_store(&ln->flush_at, 0);
   if (post) post_locked(ln);
   pthread_mutex_unlock(&ln->rmu);
+}
+
+// The flush timer. Another worker may have posted the batch already, or a new
+// one may wait for a later time: then the timer is armed again for that.
+void ring_flush_timer (engine_t *e, kt_timer_t *t) {
+  lane_t *ln = ((lane_engine_t *)e->lane)->lane;
+  flush_due(ln, e->now_ms);
+  int64_t at = atomic_load(&ln->flush_at);
+  if (at != 0) kt_timer_arm_before(&e->timers, t, at > e->now_ms ? at : e->now_ms + 1);
 }
 
 void ring_deliver (napi_env env, napi_value cb, void *ctx, void *data) {

@@ -21,8 +21,11 @@ static void p_unlink (lane_engine_t *le, pair_t *p) {
 }
 
 // Deadline order; one peek timeout for every listener makes this an append.
-static void p_insert (lane_engine_t *le, pair_t *p) {
+// The peek timer is armed for the new deadline unless already due earlier.
+static void p_insert (engine_t *e, pair_t *p) {
+  lane_engine_t *le = e->lane;
   lane_conn_t *lc = p->lane;
+  if (lc->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, &le->peek_t, lc->deadline_ms);
   pair_t *after = le->p_tail;
   while (after != NULL && after->lane->deadline_ms > lc->deadline_ms) after = after->lane->cprev;
   lc->cprev = after;
@@ -68,7 +71,7 @@ static void route_to (engine_t *e, pair_t *p, int32_t group, int route) {
     r[F_MS] = (double)(e->now_ms - lc->start_ms);
     r[F_ATTEMPTS] = pk != NULL ? (double)pk->len : 0;  // the bytes peeked
     rec_client(r, &lc->client);
-    ring_emit(L->lane, r);
+    ring_emit(e, L->lane, r);
   }
   if (group < 0) {
     lc->outcome = 1 + (route == R_PEEK_TIMEOUT ? O_PEEK_TIMEOUT : route == R_TOO_LARGE ? O_TOO_LARGE : O_NO_ROUTE);
@@ -88,6 +91,7 @@ static void route_to (engine_t *e, pair_t *p, int32_t group, int route) {
   }
   p->s[0].readable = 1;
   p->s[0].writable = 1;
+  p->s[0].ops = &lane_hold_ops;  // until the upstream is connected
   struct epoll_event ev;
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = &p->s[0];
@@ -183,10 +187,15 @@ static void peek_read (engine_t *e, pair_t *p) {
   }
 }
 
-void kt_lane_peek_event (engine_t *e, pair_t *p, uint32_t events) {
+// The client side while it peeks (peek_ops).
+static void peek_event (engine_t *e, void *obj, uint32_t events) {
   (void)events;  // an error or hangup shows up as the read's result
+  pair_t *p = ((side_t *)obj)->p;
+  if (p->dead) return;
   peek_read(e, p);
 }
+
+static const kt_ops_t peek_ops = { "peek", peek_event };
 
 void route_peek_start (engine_t *e, pair_t *p) {
   lane_conn_t *lc = p->lane;
@@ -202,6 +211,7 @@ void route_peek_start (engine_t *e, pair_t *p) {
   struct epoll_event ev;
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = &p->s[0];
+  p->s[0].ops = &peek_ops;
   if (epoll_ctl(e->ep, EPOLL_CTL_ADD, p->s[0].fd, &ev) < 0) {
     lc->outcome = 1 + O_ERROR;
     kt_finish(e, p, C_ERROR, errno, 1);
@@ -212,17 +222,20 @@ void route_peek_start (engine_t *e, pair_t *p) {
   // Absolute deadline from accept (--peek-timeout; anchors.md: slowloris cut at it).
   int ms = atomic_load(&L->peek_ms);
   lc->deadline_ms = ms > 0 ? lc->start_ms + ms : INT64_MAX;
-  p_insert(e->lane, p);
+  p_insert(e, p);
   peek_read(e, p);  // the first flight is often there already
 }
 
 // A new pair on its worker: peek first on a routed listener, else connect to the default group.
 
-void route_expire (engine_t *e, int64_t now) {
+// The peek timer: peek deadlines due get the default route when the listener
+// has one, else are closed (counted either way); then armed for the next.
+void route_peek_timer (engine_t *e, kt_timer_t *t) {
   lane_engine_t *le = e->lane;
   int guard = 1024;
-  while (le->p_head != NULL && le->p_head->lane->deadline_ms <= now && guard-- > 0) {
+  while (le->p_head != NULL && le->p_head->lane->deadline_ms <= e->now_ms && guard-- > 0) {
     pair_t *p = le->p_head;
     route_to(e, p, default_group(p->lane->listener), R_PEEK_TIMEOUT);
   }
+  if (le->p_head != NULL && le->p_head->lane->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, t, le->p_head->lane->deadline_ms);
 }
