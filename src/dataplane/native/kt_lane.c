@@ -1,3 +1,6 @@
+// Over 500 lines: a connection's whole L4 life on the worker (accept, caps,
+// pick, connect and retry, the lane's commands and end), which shares the
+// listener refcounting and the connecting list; routed peeking is kt_route.c.
 // kind-tunnel native accept+connect lane (issue #8 target 3).
 //
 // perf-anchors.md: new connections/s topped out at ~0.70x docker-proxy while JS
