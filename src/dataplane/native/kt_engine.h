@@ -1,5 +1,6 @@
-// Shared between kt_splice.c (the splice engine) and kt_accept.c (the native
-// accept+connect lane, issue #8 target 3): both run on the same worker thread
+// Shared between kt_splice.c (the splice engine) and the native accept+connect
+// lane (kt_lane.c, kt_route.c, kt_ring.c, kt_lane_napi.c; issue #8 target 3,
+// split in issue 15): both run on the same worker thread
 // and epoll set, so a connection accepted and connected natively is spliced
 // without crossing threads.
 #ifndef KT_ENGINE_H
@@ -133,7 +134,7 @@ typedef struct dir {
   uint8_t bulk;      // splice mode: the last read filled a buffer, so splice the next ones
 } dir_t;
 
-// A pair the lane accepted and connected itself (kt_accept.c); NULL lane for pairs JS handed over.
+// A pair the lane accepted and connected itself (kt_lane.c); NULL lane for pairs JS handed over.
 typedef struct lane_conn {
   void *listener;        // lane_listener_t, referenced while the pair lives
   int32_t backend;       // backend id (JS-assigned: slot + 65536 x generation), -1 before the first pick
@@ -144,7 +145,7 @@ typedef struct lane_conn {
   uint8_t acquired;      // counted in its backend's active count
   uint8_t holds;         // holds a reference on its backend's slot (backend_refs)
   uint8_t peeking;       // routed listener: reading the first flight (only s[0] is registered)
-  uint8_t route;         // route outcome (R_* in kt_accept.c), 0xff before a decision / on L4 listeners
+  uint8_t route;         // route outcome (R_* in kt_vocab.h), 0xff before a decision / on L4 listeners
   uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
   int32_t group;         // the upstream group picked from (0: the listener's default on L4)
   int64_t start_ms, deadline_ms;
@@ -202,7 +203,7 @@ struct engine {
   int hook_added;
   napi_env env;
   int index;         // position among the lane's engines
-  void *lane;        // per-engine lane state (kt_accept.c), worker-owned
+  void *lane;        // per-engine lane state (lane_engine_t, kt_lane.h), worker-owned
   atomic_int pairs;
   atomic_int pipes_pooled;
   atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
@@ -222,7 +223,7 @@ struct engine {
   kt_timer_t idle;    // the idle scan, at the earliest idle or half-close deadline (at most every KT_SCAN_MIN_MS)
 };
 
-// ---------------------------------------------------------------- shared with the lane (kt_accept.c)
+// ---------------------------------------------------------------- shared with the lane (kt_lane.h)
 
 engine_t *kt_get_engine (napi_env env, napi_value v);
 void kt_enqueue (engine_t *e, cmd_t *c);
