@@ -17,6 +17,9 @@
 // whole path up to the relay process (and reports its data path); it costs
 // nothing on a client's critical path because the pool fills in the
 // background. The pool is sized from the recent rate of new dials.
+//
+// Over 500 lines: the dialer and its warm pool share each connection's
+// handshake state; the pool's sizing reads the dialer's rate.
 
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
