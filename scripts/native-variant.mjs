@@ -12,7 +12,7 @@
 //   node scripts/native-variant.mjs asan                       build only
 //   node scripts/native-variant.mjs tsan --run dist/test/native/*.test.js
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -46,7 +46,7 @@ export function buildVariant (variant) {
   const v = VARIANTS[variant]
   if (v === undefined) throw new Error(`unknown variant ${variant} (${Object.keys(VARIANTS).join(', ')})`)
   const out = variantPath(variant)
-  const inputs = [...sources(), ...['kt_engine.h', 'kt_peek.h', 'kt_test.h', 'kt_vocab.h'].map((h) => join(dir, h)).filter((f) => existsSync(f))]
+  const inputs = [...sources(), ...readdirSync(dir).filter((f) => f.endsWith('.h')).map((h) => join(dir, h))]
   if (existsSync(out)) {
     const built = statSync(out).mtimeMs
     if (inputs.every((f) => statSync(f).mtimeMs <= built)) return out

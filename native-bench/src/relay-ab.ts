@@ -6,8 +6,11 @@
 // process group spent per request (ms).
 // `--local-relay` runs the relay on the host instead (CPU 1, --log-level warn, KT_RELAY_NATIVE=0
 // for its JS splice), so `--prof` profiles it too. Each REPO_DIR needs dist/ and node_modules/.
+// `--paired-ttfb N` adds, each round, N turns of fresh connections alternating
+// between the variants' hosts (ttfb-pair.ts): p50 each and the median paired
+// difference from the first variant, steadier than separate runs on a shared machine.
 // A variant may name the host's relay transport: NAME=REPO_DIR@mux or @pool (relay-host --transport; default auto).
-// Usage: npm run bench:relay-ab -- [--rounds N] [--duration S] [--bulk] [--prof DIR] [--local-relay] NAME=REPO_DIR[@TRANSPORT]...
+// Usage: npm run bench:relay-ab -- [--rounds N] [--duration S] [--bulk] [--prof DIR] [--local-relay] [--paired-ttfb N] NAME=REPO_DIR[@TRANSPORT]...
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,6 +33,7 @@ let durationS = 2;
 let bulk = false;
 let prof: string | undefined;
 let localRelay = false;
+let pairedTtfb = 0;
 const variants: Array<{ name: string; repo: string; transport: string }> = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
@@ -38,6 +42,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--bulk') bulk = true;
   else if (a === '--prof') prof = args[++i];
   else if (a === '--local-relay') localRelay = true;
+  else if (a === '--paired-ttfb') pairedTtfb = Number(args[++i]);
   else { const [n, rt] = a.split('='); const [r, t] = rt!.split('@'); variants.push({ name: n!, repo: r!, transport: t ?? 'auto' }); }
 }
 
@@ -81,12 +86,15 @@ try {
     localRelayPid = r.pid;
     writeFileSync(relayFile, JSON.stringify({ host: '127.0.0.1', port: rp, token }));
   }
+  const poolStats = new Map<string, string>();
   for (const v of variants) {
     const http = await freePort();
     const bk = await freePort();
     const extra = prof !== undefined ? ['--cpu-prof', '--cpu-prof-dir', join(prof, v.name)] : [];
     const p = start(v.name, process.execPath, [...extra, join(here, 'relay-host.js'), '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bk), '--transport', v.transport], { env: { ...process.env, KT_NATIVE: '0', KT_BENCH_REPO: v.repo, KT_BENCH_RELAY_FILE: relayFile } });
     procs.push(p);
+    // The host prints its pool's stats every 5 s: keep the last, reported at the end.
+    p.child.stdout?.on('data', (c: Buffer) => { const all = [...String(c).matchAll(/^pool (\{.*\})$/gm)]; const last = all[all.length - 1]; if (last !== undefined) poolStats.set(v.name, last[1]!); });
     const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
     relayPort = (JSON.parse(m[1]!) as { relayPort: number }).relayPort;
     process.stderr.write(`${v.name}: ${m[1]}\n`);
@@ -98,7 +106,17 @@ try {
   const wrkScript = join(mkdtempSync('/tmp/kt-relayab-'), 'p.lua');
   writeFileSync(wrkScript, WRK_SCRIPT);
   const rows: Array<Record<string, string | number>> = [];
+  const variantPaths = paths.filter((p) => variants.some((v) => v.name === p.id));
   for (let r = 1; r <= rounds; r++) {
+    if (pairedTtfb > 0 && variantPaths.length >= 2) {
+      const out = (await run('ttfb-pair', process.execPath, [join(here, 'ttfb-pair.js'), variantPaths.map((p) => p.http).join(','), String(pairedTtfb), '2'], { cpu: '0', timeoutMs: 20 * pairedTtfb * variantPaths.length + 10_000 })).stdout;
+      const j = JSON.parse(out.trim().split('\n').pop() as string) as { p50: number[]; diff: number[] };
+      variantPaths.forEach((p, k) => {
+        const row = { round: r, path: p.id, w: 'pair', metric: j.p50[k] ?? 0, diff: j.diff[k] ?? 0 };
+        rows.push(row);
+        process.stdout.write(`${JSON.stringify(row)}\n`);
+      });
+    }
     const order = [...paths].sort(() => Math.random() - 0.5);
     for (const p of order) {
       // TTFB of 150 sequential fresh connections, 2 ms apart: p50 and p99 (µs).
@@ -134,13 +152,14 @@ try {
       }
     }
   }
+  for (const [name, st] of poolStats) process.stdout.write(`POOL ${name} ${st}\n`);
   process.stdout.write(`load ${load0.map((x) => x.toFixed(1)).join(' ')} -> ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
   const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
-  for (const w of ['ttfb', 'keep', 'close', 'bulk']) {
+  for (const w of ['pair', 'ttfb', 'keep', 'close', 'bulk']) {
     for (const p of paths) {
       const rs = rows.filter((x) => x.path === p.id && x.w === w);
       if (rs.length === 0) continue;
-      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/req'));
+      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/req') || k === 'diff');
       process.stdout.write(`MEDIAN ${w} ${p.id} ${med(rs.map((x) => x.metric as number))} ${keys.map((k) => `${k}=${med(rs.map((x) => x[k] as number))}`).join(' ')}\n`);
     }
   }

@@ -11,6 +11,10 @@
 //     released, relays removed, state file deleted.
 //
 // Everything `up` changes is written to the state file BEFORE it happens.
+//
+// Over 500 lines: `up` is one ordered sequence with an undo for each step
+// (state file first, then each change); split across files, the order and
+// its undo would be read in two places.
 
 import type { NativeSplicer } from '../dataplane/native/index.js'
 import { readFile } from 'node:fs/promises'

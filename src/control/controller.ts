@@ -14,8 +14,9 @@
 // per-Service state and backoff, level-triggered Events. Its API writes are
 // in service-api.ts (one status patch, one finalizer edit, one 409 retry),
 // the addresses in provider.ts (plans them and alone owns the LB IPs), the
-// status/Event planning in status-plan.ts, the snapshot in snapshot.ts. Over
-// 500 lines because the reconcile pass and the per-Service sync share the
+// status/Event planning in status-plan.ts, the snapshot in snapshot.ts.
+//
+// Over 500 lines: the reconcile pass and the per-Service sync share the
 // pass's state and are read together.
 
 import type { V1Service } from '@kubernetes/client-node'
@@ -26,7 +27,7 @@ import type { Logger } from '../observe/logger.js'
 import type { Counter, Histogram, Registry } from '../observe/metrics.js'
 import type { GatewayObjects, KubeGateway, KubeNamespace, KubeRoute } from '../routing/gateway.js'
 import {
-  type ComputeResult, FINALIZER, type GatewayPlan, isHandled, needsRelease, OWN_FINALIZER, type ObservedState, type PlanEvent,
+  type ComputeResult, FINALIZER, type GatewayPlan, isHandled, needsRelease, OWN_FINALIZER, type ObservedState,
   removableFinalizers, type RoutingOptions, type ServicePlan, statusIsForeign, statusIsOurs, statusOwner, statusPoolIp, type StatusOwner,
   validateRoutingOptions, wantedFinalizers,
 } from '../routing/compute.js'
@@ -39,7 +40,7 @@ import { type KubeClients, kubeError, loadKubeConfig, makeClients, requestOption
 import { LoadBalancerProvider } from './provider.js'
 import { isDeleting, refOf, ServiceWriter, type Svc } from './service-api.js'
 import { type ControllerSnapshot, serviceSnapshots } from './snapshot.js'
-import { planStatus, type StatusPlan } from './status-plan.js'
+import { findingEvent, type PlanEvent, planStatus, type StatusPlan } from './status-plan.js'
 
 export type { ControllerSnapshot, PortSnapshot, ServiceSnapshot } from './snapshot.js'
 
@@ -428,7 +429,7 @@ class ServiceController implements Controller {
       blocked ??= { code: 'KT_ERR_LB_CONFLICT', message: conflict }
       local.push({ type: 'Warning', kind: 'warning', reason: 'LoadBalancerConflict', message: conflict })
     }
-    await this.#levelEvents(st, svc, [...plan.events, ...local])
+    await this.#levelEvents(st, svc, [...plan.findings.map(findingEvent), ...local])
 
     if (blocked !== undefined) {
       // Never promise a dead address: no status until every listener is up.

@@ -16,6 +16,9 @@
 //   (a dead TCP path, a proxy that swallowed the FIN).
 // - While a restart lists again, readers keep the previous cache: an API
 //   outage never looks like "every Service was deleted".
+//
+// Over 500 lines: one supervisor for five ListWatches, with its backoff,
+// silence detection and cache hand-over kept in one place.
 
 import {
   type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch,

@@ -6,8 +6,24 @@
 // and failures are level-triggered and the controller dedupes them
 // (docs/addressing.md). Pure.
 
-import type { LoadBalancerIngress, PlanEvent, ServicePlan } from '../routing/compute.js'
+import type { Finding, LoadBalancerIngress, ServicePlan } from '../routing/compute.js'
 import type { KubeLoadBalancerIngress, KubeService } from '../routing/kube.js'
+
+export type PlanEventKind = 'assigned' | 'updated' | 'unsupported' | Finding['kind']
+
+/** A Kubernetes Event the controller records on a Service. */
+export interface PlanEvent {
+  readonly type: 'Normal' | 'Warning'
+  readonly kind: PlanEventKind
+  /** CamelCase, for the Event's `reason`. */
+  readonly reason: string
+  readonly message: string
+}
+
+/** A routing finding (failed or ignored input) as the Warning Event that reports it. */
+export function findingEvent (f: Finding): PlanEvent {
+  return { type: 'Warning', kind: f.kind, reason: f.reason, message: f.message }
+}
 
 export interface StatusPlan {
   /** Whether the plan's ingress differs from the Service's current status. */

@@ -4,7 +4,7 @@
 // The native accept+connect lane (issue #8 target 3), JS side. Listeners
 // whose every reachable upstream is direct-dialed to IP backends, without PROXY protocol or warm pool, round-robin or
 // least-connections, are accepted, connected and spliced by the splicer's
-// native worker threads (kt_accept.c). That includes listeners with hostname
+// native worker threads (kt_lane.c, kt_route.c). That includes listeners with hostname
 // routes (issue #3): native reads the first flight, parses it with the C port
 // of the TS peeker (kt_peek.c), matches the routes pushed from here and picks
 // from the matched upstream's group. Every other listener stays on the JS

@@ -10,7 +10,7 @@ import type { ListenerConfig } from './context.js'
 import { effectivePoolSize, type PoolSizeSetting } from './pool.js'
 import type { Upstream } from './upstream.js'
 
-/** Native backend slots (kt_accept.c KT_LANE_MAX_BACKENDS). */
+/** Native backend slots (kt_lane.h KT_LANE_MAX_BACKENDS). */
 export const MAX_BACKEND_IDS = 65536
 
 /**

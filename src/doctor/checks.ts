@@ -190,7 +190,10 @@ export function checkCoreDns (f: ClusterFacts): CheckLine[] {
 // ------------------------------------------------------------ endpoints behind NodePorts
 
 export interface EndpointTarget {
+  /** `namespace/name`, for display. */
   readonly service: string
+  readonly namespace: string
+  readonly name: string
   readonly port: number
   readonly node: string
   readonly endpoint: Endpoint
@@ -215,7 +218,7 @@ export function endpointTargets (f: ClusterFacts): EndpointTarget[] {
         const k = `${plan.key}:${p.port}@${endpointKey(e)}`
         if (seen.has(k)) continue
         seen.add(k)
-        out.push({ service: plan.key, port: p.port, node: nodeByIp.get(e.host) ?? e.host, endpoint: e, health: up.health ?? { kind: 'tcp' } })
+        out.push({ service: plan.key, namespace: plan.namespace, name: plan.name, port: p.port, node: nodeByIp.get(e.host) ?? e.host, endpoint: e, health: up.health ?? { kind: 'tcp' } })
       }
     }
   }
@@ -253,9 +256,9 @@ export async function checkEndpoints (cluster: string, targets: readonly Endpoin
     if (c.outcome === 'open') { good++; continue }
     if (c.outcome === 'refused' && h.ok) {
       out.push(line('endpoints', 'FAIL', `${where} is healthy, but its NodePort refuses connections: the pods answer on 127.0.0.1 only (or not on the Service's targetPort)`,
-        `make the app listen on 0.0.0.0 (e.g. --host 0.0.0.0, server.address=0.0.0.0, HOST=0.0.0.0), and check \`kubectl get endpointslices -l kubernetes.io/service-name=${t.service.split('/')[1] ?? ''} -n ${t.service.split('/')[0] ?? ''}\` against the targetPort`))
+        `make the app listen on 0.0.0.0 (e.g. --host 0.0.0.0, server.address=0.0.0.0, HOST=0.0.0.0), and check \`kubectl get endpointslices -l kubernetes.io/service-name=${t.name} -n ${t.namespace}\` against the targetPort`))
     } else if (c.outcome === 'refused') {
-      out.push(line('endpoints', 'warn', `${where} refuses connections and its health check fails (${h.cause}): the node has no ready pod for it`, `kubectl get pods -o wide -n ${t.service.split('/')[0] ?? ''}; kubectl describe svc -n ${t.service.split('/')[0] ?? ''} ${t.service.split('/')[1] ?? ''}`))
+      out.push(line('endpoints', 'warn', `${where} refuses connections and its health check fails (${h.cause}): the node has no ready pod for it`, `kubectl get pods -o wide -n ${t.namespace}; kubectl describe svc -n ${t.namespace} ${t.name}`))
     } else {
       out.push(line('endpoints', 'warn', `${where} does not answer from this host (${c.outcome}${c.code !== undefined ? ` ${c.code}` : ''}); see kind-route`))
     }

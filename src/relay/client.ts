@@ -17,6 +17,9 @@
 // whole path up to the relay process (and reports its data path); it costs
 // nothing on a client's critical path because the pool fills in the
 // background. The pool is sized from the recent rate of new dials.
+//
+// Over 500 lines: the dialer and its warm pool share each connection's
+// handshake state; the pool's sizing reads the dialer's rate.
 
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
@@ -59,6 +62,14 @@ const REFILL_PARALLEL = 8
 const REFILL_MS_MAX = 100
 /** Time constant of the decaying rate of new dials, ms. */
 const RATE_TAU_MS = 1000
+/**
+ * After a pool hit the replacement waits, so that its connect, AUTH and the
+ * forwarder's and relay's work for it do not run ahead of the client's first
+ * bytes on the same path: until the first byte comes back on the connection
+ * just taken (the exchange is through), or at most this long (ms; a native
+ * splice takes the socket before JS sees a byte, a server may be slow).
+ */
+export const REFILL_DEFER_MS = 5
 
 export interface RelayDialerOptions extends RelayEndpoint {
   /**
@@ -70,6 +81,8 @@ export interface RelayDialerOptions extends RelayEndpoint {
   readonly poolSize?: number | 'auto'
   /** Pooled connections older than this are replaced (default 30000; keep it under the relay's idle timeout). */
   readonly maxIdleMs?: number
+  /** How long a pool hit's replacement may wait for the first byte back (default REFILL_DEFER_MS). */
+  readonly refillDeferMs?: number
   /** Deadline for connect + HELLO when filling the pool (default 5000). */
   readonly handshakeTimeoutMs?: number
   /** Ask the relay to write a PROXY v2 header upstream when a dial carries a source. */
@@ -217,6 +230,22 @@ interface Pooled {
   readonly onGone: () => void
 }
 
+const kDeferred = Symbol('kt.relay.deferredRefill')
+interface DeferSocket extends Socket { [kDeferred]: RelayDialer | undefined }
+
+/** The first byte back on a connection just taken from the pool: its exchange is through, refill now. */
+function onFirstByteBack (this: DeferSocket): void {
+  this.removeListener('data', onFirstByteBack)
+  const d = this[kDeferred]
+  this[kDeferred] = undefined
+  // After this 'data' has been spliced to the client (nextTick runs once the emit returns).
+  if (d !== undefined) process.nextTick(refillDeferred, d)
+}
+
+function refillDeferred (d: RelayDialer): void {
+  d.refillNow()
+}
+
 export class RelayDialer implements Dialer {
   private readonly ep: RelayEndpoint
   private readonly fixedSize: number | undefined
@@ -226,8 +255,15 @@ export class RelayDialer implements Dialer {
   /** Smoothed time a refill takes (connect + HELLO + OK), ms. */
   private refillMs = 1
   private trimTimer: NodeJS.Timeout | undefined
+  /** The deferred refill's deadline (REFILL_DEFER_MS), one for all dials. */
+  private deferTimer: NodeJS.Timeout | undefined
+  /** When the first deferred refill still pending was asked for (0: none). */
+  private deferredSince = 0
+  /** Smoothed time a deferred refill waited, ms: the pool covers it too. */
+  private deferMs = 0
   private readonly maxIdleMs: number
   private readonly handshakeTimeoutMs: number
+  private readonly refillDeferMs: number
   private readonly proxyV2: boolean
   private readonly log: RelayLogger
   private readonly idle: Pooled[] = []
@@ -259,6 +295,7 @@ export class RelayDialer implements Dialer {
     this.fixedSize = size === 'auto' ? undefined : size
     this.maxIdleMs = opts.maxIdleMs ?? 30_000
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 5000
+    this.refillDeferMs = opts.refillDeferMs ?? REFILL_DEFER_MS
     this.proxyV2 = opts.proxyV2 === true
     const name = opts.name ?? target(opts.host, opts.port)
     this.log = opts.logger ?? silentRelayLogger
@@ -303,7 +340,7 @@ export class RelayDialer implements Dialer {
    */
   target (): number {
     if (this.fixedSize !== undefined) return this.fixedSize
-    const expected = this.currentRate() / RATE_TAU_MS * this.refillMs * 2
+    const expected = this.currentRate() / RATE_TAU_MS * (this.refillMs + this.deferMs) * 2
     // The decayed rate never reaches 0: below a quarter of a connection, none.
     return Math.min(POOL_MAX, POOL_MIN + (expected < 0.25 ? 0 : Math.ceil(expected)))
   }
@@ -351,8 +388,11 @@ export class RelayDialer implements Dialer {
     if (sock !== undefined) {
       this.hits++
       this.poolCounter?.inc({ result: 'hit' })
-      this.refill()
       sock.write(bind)
+      // The replacement waits for this exchange (REFILL_DEFER_MS), unless the
+      // pool is down to half its target: then the next clients would wait.
+      if (this.idle.length === 0 || this.idle.length * 2 < this.target()) this.refill()
+      else this.deferRefill(sock)
     } else {
       this.misses++
       this.poolCounter?.inc({ result: 'miss' })
@@ -395,7 +435,35 @@ export class RelayDialer implements Dialer {
     this.mux?.close()
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
     if (this.trimTimer !== undefined) clearInterval(this.trimTimer)
+    if (this.deferTimer !== undefined) clearTimeout(this.deferTimer)
     for (const p of this.idle.splice(0)) this.drop(p)
+  }
+
+  /**
+   * Refill once `sock` (just taken, its BIND written) gets its first byte
+   * back, or at REFILL_DEFER_MS, whichever comes first. The socket is paused:
+   * a listener added with prependListener does not start it reading, and runs
+   * before the splice's own when it does.
+   */
+  private deferRefill (sock: Socket): void {
+    const s = sock as DeferSocket
+    s[kDeferred] = this
+    s.prependListener('data', onFirstByteBack)
+    if (this.deferredSince === 0) this.deferredSince = Date.now()
+    if (this.deferTimer === undefined) {
+      this.deferTimer = setTimeout(() => { this.deferTimer = undefined; this.refillNow() }, this.refillDeferMs)
+      this.deferTimer.unref()
+    }
+  }
+
+  /** @internal the deferred refill (first byte back, or its deadline). */
+  refillNow (): void {
+    if (this.deferredSince !== 0) {
+      this.deferMs += (Math.min(REFILL_MS_MAX, Date.now() - this.deferredSince) - this.deferMs) / 8
+      this.deferredSince = 0
+    }
+    if (this.deferTimer !== undefined) { clearTimeout(this.deferTimer); this.deferTimer = undefined }
+    this.refill()
   }
 
   private take (): Socket | undefined {

@@ -15,7 +15,7 @@
 // A dial costs no round trip: the host writes AUTH + BIND + the client's
 // first bytes in one go (or BIND + bytes on a pooled, already ACKed AUTH).
 
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, randomFillSync } from 'node:crypto'
 import { isIP } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 
@@ -106,16 +106,28 @@ export interface AuthOptions {
   readonly nonce?: Buffer
 }
 
+// Nonces come from the CSPRNG in batches (one call per 256 AUTHs instead of
+// one each); every 16 bytes are used once, then the batch is refilled.
+const NONCE_BATCH = Buffer.alloc(NONCE_LEN * 256)
+let nonceAt = NONCE_BATCH.length
+
+function freshNonceInto (out: Buffer, at: number): void {
+  if (nonceAt + NONCE_LEN > NONCE_BATCH.length) { randomFillSync(NONCE_BATCH); nonceAt = 0 }
+  NONCE_BATCH.copy(out, at, nonceAt, nonceAt + NONCE_LEN)
+  NONCE_BATCH.fill(0, nonceAt, nonceAt + NONCE_LEN)
+  nonceAt += NONCE_LEN
+}
+
 export function encodeAuth (token: Buffer, o: AuthOptions = {}): Buffer {
   if (token.length < TOKEN_MIN || token.length > TOKEN_MAX) throw new RangeError(`relay token must be ${TOKEN_MIN}-${TOKEN_MAX} bytes`)
-  const nonce = o.nonce ?? randomBytes(NONCE_LEN)
-  if (nonce.length !== NONCE_LEN) throw new RangeError(`nonce must be ${NONCE_LEN} bytes`)
+  if (o.nonce !== undefined && o.nonce.length !== NONCE_LEN) throw new RangeError(`nonce must be ${NONCE_LEN} bytes`)
   const out = Buffer.alloc(AUTH_LEN)
   MAGIC.copy(out, 0)
   out[4] = VERSION
   out[5] = o.ack === true ? AUTH_ACK : 0
   out.writeBigUInt64BE(BigInt(Math.floor(o.now ?? Date.now())), 6)
-  nonce.copy(out, 14)
+  if (o.nonce !== undefined) o.nonce.copy(out, 14)
+  else freshNonceInto(out, 14)
   mac(token, out.subarray(0, SIGNED_LEN)).copy(out, SIGNED_LEN)
   return out
 }

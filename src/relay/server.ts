@@ -15,6 +15,9 @@
 // This module imports node:net itself (the design gives sockets to
 // src/dataplane) because it ships alone in the relay image, with no
 // node_modules and none of the host's data plane.
+//
+// Over 500 lines: the relay ships alone in its image, so the server keeps its
+// per-connection state machine, replay cache and metrics together here.
 
 import { createServer, connect, isIP, type Server, type Socket, type AddressInfo } from 'node:net'
 import { InvalidArgumentError, KtError } from '../errors.js'

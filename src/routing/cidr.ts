@@ -107,7 +107,7 @@ export function canonicalIp (raw: string): string | null {
  * they are cleared (loadBalancerSourceRanges, which Kubernetes accepts with
  * host bits set). With `bare`, an address alone is the one-address prefix
  * (source ranges). Throws InvalidArgumentError KT_ERR_INVALID_CIDR. This is
- * the one CIDR parser of the TS side; the native lane's (kt_accept.c
+ * the one CIDR parser of the TS side; the native lane's (kt_lane_napi.c
  * parse_cidr) is differential-tested against it (test/native/cidr-differential.test.ts).
  */
 export function parseCidr (raw: string, opts: { strict?: boolean, what?: string, bare?: boolean } = {}): Cidr {

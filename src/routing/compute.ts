@@ -22,10 +22,10 @@ import {
 import { type GatewayFinding, type GatewayHostname, type GatewayObjects, type Candidate, computeGatewayNames, findServices } from './gateway.js'
 import { draftListeners, resolveListeners, sortListeners } from './listeners.js'
 import { normalizeHostname, parseHostnameList } from './names.js'
-import { type ListenerDraft, type PlanEvent, PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, type Work, type WorkPort } from './work.js'
+import { type Finding, type ListenerDraft, PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, type Work, type WorkPort } from './work.js'
 import {
   type BalancePolicy, type Endpoint, type HealthCheckSpec,
-  type RouteTable, type UpstreamSpec, endpointKey, listenerKey,
+  type RouteTable, type ServicePortRef, type UpstreamSpec, endpointKey, listenerKey,
 } from './types.js'
 
 /** spec.loadBalancerClass that kind-tunnel serves (besides no class at all). */
@@ -80,7 +80,7 @@ const INGRESS_CLASS_ANNOTATION = 'kubernetes.io/ingress.class'
 const DEFAULT_CLASS_ANNOTATION = 'ingressclass.kubernetes.io/is-default-class'
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
 
-export { PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, PORT_ERROR_SHADOWED, type PlanEvent, type PlanEventKind } from './work.js'
+export { PORT_ERROR_NO_NODE_PORT, PORT_ERROR_PROTOCOL, PORT_ERROR_SHADOWED, type Finding } from './work.js'
 
 export type AddressingMode = 'ip' | 'hostname' | 'both'
 
@@ -177,7 +177,7 @@ export interface ServicePlan {
   /** Desired status.loadBalancer.ingress (control/status-plan.ts compares it with the current one and plans the Events of a change). */
   readonly ingress: readonly LoadBalancerIngress[]
   /** What computing the plan found: warnings and failures (level-triggered). */
-  readonly events: readonly PlanEvent[]
+  readonly findings: readonly Finding[]
 }
 
 /** A Gateway hostname after conflicts: whether it is routed, and where to reach it. */
@@ -432,6 +432,13 @@ function defaultIngressClass (classes: readonly KubeIngressClass[]): string | un
 
 // ---------------------------------------------------------------- main
 
+/** The structured reference of a Service port, with its creation time for conflicts between clusters. */
+function serviceRef (cluster: string, w: Work, port: number): ServicePortRef {
+  const t = w.svc.metadata?.creationTimestamp
+  const created = t instanceof Date ? t.toISOString() : t
+  return { cluster, namespace: w.namespace, name: w.name, port, ...(created !== undefined ? { created } : {}) }
+}
+
 export function computeRoutes (observed: ObservedState, opts: RoutingOptions = {}): ComputeResult {
   const o = resolveOptions(opts)
   const useIp = o.mode !== 'hostname'
@@ -490,7 +497,7 @@ function selectServices (services: readonly KubeService[], owner: StatusOwner, p
       plans.push(cleanupPlan(svc, key, namespace, name, previous, owner.pool))
       continue
     }
-    work.push({ svc, key, namespace, name, events: [], ports: [], names: [], wonNames: new Set(), gatewayPorts: [] })
+    work.push({ svc, key, namespace, name, findings: [], ports: [], names: [], wonNames: new Set(), gatewayPorts: [] })
   }
   return { plans, work }
 }
@@ -502,13 +509,13 @@ function assignAddresses (work: readonly Work[], o: Resolved, previous: Readonly
   const allocations = res.allocations
   const byKey = new Map(work.map((w) => [w.key, w]))
   for (const warn of res.warnings) {
-    byKey.get(warn.key)?.events.push({ type: 'Warning', kind: 'warning', reason: 'RequestedIPUnavailable', message: warn.message })
+    byKey.get(warn.key)?.findings.push({ kind: 'warning', reason: 'RequestedIPUnavailable', message: warn.message })
   }
   for (const f of res.failures) {
     const w = byKey.get(f.key)
     if (w === undefined) continue
     const message = `${f.code}: ${f.message}`
-    w.events.push({ type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message })
+    w.findings.push({ kind: 'failed', reason: 'IPPoolExhausted', message })
     if (failWithoutIp) w.failed = { reason: 'IPPoolExhausted', message }
   }
   for (const w of work) {
@@ -535,7 +542,7 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
         // A range we cannot read must not widen access to everyone.
         const message = `loadBalancerSourceRanges: ${JSON.stringify(r)} is not a CIDR; not serving this Service until it is fixed`
         w.failed = { reason: 'InvalidSourceRange', message }
-        w.events.push({ type: 'Warning', kind: 'failed', reason: 'InvalidSourceRange', message })
+        w.findings.push({ kind: 'failed', reason: 'InvalidSourceRange', message })
         break
       }
     }
@@ -549,7 +556,7 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
     }
     const families = familyOrder(w.svc)
     const pool = parseBackendPool(w.svc.metadata?.annotations?.[ANNOTATION_BACKEND_POOL])
-    if (typeof pool === 'object') w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidBackendPool', message: pool.error })
+    if (typeof pool === 'object') w.findings.push({ kind: 'warning', reason: 'InvalidBackendPool', message: pool.error })
     const poolSize = typeof pool === 'number' ? pool : o.poolSize
     const endpointsFor = (nodePort: number): Endpoint[] => {
       const eps: Endpoint[] = []
@@ -574,11 +581,11 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
         wp.error = PORT_ERROR_NO_NODE_PORT
         wp.message = `port ${p.port}/${protocol} has no nodePort (allocateLoadBalancerNodePorts: false); nodes cannot be reached`
       } else if (protocol === 'UDP') {
-        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: { cluster, namespace: w.namespace, name: w.name, port: p.port } }
+        wp.upstream = { ...udpUpstream(`${cluster}/${w.namespace}/${w.name}:${p.port}`, endpointsFor(wp.nodePort), policy, health, o.dialer), service: serviceRef(cluster, w, p.port) }
       } else {
         const upstream: UpstreamSpec = {
           id: `${cluster}/${w.namespace}/${w.name}:${p.port}`,
-          service: { cluster, namespace: w.namespace, name: w.name, port: p.port },
+          service: serviceRef(cluster, w, p.port),
           endpoints: endpointsFor(wp.nodePort),
           policy,
           health,
@@ -595,7 +602,7 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
       const names = [w.hostname]
       const extra = parseHostnameList(w.svc.metadata?.annotations?.[ANNOTATION_HOSTNAMES])
       for (const bad of extra.invalid) {
-        w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `${ANNOTATION_HOSTNAMES}: ${JSON.stringify(bad)} is not a hostname or *.suffix; ignored` })
+        w.findings.push({ kind: 'warning', reason: 'InvalidHostname', message: `${ANNOTATION_HOSTNAMES}: ${JSON.stringify(bad)} is not a hostname or *.suffix; ignored` })
       }
       names.push(...extra.names)
       for (const ing of fronted?.ingresses.get(w.key) ?? []) {
@@ -603,7 +610,7 @@ function describeServices (work: readonly Work[], cluster: string, o: Resolved, 
           if (rule.host === undefined || rule.host === '') continue
           const n = normalizeHostname(rule.host)
           if (n === null) {
-            w.events.push({ type: 'Warning', kind: 'warning', reason: 'InvalidHostname', message: `Ingress ${objectKey(ing)}: host ${JSON.stringify(rule.host)} is not a hostname; ignored` })
+            w.findings.push({ kind: 'warning', reason: 'InvalidHostname', message: `Ingress ${objectKey(ing)}: host ${JSON.stringify(rule.host)} is not a hostname; ignored` })
           } else {
             names.push(n)
           }
@@ -710,12 +717,12 @@ function cleanupPlan (svc: KubeService, key: string, namespace: string, name: st
     ports: [],
     nodes: [],
     ingress: [],
-    events: [],
+    findings: [],
   }
 }
 
 function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | undefined, useIp: boolean, useNames: boolean): ServicePlan {
-  const events = [...w.events]
+  const findings = [...w.findings]
   const ports: PortPlan[] = w.ports.map((p) => ({
     port: p.port,
     ...(p.spec.name !== undefined && p.spec.name !== '' ? { name: p.spec.name } : {}),
@@ -737,7 +744,7 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
   }
   const hasServed = ports.some((p) => p.status === 'served')
   if (w.failed === undefined && hasServed && sel.nodes.length === 0) {
-    events.push({ type: 'Warning', kind: 'warning', reason: 'NoReadyNodes', message: 'no Ready node can be a backend; connections will be refused' })
+    findings.push({ kind: 'warning', reason: 'NoReadyNodes', message: 'no Ready node can be a backend; connections will be refused' })
   }
   const readyEndpoints = slices?.get(w.key)
   return {
@@ -754,6 +761,6 @@ function servePlan (w: Work, sel: NodeSelection, slices: Map<string, number> | u
     ...(sel.excludedNodesUsed && w.failed === undefined ? { excludedNodesUsed: true } : {}),
     ...(slices !== undefined ? { readyEndpoints: readyEndpoints ?? 0 } : {}),
     ingress,
-    events,
+    findings,
   }
 }

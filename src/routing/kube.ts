@@ -138,6 +138,37 @@ function sortKey (o: { readonly metadata?: KubeObjectMeta }): { ms: number, key:
   return k
 }
 
+/**
+ * Who may answer for a contested hostname, within one cluster (computeRoutes)
+ * and between clusters (mergeTables): the Service whose own generated name it
+ * is, then the older Service, then `namespace/name`, then the cluster's name.
+ */
+export interface NameClaimant {
+  /** The name is this Service's generated `<service>.<namespace>.<suffix>`. */
+  readonly generated: boolean
+  /** creationTimestamp in ms (timestampMs: +Infinity when unknown). */
+  readonly createdMs: number
+  /** `namespace/name`. */
+  readonly key: string
+  readonly cluster?: string
+}
+
+/** Negative when `a` keeps the name over `b`, positive when `b` does, 0 for the same Service. */
+export function nameClaimOrder (a: NameClaimant, b: NameClaimant): number {
+  if (a.generated !== b.generated) return a.generated ? -1 : 1
+  if (a.createdMs !== b.createdMs) return a.createdMs < b.createdMs ? -1 : 1
+  if (a.key !== b.key) return a.key < b.key ? -1 : 1
+  const ca = a.cluster ?? ''
+  const cb = b.cluster ?? ''
+  return ca < cb ? -1 : ca > cb ? 1 : 0
+}
+
+/** The order of `nameClaimOrder` for a Service object, without the generated-name rule. */
+export function claimantOf (o: { readonly metadata?: KubeObjectMeta }, generated: boolean, cluster?: string): NameClaimant {
+  const k = sortKey(o)
+  return { generated, createdMs: k.ms, key: k.key, ...(cluster !== undefined ? { cluster } : {}) }
+}
+
 /** Order objects oldest first, then by `namespace/name`: the tie-break used for every conflict. */
 export function olderFirst<T extends { readonly metadata?: KubeObjectMeta }> (a: T, b: T): number {
   const ka = sortKey(a)

@@ -4,7 +4,7 @@
 // the listener order and the source-range narrowing that mergeTables shares.
 
 import { parseIp } from './cidr.js'
-import { olderFirst } from './kube.js'
+import { claimantOf, nameClaimOrder, olderFirst } from './kube.js'
 import type { KubeServicePort } from './kube.js'
 import { type HostRoute, type ListenerSpec, type UpstreamSpec, listenerKey } from './types.js'
 import { type Claim, type ListenerDraft, PORT_ERROR_SHADOWED, type Work, type WorkPort } from './work.js'
@@ -130,8 +130,7 @@ export function resolveListeners (drafts: ReadonlyMap<string, ListenerDraft>, li
         const cur = owner.get(n)
         if (cur === undefined) { owner.set(n, c); continue }
         if (cur.work === c.work) continue // two ports of one Service: the first keeps it
-        const mineGenerated = c.work.hostname === n
-        if (mineGenerated && cur.work.hostname !== n) {
+        if (nameClaimOrder(claimantOf(c.work.svc, c.work.hostname === n), claimantOf(cur.work.svc, cur.work.hostname === n)) < 0) {
           owner.set(n, c)
           noteConflict(cur.work, n, c.work.key, conflictSeen)
         } else {
@@ -238,8 +237,7 @@ function noteConflict (loser: Work, name: string, winner: string, seen: Set<stri
   const k = `${loser.key} ${name}`
   if (seen.has(k)) return
   seen.add(k)
-  loser.events.push({
-    type: 'Warning',
+  loser.findings.push({
     kind: 'warning',
     reason: 'HostnameConflict',
     message: `hostname ${name} is already served by ${winner}; not routed to this Service`,

@@ -5,8 +5,10 @@
 // Listeners of different clusters rarely share a key in ip mode (each Service
 // has its own IP), but in hostname mode every cluster wants 127.0.0.1:8443
 // and :8080. Listeners with the same key merge their routes:
-// - a hostname claimed by two clusters goes to the first cluster (by name);
-//   the other is reported, never silently dropped;
+// - a hostname claimed by two clusters goes by the rule computeRoutes uses
+//   inside one cluster (kube.ts nameClaimOrder: the Service whose generated
+//   name it is, then the older Service, then namespace/name, then the
+//   cluster's name); the other is reported, never silently dropped;
 // - a listener that is plain L4 in its own cluster (one Service alone on the
 //   port, so computeRoutes gave it a default and no routes) keeps answering by
 //   its generated name `<service>.<namespace>.<suffix>` once it shares the
@@ -15,6 +17,7 @@
 //   shared port, where the ranges could not be enforced for every name: it
 //   becomes a name route carrying its ranges.
 
+import { type NameClaimant, nameClaimOrder, timestampMs } from './kube.js'
 import { narrowRanges, sortListeners } from './listeners.js'
 import { normalizeHostname } from './names.js'
 import { listenerKey, type HostRoute, type ListenerSpec, type RouteTable, type UpstreamSpec } from './types.js'
@@ -72,37 +75,61 @@ function withRanges (names: string[], upstream: UpstreamSpec, ranges: readonly s
   return { names, upstream, ...(ranges !== undefined && ranges.length > 0 ? { sourceRanges: ranges } : {}) }
 }
 
-function mergeShared (key: string, parts: readonly Part[], suffix: string, conflicts: MergeConflict[]): ListenerSpec {
-  const first = parts[0] as Part
-  const nameOwner = new Map<string, string>() // name → upstream id
+interface NameClaim { readonly route: Omit<HostRoute, 'names'>, readonly names: readonly string[], readonly cluster: string }
+
+function claimantOf (c: NameClaim, name: string, suffix: string): NameClaimant {
+  const svc = c.route.upstream.service
+  if (svc === undefined) return { generated: false, createdMs: Number.POSITIVE_INFINITY, key: c.route.upstream.id, cluster: c.cluster }
+  const key = `${svc.namespace}/${svc.name}`
+  return { generated: generatedName(key, suffix) === name, createdMs: timestampMs(svc.created), key, cluster: c.cluster }
+}
+
+/** Each contested name to its best claimant (nameClaimOrder); every loser is reported once per name. */
+function settleNames (key: string, claims: readonly NameClaim[], suffix: string, conflicts: MergeConflict[]): HostRoute[] {
+  const owner = new Map<string, NameClaim>()
+  for (const c of claims) {
+    for (const n of c.names) {
+      const cur = owner.get(n)
+      if (cur === undefined || (cur.route.upstream.id !== c.route.upstream.id && nameClaimOrder(claimantOf(c, n, suffix), claimantOf(cur, n, suffix)) < 0)) owner.set(n, c)
+    }
+  }
   const routes: HostRoute[] = []
-  let def: UpstreamSpec | undefined
-  const claim = (names: readonly string[], route: Omit<HostRoute, 'names'>): void => {
+  for (const c of claims) {
     const won: string[] = []
-    for (const n of names) {
-      const cur = nameOwner.get(n)
-      if (cur === undefined) { nameOwner.set(n, route.upstream.id); won.push(n); continue }
-      if (cur === route.upstream.id) continue
+    for (const n of c.names) {
+      const w = owner.get(n) as NameClaim
+      if (w === c) { won.push(n); continue }
+      if (w.route.upstream.id === c.route.upstream.id) continue
       conflicts.push({
         listener: key,
         kind: 'hostname',
         name: n,
-        winner: cur,
-        loser: route.upstream.id,
-        message: `hostname ${n} on ${key} is already served by ${cur}; not routed to ${route.upstream.id}`,
+        winner: w.route.upstream.id,
+        loser: c.route.upstream.id,
+        message: `hostname ${n} on ${key} is already served by ${w.route.upstream.id}; not routed to ${c.route.upstream.id}`,
       })
     }
-    if (won.length > 0) routes.push({ ...route, names: won.sort(cmp) })
+    if (won.length > 0) routes.push({ ...c.route, names: [...new Set(won)].sort(cmp) })
+  }
+  return routes.sort((a, b) => cmp(a.upstream.id, b.upstream.id))
+}
+
+function mergeShared (key: string, parts: readonly Part[], suffix: string, conflicts: MergeConflict[]): ListenerSpec {
+  const first = parts[0] as Part
+  const claims: NameClaim[] = []
+  let def: UpstreamSpec | undefined
+  const claim = (names: readonly string[], route: Omit<HostRoute, 'names'>, cluster: string): void => {
+    claims.push({ route, names, cluster })
   }
   for (const p of parts) {
-    for (const r of p.spec.routes) claim(r.names, r)
+    for (const r of p.spec.routes) claim(r.names, r, p.cluster)
     const d = p.spec.default
     if (d === undefined) continue
     const ranged = p.spec.sourceRanges !== undefined && p.spec.sourceRanges.length > 0
     if (p.spec.routes.length === 0) {
       // Plain L4 in its own cluster: give it a name now that the port is shared.
       const n = generatedName(p.spec.owner, suffix)
-      if (n !== undefined) claim([n], withRanges([], d, p.spec.sourceRanges))
+      if (n !== undefined) claim([n], withRanges([], d, p.spec.sourceRanges), p.cluster)
     }
     if (ranged) {
       conflicts.push({
@@ -124,7 +151,7 @@ function mergeShared (key: string, parts: readonly Part[], suffix: string, confl
       })
     }
   }
-  routes.sort((a, b) => cmp(a.upstream.id, b.upstream.id))
+  const routes = settleNames(key, claims, suffix, conflicts)
   const ranges = narrowRanges(parts.map((p) => p.spec.sourceRanges))
   const caps = parts.map((p) => p.spec.maxConnections).filter((m): m is number => m !== undefined)
   return {

@@ -25,6 +25,8 @@ export interface ServicePortRef {
   readonly namespace: string
   readonly name: string
   readonly port: number
+  /** The Service's creationTimestamp, for the hostname-conflict order between clusters (kube.ts nameClaimOrder). */
+  readonly created?: string
 }
 
 export interface UpstreamSpec {

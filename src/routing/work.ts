@@ -11,12 +11,14 @@ export const PORT_ERROR_PROTOCOL = 'kind-tunnel.dev/ProtocolNotSupported'
 export const PORT_ERROR_NO_NODE_PORT = 'kind-tunnel.dev/NoNodePort'
 export const PORT_ERROR_SHADOWED = 'kind-tunnel.dev/PortShadowed'
 
-export type PlanEventKind = 'assigned' | 'updated' | 'unsupported' | 'failed' | 'warning'
-
-export interface PlanEvent {
-  readonly type: 'Normal' | 'Warning'
-  readonly kind: PlanEventKind
-  /** CamelCase, for the Event's `reason`. */
+/**
+ * What computeRoutes found wrong with a Service: `failed` (it is not served)
+ * or `warning` (served, with something ignored). Which of these become
+ * Kubernetes Events, and when, is control-plane work (control/status-plan.ts).
+ */
+export interface Finding {
+  readonly kind: 'failed' | 'warning'
+  /** CamelCase (an Event's `reason` when it becomes one). */
   readonly reason: string
   readonly message: string
 }
@@ -37,7 +39,7 @@ export interface Work {
   key: string
   namespace: string
   name: string
-  events: PlanEvent[]
+  findings: Finding[]
   failed?: { reason: string, message: string }
   ports: WorkPort[]
   sourceRanges?: string[]

@@ -3,6 +3,9 @@
 // (discovery, list/watch with resourceVersions, Status errors, the three
 // patch types, server-side Tables for kubectl). Test hooks reach into it
 // in-process: seed objects, cut watches, compact history, restart, forbid.
+//
+// Over 500 lines: the test API server is one HTTP surface (routing, list,
+// watch, patch, Tables, the fault hooks); it is test equipment, not product.
 
 import http from 'node:http'
 import https from 'node:https'

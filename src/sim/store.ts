@@ -3,6 +3,10 @@
 // resume from, finalizer-aware deletion, owner-reference garbage collection
 // and namespace termination. HTTP-free: the server and the in-process hooks
 // both call it.
+//
+// Over 500 lines: the store's rules (resourceVersion, watch window,
+// finalizers, garbage collection, namespace termination) act on one map and
+// must change together.
 
 import { randomUUID, randomInt } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'

@@ -25,7 +25,7 @@ t.test('a bad value: a Warning event, no pool, the Service still served', async 
     const r = computeRoutes({ cluster: 'kind', services: [svc('db', { annotations: { [ANNOTATION_BACKEND_POOL]: bad } })], nodes: KIND_NODES }, opts)
     t.equal(r.table.listeners[0]?.default?.poolSize, undefined, JSON.stringify(bad))
     t.equal(r.services[0]?.action, 'serve')
-    t.ok(r.services[0]?.events.some((e) => e.reason === 'InvalidBackendPool' && e.message.includes(ANNOTATION_BACKEND_POOL)), 'a warning names the annotation')
+    t.ok(r.services[0]?.findings.some((e) => e.reason === 'InvalidBackendPool' && e.message.includes(ANNOTATION_BACKEND_POOL)), 'a warning names the annotation')
   }
   t.equal(parseBackendPool(' 0 '), 0)
   t.equal(parseBackendPool('64'), 64)

@@ -1,7 +1,7 @@
 // mergeTables: per-cluster tables into one; listeners with the same key merge
 // their routes, conflicts are reported, never silently dropped. Table tests.
 import t from 'tap'
-import { mergeTables } from '../../src/routing/merge.js'
+import { type ClusterTable, mergeTables } from '../../src/routing/merge.js'
 import type { ListenerSpec, RouteTable, UpstreamSpec } from '../../src/routing/types.js'
 
 const up = (id: string, port = 30000): UpstreamSpec => ({ id, endpoints: [{ host: '172.18.0.2', port }] })
@@ -35,7 +35,7 @@ t.test('two L4 listeners on a shared port: both get their generated names, the f
   t.match(l.owner, /a:default\/web/)
 })
 
-t.test('the same hostname in two clusters: first cluster wins, the other is reported', async (t) => {
+t.test('the same hostname in two clusters, nothing else to go by: the first cluster (by name) wins, the other is reported', async (t) => {
   const shared = (id: string, names: string[]): ListenerSpec => ({ host: '127.0.0.1', port: 8443, routes: [{ names, upstream: up(id) }], owner: id })
   const a = table(shared('a/default/web:443', ['web.default.localhost', 'app.test']))
   const b = table(shared('b/default/web:443', ['web.default.localhost', 'b-only.test']))
@@ -44,6 +44,31 @@ t.test('the same hostname in two clusters: first cluster wins, the other is repo
   t.same(l.routes.map((x) => [x.upstream.id, x.names]), [['a/default/web:443', ['app.test', 'web.default.localhost']], ['b/default/web:443', ['b-only.test']]])
   t.equal(l.default, undefined)
   t.same(r.conflicts.map((c) => [c.kind, c.name, c.winner, c.loser]), [['hostname', 'web.default.localhost', 'a/default/web:443', 'b/default/web:443']])
+})
+
+t.test('a hostname two clusters claim goes by the in-cluster rule: own generated name, then the older Service, then the cluster name', async (t) => {
+  const svcUp = (cluster: string, ns: string, name: string, created: string): UpstreamSpec =>
+    ({ id: `${cluster}/${ns}/${name}:443`, service: { cluster, namespace: ns, name, port: 443, created }, endpoints: [{ host: '172.18.0.2', port: 30443 }] })
+  const on = (u: UpstreamSpec, names: string[]): ListenerSpec => ({ host: '127.0.0.1', port: 8443, routes: [{ names, upstream: u }], owner: u.id })
+  // Older Service in the later cluster: it keeps the name (was: cluster a, by cluster order).
+  let r = mergeTables([
+    { cluster: 'a', table: table(on(svcUp('a', 'default', 'young', '2025-03-01T00:00:00Z'), ['shared.test'])) },
+    { cluster: 'b', table: table(on(svcUp('b', 'default', 'old', '2025-01-01T00:00:00Z'), ['shared.test'])) },
+  ], { version: 1 })
+  t.same(r.conflicts.map((c) => [c.name, c.winner, c.loser]), [['shared.test', 'b/default/old:443', 'a/default/young:443']])
+  t.same((r.table.listeners[0] as ListenerSpec).routes.map((x) => [x.upstream.id, x.names]), [['b/default/old:443', ['shared.test']]])
+  // A name that is one Service's generated name stays with it, even against an older claimant.
+  r = mergeTables([
+    { cluster: 'a', table: table(on(svcUp('a', 'default', 'other', '2024-01-01T00:00:00Z'), ['web.default.localhost'])) },
+    { cluster: 'b', table: table(on(svcUp('b', 'default', 'web', '2025-06-01T00:00:00Z'), ['web.default.localhost'])) },
+  ], { version: 1 })
+  t.same(r.conflicts.map((c) => [c.name, c.winner, c.loser]), [['web.default.localhost', 'b/default/web:443', 'a/default/other:443']])
+  // Same Service, same age, in two clusters: the cluster name decides, whatever the input order.
+  const same = (cl: string): ClusterTable => ({ cluster: cl, table: table(on(svcUp(cl, 'default', 'web', '2025-01-01T00:00:00Z'), ['web.default.localhost'])) })
+  for (const order of [[same('b'), same('a')], [same('a'), same('b')]]) {
+    r = mergeTables(order, { version: 1 })
+    t.same(r.conflicts.map((c) => [c.winner, c.loser]), [['a/default/web:443', 'b/default/web:443']])
+  }
 })
 
 t.test('a default with source ranges is never the default of a shared port; it keeps its ranges on its name route', async (t) => {

@@ -3,7 +3,7 @@
 // next to the plan's own (level-triggered) findings.
 
 import t from 'tap'
-import { planStatus } from '../../src/control/status-plan.js'
+import { findingEvent, planStatus } from '../../src/control/status-plan.js'
 import { computeRoutes } from '../../src/routing/compute.js'
 import type { KubeLoadBalancerIngress } from '../../src/routing/kube.js'
 import { svc, tcp, KIND_NODES } from '../routing/compute-fixtures.js'
@@ -14,8 +14,12 @@ const plan = (ingress?: KubeLoadBalancerIngress[], extra: Parameters<typeof svc>
   const p = computeRoutes({ cluster: 'kind', nodes: KIND_NODES, services: [s] }, opts).services[0]
   if (p === undefined) return undefined
   const status = planStatus(s, p)
-  return { ...p, statusChanged: status.changed, events: [...p.events, ...status.events] }
+  return { ...p, statusChanged: status.changed, events: [...p.findings.map(findingEvent), ...status.events] }
 }
+
+t.test('routing findings become Warning Events here, not in routing/', async (t) => {
+  t.same(findingEvent({ kind: 'failed', reason: 'IPPoolExhausted', message: 'm' }), { type: 'Warning', kind: 'failed', reason: 'IPPoolExhausted', message: 'm' })
+})
 
 t.test('no status yet: assigned', async (t) => {
   const p = plan()

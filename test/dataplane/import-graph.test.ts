@@ -36,3 +36,24 @@ t.test('module boundaries of docs/architecture.md', async (t) => {
   t.same(offenders((m) => folder(m) === 'routing', (d) => ['node:tls', 'node:fs', 'node:fs/promises', 'node:http', 'node:child_process', 'node:timers/promises'].includes(d) || d.startsWith('observe/')), [], 'routing/ is pure: no I/O, no logging (node:net only for isIP)')
   t.same(offenders((m) => folder(m) === 'observe', (d) => !d.includes(':') && d.includes('/') && !d.startsWith('observe/') && d !== 'errors.ts' && !d.startsWith('@') && d.endsWith('.ts')), [], 'observe/ imports no other module')
 })
+
+t.test('no file in src/ over 500 lines without its reason written at its top (issue 15)', async (t) => {
+  const { readdirSync, readFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const long: string[] = []
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name)
+      if (e.isDirectory()) { if (e.name !== 'build' && e.name !== 'node_modules') walk(p); continue }
+      if (!/\.(ts|c|h)$/.test(e.name)) continue
+      const text = readFileSync(p, 'utf8')
+      const lines = text.split('\n')
+      if (lines.length <= 500) continue
+      // the leading comment block: // lines (TS, C) or a /* */ block (C)
+      const head = lines.slice(0, 60).join('\n')
+      if (!/Over 500 lines/i.test(head)) long.push(`${p.slice(src.length)} (${lines.length} lines)`)
+    }
+  }
+  walk(src)
+  t.same(long, [], 'each says "Over 500 lines: <why>" in its leading comment')
+})

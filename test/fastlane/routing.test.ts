@@ -7,8 +7,6 @@
 // and counted), each with proof that the lane carried it: the listener is the
 // lane's, JS holds no connection, and the lane's own counters moved.
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { connect as tlsConnect } from 'node:tls'
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
@@ -18,14 +16,10 @@ import { closeKind, dial, readAll, startServer, waitFor } from '../support/net.j
 import { startTlsBackend, type TlsBackend } from '../support/tls.js'
 import type { ListenerSpec, UpstreamSpec } from '../../src/routing/types.js'
 import { laneSkip, startLaneProxy, type LaneProxy } from './lane-proxy.js'
+import { runTool } from '../support/tool-env.js'
 
-const runRaw = promisify(execFile)
-// Under npm run test:asan / test:tsan the sanitizer runtime is LD_PRELOADed
-// for node; curl and openssl must not get it (curl hangs with it).
-const toolEnv: NodeJS.ProcessEnv = { ...process.env }
-delete toolEnv['LD_PRELOAD']
-const run = (cmd: string, args: readonly string[], opts: { timeout?: number } = {}): Promise<{ stdout: string, stderr: string }> =>
-  runRaw(cmd, args, { ...opts, env: toolEnv })
+// curl and openssl without the sanitizer runtime under test:asan / test:tsan.
+const run = runTool
 const skip = laneSkip()
 
 /** The listener is on the lane, not stopped, and JS accepted nothing on it. */

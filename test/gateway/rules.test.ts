@@ -100,7 +100,7 @@ t.test('the Service: annotation first, then address, then labels; a contested na
   t.same(by, { 'a/gw': ['a/by-address', 'address'], 'b/gw': ['envoy-gateway-system/envoy', 'labels'], 'c/gw': ['c/explicit', 'annotation'] }, 'the address beats the labels on another Service; labels across namespaces; the annotation names the class')
   const b = r.gateways.find((g) => g.key === 'b/gw')
   t.same(b?.hostnames.map((h) => [h.name, h.served]), [['b.test', true], ['shared.test', false]], 'the older Service keeps shared.test')
-  t.ok(r.services.find((s) => s.key === 'envoy-gateway-system/envoy')?.events.some((e) => e.reason === 'HostnameConflict' && e.message.includes('shared.test')), 'the loser gets a HostnameConflict event')
+  t.ok(r.services.find((s) => s.key === 'envoy-gateway-system/envoy')?.findings.some((e) => e.reason === 'HostnameConflict' && e.message.includes('shared.test')), 'the loser gets a HostnameConflict event')
   t.ok(r.gateways.find((g) => g.key === 'b/gw')?.problems.some((p) => p.reason === 'NoAddress'), 'a Gateway without status.addresses is flagged')
 
   const st = { clusters: [{ name: 'kind', mode: 'direct', reason: '', synced: true, controller: { gateways: r.gateways } }] }

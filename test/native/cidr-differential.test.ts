@@ -1,5 +1,5 @@
 // Issue 15: one CIDR parser in TS (routing/cidr.ts parseCidr, `bare` for
-// source ranges); the native lane keeps its own (kt_accept.c parse_cidr, it
+// source ranges); the native lane keeps its own (kt_lane_napi.c parse_cidr, it
 // runs on the workers) and must accept exactly what the TS one accepts. The
 // lane is only ever handed canonical text (fastlane.ts lanePlan), so the
 // corpus has no surrounding whitespace (which the TS parser trims).
@@ -50,7 +50,7 @@ t.test('the native CIDR parser accepts exactly what routing/cidr.ts accepts', { 
 })
 
 // Not a CIDR case, but the same direct use of the lane binding: the
-// per-backend queries share one argument path in kt_accept.c (backend_query).
+// per-backend queries share one argument path in kt_lane_napi.c (backend_query).
 t.test('laneBackendActive / laneBackendFree: one argument path, answers per slot', { skip: SKIP }, async (t) => {
   const { b, lane } = openLane(t)
   t.teardown(() => { b.laneClose(lane) })

@@ -4,9 +4,10 @@
 import t from 'tap'
 import net from 'node:net'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { constants, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { constants, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { loadNativeSplicer, nativeUnavailableReason } from '../../src/dataplane/native/index.js'
 import { SKIP, collect, connect, splicerFor, startBackend, waitFor } from './fixtures/harness.js'
 
@@ -24,6 +25,17 @@ function withEnv (vars: Record<string, string | undefined>, fn: () => void): voi
     }
   }
 }
+
+t.test('build-addon.mjs, binding.gyp and the directory name the same C sources', async (t) => {
+  // build-addon.mjs keeps its own list (the sidecar image copies it without binding.gyp).
+  const dir = fileURLToPath(new URL('../../../src/dataplane/native/', import.meta.url))
+  const script = /^const SOURCES = \[([^\]]*)\]/m.exec(readFileSync(join(dir, 'build-addon.mjs'), 'utf8'))?.[1]
+  const fromScript = (script ?? '').split(',').map((x) => x.trim().replace(/^'|'$/g, '')).filter((x) => x !== '').sort()
+  const gyp = JSON.parse(readFileSync(join(dir, 'binding.gyp'), 'utf8')) as { targets: Array<{ sources: string[] }> }
+  const inDir = readdirSync(dir).filter((f) => f.endsWith('.c')).sort()
+  t.same(fromScript, inDir, 'build-addon.mjs SOURCES')
+  t.same([...gyp.targets[0]!.sources].sort(), inDir, 'binding.gyp sources')
+})
 
 t.test('KT_NATIVE=0 disables the addon', async (t) => {
   withEnv({ KT_NATIVE: '0' }, () => {

@@ -11,6 +11,10 @@ import { fileURLToPath } from 'node:url'
 import { MODES, SKIP, collect, connect, payloadBlocks, sha256, startBackend, waitFor, within, sleep } from './fixtures/harness.js'
 
 const SIZE = 50 * 1024 * 1024
+// Under the TSAN variant the runtime's own shadow and metadata pages (and
+// V8's) make the child's RSS jump by up to ~25 MiB at random, on main as
+// well: the bound there still catches a proxy that buffered the 50 MiB.
+const RSS_BOUND_KIB = process.env['KT_NATIVE_VARIANT'] === 'tsan' ? 32 * 1024 : 8 * 1024
 const child = fileURLToPath(new URL('./fixtures/proxy-child.js', import.meta.url))
 
 function rssKiB (pid: number): number {
@@ -60,7 +64,7 @@ for (const mode of MODES) {
     // sockets plus a 256 KiB pipe): what matters is that the backend stalls
     // before the end while the proxy's own memory stays flat (next assertion).
     t.ok(stalledAt < SIZE * 0.9, `the backlog stalled the backend after ${(stalledAt / 1048576).toFixed(1)} MiB`)
-    t.ok(during - before < 8 * 1024, `proxy RSS grew by ${during - before} KiB while holding the backlog`)
+    t.ok(during - before < RSS_BOUND_KIB, `proxy RSS grew by ${during - before} KiB while holding the backlog`)
 
     const got = collect(client)
     client.resume()

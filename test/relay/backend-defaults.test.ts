@@ -30,23 +30,34 @@ function iperfClient (host: string, port: number): Promise<{ code: number, out: 
   })
 }
 
-async function iperfServer (t: Tap, host: string): Promise<number> {
+/**
+ * `iperf3 -s` on a free port. `ready(n)` waits until it has said it listens
+ * n + 1 times: it finished n sessions and takes the next one (it serves one at
+ * a time, and a session's end reaches it a moment after its client exits).
+ */
+async function iperfServer (t: Tap, host: string): Promise<{ port: number, ready: (sessions: number) => Promise<void> }> {
   const port = await freePortOn(host)
   const p = spawn('iperf3', ['-s', '-B', host, '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { p.kill('SIGKILL') })
   // Its own word that it listens (a connect would be taken as a session).
   let out = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`iperf3 -s did not say it listens on ${host}:${port} in 20 s: ${JSON.stringify(out)}`)), 20_000)
-    const seen = (d: Buffer): void => {
-      out += d.toString()
-      if (/Server listening on/.test(out)) { clearTimeout(timer); resolve() }
+  let wake: (() => void) | undefined
+  const seen = (d: Buffer): void => { out += d.toString(); wake?.() }
+  p.stdout.on('data', seen)
+  p.stderr.on('data', seen)
+  let exited: string | undefined
+  p.once('exit', (code) => { exited = `iperf3 -s exited ${String(code)}: ${out}`; wake?.() })
+  const ready = (sessions: number): Promise<void> => new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { wake = undefined; reject(new Error(`iperf3 -s on ${host}:${port} did not listen again after ${sessions} session(s) in 20 s: ${JSON.stringify(out)}`)) }, 20_000)
+    const check = (): void => {
+      if (exited !== undefined) { clearTimeout(timer); wake = undefined; reject(new Error(exited)); return }
+      if ((out.match(/Server listening on/g) ?? []).length > sessions) { clearTimeout(timer); wake = undefined; resolve() }
     }
-    p.stdout.on('data', seen)
-    p.stderr.on('data', seen)
-    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`iperf3 -s exited ${String(code)}: ${out}`)) })
+    wake = check
+    check()
   })
-  return port
+  await ready(0)
+  return { port, ready }
 }
 
 interface Tap { teardown (fn: () => unknown): void }
@@ -135,13 +146,15 @@ else {
   }
 
   t.test('iperf3 through a relay-dialed listener with the defaults, and straight to the server beside it', async (t) => {
-    const port = await iperfServer(t, host)
+    const { port, ready } = await iperfServer(t, host)
     const manager = await relayFor(t, [port])
     // The upstream as computeRoutes builds it for `up --mode relay`: no poolSize of its own.
     const [lp] = await listen(manager, [{ id: 'c/default/iperf:5201', endpoints: [{ host, port }], dialer: 'relay:test' }])
     for (let i = 0; i < 2; i++) {
+      await ready(2 * i)
       const via = await iperfClient('127.0.0.1', lp as number)
       t.equal(via.code, 0, `iperf3 through the relay, run ${i + 1}: ${via.out.split('\n').filter((l) => /error|receiver/.test(l)).join(' | ')}`)
+      await ready(2 * i + 1)
       const direct = await iperfClient(host, port)
       t.equal(direct.code, 0, `iperf3 straight to the server, run ${i + 1}: ${direct.out.split('\n').filter((l) => /error|receiver/.test(l)).join(' | ')}`)
     }
@@ -174,7 +187,7 @@ else {
   })
 
   t.test('iperf3 through `proxy` (direct) with the defaults', async (t) => {
-    const port = await iperfServer(t, host)
+    const { port } = await iperfServer(t, host)
     const manager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false } })
     t.teardown(() => manager.close(200))
     const [lp] = await listen(manager, [{ id: 'default', endpoints: [{ host, port }] }])

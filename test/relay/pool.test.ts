@@ -79,6 +79,56 @@ else {
     t.equal(d.stats().idle, 1)
   })
 
+  t.test('a pool hit\'s replacement waits for the first byte back, so it never runs ahead of the client', async (t) => {
+    // A destination that answers only when told: the test sees the client's bytes arrive first.
+    let arrived: ((s: import('node:net').Socket) => void) | undefined
+    const got = new Promise<import('node:net').Socket>((resolve) => { arrived = resolve })
+    const dst = await listenOnGateway(net, (s) => { s.once('data', () => arrived?.(s)) })
+    t.teardown(dst.close)
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${dst.host}/32`], ports: { min: dst.port, max: dst.port, extra: [] } })
+    t.teardown(() => relay.destroy())
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, refillDeferMs: 60_000 })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    const s = await d.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 })
+    t.equal(d.stats().connecting, 0, 'no refill started with the dial')
+    s.write('hello')
+    const far = await got
+    t.equal(d.stats().connecting + d.stats().idle, 1, 'none while the client\'s bytes crossed the relay')
+    const accepted = relay.counters.accepted
+    far.end('answer')
+    t.equal((await readAll(s)).toString(), 'answer')
+    await waitFor(() => d.stats().idle === 2, () => `refilled after the first byte back (${JSON.stringify(d.stats())})`, 3000)
+    t.equal(relay.counters.accepted, accepted + 1)
+    // Without a byte back (a silent server, or a native splice that took the socket), the deadline refills.
+    const d2 = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, refillDeferMs: 50 })
+    t.teardown(() => d2.close())
+    t.ok(await d2.warm(3000))
+    const s2 = await d2.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 })
+    s2.on('error', () => {})
+    t.equal(d2.stats().connecting, 0)
+    await waitFor(() => d2.stats().idle === 2, () => `refilled at the deadline (${JSON.stringify(d2.stats())})`, 3000)
+    s2.destroy()
+    // A hit that empties the pool refills at once: the next client would wait otherwise.
+    const d3 = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, refillDeferMs: 60_000 })
+    t.teardown(() => d3.close())
+    t.ok(await d3.warm(3000))
+    const s3 = await d3.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 })
+    s3.on('error', () => {})
+    t.equal(d3.stats().connecting, 1, 'the empty pool refills with the dial')
+    s3.destroy()
+    // Down to half its target, the pool refills at once too (a burst would find it empty).
+    const d4 = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 4, refillDeferMs: 60_000 })
+    t.teardown(() => d4.close())
+    t.ok(await d4.warm(3000))
+    const burst = []
+    for (let i = 0; i < 2; i++) burst.push(await d4.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 }))
+    t.equal(d4.stats().connecting, 0, 'two of four taken: still deferred')
+    burst.push(await d4.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 }))
+    t.equal(d4.stats().connecting, 3, 'three of four taken: refilled to the target at once')
+    for (const b of burst) { b.on('error', () => {}); b.destroy() }
+  })
+
   t.test('the relay goes away: the pool empties and dials fail fast with KT_ERR_RELAY_DOWN', async (t) => {
     const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, transport: 'pool' })

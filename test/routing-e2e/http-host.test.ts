@@ -1,13 +1,12 @@
 // HTTP/1.x routing by Host (and by absolute-form target) with the real curl.
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { startProxy, waitFor } from '../support/net.js'
+import { runTool } from '../support/tool-env.js'
 
-const run = promisify(execFile)
+const run = runTool  // without the sanitizer runtime under test:asan / test:tsan
 
 async function named (name: string): Promise<{ server: Server, port: number }> {
   const server = createServer((req, res) => { res.end(`${name} saw host=${req.headers.host ?? '-'} url=${req.url ?? ''}\n`) })

@@ -1,14 +1,13 @@
 // One listener, several TLS backends, routed by SNI without terminating TLS:
 // each is reached by name with the real curl and openssl, and shows its own certificate.
 import t from 'tap'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { connect as tlsConnect } from 'node:tls'
 import { startProxy, waitFor } from '../support/net.js'
+import { runTool } from '../support/tool-env.js'
 import { startTlsBackend, type TlsBackend } from '../support/tls.js'
 import type { ListenerSpec } from '../../src/routing/types.js'
 
-const run = promisify(execFile)
+const run = runTool  // without the sanitizer runtime under test:asan / test:tsan
 
 t.test('SNI routing end to end', async (t) => {
   const a = await startTlsBackend('a.example.test')

@@ -15,7 +15,7 @@ t.test('backends are Ready nodes InternalIP:nodePort, sorted, with a stable id',
   const { up, plan } = upstreamOf(KIND_NODES)
   t.same(up, {
     id: 'kind/default/web:80',
-    service: { cluster: 'kind', namespace: 'default', name: 'web', port: 80 },
+    service: { cluster: 'kind', namespace: 'default', name: 'web', port: 80, created: '2025-01-01T00:00:00Z' },
     endpoints: [{ host: '172.18.0.3', port: 30080 }, { host: '172.18.0.4', port: 30080 }],
     policy: 'round-robin',
     health: { kind: 'http', port: 10256, path: '/healthz' },
@@ -54,7 +54,7 @@ t.test('no Ready node: the listener stays, with no backends, and the plan says s
   t.same(up?.endpoints, [])
   t.same(plan?.nodes, [])
   t.equal(plan?.action, 'serve')
-  t.ok(plan?.events.some((e) => e.reason === 'NoReadyNodes' && e.type === 'Warning'))
+  t.ok(plan?.findings.some((e) => e.reason === 'NoReadyNodes'))
 })
 
 t.test('address family: IPv4 preferred, single-stack IPv6 Services use IPv6', async (t) => {

@@ -36,5 +36,5 @@ t.test('both: an exhausted pool still serves the Service by name', async (t) => 
   t.equal(b?.action, 'serve')
   t.equal(b?.ip, undefined)
   t.same(b?.ingress, [{ hostname: 'b.default.localhost', ports: [{ port: 80, protocol: 'TCP' }] }])
-  t.ok(b?.events.some((e) => e.kind === 'failed' && e.reason === 'IPPoolExhausted'))
+  t.ok(b?.findings.some((e) => e.kind === 'failed' && e.reason === 'IPPoolExhausted'))
 })

@@ -90,7 +90,7 @@ t.test('annotation hostnames are normalised; invalid ones are warned about and s
   })
   const web = r.services.find((p) => p.key === 'default/web')
   t.same(web?.hostnames, ['*.apps.test', 'api.example.test', 'web.default.localhost'])
-  t.same(web?.events.filter((e) => e.reason === 'InvalidHostname').length, 3)
+  t.same(web?.findings.filter((e) => e.reason === 'InvalidHostname').length, 3)
   t.same(r.table.listeners[0]?.routes.find((x) => x.upstream.id === 'kind/default/web:80')?.names, ['*.apps.test', 'api.example.test', 'web.default.localhost'])
 })
 
@@ -107,8 +107,8 @@ t.test('name conflicts: the older Service wins, the loser is warned once', async
   }
   const young = r.services.find((p) => p.key === 'default/young')
   t.same(young?.hostnames, ['young.default.localhost'])
-  t.equal(young?.events.filter((e) => e.reason === 'HostnameConflict').length, 1, 'one event, though two listeners')
-  t.same(r.services.find((p) => p.key === 'default/old')?.events.filter((e) => e.reason === 'HostnameConflict'), [])
+  t.equal(young?.findings.filter((e) => e.reason === 'HostnameConflict').length, 1, 'one event, though two listeners')
+  t.same(r.services.find((p) => p.key === 'default/old')?.findings.filter((e) => e.reason === 'HostnameConflict'), [])
 })
 
 t.test('same creation time: namespace/name decides', async (t) => {
@@ -130,7 +130,7 @@ t.test('a Service always keeps its own generated name, even against an older cla
     ],
   })
   t.same(r.services.find((p) => p.key === 'default/web')?.hostnames, ['web.default.localhost'])
-  t.same(r.services.find((p) => p.key === 'default/squatter')?.events.map((e) => e.reason).filter((x) => x === 'HostnameConflict'), ['HostnameConflict'])
+  t.same(r.services.find((p) => p.key === 'default/squatter')?.findings.map((e) => e.reason).filter((x) => x === 'HostnameConflict'), ['HostnameConflict'])
 })
 
 t.test('Ingress hosts attach to the Service annotated with their class', async (t) => {
@@ -151,7 +151,7 @@ t.test('Ingress hosts attach to the Service annotated with their class', async (
   })
   const ctl = r.services.find((p) => p.key === 'ingress-nginx/ingress-nginx-controller')
   t.same(ctl?.hostnames, ['*.wild.test', 'app.test', 'default.test', 'ingress-nginx-controller.ingress-nginx.localhost', 'legacy.test'])
-  t.equal(ctl?.events.filter((e) => e.reason === 'InvalidHostname').length, 1)
+  t.equal(ctl?.findings.filter((e) => e.reason === 'InvalidHostname').length, 1)
   const https = r.table.listeners.find((l) => l.port === 8443)
   t.ok(https?.default, 'alone on 8443')
   const http = r.table.listeners.find((l) => l.port === 8080)

@@ -49,7 +49,7 @@ t.test('pool exhaustion fails the Service with a failed event', async (t) => {
   t.equal(b?.action, 'failed')
   t.equal(b?.reason, 'IPPoolExhausted')
   t.same(b?.ingress, [])
-  t.ok(b?.events.some((e) => e.kind === 'failed' && e.type === 'Warning' && e.message.startsWith('KT_ERR_IP_POOL_EXHAUSTED') && e.reason === 'IPPoolExhausted'))
+  t.ok(b?.findings.some((e) => e.kind === 'failed' && e.message.startsWith('KT_ERR_IP_POOL_EXHAUSTED') && e.reason === 'IPPoolExhausted'))
   t.same(r.table.listeners.map((l) => l.owner), ['default/a'])
 })
 
@@ -77,7 +77,7 @@ t.test('an invalid source range fails the Service: no route, a failed event', as
     const web = r.services.find((p) => p.key === 'default/web')
     t.equal(web?.action, 'failed', bad)
     t.equal(web?.reason, 'InvalidSourceRange')
-    t.ok(web?.events.some((e) => e.kind === 'failed' && e.reason === 'InvalidSourceRange'))
+    t.ok(web?.findings.some((e) => e.kind === 'failed' && e.reason === 'InvalidSourceRange'))
     t.same(web?.ingress, [])
     t.ok(web?.ports.every((p) => p.status === 'unsupported' && p.listeners.length === 0))
     t.same(r.table.listeners.map((l) => l.owner), ['default/ok'], 'other Services are unaffected')
@@ -98,7 +98,7 @@ t.test('a requested IP that is taken is a warning, not a failure', async (t) => 
   t.equal(r.services.find((p) => p.key === 'default/a')?.ip, '127.240.0.9')
   t.equal(b?.ip, '127.240.0.1')
   t.equal(b?.action, 'serve')
-  t.ok(b?.events.some((e) => e.reason === 'RequestedIPUnavailable' && e.type === 'Warning'))
+  t.ok(b?.findings.some((e) => e.reason === 'RequestedIPUnavailable'))
 })
 
 t.test('IPv6 pools give IPv6 listeners', async (t) => {

@@ -39,7 +39,7 @@ t.test('a Service being deleted has no routes and a cleanup plan that names its 
   t.equal(p?.reason, 'Deleting')
   t.equal(p?.ip, '127.240.0.1')
   t.same(p?.ingress, [])
-  t.same(p?.events, [])
+  t.same(p?.findings, [])
 })
 
 t.test('the cleanup plan finds the IP in status after a restart', async (t) => {

@@ -10,7 +10,7 @@
 import Docker from 'dockerode'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Readable } from 'node:stream'
@@ -113,22 +113,45 @@ async function dockerLock (): Promise<() => void> {
   for (;;) {
     try {
       mkdirSync(LOCK_DIR)
-      writeFileSync(`${LOCK_DIR}/pid`, String(process.pid))
-      break
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      let owner = NaN
-      try { owner = Number(readFileSync(`${LOCK_DIR}/pid`, 'utf8')) } catch {}
-      let alive = false
-      if (Number.isInteger(owner) && owner > 0) { try { process.kill(owner, 0); alive = true } catch {} }
-      if (!alive && Number.isInteger(owner)) { rmSync(LOCK_DIR, { recursive: true, force: true }); continue }
-      if (Date.now() > deadline) throw new Error('timed out waiting for the docker test lock')
+      if (lockIsStale()) {
+        // Another waiter may be removing it too: either one wins, both retry.
+        try { rmSync(LOCK_DIR, { recursive: true, force: true }) } catch {}
+        continue
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the docker test lock (${LOCK_DIR}, owner ${lockOwner() ?? 'unknown'})`)
       await new Promise((resolve) => setTimeout(resolve, 200))
+      continue
     }
+    // The pid appears whole or not at all (a reader never sees an empty file).
+    const tmp = `${LOCK_DIR}/pid.${process.pid}`
+    writeFileSync(tmp, String(process.pid))
+    renameSync(tmp, `${LOCK_DIR}/pid`)
+    break
   }
   lockHolds = 1
   process.once('exit', releaseLock)
   return () => { if (--lockHolds === 0) releaseLock() }
+}
+
+function lockOwner (dir = LOCK_DIR): number | undefined {
+  try {
+    const n = Number(readFileSync(`${dir}/pid`, 'utf8'))
+    return Number.isInteger(n) && n > 0 ? n : undefined
+  } catch { return undefined }
+}
+
+/**
+ * A lock is stale when its owner is gone. Without a readable owner (a taker
+ * between its mkdir and its pid, or one that died there), only after 30 s.
+ */
+export function lockIsStale (dir = LOCK_DIR): boolean {
+  const owner = lockOwner(dir)
+  if (owner !== undefined) {
+    try { process.kill(owner, 0); return false } catch (err) { return (err as NodeJS.ErrnoException).code === 'ESRCH' }
+  }
+  try { return Date.now() - statSync(dir).mtimeMs > 30_000 } catch { return false }
 }
 
 function releaseLock (): void {

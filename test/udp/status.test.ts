@@ -39,8 +39,8 @@ t.test('TCP and UDP upstreams carry their Service port as a structured reference
   const node = { metadata: { name: 'n1' }, status: { conditions: [{ type: 'Ready', status: 'True' }], addresses: [{ type: 'InternalIP', address: '172.18.0.2' }] } }
   const r = computeRoutes({ cluster: 'kind', services: [svc], nodes: [node] }, { mode: 'ip', ipPool: '127.240.0.0/24' })
   t.same(r.table.listeners.map((l) => [l.default?.id, l.default?.service]).sort((a, b) => String(a[0]).localeCompare(String(b[0]))), [
-    ['kind/default/dns:53', dns],
-    ['kind/default/dns:53/udp', dns],
+    ['kind/default/dns:53', { ...dns, created: '2026-01-01T00:00:00Z' }],
+    ['kind/default/dns:53/udp', { ...dns, created: '2026-01-01T00:00:00Z' }],
   ])
 })
 

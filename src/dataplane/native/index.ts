@@ -114,7 +114,7 @@ interface Binding {
   close (engine: object): void
 }
 
-/** The native accept+connect lane's entry points (kt_accept.c); fastlane.ts is their only user. */
+/** The native accept+connect lane's entry points (kt_lane_napi.c); fastlane.ts is their only user. */
 export interface LaneBinding {
   /** connectBuckets: the connect-latency histogram's bounds in seconds (ascending); without them nothing is timed. */
   createLane (engines: object[], onEvents: (records: Float64Array) => void, connectBuckets?: readonly number[]): object

@@ -1,5 +1,6 @@
-// Shared between kt_splice.c (the splice engine) and kt_accept.c (the native
-// accept+connect lane, issue #8 target 3): both run on the same worker thread
+// Shared between kt_splice.c (the splice engine) and the native accept+connect
+// lane (kt_lane.c, kt_route.c, kt_ring.c, kt_lane_napi.c; issue #8 target 3,
+// split in issue 15): both run on the same worker thread
 // and epoll set, so a connection accepted and connected natively is spliced
 // without crossing threads.
 #ifndef KT_ENGINE_H
@@ -44,14 +45,72 @@
 
 enum { MODE_SPLICE = 0, MODE_RW = 1 };
 enum { CMD_ADD = 0, CMD_ABORT, CMD_LANE };
-// The first byte of every object registered in an epoll set says what it is:
-// a pair's side (0: pairs are calloc'd) or a lane listener.
-enum { KIND_SIDE = 0, KIND_LISTENER = 1 };
 
 typedef struct pair pair_t;
+typedef struct engine engine_t;
+
+// Every object registered in an epoll set starts with a pointer to its ops
+// table (kt_obj_t): the worker loop calls ops->on_event for each event and
+// knows nothing else about the object. The tables:
+//   kt_splice.c  kt_wake_ops (the command eventfd), kt_side_ops (a side being spliced)
+//   kt_lane.c    listener (a lane listener: accept), connect (an upstream
+//                connecting), hold (a client waiting for its upstream)
+//   kt_route.c   peek (a routed listener's client sending its first flight)
+// A side changes table when its pair changes phase (peek -> hold -> spliced;
+// connect -> spliced): the phase is the table, not a flag the loop tests.
+typedef struct kt_ops {
+  const char *name;  // what the object is (debugging, tests)
+  void (*on_event) (engine_t *e, void *obj, uint32_t events);
+} kt_ops_t;
+
+typedef struct kt_obj {
+  const kt_ops_t *ops;  // first member of every epoll-registered object
+} kt_obj_t;
+
+// Registered callbacks for deadlines (issue 15): an engine keeps its armed
+// timers in one list in due order, its loop waits in epoll_wait until the
+// earliest, then runs every timer due. Who arms what:
+//   kt_splice.c  idle (the idle and half-close scan over live pairs)
+//   kt_lane.c    connect (connect timeouts), flush (the event ring's batch
+//                interval), backoff (a listener's EMFILE pause, one per engine)
+//   kt_route.c   peek (peek deadlines)
+// A timer is disarmed before its callback runs; the callback re-arms it if it
+// still has work. Callbacks run on the engine's worker only.
+typedef struct kt_timer kt_timer_t;
+typedef void (*kt_timer_fn) (engine_t *e, kt_timer_t *t);
+struct kt_timer {
+  int64_t due;        // CLOCK_MONOTONIC ms, while armed
+  kt_timer_fn fn;
+  void *arg;          // the callback's own
+  const char *name;
+  kt_timer_t *prev, *next;
+  uint8_t armed;
+};
+
+typedef struct kt_timers {
+  kt_timer_t *head;   // earliest first; equal due times in arming order
+  int n;
+} kt_timers_t;
+
+void kt_timer_init (kt_timer_t *t, const char *name, kt_timer_fn fn, void *arg);
+// Arm (or move) t to fire at `due`.
+void kt_timer_arm (kt_timers_t *ts, kt_timer_t *t, int64_t due);
+// Arm t to fire at `due` unless it is already armed at or before it (for
+// deadlines that a callback re-checks: firing early is harmless, late is not).
+void kt_timer_arm_before (kt_timers_t *ts, kt_timer_t *t, int64_t due);
+void kt_timer_cancel (kt_timers_t *ts, kt_timer_t *t);
+// The earliest due time, INT64_MAX when none is armed.
+static inline int64_t kt_timers_next (const kt_timers_t *ts) { return ts->head != NULL ? ts->head->due : INT64_MAX; }
+// Run the timers due at `now`, earliest first; at most as many as were armed
+// when it started, so a callback re-arming at or before `now` runs next turn,
+// not in a loop here. Returns how many ran.
+int kt_timers_run (kt_timers_t *ts, engine_t *e, int64_t now);
+#ifdef KT_TEST_HOOKS
+void kt_timer_test_init (napi_env env, napi_value exports);  // ktTimerScript (kt_timer.c)
+#endif
 
 typedef struct side {
-  uint8_t kind;      // KIND_SIDE; must stay first (see KIND_*)
+  const kt_ops_t *ops;  // kt_obj_t: first; kt_side_ops once spliced, the lane's while it peeks or connects
   pair_t *p;
   int fd;            // our F_DUPFD_CLOEXEC duplicate, never JS's fd
   uint8_t idx;       // 0 = a, 1 = b
@@ -75,7 +134,7 @@ typedef struct dir {
   uint8_t bulk;      // splice mode: the last read filled a buffer, so splice the next ones
 } dir_t;
 
-// A pair the lane accepted and connected itself (kt_accept.c); NULL lane for pairs JS handed over.
+// A pair the lane accepted and connected itself (kt_lane.c); NULL lane for pairs JS handed over.
 typedef struct lane_conn {
   void *listener;        // lane_listener_t, referenced while the pair lives
   int32_t backend;       // backend id (JS-assigned: slot + 65536 x generation), -1 before the first pick
@@ -86,7 +145,7 @@ typedef struct lane_conn {
   uint8_t acquired;      // counted in its backend's active count
   uint8_t holds;         // holds a reference on its backend's slot (backend_refs)
   uint8_t peeking;       // routed listener: reading the first flight (only s[0] is registered)
-  uint8_t route;         // route outcome (R_* in kt_accept.c), 0xff before a decision / on L4 listeners
+  uint8_t route;         // route outcome (R_* in kt_vocab.h), 0xff before a decision / on L4 listeners
   uint8_t outcome;       // a connection outcome decided before the splice (O_* + 1), 0 if none
   int32_t group;         // the upstream group picked from (0: the listener's default on L4)
   int64_t start_ms, deadline_ms;
@@ -130,7 +189,7 @@ struct completion {
 };
 typedef struct completion completion_t;
 
-typedef struct engine {
+struct engine {
   int mode;
   int pipe_size;
   int ep, evfd;
@@ -144,7 +203,7 @@ typedef struct engine {
   int hook_added;
   napi_env env;
   int index;         // position among the lane's engines
-  void *lane;        // per-engine lane state (kt_accept.c), worker-owned
+  void *lane;        // per-engine lane state (lane_engine_t, kt_lane.h), worker-owned
   atomic_int pairs;
   atomic_int pipes_pooled;
   atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
@@ -157,28 +216,34 @@ typedef struct engine {
   int pool_n;
   char *bufs[KT_POOL_MAX];
   int bufs_n;
-  int64_t now_ms, next_scan_ms;
-} engine_t;
+  int64_t now_ms;
+  kt_obj_t wake;      // the eventfd's registration (kt_wake_ops)
+  int commands;       // the eventfd fired this turn: run the command queue after the batch
+  kt_timers_t timers;
+  kt_timer_t idle;    // the idle scan, at the earliest idle or half-close deadline (at most every KT_SCAN_MIN_MS)
+};
 
-// ---------------------------------------------------------------- shared with the lane (kt_accept.c)
+// ---------------------------------------------------------------- shared with the lane (kt_lane.h)
 
 engine_t *kt_get_engine (napi_env env, napi_value v);
 void kt_enqueue (engine_t *e, cmd_t *c);
 // Start splicing a pair whose sides are connected; sides already in the epoll
-// set (pair->registered bit i) are not added again.
+// set (pair->registered bit i) are not added again. Both sides get kt_side_ops.
 void kt_start_pair (engine_t *e, pair_t *p);
 void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset);
 void kt_reset_fd (int fd);
 int64_t kt_mono_ms (void);
 const char *kt_errno_name (int err);
 
-// Hooks the engine calls into the lane.
-void kt_lane_event (engine_t *e, void *obj, uint32_t events);
-void kt_lane_connect_event (engine_t *e, pair_t *p, uint32_t events);
-void kt_lane_peek_event (engine_t *e, pair_t *p, uint32_t events);
+// What an epoll event says a side can do now (edge-triggered: remembered until tried).
+static inline void kt_note_events (side_t *s, uint32_t ev) {
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
+}
+
+// Hooks the engine calls into the lane (events and deadlines go through ops tables and timers instead).
 void kt_lane_command (engine_t *e, cmd_t *c);
-int64_t kt_lane_deadline (engine_t *e);
-void kt_lane_tick (engine_t *e);
 void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err);
 void kt_lane_stop (engine_t *e);
 void kt_lane_init (napi_env env, napi_value exports);

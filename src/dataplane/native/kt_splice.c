@@ -208,6 +208,7 @@ static void fail (engine_t *e, pair_t *p, int side, int err) {
 }
 
 static void arm_deadline (engine_t *e, pair_t *p);
+static const kt_ops_t kt_side_ops;
 
 // Move bytes for one direction until it blocks. Returns -1 when the pair ended,
 // 1 when the budget ran out with work left, 0 when waiting for an event.
@@ -355,6 +356,8 @@ static void add_pair (engine_t *e, pair_t *p) {
   p->prev = &e->live;
   e->live.next->prev = p;
   e->live.next = p;
+  // Both sides splice from now on, including a lane pair's already registered ones.
+  p->s[0].ops = p->s[1].ops = &kt_side_ops;
   for (int i = 0; i < 2; i++) {
     if (p->registered & (1u << i)) continue;
     struct epoll_event ev;
@@ -400,13 +403,14 @@ static uint32_t quiet_limit (const pair_t *p) {
 static void arm_deadline (engine_t *e, pair_t *p) {
   uint32_t limit = quiet_limit(p);
   if (limit == 0) return;
-  int64_t deadline = p->last_ms + limit;
-  if (deadline < e->next_scan_ms) e->next_scan_ms = deadline;
+  kt_timer_arm_before(&e->timers, &e->idle, p->last_ms + limit);
 }
 
-// Activity only ever moves deadlines later, so next_scan_ms stays a lower bound:
-// one pass over the live pairs when it is reached, none in between.
-static void idle_scan (engine_t *e) {
+// The idle timer. Activity only ever moves deadlines later, so the timer's due
+// time stays a lower bound: one pass over the live pairs when it is reached,
+// none in between.
+static void idle_scan (engine_t *e, kt_timer_t *t) {
+  (void)t;
   int64_t next = INT64_MAX;
   pair_t *p = e->live.next;
   while (p != &e->live) {
@@ -423,7 +427,7 @@ static void idle_scan (engine_t *e) {
   // Staggered activity could otherwise make the earliest deadline creep forward
   // a little at a time, with a full scan at each step.
   if (next != INT64_MAX && next < e->now_ms + KT_SCAN_MIN_MS) next = e->now_ms + KT_SCAN_MIN_MS;
-  e->next_scan_ms = next;
+  if (next != INT64_MAX) kt_timer_arm_before(&e->timers, &e->idle, next);
 }
 
 static void free_grave (engine_t *e) {
@@ -437,12 +441,40 @@ static void free_grave (engine_t *e) {
   }
 }
 
-// What an epoll event says a side can do now (edge-triggered: remembered until tried).
-static inline void note_events (side_t *s, uint32_t ev) {
-  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = 1;
-  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = 1;
-  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = 1;
+// ---------------------------------------------------------------- worker: ops tables (kt_obj_t)
+
+// A side of a pair being spliced.
+static void side_event (engine_t *e, void *obj, uint32_t ev) {
+  side_t *s = obj;
+  pair_t *p = s->p;
+  if (p->dead) return;
+  if (ev & EPOLLERR) {
+    // A pending socket error (an RST) is reported once: take it here so a
+    // quiet direction does not miss it and later read it as a clean EOF.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      fail(e, p, s->idx, err);
+      return;
+    }
+  }
+  kt_note_events(s, ev);
+  pump_pair(e, p);
 }
+
+static const kt_ops_t kt_side_ops = { "side", side_event };
+
+// The command eventfd (level-triggered: drained by one read per wakeup). The
+// queue runs after the batch, once, however many commands woke it.
+static void wake_event (engine_t *e, void *obj, uint32_t ev) {
+  (void)obj; (void)ev;
+  uint64_t v;
+  ssize_t r = read(e->evfd, &v, sizeof v);
+  (void)r;
+  e->commands = 1;
+}
+
+static const kt_ops_t kt_wake_ops = { "wake", wake_event };
 
 static void *worker (void *arg) {
   engine_t *e = arg;
@@ -458,12 +490,8 @@ static void *worker (void *arg) {
     if (e->ready != NULL) {
       timeout = 0;
     } else {
-      // The nearer of the idle scan and the lane's own deadlines (connect timeouts, accept backoff).
-      int64_t next = e->next_scan_ms;
-      if (e->lane != NULL) {
-        int64_t ln = kt_lane_deadline(e);
-        if (ln < next) next = ln;
-      }
+      // The earliest registered deadline (idle scan, connect and peek timeouts, ring flush, accept backoff).
+      int64_t next = kt_timers_next(&e->timers);
       if (next != INT64_MAX) {
         int64_t wait = next - mono_ms();
         timeout = wait <= 0 ? 0 : (wait > 60000 ? 60000 : (int)wait);
@@ -475,46 +503,12 @@ static void *worker (void *arg) {
       break;  // cannot happen with a valid epoll fd; stop rather than spin
     }
     e->now_ms = mono_ms();
-    int commands = 0;
+    e->commands = 0;
     for (int k = 0; k < n; k++) {
-      side_t *s = events[k].data.ptr;
-      if (s == NULL) {
-        uint64_t v;
-        ssize_t r = read(e->evfd, &v, sizeof v);
-        (void)r;
-        commands = 1;
-        continue;
-      }
-      uint32_t ev = events[k].events;
-      if (s->kind != KIND_SIDE) {
-        kt_lane_event(e, s, ev);
-        continue;
-      }
-      pair_t *p = s->p;
-      if (p->dead) continue;
-      if (p->lane != NULL && (p->lane->connecting || p->lane->peeking)) {
-        // A routed listener's client is registered while it peeks and stays
-        // so while the upstream connects: only the upstream side's events
-        // finish the connect. The client's are remembered for the pump.
-        if (p->lane->peeking) { kt_lane_peek_event(e, p, ev); continue; }
-        if (s->idx == 1) { kt_lane_connect_event(e, p, ev); continue; }
-        note_events(s, ev);
-        continue;
-      }
-      if (ev & EPOLLERR) {
-        // A pending socket error (an RST) is reported once: take it here so a
-        // quiet direction does not miss it and later read it as a clean EOF.
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-          fail(e, p, s->idx, err);
-          continue;
-        }
-      }
-      note_events(s, ev);
-      pump_pair(e, p);
+      kt_obj_t *o = events[k].data.ptr;
+      o->ops->on_event(e, o, events[k].events);
     }
-    if (commands) run_commands(e);
+    if (e->commands) run_commands(e);
     if (e->ready != NULL) {
       pair_t *p = e->ready;
       e->ready = NULL;
@@ -526,8 +520,7 @@ static void *worker (void *arg) {
       }
     }
     if (atomic_load(&e->stopping)) break;
-    if (e->lane != NULL) kt_lane_tick(e);
-    if (e->now_ms >= e->next_scan_ms) idle_scan(e);
+    kt_timers_run(&e->timers, e, e->now_ms);
     free_grave(e);
   }
   // Stopping: abort every pair. Pairs still queued were never registered or
@@ -667,7 +660,8 @@ static napi_value js_create_engine (napi_env env, napi_callback_info info) {
   e->pipe_size = pipe_size;
   e->env = env;
   e->live.next = e->live.prev = &e->live;
-  e->next_scan_ms = INT64_MAX;
+  e->wake.ops = &kt_wake_ops;
+  kt_timer_init(&e->idle, "idle", idle_scan, NULL);
   pthread_mutex_init(&e->mu, NULL);
   e->ep = epoll_create1(EPOLL_CLOEXEC);
   e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -681,7 +675,7 @@ static napi_value js_create_engine (napi_env env, napi_callback_info info) {
   }
   struct epoll_event ev;
   ev.events = EPOLLIN;  // level-triggered: drained by one read per wakeup
-  ev.data.ptr = NULL;
+  ev.data.ptr = &e->wake;
   epoll_ctl(e->ep, EPOLL_CTL_ADD, e->evfd, &ev);
 
   napi_value name;
@@ -983,6 +977,7 @@ static napi_value init (napi_env env, napi_value exports) {
 #ifdef KT_TEST_HOOKS
   napi_property_descriptor test = { "ktTest", NULL, js_test, NULL, NULL, NULL, napi_enumerable, NULL };
   napi_define_properties(env, exports, 1, &test);
+  kt_timer_test_init(env, exports);
 #endif
   kt_lane_init(env, exports);
   return exports;

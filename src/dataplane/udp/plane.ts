@@ -19,6 +19,9 @@
 // and a per-listener flow cap; a datagram that would need a flow beyond
 // either is dropped and counted, so a flood of one-datagram flows from many
 // source ports cannot exhaust file descriptors.
+//
+// Over 500 lines: the UDP plane's flow table, per-flow upstream sockets,
+// caps and apply-diff share the flows' state; each part reads the others'.
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIP, type BlockList } from 'node:net'

@@ -1,0 +1,205 @@
+// The native lane's shared declarations (issue #8 target 3, split in issue 15):
+// kt_lane.c (accept, caps, pick, connect, the worker's commands and
+// deadlines), kt_route.c (routed listeners: peek and route), kt_ring.c (the
+// event ring to JS) and kt_lane_napi.c (the N-API bindings) include it.
+// Nothing here is visible to kt_splice.c, which knows the lane only through
+// kt_engine.h.
+#ifndef KT_LANE_H
+#define KT_LANE_H
+
+#include "kt_engine.h"
+#include "kt_peek.h"
+
+#include <arpa/inet.h>
+
+#define KT_LANE_MAX_ENGINES 64
+// Backend ids are JS's: the low 16 bits a slot (native arrays are indexed by
+// it), the rest a generation JS bumps when it reuses a slot, so a record
+// still on its way about the slot's last backend is never taken for the next.
+// JS reuses a slot only once no listener pushes its id and no pair holds it
+// (laneBackendFree).
+#define KT_LANE_MAX_BACKENDS 65536
+#define KT_SLOT(id) ((uint32_t)(id) & (KT_LANE_MAX_BACKENDS - 1))
+#define KT_ACCEPT_BATCH 64        // accepts per wakeup; level-triggered epoll reports the rest
+#define KT_EMFILE_BACKOFF_MS 100  // out of fds: stop polling that listener this long, never spin
+#define KT_RING_MAX 65536         // records held for JS at most; beyond, records are dropped and counted
+#define KT_FLUSH_MS 10            // at most one batch to JS per this many ms (each costs a loop wakeup)
+#define KT_LANE_MAX_GROUPS 4096   // upstream groups per listener (default + one per routed upstream)
+#define KT_LANE_MAX_ROUTES 65536
+#define KT_PEEK_FIRST_BUF 4096    // first peek buffer; most hellos and heads fit (post-quantum hellos ~1.7 KB)
+#define KT_LANE_MAX_ACLS 65536    // source-range sets per listener (the listener's own + one per ranged route)
+#define KT_LANE_MAX_CIDRS 65536   // CIDRs per set
+#define KT_HIST_MAX 32            // connect-latency bucket bounds (upstream.ts CONNECT_BUCKETS has 13)
+// Outcomes (O_*), route outcomes (R_*), records (REC_*, F_*), the stats
+// layout (S_*) and the records' error codes come from kt_vocab.h, generated
+// with fastlane.ts's from src/dataplane/vocab.json.
+#define R_NONE 0xff  // no route decision (L4 listeners, or before the decision)
+enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT };
+
+typedef struct backend {
+  int32_t id;
+  socklen_t len;
+  struct sockaddr_storage addr;
+} backend_t;
+
+typedef struct lane lane_t;
+
+// A source range in IPv6 form: an IPv4 range a/n is held as ::ffff:a/(96+n)
+// and an IPv4 client as ::ffff:a, which is exactly how Node's BlockList
+// answers across families (an IPv4 rule admits the IPv4-mapped client, an
+// IPv6 rule covering ::ffff:0:0/96 admits IPv4 clients, a plain IPv6 client
+// never matches an IPv4 rule; checked against node:net BlockList in
+// test/fastlane/source-ranges.test.ts). Host bits are cleared, as addSubnet does.
+typedef struct cidr {
+  uint8_t a[16];
+  uint8_t bits;
+} cidr_t;
+
+// One allowlist (a Service's loadBalancerSourceRanges); n == 0 admits no one.
+typedef struct acl {
+  cidr_t *v;
+  int n;
+} acl_t;
+
+// Connect latency of one backend (id), counted by the worker that connected:
+// per-bucket counts (the last one past every bound) and the sum. No count of
+// its own: JS takes the count as the sum of the buckets, so a read racing a
+// worker never shows more in a bucket than in the count.
+typedef struct conn_hist {
+  atomic_uint_fast64_t b[KT_HIST_MAX + 1];
+  atomic_uint_fast64_t sum_ns;
+} conn_hist_t;
+
+// One upstream's backends in rotation; a listener has one per upstream it can route to.
+typedef struct group {
+  backend_t *backends;
+  int n;
+  uint32_t cursor;
+} group_t;
+
+// A connection reading its first flight: parser state and every byte read so far.
+typedef struct peek_conn {
+  kt_peek_t st;
+  uint8_t *buf;
+  size_t len, cap;
+  uint8_t eof;
+} peek_conn_t;
+
+typedef struct lane_listener {
+  const kt_ops_t *ops;  // lane_listener_ops; first, as every epoll-registered object (kt_obj_t)
+  lane_t *lane;
+  double id;
+  int fd;  // our dup of the listening socket
+  atomic_int refs;  // JS handle + live pairs + queued commands + the registration
+  atomic_int stopped;
+  atomic_int unlisten_pending;
+  pthread_mutex_t mu;  // groups, routes and the cursors
+  group_t *groups;
+  int n_groups;
+  kt_routes_t routes;
+  acl_t *acls;        // source-range sets: routes point here by index (kt_route_t.acl)
+  int n_acls;
+  int listener_acl;   // the listener's own set (-1: everyone); read under mu
+  atomic_int has_listener_acl;  // lets accept skip the lock when there is none
+  atomic_int default_group;  // -1: none (unmatched connections are closed and counted no_route); below n_groups (setRoutes checks), read without mu
+  atomic_int routed;  // peek the first flight and route by name (issue #3)
+  atomic_int peek_ms;
+  int policy;  // 0 round-robin, 1 least-connections
+  atomic_int max_conns, connect_ms, idle_ms, half_ms, attempts, log;
+  atomic_uint_fast64_t accepted, outcomes[O_COUNT], bytes_in, bytes_out, emfile, accept_other, routes_out[R_COUNT];
+  atomic_int active;
+  // Per engine (index), touched only by that engine's worker.
+  uint8_t in_list[KT_LANE_MAX_ENGINES];
+  uint8_t armed[KT_LANE_MAX_ENGINES];
+  kt_timer_t backoff[KT_LANE_MAX_ENGINES];  // armed after EMFILE: polling resumes when it fires
+} lane_listener_t;
+
+typedef struct lane_engine {
+  lane_t *lane;
+  pair_t *c_head, *c_tail;  // connecting pairs, FIFO = deadline order (one connect timeout)
+  pair_t *p_head, *p_tail;  // peeking pairs, in deadline order
+  lane_listener_t **ls;
+  int n_ls, cap_ls;
+  kt_timer_t connect_t;  // the head of the connecting list's deadline (kt_lane.c)
+  kt_timer_t peek_t;     // the head of the peeking list's deadline (kt_route.c)
+  kt_timer_t flush_t;    // the ring's flush time, armed by this worker's emits (kt_ring.c)
+} lane_engine_t;
+
+struct lane {
+  engine_t *engines[KT_LANE_MAX_ENGINES];
+  lane_engine_t *les[KT_LANE_MAX_ENGINES];
+  int n;
+  atomic_int active_total;
+  atomic_int cap_total;
+  atomic_int *backend_active;  // by backend id
+  atomic_uchar *backend_failed;  // the last connect to it failed: report the next success
+  atomic_int *backend_refs;  // pairs holding the backend (picked, connecting or connected): its slot is busy
+  // Connect latency by backend id. A slot is allocated on the JS thread when
+  // its backend is first pushed (setBackends), under the listener's mutex, so
+  // a worker that picked the backend sees it; never freed (the lane lives as
+  // long as the process).
+  conn_hist_t **hist;
+  uint64_t hist_bound_ns[KT_HIST_MAX];
+  int hist_n;
+  pthread_mutex_t rmu;
+  double *ring;
+  size_t len, cap;
+  int posted;
+  int closed;
+  int64_t last_post_ms;
+  atomic_int_fast64_t flush_at;  // records wait for this time (0: nothing waiting)
+  atomic_uint_fast64_t dropped;
+  napi_threadsafe_function tsfn;
+#ifdef KT_TEST_HOOKS
+  atomic_int released;  // laneClose released tsfn (test probe)
+#endif
+};
+
+
+// ---------------------------------------------------------------- kt_lane.c
+
+// Ops tables of the lane's epoll-registered objects (kt_engine.h kt_ops_t).
+extern const kt_ops_t lane_listener_ops;  // a lane listener: accept
+extern const kt_ops_t lane_hold_ops;      // a client waiting for its upstream's connect: events remembered
+
+void listener_ref (lane_listener_t *L);
+void listener_unref (lane_listener_t *L);
+void acls_free (acl_t *v, int n);
+// Whether set i admits the client (i < 0: no set, everyone). Called with L->mu held.
+int acl_allows (const lane_listener_t *L, int i, const struct sockaddr_storage *ss);
+// The client's address and port in a record (close and route records share the layout).
+void rec_client (double *r, const struct sockaddr_storage *ss);
+// Pick a backend of the pair's group and connect to it (or the next one), else give up.
+void lane_connect_next (engine_t *e, pair_t *p);
+
+// Read without the listener's lock (one lock round trip less per connection):
+// setRoutes stores a group below the n_groups it stores with it, and pick()
+// re-checks the group against n_groups under the lock it takes anyway.
+static inline int32_t default_group (lane_listener_t *L) {
+  return atomic_load(&L->default_group);
+}
+
+// ---------------------------------------------------------------- kt_route.c
+
+// The peek timer's callback (lane_engine_t.peek_t).
+void route_peek_timer (engine_t *e, kt_timer_t *t);
+// Start reading the first flight of a routed listener's new pair.
+void route_peek_start (engine_t *e, pair_t *p);
+// The pair stops peeking (off the peek deadline list), and its peek state is freed.
+void route_end_peek (engine_t *e, pair_t *p);
+void route_free_peek (lane_conn_t *lc);
+
+// ---------------------------------------------------------------- kt_ring.c
+
+// Queue records for JS (n that belong together under one lock), from e's
+// worker: a batch that must wait for the flush interval arms e's flush timer.
+void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n);
+static inline void ring_emit (engine_t *e, lane_t *ln, const double *rec) { ring_emit_n(e, ln, rec, 1); }
+// The flush timer's callback (lane_engine_t.flush_t): post the batch that waited for the flush interval.
+void ring_flush_timer (engine_t *e, kt_timer_t *t);
+// The threadsafe function's call_js: hands the whole batch to JS.
+void ring_deliver (napi_env env, napi_value cb, void *ctx, void *data);
+// No more posts from now on; returns whether it was already closed.
+int ring_close (lane_t *ln);
+
+#endif
