@@ -67,3 +67,21 @@ t.test('laneBackendActive / laneBackendFree: one argument path, answers per slot
   }
   t.throws(() => b.laneBackendActive(lane, -1), { message: /backendActive\(lane, id\)/ }, 'the usage names the call')
 })
+
+// The splice engine's calls (abort, stats, ref, close) share one argument
+// path in kt_splice.c (engine_call): each refuses a non-engine with the same
+// TypeError, and still works on a real engine.
+t.test('engine calls: one argument path, a TypeError for anything but an engine', { skip: SKIP }, async (t) => {
+  const lb = laneBindingOf(splicerFor(t, 'splice'))
+  if (lb === undefined) throw new Error('no lane')
+  const b = lb.binding as unknown as Record<'abort' | 'stats' | 'ref' | 'close', (...a: unknown[]) => unknown>
+  for (const name of ['abort', 'stats', 'ref', 'close'] as const) {
+    t.throws(() => b[name]({}, 1), { name: 'TypeError', message: /not a splice engine/ }, `${name}({})`)
+    t.throws(() => b[name](), { name: 'TypeError', message: /not a splice engine/ }, `${name}()`)
+  }
+  const engine = lb.engines[0]
+  const stats = b.stats(engine) as number[]
+  t.equal(stats.length, 3, 'stats on an engine: [pairs, pipesPooled, pipeFallbacks]')
+  t.equal(b.abort(engine, 12345), undefined, 'aborting an unknown pair is a no-op')
+  t.throws(() => b.abort(engine), { name: 'TypeError', message: /id must be a number/ })
+})

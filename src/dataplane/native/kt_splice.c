@@ -637,6 +637,15 @@ static engine_t *get_engine (napi_env env, napi_value v) {
   return ptr;
 }
 
+// The arguments of a call on an engine (at most *argc of them, into argv),
+// and the engine in argv[0]; NULL, with a TypeError thrown, when it is not one.
+static engine_t *engine_call (napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_get_cb_info(env, info, argc, argv, NULL, NULL);
+  engine_t *e = *argc >= 1 ? get_engine(env, argv[0]) : NULL;
+  if (e == NULL) throw_type(env, "not a splice engine");
+  return e;
+}
+
 // createEngine(mode: 0 | 1, pipeSize: number, onDone: Function) -> engine object
 static napi_value js_create_engine (napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -835,9 +844,8 @@ static napi_value js_add (napi_env env, napi_callback_info info) {
 static napi_value js_abort (napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  engine_t *e = argc >= 1 ? get_engine(env, argv[0]) : NULL;
-  if (e == NULL) return throw_type(env, "not a splice engine");
+  engine_t *e = engine_call(env, info, &argc, argv);
+  if (e == NULL) return NULL;
   double idd;
   if (argc < 2 || napi_get_value_double(env, argv[1], &idd) != napi_ok) return throw_type(env, "id must be a number");
   if (atomic_load(&e->stopping)) return NULL;
@@ -853,9 +861,8 @@ static napi_value js_abort (napi_env env, napi_callback_info info) {
 static napi_value js_stats (napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  engine_t *e = argc >= 1 ? get_engine(env, argv[0]) : NULL;
-  if (e == NULL) return throw_type(env, "not a splice engine");
+  engine_t *e = engine_call(env, info, &argc, argv);
+  if (e == NULL) return NULL;
   napi_value arr, v;
   napi_create_array_with_length(env, 3, &arr);
   napi_create_int32(env, atomic_load(&e->pairs), &v);
@@ -871,9 +878,8 @@ static napi_value js_stats (napi_env env, napi_callback_info info) {
 static napi_value js_ref (napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  engine_t *e = argc >= 1 ? get_engine(env, argv[0]) : NULL;
-  if (e == NULL) return throw_type(env, "not a splice engine");
+  engine_t *e = engine_call(env, info, &argc, argv);
+  if (e == NULL) return NULL;
   bool on = false;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &on);
   if (e->tsfn_released) return NULL;
@@ -886,9 +892,8 @@ static napi_value js_ref (napi_env env, napi_callback_info info) {
 static napi_value js_close (napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  engine_t *e = argc >= 1 ? get_engine(env, argv[0]) : NULL;
-  if (e == NULL) return throw_type(env, "not a splice engine");
+  engine_t *e = engine_call(env, info, &argc, argv);
+  if (e == NULL) return NULL;
   stop_worker(e);
   if (!e->tsfn_released) {
     // Queued completions are still delivered before the function is finalized.
