@@ -59,3 +59,19 @@ if (LINGER_MS > 0 && process.env.TAP_CHILD_ID !== undefined) {
     return write(chunk, ...rest)
   }) as typeof process.stdout.write
 }
+
+// A test process that ends by itself (its event loop empty) ends at its last
+// 'exit' listener, through process.exit: that skips Node's environment
+// teardown (FreeEnvironment), which was seen to spin forever in
+// CleanupHandles after test/docker/relay-e2e had passed every test (twice in
+// one flake budget, whenever two runs of it overlapped on the machine; perf:
+// uv_run → Environment::CleanupHandles, no JS running, so the linger guard
+// above could not fire). The root cause is not found; the product's own exit
+// path stays covered by the CLI tests, whose children do not load this file.
+// KT_TEST_NATURAL_EXIT=1 keeps Node's teardown (to chase that cause).
+if (process.env.TAP_CHILD_ID !== undefined && process.env.KT_TEST_NATURAL_EXIT !== '1') {
+  process.once('beforeExit', () => {
+    // Added now, after every 'exit' listener the file registered: they all run first.
+    process.on('exit', (code) => { process.exit(code) })
+  })
+}
