@@ -97,7 +97,8 @@ function whenBothClosed (a: Socket, b: Socket, cb: () => void): void {
 
 function jsSplice (a: Socket, b: Socket, done: (r: SpliceResult) => void): void {
   // The relay bounds nothing by time once spliced: the host's data plane owns idle and half-close timeouts.
-  jsSpliceSockets(a, b, { idleTimeoutMs: 0, halfCloseTimeoutMs: 0 }, (r) => done(fromJs(r)))
+  // A side whose FIN was read before the splice will not say so again: tell the splice.
+  jsSpliceSockets(a, b, { idleTimeoutMs: 0, halfCloseTimeoutMs: 0, clientEnded: a.readableEnded }, (r) => done(fromJs(r)))
 }
 
 function fromJs (r: JsResult): SpliceResult {
