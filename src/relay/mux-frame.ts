@@ -37,29 +37,27 @@ export function muxTypeName (t: number): string {
   return TYPE_NAMES[t] ?? `unknown(${t})`
 }
 
+/** id(4) | type(1) | len(3), into the first 8 bytes of `b` (len < 2^24, so its top byte is the type's). */
+export function writeHeader (b: Buffer, id: number, type: number, len: number): Buffer {
+  b.writeUInt32BE(id, 0)
+  b.writeUInt32BE(len, 4)
+  b[4] = type
+  return b
+}
+
 /** A frame header, 8 bytes; the payload is written after it (no copy). */
 export function muxHeader (id: number, type: number, len: number): Buffer {
-  const h = Buffer.allocUnsafe(MUX_HEADER_LEN)
-  h.writeUInt32BE(id, 0)
-  h.writeUInt32BE(len, 4)
-  h[4] = type
-  return h
+  return writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN), id, type, len)
 }
 
 export function muxRst (id: number, status: number): Buffer {
-  const b = Buffer.allocUnsafe(MUX_HEADER_LEN + 1)
-  b.writeUInt32BE(id, 0)
-  b.writeUInt32BE(1, 4)
-  b[4] = MUX_RST
+  const b = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + 1), id, MUX_RST, 1)
   b[8] = status
   return b
 }
 
 export function muxWindow (id: number, credit: number): Buffer {
-  const b = Buffer.allocUnsafe(MUX_HEADER_LEN + 4)
-  b.writeUInt32BE(id, 0)
-  b.writeUInt32BE(4, 4)
-  b[4] = MUX_WINDOW
+  const b = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + 4), id, MUX_WINDOW, 4)
   b.writeUInt32BE(credit, 8)
   return b
 }

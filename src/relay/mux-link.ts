@@ -11,7 +11,7 @@ import type { Socket } from 'node:net'
 import type { KtError } from '../errors.js'
 import { Status } from './protocol.js'
 import {
-  MuxDecoder, muxHeader, muxRst, muxWindow, type MuxSink,
+  MuxDecoder, muxHeader, muxRst, muxWindow, writeHeader, type MuxSink,
   MUX_OPEN, MUX_DATA, MUX_FIN, MUX_RST, MUX_WINDOW, MUX_DATA_MAX, MUX_WINDOW_BYTES, MUX_HEADER_LEN,
 } from './mux-frame.js'
 
@@ -108,10 +108,7 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
       const len = Math.min(n - off, st.credit, MUX_DATA_MAX)
       if (len <= SMALL_FRAME) {
         // One buffer, header and bytes: a copy of a few KiB costs less than a second write.
-        const f = Buffer.allocUnsafe(MUX_HEADER_LEN + len)
-        f.writeUInt32BE(st.id, 0)
-        f.writeUInt32BE(len, 4)
-        f[4] = MUX_DATA
+        const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + len), st.id, MUX_DATA, len)
         chunk.copy(f, MUX_HEADER_LEN, off, off + len)
         this.write(f)
       } else {
