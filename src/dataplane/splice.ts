@@ -47,6 +47,7 @@ const kPeer = Symbol('kt.peer')
 const kIsClient = Symbol('kt.isClient')
 const kReadBuf = Symbol('kt.readBuf')
 const kReadFull = Symbol('kt.readFull')
+const kFirstRead = Symbol('kt.firstRead')
 
 interface SpliceSocket extends Socket {
   [kPair]: Pair
@@ -56,6 +57,23 @@ interface SpliceSocket extends Socket {
   [kReadBuf]: Buffer | undefined
   /** The last read filled the buffer. */
   [kReadFull]: boolean
+  [kFirstRead]: (() => void) | undefined
+}
+
+/**
+ * Call `fn` once, on the first bytes splice() reads from `s` (before it
+ * passes them on), in either read mode. The relay dialer's pool refills when
+ * a connection it lent gets its first byte back. A socket's own 'data'
+ * listeners would not see an onread socket's bytes.
+ */
+export function onFirstSplicedRead (s: Socket, fn: () => void): void {
+  (s as SpliceSocket)[kFirstRead] = fn
+}
+
+function firstRead (s: SpliceSocket): void {
+  const fn = s[kFirstRead] as () => void
+  s[kFirstRead] = undefined
+  fn()
 }
 
 /** Node's slots behind net.Socket's `onread` option, found by their names; undefined: 'data' events only. */
@@ -104,7 +122,8 @@ function useFastReads (s: SpliceSocket): boolean {
   const h = (s as unknown as { _handle: UserBufferHandle | null })._handle
   if (h === null || typeof h.useUserBuffer !== 'function') return false
   const slots = s as unknown as Slots
-  if (slots[onread.buf] !== null || s.readableLength > 0 || s.readableEnded || s.connecting) return false
+  // Bytes already in the stream, or someone else reading 'data' (they would see nothing): 'data' events.
+  if (slots[onread.buf] !== null || s.readableLength > 0 || s.readableEnded || s.connecting || s.listenerCount('data') > 0) return false
   const buf = Buffer.allocUnsafeSlow(READ_MIN)
   s[kReadBuf] = buf
   s[kReadFull] = false
@@ -122,6 +141,7 @@ let justRead: SpliceSocket | undefined
 // Called by Node for each read in onread mode, with `this` the socket. False stops reading until 'drain'.
 function onFastRead (this: SpliceSocket, n: number, buf: Buffer): boolean {
   justRead = this
+  if (this[kFirstRead] !== undefined) firstRead(this)
   const pair = this[kPair]
   if (this[kIsClient]) pair.c2u += n
   else pair.u2c += n
@@ -185,6 +205,7 @@ class Pair implements SpliceHandle {
 }
 
 function onData (this: SpliceSocket, chunk: Buffer): void {
+  if (this[kFirstRead] !== undefined) firstRead(this)
   const pair = this[kPair]
   if (this[kIsClient]) pair.c2u += chunk.length
   else pair.u2c += chunk.length

@@ -27,6 +27,7 @@ import type { Registry, Counter } from '../observe/metrics.js'
 import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP } from './protocol.js'
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
+import { onFirstSplicedRead } from '../dataplane/splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
 import { MuxPool, AUTO_TRANSPORT, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
@@ -230,16 +231,10 @@ interface Pooled {
   readonly onGone: () => void
 }
 
-const kDeferred = Symbol('kt.relay.deferredRefill')
-interface DeferSocket extends Socket { [kDeferred]: RelayDialer | undefined }
-
 /** The first byte back on a connection just taken from the pool: its exchange is through, refill now. */
-function onFirstByteBack (this: DeferSocket): void {
-  this.removeListener('data', onFirstByteBack)
-  const d = this[kDeferred]
-  this[kDeferred] = undefined
-  // After this 'data' has been spliced to the client (nextTick runs once the emit returns).
-  if (d !== undefined) process.nextTick(refillDeferred, d)
+function refillAfterFirstByte (d: RelayDialer): void {
+  // After those bytes have been passed to the client (nextTick runs once the read returns).
+  process.nextTick(refillDeferred, d)
 }
 
 function refillDeferred (d: RelayDialer): void {
@@ -441,14 +436,12 @@ export class RelayDialer implements Dialer {
 
   /**
    * Refill once `sock` (just taken, its BIND written) gets its first byte
-   * back, or at REFILL_DEFER_MS, whichever comes first. The socket is paused:
-   * a listener added with prependListener does not start it reading, and runs
-   * before the splice's own when it does.
+   * back, as the JS splice reads it (onFirstSplicedRead), or at
+   * REFILL_DEFER_MS, whichever comes first (a native splice takes the socket
+   * before JS sees a byte).
    */
   private deferRefill (sock: Socket): void {
-    const s = sock as DeferSocket
-    s[kDeferred] = this
-    s.prependListener('data', onFirstByteBack)
+    onFirstSplicedRead(sock, refillAfterFirstByte.bind(null, this))
     if (this.deferredSince === 0) this.deferredSince = Date.now()
     if (this.deferTimer === undefined) {
       this.deferTimer = setTimeout(() => { this.deferTimer = undefined; this.refillNow() }, this.refillDeferMs)

@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, connect, type Socket, type Server, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { splice, spliceReadsOf, spliceReadBufferSize, jsSpliceReads, type SpliceResult } from '../../src/dataplane/splice.js'
+import { splice, onFirstSplicedRead, spliceReadsOf, spliceReadBufferSize, jsSpliceReads, type SpliceResult } from '../../src/dataplane/splice.js'
 
 t.test('this Node supports onread reads (a Node that drops them must fail here, not slow down quietly)', async (t) => {
   t.equal(jsSpliceReads(), process.env.KT_JS_SPLICE === 'stream' ? 'stream' : 'onread')
@@ -101,6 +101,24 @@ t.test('bytes buffered in the stream before the splice: that socket reads with d
   p.user.end('late')
   t.equal((await got).toString(), 'early:late')
   p.backend.end()
+  await p.result
+})
+
+t.test('a socket someone else reads with data events keeps them (they would see nothing otherwise); onFirstSplicedRead fires in both modes', async (t) => {
+  const seen: string[] = []
+  const p = await spliced(t, async (client) => { client.on('data', (d: Buffer) => seen.push(d.toString())) })
+  t.equal(spliceReadsOf(p.client), 'data')
+  let first = 0
+  onFirstSplicedRead(p.upstream, () => { first++ })
+  const got = collect(p.backend)
+  p.user.end('to the backend')
+  t.equal((await got).toString(), 'to the backend')
+  t.same(seen, ['to the backend'], 'the other listener saw the bytes too')
+  const back = collect(p.user)
+  p.backend.write('one')
+  p.backend.end('two')
+  t.equal((await back).toString(), 'onetwo')
+  t.equal(first, 1, 'the first-read hook ran once, on the onread side')
   await p.result
 })
 

@@ -1,6 +1,6 @@
 // The host-side pool: warm authenticated connections, used once, dead ones
 // dropped and replaced, bounded failures when the relay goes away.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { waitFor } from '../support/wait.js'
 import { randomBytes } from 'node:crypto'
 import { startRelay } from '../../src/relay/server.js'
@@ -10,6 +10,22 @@ import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
+import { splice } from '../../src/dataplane/splice.js'
+import { createServer, connect as netConnect, type Socket as NetSocket, type AddressInfo } from 'node:net'
+import { once } from 'node:events'
+
+/** The data plane's way: a client connection spliced to the dialed relay socket. Resolves with the client's end. */
+async function spliceToClient (t: Test, relaySock: NetSocket): Promise<NetSocket> {
+  const srv = createServer({ allowHalfOpen: true, pauseOnConnect: true })
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const accepted = once(srv, 'connection')
+  const user = netConnect({ port: (srv.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true })
+  const [near] = await accepted as [NetSocket]
+  t.teardown(() => { user.destroy(); near.destroy(); srv.close() })
+  splice(near, relaySock, { idleTimeoutMs: 10_000 }, () => {})
+  return user
+}
 
 const token = randomBytes(32)
 
@@ -92,12 +108,13 @@ else {
     t.ok(await d.warm(3000))
     const s = await d.dial({ host: dst.host, port: dst.port, timeoutMs: 2000 })
     t.equal(d.stats().connecting, 0, 'no refill started with the dial')
-    s.write('hello')
+    const user = await spliceToClient(t, s)
+    user.write('hello')
     const far = await got
     t.equal(d.stats().connecting + d.stats().idle, 1, 'none while the client\'s bytes crossed the relay')
     const accepted = relay.counters.accepted
     far.end('answer')
-    t.equal((await readAll(s)).toString(), 'answer')
+    t.equal((await readAll(user)).toString(), 'answer')
     await waitFor(() => d.stats().idle === 2, () => `refilled after the first byte back (${JSON.stringify(d.stats())})`, 3000)
     t.equal(relay.counters.accepted, accepted + 1)
     // Without a byte back (a silent server, or a native splice that took the socket), the deadline refills.
