@@ -409,7 +409,7 @@ export function relayReport(r: Results): string {
   lines.push(
     'Method: a kind-like cluster in the real Docker engine (one node container with kind\'s labels on its own network; nginx, one worker, 100-byte body, on NodePort 30080; `iperf3 -s` on 30201; busybox, nginx and iperf3 copied from this host into an imported image). Paths: **direct** (client → node); **portmap** (dockerd\'s docker-proxy for `-p 127.0.0.1::30080`, what `extraPortMappings` gives, standing in for Docker Desktop\'s forwarder); **cpk**, cloud-provider-kind\'s shape (a standalone docker-proxy on the host for its Go tunnel → dockerd\'s docker-proxy → an HAProxy container, `nbthread 1`, mode tcp, for its Envoy → node: three hops); **relay-js** (kind-tunnel\'s data plane with `KT_NATIVE=0`, as on a Mac or Windows host, with the relay dialer as `up --mode relay` builds it → dockerd\'s docker-proxy → the relay container `up` starts → node: three hops); **relay-native** (the same host on the native splicer; relay-dialed listeners stay off the native accept lane); **relay-js+fwdD** (relay-js dialing the relay through a forwarder, `src/delay-forwarder.ts`, that waits D ms before each onward connect; data is not delayed; D = 0 is the reference for the others). `native-bench/src/relay-host.ts` runs the host side: kind-tunnel\'s ListenerManager and RelayDialer with their defaults and the routes computeRoutes makes, without the controller (no Kubernetes API in the loop). Workloads, one after another in shuffled path order each round: `wrk -t1 -c50` keep-alive and with `Connection: close` (new conn/s), TTFB p50 of sequential fresh connections (`ttfb-client.js`, 2 ms apart), for relay paths also TTFB of requests on one already-open connection (ttfb open), and `iperf3 -c -t D -O 1` through the bulk port. Placement **mac**: `taskset` CPU 0 for the load generators, the kind-tunnel host process and the cloud-provider-kind tunnel; CPU 1 (`docker update --cpuset-cpus 1`, `taskset -a -p`) for every container, dockerd\'s docker-proxy processes and the delay forwarders. **shared**: nothing pinned.',
     '',
-    'Contention: this 2-core machine was shared with other sessions\' builds and tests during the run (the load averages above); single-CPU placements suffer most from it, and the absolute figures are lower and noisier than on a quiet machine. The ratios come from the same interleaved rounds.',
+    'Contention: the load averages above are the whole machine\'s; a figure above about 1 at the start means other work shared the 2 cores, which single-CPU placements suffer most from. Absolute figures move between runs; the ratios come from the same interleaved rounds.',
     '',
   );
   const get = (pl: string, path: string, w: string, k: string): number => median(r.samples.filter((s) => s.placement === pl && s.path === path && s.workload === w && s.error === undefined).map((s) => s.metrics[k] ?? Number.NaN));
@@ -439,6 +439,7 @@ export function relayReport(r: Results): string {
         lines.push(`${t === 'relay-js' ? 'Pool (relay-js)' : 'Mux (relay-mux)'} behind a forwarder's connect delay, TTFB p50 minus the same forwarder with no delay (${fmt(base / 1000, 2)} ms): ${delayed.map((p) => `+${delayOf(p)} ms → ${fmt((get(pl, p, 'ttfb', 'p50') - base) / 1000, 2)} ms`).join(', ')} (target ≤ 0.3 ms).`);
       }
     }
+    lines.push('', ...targetsTable((path, w, k) => get(pl, path, w, k), paths))
     const rm = (w: string, k: string): number => get(pl, 'relay-mux', w, k);
     if (Number.isFinite(rm('connclose', 'rps'))) {
       lines.push(`**Mux against pool** (relay-mux over relay-js, same rounds): keep-alive ${ratio(rm('wrk', 'rps'), rj('wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), rj('connclose', 'rps'))}×, TTFB p50 ${fmt(rm('ttfb', 'p50') / 1000, 2)} against ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, bulk ${ratio(rm('bulk', 'gbps'), rj('bulk', 'gbps'))}×.`);
@@ -451,6 +452,37 @@ export function relayReport(r: Results): string {
   for (const n of r.notes) lines.push(`Note: ${n}`, '');
   lines.push(RELAY_END);
   return lines.join('\n');
+}
+
+type Getter = (path: string, workload: string, key: string) => number;
+
+/** Issue 12's targets, one row each, for the pool (relay-js) and mux (relay-mux) transports: the ratio and whether it holds. */
+export function targetsTable(get: Getter, paths: readonly string[]): string[] {
+  const transports = [['relay-js', 'pool (`auto`)'], ['relay-mux', 'mux']].filter(([p]) => paths.includes(p!)) as Array<[string, string]>;
+  if (transports.length === 0) return [];
+  const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+  const cell = (v: number, ok: boolean, unit = '×'): string => (Number.isFinite(v) ? (ok ? `**${fmt(v)}${unit} (met)**` : `${fmt(v)}${unit} (not met)`) : 'n/a');
+  const rows: Array<[string, (t: string) => string]> = [
+    ['keep-alive ≥ 1.0× cloud-provider-kind\'s shape', (t) => { const v = get(t, 'wrk', 'rps') / get('cpk', 'wrk', 'rps'); return cell(v, v >= 1); }],
+    ['new conn/s ≥ 1.0× cloud-provider-kind\'s shape', (t) => { const v = get(t, 'connclose', 'rps') / get('cpk', 'connclose', 'rps'); return cell(v, v >= 1); }],
+    ['bulk ≥ 1.0× cloud-provider-kind\'s shape', (t) => { const v = get(t, 'bulk', 'gbps') / get('cpk', 'bulk', 'gbps'); return cell(v, v >= 1); }],
+    ['keep-alive ≥ 0.5× port mapping', (t) => { const v = get(t, 'wrk', 'rps') / get('portmap', 'wrk', 'rps'); return cell(v, v >= 0.5); }],
+    ['bulk ≥ 0.5× port mapping', (t) => { const v = get(t, 'bulk', 'gbps') / get('portmap', 'bulk', 'gbps'); return cell(v, v >= 0.5); }],
+    ['new conn/s ≥ 0.35× port mapping', (t) => { const v = get(t, 'connclose', 'rps') / get('portmap', 'connclose', 'rps'); return cell(v, v >= 0.35); }],
+    ['TTFB p50 ≤ 1.5× port mapping', (t) => { const v = get(t, 'ttfb', 'p50') / get('portmap', 'ttfb', 'p50'); return cell(v, v <= 1.5); }],
+    ['TTFB p50 behind +1 / +5 ms connect delay within 0.3 ms of +0', (t) => {
+      const base = get(`${t}+fwd0`, 'ttfb', 'p50');
+      const d = [1, 5].map((ms) => (get(`${t}+fwd${ms}`, 'ttfb', 'p50') - base) / 1000);
+      if (!d.every(Number.isFinite)) return 'n/a';
+      const txt = d.map((x) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`).join(' / ');
+      return d.every((x) => x <= 0.3) ? `**${txt} ms (met)**` : `${txt} ms (not met)`;
+    }],
+  ];
+  return [
+    `**Issue 12's targets, this placement, pure-JS host:**`, '',
+    `| target | ${transports.map(([, n]) => n).join(' | ')} |`, `|---|${transports.map(() => '---|').join('')}`,
+    ...rows.map(([name, f]) => `| ${name} | ${transports.map(([p]) => f(p)).join(' | ')} |`), '',
+  ];
 }
 
 export function extractRelaySection(existing: string | undefined): string | undefined {

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { extractRelaySection, parseRelayOptions, relayReport, RELAY_END, RELAY_START, writeDocs } from '../src/relaybench.js';
+import { extractRelaySection, parseRelayOptions, relayReport, RELAY_END, RELAY_START, targetsTable, writeDocs } from '../src/relaybench.js';
 
 t.test('options: defaults, lists, bad values', async (t) => {
   const o = parseRelayOptions(['--relay'], '/docs');
@@ -38,6 +38,27 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   t.match(md, /Over port mapping: keep-alive 0\.60× \(≥ 0\.5\), bulk 0\.60× \(≥ 0\.5\), new conn\/s 0\.40× \(≥ 0\.35\), TTFB p50 1\.43× \(≤ 1\.5\)/);
   t.match(md, /\+5 ms → 0\.15 ms \(target ≤ 0\.3 ms\)/);
   t.match(md, /already-open relay-js connection 0\.50 ms/);
+  // The targets table: each row's ratio and verdict (no +1 ms run here: that row is n/a).
+  t.match(md, /\| target \| pool \(`auto`\) \|/);
+  t.match(md, /\| keep-alive ≥ 1\.0× cloud-provider-kind's shape \| \*\*1\.20× \(met\)\*\* \|/);
+  t.match(md, /\| new conn\/s ≥ 1\.0× cloud-provider-kind's shape \| 0\.80× \(not met\) \|/);
+  t.match(md, /\| TTFB p50 ≤ 1\.5× port mapping \| \*\*1\.43× \(met\)\*\* \|/);
+  t.match(md, /\| TTFB p50 behind \+1 \/ \+5 ms connect delay within 0\.3 ms of \+0 \| n\/a \|/);
+});
+
+t.test('targets table: both transports, the delay row, and a missed TTFB', async (t) => {
+  const m: Record<string, number> = {
+    'cpk wrk rps': 100, 'cpk connclose rps': 100, 'cpk bulk gbps': 1, 'portmap wrk rps': 200, 'portmap connclose rps': 300, 'portmap bulk gbps': 4, 'portmap ttfb p50': 1000,
+    'relay-js wrk rps': 90, 'relay-js connclose rps': 50, 'relay-js bulk gbps': 2, 'relay-js ttfb p50': 1600,
+    'relay-mux wrk rps': 110, 'relay-mux connclose rps': 120, 'relay-mux bulk gbps': 0.5, 'relay-mux ttfb p50': 1400,
+    'relay-js+fwd0 ttfb p50': 2000, 'relay-js+fwd1 ttfb p50': 2100, 'relay-js+fwd5 ttfb p50': 2400,
+  };
+  const rows = targetsTable((p, w, k) => m[`${p} ${w} ${k}`] ?? Number.NaN, ['relay-js', 'relay-mux', 'relay-js+fwd0', 'relay-js+fwd1', 'relay-js+fwd5']).join('\n');
+  t.match(rows, /\| target \| pool \(`auto`\) \| mux \|/);
+  t.match(rows, /\| keep-alive ≥ 1\.0× cloud-provider-kind's shape \| 0\.90× \(not met\) \| \*\*1\.10× \(met\)\*\* \|/);
+  t.match(rows, /\| TTFB p50 ≤ 1\.5× port mapping \| 1\.60× \(not met\) \| \*\*1\.40× \(met\)\*\* \|/);
+  t.match(rows, /within 0\.3 ms of \+0 \| \+0\.10 \/ \+0\.40 ms \(not met\) \| n\/a \|/);
+  t.same(targetsTable(() => 1, ['portmap']), [], 'no relay path: no table');
 });
 
 t.test('the section replaces itself in place and survives extraction', async (t) => {
