@@ -15,9 +15,12 @@
 //   relay-native  the same with the host's native splicer and accept lane (Linux)
 //   relay-js+fwdD the JS host dialing the relay through a forwarder that waits D ms
 //                 before each onward connect (D = 0 is the reference for the delayed ones)
-//   relay-mux     relay-js with the multiplexed transport (streams over two long-lived
-//                 relay connections, src/relay/mux-client.ts) instead of a pooled
-//                 connection per client; relay-js itself is the pool (`--transport pool`)
+//   relay-js and relay-native use the relay transport `auto`, the default: a pooled
+//                 connection per client while new connections come slowly, streams
+//                 over mux carriers from 100 new connections a second
+//   relay-pool    relay-js with the pool only (`--transport pool`)
+//   relay-mux     relay-js with the multiplexed transport only (streams over two
+//                 long-lived relay connections, src/relay/mux-client.ts)
 //   relay-mux+fwdD the same behind the delay forwarder
 // Placement `mac`: CPU 0 is the host (load generators, the kind-tunnel host process,
 // cloud-provider-kind's tunnel), CPU 1 the Docker VM (every container, dockerd's
@@ -286,7 +289,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     paths.push({ id: 'cpk', addr: '127.0.0.1', http: cpkHttp, bulk: cpkBulk, host: [t1, t2] });
 
     const hostScript = join(ctx.buildDir, 'relay-host.js');
-    const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number, transport = 'pool'): Promise<Path> => {
+    const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number, transport = 'auto'): Promise<Path> => {
       const http = await freePort();
       const bulk = await freePort();
       const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), '--transport', transport, ...(via !== undefined ? ['--via', String(via)] : [])];
@@ -299,6 +302,8 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     const js = await relayHost('relay-js', { KT_NATIVE: '0' });
     paths.push(js);
     paths.push(await relayHost('relay-native', {}));
+    const pool = await relayHost('relay-pool', { KT_NATIVE: '0' }, undefined, 'pool');
+    paths.push(pool);
     const mux = await relayHost('relay-mux', { KT_NATIVE: '0' }, undefined, 'mux');
     paths.push(mux);
     const relayPort = await publishedPort(`kind-tunnel-relay-${cl.name}`, 7000);
@@ -353,7 +358,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
             return parseTtfb(r.stdout);
           };
           wl.push(['ttfb', ttfb], ['connclose', () => wrk(true)]);
-          if (id.startsWith('relay-js') || id.startsWith('relay-mux')) wl.push(['ttfbkeep', ttfbKeep]);
+          if (id.startsWith('relay-js') || id.startsWith('relay-mux') || id === 'relay-pool') wl.push(['ttfbkeep', ttfbKeep]);
           if (p.short !== true) wl.push(['wrk', () => wrk(false)], ['bulk', bulk]);
           for (const [w, fn] of wl) {
             try {
@@ -369,7 +374,9 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
       }
     }
     const pools = js.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
-    if (pools !== undefined) notes.push(`relay-js host pool at the end: ${pools.slice(5)}`);
+    if (pools !== undefined) notes.push(`relay-js host dialer (auto) at the end: ${pools.slice(5)}`);
+    const poolOnly = pool.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
+    if (poolOnly !== undefined) notes.push(`relay-pool host pool at the end: ${poolOnly.slice(5)}`);
     const muxStats = mux.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
     if (muxStats !== undefined) notes.push(`relay-mux host dialer at the end: ${muxStats.slice(5)}`);
     const results = {
@@ -407,7 +414,7 @@ export function relayReport(r: Results): string {
   const lines: string[] = [RELAY_START, '## Relay mode (issue 12): the macOS and Windows path', ''];
   lines.push(`Command: \`${r.command}\` (from native-bench/, after \`npm run build\` in the root). Run ${r.startedAt}; load average ${r.machine.loadAvgStart.map((x) => x.toFixed(1)).join(' ')} at the start, ${r.machine.loadAvgEnd.map((x) => x.toFixed(1)).join(' ')} at the end.`, '');
   lines.push(
-    'Method: a kind-like cluster in the real Docker engine (one node container with kind\'s labels on its own network; nginx, one worker, 100-byte body, on NodePort 30080; `iperf3 -s` on 30201; busybox, nginx and iperf3 copied from this host into an imported image). Paths: **direct** (client → node); **portmap** (dockerd\'s docker-proxy for `-p 127.0.0.1::30080`, what `extraPortMappings` gives, standing in for Docker Desktop\'s forwarder); **cpk**, cloud-provider-kind\'s shape (a standalone docker-proxy on the host for its Go tunnel → dockerd\'s docker-proxy → an HAProxy container, `nbthread 1`, mode tcp, for its Envoy → node: three hops); **relay-js** (kind-tunnel\'s data plane with `KT_NATIVE=0`, as on a Mac or Windows host, with the relay dialer as `up --mode relay` builds it → dockerd\'s docker-proxy → the relay container `up` starts → node: three hops); **relay-native** (the same host on the native splicer; relay-dialed listeners stay off the native accept lane); **relay-js+fwdD** (relay-js dialing the relay through a forwarder, `src/delay-forwarder.ts`, that waits D ms before each onward connect; data is not delayed; D = 0 is the reference for the others). `native-bench/src/relay-host.ts` runs the host side: kind-tunnel\'s ListenerManager and RelayDialer with their defaults and the routes computeRoutes makes, without the controller (no Kubernetes API in the loop). Workloads, one after another in shuffled path order each round: `wrk -t1 -c50` keep-alive and with `Connection: close` (new conn/s), TTFB p50 of sequential fresh connections (`ttfb-client.js`, 2 ms apart), for relay paths also TTFB of requests on one already-open connection (ttfb open), and `iperf3 -c -t D -O 1` through the bulk port. Placement **mac**: `taskset` CPU 0 for the load generators, the kind-tunnel host process and the cloud-provider-kind tunnel; CPU 1 (`docker update --cpuset-cpus 1`, `taskset -a -p`) for every container, dockerd\'s docker-proxy processes and the delay forwarders. **shared**: nothing pinned.',
+    'Method: a kind-like cluster in the real Docker engine (one node container with kind\'s labels on its own network; nginx, one worker, 100-byte body, on NodePort 30080; `iperf3 -s` on 30201; busybox, nginx and iperf3 copied from this host into an imported image). Paths: **direct** (client → node); **portmap** (dockerd\'s docker-proxy for `-p 127.0.0.1::30080`, what `extraPortMappings` gives, standing in for Docker Desktop\'s forwarder); **cpk**, cloud-provider-kind\'s shape (a standalone docker-proxy on the host for its Go tunnel → dockerd\'s docker-proxy → an HAProxy container, `nbthread 1`, mode tcp, for its Envoy → node: three hops); **relay-js** (kind-tunnel\'s data plane with `KT_NATIVE=0`, as on a Mac or Windows host, with the relay dialer as `up --mode relay` builds it, transport `auto` → dockerd\'s docker-proxy → the relay container `up` starts → node: three hops; `auto` dials a pooled relay connection per client while new connections come slowly and opens streams over two multiplexed relay connections from 100 new connections a second); **relay-pool** and **relay-mux** (relay-js with one transport only: `--relay-transport pool` or `mux`); **relay-native** (the same host on the native splicer; relay-dialed listeners stay off the native accept lane); **relay-js+fwdD** (relay-js dialing the relay through a forwarder, `src/delay-forwarder.ts`, that waits D ms before each onward connect; data is not delayed; D = 0 is the reference for the others). `native-bench/src/relay-host.ts` runs the host side: kind-tunnel\'s ListenerManager and RelayDialer with their defaults and the routes computeRoutes makes, without the controller (no Kubernetes API in the loop). Workloads, one after another in shuffled path order each round: `wrk -t1 -c50` keep-alive and with `Connection: close` (new conn/s), TTFB p50 of sequential fresh connections (`ttfb-client.js`, 2 ms apart), for relay paths also TTFB of requests on one already-open connection (ttfb open), and `iperf3 -c -t D -O 1` through the bulk port. Placement **mac**: `taskset` CPU 0 for the load generators, the kind-tunnel host process and the cloud-provider-kind tunnel; CPU 1 (`docker update --cpuset-cpus 1`, `taskset -a -p`) for every container, dockerd\'s docker-proxy processes and the delay forwarders. **shared**: nothing pinned.',
     '',
     'Contention: the load averages above are the whole machine\'s; a figure above about 1 at the start means other work shared the 2 cores, which single-CPU placements suffer most from. Absolute figures move between runs; the ratios come from the same interleaved rounds.',
     '',
@@ -417,7 +424,7 @@ export function relayReport(r: Results): string {
   for (const pl of r.method.placements) {
     const paths = [...new Set(r.samples.filter((s) => s.placement === pl).map((s) => s.path))];
     const delayOf = (p: string): number => Number(p.slice(p.indexOf('+fwd') + 4));
-    const order = ['direct', 'portmap', 'cpk', 'relay-js', 'relay-native', 'relay-mux', ...paths.filter((p) => p.startsWith('relay-js+')).sort((a, b) => delayOf(a) - delayOf(b)), ...paths.filter((p) => p.startsWith('relay-mux+')).sort((a, b) => delayOf(a) - delayOf(b))];
+    const order = ['direct', 'portmap', 'cpk', 'relay-js', 'relay-native', 'relay-pool', 'relay-mux', ...paths.filter((p) => p.startsWith('relay-js+')).sort((a, b) => delayOf(a) - delayOf(b)), ...paths.filter((p) => p.startsWith('relay-mux+')).sort((a, b) => delayOf(a) - delayOf(b))];
     lines.push(`### Placement: ${pl === 'mac' ? 'Mac-like (CPU 0 host, CPU 1 the Docker VM)' : 'shared (nothing pinned)'}`, '');
     lines.push('| path | keep-alive req/s | new conn/s | TTFB p50 ms | ttfb open ms | bulk Gbit/s |', '|---|---|---|---|---|---|');
     const k = (x: number): string => (Number.isFinite(x) ? `${fmt(x / 1000, 2)}k` : 'n/a');
@@ -436,13 +443,14 @@ export function relayReport(r: Results): string {
       const base = get(pl, `${t}+fwd0`, 'ttfb', 'p50');
       const delayed = paths.filter((p) => p.startsWith(`${t}+fwd`) && p !== `${t}+fwd0`);
       if (Number.isFinite(base) && delayed.length > 0) {
-        lines.push(`${t === 'relay-js' ? 'Pool (relay-js)' : 'Mux (relay-mux)'} behind a forwarder's connect delay, TTFB p50 minus the same forwarder with no delay (${fmt(base / 1000, 2)} ms): ${delayed.map((p) => `+${delayOf(p)} ms → ${fmt((get(pl, p, 'ttfb', 'p50') - base) / 1000, 2)} ms`).join(', ')} (target ≤ 0.3 ms).`);
+        lines.push(`${t === 'relay-js' ? 'Auto (relay-js)' : 'Mux (relay-mux)'} behind a forwarder's connect delay, TTFB p50 minus the same forwarder with no delay (${fmt(base / 1000, 2)} ms): ${delayed.map((p) => `+${delayOf(p)} ms → ${fmt((get(pl, p, 'ttfb', 'p50') - base) / 1000, 2)} ms`).join(', ')} (target ≤ 0.3 ms).`);
       }
     }
     lines.push('', ...targetsTable((path, w, k) => get(pl, path, w, k), paths))
     const rm = (w: string, k: string): number => get(pl, 'relay-mux', w, k);
+    const rp = (w: string, k: string): number => get(pl, paths.includes('relay-pool') ? 'relay-pool' : 'relay-js', w, k);
     if (Number.isFinite(rm('connclose', 'rps'))) {
-      lines.push(`**Mux against pool** (relay-mux over relay-js, same rounds): keep-alive ${ratio(rm('wrk', 'rps'), rj('wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), rj('connclose', 'rps'))}×, TTFB p50 ${fmt(rm('ttfb', 'p50') / 1000, 2)} against ${fmt(rj('ttfb', 'p50') / 1000, 2)} ms, bulk ${ratio(rm('bulk', 'gbps'), rj('bulk', 'gbps'))}×.`);
+      lines.push(`**Mux against pool** (relay-mux over ${paths.includes('relay-pool') ? 'relay-pool' : 'relay-js'}, same rounds): keep-alive ${ratio(rm('wrk', 'rps'), rp('wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), rp('connclose', 'rps'))}×, TTFB p50 ${fmt(rm('ttfb', 'p50') / 1000, 2)} against ${fmt(rp('ttfb', 'p50') / 1000, 2)} ms, bulk ${ratio(rm('bulk', 'gbps'), rp('bulk', 'gbps'))}×.`);
       lines.push(`relay-mux over cloud-provider-kind's shape: keep-alive ${ratio(rm('wrk', 'rps'), get(pl, 'cpk', 'wrk', 'rps'))}×, new conn/s ${ratio(rm('connclose', 'rps'), get(pl, 'cpk', 'connclose', 'rps'))}×, bulk ${ratio(rm('bulk', 'gbps'), get(pl, 'cpk', 'bulk', 'gbps'))}× (≥ 1.0); over port mapping: keep-alive ${ratio(rm('wrk', 'rps'), get(pl, 'portmap', 'wrk', 'rps'))}× (≥ 0.5), bulk ${ratio(rm('bulk', 'gbps'), get(pl, 'portmap', 'bulk', 'gbps'))}× (≥ 0.5), new conn/s ${ratio(rm('connclose', 'rps'), get(pl, 'portmap', 'connclose', 'rps'))}× (≥ 0.35), TTFB p50 ${ratio(rm('ttfb', 'p50'), get(pl, 'portmap', 'ttfb', 'p50'))}× (≤ 1.5).`);
     }
     lines.push('');
@@ -456,9 +464,9 @@ export function relayReport(r: Results): string {
 
 type Getter = (path: string, workload: string, key: string) => number;
 
-/** Issue 12's targets, one row each, for the pool (relay-js) and mux (relay-mux) transports: the ratio and whether it holds. */
+/** Issue 12's targets, one row each, for the default transport (relay-js, auto) and for pool and mux alone: the ratio and whether it holds. */
 export function targetsTable(get: Getter, paths: readonly string[]): string[] {
-  const transports = [['relay-js', 'pool (`auto`)'], ['relay-mux', 'mux']].filter(([p]) => paths.includes(p!)) as Array<[string, string]>;
+  const transports = [['relay-js', 'auto (the default)'], ['relay-pool', 'pool only'], ['relay-mux', 'mux only']].filter(([p]) => paths.includes(p!)) as Array<[string, string]>;
   if (transports.length === 0) return [];
   const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
   const cell = (v: number, ok: boolean, unit = '×'): string => (Number.isFinite(v) ? (ok ? `**${fmt(v)}${unit} (met)**` : `${fmt(v)}${unit} (not met)`) : 'n/a');

@@ -39,7 +39,7 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   t.match(md, /\+5 ms → 0\.15 ms \(target ≤ 0\.3 ms\)/);
   t.match(md, /already-open relay-js connection 0\.50 ms/);
   // The targets table: each row's ratio and verdict (no +1 ms run here: that row is n/a).
-  t.match(md, /\| target \| pool \(`auto`\) \|/);
+  t.match(md, /\| target \| auto \(the default\) \|/);
   t.match(md, /\| keep-alive ≥ 1\.0× cloud-provider-kind's shape \| \*\*1\.20× \(met\)\*\* \|/);
   t.match(md, /\| new conn\/s ≥ 1\.0× cloud-provider-kind's shape \| 0\.80× \(not met\) \|/);
   t.match(md, /\| TTFB p50 ≤ 1\.5× port mapping \| \*\*1\.43× \(met\)\*\* \|/);
@@ -54,7 +54,7 @@ t.test('targets table: both transports, the delay row, and a missed TTFB', async
     'relay-js+fwd0 ttfb p50': 2000, 'relay-js+fwd1 ttfb p50': 2100, 'relay-js+fwd5 ttfb p50': 2400,
   };
   const rows = targetsTable((p, w, k) => m[`${p} ${w} ${k}`] ?? Number.NaN, ['relay-js', 'relay-mux', 'relay-js+fwd0', 'relay-js+fwd1', 'relay-js+fwd5']).join('\n');
-  t.match(rows, /\| target \| pool \(`auto`\) \| mux \|/);
+  t.match(rows, /\| target \| auto \(the default\) \| mux only \|/);
   t.match(rows, /\| keep-alive ≥ 1\.0× cloud-provider-kind's shape \| 0\.90× \(not met\) \| \*\*1\.10× \(met\)\*\* \|/);
   t.match(rows, /\| TTFB p50 ≤ 1\.5× port mapping \| 1\.60× \(not met\) \| \*\*1\.40× \(met\)\*\* \|/);
   t.match(rows, /within 0\.3 ms of \+0 \| \+0\.10 \/ \+0\.40 ms \(not met\) \| n\/a \|/);

@@ -5,6 +5,7 @@
 import { Writable } from 'node:stream'
 import { formatGateways } from './gateways.js'
 import type { RelayPoolStatus, ServiceStatus, UpStatus } from './status.js'
+import { AUTO_MUX_RATE } from '../relay/mux-client.js'
 import type { UpEvent } from './up.js'
 
 function fmtBytes (n: number): string {
@@ -80,7 +81,10 @@ export function relayDetail (p: RelayPoolStatus | undefined): string {
   const target = p.target !== undefined ? ` (target ${p.target})` : ''
   const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
   const m = p.mux
-  const mux = m === undefined ? '' : m.state === 'live' ? `, transport mux (${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened)` : `, transport pool (mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''})`
+  const carriers = m === undefined ? '' : m.state === 'live' ? `${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened` : `mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''}`
+  const mux = p.auto === true
+    ? `, transport auto: ${p.transport ?? 'pool'} now (mux from ${AUTO_MUX_RATE} new connections/s${carriers !== '' ? `; ${carriers}` : ''})`
+    : m === undefined ? '' : m.state === 'live' ? `, transport mux (${carriers})` : `, transport pool (${carriers})`
   return `, data path ${p.dataPath ?? 'unknown'}${mux}, pool ${p.idle} idle${target}, ${rate}${err}`
 }
 

@@ -24,12 +24,12 @@
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP, type Address } from './protocol.js'
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { onFirstSplicedRead } from '../dataplane/splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { MuxPool, AUTO_TRANSPORT, type MuxPoolStats, type RelayTransport } from './mux-client.js'
+import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -92,7 +92,7 @@ export interface RelayDialerOptions extends RelayEndpoint {
   readonly metrics?: Registry
   /** Label for logs and metrics, e.g. the cluster name. */
   readonly name?: string
-  /** Streams over a few long-lived connections (mux; the pool while the relay takes none), a connection per dial (pool), or auto (the default: AUTO_TRANSPORT in mux-client.ts). */
+  /** Streams over a few long-lived connections (mux; the pool while the relay takes none), a connection per dial (pool), or auto (the default: the pool, mux while new connections come fast; AUTO_MUX_RATE in mux-client.ts). */
   readonly transport?: RelayTransport
 }
 
@@ -113,8 +113,10 @@ export interface RelayPoolStats {
   /** How the relay splices, as it reported in its last OK (unknown before one). */
   readonly dataPath: 'native' | 'js' | 'unknown'
   readonly lastError?: string
-  /** How dials travel: `mux` (streams over long-lived connections) or `pool` (a connection each). */
+  /** How dials travel now: `mux` (streams over long-lived connections) or `pool` (a connection each). */
   readonly transport?: 'mux' | 'pool'
+  /** The transport follows the rate of new dials (`--relay-transport auto`). */
+  readonly auto?: boolean
   readonly mux?: MuxPoolStats
 }
 
@@ -277,8 +279,14 @@ export class RelayDialer implements Dialer {
   private closed = false
   private readonly poolCounter: Counter | undefined
   private readonly waiters: Array<() => void> = []
-  /** Multiplexed carriers (mux-client.ts); undefined with transport pool. */
-  readonly mux: MuxPool | undefined
+  /** Multiplexed carriers (mux-client.ts); undefined with transport pool, and with auto until first needed. */
+  mux: MuxPool | undefined
+  private readonly auto: boolean
+  /** auto: new dials go over mux now. */
+  private viaMux = false
+  /** auto: decaying count of every dial (pool, mux), as the pool's rate. */
+  private allAcc = 0
+  private allAt = Date.now()
 
   constructor (opts: RelayDialerOptions) {
     if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
@@ -299,8 +307,9 @@ export class RelayDialer implements Dialer {
       const g = opts.metrics.gauge('kt_relay_pool_idle', 'Warm authenticated relay connections')
       g.collect((set) => set({ relay: name }, this.idle.length))
     }
-    const transport = opts.transport === undefined || opts.transport === 'auto' ? AUTO_TRANSPORT : opts.transport
-    this.mux = transport === 'pool' ? undefined : new MuxPool({ handshake: () => handshake(this.ep, this.handshakeTimeoutMs, true), logger: this.log, where: target(opts.host, opts.port) })
+    const transport = opts.transport ?? 'auto'
+    this.auto = transport === 'auto'
+    this.mux = transport === 'mux' ? this.newMux() : undefined
     this.refill()
   }
 
@@ -312,9 +321,40 @@ export class RelayDialer implements Dialer {
       dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
-    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' ? 'mux' : 'pool'
+    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || this.viaMux) ? 'mux' : 'pool'
+    if (this.auto) s.auto = true
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
+  }
+
+  private newMux (): MuxPool {
+    return new MuxPool({ handshake: () => handshake(this.ep, this.handshakeTimeoutMs, true), logger: this.log, where: target(this.ep.host, this.ep.port) })
+  }
+
+  /**
+   * A stream for this dial, or undefined (the pool dials). With auto, only
+   * while new dials come at AUTO_MUX_RATE a second or more (hysteresis down to
+   * AUTO_POOL_RATE); the carriers are opened the first time, and until one is
+   * live the pool serves.
+   */
+  private openStream (dst: Address, source: Address | undefined): MuxStream | undefined {
+    if (this.auto) {
+      const now = Date.now()
+      this.allAcc = this.allAcc * Math.exp(-(now - this.allAt) / RATE_TAU_MS) + 1
+      this.allAt = now
+      const perSecond = this.allAcc * 1000 / RATE_TAU_MS
+      if (!this.viaMux && perSecond >= AUTO_MUX_RATE) {
+        this.viaMux = true
+        if (this.mux === undefined) {
+          this.mux = this.newMux()
+          this.log.info({ relay: target(this.ep.host, this.ep.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
+        }
+      } else if (this.viaMux && perSecond < AUTO_POOL_RATE) {
+        this.viaMux = false
+      }
+      if (!this.viaMux) return undefined
+    }
+    return this.mux?.open(dst, source, this.proxyV2)
   }
 
   /** The decaying dial count, as of now. */
@@ -374,7 +414,7 @@ export class RelayDialer implements Dialer {
     const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
     const answer = opts.answer === true
     const udp = opts.udp === true
-    const stream = answer || udp ? undefined : this.mux?.open({ address: req.host, port: req.port }, source, this.proxyV2) // mux-client.ts
+    const stream = answer || udp ? undefined : this.openStream({ address: req.host, port: req.port }, source) // mux-client.ts
     if (stream !== undefined) return stream as unknown as Socket
     const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs

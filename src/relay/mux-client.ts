@@ -19,16 +19,19 @@ import type { RelayLogger } from './log.js'
 export type RelayTransport = 'auto' | 'mux' | 'pool'
 export const RELAY_TRANSPORTS: readonly RelayTransport[] = ['auto', 'mux', 'pool']
 /**
- * What `auto` (the default) means (docs/benchmarks.md, "Mux against pool"):
- * pool, for now. Mux cuts the CPU each new connection costs the host, the
- * forwarder and the relay by 40-50%, raises new connections per second
- * 1.3-2.7x and lowers TTFB; but a stream's bytes are framed by the relay's
- * JS thread, where a pooled connection is spliced natively, so one bulk
- * transfer runs at 0.4-0.7x the pool's and a keep-alive request costs about
- * 20% more CPU (its throughput 0.63-1.06x the pool's across runs). Flip this
- * once the relay frames natively, or a quiet run says otherwise.
+ * What `auto` (the default) does (docs/benchmarks.md, "Mux against pool"):
+ * each transport where it wins. A pooled connection per client is spliced
+ * natively by the relay, so keep-alive requests and bulk transfers cost the
+ * least there; but each one is a new connection through the engine's
+ * forwarder, and a stream over a mux carrier costs the host, the forwarder
+ * and the relay 40-50% less CPU per new connection. So `auto` dials through
+ * the pool while new connections arrive slowly, and opens streams over mux
+ * carriers (opened the first time) once the rate of new dials, decayed over
+ * about a second, reaches AUTO_MUX_RATE a second; below AUTO_POOL_RATE it goes
+ * back to the pool. A connection keeps the transport it was dialled on.
  */
-export const AUTO_TRANSPORT: 'mux' | 'pool' = 'pool'
+export const AUTO_MUX_RATE = 100
+export const AUTO_POOL_RATE = 50
 
 /** One stream, as the data plane sees it: a socket-like Duplex (allowHalfOpen, paused until spliced). */
 export class MuxStream extends Duplex {

@@ -10,6 +10,7 @@ import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
+import { AUTO_MUX_RATE } from '../../src/relay/mux-client.js'
 import { splice } from '../../src/dataplane/splice.js'
 import { createServer, connect as netConnect, type Socket as NetSocket, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -216,5 +217,53 @@ else {
     while ((d.stats().idle > POOL_MIN || d.stats().target > POOL_MIN) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100))
     t.equal(d.stats().target, POOL_MIN, 'the target fell back to the floor')
     t.equal(d.stats().idle, POOL_MIN, 'and so did the pool')
+  })
+
+  t.test('--relay-transport auto: the pool while new connections come slowly, mux streams once they come fast, the pool again when they slow', async (t) => {
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    t.teardown(() => relay.destroy())
+    const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, name: 'auto' })
+    t.teardown(() => d.close())
+    t.ok(await d.warm(3000))
+    const isStream = (s: NetSocket): boolean => (s as unknown as { ktMux?: boolean }).ktMux === true
+    const echoed = async (s: NetSocket, msg: string): Promise<string> => {
+      s.on('error', () => {})
+      if (isStream(s)) s.resume()
+      s.end(msg)
+      return (await readAll(s)).toString()
+    }
+    for (let i = 0; i < 3; i++) {
+      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+      t.notOk(isStream(s), 'a slow dial is a pooled connection')
+      t.equal(await echoed(s, `slow${i}`), `slow${i}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.match(d.stats(), { auto: true, transport: 'pool', hits: 3 })
+    t.equal(d.stats().mux, undefined, 'no multiplexed connection while new connections come slowly')
+    t.equal(relay.counters.authenticated, 3 + POOL_MIN, 'only the pool\'s connections reached the relay')
+    // Fast: back to back until the decayed rate passes AUTO_MUX_RATE; the carriers open then.
+    const fast: NetSocket[] = []
+    for (let i = 0; i < AUTO_MUX_RATE + 20 && d.stats().mux?.carriers !== 2; i++) {
+      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 })
+      s.on('error', () => {})
+      s.resume()
+      s.end('x')
+      fast.push(s)
+      if (i >= AUTO_MUX_RATE) await new Promise((resolve) => setTimeout(resolve, 2))
+    }
+    await waitFor(() => d.stats().mux?.carriers === 2, () => `carriers up: ${JSON.stringify(d.stats())}`, 3000)
+    t.equal(d.stats().mux?.carriers, 2, `fast: two multiplexed connections opened (after ${fast.length} dials, rate ${d.stats().rate}/s in the pool)`)
+    const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+    t.ok(isStream(s), 'a fast dial is a stream')
+    t.equal(await echoed(s, 'streamed'), 'streamed', 'and its bytes go both ways')
+    t.match(d.stats(), { auto: true, transport: 'mux' })
+    // Slow again: after 1.5 s the decayed rate is under AUTO_POOL_RATE.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const hits = d.stats().hits
+    const s2 = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+    t.notOk(isStream(s2), 'slow again: a pooled connection')
+    t.equal(await echoed(s2, 'pooled'), 'pooled')
+    t.equal(d.stats().hits, hits + 1)
+    t.match(d.stats(), { auto: true, transport: 'pool', mux: { state: 'live', carriers: 2 } })
   })
 }
