@@ -65,8 +65,10 @@ export interface RelayPoolStatus {
   readonly lastError?: string
   /** How dials travel now: streams over long-lived connections (mux) or a connection each (pool). */
   readonly transport?: 'mux' | 'pool'
-  /** The transport follows the rate of new connections (--relay-transport auto, the default). */
+  /** The transport follows the rate of new connections to each destination (--relay-transport auto, the default). */
   readonly auto?: boolean
+  /** auto: destinations whose new connections come fast enough for mux now. */
+  readonly destinationsOnMux?: number
   /** The multiplexed carriers (src/relay/mux-client.ts MuxPoolStats): with mux, and with auto once new connections came fast. */
   readonly mux?: { readonly state: string, readonly carriers: number, readonly streams: number, readonly opened: number, readonly lastError?: string }
 }

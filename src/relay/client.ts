@@ -115,8 +115,10 @@ export interface RelayPoolStats {
   readonly lastError?: string
   /** How dials travel now: `mux` (streams over long-lived connections) or `pool` (a connection each). */
   readonly transport?: 'mux' | 'pool'
-  /** The transport follows the rate of new dials (`--relay-transport auto`). */
+  /** The transport follows the rate of new dials to each destination (`--relay-transport auto`). */
   readonly auto?: boolean
+  /** auto: destinations whose new connections come fast enough for mux now. */
+  readonly destinationsOnMux?: number
   readonly mux?: MuxPoolStats
 }
 
@@ -239,6 +241,17 @@ function refillAfterFirstByte (d: RelayDialer): void {
   process.nextTick(refillDeferred, d)
 }
 
+/** auto: destinations whose rates are remembered at most (older ones are swept first). */
+const RATES_MAX = 4096
+
+interface DestRate {
+  /** Decaying count of dials: per RATE_TAU_MS as of `at`. */
+  acc: number
+  at: number
+  /** Dials to it go over mux now. */
+  mux: boolean
+}
+
 function refillDeferred (d: RelayDialer): void {
   d.refillNow()
 }
@@ -282,11 +295,10 @@ export class RelayDialer implements Dialer {
   /** Multiplexed carriers (mux-client.ts); undefined with transport pool, and with auto until first needed. */
   mux: MuxPool | undefined
   private readonly auto: boolean
-  /** auto: new dials go over mux now. */
-  private viaMux = false
-  /** auto: decaying count of every dial (pool, mux), as the pool's rate. */
-  private allAcc = 0
-  private allAt = Date.now()
+  /** auto: the recent rate of new dials to each destination, and whether its dials go over mux now. */
+  private readonly rates = new Map<string, DestRate>()
+  /** auto: destinations whose dials go over mux now. */
+  private onMux = 0
 
   constructor (opts: RelayDialerOptions) {
     if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
@@ -321,10 +333,29 @@ export class RelayDialer implements Dialer {
       dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
-    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || this.viaMux) ? 'mux' : 'pool'
-    if (this.auto) s.auto = true
+    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || this.onMuxNow() > 0) ? 'mux' : 'pool'
+    if (this.auto) { s.auto = true; s.destinationsOnMux = this.onMuxNow() }
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
+  }
+
+  /** auto: destinations on mux whose rate has not decayed under AUTO_POOL_RATE since their last dial. */
+  private onMuxNow (): number {
+    if (this.onMux === 0) return 0
+    const now = Date.now()
+    let n = 0
+    for (const r of this.rates.values()) if (r.mux && r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) * 1000 / RATE_TAU_MS >= AUTO_POOL_RATE) n++
+    return n
+  }
+
+  /** Forget destinations not dialled for a while (their decayed rate under one a second). */
+  private sweepRates (now: number): void {
+    for (const [k, r] of this.rates) {
+      if (r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) * 1000 / RATE_TAU_MS < 1) {
+        if (r.mux) this.onMux--
+        this.rates.delete(k)
+      }
+    }
   }
 
   private newMux (): MuxPool {
@@ -340,19 +371,28 @@ export class RelayDialer implements Dialer {
   private openStream (dst: Address, source: Address | undefined): MuxStream | undefined {
     if (this.auto) {
       const now = Date.now()
-      this.allAcc = this.allAcc * Math.exp(-(now - this.allAt) / RATE_TAU_MS) + 1
-      this.allAt = now
-      const perSecond = this.allAcc * 1000 / RATE_TAU_MS
-      if (!this.viaMux && perSecond >= AUTO_MUX_RATE) {
-        this.viaMux = true
+      const key = `${dst.address}|${dst.port}`
+      let r = this.rates.get(key)
+      if (r === undefined) {
+        if (this.rates.size >= RATES_MAX) this.sweepRates(now)
+        r = { acc: 0, at: now, mux: false }
+        this.rates.set(key, r)
+      }
+      r.acc = r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) + 1
+      r.at = now
+      const perSecond = r.acc * 1000 / RATE_TAU_MS
+      if (!r.mux && perSecond >= AUTO_MUX_RATE) {
+        r.mux = true
+        this.onMux++
         if (this.mux === undefined) {
           this.mux = this.newMux()
-          this.log.info({ relay: target(this.ep.host, this.ep.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
+          this.log.info({ relay: target(this.ep.host, this.ep.port), destination: target(dst.address, dst.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
         }
-      } else if (this.viaMux && perSecond < AUTO_POOL_RATE) {
-        this.viaMux = false
+      } else if (r.mux && perSecond < AUTO_POOL_RATE) {
+        r.mux = false
+        this.onMux--
       }
-      if (!this.viaMux) return undefined
+      if (!r.mux) return undefined
     }
     return this.mux?.open(dst, source, this.proxyV2)
   }

@@ -25,10 +25,13 @@ export const RELAY_TRANSPORTS: readonly RelayTransport[] = ['auto', 'mux', 'pool
  * least there; but each one is a new connection through the engine's
  * forwarder, and a stream over a mux carrier costs the host, the forwarder
  * and the relay 40-50% less CPU per new connection. So `auto` dials through
- * the pool while new connections arrive slowly, and opens streams over mux
- * carriers (opened the first time) once the rate of new dials, decayed over
- * about a second, reaches AUTO_MUX_RATE a second; below AUTO_POOL_RATE it goes
- * back to the pool. A connection keeps the transport it was dialled on.
+ * the pool while new connections to a destination arrive slowly, and opens
+ * streams over mux carriers (opened the first time) for a destination once
+ * its rate of new dials, decayed over about a second, reaches AUTO_MUX_RATE a
+ * second; below AUTO_POOL_RATE it goes back to the pool. Per destination, so a
+ * Service that takes many short connections does not move a database's or a
+ * bulk transfer's few long ones onto streams. A connection keeps the
+ * transport it was dialled on.
  */
 export const AUTO_MUX_RATE = 100
 export const AUTO_POOL_RATE = 50

@@ -219,8 +219,10 @@ else {
     t.equal(d.stats().idle, POOL_MIN, 'and so did the pool')
   })
 
-  t.test('--relay-transport auto: the pool while new connections come slowly, mux streams once they come fast, the pool again when they slow', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+  t.test('--relay-transport auto: per destination, the pool while new connections come slowly, mux streams once they come fast, the pool again when they slow', async (t) => {
+    const other = await listenOnGateway(net, (s) => { s.pipe(s) })
+    t.teardown(other.close)
+    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: Math.min(echo.port, other.port), max: Math.max(echo.port, other.port), extra: [] } })
     t.teardown(() => relay.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, name: 'auto' })
     t.teardown(() => d.close())
@@ -256,7 +258,10 @@ else {
     const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
     t.ok(isStream(s), 'a fast dial is a stream')
     t.equal(await echoed(s, 'streamed'), 'streamed', 'and its bytes go both ways')
-    t.match(d.stats(), { auto: true, transport: 'mux' })
+    t.match(d.stats(), { auto: true, transport: 'mux', destinationsOnMux: 1 })
+    const elsewhere = await d.dial({ host: other.host, port: other.port, timeoutMs: 2000 })
+    t.notOk(isStream(elsewhere), 'per destination: a slow one still gets a pooled connection')
+    t.equal(await echoed(elsewhere, 'elsewhere'), 'elsewhere')
     // Slow again: after 1.5 s the decayed rate is under AUTO_POOL_RATE.
     await new Promise((resolve) => setTimeout(resolve, 1500))
     const hits = d.stats().hits
@@ -264,6 +269,6 @@ else {
     t.notOk(isStream(s2), 'slow again: a pooled connection')
     t.equal(await echoed(s2, 'pooled'), 'pooled')
     t.equal(d.stats().hits, hits + 1)
-    t.match(d.stats(), { auto: true, transport: 'pool', mux: { state: 'live', carriers: 2 } })
+    t.match(d.stats(), { auto: true, transport: 'pool', destinationsOnMux: 0, mux: { state: 'live', carriers: 2 } })
   })
 }
