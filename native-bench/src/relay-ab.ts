@@ -46,6 +46,16 @@ for (let i = 0; i < args.length; i++) {
   else { const [n, rt] = a.split('='); const [r, t] = rt!.split('@'); variants.push({ name: n!, repo: r!, transport: t ?? 'auto' }); }
 }
 
+/** Per CPU, jiffies busy and in all (/proc/stat). */
+function cpuBusy (): Array<{ busy: number, total: number }> {
+  return readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).map((l) => {
+    const f = l.split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    return { busy: total - idle, total };
+  });
+}
+
 const docker = async (a: string[]): Promise<string> => (await execFileP('docker', a, { timeout: 60_000 })).stdout.trim();
 const containerPids = async (name: string): Promise<number[]> => processTree(Number(await docker(['inspect', '-f', '{{.State.Pid}}', name])));
 
@@ -132,6 +142,7 @@ try {
         const mainThread = (pids: number[]): number => { let t = 0; for (const pid of pids) { try { const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' '); t += Number(f[11]) + Number(f[12]); } catch { /* gone */ } } return t / 100; };
         const relayMain0 = mainThread(groups.relay ?? []);
         const before = Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, cpuSeconds(v)]));
+        const cpu0 = cpuBusy();
         let count = 0;
         let metric = 0;
         if (extra !== undefined) {
@@ -147,6 +158,8 @@ try {
         const row: Record<string, string | number> = { round: r, path: p.id, w, metric: Math.round(metric * 100) / 100 };
         for (const [k, v] of Object.entries(groups)) row[`${k} ms/req`] = Math.round((cpuSeconds(v) - (before[k] ?? 0)) / count * 1e6) / 1000;
         if (groups.relay !== undefined) row['relay-main ms/req'] = Math.round((mainThread(groups.relay) - relayMain0) / count * 1e6) / 1000;
+        // How busy each CPU was over the run (%): which side of the Mac-like placement is the bottleneck.
+        cpuBusy().forEach((b, i) => { const a = cpu0[i]; if (a !== undefined && b.total > a.total) row[`cpu${i} busy%`] = Math.round((b.busy - a.busy) / (b.total - a.total) * 100); });
         rows.push(row);
         process.stdout.write(`${JSON.stringify(row)}\n`);
       }
@@ -159,7 +172,7 @@ try {
     for (const p of paths) {
       const rs = rows.filter((x) => x.path === p.id && x.w === w);
       if (rs.length === 0) continue;
-      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/req') || k === 'diff');
+      const keys = Object.keys(rs[0]!).filter((k) => k.endsWith('ms/req') || k.endsWith('busy%') || k === 'diff');
       process.stdout.write(`MEDIAN ${w} ${p.id} ${med(rs.map((x) => x.metric as number))} ${keys.map((k) => `${k}=${med(rs.map((x) => x[k] as number))}`).join(' ')}\n`);
     }
   }
