@@ -153,7 +153,7 @@ try {
         } else {
           const res = await run('iperf', 'iperf3', ['-c', '127.0.0.1', '-p', String(p.bulk), '-t', String(durationS), '-O', '1', '-J'], { cpu: '0', timeoutMs: (durationS + 25) * 1000 });
           metric = parseIperf(res.stdout).gbps ?? 0;
-          count = metric * durationS * 1000 / 8; // per MB... per GB*1000
+          count = metric * durationS * 1000 / 8; // MB moved: bulk CPU is in ms per MB
         }
         const row: Record<string, string | number> = { round: r, path: p.id, w, metric: Math.round(metric * 100) / 100 };
         for (const [k, v] of Object.entries(groups)) row[`${k} ms/req`] = Math.round((cpuSeconds(v) - (before[k] ?? 0)) / count * 1e6) / 1000;
