@@ -69,6 +69,8 @@ export interface RelayPoolStatus {
   readonly auto?: boolean
   /** auto: destinations whose new connections come fast enough for mux now. */
   readonly destinationsOnMux?: number
+  /** auto: new connections a second to one destination from which it goes over mux. */
+  readonly autoMuxRate?: number
   /** The multiplexed carriers (src/relay/mux-client.ts MuxPoolStats): with mux, and with auto once new connections came fast. */
   readonly mux?: { readonly state: string, readonly carriers: number, readonly streams: number, readonly opened: number, readonly lastError?: string }
 }

@@ -119,6 +119,8 @@ export interface RelayPoolStats {
   readonly auto?: boolean
   /** auto: destinations whose new connections come fast enough for mux now. */
   readonly destinationsOnMux?: number
+  /** auto: new connections a second to one destination from which it goes over mux (AUTO_MUX_RATE). */
+  readonly autoMuxRate?: number
   readonly mux?: MuxPoolStats
 }
 
@@ -334,7 +336,7 @@ export class RelayDialer implements Dialer {
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
     s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || this.onMuxNow() > 0) ? 'mux' : 'pool'
-    if (this.auto) { s.auto = true; s.destinationsOnMux = this.onMuxNow() }
+    if (this.auto) { s.auto = true; s.destinationsOnMux = this.onMuxNow(); s.autoMuxRate = AUTO_MUX_RATE }
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
   }

@@ -85,3 +85,18 @@ t.test('EMFILE under ulimit -n 64 never crashes, and service recovers', async (t
   const r = await px.stop('SIGTERM')
   t.equal(r.code, 0)
 })
+
+t.test('each command loads only its own modules: the CLI starts under ulimit -n 40', async (t) => {
+  // Node's module loader reads a program's files several at a time; when the
+  // CLI imported every command's modules, 56 descriptors were not enough to start.
+  const { execFile } = await import('node:child_process')
+  const { CLI } = await import('../support/cli.js')
+  for (const cmd of ['proxy', 'status', 'down', 'doctor']) {
+    const r = await new Promise<{ code: number | null, out: string }>((resolve) => {
+      execFile('/bin/sh', ['-c', 'ulimit -n 40; exec "$0" "$@"', process.execPath, CLI, cmd, '--help'], { timeout: 30_000 }, (err, stdout, stderr) => {
+        resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, out: stdout + stderr })
+      })
+    })
+    t.equal(r.code, 0, `${cmd} --help under ulimit -n 40${r.code === 0 ? '' : `: ${r.out.split('\n').find((l) => l.includes('EMFILE')) ?? r.out.slice(0, 200)}`}`)
+  }
+})
