@@ -82,7 +82,7 @@ export function relayDetail (p: RelayPoolStatus | undefined): string {
   const m = p.mux
   const carriers = m === undefined ? '' : m.state === 'live' ? `${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened` : `mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''}`
   const mux = p.auto === true
-    ? `, transport auto: ${(p.destinationsOnMux ?? 0) > 0 ? `mux for ${p.destinationsOnMux ?? 0} destination${p.destinationsOnMux === 1 ? '' : 's'}, pool for the rest` : 'pool'} (mux from ${p.autoMuxRate ?? 100} new connections/s to a destination${carriers !== '' ? `; ${carriers}` : ''})`
+    ? `, transport auto: ${(p.destinationsOnMux ?? 0) > 0 ? `mux for ${p.destinationsOnMux ?? 0} destination${p.destinationsOnMux === 1 ? '' : 's'}, pool for the rest` : 'pool'} (mux from ${p.autoMuxRate ?? 20} new connections/s to a destination${carriers !== '' ? `; ${carriers}` : ''})`
     : m === undefined ? '' : m.state === 'live' ? `, transport mux (${carriers})` : `, transport pool (${carriers})`
   return `, data path ${p.dataPath ?? 'unknown'}${mux}, pool ${p.idle} idle${target}, ${rate}${err}`
 }

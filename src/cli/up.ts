@@ -32,7 +32,7 @@ export function upOptions<T> (y: Argv<T>) {
     .option('mode', { type: 'string', default: 'auto', choices: ['auto', 'direct', 'relay', 'sidecar'], describe: 'how to reach the nodes; auto probes the kind network and says why it chose' })
     .option('kubeconfig', { type: 'string', describe: 'use this kubeconfig instead of reading it from the kind container' })
     .option('docker', { type: 'boolean', default: true, describe: 'use Docker to find clusters (--no-docker with --kubeconfig never touches it)' })
-    .option('relay-transport', { type: 'string', default: 'auto', choices: ['auto', 'mux', 'pool'], describe: 'relay mode: streams over a few long-lived relay connections (mux: much cheaper new connections, slower bulk), a relay connection per client (pool), or auto (a relay connection per client while new connections come slowly, mux from 100 new connections a second; docs/benchmarks.md)' })
+    .option('relay-transport', { type: 'string', default: 'auto', choices: ['auto', 'mux', 'pool'], describe: 'relay mode: streams over a few long-lived relay connections (mux: much cheaper new connections, slower bulk), a relay connection per client (pool), or auto (a relay connection per client while new connections come slowly, mux from 20 new connections a second; docs/benchmarks.md)' })
     .option('relay-base', { type: 'string', describe: 'base image for the relay (default distroless Node; offline: docker/build-base.sh); env KIND_TUNNEL_RELAY_BASE' })
     .option('interface', { type: 'string', describe: 'sidecar: the interface LB IPs go on (default eth0)' })
     .option('listen-host', { type: 'string', describe: 'address of the shared hostname-mode listeners (default 127.0.0.1)' })

@@ -29,7 +29,7 @@ import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-
 import { forbiddenReason } from './allow.js'
 import { onFirstSplicedRead } from '../dataplane/splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, type MuxPoolStats, type RelayTransport } from './mux-client.js'
+import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, AUTO_BULK_BYTES, AUTO_BULK_HOLD_MS, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -252,6 +252,16 @@ interface DestRate {
   at: number
   /** Dials to it go over mux now. */
   mux: boolean
+  /** When a connection to it that moved AUTO_BULK_BYTES or more closed (0: none). */
+  bulkAt: number
+}
+
+/** auto: a connection's bytes, once it closed, tell its destination whether it moves bulk. */
+function watchBytes (s: Socket | MuxStream, r: DestRate): void {
+  s.once('close', () => {
+    const n = 'ktMux' in s ? s.bytesMoved : s.bytesRead + s.bytesWritten
+    if (n >= AUTO_BULK_BYTES) r.bulkAt = Date.now()
+  })
 }
 
 function refillDeferred (d: RelayDialer): void {
@@ -370,31 +380,39 @@ export class RelayDialer implements Dialer {
    * AUTO_POOL_RATE); the carriers are opened the first time, and until one is
    * live the pool serves.
    */
-  private openStream (dst: Address, source: Address | undefined): MuxStream | undefined {
-    if (this.auto) {
-      const now = Date.now()
-      const key = `${dst.address}|${dst.port}`
-      let r = this.rates.get(key)
-      if (r === undefined) {
-        if (this.rates.size >= RATES_MAX) this.sweepRates(now)
-        r = { acc: 0, at: now, mux: false }
-        this.rates.set(key, r)
-      }
-      r.acc = r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) + 1
-      r.at = now
+  /** auto: the destination's rate, with this dial counted. */
+  private noteDestination (dst: Address, now: number): DestRate {
+    const key = `${dst.address}|${dst.port}`
+    let r = this.rates.get(key)
+    if (r === undefined) {
+      if (this.rates.size >= RATES_MAX) this.sweepRates(now)
+      r = { acc: 0, at: now, mux: false, bulkAt: 0 }
+      this.rates.set(key, r)
+    }
+    r.acc = r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) + 1
+    r.at = now
+    return r
+  }
+
+  private openStream (dst: Address, source: Address | undefined, r: DestRate | undefined): MuxStream | undefined {
+    if (r !== undefined) {
+      const now = r.at
       const perSecond = r.acc * 1000 / RATE_TAU_MS
-      if (!r.mux && perSecond >= AUTO_MUX_RATE) {
+      const bulk = r.bulkAt > 0 && now - r.bulkAt < AUTO_BULK_HOLD_MS
+      if (!r.mux && !bulk && perSecond >= AUTO_MUX_RATE) {
         r.mux = true
         this.onMux++
         if (this.mux === undefined) {
           this.mux = this.newMux()
           this.log.info({ relay: target(this.ep.host, this.ep.port), destination: target(dst.address, dst.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
         }
-      } else if (r.mux && perSecond < AUTO_POOL_RATE) {
+      } else if (r.mux && (bulk || perSecond < AUTO_POOL_RATE)) {
         r.mux = false
         this.onMux--
       }
       if (!r.mux) return undefined
+    } else if (this.auto) {
+      return undefined
     }
     return this.mux?.open(dst, source, this.proxyV2)
   }
@@ -456,8 +474,13 @@ export class RelayDialer implements Dialer {
     const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
     const answer = opts.answer === true
     const udp = opts.udp === true
-    const stream = answer || udp ? undefined : this.openStream({ address: req.host, port: req.port }, source) // mux-client.ts
-    if (stream !== undefined) return stream as unknown as Socket
+    const dst = { address: req.host, port: req.port }
+    const rate = this.auto && !answer && !udp ? this.noteDestination(dst, Date.now()) : undefined
+    const stream = answer || udp ? undefined : this.openStream(dst, source, rate) // mux-client.ts
+    if (stream !== undefined) {
+      if (rate !== undefined) watchBytes(stream, rate)
+      return stream as unknown as Socket
+    }
     const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs
     this.noteDial()
@@ -485,7 +508,10 @@ export class RelayDialer implements Dialer {
         }
       }
     }
-    if (!answer) return sock
+    if (!answer) {
+      if (rate !== undefined) watchBytes(sock, rate)
+      return sock
+    }
     const r = await readReply(sock, Math.max(1, deadline - Date.now()), where)
     if (r.status === Status.OK) return sock
     sock.on('error', noop)

@@ -19,22 +19,27 @@ import type { RelayLogger } from './log.js'
 export type RelayTransport = 'auto' | 'mux' | 'pool'
 export const RELAY_TRANSPORTS: readonly RelayTransport[] = ['auto', 'mux', 'pool']
 /**
- * What `auto` (the default) does (docs/benchmarks.md, "Mux against pool"):
- * each transport where it wins. A pooled connection per client is spliced
- * natively by the relay, so keep-alive requests and bulk transfers cost the
- * least there; but each one is a new connection through the engine's
- * forwarder, and a stream over a mux carrier costs the host, the forwarder
- * and the relay 40-50% less CPU per new connection. So `auto` dials through
- * the pool while new connections to a destination arrive slowly, and opens
- * streams over mux carriers (opened the first time) for a destination once
- * its rate of new dials, decayed over about a second, reaches AUTO_MUX_RATE a
- * second; below AUTO_POOL_RATE it goes back to the pool. Per destination, so a
- * Service that takes many short connections does not move a database's or a
- * bulk transfer's few long ones onto streams. A connection keeps the
- * transport it was dialled on.
+ * What `auto` (the default) does (docs/benchmarks.md, "Relay mode"): each
+ * transport where it wins. A pooled connection per client is spliced
+ * natively by the relay, so bulk transfers (and, a little, keep-alive
+ * requests) cost the least there; but each one is a new connection through
+ * the engine's forwarder, and a stream over a mux carrier costs the host, the
+ * forwarder and the relay 40-50% less CPU per new connection and reaches its
+ * first byte sooner in the Mac-like placement. So, per destination: the pool
+ * while new connections to it arrive slowly; streams over mux carriers
+ * (opened the first time) once its rate of new dials, decayed over about a
+ * second, reaches AUTO_MUX_RATE a second; the pool again below
+ * AUTO_POOL_RATE. A destination one of whose connections moved
+ * AUTO_BULK_BYTES or more stays on the pool for AUTO_BULK_HOLD_MS after it
+ * closed: a transfer that big wants a spliced connection of its own. Per
+ * destination, so one Service's many short connections do not move a
+ * database's or a bulk transfer's few long ones onto streams. A connection
+ * keeps the transport it was dialled on.
  */
-export const AUTO_MUX_RATE = 100
-export const AUTO_POOL_RATE = 50
+export const AUTO_MUX_RATE = 20
+export const AUTO_POOL_RATE = 10
+export const AUTO_BULK_BYTES = 4 * 1024 * 1024
+export const AUTO_BULK_HOLD_MS = 60_000
 
 /** One stream, as the data plane sees it: a socket-like Duplex (allowHalfOpen, paused until spliced). */
 export class MuxStream extends Duplex {
@@ -42,6 +47,8 @@ export class MuxStream extends Duplex {
   readonly ktMux = true
   readonly st: MuxStreamState
   readonly carrier: HostMux
+  /** Bytes this stream carried, both ways (auto's bulk rule). */
+  bytesMoved = 0
   private writeCb: ((err?: Error | null) => void) | undefined
 
   constructor (carrier: HostMux, id: number) {
@@ -53,6 +60,7 @@ export class MuxStream extends Duplex {
   }
 
   override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.bytesMoved += chunk.length
     if (this.carrier.sendData(this.st, chunk)) cb()
     else this.writeCb = cb
   }
@@ -152,7 +160,10 @@ export class HostMux extends MuxLink<MuxStreamState> {
   }
 
   deliver (st: MuxStreamState, payload: Buffer): void {
-    this.handles.get(st.id)?.push(payload)
+    const h = this.handles.get(st.id)
+    if (h === undefined) return
+    h.bytesMoved += payload.length
+    h.push(payload)
   }
 
   onFin (st: MuxStreamState): void {

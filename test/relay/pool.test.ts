@@ -10,7 +10,7 @@ import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
-import { AUTO_MUX_RATE } from '../../src/relay/mux-client.js'
+import { AUTO_MUX_RATE, AUTO_BULK_BYTES } from '../../src/relay/mux-client.js'
 import { splice } from '../../src/dataplane/splice.js'
 import { createServer, connect as netConnect, type Socket as NetSocket, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -262,8 +262,25 @@ else {
     const elsewhere = await d.dial({ host: other.host, port: other.port, timeoutMs: 2000 })
     t.notOk(isStream(elsewhere), 'per destination: a slow one still gets a pooled connection')
     t.equal(await echoed(elsewhere, 'elsewhere'), 'elsewhere')
-    // Slow again: after 1.5 s the decayed rate is under AUTO_POOL_RATE.
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // A transfer of AUTO_BULK_BYTES or more: once it closed, its destination keeps the pool for a while, however fast new connections come.
+    const big = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+    t.ok(isStream(big), 'still fast: a stream')
+    const payload = Buffer.alloc(AUTO_BULK_BYTES, 7)
+    big.on('error', () => {})
+    const closed = once(big, 'close')
+    big.end(payload)
+    t.equal((await readAll(big)).length, payload.length, 'the transfer echoed whole')
+    await closed
+    for (let i = 0; i < 5; i++) {
+      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
+      t.notOk(isStream(s), `after a bulk transfer: a pooled connection, fast or not (${i})`)
+      s.on('error', () => {})
+      s.resume()
+      s.end('x')
+    }
+    t.match(d.stats(), { auto: true, transport: 'pool', destinationsOnMux: 0 })
+    // Slow again (after 2.5 s the decayed rate is under AUTO_POOL_RATE) the pool serves too.
+    await new Promise((resolve) => setTimeout(resolve, 2500))
     const hits = d.stats().hits
     const s2 = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 2000 })
     t.notOk(isStream(s2), 'slow again: a pooled connection')
