@@ -359,7 +359,11 @@ export function pssKiB(pids: readonly number[]): number {
   return sum;
 }
 
-/** pids whose command line contains every one of the given arguments. */
+/**
+ * pids whose command line holds the given arguments one after another, e.g.
+ * `['-host-port', '8080']`: a docker-proxy whose *container* port is 8080 does
+ * not match (cloud-provider-kind's host tunnel forwards to another proxy's port).
+ */
 export function findProcesses(args: readonly string[]): number[] {
   const out: number[] = [];
   let entries: string[];
@@ -373,12 +377,21 @@ export function findProcesses(args: readonly string[]): number[] {
     if (!Number.isInteger(n)) continue;
     try {
       const argv = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
-      if (args.every((a) => argv.includes(a))) out.push(n);
+      if (hasRun(argv, args)) out.push(n);
     } catch {
       // exited meanwhile
     }
   }
   return out;
+}
+
+/** Whether `argv` holds `run` as consecutive elements. */
+export function hasRun(argv: readonly string[], run: readonly string[]): boolean {
+  if (run.length === 0) return true;
+  for (let i = 0; i + run.length <= argv.length; i++) {
+    if (run.every((a, k) => argv[i + k] === a)) return true;
+  }
+  return false;
 }
 
 let nofileCache: number | undefined;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { cpuSeconds, parseStat, pinPids, processTree, rssKiB, run, sleep, start, stop, waitForOutput, wrapArgv } from '../src/proc.js';
+import { cpuSeconds, hasRun, parseStat, pinPids, processTree, rssKiB, run, sleep, start, stop, waitForOutput, wrapArgv } from '../src/proc.js';
 
 /** Still running in that process group (a reused pid would be in another group). */
 function stillInGroup(pid: number, pgid: number): boolean {
@@ -55,4 +55,13 @@ t.test('pinPids pins a running process after it started', async (t) => {
   t.teardown(() => stop(p, 500));
   await pinPids([p.pid], '0');
   t.match(readFileSync(`/proc/${p.pid}/status`, 'utf8'), /^Cpus_allowed_list:\s+0$/m);
+});
+
+t.test('findProcesses matches a flag and its value together, not a value elsewhere on the line', async (t) => {
+  // cloud-provider-kind's host tunnel: -host-port A ... -container-port B, where B is another proxy's -host-port.
+  const tunnel = ['/usr/sbin/docker-proxy', '-proto', 'tcp', '-host-ip', '127.0.0.1', '-host-port', '41000', '-container-ip', '127.0.0.1', '-container-port', '32768'];
+  t.ok(hasRun(tunnel, ['-host-port', '41000']));
+  t.notOk(hasRun(tunnel, ['-host-port', '32768']), 'its container port is not its host port');
+  t.ok(hasRun(tunnel, []));
+  t.notOk(hasRun(['-host-port'], ['-host-port', '1']));
 });
