@@ -374,12 +374,6 @@ export class RelayDialer implements Dialer {
     return new MuxPool({ handshake: () => handshake(this.ep, this.handshakeTimeoutMs, true), logger: this.log, where: target(this.ep.host, this.ep.port) })
   }
 
-  /**
-   * A stream for this dial, or undefined (the pool dials). With auto, only
-   * while new dials come at AUTO_MUX_RATE a second or more (hysteresis down to
-   * AUTO_POOL_RATE); the carriers are opened the first time, and until one is
-   * live the pool serves.
-   */
   /** auto: the destination's rate, with this dial counted. */
   private noteDestination (dst: Address, now: number): DestRate {
     const key = `${dst.address}|${dst.port}`
@@ -394,6 +388,14 @@ export class RelayDialer implements Dialer {
     return r
   }
 
+  /**
+   * A stream for this dial, or undefined (the pool dials). With auto (`r`,
+   * the destination's rate), only while new dials to it come at
+   * AUTO_MUX_RATE a second or more (hysteresis down to AUTO_POOL_RATE), and
+   * not within AUTO_BULK_HOLD_MS of a connection to it that moved
+   * AUTO_BULK_BYTES; the carriers are opened the first time, and until one
+   * is live the pool serves.
+   */
   private openStream (dst: Address, source: Address | undefined, r: DestRate | undefined): MuxStream | undefined {
     if (r !== undefined) {
       const now = r.at
