@@ -358,7 +358,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
             return parseTtfb(r.stdout);
           };
           wl.push(['ttfb', ttfb], ['connclose', () => wrk(true)]);
-          if (id.startsWith('relay-js') || id.startsWith('relay-mux') || id === 'relay-pool') wl.push(['ttfbkeep', ttfbKeep]);
+          if (id.startsWith('relay-') && id !== 'relay-native') wl.push(['ttfbkeep', ttfbKeep]);
           if (p.short !== true) wl.push(['wrk', () => wrk(false)], ['bulk', bulk]);
           for (const [w, fn] of wl) {
             try {
@@ -373,12 +373,11 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
         log(`${placement} round ${round} done`);
       }
     }
-    const pools = js.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
-    if (pools !== undefined) notes.push(`relay-js host dialer (auto) at the end: ${pools.slice(5)}`);
-    const poolOnly = pool.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
-    if (poolOnly !== undefined) notes.push(`relay-pool host pool at the end: ${poolOnly.slice(5)}`);
-    const muxStats = mux.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
-    if (muxStats !== undefined) notes.push(`relay-mux host dialer at the end: ${muxStats.slice(5)}`);
+    // Each relay host prints its dialer's stats every 5 s: the last, per transport.
+    for (const [p, what] of [[js, 'relay-js host dialer (auto)'], [pool, 'relay-pool host pool'], [mux, 'relay-mux host dialer']] as const) {
+      const last = p.host[0]?.stdout.split('\n').filter((l) => l.startsWith('pool ')).pop();
+      if (last !== undefined) notes.push(`${what} at the end: ${last.slice(5)}`);
+    }
     const results = {
       schema: 1, mode: 'relay', command: `npm run bench -- ${argv.join(' ')}`, startedAt, finishedAt: new Date().toISOString(),
       machine: { cpuModel: cpus()[0]?.model ?? '', cores: cpus().length, kernel: release(), node: process.version, loadAvgStart: load0, loadAvgEnd: loadavg() },

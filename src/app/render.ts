@@ -79,12 +79,21 @@ export function relayDetail (p: RelayPoolStatus | undefined): string {
   const rate = dials === 0 ? 'no dials yet' : `hit rate ${Math.round((p.hitRate ?? p.hits / dials) * 100)}% (${p.hits} of ${dials})`
   const target = p.target !== undefined ? ` (target ${p.target})` : ''
   const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
+  return `, data path ${p.dataPath ?? 'unknown'}${transportDetail(p)}, pool ${p.idle} idle${target}, ${rate}${err}`
+}
+
+/** `, transport mux (2 connections, …)`, `, transport auto: pool (…)`; nothing for the pool alone. */
+function transportDetail (p: RelayPoolStatus): string {
   const m = p.mux
-  const carriers = m === undefined ? '' : m.state === 'live' ? `${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened` : `mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''}`
-  const mux = p.auto === true
-    ? `, transport auto: ${(p.destinationsOnMux ?? 0) > 0 ? `mux for ${p.destinationsOnMux ?? 0} destination${p.destinationsOnMux === 1 ? '' : 's'}, pool for the rest` : 'pool'} (mux from ${p.autoMuxRate ?? 20} new connections/s to a destination${carriers !== '' ? `; ${carriers}` : ''})`
-    : m === undefined ? '' : m.state === 'live' ? `, transport mux (${carriers})` : `, transport pool (${carriers})`
-  return `, data path ${p.dataPath ?? 'unknown'}${mux}, pool ${p.idle} idle${target}, ${rate}${err}`
+  let carriers = ''
+  if (m !== undefined) carriers = m.state === 'live' ? `${m.carriers} connections, ${m.streams} streams open, ${m.opened} opened` : `mux ${m.state}${m.lastError !== undefined ? `: ${m.lastError}` : ''}`
+  if (p.auto === true) {
+    const n = p.destinationsOnMux ?? 0
+    const now = n > 0 ? `mux for ${n} destination${n === 1 ? '' : 's'}, pool for the rest` : 'pool'
+    return `, transport auto: ${now} (mux from ${p.autoMuxRate ?? 20} new connections/s to a destination${carriers !== '' ? `; ${carriers}` : ''})`
+  }
+  if (m === undefined) return ''
+  return `, transport ${m.state === 'live' ? 'mux' : 'pool'} (${carriers})`
 }
 
 /** `status` without --json. */

@@ -246,22 +246,49 @@ function refillAfterFirstByte (d: RelayDialer): void {
 /** auto: destinations whose rates are remembered at most (older ones are swept first). */
 const RATES_MAX = 4096
 
+/** A count of events that decays with time constant RATE_TAU_MS: about the events of the last RATE_TAU_MS. */
+class DecayingCount {
+  private acc = 0
+  private at: number
+  constructor (now: number) { this.at = now }
+
+  value (now: number): number {
+    return this.acc * Math.exp(-(now - this.at) / RATE_TAU_MS)
+  }
+
+  /** Count one event at `now`. */
+  add (now: number): void {
+    this.acc = this.value(now) + 1
+    this.at = now
+  }
+
+  /** Events a second, as of `now`. */
+  perSecond (now: number): number {
+    return this.value(now) * 1000 / RATE_TAU_MS
+  }
+}
+
 interface DestRate {
-  /** Decaying count of dials: per RATE_TAU_MS as of `at`. */
-  acc: number
-  at: number
+  readonly dials: DecayingCount
   /** Dials to it go over mux now. */
   mux: boolean
   /** When a connection to it that moved AUTO_BULK_BYTES or more closed (0: none). */
   bulkAt: number
 }
 
+const kDestRate = Symbol('kt.relay.destRate')
+type Watched = (Socket | MuxStream) & { [kDestRate]?: DestRate }
+
 /** auto: a connection's bytes, once it closed, tell its destination whether it moves bulk. */
-function watchBytes (s: Socket | MuxStream, r: DestRate): void {
-  s.once('close', () => {
-    const n = 'ktMux' in s ? s.bytesMoved : s.bytesRead + s.bytesWritten
-    if (n >= AUTO_BULK_BYTES) r.bulkAt = Date.now()
-  })
+function onDialedClose (this: Watched): void {
+  const r = this[kDestRate]
+  const n = 'ktMux' in this ? this.bytesMoved : this.bytesRead + this.bytesWritten
+  if (r !== undefined && n >= AUTO_BULK_BYTES) r.bulkAt = Date.now()
+}
+
+function watchBytes (s: Watched, r: DestRate): void {
+  s[kDestRate] = r
+  s.once('close', onDialedClose)
 }
 
 function refillDeferred (d: RelayDialer): void {
@@ -271,9 +298,8 @@ function refillDeferred (d: RelayDialer): void {
 export class RelayDialer implements Dialer {
   private readonly ep: RelayEndpoint
   private readonly fixedSize: number | undefined
-  /** Decaying count of dials: dials per RATE_TAU_MS as of `rateAt`. */
-  private rateAcc = 0
-  private rateAt = Date.now()
+  /** Pool dials, decaying: the pool's size follows it. */
+  private readonly dials = new DecayingCount(Date.now())
   /** Smoothed time a refill takes (connect + HELLO + OK), ms. */
   private refillMs = 1
   private trimTimer: NodeJS.Timeout | undefined
@@ -309,8 +335,6 @@ export class RelayDialer implements Dialer {
   private readonly auto: boolean
   /** auto: the recent rate of new dials to each destination, and whether its dials go over mux now. */
   private readonly rates = new Map<string, DestRate>()
-  /** auto: destinations whose dials go over mux now. */
-  private onMux = 0
 
   constructor (opts: RelayDialerOptions) {
     if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
@@ -339,35 +363,31 @@ export class RelayDialer implements Dialer {
 
   stats (): RelayPoolStats {
     const s: { -readonly [K in keyof RelayPoolStats]: RelayPoolStats[K] } = {
-      idle: this.idle.length, target: this.target(), rate: Math.round(this.currentRate() * 1000 / RATE_TAU_MS), connecting: this.connecting, hits: this.hits, misses: this.misses,
+      idle: this.idle.length, target: this.target(), rate: Math.round(this.dials.perSecond(Date.now())), connecting: this.connecting, hits: this.hits, misses: this.misses,
       discarded: this.discarded, handshakeFailures: this.handshakeFailures,
       hitRate: this.hits + this.misses === 0 ? 0 : this.hits / (this.hits + this.misses),
       dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
     if (this.lastError !== undefined) s.lastError = this.lastError
-    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || this.onMuxNow() > 0) ? 'mux' : 'pool'
-    if (this.auto) { s.auto = true; s.destinationsOnMux = this.onMuxNow(); s.autoMuxRate = AUTO_MUX_RATE }
+    const onMux = this.auto ? this.onMuxNow() : 0
+    s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || onMux > 0) ? 'mux' : 'pool'
+    if (this.auto) { s.auto = true; s.destinationsOnMux = onMux; s.autoMuxRate = AUTO_MUX_RATE }
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
   }
 
   /** auto: destinations on mux whose rate has not decayed under AUTO_POOL_RATE since their last dial. */
   private onMuxNow (): number {
-    if (this.onMux === 0) return 0
+    if (this.mux === undefined) return 0
     const now = Date.now()
     let n = 0
-    for (const r of this.rates.values()) if (r.mux && r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) * 1000 / RATE_TAU_MS >= AUTO_POOL_RATE) n++
+    for (const r of this.rates.values()) if (r.mux && r.dials.perSecond(now) >= AUTO_POOL_RATE) n++
     return n
   }
 
   /** Forget destinations not dialled for a while (their decayed rate under one a second). */
   private sweepRates (now: number): void {
-    for (const [k, r] of this.rates) {
-      if (r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) * 1000 / RATE_TAU_MS < 1) {
-        if (r.mux) this.onMux--
-        this.rates.delete(k)
-      }
-    }
+    for (const [k, r] of this.rates) if (r.dials.perSecond(now) < 1) this.rates.delete(k)
   }
 
   private newMux (): MuxPool {
@@ -380,11 +400,10 @@ export class RelayDialer implements Dialer {
     let r = this.rates.get(key)
     if (r === undefined) {
       if (this.rates.size >= RATES_MAX) this.sweepRates(now)
-      r = { acc: 0, at: now, mux: false, bulkAt: 0 }
+      r = { dials: new DecayingCount(now), mux: false, bulkAt: 0 }
       this.rates.set(key, r)
     }
-    r.acc = r.acc * Math.exp(-(now - r.at) / RATE_TAU_MS) + 1
-    r.at = now
+    r.dials.add(now)
     return r
   }
 
@@ -396,38 +415,22 @@ export class RelayDialer implements Dialer {
    * AUTO_BULK_BYTES; the carriers are opened the first time, and until one
    * is live the pool serves.
    */
-  private openStream (dst: Address, source: Address | undefined, r: DestRate | undefined): MuxStream | undefined {
+  private openStream (dst: Address, source: Address | undefined, r: DestRate | undefined, now: number): MuxStream | undefined {
     if (r !== undefined) {
-      const now = r.at
-      const perSecond = r.acc * 1000 / RATE_TAU_MS
+      const perSecond = r.dials.perSecond(now)
       const bulk = r.bulkAt > 0 && now - r.bulkAt < AUTO_BULK_HOLD_MS
       if (!r.mux && !bulk && perSecond >= AUTO_MUX_RATE) {
         r.mux = true
-        this.onMux++
         if (this.mux === undefined) {
           this.mux = this.newMux()
           this.log.info({ relay: target(this.ep.host, this.ep.port), destination: target(dst.address, dst.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
         }
       } else if (r.mux && (bulk || perSecond < AUTO_POOL_RATE)) {
         r.mux = false
-        this.onMux--
       }
       if (!r.mux) return undefined
-    } else if (this.auto) {
-      return undefined
     }
     return this.mux?.open(dst, source, this.proxyV2)
-  }
-
-  /** The decaying dial count, as of now. */
-  private currentRate (): number {
-    return this.rateAcc * Math.exp(-(Date.now() - this.rateAt) / RATE_TAU_MS)
-  }
-
-  private noteDial (): void {
-    const now = Date.now()
-    this.rateAcc = this.rateAcc * Math.exp(-(now - this.rateAt) / RATE_TAU_MS) + 1
-    this.rateAt = now
   }
 
   /**
@@ -437,7 +440,7 @@ export class RelayDialer implements Dialer {
    */
   target (): number {
     if (this.fixedSize !== undefined) return this.fixedSize
-    const expected = this.currentRate() / RATE_TAU_MS * (this.refillMs + this.deferMs) * 2
+    const expected = this.dials.value(Date.now()) / RATE_TAU_MS * (this.refillMs + this.deferMs) * 2
     // The decayed rate never reaches 0: below a quarter of a connection, none.
     return Math.min(POOL_MAX, POOL_MIN + (expected < 0.25 ? 0 : Math.ceil(expected)))
   }
@@ -477,15 +480,16 @@ export class RelayDialer implements Dialer {
     const answer = opts.answer === true
     const udp = opts.udp === true
     const dst = { address: req.host, port: req.port }
-    const rate = this.auto && !answer && !udp ? this.noteDestination(dst, Date.now()) : undefined
-    const stream = answer || udp ? undefined : this.openStream(dst, source, rate) // mux-client.ts
+    const now = Date.now()
+    const rate = this.auto && !answer && !udp ? this.noteDestination(dst, now) : undefined
+    const stream = answer || udp ? undefined : this.openStream(dst, source, rate, now) // mux-client.ts
     if (stream !== undefined) {
       if (rate !== undefined) watchBytes(stream, rate)
       return stream as unknown as Socket
     }
     const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs
-    this.noteDial()
+    this.dials.add(now)
     let sock = this.take()
     if (sock !== undefined) {
       this.hits++
