@@ -148,9 +148,16 @@ export async function runRelay (argv: string[]): Promise<RelayHandle | undefined
   // The native splice when the image (or the checkout) carries the addon; the JS splice otherwise.
   const splicer = loadNativeSplicer()
   useNativeSplicer(splicer)
-  const relay = await startRelay({ ...cfg, logger, dataPath: splicer !== undefined ? 'native' : 'js' })
+  const relay = await startRelay({
+    ...cfg,
+    logger,
+    dataPath: splicer !== undefined ? 'native' : 'js',
+    // The addon's lane takes the common case of every connection; KT_RELAY_LANE=0 keeps accepting in JS.
+    ...(splicer !== undefined && process.env['KT_RELAY_LANE'] !== '0' ? { native: splicer } : {}),
+    logConnections: cfg.logLevel === 'debug' || cfg.logLevel === 'info',
+  })
   const dp = nativeDataPath()
-  logger.info(dp.native ? { splice: 'native', addon: dp.how } : { splice: 'js', reason: dp.why }, `relay data path: ${dp.native ? `native splice (${dp.how})` : `JS splice (${dp.why})`}`)
+  logger.info(dp.native ? { splice: 'native', addon: dp.how, accept: relay.acceptPath } : { splice: 'js', reason: dp.why }, `relay data path: ${dp.native ? `native splice (${dp.how}), ${relay.acceptPath === 'native' ? 'native accept' : `JS accept${relay.acceptWhy !== undefined ? ` (${relay.acceptWhy})` : ''}`}` : `JS splice (${dp.why})`}`)
   const a = relay.address
   process.stdout.write(`listening ${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}\n`)
   let stopping = false

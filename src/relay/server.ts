@@ -32,6 +32,9 @@ import { RelayMux } from './mux-server.js'
 import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
 import { splice, type SpliceResult } from './splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
+import { NativeRelayLane, type RelaySummary } from './native-lane.js'
+import type { NativeSplicer } from '../dataplane/native/index.js'
+import type { RelayVerdict } from '../dataplane/vocab.js'
 
 export interface RelayOptions {
   /** An IP literal; wildcards are refused (main.ts resolves `auto` to the container's address). */
@@ -55,8 +58,16 @@ export interface RelayOptions {
   readonly authWindowMs?: number
   /** What the relay tells a host that asks (AUTH with ACK): whether it splices natively. Default js. */
   readonly dataPath?: 'native' | 'js'
-  /** The relay's clock (tests). */
+  /** The relay's clock (tests). The addon's lane reads the wall clock, so a relay given one stays in JS. */
   readonly now?: () => number
+  /**
+   * The relay's addon (main.ts loads it): its lane's workers then accept,
+   * authenticate, dial and splice the common case of every connection
+   * (kt_relay.c), and hand this module the rest (native-lane.ts).
+   */
+  readonly native?: NativeSplicer
+  /** Whether connections are logged at info (default: yes when a logger is given); the lane then sends a summary of each. */
+  readonly logConnections?: boolean
   readonly logger?: RelayLogger
   readonly metrics?: Registry
 }
@@ -81,10 +92,16 @@ export interface RelayCounters extends UdpRelayCounters {
   active: number
   bytesToUpstream: number
   bytesFromUpstream: number
+  /** Connections the addon's lane handed to JS (refusals, mux, UDP, ANSWER, PROXY v2); 0 on the JS accept path. */
+  handedBack: number
 }
 
 export interface RelayHandle {
   readonly address: AddressInfo
+  /** Who accepts: the addon's lane (the common case never reaches JS), or JS. */
+  readonly acceptPath: 'native' | 'js'
+  /** Why the lane does not accept, when it was offered and declined. */
+  readonly acceptWhy?: string
   readonly counters: Readonly<RelayCounters>
   /** Stop accepting, close idle and pending connections, let spliced ones finish (bounded). */
   close (): Promise<void>
@@ -194,8 +211,11 @@ class Conn {
   early = 0
   /** The host waits for the relay's answer to its AUTH (a pooled connection). */
   ack = false
+  /** The addon's cache already judged this AUTH's nonce (a hand-back): JS's must not. */
+  nonceVerdict: 'seen' | 'full' | undefined
 
-  constructor (ctx: Ctx, sock: Socket) {
+  /** `from`: where the addon's lane left a connection it handed back (native-lane.ts); 'raw' is a fresh one. */
+  constructor (ctx: Ctx, sock: Socket, from: RelayVerdict = 'raw') {
     this.ctx = ctx
     this.sock = sock
     this.remote = remoteOf(sock)
@@ -207,6 +227,25 @@ class Conn {
     sock.on('end', this.onPreSpliceEnd)
     sock.once('close', () => this.onClose())
     this.arm(ctx.headerTimeoutMs, this.onHeaderTimeout)
+    if (from !== 'raw') this.resumeFrom(from)
+  }
+
+  /** A hand-back from the addon: pick up in its state. Its bytes not yet taken are still in the socket. */
+  private resumeFrom (from: RelayVerdict): void {
+    switch (from) {
+      case 'authed': // AUTH taken, counted and answered there: the BIND is ours
+        this.phase = 'idle'
+        this.arm(this.ctx.idleTimeoutMs, this.onIdleTimeout)
+        return
+      case 'replay': this.nonceVerdict = 'seen'; return
+      case 'full': this.nonceVerdict = 'full'; return
+      case 'hello_timeout': this.onHeaderTimeout(); return
+      case 'bind_timeout':
+        this.phase = 'request'
+        this.onHeaderTimeout()
+        return
+      default:
+    }
   }
 
   arm (ms: number, fn: () => void): void {
@@ -279,7 +318,7 @@ class Conn {
         this.refuse(Status.STALE, `timestamp ${now - auth.timestamp} ms from the relay's clock (window ${ctx.authWindowMs} ms)`, how)
         return
       }
-      const seen = ctx.nonces.add(auth.nonce, now)
+      const seen = this.nonceVerdict ?? ctx.nonces.add(auth.nonce, now)
       if (seen === 'seen') { ctx.counters.refusedReplay++; this.refuse(Status.AUTH, 'replayed nonce', how); return }
       if (seen === 'full') { this.refuse(Status.BUSY, 'nonce cache full', how); return }
       ctx.counters.authenticated++
@@ -521,7 +560,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   const counters: RelayCounters = {
     accepted: 0, authenticated: 0, refusedAuth: 0, refusedStale: 0, refusedReplay: 0, refusedHeader: 0, refusedDenied: 0, refusedBusy: 0,
     dialed: 0, dialFailed: 0, dialTimedOut: 0, spliced: 0, idleClosed: 0, active: 0, bytesToUpstream: 0, bytesFromUpstream: 0,
-    udpFlows: 0, udpActive: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0,
+    udpFlows: 0, udpActive: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, udpDropped: 0, udpFrameErrors: 0, handedBack: 0,
   }
   const now = opts.now ?? Date.now
   const authWindowMs = positive(opts.authWindowMs, 30_000, '--auth-window')
@@ -561,6 +600,18 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     ctx.conns.add(new Conn(ctx, sock))
   })
 
+  // With the addon, its lane takes the listening socket in the listen
+  // callback, before libuv ever polls it; JS then serves only hand-backs.
+  let lane: NativeRelayLane | undefined
+  let acceptWhy: string | undefined
+  let address: AddressInfo | undefined
+  const summaries = opts.logConnections ?? opts.logger !== undefined
+  const onSummary = (s: RelaySummary): void => { logSummary(ctx, s) }
+  const handBack = (sock: Socket, from: RelayVerdict): void => {
+    if (ctx.closing) { sock.on('error', () => {}); sock.destroy(); return }
+    counters.active++
+    ctx.conns.add(new Conn(ctx, sock, from))
+  }
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException): void => {
       reject(new KtError('KT_ERR_LISTEN', `relay cannot listen on ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { cause: err }))
@@ -568,32 +619,112 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     server.once('error', onErr)
     server.listen({ host: opts.host, port: opts.port, exclusive: true }, () => {
       server.removeListener('error', onErr)
+      address = server.address() as AddressInfo
+      if (opts.native !== undefined && opts.now === undefined) {
+        const l = NativeRelayLane.open(opts.native, server, {
+          token: ctx.token,
+          authWindowMs,
+          headerTimeoutMs: ctx.headerTimeoutMs,
+          idleTimeoutMs: ctx.idleTimeoutMs,
+          connectTimeoutMs: ctx.connectTimeoutMs,
+          maxConnections: ctx.maxConnections,
+          info: ctx.info,
+          allow: ctx.allow.cidrs.map((c) => c.text),
+          ports: ctx.allow.ports,
+          summaries: summaries || ctx.metrics !== undefined,
+        }, { handBack, summary: onSummary })
+        if (typeof l === 'string') acceptWhy = l
+        else lane = l
+      }
       resolve()
     })
   })
   server.on('error', (err) => ctx.log.error({ err }, 'relay listener error'))
-  const address = server.address() as AddressInfo
-  ctx.log.info({ address: address.address, port: address.port, allow: ctx.allow.cidrs.map((c) => c.text), ports: ctx.allow.ports }, 'relay listening')
+  const addr = address as AddressInfo
+  ctx.log.info({ address: addr.address, port: addr.port, allow: ctx.allow.cidrs.map((c) => c.text), ports: ctx.allow.ports, accept: lane !== undefined ? 'native' : 'js' }, 'relay listening')
+  if (opts.native !== undefined && lane === undefined && acceptWhy !== undefined) ctx.log.warn({ reason: acceptWhy }, 'relay: the addon does not accept; JS does')
 
   let closed: Promise<void> | undefined
   const destroy = (): void => {
     ctx.closing = true
     server.close()
+    lane?.abort()
+    lane?.close()
     for (const c of ctx.conns) { c.upstream?.destroy(); c.sock.destroy() }
   }
-  return {
-    address,
-    counters,
+  // The lane's counters folded into JS's (hand-backs are JS's from the hand-back on).
+  const merged = (): RelayCounters => {
+    if (lane === undefined) return counters
+    const n = lane.read()
+    const r = n.relay
+    return {
+      ...counters,
+      accepted: counters.accepted + n.accepted,
+      authenticated: counters.authenticated + r.authenticated,
+      refusedBusy: counters.refusedBusy + n.busy,
+      dialed: counters.dialed + r.dialed,
+      dialFailed: counters.dialFailed + r.dial_failed,
+      dialTimedOut: counters.dialTimedOut + r.dial_timed_out,
+      spliced: counters.spliced + r.spliced,
+      idleClosed: counters.idleClosed + r.idle_closed,
+      active: counters.active + n.active,
+      bytesToUpstream: counters.bytesToUpstream + n.bytesUp,
+      bytesFromUpstream: counters.bytesFromUpstream + n.bytesDown,
+      handedBack: r.handed_back,
+    }
+  }
+  const handle: RelayHandle = {
+    address: addr,
+    get counters () { return merged() },
+    acceptPath: lane !== undefined ? 'native' : 'js',
+    ...(acceptWhy !== undefined ? { acceptWhy } : {}),
     destroy,
     close () {
       if (closed !== undefined) return closed
       ctx.closing = true
       closed = new Promise<void>((resolve) => {
-        const deadline = setTimeout(destroy, drainTimeoutMs)
-        server.close(() => { clearTimeout(deadline); resolve() })
+        const deadline = setTimeout(() => { destroy(); resolve() }, drainTimeoutMs)
+        const jsDone = new Promise<void>((res) => { if (lane !== undefined) { res(); return } server.close(() => res()) })
         for (const c of ctx.conns) c.closeIfIdle()
+        lane?.quiet()
+        // The lane's spliced pairs finish on their own; poll until none is left.
+        const laneDone = new Promise<void>((res) => {
+          if (lane === undefined) { res(); return }
+          const l = lane
+          const poll = (): void => {
+            if (l.read().active === 0 && ctx.conns.size === 0) { l.close(); res(); return }
+            setTimeout(poll, 20).unref()
+          }
+          poll()
+        })
+        void Promise.all([jsDone, laneDone]).then(() => { clearTimeout(deadline); resolve() })
       })
       return closed
     },
   }
+  return handle
+}
+
+/** One line per connection the addon served, and its metrics (finish() for the JS path's). */
+function logSummary (ctx: Ctx, s: RelaySummary): void {
+  const failed = s.outcome === 'connect_failed'
+  const outcome = failed ? (s.err === 'KT_ERR_CONNECT_TIMEOUT' ? 'timeout' : 'unreachable')
+    : s.outcome === 'idle_timeout' ? 'idle'
+      : s.dst === undefined ? (s.outcome === 'aborted' ? 'client-closed' : s.outcome === 'client_closed' ? 'client-closed' : 'client-error')
+        : 'ok'
+  const end = s.outcome === 'eof' ? 'closed' : s.outcome === 'reset_client' || s.outcome === 'reset_upstream' ? 'reset' : 'error'
+  const m = ctx.metrics
+  if (m !== undefined) {
+    m.outcome(outcome)
+    if (s.dst !== undefined) m.dial(failed ? (outcome === 'timeout' ? 'timeout' : 'error') : 'ok')
+    m.bytes(s.up, s.down)
+  }
+  const rec: Record<string, unknown> = { client: s.client, outcome, ms: s.ms, path: 'native' }
+  if (s.dst !== undefined) rec.dst = s.dst
+  if (s.src !== undefined) rec.src = s.src
+  if (failed) rec.detail = s.err
+  else if (s.dst !== undefined) { rec.up = s.up; rec.down = s.down; rec.end = end }
+  if (outcome === 'idle' || (outcome === 'client-closed' && s.dst === undefined)) ctx.log.debug(rec, 'relay connection')
+  else if (failed) ctx.log.warn(rec, 'relay connection refused or failed')
+  else ctx.log.info(rec, 'relay connection')
 }

@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { connect, createServer, type Socket, type AddressInfo } from 'node:net'
 import { spawn } from 'node:child_process'
-import { startRelay } from '../../src/relay/server.js'
+import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer } from '../../src/relay/client.js'
 import { ListenerManager } from '../../src/dataplane/listener-manager.js'
 import { effectivePoolSize } from '../../src/dataplane/pool.js'
@@ -130,7 +130,7 @@ else {
   const host = net.gateway
 
   const relayFor = async (t: Tap & { teardown (fn: () => unknown): void }, ports: number[]): Promise<ListenerManager> => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: Math.min(...ports), max: Math.max(...ports), extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: Math.min(...ports), max: Math.max(...ports), extra: [] } })
     t.teardown(() => relay.destroy())
     // As `up --mode relay` makes it: only the endpoint, everything else default.
     const dialer = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, name: 'test' })

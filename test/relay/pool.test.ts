@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import { waitFor } from '../support/wait.js'
 import { randomBytes } from 'node:crypto'
-import { startRelay } from '../../src/relay/server.js'
+import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { Registry } from '../../src/observe/metrics.js'
 import type { Dialer } from '../../src/dataplane/dialer.js'
@@ -39,7 +39,7 @@ else {
   t.teardown(echo.close)
 
   t.test('warm connections are authenticated and each is used once', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
     t.teardown(() => relay.destroy())
     const metrics = new Registry()
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, metrics, name: 'test', transport: 'pool' })
@@ -66,7 +66,7 @@ else {
   })
 
   t.test('connections the relay closes while parked are dropped and replaced', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] }, idleTimeoutMs: 200 })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] }, idleTimeoutMs: 200 })
     t.teardown(() => relay.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, transport: 'pool' })
     t.teardown(() => d.close())
@@ -87,7 +87,7 @@ else {
   })
 
   t.test('connections older than maxIdleMs are replaced before the relay would drop them', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`] })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`] })
     t.teardown(() => relay.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 1, maxIdleMs: 150, transport: 'pool' })
     t.teardown(() => d.close())
@@ -102,7 +102,7 @@ else {
     const got = new Promise<import('node:net').Socket>((resolve) => { arrived = resolve })
     const dst = await listenOnGateway(net, (s) => { s.once('data', () => arrived?.(s)) })
     t.teardown(dst.close)
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${dst.host}/32`], ports: { min: dst.port, max: dst.port, extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${dst.host}/32`], ports: { min: dst.port, max: dst.port, extra: [] } })
     t.teardown(() => relay.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, refillDeferMs: 60_000 })
     t.teardown(() => d.close())
@@ -148,7 +148,7 @@ else {
   })
 
   t.test('the relay goes away: the pool empties and dials fail fast with KT_ERR_RELAY_DOWN', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 3, transport: 'pool' })
     t.teardown(() => d.close())
     t.ok(await d.warm(3000))
@@ -190,7 +190,7 @@ else {
   })
 
   t.test('auto: the pool grows with the rate of new dials behind a slow forwarder, and shrinks back when quiet', async (t) => {
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: echo.port, max: echo.port, extra: [] } })
     t.teardown(() => relay.destroy())
     // 20 ms per onward connect: a refill takes that long, so at a few hundred dials a second the pool must hold several.
     const fwd = await startSlowForwarder({ host: '127.0.0.1', port: relay.address.port }, 20)
@@ -222,7 +222,7 @@ else {
   t.test('--relay-transport auto: per destination, the pool while new connections come slowly, mux streams once they come fast, the pool again when they slow', async (t) => {
     const other = await listenOnGateway(net, (s) => { s.pipe(s) })
     t.teardown(other.close)
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: Math.min(echo.port, other.port), max: Math.max(echo.port, other.port), extra: [] } })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${echo.host}/32`], ports: { min: Math.min(echo.port, other.port), max: Math.max(echo.port, other.port), extra: [] } })
     t.teardown(() => relay.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, name: 'auto' })
     t.teardown(() => d.close())

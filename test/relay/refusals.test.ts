@@ -5,7 +5,8 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { startRelay, type RelayHandle } from '../../src/relay/server.js'
+import type { RelayHandle } from '../../src/relay/server.js'
+import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP, INFO_MUX } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
@@ -16,7 +17,7 @@ const token = randomBytes(32)
 const ALLOW = ['10.255.255.0/24']
 
 async function relay (t: Tap, extra: { headerTimeoutMs?: number } = {}): Promise<RelayHandle> {
-  const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry(), logger: silentLogger() })
+  const r = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry(), logger: silentLogger() })
   t.teardown(() => r.destroy())
   return r
 }
@@ -172,7 +173,7 @@ t.test('a version-1 relay (an older image) is named as such, and never sees the 
 })
 
 t.test('connections over the cap are reset (a status could reach a client as data)', async (t) => {
-  const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, maxConnections: 1 })
+  const r = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, maxConnections: 1 })
   t.teardown(() => r.destroy())
   const first = connect({ host: '127.0.0.1', port: r.address.port })
   first.on('error', () => {})
@@ -187,9 +188,9 @@ t.test('connections over the cap are reset (a status could reach a client as dat
 })
 
 t.test('startRelay refuses bad options with codes', async (t) => {
-  await t.rejects(startRelay({ host: '0.0.0.0', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_WILDCARD_BIND' })
-  await t.rejects(startRelay({ host: '::', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_WILDCARD_BIND' })
-  await t.rejects(startRelay({ host: 'localhost', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_INVALID_ADDRESS' })
-  await t.rejects(startRelay({ host: '127.0.0.1', port: 0, token: randomBytes(15), allow: ALLOW }), { code: 'KT_ERR_INVALID_ARG' })
-  await t.rejects(startRelay({ host: '127.0.0.1', port: 0, token, allow: ['0.0.0.0/0'] }), { code: 'KT_ERR_INVALID_CIDR' })
+  await t.rejects(startTestRelay({ host: '0.0.0.0', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_WILDCARD_BIND' })
+  await t.rejects(startTestRelay({ host: '::', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_WILDCARD_BIND' })
+  await t.rejects(startTestRelay({ host: 'localhost', port: 0, token, allow: ALLOW }), { code: 'KT_ERR_INVALID_ADDRESS' })
+  await t.rejects(startTestRelay({ host: '127.0.0.1', port: 0, token: randomBytes(15), allow: ALLOW }), { code: 'KT_ERR_INVALID_ARG' })
+  await t.rejects(startTestRelay({ host: '127.0.0.1', port: 0, token, allow: ['0.0.0.0/0'] }), { code: 'KT_ERR_INVALID_CIDR' })
 })

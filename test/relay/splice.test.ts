@@ -4,7 +4,8 @@
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { startRelay, type RelayHandle } from '../../src/relay/server.js'
+import type { RelayHandle } from '../../src/relay/server.js'
+import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer } from '../../src/relay/client.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll, type TestNetwork } from '../support/docker.js'
 import { waitFor } from '../support/wait.js'
@@ -21,7 +22,7 @@ else {
   async function setup (t: Tap, onConn: (s: Socket) => void, dialerOpts: { proxyV2?: boolean, transport?: 'mux' | 'pool' } = {}): Promise<{ relay: RelayHandle, dialer: RelayDialer, host: string, port: number }> {
     const backend = await listenOnGateway(net, onConn)
     t.teardown(backend.close)
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${net.gateway}/32`], ports: { min: 30000, max: 32767, extra: [backend.port] }, connectTimeoutMs: 1000 })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${net.gateway}/32`], ports: { min: 30000, max: 32767, extra: [backend.port] }, connectTimeoutMs: 1000 })
     t.teardown(() => relay.destroy())
     const dialer = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 2, transport: 'pool', ...dialerOpts })
     t.teardown(() => dialer.close())
@@ -112,7 +113,7 @@ else {
     const deadPort = closed.port
     await closed.close()
     // Allow that port too, so the refusal is the kernel's, not the allowlist's.
-    const r2 = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: deadPort, max: deadPort, extra: [] }, connectTimeoutMs: 1000 })
+    const r2 = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: deadPort, max: deadPort, extra: [] }, connectTimeoutMs: 1000 })
     t.teardown(() => r2.destroy())
     const d2 = new RelayDialer({ host: '127.0.0.1', port: r2.address.port, token, poolSize: 0, transport: 'pool' })
     const started = Date.now()
@@ -140,7 +141,7 @@ else {
     // An unused address in the test network: nothing answers ARP, so the SYN goes nowhere.
     const parts = net.gateway.split('.').map(Number)
     const silent = `${parts[0]}.${parts[1]}.${parts[2]}.${((parts[3] as number) + 200) % 255}`
-    const r = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${silent}/32`], connectTimeoutMs: 400 })
+    const r = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${silent}/32`], connectTimeoutMs: 400 })
     t.teardown(() => r.destroy())
     const d = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'pool' })
     t.teardown(() => d.close())
@@ -171,7 +172,7 @@ else {
   async function muxSetup (t: Tap, onConn: (s: Socket) => void, relayOpts: { connectTimeoutMs?: number, allow?: string[] } = {}): Promise<{ relay: RelayHandle, dialer: RelayDialer, host: string, port: number }> {
     const backend = await listenOnGateway(net, onConn)
     t.teardown(backend.close)
-    const relay = await startRelay({ host: '127.0.0.1', port: 0, token, allow: relayOpts.allow ?? [`${net.gateway}/32`], ports: { min: 30000, max: 32767, extra: [backend.port] }, connectTimeoutMs: relayOpts.connectTimeoutMs ?? 1000 })
+    const relay = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: relayOpts.allow ?? [`${net.gateway}/32`], ports: { min: 30000, max: 32767, extra: [backend.port] }, connectTimeoutMs: relayOpts.connectTimeoutMs ?? 1000 })
     t.teardown(() => relay.destroy())
     const dialer = new RelayDialer({ host: '127.0.0.1', port: relay.address.port, token, poolSize: 0, transport: 'mux' })
     t.teardown(() => dialer.close())
@@ -261,7 +262,7 @@ else {
     const closed = await listenOnGateway(net, () => {})
     const deadPort = closed.port
     await closed.close()
-    const r2 = await startRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: deadPort, max: deadPort, extra: [] }, connectTimeoutMs: 1000 })
+    const r2 = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: [`${host}/32`], ports: { min: deadPort, max: deadPort, extra: [] }, connectTimeoutMs: 1000 })
     t.teardown(() => r2.destroy())
     const d2 = new RelayDialer({ host: '127.0.0.1', port: r2.address.port, token, poolSize: 0, transport: 'mux' })
     t.teardown(() => d2.close())

@@ -6,7 +6,8 @@
 import t from 'tap'
 import { connect, createServer, type Socket, type AddressInfo } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
-import { startRelay, type RelayHandle } from '../../src/relay/server.js'
+import type { RelayHandle } from '../../src/relay/server.js'
+import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer } from '../../src/relay/client.js'
 import { encodeAuth, encodeConnect, AUTH_LEN } from '../../src/relay/protocol.js'
 import { encodeFrame, UDP_MAX_PAYLOAD } from '../../src/relay/udp-frame.js'
@@ -116,7 +117,7 @@ else {
 
   const setup = async (t: Tap, backends: number[], o: { idleTimeoutMs?: number, dialerToken?: Buffer, ports?: { min: number, max: number } } = {}): Promise<{ relay: RelayHandle, dialer: RelayDialer, port: number, manager: ListenerManager }> => {
     // The relay listens on the gateway too, so its flows' sockets bind that address (never a wildcard).
-    const relay = await startRelay({ host: gw, port: 0, token, allow: [`${gw}/32`], ports: { ...(o.ports ?? { min: 1024, max: 65535 }), extra: [] } })
+    const relay = await startTestRelay({ host: gw, port: 0, token, allow: [`${gw}/32`], ports: { ...(o.ports ?? { min: 1024, max: 65535 }), extra: [] } })
     t.teardown(() => relay.destroy())
     const dialer = new RelayDialer({ host: gw, port: relay.address.port, token: o.dialerToken ?? token, name: 'test' })
     t.teardown(() => dialer.close())

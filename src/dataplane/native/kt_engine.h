@@ -153,6 +153,9 @@ typedef struct lane_conn {
   pair_t *cprev, *cnext; // the engine's connecting or peeking list (deadline order)
   void *peek;            // routed listener, while peeking: parser state and the bytes read
   char *name;            // the routed name, kept for the access log only while it is on
+  void *relay;           // a relay listener's connection (relay_conn_t, kt_relay.c): its header phase and BIND
+  uint8_t handback;      // handed back to JS (kt_relay.c): its descriptor is JS's now, and nothing is counted here
+  int conn_err;          // the last failed connect's errno or LE_* code (the relay's dial outcome)
   struct sockaddr_storage client;
 } lane_conn_t;
 

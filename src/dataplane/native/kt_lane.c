@@ -37,6 +37,7 @@ void listener_unref (lane_listener_t *L) {
   free(L->groups);
   kt_routes_free(&L->routes);
   acls_free(L->acls, L->n_acls);
+  relay_free(L->relay);
   pthread_mutex_destroy(&L->mu);
   free(L);
 }
@@ -64,15 +65,18 @@ static int cidr_has (const cidr_t *c, const uint8_t a[16]) {
   return (a[full] & mask) == c->a[full];
 }
 
+int acl_set_has (const acl_t *s, const uint8_t a[16]) {
+  for (int k = 0; k < s->n; k++) if (cidr_has(&s->v[k], a)) return 1;
+  return 0;
+}
+
 // Whether set i admits the client (i < 0: no set, everyone). Called with L->mu held.
 int acl_allows (const lane_listener_t *L, int i, const struct sockaddr_storage *ss) {
   if (i < 0) return 1;
   if (i >= L->n_acls) return 0;  // cannot happen (setRoutes checks); refuse rather than admit
   uint8_t a[16];
   client_v6(ss, a);
-  const acl_t *s = &L->acls[i];
-  for (int k = 0; k < s->n; k++) if (cidr_has(&s->v[k], a)) return 1;
-  return 0;
+  return acl_set_has(&L->acls[i], a);
 }
 
 static int64_t mono_ns (void) {
@@ -188,10 +192,14 @@ static void on_connected (engine_t *e, pair_t *p) {
   lane_conn_t *lc = p->lane;
   lane_t *ln = ((lane_engine_t *)e->lane)->lane;
   hist_observe(ln, lc->backend, mono_ns() - lc->connect_ns);
-  lc->acquired = 1;
-  atomic_fetch_add(&ln->backend_active[KT_SLOT(lc->backend)], 1);
-  // Passive health counts consecutive failures: only a success after a failure changes it.
-  if (atomic_exchange(&ln->backend_failed[KT_SLOT(lc->backend)], 0)) rec_connect(e, ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
+  if (lc->backend >= 0) {
+    lc->acquired = 1;
+    atomic_fetch_add(&ln->backend_active[KT_SLOT(lc->backend)], 1);
+    // Passive health counts consecutive failures: only a success after a failure changes it.
+    if (atomic_exchange(&ln->backend_failed[KT_SLOT(lc->backend)], 0)) rec_connect(e, ln, lc->listener, REC_CONNECT_OK, lc->backend, 0);
+  } else {
+    atomic_fetch_add(&((lane_listener_t *)lc->listener)->relay->st[RS_SPLICED], 1);  // a relay's dial (backend -1)
+  }
   p->s[1].readable = 1;
   p->s[1].writable = 1;
   kt_start_pair(e, p);  // registers the client, pumps whatever it already sent
@@ -215,7 +223,8 @@ void lane_connect_next (engine_t *e, pair_t *p) {
   int max = atomic_load(&L->attempts);
   while (lc->attempts < max) {
     backend_t b;
-    if (!pick(ln, L, lc, &b)) {
+    // A relay connection dials the one destination its BIND named; others pick from their group.
+    if (lc->relay != NULL ? !relay_target(lc, &b) : !pick(ln, L, lc, &b)) {
       if (lc->attempts == 0) rec_connect(e, ln, L, REC_CONNECT_ERR, -1, KT_ERR_NO_BACKEND);
       break;
     }
@@ -225,6 +234,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     int s = socket(b.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) {
       // EMFILE/ENFILE: counted as this backend's connect error (as the JS path), not its health.
+      lc->conn_err = errno;
       rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, errno);
       let_go(ln, lc);
       continue;
@@ -241,7 +251,8 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     int err = errno;
     if (err != EINPROGRESS) {
       close(s);
-      atomic_store(&ln->backend_failed[KT_SLOT(b.id)], 1);
+      lc->conn_err = err;
+      if (b.id >= 0) atomic_store(&ln->backend_failed[KT_SLOT(b.id)], 1);
       rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, err);
       let_go(ln, lc);
       continue;
@@ -252,6 +263,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     p->s[1].ops = &connect_ops;
     if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s, &ev) < 0) {
       close(s);
+      lc->conn_err = errno;
       rec_connect(e, ln, L, REC_CONNECT_ERR, b.id, errno);
       let_go(ln, lc);
       continue;
@@ -276,7 +288,8 @@ static void connect_failed (engine_t *e, pair_t *p, int err) {
   close(p->s[1].fd);
   p->s[1].fd = -1;
   p->registered &= (uint8_t)~2u;
-  atomic_store(&ln->backend_failed[KT_SLOT(lc->backend)], 1);
+  lc->conn_err = err;
+  if (lc->backend >= 0) atomic_store(&ln->backend_failed[KT_SLOT(lc->backend)], 1);
   rec_connect(e, ln, lc->listener, REC_CONNECT_ERR, lc->backend, err);
   let_go(ln, lc);
   lane_connect_next(e, p);
@@ -315,6 +328,7 @@ const kt_ops_t lane_hold_ops = { "hold", hold_event };
 
 static void start_conn (engine_t *e, pair_t *p) {
   lane_listener_t *L = p->lane->listener;
+  if (L->relay != NULL) { relay_start(e, p); return; }
   if (atomic_load(&L->routed)) { route_peek_start(e, p); return; }
   // The default group, not group 0: JS keeps each upstream's group number
   // across reloads (a number never changes upstream while routes may point at
@@ -329,6 +343,7 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
   if (atomic_fetch_add(&ln->active_total, 1) >= atomic_load(&ln->cap_total)) {
     atomic_fetch_sub(&ln->active_total, 1);
     atomic_fetch_add(&L->outcomes[O_MAX_CONNECTIONS], 1);
+    if (L->relay != NULL) kt_reset_fd(fd);  // a relay's host may already be sending its client's bytes: no FIN (server.ts)
     close(fd);
     return;
   }
@@ -336,6 +351,7 @@ static void accept_one (engine_t *e, lane_listener_t *L, int fd, const struct so
     atomic_fetch_sub(&L->active, 1);
     atomic_fetch_sub(&ln->active_total, 1);
     atomic_fetch_add(&L->outcomes[O_MAX_CONNECTIONS], 1);
+    if (L->relay != NULL) kt_reset_fd(fd);  // a relay's host may already be sending its client's bytes: no FIN (server.ts)
     close(fd);
     return;
   }
@@ -485,6 +501,22 @@ static void abort_listener (engine_t *e, lane_listener_t *L) {
   }
 }
 
+// A relay listener closing: its connections still reading a header (pooled,
+// authenticated and idle, or not yet authenticated) end now, with a FIN as
+// the JS relay's closeIfIdle; dialling and spliced ones may finish.
+static void quiet_listener (engine_t *e, lane_listener_t *L) {
+  lane_engine_t *le = e->lane;
+  pair_t *p = le->p_head;
+  while (p != NULL) {
+    pair_t *nx = p->lane->cnext;
+    if (p->lane->listener == L && p->lane->relay != NULL) {
+      p->lane->outcome = 1 + O_ABORTED;
+      kt_finish(e, p, C_ABORTED, 0, 0);
+    }
+    p = nx;
+  }
+}
+
 static void connect_timer (engine_t *e, kt_timer_t *t);
 
 void kt_lane_command (engine_t *e, cmd_t *c) {
@@ -538,6 +570,9 @@ void kt_lane_command (engine_t *e, cmd_t *c) {
     case L_ABORT:
       abort_listener(e, L);
       break;
+    case L_QUIET:
+      quiet_listener(e, L);
+      break;
   }
   listener_unref(L);  // the command's reference
 }
@@ -563,6 +598,15 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   }
   route_end_peek(e, p);
   route_free_peek(lc);
+  if (lc->handback) {
+    // JS owns the connection now (kt_relay.c): it counts and logs it.
+    atomic_fetch_sub(&L->active, 1);
+    atomic_fetch_sub(&ln->active_total, 1);
+    free(lc->relay);
+    lc->relay = NULL;
+    listener_unref(L);
+    return;
+  }
   int o;
   if (lc->outcome != 0) o = lc->outcome - 1;
   else if (lc->failed) o = O_CONNECT_FAILED;
@@ -578,7 +622,9 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   atomic_fetch_add(&L->bytes_in, p->d[0].bytes);
   atomic_fetch_add(&L->bytes_out, p->d[1].bytes);
   if (lc->acquired) atomic_fetch_sub(&ln->backend_active[KT_SLOT(lc->backend)], 1);
-  if (atomic_load(&L->log)) {
+  if (lc->relay != NULL) {
+    relay_finished(e, p, o, err != 0 ? err : lc->conn_err);  // its own summary record
+  } else if (atomic_load(&L->log)) {
     // The routed name first, as raw bytes in REC_NAME records (from
     // F_NAME_BYTES on; JS reads them through a byte view), then the close record.
     enum { NAME_PER_REC = (KT_REC - F_NAME_BYTES) * sizeof(double), NAME_RECS = (KT_PEEK_NAME_MAX + NAME_PER_REC - 1) / NAME_PER_REC };

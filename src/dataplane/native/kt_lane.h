@@ -34,7 +34,7 @@
 // layout (S_*) and the records' error codes come from kt_vocab.h, generated
 // with fastlane.ts's from src/dataplane/vocab.json.
 #define R_NONE 0xff  // no route decision (L4 listeners, or before the decision)
-enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT };
+enum { L_ATTACH = 0, L_LISTEN, L_UNLISTEN, L_ABORT, L_ADOPT, L_QUIET };
 
 typedef struct backend {
   int32_t id;
@@ -85,6 +85,32 @@ typedef struct peek_conn {
   uint8_t eof;
 } peek_conn_t;
 
+// A relay listener's configuration (kt_relay.c), fixed once set: JS sets it
+// before the listener starts accepting, and it lives as long as the listener.
+// The nonce cache is shared by every worker, under its own mutex.
+typedef struct relay_nonces {
+  uint8_t (*k)[16];
+  uint8_t *used;
+  size_t cap, n;
+} relay_nonces_t;
+
+typedef struct relay_cfg {
+  uint8_t token[64];
+  int token_len;
+  int64_t window_ms;       // an AUTH's timestamp may be this far from the wall clock, either way
+  int header_ms, idle_ms;  // deadlines: a header once its first byte came; an authenticated connection's BIND
+  uint8_t info;            // the reply's info byte (INFO_* of protocol.ts)
+  acl_t allow4, allow6;    // the cluster's node CIDRs by family (IPv6 form, as source ranges)
+  uint16_t port_min, port_max;
+  uint16_t extra[32];
+  int n_extra;
+  pthread_mutex_t mu;      // the nonce cache
+  relay_nonces_t cur, prev;
+  int64_t rotated_at;
+  size_t max;              // nonces held at most (both generations)
+  atomic_uint_fast64_t st[RS_COUNT];
+} relay_cfg_t;
+
 typedef struct lane_listener {
   const kt_ops_t *ops;  // lane_listener_ops; first, as every epoll-registered object (kt_obj_t)
   lane_t *lane;
@@ -104,6 +130,7 @@ typedef struct lane_listener {
   atomic_int default_group;  // -1: none (unmatched connections are closed and counted no_route); below n_groups (setRoutes checks), read without mu
   atomic_int routed;  // peek the first flight and route by name (issue #3)
   atomic_int peek_ms;
+  relay_cfg_t *relay;  // a relay listener (kt_relay.c): set before it starts, never changed after
   int policy;  // 0 round-robin, 1 least-connections
   atomic_int max_conns, connect_ms, idle_ms, half_ms, attempts, log;
   atomic_uint_fast64_t accepted, outcomes[O_COUNT], bytes_in, bytes_out, emfile, accept_other, routes_out[R_COUNT];
@@ -189,12 +216,47 @@ void route_peek_start (engine_t *e, pair_t *p);
 void route_end_peek (engine_t *e, pair_t *p);
 void route_free_peek (lane_conn_t *lc);
 
+// The engine's list of connections waiting with a deadline (a routed
+// listener's peek, a relay listener's header): deadline order.
+void lane_wait_insert (engine_t *e, pair_t *p);
+void lane_wait_unlink (engine_t *e, pair_t *p);
+
+// ---------------------------------------------------------------- kt_lane_napi.c
+
+// One CIDR ("a.b.c.d/n", "x::y/n", or an address alone) into IPv6 form (see cidr_t). 0 on success.
+int lane_parse_cidr (const char *s, cidr_t *out);
+// The listener behind a JS handle, or NULL.
+lane_listener_t *lane_listener_of (napi_env env, napi_value v);
+// Send command `sub` about L to every engine of its lane.
+void lane_listener_cmd (lane_t *ln, int sub, lane_listener_t *L);
+// Whether a (IPv6-form) address lies in a CIDR of the set.
+int acl_set_has (const acl_t *s, const uint8_t a[16]);
+
+// ---------------------------------------------------------------- kt_relay.c
+
+// Start reading a relay listener's new connection (its AUTH, then its BIND).
+void relay_start (engine_t *e, pair_t *p);
+// A relay connection's header deadline passed (the wait list's timer).
+void relay_deadline (engine_t *e, pair_t *p);
+// The dial target of a relay connection whose BIND was read (once), else 0.
+int relay_target (lane_conn_t *lc, backend_t *out);
+// A relay pair ends (kt_lane_finished): its summary for JS, its state freed.
+void relay_finished (engine_t *e, pair_t *p, int outcome, int err);
+void relay_free (relay_cfg_t *c);
+// laneRelay and laneRelayStats (kt_lane_napi.c registers them).
+napi_value relay_js_configure (napi_env env, napi_callback_info info);
+napi_value relay_js_stats (napi_env env, napi_callback_info info);
+napi_value relay_js_quiet (napi_env env, napi_callback_info info);
+// The differential-test entry points over the relay's checks (relayNonceScript, relayAllowScript, relayMacCheck).
+void relay_hooks_init (napi_env env, napi_value exports);
+
 // ---------------------------------------------------------------- kt_ring.c
 
 // Queue records for JS (n that belong together under one lock), from e's
 // worker: a batch that must wait for the flush interval arms e's flush timer.
-void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n);
-static inline void ring_emit (engine_t *e, lane_t *ln, const double *rec) { ring_emit_n(e, ln, rec, 1); }
+// 0 when queued; -1 when dropped (no memory, the ring full) or the lane closed.
+int ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n);
+static inline int ring_emit (engine_t *e, lane_t *ln, const double *rec) { return ring_emit_n(e, ln, rec, 1); }
 // The flush timer's callback (lane_engine_t.flush_t): post the batch that waited for the flush interval.
 void ring_flush_timer (engine_t *e, kt_timer_t *t);
 // The threadsafe function's call_js: hands the whole batch to JS.

@@ -22,7 +22,7 @@ static void *unwrap_tagged (napi_env env, napi_value v, const napi_type_tag *tag
   return ptr;
 }
 
-static void lane_cmd (lane_t *ln, int sub, lane_listener_t *L) {
+void lane_listener_cmd (lane_t *ln, int sub, lane_listener_t *L) {
   for (int i = 0; i < ln->n; i++) {
     cmd_t *c = calloc(1, sizeof *c);
     if (c == NULL) continue;
@@ -140,7 +140,7 @@ static napi_value js_create_lane (napi_env env, napi_callback_info info) {
   }
   ln->n = (int)n;
   napi_add_env_cleanup_hook(env, lane_cleanup, ln);
-  lane_cmd(ln, L_ATTACH, NULL);
+  lane_listener_cmd(ln, L_ATTACH, NULL);
   return obj;
 fail:
   lane_free(ln);
@@ -201,10 +201,14 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   napi_type_tag_object(env, obj, &kListenerTag);
   bool start = true;
   if (argc >= 4) napi_get_value_bool(env, argv[3], &start);
-  if (start) lane_cmd(ln, L_LISTEN, L);
+  if (start) lane_listener_cmd(ln, L_LISTEN, L);
   return obj;
 }
 
+
+lane_listener_t *lane_listener_of (napi_env env, napi_value v) {
+  return unwrap_tagged(env, v, &kListenerTag);
+}
 
 static lane_listener_t *get_listener (napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
@@ -219,7 +223,7 @@ static napi_value js_start (napi_env env, napi_callback_info info) {
   lane_listener_t *L = get_listener(env, info, 1, argv);
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "start(listener)");
   if (atomic_load(&L->stopped)) return NULL;
-  lane_cmd(L->lane, L_LISTEN, L);
+  lane_listener_cmd(L->lane, L_LISTEN, L);
   return NULL;
 }
 
@@ -321,8 +325,7 @@ static napi_value js_set_backends (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// One CIDR ("a.b.c.d/n", "x::y/n", or an address alone) into IPv6 form (see cidr_t). 0 on success.
-static int parse_cidr (const char *s, cidr_t *out) {
+int lane_parse_cidr (const char *s, cidr_t *out) {
   char addr[INET6_ADDRSTRLEN + 1];
   const char *slash = strchr(s, '/');
   size_t al = slash != NULL ? (size_t)(slash - s) : strlen(s);
@@ -384,7 +387,7 @@ static acl_t *parse_acls (napi_env env, napi_value sets, uint32_t *n_out, const 
       char buf[INET6_ADDRSTRLEN + 8];
       size_t bl = 0;
       if (napi_get_element(env, set, k, &c) != napi_ok || napi_get_value_string_utf8(env, c, buf, sizeof buf, &bl) != napi_ok ||
-          bl >= sizeof buf - 1 || parse_cidr(buf, &v[i].v[k]) != 0) { *err = "setRoutes: bad source range"; acls_free(v, (int)n); return NULL; }
+          bl >= sizeof buf - 1 || lane_parse_cidr(buf, &v[i].v[k]) != 0) { *err = "setRoutes: bad source range"; acls_free(v, (int)n); return NULL; }
     }
   }
   *n_out = n;
@@ -498,7 +501,7 @@ static napi_value js_stop (napi_env env, napi_callback_info info) {
   lane_listener_t *L = get_listener(env, info, 1, argv);
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "stop(listener)");
   if (atomic_exchange(&L->stopped, 1)) return NULL;
-  lane_cmd(L->lane, L_UNLISTEN, L);
+  lane_listener_cmd(L->lane, L_UNLISTEN, L);
   return NULL;
 }
 
@@ -519,7 +522,7 @@ static napi_value js_abort_listener (napi_env env, napi_callback_info info) {
   napi_value argv[1];
   lane_listener_t *L = get_listener(env, info, 1, argv);
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "abortListener(listener)");
-  lane_cmd(L->lane, L_ABORT, L);
+  lane_listener_cmd(L->lane, L_ABORT, L);
   return NULL;
 }
 
@@ -765,7 +768,11 @@ void kt_lane_init (napi_env env, napi_value exports) {
     { "laneClose", NULL, js_lane_close, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneStart", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL },
     { "laneConnectStats", NULL, js_connect_stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneRelay", NULL, relay_js_configure, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneRelayStats", NULL, relay_js_stats, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "laneRelayQuiet", NULL, relay_js_quiet, NULL, NULL, NULL, napi_enumerable, NULL },
     { "vocabHash", NULL, NULL, NULL, NULL, vocab, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  relay_hooks_init(env, exports);
 }

@@ -25,16 +25,16 @@ static void post_locked (lane_t *ln) {
 
 // n records that belong together (a close record and the name records before
 // it) go in under one lock, so no other worker's record lands between them.
-void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n) {
+int ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n) {
   pthread_mutex_lock(&ln->rmu);
-  if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return; }
+  if (ln->closed) { pthread_mutex_unlock(&ln->rmu); return -1; }
   while (ln->len + n > ln->cap) {
     size_t ncap = ln->cap == 0 ? 256 : ln->cap * 2;
     double *nr = ncap <= KT_RING_MAX && !KT_FAIL(KT_SITE_RING) ? realloc(ln->ring, ncap * KT_REC * sizeof(double)) : NULL;
     if (nr == NULL) {
       pthread_mutex_unlock(&ln->rmu);
       atomic_fetch_add(&ln->dropped, n);
-      return;
+      return -1;
     }
     ln->ring = nr;
     ln->cap = ncap;
@@ -61,6 +61,7 @@ void ring_emit_n (engine_t *e, lane_t *ln, const double *rec, size_t n) {
   pthread_mutex_unlock(&ln->rmu);
   // This worker's flush timer covers the batch waiting, whoever set flush_at.
   if (at != 0) kt_timer_arm_before(&e->timers, &((lane_engine_t *)e->lane)->flush_t, at);
+  return 0;
 }
 
 // Post the batch that waited for the flush interval, once it is over.

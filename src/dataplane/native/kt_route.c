@@ -11,7 +11,8 @@
 
 #include "kt_lane.h"
 
-static void p_unlink (lane_engine_t *le, pair_t *p) {
+void lane_wait_unlink (engine_t *e, pair_t *p) {
+  lane_engine_t *le = e->lane;
   lane_conn_t *lc = p->lane;
   if (lc->cprev != NULL) lc->cprev->lane->cnext = lc->cnext;
   else if (le->p_head == p) le->p_head = lc->cnext;
@@ -22,7 +23,7 @@ static void p_unlink (lane_engine_t *le, pair_t *p) {
 
 // Deadline order; one peek timeout for every listener makes this an append.
 // The peek timer is armed for the new deadline unless already due earlier.
-static void p_insert (engine_t *e, pair_t *p) {
+void lane_wait_insert (engine_t *e, pair_t *p) {
   lane_engine_t *le = e->lane;
   lane_conn_t *lc = p->lane;
   if (lc->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, &le->peek_t, lc->deadline_ms);
@@ -46,7 +47,7 @@ void route_free_peek (lane_conn_t *lc) {
 
 void route_end_peek (engine_t *e, pair_t *p) {
   if (!p->lane->peeking) return;
-  p_unlink(e->lane, p);
+  lane_wait_unlink(e, p);
   p->lane->peeking = 0;
 }
 
@@ -222,7 +223,7 @@ void route_peek_start (engine_t *e, pair_t *p) {
   // Absolute deadline from accept (--peek-timeout; anchors.md: slowloris cut at it).
   int ms = atomic_load(&L->peek_ms);
   lc->deadline_ms = ms > 0 ? lc->start_ms + ms : INT64_MAX;
-  p_insert(e, p);
+  lane_wait_insert(e, p);
   peek_read(e, p);  // the first flight is often there already
 }
 
@@ -235,7 +236,8 @@ void route_peek_timer (engine_t *e, kt_timer_t *t) {
   int guard = 1024;
   while (le->p_head != NULL && le->p_head->lane->deadline_ms <= e->now_ms && guard-- > 0) {
     pair_t *p = le->p_head;
-    route_to(e, p, default_group(p->lane->listener), R_PEEK_TIMEOUT);
+    if (p->lane->relay != NULL) relay_deadline(e, p);  // a relay header: kt_relay.c
+    else route_to(e, p, default_group(p->lane->listener), R_PEEK_TIMEOUT);
   }
   if (le->p_head != NULL && le->p_head->lane->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, t, le->p_head->lane->deadline_ms);
 }

@@ -2,15 +2,19 @@
 #ifndef KT_VOCAB_H
 #define KT_VOCAB_H
 
-#define KT_VOCAB_HASH "f79064a70808304b"  // exported as vocabHash; index.ts refuses an addon whose hash is not VOCAB_HASH
+#define KT_VOCAB_HASH "8975f6057b91c802"  // exported as vocabHash; index.ts refuses an addon whose hash is not VOCAB_HASH
 
 enum { O_EOF = 0, O_RESET_CLIENT = 1, O_RESET_UPSTREAM = 2, O_IDLE_TIMEOUT = 3, O_ABORTED = 4, O_CONNECT_FAILED = 5, O_NO_ROUTE = 6, O_CLIENT_CLOSED = 7, O_PEEK_TIMEOUT = 8, O_TOO_LARGE = 9, O_MAX_CONNECTIONS = 10, O_SOURCE_DENIED = 11, O_ERROR = 12, O_COUNT = 13 };
 enum { R_SNI = 0, R_HOST = 1, R_DEFAULT = 2, R_NO_ROUTE = 3, R_PEEK_TIMEOUT = 4, R_TOO_LARGE = 5, R_NOT_TLS_OR_HTTP = 6, R_COUNT = 7 };
 enum { C_EOF = 0, C_RESET_A = 1, C_RESET_B = 2, C_IDLE_TIMEOUT = 3, C_ERROR = 4, C_ABORTED = 5, C_COUNT = 6 };
-enum { REC_NONE = 0, REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3, REC_ROUTE = 4, REC_NAME = 5, REC_COUNT = 6 };
+enum { REC_NONE = 0, REC_CLOSE = 1, REC_CONNECT_ERR = 2, REC_CONNECT_OK = 3, REC_ROUTE = 4, REC_NAME = 5, REC_RELAY = 6, REC_RELAY_ADDR = 7, REC_COUNT = 8 };
+enum { RV_RAW = 0, RV_AUTHED = 1, RV_REPLAY = 2, RV_FULL = 3, RV_HELLO_TIMEOUT = 4, RV_BIND_TIMEOUT = 5, RV_COUNT = 6 };
+enum { RS_AUTHENTICATED = 0, RS_IDLE_CLOSED = 1, RS_HANDED_BACK = 2, RS_DIALED = 3, RS_DIAL_FAILED = 4, RS_DIAL_TIMED_OUT = 5, RS_SPLICED = 6, RS_NONCES = 7, RS_COUNT = 8 };
 enum { F_TYPE = 0, F_LISTENER = 1, F_BACKEND = 2, F_OUTCOME = 3, F_ERR = 4, F_BYTES_IN = 5, F_BYTES_OUT = 6, F_MS = 7, F_ATTEMPTS = 8, F_CLIENT_PORT = 9, F_CLIENT_FAMILY = 10, F_CLIENT_W0 = 11, F_CLIENT_W1 = 12, F_CLIENT_W2 = 13, F_CLIENT_W3 = 14, F_ROUTE = 15, F_GROUP = 16 };
 #define KT_REC 17  // doubles per record
 #define F_NAME_BYTES 3
+#define F_DST_FAMILY 2
+#define F_SRC_FAMILY 8
 enum { S_ACCEPTED = 0, S_OUTCOMES = 1, S_BYTES_IN = 14, S_BYTES_OUT = 15, S_ACTIVE = 16, S_EMFILE = 17, S_ACCEPT_OTHER = 18, S_DROPPED = 19, S_ROUTES = 20, S_COUNT = 27 };
 // A record's err: a positive errno, or one of these codes of src/errors.ts.
 #define KT_ERR_CONNECT_TIMEOUT (-1)

@@ -1,0 +1,219 @@
+// The relay's listener on the addon's lane (kt_relay.c): when the relay's
+// addon loads, its workers accept the host's connections, take the AUTH and
+// the BIND of the common case (a CONNECT to an allowlisted node, flags at
+// most SOURCE), dial and splice, with no JS per connection. Whatever they do
+// not take comes back here as a descriptor and a verdict (RELAY_VERDICTS),
+// and server.ts serves it from where the addon left it: every refusal,
+// status and log line stays in server.ts. Summaries of the addon's
+// connections arrive in batches for the log and the metrics (only with
+// either on, and always for a failed dial).
+//
+// The relay image carries this module and the vocabulary; it imports no
+// data-plane code beyond the addon's loader (native/index.ts).
+
+import { Socket, type Server } from 'node:net'
+import { constants as osConstants } from 'node:os'
+import { laneBindingOf, type LaneBinding, type NativeSplicer } from '../dataplane/native/index.js'
+import { CONN_OUTCOMES, F, LANE_ERRORS, REC, REC_LEN, RELAY_STATS, RELAY_VERDICTS, S, S_COUNT, type ConnOutcome, type RelayStat, type RelayVerdict } from '../dataplane/vocab.js'
+import { bytesToIp } from './protocol.js'
+
+export interface RelayLaneConfig {
+  readonly token: Buffer
+  readonly authWindowMs: number
+  readonly headerTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly connectTimeoutMs: number
+  readonly maxConnections: number
+  /** The reply's info byte. */
+  readonly info: number
+  readonly allow: readonly string[]
+  readonly ports: { readonly min: number, readonly max: number, readonly extra: readonly number[] }
+  /** Send a summary of every connection (the log at info, or metrics); failed dials always come. */
+  readonly summaries: boolean
+}
+
+/** A connection the addon served, at its end. */
+export interface RelaySummary {
+  readonly outcome: ConnOutcome
+  /** An errno name or KT_ERR_* code, when it ended on one. */
+  readonly err: string | undefined
+  /** Host → node bytes, and back. */
+  readonly up: number
+  readonly down: number
+  readonly ms: number
+  readonly client: string
+  /** Set once its BIND was taken (the connection dialled). */
+  readonly dst?: string
+  readonly src?: string
+}
+
+export interface RelayLaneEvents {
+  /** A connection for server.ts, from the verdict's state on. Called on the JS thread. */
+  handBack (sock: Socket, verdict: RelayVerdict): void
+  summary (s: RelaySummary): void
+}
+
+export interface RelayLaneStats {
+  readonly accepted: number
+  readonly active: number
+  readonly bytesUp: number
+  readonly bytesDown: number
+  /** Turned away at the connection cap. */
+  readonly busy: number
+  readonly relay: Readonly<Record<RelayStat, number>>
+}
+
+type RelayBinding = LaneBinding
+
+function addressOf (r: Float64Array, at: number): string {
+  const fam = r[at] as number
+  const b = Buffer.alloc(16)
+  for (let i = 0; i < 4; i++) b.writeUInt32BE((r[at + 1 + i] as number) >>> 0, i * 4)
+  const ip = bytesToIp(fam === 4 ? b.subarray(0, 4) : b)
+  return `${ip}:${r[at + 5] as number}`
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
+
+function errName (n: number): string | undefined {
+  if (n === 0) return undefined
+  if (n < 0) return LANE_ERRORS[-n - 1] ?? 'EUNKNOWN'
+  return ERRNO_NAMES.get(n) ?? `errno ${n}`
+}
+
+export class NativeRelayLane {
+  private readonly stats = new Float64Array(S_COUNT)
+  private readonly rstats = new Float64Array(RELAY_STATS.length)
+  private refd = false
+  private closed = false
+
+  private constructor (
+    private readonly binding: RelayBinding,
+    private readonly lane: object,
+    private readonly listener: object,
+  ) {}
+
+  /**
+   * Take over `server`'s listening socket (call from its listen callback, so
+   * libuv never polls it): the addon's workers accept from here on and the JS
+   * server closes. A string says why not (the relay then stays in JS).
+   */
+  static open (splicer: NativeSplicer, server: Server, cfg: RelayLaneConfig, events: RelayLaneEvents): NativeRelayLane | string {
+    const lb = laneBindingOf(splicer)
+    if (lb === undefined) return 'the splicer has no lane'
+    const b = lb.binding
+    if (typeof b.laneRelay !== 'function') return 'the addon has no relay listener'
+    const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+    if (typeof fd !== 'number' || fd < 0) return 'the listening socket has no descriptor'
+    let self: NativeRelayLane | undefined
+    let lane: object
+    try {
+      lane = b.createLane(lb.engines, (recs) => self?.onEvents(recs, events))
+    } catch (err) {
+      return `no lane: ${(err as Error).message}`
+    }
+    let l: object
+    try {
+      l = b.laneListen(lane, 1, fd, false)
+      // The relay bounds nothing by time once spliced (the host's data plane does); one attempt per dial.
+      b.laneConfigure(l, cfg.maxConnections, cfg.connectTimeoutMs, 0, 0, 1, 0, cfg.summaries ? 1 : 0)
+      b.laneRelay(l, cfg.token, cfg.authWindowMs, cfg.headerTimeoutMs, cfg.idleTimeoutMs, cfg.info, cfg.allow, cfg.ports.min, cfg.ports.max, cfg.ports.extra)
+      b.laneSetCap(lane, cfg.maxConnections)
+    } catch (err) {
+      b.laneClose(lane)
+      return (err as Error).message
+    }
+    self = new NativeRelayLane(b, lane, l)
+    b.laneStart(l)
+    server.close()
+    self.ref(true)
+    return self
+  }
+
+  private ref (on: boolean): void {
+    if (on === this.refd) return
+    this.refd = on
+    this.binding.laneRef(this.lane, on)
+  }
+
+  private onEvents (r: Float64Array, events: RelayLaneEvents): void {
+    for (let i = 0; i + REC_LEN <= r.length; i += REC_LEN) {
+      if (r[i + F.type] !== REC.relay) continue
+      const client = clientOf(r, i)
+      if (r[i + F.backend] === 0) {
+        const fd = r[i + F.attempts] as number
+        const verdict = RELAY_VERDICTS[r[i + F.outcome] as number] ?? 'raw'
+        let sock: Socket
+        try {
+          sock = new Socket({ fd, allowHalfOpen: true, readable: true, writable: true })
+        } catch {
+          continue // not a socket any more: nothing to serve
+        }
+        events.handBack(sock, verdict)
+        continue
+      }
+      const a = i + REC_LEN
+      const hasAddr = a + REC_LEN <= r.length && r[a + F.type] === REC.relayAddr
+      const s: { -readonly [K in keyof RelaySummary]: RelaySummary[K] } = {
+        outcome: CONN_OUTCOMES[r[i + F.outcome] as number] ?? 'error',
+        err: errName(r[i + F.err] as number),
+        up: r[i + F.bytesIn] as number,
+        down: r[i + F.bytesOut] as number,
+        ms: r[i + F.ms] as number,
+        client,
+      }
+      if (hasAddr) {
+        if (r[a + F.dstFamily] !== 0) s.dst = addressOf(r, a + F.dstFamily)
+        if (r[a + F.srcFamily] !== 0) s.src = addressOf(r, a + F.srcFamily)
+        i += REC_LEN
+      }
+      events.summary(s)
+    }
+  }
+
+  read (): RelayLaneStats {
+    const o = this.stats
+    this.binding.laneStats(this.listener, o)
+    this.binding.laneRelayStats(this.listener, this.rstats)
+    const relay = {} as Record<RelayStat, number>
+    RELAY_STATS.forEach((k, i) => { relay[k] = this.rstats[i] as number })
+    return {
+      accepted: o[S.accepted] as number,
+      active: o[S.active] as number,
+      bytesUp: o[S.bytesIn] as number,
+      bytesDown: o[S.bytesOut] as number,
+      busy: o[S.outcomes + CONN_OUTCOMES.indexOf('max_connections')] as number,
+      relay,
+    }
+  }
+
+  /** Stop accepting and end the connections still in their header phase; spliced ones go on. */
+  quiet (): void {
+    if (this.closed) return
+    this.binding.laneStop(this.listener)
+    this.binding.laneRelayQuiet(this.listener)
+  }
+
+  /** Reset every connection now. */
+  abort (): void {
+    if (this.closed) return
+    this.binding.laneStop(this.listener)
+    this.binding.laneAbort(this.listener)
+  }
+
+  /** No more events; the process may exit. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.ref(false)
+    this.binding.laneClose(this.lane)
+  }
+}
+
+function clientOf (r: Float64Array, i: number): string {
+  const fam = r[i + F.clientFamily] as number
+  const b = Buffer.alloc(16)
+  for (let k = 0; k < 4; k++) b.writeUInt32BE(((r[i + F.clientW0 + k] as number) >>> 0), k * 4)
+  const ip = bytesToIp(fam === 4 ? b.subarray(0, 4) : b)
+  return `${ip}:${r[i + F.clientPort] as number}`
+}
