@@ -25,6 +25,12 @@ import { udpServer, udpClient, echo, echoTwice, type UdpServer } from '../udp/su
 interface Tap { teardown (fn: () => unknown): void }
 const token = randomBytes(32)
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+// Docker first: tap ends a file once no test is pending and nothing keeps the
+// loop busy (a wait for the Docker lock does not), so nothing may be awaited
+// between tests.
+const skip = await dockerAvailable()
+const prefix = skip === null ? await useScratch(t) : ''
+const net = skip === null ? await createNetwork(prefix) : undefined
 
 t.test('a relay too old for UDP (no INFO_UDP in its OK): flows end with KT_ERR_UDP_RELAY, nothing is sent', async (t) => {
   // A stand-in for a relay image from before UDP: answers an ACKed AUTH with OK and info 0.
@@ -108,11 +114,8 @@ t.test('bounded on the host: while more than HOST_BACKLOG_MAX bytes wait toward 
   t.same(got, ['reply'])
 })
 
-const skip = await dockerAvailable()
-if (skip !== null) t.plan(0, skip)
+if (skip !== null || net === undefined) t.test('through a relay on a Docker network', { skip: skip ?? 'no network' }, () => {})
 else {
-  const prefix = await useScratch(t)
-  const net = await createNetwork(prefix)
   const gw = net.gateway
 
   const setup = async (t: Tap, backends: number[], o: { idleTimeoutMs?: number, dialerToken?: Buffer, ports?: { min: number, max: number } } = {}): Promise<{ relay: RelayHandle, dialer: RelayDialer, port: number, manager: ListenerManager }> => {

@@ -94,9 +94,13 @@ typedef struct relay_nonces {
   size_t cap, n;
 } relay_nonces_t;
 
+// The token as HMAC-SHA256 states after its inner and outer pads (kt_relay.c): the token itself is not kept.
+typedef struct relay_mac {
+  uint64_t inner[32], outer[32];
+} relay_mac_t;
+
 typedef struct relay_cfg {
-  uint8_t token[64];
-  int token_len;
+  relay_mac_t mac;
   int64_t window_ms;       // an AUTH's timestamp may be this far from the wall clock, either way
   int header_ms, idle_ms;  // deadlines: a header once its first byte came; an authenticated connection's BIND
   uint8_t info;            // the reply's info byte (INFO_* of protocol.ts)
@@ -243,7 +247,17 @@ int relay_target (lane_conn_t *lc, backend_t *out);
 // A relay pair ends (kt_lane_finished): its summary for JS, its state freed.
 void relay_finished (engine_t *e, pair_t *p, int outcome, int err);
 void relay_free (relay_cfg_t *c);
-// laneRelay and laneRelayStats (kt_lane_napi.c registers them).
+// The relay's checks, shared with kt_relay_napi.c: 0 when SHA-256 cannot be
+// found in this process; the token's HMAC states; an AUTH's MAC; a nonce
+// (0 new, 1 seen, 2 full, as NonceCache.add); the wall clock in ms; whether
+// allow.ts would admit a destination (fam 4: 4 bytes, 6: 16).
+int crypto_ready (void);
+void hmac_key (relay_mac_t *m, const uint8_t *key, size_t len);
+int mac_ok (const relay_mac_t *m, const uint8_t *auth);
+int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now);
+int64_t wall_ms (void);
+int allow_check (const relay_cfg_t *c, int fam, const uint8_t *a, uint16_t port);
+// laneRelay, laneRelayStats and laneRelayQuiet (kt_relay_napi.c; kt_lane_napi.c registers them).
 napi_value relay_js_configure (napi_env env, napi_callback_info info);
 napi_value relay_js_stats (napi_env env, napi_callback_info info);
 napi_value relay_js_quiet (napi_env env, napi_callback_info info);

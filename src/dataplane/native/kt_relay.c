@@ -1,31 +1,26 @@
-// The relay's header phase in its addon (issue 12, [relay-path]).
+// Over 500 lines: the worker's header phase and the three checks it ports
+// from TS (the MAC, the nonce cache, the allowlist) stay together.
+// The relay's header phase in its addon (issue 12, [relay-path];
+// docs/relay-protocol.md "Who reads the headers").
 //
-// In the relay container, every new connection cost the relay about 0.5 ms
-// of JS: a Socket for the host's connection, the AUTH's HMAC, the BIND, a
-// Socket and a connect for the node, then the hand-off of both to the splice
-// engine. That JS, on the Docker VM's one busy CPU, is what held new
-// connections per second below cloud-provider-kind's. Here the lane's workers
-// take a relay listener's connections from accept on: read the AUTH (checked
-// as src/relay/server.ts checks it: magic, version, flags, the MAC in
-// constant time, the timestamp's window, the nonce against a replay cache),
-// answer it when asked, read the BIND, check the destination against the
-// allowlist, dial it and splice, all on the worker that accepted.
+// Each new connection used to cost the relay about 0.5 ms of JS (a Socket for
+// the host's connection, the AUTH, the BIND, a Socket and a connect for the
+// node, the hand-off to the splice engine) on the Docker VM's one busy CPU.
+// Here the lane's workers take a relay listener's connections from accept on:
+// the AUTH (checked as server.ts checks it: magic, version, flags, the MAC in
+// constant time, the window, the nonce against a replay cache), its answer
+// when asked, a CONNECT BIND (flags at most SOURCE) to an allowlisted node,
+// the dial and the splice, on the worker that accepted.
 //
-// Only the common case is taken: a valid AUTH, then a CONNECT whose flags are
-// at most SOURCE, to an allowlisted destination. Everything else (a bad or
-// stale AUTH, a replayed nonce, a MUX carrier, a UDP flow, ANSWER, PROXY_V2,
-// a denied destination, a header deadline) is handed back to JS with what it
-// needs: the descriptor, untouched bytes (the header is read with MSG_PEEK
-// and only taken once accepted), and a verdict (RV_*). JS's server.ts then
-// refuses or serves it exactly as before, so every refusal, status and log
-// line has one implementation, in TS. Bytes are only ever consumed here for
-// an AUTH this code accepted (its nonce is then in this cache, not JS's) and
-// a BIND it dials.
+// Everything else (a bad or stale AUTH, a replay, MUX, UDP, ANSWER, PROXY_V2,
+// a denied destination, a header deadline) goes back to JS as its descriptor
+// and a verdict (RV_*), its bytes untouched: headers are read with MSG_PEEK
+// and taken only once accepted. server.ts serves it from there, so every
+// refusal, status and log line keeps one implementation, in TS.
 //
-// Differential tests (test/relay/native-relay.test.ts) hold this to the TS
-// path: the nonce cache against NonceCache, the allowlist against Allowlist,
-// the MAC against node:crypto, and the whole relay protocol suite run over
-// both paths.
+// The checks are ports of the TS ones, held to them by differential tests
+// (test/relay/native-lane.test.ts); the relay's suites also run over this
+// path (test/relay/native/). The JS-thread side is kt_relay_napi.c.
 
 #include "kt_lane.h"
 
@@ -39,7 +34,6 @@
 #define RELAY_CMD_CONNECT 1
 #define RELAY_FLAG_SOURCE 1
 #define RELAY_AUTH_ACK 1
-#define RELAY_NONCES_MAX 500000  // server.ts NONCE_CACHE_MAX
 
 enum { RP_AUTH = 0, RP_IDLE, RP_BIND, RP_DIAL };
 enum { NONCE_NEW = 0, NONCE_SEEN = 1, NONCE_FULL = 2 };
@@ -58,32 +52,60 @@ static const uint8_t kMagic[4] = { 'K', 'T', 'R', 'L' };
 
 // ---------------------------------------------------------------- HMAC-SHA256
 
-// From the OpenSSL inside Node (node:crypto's own), found at run time: Node's
-// official builds export its symbols, and Debian's node links libcrypto. A
-// process without them keeps the JS relay (laneRelay throws).
-typedef unsigned char *(*hmac_fn_t) (const void *md, const void *key, int key_len, const unsigned char *d, size_t n, unsigned char *out, unsigned int *out_len);
-typedef const void *(*md_fn_t) (void);
-static hmac_fn_t k_hmac;
-static md_fn_t k_sha256;
+// SHA-256 from the OpenSSL inside Node (node:crypto's own), found at run
+// time: Node's official builds export its symbols, and Debian's node links
+// libcrypto. A process without them keeps the JS relay (laneRelay throws).
+// The low-level SHA256_* calls, not HMAC(): those touch no global state (an
+// HMAC() call fetches its algorithm from OpenSSL's shared store under a
+// lock, which OpenSSL frees at exit while a worker may still be in it), and
+// the key's inner and outer blocks are hashed once per relay, so a MAC costs
+// the two blocks of the AUTH and the outer hash's.
+typedef struct sha_ctx { uint64_t opaque[32]; } sha_ctx_t;  // SHA256_CTX is 112 bytes in every OpenSSL since 0.9.8
+typedef int (*sha_init_t) (sha_ctx_t *c);
+typedef int (*sha_update_t) (sha_ctx_t *c, const void *d, size_t n);
+typedef int (*sha_final_t) (unsigned char *md, sha_ctx_t *c);
+static sha_init_t k_init;
+static sha_update_t k_update;
+static sha_final_t k_final;
 static pthread_once_t k_once = PTHREAD_ONCE_INIT;
 
 static void resolve_crypto (void) {
-  void *h = dlsym(RTLD_DEFAULT, "HMAC");
-  void *m = dlsym(RTLD_DEFAULT, "EVP_sha256");
-  memcpy(&k_hmac, &h, sizeof h);
-  memcpy(&k_sha256, &m, sizeof m);
+  void *i = dlsym(RTLD_DEFAULT, "SHA256_Init");
+  void *u = dlsym(RTLD_DEFAULT, "SHA256_Update");
+  void *f = dlsym(RTLD_DEFAULT, "SHA256_Final");
+  memcpy(&k_init, &i, sizeof i);
+  memcpy(&k_update, &u, sizeof u);
+  memcpy(&k_final, &f, sizeof f);
 }
 
-static int crypto_ready (void) {
+int crypto_ready (void) {
   pthread_once(&k_once, resolve_crypto);
-  return k_hmac != NULL && k_sha256 != NULL;
+  return k_init != NULL && k_update != NULL && k_final != NULL;
 }
 
-// The AUTH's MAC (its first 16 bytes of HMAC-SHA256 over the signed part), compared in constant time.
-static int mac_ok (const uint8_t *token, int token_len, const uint8_t *auth) {
-  unsigned char md[64];
-  unsigned int len = 0;
-  if (k_hmac(k_sha256(), token, token_len, auth, RELAY_SIGNED_LEN, md, &len) == NULL || len < RELAY_MAC_LEN) return 0;
+// RFC 2104 with a key of at most one block (tokens are 16-64 bytes): the
+// hash states after key^ipad and key^opad.
+void hmac_key (relay_mac_t *m, const uint8_t *key, size_t len) {
+  uint8_t pad[64];
+  for (int round = 0; round < 2; round++) {
+    memset(pad, round == 0 ? 0x36 : 0x5c, sizeof pad);
+    for (size_t i = 0; i < len && i < sizeof pad; i++) pad[i] ^= key[i];
+    sha_ctx_t *c = (sha_ctx_t *)(round == 0 ? m->inner : m->outer);
+    k_init(c);
+    k_update(c, pad, sizeof pad);
+  }
+}
+
+// The AUTH's MAC (the first 16 bytes of HMAC-SHA256 over the signed part), compared in constant time.
+int mac_ok (const relay_mac_t *m, const uint8_t *auth) {
+  sha_ctx_t c;
+  uint8_t inner[32], md[32];
+  memcpy(&c, m->inner, sizeof c);
+  k_update(&c, auth, RELAY_SIGNED_LEN);
+  k_final(inner, &c);
+  memcpy(&c, m->outer, sizeof c);
+  k_update(&c, inner, sizeof inner);
+  k_final(md, &c);
   uint8_t diff = 0;
   for (int i = 0; i < RELAY_MAC_LEN; i++) diff |= (uint8_t)(md[i] ^ auth[RELAY_SIGNED_LEN + i]);
   return diff == 0;
@@ -141,7 +163,7 @@ static void nonces_free (relay_nonces_t *s) {
 // NonceCache.add: two generations rotating every window, so a nonce is
 // remembered for one to two windows; bounded, and full means BUSY, never a
 // nonce let through unremembered.
-static int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now) {
+int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now) {
   int r;
   pthread_mutex_lock(&c->mu);
   if (now - c->rotated_at >= c->window_ms) {
@@ -158,7 +180,7 @@ static int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now) {
   return r;
 }
 
-static int64_t wall_ms (void) {
+int64_t wall_ms (void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -185,7 +207,7 @@ static int forbidden (int v4, const uint8_t *a) {
 
 // 1 when allow.ts would allow the destination. fam 4: a is 4 bytes; 6: 16
 // (an IPv4-mapped address counts as IPv4, as allow.ts unmap()).
-static int allow_check (const relay_cfg_t *c, int fam, const uint8_t *a, uint16_t port) {
+int allow_check (const relay_cfg_t *c, int fam, const uint8_t *a, uint16_t port) {
   static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
   uint8_t v6[16];
   int v4 = fam == 4 || memcmp(a, mapped, 12) == 0;
@@ -273,7 +295,7 @@ static int auth_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
   if (n > 4 && b[4] != RELAY_VERSION) { hand_back(e, p, RV_RAW); return STEP_DONE; }
   if (n > 5 && (b[5] & ~RELAY_AUTH_ACK) != 0) { hand_back(e, p, RV_RAW); return STEP_DONE; }
   if (n < RELAY_AUTH_LEN) return wait_or_hand_back(e, p, RV_RAW);
-  if (!mac_ok(c->token, c->token_len, b)) { hand_back(e, p, RV_RAW); return STEP_DONE; }
+  if (!mac_ok(&c->mac, b)) { hand_back(e, p, RV_RAW); return STEP_DONE; }
   uint64_t ts = 0;
   for (int i = 6; i < 14; i++) ts = (ts << 8) | b[i];
   int64_t now = wall_ms();
@@ -487,8 +509,6 @@ void relay_finished (engine_t *e, pair_t *p, int outcome, int err) {
   lc->relay = NULL;
 }
 
-// ---------------------------------------------------------------- configuration (JS thread)
-
 void relay_free (relay_cfg_t *c) {
   if (c == NULL) return;
   nonces_free(&c->cur);
@@ -497,234 +517,4 @@ void relay_free (relay_cfg_t *c) {
   free(c->allow6.v);
   pthread_mutex_destroy(&c->mu);
   free(c);
-}
-
-static napi_value throw_msg (napi_env env, const char *code, const char *msg) {
-  napi_throw_error(env, code, msg);
-  return NULL;
-}
-
-// The CIDRs into the two sets by family; NULL, or what is wrong.
-static const char *read_allow (napi_env env, napi_value arr, relay_cfg_t *c) {
-  uint32_t n = 0;
-  bool is_arr = false;
-  if (napi_is_array(env, arr, &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, arr, &n) != napi_ok || n == 0 || n > KT_LANE_MAX_CIDRS) return "laneRelay: allow must list 1 to 65536 CIDRs";
-  c->allow4.v = calloc(n, sizeof(cidr_t));
-  c->allow6.v = calloc(n, sizeof(cidr_t));
-  if (c->allow4.v == NULL || c->allow6.v == NULL) return "ENOMEM";
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value v;
-    char buf[INET6_ADDRSTRLEN + 8], addr[INET6_ADDRSTRLEN + 1];
-    size_t bl = 0;
-    cidr_t cd;
-    if (napi_get_element(env, arr, i, &v) != napi_ok || napi_get_value_string_utf8(env, v, buf, sizeof buf, &bl) != napi_ok ||
-        bl >= sizeof buf - 1 || lane_parse_cidr(buf, &cd) != 0) return "laneRelay: bad CIDR";
-    size_t al = strcspn(buf, "/");
-    if (al >= sizeof addr) return "laneRelay: bad CIDR";
-    memcpy(addr, buf, al);
-    addr[al] = 0;
-    struct in_addr a4;
-    acl_t *set = inet_pton(AF_INET, addr, &a4) == 1 ? &c->allow4 : &c->allow6;
-    set->v[set->n++] = cd;
-  }
-  return NULL;
-}
-
-// laneRelay(listener, token: Buffer, windowMs, headerMs, idleMs, info, allow: string[], portMin, portMax, extra: number[]):
-// make a listener (laneListen with start false, before laneStart) a relay listener.
-napi_value relay_js_configure (napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  lane_listener_t *L = argc >= 10 ? lane_listener_of(env, argv[0]) : NULL;
-  if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay(listener, token, windowMs, headerMs, idleMs, info, allow, portMin, portMax, extra)");
-  if (L->relay != NULL) return throw_msg(env, "ERR_INVALID_STATE", "laneRelay: already a relay listener");
-  if (!crypto_ready()) return throw_msg(env, "ENOSYS", "laneRelay: this Node.js exports no HMAC-SHA256 (OpenSSL symbols)");
-  bool is_buf = false;
-  void *tok = NULL;
-  size_t tl = 0;
-  if (napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay: token must be a Buffer");
-  napi_get_buffer_info(env, argv[1], &tok, &tl);
-  if (tl < 16 || tl > 64) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: token must be 16-64 bytes");
-  int32_t v[4];
-  for (int i = 0; i < 4; i++) {
-    if (napi_get_value_int32(env, argv[2 + i], &v[i]) != napi_ok || v[i] < 0) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: non-negative integers");
-  }
-  int32_t pmin, pmax;
-  if (napi_get_value_int32(env, argv[7], &pmin) != napi_ok || napi_get_value_int32(env, argv[8], &pmax) != napi_ok ||
-      pmin < 1 || pmax > 65535 || pmin > pmax || v[0] < 1 || v[1] < 1 || v[2] < 1 || v[3] > 255) {
-    return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: bad window, deadline, info or port range");
-  }
-  uint32_t ne = 0;
-  bool is_arr = false;
-  if (napi_is_array(env, argv[9], &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, argv[9], &ne) != napi_ok || ne > 32) {
-    return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: at most 32 extra ports");
-  }
-  relay_cfg_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return throw_msg(env, "ENOMEM", "laneRelay");
-  pthread_mutex_init(&c->mu, NULL);
-  memcpy(c->token, tok, tl);
-  c->token_len = (int)tl;
-  c->window_ms = v[0];
-  c->header_ms = v[1];
-  c->idle_ms = v[2];
-  c->info = (uint8_t)v[3];
-  c->port_min = (uint16_t)pmin;
-  c->port_max = (uint16_t)pmax;
-  c->max = RELAY_NONCES_MAX;
-  c->rotated_at = wall_ms();
-  for (uint32_t i = 0; i < ne; i++) {
-    napi_value x;
-    int32_t port = 0;
-    if (napi_get_element(env, argv[9], i, &x) != napi_ok || napi_get_value_int32(env, x, &port) != napi_ok || port < 1 || port > 65535) {
-      relay_free(c);
-      return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: bad extra port");
-    }
-    c->extra[c->n_extra++] = (uint16_t)port;
-  }
-  const char *err = read_allow(env, argv[6], c);
-  if (err != NULL) {
-    relay_free(c);
-    return throw_msg(env, strcmp(err, "ENOMEM") == 0 ? "ENOMEM" : "ERR_INVALID_ARG_VALUE", err);
-  }
-  // Published to the workers by the command queue's mutex (laneStart comes after).
-  L->relay = c;
-  return NULL;
-}
-
-// laneRelayStats(listener, out: Float64Array(RS_COUNT))
-napi_value relay_js_stats (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  lane_listener_t *L = argc >= 2 ? lane_listener_of(env, argv[0]) : NULL;
-  napi_typedarray_type t;
-  size_t len = 0;
-  void *data = NULL;
-  if (L == NULL || L->relay == NULL || napi_get_typedarray_info(env, argv[1], &t, &len, &data, NULL, NULL) != napi_ok || t != napi_float64_array || len < RS_COUNT) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelayStats(relay listener, out: Float64Array)");
-  }
-  double *o = data;
-  for (int i = 0; i < RS_COUNT; i++) o[i] = (double)atomic_load(&L->relay->st[i]);
-  pthread_mutex_lock(&L->relay->mu);
-  o[RS_NONCES] = (double)(L->relay->cur.n + L->relay->prev.n);
-  pthread_mutex_unlock(&L->relay->mu);
-  return NULL;
-}
-
-// laneRelayQuiet(listener): end the connections still in their header phase (closing).
-napi_value relay_js_quiet (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  lane_listener_t *L = argc >= 1 ? lane_listener_of(env, argv[0]) : NULL;
-  if (L == NULL || L->relay == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelayQuiet(relay listener)");
-  lane_listener_cmd(L->lane, L_QUIET, L);
-  return NULL;
-}
-
-// ---------------------------------------------------------------- differential-test hooks
-
-// relayNonceScript(windowMs, max, startMs, nonces: Buffer (16 each), nows: number[]) -> number[] (0 new, 1 seen, 2 full)
-static napi_value js_nonce_script (napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int64_t w = 0, mx = 0, start = 0;
-  void *data = NULL;
-  size_t len = 0;
-  uint32_t n = 0;
-  bool is_buf = false;
-  if (argc < 5 || napi_get_value_int64(env, argv[0], &w) != napi_ok || napi_get_value_int64(env, argv[1], &mx) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &start) != napi_ok || napi_is_buffer(env, argv[3], &is_buf) != napi_ok || !is_buf ||
-      napi_get_array_length(env, argv[4], &n) != napi_ok || w < 1 || mx < 0) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "relayNonceScript(windowMs, max, startMs, nonces, nows)");
-  }
-  napi_get_buffer_info(env, argv[3], &data, &len);
-  if (len < (size_t)n * 16) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "relayNonceScript: 16 bytes per nonce");
-  relay_cfg_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return throw_msg(env, "ENOMEM", "relayNonceScript");
-  pthread_mutex_init(&c->mu, NULL);
-  c->window_ms = w;
-  c->max = (size_t)mx;
-  c->rotated_at = start;
-  napi_create_array_with_length(env, n, &out);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value x;
-    int64_t now = 0;
-    napi_get_element(env, argv[4], i, &x);
-    napi_get_value_int64(env, x, &now);
-    napi_create_int32(env, nonce_add(c, (const uint8_t *)data + 16 * i, now), &x);
-    napi_set_element(env, out, i, x);
-  }
-  relay_free(c);
-  return out;
-}
-
-// relayAllowScript(allow: string[], portMin, portMax, extra: number[], addrs: Buffer[] (4 or 16 bytes), ports: number[]) -> number[] (1 allowed)
-static napi_value js_allow_script (napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t pmin = 0, pmax = 0;
-  uint32_t ne = 0, n = 0;
-  if (argc < 6 || napi_get_value_int32(env, argv[1], &pmin) != napi_ok || napi_get_value_int32(env, argv[2], &pmax) != napi_ok ||
-      napi_get_array_length(env, argv[3], &ne) != napi_ok || ne > 32 || napi_get_array_length(env, argv[4], &n) != napi_ok) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "relayAllowScript(allow, portMin, portMax, extra, addrs, ports)");
-  }
-  relay_cfg_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return throw_msg(env, "ENOMEM", "relayAllowScript");
-  pthread_mutex_init(&c->mu, NULL);
-  c->port_min = (uint16_t)pmin;
-  c->port_max = (uint16_t)pmax;
-  for (uint32_t i = 0; i < ne; i++) {
-    napi_value x;
-    int32_t port = 0;
-    napi_get_element(env, argv[3], i, &x);
-    napi_get_value_int32(env, x, &port);
-    c->extra[c->n_extra++] = (uint16_t)port;
-  }
-  const char *err = read_allow(env, argv[0], c);
-  if (err != NULL) { relay_free(c); return throw_msg(env, "ERR_INVALID_ARG_VALUE", err); }
-  napi_create_array_with_length(env, n, &out);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value a, pv, x;
-    void *d = NULL;
-    size_t l = 0;
-    int32_t port = 0;
-    napi_get_element(env, argv[4], i, &a);
-    napi_get_element(env, argv[5], i, &pv);
-    napi_get_value_int32(env, pv, &port);
-    int ok = 0;
-    if (napi_get_buffer_info(env, a, &d, &l) == napi_ok && (l == 4 || l == 16)) ok = allow_check(c, l == 4 ? 4 : 6, d, (uint16_t)port);
-    napi_create_int32(env, ok, &x);
-    napi_set_element(env, out, i, x);
-  }
-  relay_free(c);
-  return out;
-}
-
-// relayMacCheck(token: Buffer, auth: Buffer (46 bytes)) -> boolean
-static napi_value js_mac_check (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  void *tok = NULL, *auth = NULL;
-  size_t tl = 0, al = 0;
-  if (argc < 2 || napi_get_buffer_info(env, argv[0], &tok, &tl) != napi_ok || napi_get_buffer_info(env, argv[1], &auth, &al) != napi_ok ||
-      tl < 1 || tl > 64 || al != RELAY_AUTH_LEN) {
-    return throw_msg(env, "ERR_INVALID_ARG_TYPE", "relayMacCheck(token, auth)");
-  }
-  if (!crypto_ready()) return throw_msg(env, "ENOSYS", "relayMacCheck: no HMAC-SHA256 in this process");
-  napi_get_boolean(env, mac_ok(tok, (int)tl, auth), &out);
-  return out;
-}
-
-void relay_hooks_init (napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-    { "relayNonceScript", NULL, js_nonce_script, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "relayAllowScript", NULL, js_allow_script, NULL, NULL, NULL, napi_enumerable, NULL },
-    { "relayMacCheck", NULL, js_mac_check, NULL, NULL, NULL, napi_enumerable, NULL },
-  };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }
