@@ -114,37 +114,48 @@ type Phase = 'hello' | 'idle' | 'request' | 'dialing' | 'spliced' | 'done'
 const HEADER_BUF_MAX = HELLO_MAX + CONNECT_MAX
 
 /**
- * Nonces seen within the AUTH window, in two generations that rotate every
- * window: a nonce is remembered for at least one window and at most two.
- * Bounded: when full, new AUTHs are refused BUSY rather than remembered
- * partially (a replay must never slip through an overflow).
+ * Nonces seen, in three generations: one per window-long slot of the clock
+ * (slot = floor(now / window)). A nonce first seen in slot s is remembered
+ * until slot s + 3 begins, so for more than two windows. That outlasts any
+ * AUTH carrying it: its timestamp is within one window of the clock when it
+ * is first seen, and it stays acceptable for at most one window after its
+ * timestamp, so for at most two windows after it was first seen. (Two
+ * generations rotated every window kept a nonce as little as one window,
+ * which an AUTH dated up to a window ahead outlived.) Bounded: when full,
+ * new AUTHs are refused BUSY rather than remembered partially (a replay must
+ * never slip through an overflow). kt_relay.c holds the addon's port of it.
  */
 export class NonceCache {
-  private cur = new Set<string>()
-  private prev = new Set<string>()
-  private rotatedAt: number
+  private gens: Array<Set<string>> = [new Set(), new Set(), new Set()]
+  private slot: number
   constructor (private readonly windowMs: number, private readonly max: number, now: number) {
-    this.rotatedAt = now
+    this.slot = Math.floor(now / windowMs)
   }
 
   /** 'new' and remembered, 'seen' (a replay), or 'full'. */
   add (nonce: Buffer, now: number): 'new' | 'seen' | 'full' {
-    if (now - this.rotatedAt >= this.windowMs) {
-      this.prev = now - this.rotatedAt >= 2 * this.windowMs ? new Set() : this.cur
-      this.cur = new Set()
-      this.rotatedAt = now
+    const slot = Math.floor(now / this.windowMs)
+    // A clock that steps back shifts nothing: nonces are then kept longer, never shorter.
+    for (let shift = Math.min(3, slot - this.slot); shift > 0; shift--) {
+      this.gens.pop()
+      this.gens.unshift(new Set())
     }
+    if (slot > this.slot) this.slot = slot
     const k = nonce.toString('latin1')
-    if (this.cur.has(k) || this.prev.has(k)) return 'seen'
-    if (this.cur.size + this.prev.size >= this.max) return 'full'
-    this.cur.add(k)
+    for (const g of this.gens) if (g.has(k)) return 'seen'
+    if (this.size >= this.max) return 'full'
+    ;(this.gens[0] as Set<string>).add(k)
     return 'new'
   }
 
-  get size (): number { return this.cur.size + this.prev.size }
+  get size (): number {
+    let n = 0
+    for (const g of this.gens) n += g.size
+    return n
+  }
 }
 
-/** At 5000 new connections a second for two 30 s windows: 300k, about 25 MB. */
+/** At 5000 new connections a second for three 30 s windows: 450k, about 40 MB. */
 const NONCE_CACHE_MAX = 500_000
 
 interface Ctx {
@@ -213,9 +224,16 @@ class Conn {
   ack = false
   /** The addon's cache already judged this AUTH's nonce (a hand-back): JS's must not. */
   nonceVerdict: 'seen' | 'full' | undefined
+  /**
+   * A hand-back the addon did not authenticate ('raw', 'stale'): whatever JS
+   * makes of it, it is refused. The addon already judged its clock and its
+   * nonce, and an AUTH JS found fresh after the addon did not would have its
+   * nonce in neither cache.
+   */
+  addonRefused: 'raw' | 'stale' | undefined
 
   /** `from`: where the addon's lane left a connection it handed back (native-lane.ts); 'raw' is a fresh one. */
-  constructor (ctx: Ctx, sock: Socket, from: RelayVerdict = 'raw') {
+  constructor (ctx: Ctx, sock: Socket, from: RelayVerdict | 'fresh' = 'fresh') {
     this.ctx = ctx
     this.sock = sock
     this.remote = remoteOf(sock)
@@ -227,7 +245,7 @@ class Conn {
     sock.on('end', this.onPreSpliceEnd)
     sock.once('close', () => this.onClose())
     this.arm(ctx.headerTimeoutMs, this.onHeaderTimeout)
-    if (from !== 'raw') this.resumeFrom(from)
+    if (from !== 'fresh') this.resumeFrom(from)
   }
 
   /** A hand-back from the addon: pick up in its state. Its bytes not yet taken are still in the socket. */
@@ -237,6 +255,8 @@ class Conn {
         this.phase = 'idle'
         this.arm(this.ctx.idleTimeoutMs, this.onIdleTimeout)
         return
+      case 'raw': this.addonRefused = 'raw'; return
+      case 'stale': this.addonRefused = 'stale'; return
       case 'replay': this.nonceVerdict = 'seen'; return
       case 'full': this.nonceVerdict = 'full'; return
       case 'hello_timeout': this.onHeaderTimeout(); return
@@ -313,7 +333,8 @@ class Conn {
       const { ctx } = this
       if (!verifyAuthMac(ctx.token, auth)) { this.refuse(Status.AUTH, 'bad MAC (wrong token)', how); return }
       const now = ctx.now()
-      if (Math.abs(now - auth.timestamp) > ctx.authWindowMs) {
+      if (this.addonRefused === 'raw') { this.refuse(Status.AUTH, 'refused by the relay\'s addon', how); return }
+      if (this.addonRefused === 'stale' || Math.abs(now - auth.timestamp) > ctx.authWindowMs) {
         ctx.counters.refusedStale++
         this.refuse(Status.STALE, `timestamp ${now - auth.timestamp} ms from the relay's clock (window ${ctx.authWindowMs} ms)`, how)
         return
@@ -604,11 +625,22 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   // callback, before libuv ever polls it; JS then serves only hand-backs.
   let lane: NativeRelayLane | undefined
   let acceptWhy: string | undefined
+  /** Hand-backs received: close() waits until every one the lane sent has arrived. */
+  let handedIn = 0
   let address: AddressInfo | undefined
   const summaries = opts.logConnections ?? opts.logger !== undefined
   const onSummary = (s: RelaySummary): void => { logSummary(ctx, s) }
   const handBack = (sock: Socket, from: RelayVerdict): void => {
+    handedIn++
     if (ctx.closing) { sock.on('error', () => {}); sock.destroy(); return }
+    // The cap covers both paths: the lane's connections and JS's.
+    if (counters.active + (lane?.read().active ?? 0) >= ctx.maxConnections) {
+      counters.refusedBusy++
+      ctx.metrics?.outcome('busy')
+      sock.on('error', () => {})
+      sock.resetAndDestroy()
+      return
+    }
     counters.active++
     ctx.conns.add(new Conn(ctx, sock, from))
   }
@@ -659,7 +691,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     const r = n.relay
     return {
       ...counters,
-      accepted: counters.accepted + n.accepted,
+      accepted: counters.accepted + n.accepted + n.busy,
       authenticated: counters.authenticated + r.authenticated,
       refusedBusy: counters.refusedBusy + n.busy,
       dialed: counters.dialed + r.dialed,
@@ -692,7 +724,8 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           if (lane === undefined) { res(); return }
           const l = lane
           const poll = (): void => {
-            if (l.read().active === 0 && ctx.conns.size === 0) { l.close(); res(); return }
+            const n = l.read()
+            if (n.active === 0 && n.relay.handed_back === handedIn && ctx.conns.size === 0) { l.close(); res(); return }
             setTimeout(poll, 20).unref()
           }
           poll()

@@ -10,6 +10,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
+import { execFileSync } from 'node:child_process'
 import { loadNativeSplicer, nativeUnavailableReason } from '../../src/dataplane/native/index.js'
 import { locateAddon } from '../../src/dataplane/native/locate.js'
 import { nativeSkip } from '../support/native.js'
@@ -245,6 +246,55 @@ else {
       const warn = lines.find((l) => l.level === 'warn')
       t.match(warn?.obj, { outcome: 'unreachable', dst: `${gw.host}:65000`, detail: 'ECONNREFUSED' })
       t.equal(r.counters.dialFailed, 1)
+    })
+
+    t.test('the connection cap covers hand-backs: MUX carriers past it are reset', async (t) => {
+      const r = await relayWith(t, { maxConnections: 2 })
+      const socks = []
+      const resets: boolean[] = []
+      for (let i = 0; i < 4; i++) {
+        const s = connect({ host: '127.0.0.1', port: r.address.port })
+        const k = i
+        resets[k] = false
+        s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'ECONNRESET') resets[k] = true })
+        t.teardown(() => { s.destroy() })
+        await once(s, 'connect')
+        s.write(Buffer.concat([encodeAuth(token), Buffer.from([3, 0])]))
+        socks.push(s)
+        await waitFor(() => r.counters.handedBack === i + 1, 'the carrier handed back', 3000)
+      }
+      await waitFor(() => resets.filter(Boolean).length === 2, 'two carriers reset', 3000)
+      t.same(resets, [false, false, true, true], 'the first two stay, the rest are reset')
+      t.equal(r.counters.refusedBusy, 2)
+      t.equal(r.counters.active, 2)
+    })
+
+    t.test('TCP keepalive on both of a spliced pair\'s sockets, as server.ts sets it', async (t) => {
+      const r = await relayWith(t)
+      const s = connect({ host: '127.0.0.1', port: r.address.port, allowHalfOpen: true })
+      s.on('error', () => {})
+      t.teardown(() => { s.destroy() })
+      await once(s, 'connect')
+      s.write(Buffer.concat([encodeAuth(token), encodeConnect({ address: gw.host, port: gw.port }), Buffer.from('hi')]))
+      await once(s, 'data')
+      const ss = (filter: string): string => execFileSync('ss', ['-tnoH', 'state', 'established', filter], { encoding: 'utf8' })
+      const fromHost = ss(`( sport = :${r.address.port} )`)
+      const toNode = ss(`( dport = :${gw.port} )`)
+      t.match(fromHost, /keepalive/, 'the host side')
+      t.match(toNode, /keepalive/, 'the node side')
+    })
+
+    t.test('close() with a hand-back on its way: the connection is served or closed, never left open', async (t) => {
+      // A live MUX carrier is spliced: close() waits for it up to the drain timeout, as on the JS path.
+      const r = await relayWith(t, { drainTimeoutMs: 300 })
+      const s = connect({ host: '127.0.0.1', port: r.address.port })
+      s.on('error', () => {})
+      await once(s, 'connect')
+      s.write(Buffer.concat([encodeAuth(token), Buffer.from([3, 0])]))
+      await new Promise((resolve) => setTimeout(resolve, 2))
+      await r.close()
+      const closed = await Promise.race([new Promise((resolve) => s.once('close', () => resolve(true))), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+      t.equal(closed, true, 'the client sees its connection end')
     })
 
     t.test('close(): idle pooled connections end, a spliced one finishes its transfer', async (t) => {

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import type { RelayHandle } from '../../src/relay/server.js'
+import { NonceCache, type RelayHandle } from '../../src/relay/server.js'
 import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
 import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP, INFO_MUX } from '../../src/relay/protocol.js'
@@ -16,8 +16,8 @@ const token = randomBytes(32)
 // Never dialled: every destination below is refused first.
 const ALLOW = ['10.255.255.0/24']
 
-async function relay (t: Tap, extra: { headerTimeoutMs?: number } = {}): Promise<RelayHandle> {
-  const r = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry(), logger: silentLogger() })
+async function relay (t: Tap, extra: { headerTimeoutMs?: number, authWindowMs?: number } = {}): Promise<RelayHandle> {
+  const r = await startTestRelay({ host: '127.0.0.1', port: 0, token, allow: ALLOW, ports: { min: 30000, max: 32767, extra: [10256] }, connectTimeoutMs: 500, headerTimeoutMs: extra.headerTimeoutMs ?? 300, metrics: new Registry(), logger: silentLogger(), ...(extra.authWindowMs !== undefined ? { authWindowMs: extra.authWindowMs } : {}) })
   t.teardown(() => r.destroy())
   return r
 }
@@ -75,6 +75,45 @@ t.test('a stale timestamp (either way) and a replayed AUTH are refused', async (
   t.equal(r.counters.refusedReplay, 1)
   t.equal(r.counters.authenticated, 1)
   t.equal(r.counters.dialed, 0)
+})
+
+t.test('an AUTH dated just past the window is refused STALE; once inside it, it works once, then is a replay', async (t) => {
+  // On the addon's path the first one is judged stale by the addon's clock and
+  // handed back with that verdict: JS, reading its clock a little later, must
+  // not find it fresh (its nonce would then be in neither cache).
+  const r = await relay(t, { authWindowMs: 1000 })
+  const early = auth(token, { ack: true, now: Date.now() + 1200 })
+  const first = await exchange(r.address.port, Buffer.concat([early, bind('10.255.255.1', 22)]))
+  t.same([...first.reply], status(Status.STALE), 'ahead of the window: STALE')
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const second = await exchange(r.address.port, Buffer.concat([early, bind('10.255.255.1', 22)]))
+  t.same([...second.reply], [...ok, ...status(Status.DENIED)], 'inside the window now: it authenticates (its nonce was never taken)')
+  const third = await exchange(r.address.port, Buffer.concat([early, bind('10.255.255.1', 22)]))
+  t.same([...third.reply], status(Status.AUTH), 'then a replay')
+  t.equal(r.counters.authenticated, 1)
+})
+
+t.test('NonceCache remembers a nonce for more than two windows, through any rotations', async (t) => {
+  // An AUTH stays acceptable at most two windows after its nonce is first seen
+  // (its timestamp within a window of the clock then, and for a window after).
+  let misses = 0
+  for (let i = 0; i < 2000; i++) {
+    const w = 1 + Math.floor(Math.random() * 1000)
+    const start = 1_700_000_000_000 + Math.floor(Math.random() * 10_000)
+    const c = new NonceCache(w, 1_000_000, start)
+    const first = start + Math.floor(Math.random() * 3 * w)
+    const n = randomBytes(16)
+    let now = first
+    c.add(n, now)
+    const until = first + 2 * w
+    // Other AUTHs at random times force rotations on the way.
+    while (now < until) {
+      now = Math.min(until, now + Math.floor(Math.random() * w * 0.7) + 1)
+      c.add(randomBytes(16), now)
+      if (c.add(n, now) !== 'seen') { misses++; break }
+    }
+  }
+  t.equal(misses, 0, 'never forgotten within two windows of its first use')
 })
 
 t.test('a truncated AUTH is refused at the header deadline', async (t) => {

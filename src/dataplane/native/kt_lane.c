@@ -241,6 +241,7 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     }
     int one = 1;
     (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (lc->relay != NULL) relay_keepalive(s);
     // From connect() to connected, as upstream.ts times a JS dial (which includes the socket setup too).
     lc->connect_ns = mono_ns();
     if (connect(s, (struct sockaddr *)&b.addr, b.len) == 0) {

@@ -109,10 +109,11 @@ typedef struct relay_cfg {
   uint16_t extra[32];
   int n_extra;
   pthread_mutex_t mu;      // the nonce cache
-  relay_nonces_t cur, prev;
-  int64_t rotated_at;
+  relay_nonces_t gen[3];   // by window-long slot of the clock: this one, the last, the one before
+  int64_t slot;            // floor(ms / window_ms) of gen[0]
   size_t max;              // nonces held at most (both generations)
   atomic_uint_fast64_t st[RS_COUNT];
+  atomic_int quiet;        // closing (laneRelayQuiet): a connection adopted by another worker afterwards ends at once
 } relay_cfg_t;
 
 typedef struct lane_listener {
@@ -133,6 +134,7 @@ typedef struct lane_listener {
   atomic_int has_listener_acl;  // lets accept skip the lock when there is none
   atomic_int default_group;  // -1: none (unmatched connections are closed and counted no_route); below n_groups (setRoutes checks), read without mu
   atomic_int routed;  // peek the first flight and route by name (issue #3)
+  atomic_int started;  // laneStart (or laneListen with start): a relay configuration comes too late
   atomic_int peek_ms;
   relay_cfg_t *relay;  // a relay listener (kt_relay.c): set before it starts, never changed after
   int policy;  // 0 round-robin, 1 least-connections
@@ -238,6 +240,8 @@ int acl_set_has (const acl_t *s, const uint8_t a[16]);
 
 // ---------------------------------------------------------------- kt_relay.c
 
+// Keepalive as server.ts sets it (60 s): the only reaper of a peer that vanished without a FIN.
+void relay_keepalive (int fd);
 // Start reading a relay listener's new connection (its AUTH, then its BIND).
 void relay_start (engine_t *e, pair_t *p);
 // A relay connection's header deadline passed (the wait list's timer).

@@ -201,7 +201,10 @@ static napi_value js_listen (napi_env env, napi_callback_info info) {
   napi_type_tag_object(env, obj, &kListenerTag);
   bool start = true;
   if (argc >= 4) napi_get_value_bool(env, argv[3], &start);
-  if (start) lane_listener_cmd(ln, L_LISTEN, L);
+  if (start) {
+    atomic_store(&L->started, 1);
+    lane_listener_cmd(ln, L_LISTEN, L);
+  }
   return obj;
 }
 
@@ -223,6 +226,7 @@ static napi_value js_start (napi_env env, napi_callback_info info) {
   lane_listener_t *L = get_listener(env, info, 1, argv);
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "start(listener)");
   if (atomic_load(&L->stopped)) return NULL;
+  atomic_store(&L->started, 1);
   lane_listener_cmd(L->lane, L_LISTEN, L);
   return NULL;
 }

@@ -160,22 +160,31 @@ static void nonces_free (relay_nonces_t *s) {
   memset(s, 0, sizeof *s);
 }
 
-// NonceCache.add: two generations rotating every window, so a nonce is
-// remembered for one to two windows; bounded, and full means BUSY, never a
-// nonce let through unremembered.
+// NonceCache.add: three generations, one per window-long slot of the clock,
+// so a nonce is remembered for more than two windows, longer than any AUTH
+// carrying it stays acceptable; bounded, and full means BUSY, never a nonce
+// let through unremembered.
+static int64_t floor_div (int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
 int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now) {
   int r;
   pthread_mutex_lock(&c->mu);
-  if (now - c->rotated_at >= c->window_ms) {
-    nonces_free(&c->prev);
-    if (now - c->rotated_at >= 2 * c->window_ms) nonces_free(&c->cur);
-    c->prev = c->cur;
-    memset(&c->cur, 0, sizeof c->cur);
-    c->rotated_at = now;
+  int64_t slot = floor_div(now, c->window_ms);
+  // A clock that steps back shifts nothing: nonces are then kept longer, never shorter.
+  for (int64_t shift = slot - c->slot > 3 ? 3 : slot - c->slot; shift > 0; shift--) {
+    nonces_free(&c->gen[2]);
+    c->gen[2] = c->gen[1];
+    c->gen[1] = c->gen[0];
+    memset(&c->gen[0], 0, sizeof c->gen[0]);
   }
-  if (nonces_has(&c->cur, k) || nonces_has(&c->prev, k)) r = NONCE_SEEN;
-  else if (c->cur.n + c->prev.n >= c->max) r = NONCE_FULL;
-  else r = nonces_add(&c->cur, k) == 0 ? NONCE_NEW : NONCE_FULL;
+  if (slot > c->slot) c->slot = slot;
+  size_t held = c->gen[0].n + c->gen[1].n + c->gen[2].n;
+  if (nonces_has(&c->gen[0], k) || nonces_has(&c->gen[1], k) || nonces_has(&c->gen[2], k)) r = NONCE_SEEN;
+  else if (held >= c->max) r = NONCE_FULL;
+  else r = nonces_add(&c->gen[0], k) == 0 ? NONCE_NEW : NONCE_FULL;
   pthread_mutex_unlock(&c->mu);
   return r;
 }
@@ -300,7 +309,8 @@ static int auth_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
   for (int i = 6; i < 14; i++) ts = (ts << 8) | b[i];
   int64_t now = wall_ms();
   // Stale either way: JS refuses it (and counts it) with its own clock.
-  if (ts > (uint64_t)INT64_MAX / 2 || (int64_t)ts - now > c->window_ms || now - (int64_t)ts > c->window_ms) { hand_back(e, p, RV_RAW); return STEP_DONE; }
+  // With its own verdict: JS, reading its clock a little later, must not find it fresh.
+  if (ts > (uint64_t)INT64_MAX / 2 || (int64_t)ts - now > c->window_ms || now - (int64_t)ts > c->window_ms) { hand_back(e, p, RV_STALE); return STEP_DONE; }
   int seen = nonce_add(c, b + 14, now);
   if (seen != NONCE_NEW) { hand_back(e, p, seen == NONCE_SEEN ? RV_REPLAY : RV_FULL); return STEP_DONE; }
   uint8_t sink[RELAY_AUTH_LEN];
@@ -399,7 +409,7 @@ static void relay_read (engine_t *e, pair_t *p) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       // Reset (or failed) before the splice: server.ts's pre-splice error.
-      p->lane->outcome = 1 + O_CLIENT_CLOSED;
+      p->lane->outcome = 1 + O_RESET_CLIENT;
       kt_finish(e, p, C_RESET_A, errno, 0);
       return;
     }
@@ -408,9 +418,22 @@ static void relay_read (engine_t *e, pair_t *p) {
   }
 }
 
+void relay_keepalive (int fd) {
+  int one = 1, idle = 60;
+  (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+}
+
 void relay_start (engine_t *e, pair_t *p) {
   lane_conn_t *lc = p->lane;
   relay_cfg_t *c = cfg_of(p);
+  if (atomic_load(&c->quiet)) {
+    // Accepted just before the listener stopped, adopted here after the quiet command ran.
+    lc->outcome = 1 + O_ABORTED;
+    kt_finish(e, p, C_ABORTED, 0, 0);
+    return;
+  }
+  relay_keepalive(p->s[0].fd);
   relay_conn_t *rc = calloc(1, sizeof *rc);
   if (rc == NULL) {
     lc->outcome = 1 + O_ERROR;
@@ -511,8 +534,7 @@ void relay_finished (engine_t *e, pair_t *p, int outcome, int err) {
 
 void relay_free (relay_cfg_t *c) {
   if (c == NULL) return;
-  nonces_free(&c->cur);
-  nonces_free(&c->prev);
+  for (int i = 0; i < 3; i++) nonces_free(&c->gen[i]);
   free(c->allow4.v);
   free(c->allow6.v);
   pthread_mutex_destroy(&c->mu);

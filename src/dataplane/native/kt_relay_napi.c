@@ -52,6 +52,7 @@ napi_value relay_js_configure (napi_env env, napi_callback_info info) {
   lane_listener_t *L = argc >= 10 ? lane_listener_of(env, argv[0]) : NULL;
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay(listener, token, windowMs, headerMs, idleMs, info, allow, portMin, portMax, extra)");
   if (L->relay != NULL) return throw_msg(env, "ERR_INVALID_STATE", "laneRelay: already a relay listener");
+  if (atomic_load(&L->started)) return throw_msg(env, "ERR_INVALID_STATE", "laneRelay: the listener already accepts (laneListen with start false, then laneRelay, then laneStart)");
   if (!crypto_ready()) return throw_msg(env, "ENOSYS", "laneRelay: this Node.js exports no SHA-256 (OpenSSL symbols)");
   bool is_buf = false;
   void *tok = NULL;
@@ -84,7 +85,7 @@ napi_value relay_js_configure (napi_env env, napi_callback_info info) {
   c->port_min = (uint16_t)pmin;
   c->port_max = (uint16_t)pmax;
   c->max = RELAY_NONCES_MAX;
-  c->rotated_at = wall_ms();
+  c->slot = wall_ms() / c->window_ms;
   for (uint32_t i = 0; i < ne; i++) {
     napi_value x;
     int32_t port = 0;
@@ -119,7 +120,7 @@ napi_value relay_js_stats (napi_env env, napi_callback_info info) {
   double *o = data;
   for (int i = 0; i < RS_COUNT; i++) o[i] = (double)atomic_load(&L->relay->st[i]);
   pthread_mutex_lock(&L->relay->mu);
-  o[RS_NONCES] = (double)(L->relay->cur.n + L->relay->prev.n);
+  o[RS_NONCES] = (double)(L->relay->gen[0].n + L->relay->gen[1].n + L->relay->gen[2].n);
   pthread_mutex_unlock(&L->relay->mu);
   return NULL;
 }
@@ -131,6 +132,7 @@ napi_value relay_js_quiet (napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_listener_t *L = argc >= 1 ? lane_listener_of(env, argv[0]) : NULL;
   if (L == NULL || L->relay == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelayQuiet(relay listener)");
+  atomic_store(&L->relay->quiet, 1);
   lane_listener_cmd(L->lane, L_QUIET, L);
   return NULL;
 }
@@ -159,7 +161,7 @@ static napi_value js_nonce_script (napi_env env, napi_callback_info info) {
   pthread_mutex_init(&c->mu, NULL);
   c->window_ms = w;
   c->max = (size_t)mx;
-  c->rotated_at = start;
+  c->slot = start >= 0 ? start / w : -((-start + w - 1) / w);
   napi_create_array_with_length(env, n, &out);
   for (uint32_t i = 0; i < n; i++) {
     napi_value x;

@@ -89,6 +89,20 @@ void ring_flush_timer (engine_t *e, kt_timer_t *t) {
   if (at != 0) kt_timer_arm_before(&e->timers, t, at > e->now_ms ? at : e->now_ms + 1);
 }
 
+// Records that will never reach JS: the descriptors of relay hand-backs
+// among them would be owned by nobody, so they are reset and closed here.
+static void drop_records (double *ring, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    const double *r = ring + i * KT_REC;
+    if (r[F_TYPE] == REC_RELAY && r[F_BACKEND] == 0 && r[F_ATTEMPTS] >= 0) {
+      int fd = (int)r[F_ATTEMPTS];
+      kt_reset_fd(fd);
+      close(fd);
+    }
+  }
+  free(ring);
+}
+
 void ring_deliver (napi_env env, napi_value cb, void *ctx, void *data) {
   (void)data;
   lane_t *ln = ctx;
@@ -99,11 +113,11 @@ void ring_deliver (napi_env env, napi_value cb, void *ctx, void *data) {
   ln->len = ln->cap = 0;
   ln->posted = 0;
   pthread_mutex_unlock(&ln->rmu);
-  if (env == NULL || cb == NULL || len == 0) { free(ring); return; }
+  if (env == NULL || cb == NULL || len == 0) { drop_records(ring, len); return; }
   napi_value ab, arr, undef;
   size_t bytes = len * KT_REC * sizeof(double);
   void *mem;
-  if (napi_create_arraybuffer(env, bytes, &mem, &ab) != napi_ok) { free(ring); return; }
+  if (napi_create_arraybuffer(env, bytes, &mem, &ab) != napi_ok) { drop_records(ring, len); return; }
   memcpy(mem, ring, bytes);
   free(ring);
   napi_create_typedarray(env, napi_float64_array, len * KT_REC, ab, 0, &arr);
@@ -120,6 +134,16 @@ int ring_close (lane_t *ln) {
   pthread_mutex_lock(&ln->rmu);
   int was = ln->closed;
   ln->closed = 1;
+  // A batch not posted yet never will be (a posted one is ring_deliver's).
+  double *ring = NULL;
+  size_t len = 0;
+  if (!ln->posted) {
+    ring = ln->ring;
+    len = ln->len;
+    ln->ring = NULL;
+    ln->len = ln->cap = 0;
+  }
   pthread_mutex_unlock(&ln->rmu);
+  drop_records(ring, len);
   return was;
 }

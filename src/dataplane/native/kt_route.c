@@ -21,14 +21,24 @@ void lane_wait_unlink (engine_t *e, pair_t *p) {
   lc->cprev = lc->cnext = NULL;
 }
 
-// Deadline order; one peek timeout for every listener makes this an append.
+// Deadline order (peek deadlines, and a relay's header and idle deadlines).
 // The peek timer is armed for the new deadline unless already due earlier.
 void lane_wait_insert (engine_t *e, pair_t *p) {
   lane_engine_t *le = e->lane;
   lane_conn_t *lc = p->lane;
   if (lc->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, &le->peek_t, lc->deadline_ms);
+  // From whichever end is nearer in time: a relay's new connections (a
+  // header deadline) belong near the head, its idle pooled ones (a longer
+  // deadline) at the tail, so neither walks past the other.
   pair_t *after = le->p_tail;
-  while (after != NULL && after->lane->deadline_ms > lc->deadline_ms) after = after->lane->cprev;
+  if (le->p_head != NULL && after->lane->deadline_ms > lc->deadline_ms &&
+      lc->deadline_ms - le->p_head->lane->deadline_ms < after->lane->deadline_ms - lc->deadline_ms) {
+    after = NULL;
+    pair_t *n = le->p_head;
+    while (n != NULL && n->lane->deadline_ms <= lc->deadline_ms) { after = n; n = n->lane->cnext; }
+  } else {
+    while (after != NULL && after->lane->deadline_ms > lc->deadline_ms) after = after->lane->cprev;
+  }
   lc->cprev = after;
   lc->cnext = after != NULL ? after->lane->cnext : le->p_head;
   if (lc->cnext != NULL) lc->cnext->lane->cprev = p;
