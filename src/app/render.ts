@@ -72,14 +72,15 @@ export function formatTable (st: UpStatus, width = 120): string[] {
   return out
 }
 
-/** The relay's data path and its warm pool: `data path js, pool 4 idle (target 4), hit rate 87% (1234 of 1418)`. */
+/** The relay's data path and its warm pool: `data path native (native accept), pool 4 idle (target 4), hit rate 87% (1234 of 1418)`. */
 export function relayDetail (p: RelayPoolStatus | undefined): string {
   if (p === undefined) return ''
   const dials = p.hits + p.misses
   const rate = dials === 0 ? 'no dials yet' : `hit rate ${Math.round((p.hitRate ?? p.hits / dials) * 100)}% (${p.hits} of ${dials})`
   const target = p.target !== undefined ? ` (target ${p.target})` : ''
   const err = p.lastError !== undefined ? `; last pool error ${p.lastError}` : ''
-  return `, data path ${p.dataPath ?? 'unknown'}${transportDetail(p)}, pool ${p.idle} idle${target}, ${rate}${err}`
+  const accept = p.acceptPath !== undefined ? ` (${p.acceptPath} accept)` : ''
+  return `, data path ${p.dataPath ?? 'unknown'}${accept}${transportDetail(p)}, pool ${p.idle} idle${target}, ${rate}${err}`
 }
 
 /** `, transport mux (2 connections, …)`, `, transport auto: pool (…)`; nothing for the pool alone. */

@@ -62,6 +62,8 @@ export interface RelayPoolStatus {
   readonly hitRate?: number
   /** How the relay container splices (it says so in its answer to the pool's AUTH). */
   readonly dataPath?: 'native' | 'js' | 'unknown'
+  /** Who accepts in the relay container: its addon (no JS per connection) or its JS. */
+  readonly acceptPath?: 'native' | 'js'
   readonly lastError?: string
   /** How dials travel now: streams over long-lived connections (mux) or a connection each (pool). */
   readonly transport?: 'mux' | 'pool'

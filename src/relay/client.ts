@@ -24,12 +24,12 @@
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP, type Address } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP, INFO_LANE, type Address } from './protocol.js'
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { onFirstSplicedRead } from '../dataplane/splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, AUTO_BULK_BYTES, AUTO_BULK_HOLD_MS, type MuxPoolStats, type RelayTransport } from './mux-client.js'
+import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE, AUTO_BULK_BYTES, AUTO_BULK_HOLD_MS, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -112,6 +112,8 @@ export interface RelayPoolStats {
   readonly hitRate: number
   /** How the relay splices, as it reported in its last OK (unknown before one). */
   readonly dataPath: 'native' | 'js' | 'unknown'
+  /** Who accepts in the relay: its addon (INFO_LANE: a pooled connection costs it no JS), or its JS. */
+  readonly acceptPath?: 'native' | 'js'
   readonly lastError?: string
   /** How dials travel now: `mux` (streams over long-lived connections) or `pool` (a connection each). */
   readonly transport?: 'mux' | 'pool'
@@ -368,20 +370,27 @@ export class RelayDialer implements Dialer {
       hitRate: this.hits + this.misses === 0 ? 0 : this.hits / (this.hits + this.misses),
       dataPath: this.info === undefined ? 'unknown' : (this.info & INFO_NATIVE) !== 0 ? 'native' : 'js',
     }
+    if (this.info !== undefined) s.acceptPath = (this.info & INFO_LANE) !== 0 ? 'native' : 'js'
     if (this.lastError !== undefined) s.lastError = this.lastError
     const onMux = this.auto ? this.onMuxNow() : 0
     s.transport = this.mux !== undefined && this.mux.stats().state === 'live' && (!this.auto || onMux > 0) ? 'mux' : 'pool'
-    if (this.auto) { s.auto = true; s.destinationsOnMux = onMux; s.autoMuxRate = AUTO_MUX_RATE }
+    if (this.auto) { s.auto = true; s.destinationsOnMux = onMux; s.autoMuxRate = this.autoRates()[0] }
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
   }
 
-  /** auto: destinations on mux whose rate has not decayed under AUTO_POOL_RATE since their last dial. */
+  /** auto: the rates a destination goes to mux at, and back to the pool under: by what the relay says of itself. */
+  private autoRates (): readonly [number, number] {
+    return this.info !== undefined && (this.info & INFO_LANE) !== 0 ? [AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE] : [AUTO_MUX_RATE, AUTO_POOL_RATE]
+  }
+
+  /** auto: destinations on mux whose rate has not decayed under the pool rate since their last dial. */
   private onMuxNow (): number {
     if (this.mux === undefined) return 0
     const now = Date.now()
+    const back = this.autoRates()[1]
     let n = 0
-    for (const r of this.rates.values()) if (r.mux && r.dials.perSecond(now) >= AUTO_POOL_RATE) n++
+    for (const r of this.rates.values()) if (r.mux && r.dials.perSecond(now) >= back) n++
     return n
   }
 
@@ -419,13 +428,14 @@ export class RelayDialer implements Dialer {
     if (r !== undefined) {
       const perSecond = r.dials.perSecond(now)
       const bulk = r.bulkAt > 0 && now - r.bulkAt < AUTO_BULK_HOLD_MS
-      if (!r.mux && !bulk && perSecond >= AUTO_MUX_RATE) {
+      const [toMux, toPool] = this.autoRates()
+      if (!r.mux && !bulk && perSecond >= toMux) {
         r.mux = true
         if (this.mux === undefined) {
           this.mux = this.newMux()
           this.log.info({ relay: target(this.ep.host, this.ep.port), destination: target(dst.address, dst.port), rate: Math.round(perSecond) }, 'new connections come fast: opening multiplexed relay connections')
         }
-      } else if (r.mux && (bulk || perSecond < AUTO_POOL_RATE)) {
+      } else if (r.mux && (bulk || perSecond < toPool)) {
         r.mux = false
       }
       if (!r.mux) return undefined

@@ -50,6 +50,12 @@ export const INFO_UDP = 0x02
 export const CMD_MUX = 0x03
 /** Reply info bit: the relay takes CMD_MUX. Relays without it refuse that command. */
 export const INFO_MUX = 0x04
+/**
+ * Reply info bit: the relay's addon accepts connections and takes their AUTH
+ * and a CONNECT BIND itself (kt_relay.c), so a pooled connection costs the
+ * relay no JS. The host's `auto` transport weighs the pool against streams by it.
+ */
+export const INFO_LANE = 0x08
 
 export const Status = {
   OK: 0x00,

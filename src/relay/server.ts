@@ -27,7 +27,7 @@ import {
   Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
   TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
-import { CMD_MUX, INFO_MUX } from './protocol.js'
+import { CMD_MUX, INFO_MUX, INFO_LANE } from './protocol.js'
 import { RelayMux } from './mux-server.js'
 import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
 import { splice, type SpliceResult } from './splice.js'
@@ -164,7 +164,8 @@ interface Ctx {
   readonly token: Buffer
   readonly authWindowMs: number
   readonly nonces: NonceCache
-  readonly info: number
+  /** The replies' info byte; INFO_LANE once the addon's lane accepts. */
+  info: number
   readonly now: () => number
   readonly allow: Allowlist
   readonly connectTimeoutMs: number
@@ -660,13 +661,13 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           idleTimeoutMs: ctx.idleTimeoutMs,
           connectTimeoutMs: ctx.connectTimeoutMs,
           maxConnections: ctx.maxConnections,
-          info: ctx.info,
+          info: ctx.info | INFO_LANE,
           allow: ctx.allow.cidrs.map((c) => c.text),
           ports: ctx.allow.ports,
           summaries: summaries || ctx.metrics !== undefined,
         }, { handBack, summary: onSummary })
         if (typeof l === 'string') acceptWhy = l
-        else lane = l
+        else { lane = l; ctx.info |= INFO_LANE }
       }
       resolve()
     })

@@ -81,6 +81,7 @@ t.test('each relay shows its data path and its pool\'s hit rate', async (t) => {
       { name: 'mux', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-mux', port: 41002, pool: { idle: 2, target: 2, hits: 0, misses: 0, hitRate: 0, dataPath: 'js', transport: 'mux', mux: { state: 'live', carriers: 2, streams: 5, opened: 900 } } } },
       { name: 'auto', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-auto', port: 41004, pool: { idle: 2, target: 2, hits: 40, misses: 0, hitRate: 1, dataPath: 'native', transport: 'pool', auto: true, autoMuxRate: 20 } } },
       { name: 'busy', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-busy', port: 41005, pool: { idle: 2, target: 2, hits: 120, misses: 4, hitRate: 0.97, dataPath: 'native', transport: 'mux', auto: true, destinationsOnMux: 1, autoMuxRate: 20, mux: { state: 'live', carriers: 2, streams: 31, opened: 5000 } } } },
+      { name: 'lane', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-lane', port: 41006, pool: { idle: 2, target: 2, hits: 9, misses: 0, hitRate: 1, dataPath: 'native', acceptPath: 'native', transport: 'pool', auto: true, autoMuxRate: 400 } } },
       { name: 'old', mode: 'relay', reason: 'test', synced: true, relay: { name: 'kind-tunnel-relay-old', port: 41003, pool: { idle: 2, target: 2, hits: 3, misses: 0, hitRate: 1, dataPath: 'js', transport: 'pool', mux: { state: 'unsupported', carriers: 0, streams: 0, opened: 0 } } } },
     ],
   })
@@ -90,5 +91,6 @@ t.test('each relay shows its data path and its pool\'s hit rate', async (t) => {
   t.match(text, /relay kind-tunnel-relay-mux on 127\.0\.0\.1:41002, data path js, transport mux \(2 connections, 5 streams open, 900 opened\), pool 2 idle/, 'the transport each relay uses')
   t.match(text, /relay kind-tunnel-relay-auto on 127\.0\.0\.1:41004, data path native, transport auto: pool \(mux from 20 new connections\/s to a destination\), pool 2 idle \(target 2\), hit rate 100%/, 'auto says which transport it uses now')
   t.match(text, /relay kind-tunnel-relay-busy on 127\.0\.0\.1:41005, data path native, transport auto: mux for 1 destination, pool for the rest \(mux from 20 new connections\/s to a destination; 2 connections, 31 streams open, 5000 opened\), pool 2 idle/)
+  t.match(text, /relay kind-tunnel-relay-lane on 127\.0\.0\.1:41006, data path native \(native accept\), transport auto: pool \(mux from 400 new connections\/s to a destination\), pool 2 idle/, 'a relay whose addon accepts says so')
   t.match(text, /relay kind-tunnel-relay-old on 127\.0\.0\.1:41003, data path js, transport pool \(mux unsupported\), pool 2 idle \(target 2\), hit rate 100%/)
 })

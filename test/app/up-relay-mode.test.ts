@@ -80,7 +80,7 @@ else {
     else t.ok((pool?.hitRate ?? 0) > 0, 'and its hit rate is reported')
     t.match(status.clusters[0]?.relay?.pool?.dataPath, /^(js|native)$/, 'the relay container reported its data path')
     const text = await runCli(['status', '--state-dir', stateDir])
-    t.match(text.stdout, /relay kind-tunnel-relay-\S+ on 127\.0\.0\.1:\d+, data path (js|native)(, transport mux \(2 connections, \d+ streams open, \d+ opened\)|, transport auto: (pool|mux for \d+ destinations?, pool for the rest) \(mux from \d+ new connections\/s to a destination(; [^)]*)?\))?, pool \d+ idle \(target \d+\), (hit rate \d+%|no dials yet)/, 'the text status says it per relay')
+    t.match(text.stdout, /relay kind-tunnel-relay-\S+ on 127\.0\.0\.1:\d+, data path (js|native)( \((js|native) accept\))?(, transport mux \(2 connections, \d+ streams open, \d+ opened\)|, transport auto: (pool|mux for \d+ destinations?, pool for the rest) \(mux from \d+ new connections\/s to a destination(; [^)]*)?\))?, pool \d+ idle \(target \d+\), (hit rate \d+%|no dials yet)/, 'the text status says it per relay')
   })
 
   t.test('UDP: the Service\'s UDP port is served through the relay, and status shows it', async (t) => {

@@ -10,7 +10,7 @@ import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
-import { AUTO_MUX_RATE, AUTO_BULK_BYTES } from '../../src/relay/mux-client.js'
+import { AUTO_MUX_RATE, AUTO_MUX_RATE_LANE, AUTO_BULK_BYTES } from '../../src/relay/mux-client.js'
 import { splice } from '../../src/dataplane/splice.js'
 import { createServer, connect as netConnect, type Socket as NetSocket, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -243,15 +243,21 @@ else {
     t.match(d.stats(), { auto: true, transport: 'pool', hits: 3 })
     t.equal(d.stats().mux, undefined, 'no multiplexed connection while new connections come slowly')
     t.equal(relay.counters.authenticated, 3 + POOL_MIN, 'only the pool\'s connections reached the relay')
-    // Fast: back to back until the decayed rate passes AUTO_MUX_RATE; the carriers open then.
+    // Fast: back to back until the decayed rate passes the mux rate (AUTO_MUX_RATE, or
+    // AUTO_MUX_RATE_LANE against a relay whose addon accepts); the carriers open then.
+    const muxAt = d.stats().autoMuxRate ?? AUTO_MUX_RATE
+    t.equal(muxAt, relay.acceptPath === 'native' ? AUTO_MUX_RATE_LANE : AUTO_MUX_RATE, 'the rate follows the relay\'s accept path')
     const fast: NetSocket[] = []
-    for (let i = 0; i < AUTO_MUX_RATE + 20 && d.stats().mux?.carriers !== 2; i++) {
-      const s = await d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 })
-      s.on('error', () => {})
-      s.resume()
-      s.end('x')
-      fast.push(s)
-      if (i >= AUTO_MUX_RATE) await new Promise((resolve) => setTimeout(resolve, 2))
+    // In batches of 25 at once, so the rate gets there on a slow machine too.
+    while (fast.length < 3 * muxAt && d.stats().mux?.carriers !== 2) {
+      const batch = await Promise.all(Array.from({ length: 25 }, async () => await d.dial({ host: echo.host, port: echo.port, timeoutMs: 3000 })))
+      for (const s of batch) {
+        s.on('error', () => {})
+        s.resume()
+        s.end('x')
+        fast.push(s)
+      }
+      if (fast.length >= muxAt) await new Promise((resolve) => setTimeout(resolve, 2))
     }
     await waitFor(() => d.stats().mux?.carriers === 2, () => `carriers up: ${JSON.stringify(d.stats())}`, 3000)
     t.equal(d.stats().mux?.carriers, 2, `fast: two multiplexed connections opened (after ${fast.length} dials, rate ${d.stats().rate}/s in the pool)`)
