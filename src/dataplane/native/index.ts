@@ -150,16 +150,9 @@ export interface LaneBinding {
    * every bound). false when nothing was ever pushed for that id.
    */
   laneConnectStats (lane: object, id: number, out: Float64Array): boolean
-  /**
-   * Make a listener (laneListen with start false, before laneStart) a relay
-   * listener (kt_relay.c; src/relay/native-lane.ts is the only user). Throws
-   * ENOSYS when this Node.js exports no HMAC-SHA256.
-   */
-  laneRelay (l: object, token: Buffer, windowMs: number, headerMs: number, idleMs: number, info: number,
-    allow: readonly string[], portMin: number, portMax: number, extra: readonly number[]): void
-  /** A relay listener's own counters, in RELAY_STATS order. */
+  /** A relay listener (kt_relay_napi.c; relay/native-lane.ts): configure it before laneStart, read RELAY_STATS, end its header phases. */
+  laneRelay (l: object, token: Buffer, windowMs: number, headerMs: number, idleMs: number, info: number, allow: readonly string[], portMin: number, portMax: number, extra: readonly number[]): void
   laneRelayStats (l: object, out: Float64Array): void
-  /** End a relay listener's connections still in their header phase. */
   laneRelayQuiet (l: object): void
 }
 
