@@ -121,7 +121,7 @@ export interface RelayPoolStats {
   readonly auto?: boolean
   /** auto: destinations whose new connections come fast enough for mux now. */
   readonly destinationsOnMux?: number
-  /** auto: new connections a second to one destination from which it goes over mux (AUTO_MUX_RATE). */
+  /** auto: new connections a second to one destination from which it goes over mux (AUTO_MUX_RATE, or AUTO_MUX_RATE_LANE against a relay whose addon accepts). */
   readonly autoMuxRate?: number
   readonly mux?: MuxPoolStats
 }
@@ -419,7 +419,8 @@ export class RelayDialer implements Dialer {
   /**
    * A stream for this dial, or undefined (the pool dials). With auto (`r`,
    * the destination's rate), only while new dials to it come at
-   * AUTO_MUX_RATE a second or more (hysteresis down to AUTO_POOL_RATE), and
+   * the mux rate a second or more (autoRates: by the relay's INFO_LANE; with
+   * hysteresis down to the pool rate), and
    * not within AUTO_BULK_HOLD_MS of a connection to it that moved
    * AUTO_BULK_BYTES; the carriers are opened the first time, and until one
    * is live the pool serves.
