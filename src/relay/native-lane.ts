@@ -187,6 +187,11 @@ export class NativeRelayLane {
     }
   }
 
+  /** How many connections the lane may hold now (the cap less JS's connections). */
+  setCap (n: number): void {
+    if (!this.closed) this.binding.laneSetCap(this.lane, Math.max(0, n))
+  }
+
   /** Stop accepting and end the connections still in their header phase; spliced ones go on. */
   quiet (): void {
     if (this.closed) return

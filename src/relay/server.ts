@@ -177,6 +177,8 @@ interface Ctx {
   readonly conns: Set<Conn>
   readonly metrics: Metrics | undefined
   closing: boolean
+  /** JS's count of open connections changed (with the addon's lane: its accept cap follows). */
+  activeChanged: (() => void) | undefined
 }
 
 interface Metrics {
@@ -510,6 +512,7 @@ class Conn {
     const { ctx } = this
     ctx.conns.delete(this)
     ctx.counters.active--
+    ctx.activeChanged?.()
     // A spliced connection is summed up when both sides have closed (splice's callback).
     if (this.phase === 'spliced' && this.result === undefined) return
     if (this.upstream !== undefined && !this.upstream.destroyed && this.result === undefined) this.upstream.destroy()
@@ -603,6 +606,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     conns: new Set(),
     metrics: opts.metrics === undefined ? undefined : makeMetrics(opts.metrics, counters),
     closing: false,
+    activeChanged: undefined,
   }
   const drainTimeoutMs = positive(opts.drainTimeoutMs, 10_000, 'drain timeout')
 
@@ -634,8 +638,10 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   const handBack = (sock: Socket, from: RelayVerdict): void => {
     handedIn++
     if (ctx.closing) { sock.on('error', () => {}); sock.destroy(); return }
-    // The cap covers both paths: the lane's connections and JS's.
-    if (counters.active + (lane?.read().active ?? 0) >= ctx.maxConnections) {
+    // The lane admitted it under its cap, which leaves room for JS's
+    // connections (activeChanged); hand-backs in flight when that moved
+    // may still find JS at the cap.
+    if (counters.active >= ctx.maxConnections) {
       counters.refusedBusy++
       ctx.metrics?.outcome('busy')
       sock.on('error', () => {})
@@ -644,6 +650,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     }
     counters.active++
     ctx.conns.add(new Conn(ctx, sock, from))
+    ctx.activeChanged?.()
   }
   await new Promise<void>((resolve, reject) => {
     const onErr = (err: NodeJS.ErrnoException): void => {
@@ -667,7 +674,12 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           summaries: summaries || ctx.metrics !== undefined,
         }, { handBack, summary: onSummary })
         if (typeof l === 'string') acceptWhy = l
-        else { lane = l; ctx.info |= INFO_LANE }
+        else {
+          lane = l
+          ctx.info |= INFO_LANE
+          // One cap over both paths: the lane accepts while its connections and JS's are under it.
+          ctx.activeChanged = () => { l.setCap(ctx.maxConnections - counters.active) }
+        }
       }
       resolve()
     })
