@@ -63,14 +63,16 @@ export interface RelayLaneStats {
   readonly relay: Readonly<Record<RelayStat, number>>
 }
 
-type RelayBinding = LaneBinding
-
-function addressOf (r: Float64Array, at: number): string {
-  const fam = r[at] as number
+/** `ip:port` from a record: the family at `fam`, four big-endian words from `words` (IPv4 in the first), the port at `port`. */
+function addressAt (r: Float64Array, fam: number, words: number, port: number): string {
   const b = Buffer.alloc(16)
-  for (let i = 0; i < 4; i++) b.writeUInt32BE((r[at + 1 + i] as number) >>> 0, i * 4)
-  const ip = bytesToIp(fam === 4 ? b.subarray(0, 4) : b)
-  return `${ip}:${r[at + 5] as number}`
+  for (let i = 0; i < 4; i++) b.writeUInt32BE((r[words + i] as number) >>> 0, i * 4)
+  return `${bytesToIp(r[fam] === 4 ? b.subarray(0, 4) : b)}:${r[port] as number}`
+}
+
+/** A relay_addr record's destination or source: family, 4 words, port, from `at`. */
+function addressOf (r: Float64Array, at: number): string {
+  return addressAt(r, at, at + 1, at + 5)
 }
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
@@ -88,7 +90,7 @@ export class NativeRelayLane {
   private closed = false
 
   private constructor (
-    private readonly binding: RelayBinding,
+    private readonly binding: LaneBinding,
     private readonly lane: object,
     private readonly listener: object,
   ) {}
@@ -139,7 +141,7 @@ export class NativeRelayLane {
   private onEvents (r: Float64Array, events: RelayLaneEvents): void {
     for (let i = 0; i + REC_LEN <= r.length; i += REC_LEN) {
       if (r[i + F.type] !== REC.relay) continue
-      const client = clientOf(r, i)
+      const client = addressAt(r, i + F.clientFamily, i + F.clientW0, i + F.clientPort)
       if (r[i + F.backend] === 0) {
         const fd = r[i + F.attempts] as number
         const verdict = RELAY_VERDICTS[r[i + F.outcome] as number] ?? 'raw'
@@ -213,12 +215,4 @@ export class NativeRelayLane {
     this.ref(false)
     this.binding.laneClose(this.lane)
   }
-}
-
-function clientOf (r: Float64Array, i: number): string {
-  const fam = r[i + F.clientFamily] as number
-  const b = Buffer.alloc(16)
-  for (let k = 0; k < 4; k++) b.writeUInt32BE(((r[i + F.clientW0 + k] as number) >>> 0), k * 4)
-  const ip = bytesToIp(fam === 4 ? b.subarray(0, 4) : b)
-  return `${ip}:${r[i + F.clientPort] as number}`
 }

@@ -610,18 +610,18 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
   }
   const drainTimeoutMs = positive(opts.drainTimeoutMs, 10_000, 'drain timeout')
 
+  // Over the cap: a reset, not a status. A host dialing without a round trip
+  // sends its client's bytes at once and reads no reply, so a status could
+  // reach the client as data.
+  const refuseBusy = (sock: Socket): void => {
+    counters.refusedBusy++
+    ctx.metrics?.outcome('busy')
+    sock.on('error', () => {})
+    sock.resetAndDestroy()
+  }
   const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (sock) => {
     counters.accepted++
-    if (ctx.closing || counters.active >= ctx.maxConnections) {
-      counters.refusedBusy++
-      ctx.metrics?.outcome('busy')
-      // A reset, not a status: a host dialing without a round trip sends its
-      // client's bytes at once and reads no reply, so a status could reach the
-      // client as data.
-      sock.on('error', () => {})
-      sock.resetAndDestroy()
-      return
-    }
+    if (ctx.closing || counters.active >= ctx.maxConnections) { refuseBusy(sock); return }
     counters.active++
     ctx.conns.add(new Conn(ctx, sock))
   })
@@ -641,13 +641,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
     // The lane admitted it under its cap, which leaves room for JS's
     // connections (activeChanged); hand-backs in flight when that moved
     // may still find JS at the cap.
-    if (counters.active >= ctx.maxConnections) {
-      counters.refusedBusy++
-      ctx.metrics?.outcome('busy')
-      sock.on('error', () => {})
-      sock.resetAndDestroy()
-      return
-    }
+    if (counters.active >= ctx.maxConnections) { refuseBusy(sock); return }
     counters.active++
     ctx.conns.add(new Conn(ctx, sock, from))
     ctx.activeChanged?.()
