@@ -589,6 +589,8 @@ static void connect_timer (engine_t *e, kt_timer_t *t) {
   if (le->c_head != NULL && le->c_head->lane->deadline_ms != INT64_MAX) kt_timer_arm_before(&e->timers, t, le->c_head->lane->deadline_ms);
 }
 
+static void finished_counts (engine_t *e, pair_t *p, int cause, int err);
+
 void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   lane_conn_t *lc = p->lane;
   lane_listener_t *L = lc->listener;
@@ -599,15 +601,24 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
   }
   route_end_peek(e, p);
   route_free_peek(lc);
-  if (lc->handback) {
-    // JS owns the connection now (kt_relay.c): it counts and logs it.
-    atomic_fetch_sub(&L->active, 1);
-    atomic_fetch_sub(&ln->active_total, 1);
-    free(lc->relay);
-    lc->relay = NULL;
-    listener_unref(L);
-    return;
-  }
+  // A hand-back is JS's now (kt_relay.c): JS counts and logs it; only the tail below is the lane's.
+  if (!lc->handback) finished_counts(e, p, cause, err);
+  let_go(ln, lc);
+  free(lc->name);
+  lc->name = NULL;
+  free(lc->relay);  // a hand-back's (relay_finished freed the others')
+  lc->relay = NULL;
+  // Counted last: once JS sees active drop, the counters above are final.
+  atomic_fetch_sub(&L->active, 1);
+  atomic_fetch_sub(&ln->active_total, 1);
+  listener_unref(L);
+}
+
+// A finished pair's outcome, bytes and close record (or a relay's summary).
+static void finished_counts (engine_t *e, pair_t *p, int cause, int err) {
+  lane_conn_t *lc = p->lane;
+  lane_listener_t *L = lc->listener;
+  lane_t *ln = L->lane;
   int o;
   if (lc->outcome != 0) o = lc->outcome - 1;
   else if (lc->failed) o = O_CONNECT_FAILED;
@@ -655,13 +666,6 @@ void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err) {
     c[F_GROUP] = lc->route == R_NONE ? -1 : lc->group;
     ring_emit_n(e, ln, r, nrec + 1);
   }
-  let_go(ln, lc);
-  free(lc->name);
-  lc->name = NULL;
-  // Counted last: once JS sees active drop, the counters above are final.
-  atomic_fetch_sub(&L->active, 1);
-  atomic_fetch_sub(&ln->active_total, 1);
-  listener_unref(L);
 }
 
 void kt_lane_stop (engine_t *e) {

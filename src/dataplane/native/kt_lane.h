@@ -259,6 +259,8 @@ int crypto_ready (void);
 void hmac_key (relay_mac_t *m, const uint8_t *key, size_t len);
 int mac_ok (const relay_mac_t *m, const uint8_t *auth);
 int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now);
+// A configuration with an empty nonce cache for `window_ms` whose slots start at `now`; NULL without memory.
+relay_cfg_t *relay_cfg_new (int64_t window_ms, int64_t now);
 int64_t wall_ms (void);
 int allow_check (const relay_cfg_t *c, int fam, const uint8_t *a, uint16_t port);
 // laneRelay, laneRelayStats and laneRelayQuiet (kt_relay_napi.c; kt_lane_napi.c registers them).

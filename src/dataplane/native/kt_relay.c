@@ -34,6 +34,7 @@
 #define RELAY_CMD_CONNECT 1
 #define RELAY_FLAG_SOURCE 1
 #define RELAY_AUTH_ACK 1
+#define RELAY_NONCES_MAX 500000  // server.ts NONCE_CACHE_MAX
 
 enum { RP_AUTH = 0, RP_IDLE, RP_BIND, RP_DIAL };
 enum { NONCE_NEW = 0, NONCE_SEEN = 1, NONCE_FULL = 2 };
@@ -167,6 +168,16 @@ static void nonces_free (relay_nonces_t *s) {
 static int64_t floor_div (int64_t a, int64_t b) {
   int64_t q = a / b;
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+relay_cfg_t *relay_cfg_new (int64_t window_ms, int64_t now) {
+  relay_cfg_t *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  pthread_mutex_init(&c->mu, NULL);
+  c->window_ms = window_ms;
+  c->max = RELAY_NONCES_MAX;
+  c->slot = floor_div(now, window_ms);
+  return c;
 }
 
 int nonce_add (relay_cfg_t *c, const uint8_t *k, int64_t now) {

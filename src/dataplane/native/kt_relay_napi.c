@@ -6,7 +6,6 @@
 
 #include "kt_lane.h"
 
-#define RELAY_NONCES_MAX 500000  // server.ts NONCE_CACHE_MAX
 #define RELAY_AUTH_LEN 46
 
 // ---------------------------------------------------------------- configuration (JS thread)
@@ -74,18 +73,14 @@ napi_value relay_js_configure (napi_env env, napi_callback_info info) {
   if (napi_is_array(env, argv[9], &is_arr) != napi_ok || !is_arr || napi_get_array_length(env, argv[9], &ne) != napi_ok || ne > 32) {
     return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: at most 32 extra ports");
   }
-  relay_cfg_t *c = calloc(1, sizeof *c);
+  relay_cfg_t *c = relay_cfg_new(v[0], wall_ms());
   if (c == NULL) return throw_msg(env, "ENOMEM", "laneRelay");
-  pthread_mutex_init(&c->mu, NULL);
   hmac_key(&c->mac, tok, tl);
-  c->window_ms = v[0];
   c->header_ms = v[1];
   c->idle_ms = v[2];
   c->info = (uint8_t)v[3];
   c->port_min = (uint16_t)pmin;
   c->port_max = (uint16_t)pmax;
-  c->max = RELAY_NONCES_MAX;
-  c->slot = wall_ms() / c->window_ms;
   for (uint32_t i = 0; i < ne; i++) {
     napi_value x;
     int32_t port = 0;
@@ -156,12 +151,9 @@ static napi_value js_nonce_script (napi_env env, napi_callback_info info) {
   }
   napi_get_buffer_info(env, argv[3], &data, &len);
   if (len < (size_t)n * 16) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "relayNonceScript: 16 bytes per nonce");
-  relay_cfg_t *c = calloc(1, sizeof *c);
+  relay_cfg_t *c = relay_cfg_new(w, start);
   if (c == NULL) return throw_msg(env, "ENOMEM", "relayNonceScript");
-  pthread_mutex_init(&c->mu, NULL);
-  c->window_ms = w;
   c->max = (size_t)mx;
-  c->slot = start >= 0 ? start / w : -((-start + w - 1) / w);
   napi_create_array_with_length(env, n, &out);
   for (uint32_t i = 0; i < n; i++) {
     napi_value x;
@@ -186,9 +178,8 @@ static napi_value js_allow_script (napi_env env, napi_callback_info info) {
       napi_get_array_length(env, argv[3], &ne) != napi_ok || ne > 32 || napi_get_array_length(env, argv[4], &n) != napi_ok) {
     return throw_msg(env, "ERR_INVALID_ARG_TYPE", "relayAllowScript(allow, portMin, portMax, extra, addrs, ports)");
   }
-  relay_cfg_t *c = calloc(1, sizeof *c);
+  relay_cfg_t *c = relay_cfg_new(1, 0);
   if (c == NULL) return throw_msg(env, "ENOMEM", "relayAllowScript");
-  pthread_mutex_init(&c->mu, NULL);
   c->port_min = (uint16_t)pmin;
   c->port_max = (uint16_t)pmax;
   for (uint32_t i = 0; i < ne; i++) {
