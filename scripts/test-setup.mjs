@@ -5,7 +5,10 @@
 // - Every Debian package a test needs is a row of PACKAGES below, with the
 //   probe that tells it is there (a command on PATH or a file). A package
 //   counts as present when its probe succeeds, whoever installed it (so a
-//   docker-ce engine is not replaced by docker.io).
+//   docker-ce engine is not replaced by docker.io). A row may name several
+//   commands (`cmd: [...]`); all of them must be there. docker.io's row needs
+//   the engine (dockerd) as well as the client, unless an engine already
+//   answers (a client alone, as some images ship, cannot start one).
 // - As root, or with passwordless sudo, the missing ones are installed with
 //   apt-get (never removing anything: --no-remove), and dockerd is started
 //   when no engine answers.
@@ -28,12 +31,13 @@ import { pathToFileURL } from 'node:url'
  *   pkg      the Debian package (`name:arch` for a foreign architecture; the
  *            architecture is added with dpkg --add-architecture first)
  *   alt      other packages that provide the same probe, tried in order
- *   cmd      a command that must be on PATH (or in /usr/sbin, /sbin), or
+ *   cmd      a command that must be on PATH (or in /usr/sbin, /sbin), or a
+ *            list of them (all must be there), or
  *   file     a file that must exist
  *   for      what the tests use it for (printed, and listed in docs/testing.md)
  */
 export const PACKAGES = [
-  { pkg: 'docker.io', cmd: 'docker', for: 'the real Docker engine: relay mode, discovery, sidecar, docker-proxy' },
+  { pkg: 'docker.io', cmd: ['docker', 'dockerd'], for: 'the real Docker engine: relay mode, discovery, sidecar, docker-proxy' },
   { pkg: 'iptables', cmd: 'iptables', for: 'black-holed and lossy paths in test network namespaces' },
   { pkg: 'iproute2', cmd: 'ip', for: 'network namespaces, loopback aliases, tc netem, ss' },
   { pkg: 'socat', cmd: 'socat', for: 'a native contender in native-bench' },
@@ -73,10 +77,14 @@ export function missingPackages (env = process.env, rows = PACKAGES, probes = { 
   const pretend = new Set((env.KT_SETUP_PRETEND_MISSING ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))
   return rows.filter((r) => {
     if (pretend.has(r.pkg)) return true
-    if (r.cmd !== undefined) return !probes.onPath(r.cmd, env.PATH ?? '')
+    if (r.cmd !== undefined) return ![r.cmd].flat().every((c) => probes.onPath(c, env.PATH ?? ''))
     if (r.file !== undefined) return !probes.exists(r.file)
     return false
   })
+}
+
+function pretended (env, pkg) {
+  return (env.KT_SETUP_PRETEND_MISSING ?? '').split(',').map((s) => s.trim()).includes(pkg)
 }
 
 /** How we can become root: 'root', 'sudo' (passwordless), or 'none'. */
@@ -106,7 +114,7 @@ export function plan ({ missing, engineUp, priv, canApt, env = process.env }) {
   const canRoot = priv === 'root' || priv === 'sudo'
   if (missing.length > 0) {
     if (!canApt) {
-      return { ok: false, actions, message: `kind-tunnel's tests need these tools, and this machine has no apt-get:\n${missing.map((r) => `  ${r.cmd ?? r.file}  (Debian: ${r.pkg}; ${r.for})`).join('\n')}\nInstall them, then run npm test again.` }
+      return { ok: false, actions, message: `kind-tunnel's tests need these tools, and this machine has no apt-get:\n${missing.map((r) => `  ${r.cmd !== undefined ? [r.cmd].flat().join(', ') : r.file}  (Debian: ${r.pkg}; ${r.for})`).join('\n')}\nInstall them, then run npm test again.` }
     }
     if (!canRoot) {
       return { ok: false, actions, message: `kind-tunnel's tests need Debian packages that are missing:\n${missing.map((r) => `  ${r.pkg}: ${r.for}`).join('\n')}\nRun this once, then npm test again:\n\n  ${installLine(missing)}\n` }
@@ -156,12 +164,18 @@ async function startDockerd (priv) {
   const fd = openSync(log, 'a')
   const [cmd, args] = priv === 'sudo' ? ['sudo', ['-n', 'dockerd']] : ['dockerd', []]
   const child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd] })
+  let failed = null
+  child.once('error', (err) => { failed = err })
   child.unref()
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
     if (engineAnswers()) return true
     if (child.exitCode !== null) break
     await new Promise((resolve) => setTimeout(resolve, 500))
+    if (failed !== null) {
+      console.error(`test-setup: could not start ${cmd}: ${failed.code ?? failed.message}. Install Debian's engine, then npm test again:\n\n  ${installLine(PACKAGES.filter((r) => r.pkg === 'docker.io'))}\n`)
+      return false
+    }
   }
   console.error(`test-setup: dockerd did not answer within 60 s; see ${log}`)
   return false
@@ -173,8 +187,10 @@ export async function main (env = process.env) {
     console.error('test-setup: not Linux; the suite needs Linux (network namespaces, splice). Nothing installed.')
     return 0
   }
-  const missing = missingPackages(env)
-  const engineUp = env.KT_SKIP_DOCKER === '1' || (!missing.some((r) => r.pkg === 'docker.io') && engineAnswers())
+  const answers = env.KT_SKIP_DOCKER === '1' || engineAnswers()
+  // An engine that already answers (docker-ce, a remote DOCKER_HOST) needs no dockerd here.
+  const missing = missingPackages(env).filter((r) => !(answers && r.pkg === 'docker.io' && !pretended(env, r.pkg)))
+  const engineUp = answers && !missing.some((r) => r.pkg === 'docker.io')
   const needs = missing.length > 0 || !engineUp
   const priv = needs ? privilege(env) : 'none'
   const p = plan({ missing, engineUp, priv, canApt: onPath('apt-get', env.PATH), env })

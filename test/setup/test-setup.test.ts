@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
-interface Row { pkg: string, alt?: string[], cmd?: string, file?: string, for: string }
+interface Row { pkg: string, alt?: string[], cmd?: string | string[], file?: string, for: string }
 interface Plan { ok: boolean, actions: Array<{ do: string, rows?: Row[] }>, message: string }
 interface SetupModule {
   PACKAGES: Row[]
   onPath (cmd: string, path?: string): boolean
-  missingPackages (env: NodeJS.ProcessEnv, rows?: Row[]): Row[]
+  missingPackages (env: NodeJS.ProcessEnv, rows?: Row[], probes?: { onPath (c: string, p?: string): boolean, exists (f: string): boolean }): Row[]
   installLine (rows: Row[], sudo?: boolean): string
   plan (o: { missing: Row[], engineUp: boolean, priv: string, canApt: boolean, env: NodeJS.ProcessEnv }): Plan
 }
@@ -50,6 +50,20 @@ t.test('a tool counts as present only when its probe finds it', async (t) => {
   t.same(setup.missingPackages({ PATH: dir }, rows).map((r) => r.pkg), ['b', 'c', 'e'])
   t.same(setup.missingPackages({ PATH: '' }, rows).map((r) => r.pkg), ['a', 'b', 'c', 'e'], 'an empty PATH finds none of them')
   t.same(setup.missingPackages({ PATH: dir, KT_SETUP_PRETEND_MISSING: 'a, d' }, rows).map((r) => r.pkg), ['a', 'b', 'c', 'd', 'e'], 'pretend-missing wins')
+  const both: Row[] = [{ pkg: 'f', cmd: ['kt-present-tool', 'kt-absent-tool'], for: 'x' }, { pkg: 'g', cmd: ['kt-present-tool'], for: 'x' }]
+  t.same(setup.missingPackages({ PATH: dir }, both).map((r) => r.pkg), ['f'], 'a row naming several commands needs all of them')
+})
+
+t.test('a Docker client without its engine counts as missing docker.io', async (t) => {
+  // Some machine images ship only the docker CLI (in /usr/local/bin): the
+  // pretest must install Debian's engine, not try to start a dockerd that is not there.
+  const dir = mkdtempSync(join(tmpdir(), 'kt-setup-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'docker'), '#!/bin/sh\nexit 1\n')
+  chmodSync(join(dir, 'docker'), 0o755)
+  const row = setup.PACKAGES.filter((r) => r.pkg === 'docker.io')
+  const probes = { onPath: (c: string, p?: string) => c === 'docker' ? setup.onPath(c, p) : false, exists: () => true }
+  t.same(setup.missingPackages({ PATH: dir }, row, probes).map((r) => r.pkg), ['docker.io'])
 })
 
 t.test('on this machine (prepared by the pretest) nothing is missing', async (t) => {
