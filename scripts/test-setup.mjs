@@ -20,10 +20,15 @@
 //   KT_SETUP_PRIVILEGE=none|root|sudo               override the privilege probe
 //   KT_SETUP_SKIP=1                                 skip the whole step
 //   KT_SKIP_DOCKER=1                                do not require an engine (the Docker tests skip)
+//
+// - Then the npm dependencies: when node_modules is missing, or does not hold
+//   what package-lock.json names (a fresh clone, or a pull that changed the
+//   lock), it runs `npm ci` (which also builds, through `prepare`). This comes
+//   after the Debian packages because the build needs gcc.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { accessSync, constants, existsSync, openSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { accessSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
+import { delimiter, dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
 /**
@@ -197,13 +202,48 @@ export async function main (env = process.env) {
   if (!p.ok) { console.error(p.message); return 1 }
   if (env.KT_SETUP_DRY_RUN === '1') {
     for (const a of p.actions) console.error(`test-setup (dry run): ${a.do}${a.rows !== undefined ? ` ${a.rows.map((r) => r.pkg).join(' ')}` : ''}`)
+    const why = env.KT_SETUP_SKIP_NPM === '1' ? null : staleModules()
+    if (why !== null) console.error(`test-setup (dry run): npm ci (${why})`)
     return 0
   }
   for (const a of p.actions) {
     if (a.do === 'install' && !install(priv, a.rows)) { console.error(`test-setup: apt-get failed. Try by hand:\n\n  ${installLine(a.rows)}\n`); return 1 }
     if (a.do === 'start-dockerd' && !(await startDockerd(priv))) return 1
   }
-  return arm64Node(env)
+  return npmDeps(env) || arm64Node(env)
+}
+
+const ROOT = join(dirname(new URL(import.meta.url).pathname), '..')
+
+/**
+ * Why `root`'s node_modules does not match its package-lock.json, or null when
+ * it does: every package the lock names (except optional ones, which npm skips
+ * on other platforms) must be installed at the lock's version, as npm's own
+ * record of the install (node_modules/.package-lock.json) says.
+ */
+export function staleModules (root = ROOT) {
+  let lock
+  try { lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages ?? {} } catch { return null }
+  let have
+  try { have = JSON.parse(readFileSync(join(root, 'node_modules', '.package-lock.json'), 'utf8')).packages ?? {} } catch { return 'node_modules is not installed' }
+  for (const [key, want] of Object.entries(lock)) {
+    if (!key.startsWith('node_modules/') || want.optional === true) continue
+    const got = have[key]
+    if (got === undefined) return `${key.slice('node_modules/'.length)} is not installed`
+    if (want.version !== undefined && got.version !== want.version) return `${key.slice('node_modules/'.length)} is ${got.version}, the lock names ${want.version}`
+  }
+  return null
+}
+
+/** Runs `npm ci` in the checkout when its node_modules is stale (see staleModules). */
+function npmDeps (env) {
+  if (env.KT_SETUP_SKIP_NPM === '1') return 0
+  const why = staleModules()
+  if (why === null) return 0
+  console.error(`test-setup: ${why}; npm ci`)
+  const r = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'], timeout: 15 * 60_000 })
+  if (r.status !== 0) { console.error(`test-setup: npm ci failed (exit ${r.status ?? r.signal}). Try by hand, in ${ROOT}:\n\n  npm ci\n`); return 1 }
+  return 0
 }
 
 /** The arm64 Node for the qemu test: unpacked once from Debian's packages (apt-get download), never installed. */

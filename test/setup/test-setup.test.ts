@@ -6,7 +6,7 @@
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -19,6 +19,7 @@ interface SetupModule {
   missingPackages (env: NodeJS.ProcessEnv, rows?: Row[], probes?: { onPath (c: string, p?: string): boolean, exists (f: string): boolean }): Row[]
   installLine (rows: Row[], sudo?: boolean): string
   plan (o: { missing: Row[], engineUp: boolean, priv: string, canApt: boolean, env: NodeJS.ProcessEnv }): Plan
+  staleModules (root?: string): string | null
 }
 
 const SCRIPT = fileURLToPath(new URL('../../../scripts/test-setup.mjs', import.meta.url))
@@ -68,6 +69,26 @@ t.test('a Docker client without its engine counts as missing docker.io', async (
 
 t.test('on this machine (prepared by the pretest) nothing is missing', async (t) => {
   t.same(setup.missingPackages({ PATH: process.env.PATH ?? '' }).map((r) => r.pkg), [])
+})
+
+t.test('node_modules: npm ci when it is missing or does not hold what the lock names', async (t) => {
+  // A fresh clone has no node_modules: `npm test` alone must still work, so the
+  // pretest runs npm ci when staleModules says why it is needed.
+  const dir = mkdtempSync(join(tmpdir(), 'kt-setup-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const lock = { packages: { '': { name: 'x' }, 'node_modules/a': { version: '1.0.0' }, 'node_modules/b/node_modules/c': { version: '2.0.0' }, 'node_modules/fsevents': { version: '2.3.3', optional: true }, ws: { version: '0.0.1' } } }
+  writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(lock))
+  t.equal(setup.staleModules(dir), 'node_modules is not installed', 'a fresh clone')
+  mkdirSync(join(dir, 'node_modules'))
+  const have = (packages: object): void => { writeFileSync(join(dir, 'node_modules', '.package-lock.json'), JSON.stringify({ packages })) }
+  have({ 'node_modules/a': { version: '1.0.0' } })
+  t.equal(setup.staleModules(dir), 'b/node_modules/c is not installed')
+  have({ 'node_modules/a': { version: '0.9.0' }, 'node_modules/b/node_modules/c': { version: '2.0.0' } })
+  t.equal(setup.staleModules(dir), 'a is 0.9.0, the lock names 1.0.0', 'a pull that changed the lock')
+  have({ 'node_modules/a': { version: '1.0.0' }, 'node_modules/b/node_modules/c': { version: '2.0.0' } })
+  t.equal(setup.staleModules(dir), null, 'installed as locked; an optional package for another platform may be absent')
+  t.equal(setup.staleModules(join(dir, 'no-such-dir')), null, 'no lock: nothing to compare against')
+  t.equal(setup.staleModules(), null, 'this checkout (prepared by the pretest) is installed as locked')
 })
 
 t.test('the plan for each privilege', async (t) => {
