@@ -105,3 +105,12 @@ export class Allowlist {
     return 'port'
   }
 }
+
+/** A refusal's detail in the relay's log (server.ts, mux-server.ts, the addon's streams). */
+export function denyText (r: DenyReason): string {
+  switch (r) {
+    case 'port': return 'port outside the NodePort range and extra ports'
+    case 'address': return 'address outside the cluster allowlist'
+    default: return `${r} address`
+  }
+}

@@ -154,6 +154,8 @@ export async function runRelay (argv: string[]): Promise<RelayHandle | undefined
     dataPath: splicer !== undefined ? 'native' : 'js',
     // The addon's lane takes the common case of every connection; KT_RELAY_LANE=0 keeps accepting in JS.
     ...(splicer !== undefined && process.env['KT_RELAY_LANE'] !== '0' ? { native: splicer } : {}),
+    // Multiplexed carriers are served on the lane too (kt_mux.c); KT_RELAY_MUX=js hands them to mux-server.ts.
+    nativeMux: process.env['KT_RELAY_MUX'] !== 'js',
     logConnections: cfg.logLevel === 'debug' || cfg.logLevel === 'info',
   })
   const dp = nativeDataPath()

@@ -129,7 +129,8 @@ export class MuxDecoder {
   get pending (): number { return this.buf?.length ?? 0 }
 }
 
-function checkHeader (id: number, type: number, len: number): string | undefined {
+/** Why a frame header cannot be this protocol's, or undefined (the addon's decoder sends the fields, JS words them). */
+export function checkHeader (id: number, type: number, len: number): string | undefined {
   if (id === 0) return 'stream id 0'
   switch (type) {
     case MUX_OPEN: case MUX_DATA:
@@ -144,13 +145,15 @@ function checkHeader (id: number, type: number, len: number): string | undefined
 /**
  * An OPEN's payload: a TCP BIND (command 1), nothing after it, without
  * ANSWER (a stream's refusal is an RST with the status). A string says why not.
+ * `length`: the whole payload's, when `payload` holds only its first bytes
+ * (the addon sends at most 64 of a malformed OPEN).
  */
-export function parseOpen (payload: Buffer): ConnectRequest | string {
+export function parseOpen (payload: Buffer, length = payload.length): ConnectRequest | string {
   const r = parseConnect(payload)
-  if (r.kind === 'need') return 'OPEN truncated'
+  if (r.kind === 'need') return length > payload.length ? `OPEN of ${length} bytes` : 'OPEN truncated'
   if (r.kind === 'bad') return r.why
   if (r.value.udp) return 'OPEN for a UDP flow'
   if (r.value.answer) return 'OPEN with ANSWER'
-  if (r.used !== payload.length) return `OPEN with ${payload.length - r.used} bytes after its BIND`
+  if (r.used !== length) return `OPEN with ${length - r.used} bytes after its BIND`
   return r.value
 }

@@ -15,6 +15,13 @@ import {
   MUX_OPEN, MUX_DATA, MUX_FIN, MUX_RST, MUX_WINDOW, MUX_DATA_MAX, MUX_WINDOW_BYTES, MUX_HEADER_LEN,
 } from './mux-frame.js'
 
+/** Why a stream was reset for breaking its rules (and the addon's, kt_mux.c). */
+export const MUX_RESET_TEXT = {
+  dataAfterFin: 'DATA after FIN',
+  dataOverWindow: 'DATA over the stream\'s window',
+  windowOverWindow: 'WINDOW over the stream\'s window',
+} as const
+
 /** Credit is returned once this much was passed on (fewer WINDOW frames for small exchanges). */
 const GRANT_AT = MUX_WINDOW_BYTES / 4
 /** DATA up to this size goes out as one buffer with its header (copied); larger, as two writes. */
@@ -173,9 +180,9 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     if (st === undefined || st.gone) return
     switch (type) {
       case MUX_DATA:
-        if (st.finRecv) { this.protocolReset(st, 'DATA after FIN'); return }
+        if (st.finRecv) { this.protocolReset(st, MUX_RESET_TEXT.dataAfterFin); return }
         st.outstanding += payload.length
-        if (st.outstanding > MUX_WINDOW_BYTES) { this.protocolReset(st, 'DATA over the stream\'s window'); return }
+        if (st.outstanding > MUX_WINDOW_BYTES) { this.protocolReset(st, MUX_RESET_TEXT.dataOverWindow); return }
         this.deliver(st, payload)
         return
       case MUX_FIN:
@@ -188,7 +195,7 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
         return
       case MUX_WINDOW: {
         st.credit += payload.readUInt32BE(0)
-        if (st.credit > MUX_WINDOW_BYTES) { this.protocolReset(st, 'WINDOW over the stream\'s window'); return }
+        if (st.credit > MUX_WINDOW_BYTES) { this.protocolReset(st, MUX_RESET_TEXT.windowOverWindow); return }
         const h = st.held
         if (h !== undefined) {
           st.held = undefined

@@ -6,12 +6,15 @@
 // TCP reset and a node's reset as an RST. See docs/relay-protocol.md.
 
 import { connect, type Socket } from 'node:net'
-import type { Allowlist, DenyReason } from './allow.js'
+import { denyText, type Allowlist } from './allow.js'
 import { Status, statusName, proxyV2Header, type ConnectRequest } from './protocol.js'
 import { parseOpen } from './mux-frame.js'
 import { MuxLink, newStreamState, type MuxStreamState } from './mux-link.js'
 import type { RelayLogger } from './log.js'
 import type { SpliceResult } from './splice.js'
+
+/** A stream refused at the cap, or while the relay closes (and the addon's, kt_mux.c). */
+export const MUX_BUSY_TEXT = 'relay at its connection cap, or closing'
 
 /** The parts of the relay's context a carrier uses (server.ts passes its own). */
 export interface MuxServerCtx {
@@ -119,7 +122,7 @@ export class RelayMux extends MuxLink<RelayStream> {
     const req = parseOpen(payload)
     if (typeof req === 'string') { c.refusedHeader++; this.refuse(st, Status.HEADER, req); return }
     st.req = req
-    if (ctx.closing || c.active >= ctx.maxConnections) { c.refusedBusy++; this.refuse(st, Status.BUSY, 'relay at its connection cap, or closing'); return }
+    if (ctx.closing || c.active >= ctx.maxConnections) { c.refusedBusy++; this.refuse(st, Status.BUSY, MUX_BUSY_TEXT); return }
     const deny = ctx.allow.check(req.destination.address, req.destination.port)
     if (deny !== null) { c.refusedDenied++; this.refuse(st, Status.DENIED, denyText(deny)); return }
     c.dialed++
@@ -246,6 +249,3 @@ function onCarrierClose (this: CarrierSock): void {
 
 function noop (): void {}
 
-function denyText (r: DenyReason): string {
-  return r === 'port' ? 'port outside the NodePort range and extra ports' : r === 'address' ? 'address outside the cluster allowlist' : `${r} address`
-}

@@ -30,6 +30,8 @@ export interface RelayLaneConfig {
   readonly ports: { readonly min: number, readonly max: number, readonly extra: readonly number[] }
   /** Send a summary of every connection (the log at info, or metrics); failed dials always come. */
   readonly summaries: boolean
+  /** Serve multiplexed carriers on the lane (kt_mux.c); false hands them back. Default true. */
+  readonly mux?: boolean
 }
 
 /** A connection the addon served, at its end. */
@@ -45,12 +47,44 @@ export interface RelaySummary {
   /** Set once its BIND was taken (the connection dialled). */
   readonly dst?: string
   readonly src?: string
+  /** A multiplexed carrier: its streams opened, and their bytes (the carrier's own up/down are 0). */
+  readonly mux?: { readonly streams: number, readonly up: number, readonly down: number }
 }
+
+/** A stream of a carrier on the lane, refused or failed (kt_mux.c; logged as mux-server.ts logs its own). */
+export interface RelayStreamEvent {
+  readonly client: string
+  readonly stream: number
+  /** protocol.ts Status. */
+  readonly status: number
+  readonly why: 'open' | 'data_after_fin' | 'data_over_window' | 'window_over_window' | 'busy' | 'denied' | 'dial'
+  /** A failed dial's errno name or KT_ERR_* code. */
+  readonly err: string | undefined
+  /** The OPEN's payload (its first 64 bytes), and its length, when it was malformed. */
+  readonly open?: Buffer
+  readonly openLength?: number
+  readonly dst?: { readonly address: string, readonly port: number }
+}
+
+/** A carrier the host broke (kt_mux.c): a header that cannot be the protocol's, or an OPEN for an open stream. */
+export interface RelayBrokenEvent {
+  readonly client: string
+  readonly why: 'header' | 'open_for_open_stream'
+  readonly id: number
+  readonly type: number
+  readonly length: number
+}
+
+const STREAM_WHY = ['open', 'data_after_fin', 'data_over_window', 'window_over_window', 'busy', 'denied', 'dial'] as const
+/** A carrier's phase in its summary (kt_relay.c RP_MUX). */
+const PHASE_MUX = 4
 
 export interface RelayLaneEvents {
   /** A connection for server.ts, from the verdict's state on. Called on the JS thread. */
   handBack (sock: Socket, verdict: RelayVerdict): void
   summary (s: RelaySummary): void
+  stream (s: RelayStreamEvent): void
+  broken (b: RelayBrokenEvent): void
 }
 
 export interface RelayLaneStats {
@@ -73,6 +107,12 @@ function addressAt (r: Float64Array, fam: number, words: number, port: number): 
 /** A relay_addr record's destination or source: family, 4 words, port, from `at`. */
 function addressOf (r: Float64Array, at: number): string {
   return addressAt(r, at, at + 1, at + 5)
+}
+
+function hostPort (r: Float64Array, at: number): { address: string, port: number } {
+  const b = Buffer.alloc(16)
+  for (let i = 0; i < 4; i++) b.writeUInt32BE((r[at + 1 + i] as number) >>> 0, i * 4)
+  return { address: bytesToIp(r[at] === 4 ? b.subarray(0, 4) : b), port: r[at + 5] as number }
 }
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
@@ -119,7 +159,7 @@ export class NativeRelayLane {
       l = b.laneListen(lane, 1, fd, false)
       // The relay bounds nothing by time once spliced (the host's data plane does); one attempt per dial.
       b.laneConfigure(l, cfg.maxConnections, cfg.connectTimeoutMs, 0, 0, 1, 0, cfg.summaries ? 1 : 0)
-      b.laneRelay(l, cfg.token, cfg.authWindowMs, cfg.headerTimeoutMs, cfg.idleTimeoutMs, cfg.info, cfg.allow, cfg.ports.min, cfg.ports.max, cfg.ports.extra)
+      b.laneRelay(l, cfg.token, cfg.authWindowMs, cfg.headerTimeoutMs, cfg.idleTimeoutMs, cfg.info, cfg.allow, cfg.ports.min, cfg.ports.max, cfg.ports.extra, cfg.mux !== false)
       b.laneSetCap(lane, cfg.maxConnections)
     } catch (err) {
       b.laneClose(lane)
@@ -155,6 +195,32 @@ export class NativeRelayLane {
         continue
       }
       const a = i + REC_LEN
+      const kind = r[i + F.backend]
+      if (kind === 3) {
+        events.broken({ client, why: r[i + F.route] === 2 ? 'open_for_open_stream' : 'header', id: r[i + F.attempts] as number, type: r[i + F.err] as number, length: r[i + F.bytesIn] as number })
+        continue
+      }
+      if (kind === 2) {
+        // Always followed by its second record (emitted together).
+        const s: { -readonly [K in keyof RelayStreamEvent]: RelayStreamEvent[K] } = {
+          client,
+          stream: r[i + F.attempts] as number,
+          status: r[i + F.outcome] as number,
+          why: STREAM_WHY[r[i + F.route] as number] ?? 'open',
+          err: errName(r[i + F.err] as number),
+        }
+        if (a + REC_LEN <= r.length && r[a + F.type] === REC.name) {
+          const n = r[a + F.backend] as number
+          s.open = Buffer.from(new Uint8Array(r.buffer, r.byteOffset + (a + F.nameBytes) * 8, n))
+          s.openLength = r[i + F.bytesIn] as number
+          i += REC_LEN
+        } else if (a + REC_LEN <= r.length && r[a + F.type] === REC.relayAddr) {
+          if (r[a + F.dstFamily] !== 0) s.dst = hostPort(r, a + F.dstFamily)
+          i += REC_LEN
+        }
+        events.stream(s)
+        continue
+      }
       const hasAddr = a + REC_LEN <= r.length && r[a + F.type] === REC.relayAddr
       const s: { -readonly [K in keyof RelaySummary]: RelaySummary[K] } = {
         outcome: CONN_OUTCOMES[r[i + F.outcome] as number] ?? 'error',
@@ -167,6 +233,7 @@ export class NativeRelayLane {
       if (hasAddr) {
         if (r[a + F.dstFamily] !== 0) s.dst = addressOf(r, a + F.dstFamily)
         if (r[a + F.srcFamily] !== 0) s.src = addressOf(r, a + F.srcFamily)
+        if (r[i + F.attempts] === PHASE_MUX) s.mux = { streams: r[a + F.srcFamily + 6] as number, up: r[a + F.srcFamily + 7] as number, down: r[a + F.srcFamily + 8] as number }
         i += REC_LEN
       }
       events.summary(s)

@@ -22,17 +22,19 @@
 import { createServer, connect, isIP, type Server, type Socket, type AddressInfo } from 'node:net'
 import { InvalidArgumentError, KtError } from '../errors.js'
 import type { Registry } from '../observe/metrics.js'
-import { Allowlist, DEFAULT_PORTS, type PortPolicy, type DenyReason } from './allow.js'
+import { Allowlist, DEFAULT_PORTS, denyText, type PortPolicy } from './allow.js'
 import {
   Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
   TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
 import { CMD_MUX, INFO_MUX, INFO_LANE } from './protocol.js'
-import { RelayMux } from './mux-server.js'
+import { RelayMux, MUX_BUSY_TEXT } from './mux-server.js'
+import { checkHeader, parseOpen } from './mux-frame.js'
+import { MUX_RESET_TEXT } from './mux-link.js'
 import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
 import { splice, type SpliceResult } from './splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { NativeRelayLane, type RelaySummary } from './native-lane.js'
+import { NativeRelayLane, type RelayBrokenEvent, type RelayStreamEvent, type RelaySummary } from './native-lane.js'
 import type { NativeSplicer } from '../dataplane/native/index.js'
 import type { RelayVerdict } from '../dataplane/vocab.js'
 
@@ -66,6 +68,8 @@ export interface RelayOptions {
    * (kt_relay.c), and hand this module the rest (native-lane.ts).
    */
   readonly native?: NativeSplicer
+  /** With `native`: serve multiplexed carriers on the lane too (kt_mux.c), the default; false hands them to mux-server.ts. */
+  readonly nativeMux?: boolean
   /** Whether connections are logged at info (default: yes when a logger is given); the lane then sends a summary of each. */
   readonly logConnections?: boolean
   readonly logger?: RelayLogger
@@ -560,14 +564,6 @@ class Conn {
   }
 }
 
-function denyText (r: DenyReason): string {
-  switch (r) {
-    case 'port': return 'port outside the NodePort range and extra ports'
-    case 'address': return 'address outside the cluster allowlist'
-    default: return `${r} address`
-  }
-}
-
 function positive (v: number | undefined, dflt: number, what: string): number {
   const n = v ?? dflt
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('KT_ERR_INVALID_ARG', `${what}: ${n} must be a positive whole number`)
@@ -666,7 +662,8 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           allow: ctx.allow.cidrs.map((c) => c.text),
           ports: ctx.allow.ports,
           summaries: summaries || ctx.metrics !== undefined,
-        }, { handBack, summary: onSummary })
+          mux: opts.nativeMux !== false,
+        }, { handBack, summary: onSummary, stream: (s) => { logStream(ctx, s) }, broken: (b) => { logBroken(ctx, b) } })
         if (typeof l === 'string') acceptWhy = l
         else {
           lane = l
@@ -700,7 +697,9 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
       ...counters,
       accepted: counters.accepted + n.accepted + n.busy,
       authenticated: counters.authenticated + r.authenticated,
-      refusedBusy: counters.refusedBusy + n.busy,
+      refusedHeader: counters.refusedHeader + r.refused_header,
+      refusedDenied: counters.refusedDenied + r.refused_denied,
+      refusedBusy: counters.refusedBusy + n.busy + r.refused_busy,
       dialed: counters.dialed + r.dialed,
       dialFailed: counters.dialFailed + r.dial_failed,
       dialTimedOut: counters.dialTimedOut + r.dial_timed_out,
@@ -760,6 +759,16 @@ function logSummary (ctx: Ctx, s: RelaySummary): void {
     m.bytes(s.up, s.down)
   }
   const rec: Record<string, unknown> = { client: s.client, outcome, ms: s.ms, path: 'native' }
+  if (s.mux !== undefined) {
+    // A carrier (kt_mux.c): its bytes were counted per stream as they went, as mux-server.ts's.
+    rec.outcome = 'ok'
+    rec.detail = `mux: ${s.mux.streams} streams, ${s.mux.up} bytes up, ${s.mux.down} down`
+    rec.up = 0
+    rec.down = 0
+    rec.end = end
+    ctx.log.info(rec, 'relay connection')
+    return
+  }
   if (s.dst !== undefined) rec.dst = s.dst
   if (s.src !== undefined) rec.src = s.src
   if (failed) rec.detail = s.err
@@ -767,4 +776,32 @@ function logSummary (ctx: Ctx, s: RelaySummary): void {
   if (outcome === 'idle' || (outcome === 'client-closed' && s.dst === undefined)) ctx.log.debug(rec, 'relay connection')
   else if (failed) ctx.log.warn(rec, 'relay connection refused or failed')
   else ctx.log.info(rec, 'relay connection')
+}
+
+/** A stream of a carrier on the lane refused or failed: the line mux-server.ts logs for its own. */
+function logStream (ctx: Ctx, s: RelayStreamEvent): void {
+  let outcome = statusName(s.status)
+  let detail: string
+  switch (s.why) {
+    case 'open': {
+      const r = parseOpen(s.open ?? Buffer.alloc(0), s.openLength)
+      detail = typeof r === 'string' ? r : 'OPEN refused'
+      break
+    }
+    case 'data_after_fin': outcome = 'header'; detail = MUX_RESET_TEXT.dataAfterFin; break
+    case 'data_over_window': outcome = 'header'; detail = MUX_RESET_TEXT.dataOverWindow; break
+    case 'window_over_window': outcome = 'header'; detail = MUX_RESET_TEXT.windowOverWindow; break
+    case 'busy': detail = MUX_BUSY_TEXT; break
+    case 'denied': detail = denyText((s.dst !== undefined ? ctx.allow.check(s.dst.address, s.dst.port) : null) ?? 'address'); break
+    default: detail = s.status === Status.TIMEOUT ? `connect timed out after ${ctx.connectTimeoutMs} ms` : s.err ?? 'connect failed'
+  }
+  const rec: Record<string, unknown> = { client: s.client, stream: s.stream, outcome, detail, path: 'native' }
+  if (s.dst !== undefined) rec.dst = `${s.dst.address}:${s.dst.port}`
+  ctx.log.warn(rec, 'relay stream refused or failed')
+}
+
+/** A carrier the host broke: mux-server.ts's warning. */
+function logBroken (ctx: Ctx, b: RelayBrokenEvent): void {
+  const detail = b.why === 'open_for_open_stream' ? `OPEN for stream ${b.id}, which is open` : `multiplexed relay frame: ${checkHeader(b.id, b.type, b.length) ?? 'bad header'}`
+  ctx.log.warn({ client: b.client, detail, path: 'native' }, 'relay mux connection broken')
 }

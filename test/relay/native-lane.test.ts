@@ -192,7 +192,7 @@ else {
       t.equal(r.counters.handedBack, 0)
     })
 
-    t.test('hand-backs: a replay, a MUX carrier and a denied port are served by server.ts from where the addon left them', async (t) => {
+    t.test('hand-backs: a replay and a denied port are served by server.ts from where the addon left them; a MUX carrier stays in the addon', async (t) => {
       const r = await relayWith(t)
       const a = encodeAuth(token)
       const payload = Buffer.from('once')
@@ -215,13 +215,24 @@ else {
       t.equal(got[1], Status.DENIED)
       t.equal(r.counters.refusedDenied, 1)
       t.equal(r.counters.handedBack, 2)
-      // Mux streams still work (the carrier is a hand-back).
+      // A carrier is served on the lane (kt_mux.c): its streams dial and splice there.
       const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
       t.teardown(async () => { await m.close() })
       const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
       st.end('over mux')
       t.equal((await readAll(st)).toString(), 'over mux')
-      t.ok(r.counters.handedBack >= 3, 'the carrier came back to JS')
+      t.equal(r.counters.handedBack, 2, 'the carrier stayed in the addon')
+      t.equal(r.counters.spliced, 2, 'its stream dialled and spliced there')
+    })
+
+    t.test('nativeMux false (KT_RELAY_MUX=js): a MUX carrier comes back to JS, and its streams work there', async (t) => {
+      const r = await relayWith(t, { nativeMux: false })
+      const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
+      t.teardown(async () => { await m.close() })
+      const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
+      st.end('over JS mux')
+      t.equal((await readAll(st)).toString(), 'over JS mux')
+      t.ok(r.counters.handedBack >= 1, 'the carriers came back to JS')
     })
 
     t.test('logs: a summary line per connection at info, and a failed dial as a warning', async (t) => {

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { sourceHash, trailer } = createRequire(import.meta.url)('./source-hash.cjs')
-const SOURCES = ['kt_splice.c', 'kt_lane.c', 'kt_route.c', 'kt_ring.c', 'kt_lane_napi.c', 'kt_timer.c', 'kt_peek.c', 'kt_relay.c', 'kt_relay_napi.c']
+const SOURCES = ['kt_splice.c', 'kt_lane.c', 'kt_route.c', 'kt_ring.c', 'kt_lane_napi.c', 'kt_timer.c', 'kt_peek.c', 'kt_relay.c', 'kt_relay_napi.c', 'kt_mux.c']
 /** Kept in step with binding.gyp's cflags. */
 const CFLAGS = ['-std=gnu11', '-O2', '-fPIC', '-shared', '-pthread', '-Wall', '-Wextra', '-Werror', '-DNAPI_VERSION=8', '-DNODE_GYP_MODULE_NAME=kt_splice']
 const CROSS = { x64: 'x86_64-linux-gnu-gcc', arm64: 'aarch64-linux-gnu-gcc' }

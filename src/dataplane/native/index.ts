@@ -151,7 +151,7 @@ export interface LaneBinding {
    */
   laneConnectStats (lane: object, id: number, out: Float64Array): boolean
   /** A relay listener (kt_relay_napi.c; relay/native-lane.ts): configure it before laneStart, read RELAY_STATS, end its header phases. */
-  laneRelay (l: object, token: Buffer, windowMs: number, headerMs: number, idleMs: number, info: number, allow: readonly string[], portMin: number, portMax: number, extra: readonly number[]): void
+  laneRelay (l: object, token: Buffer, windowMs: number, headerMs: number, idleMs: number, info: number, allow: readonly string[], portMin: number, portMax: number, extra: readonly number[], mux?: boolean): void
   laneRelayStats (l: object, out: Float64Array): void
   laneRelayQuiet (l: object): void
 }

@@ -154,6 +154,7 @@ typedef struct lane_conn {
   void *peek;            // routed listener, while peeking: parser state and the bytes read
   char *name;            // the routed name, kept for the access log only while it is on
   void *relay;           // a relay listener's connection (relay_conn_t, kt_relay.c): its header phase and BIND
+  void *mux;             // a relay connection that became a multiplexed carrier (mux_carrier_t, kt_mux.c)
   uint8_t handback;      // handed back to JS (kt_relay.c): its descriptor is JS's now, and nothing is counted here
   int conn_err;          // the last failed connect's errno or LE_* code (the relay's dial outcome)
   struct sockaddr_storage client;
@@ -207,6 +208,7 @@ struct engine {
   napi_env env;
   int index;         // position among the lane's engines
   void *lane;        // per-engine lane state (lane_engine_t, kt_lane.h), worker-owned
+  void *mux;         // the relay's multiplexed carriers on this worker (kt_mux.c), from the first one on; worker-owned
   atomic_int pairs;
   atomic_int pipes_pooled;
   atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created
@@ -249,6 +251,8 @@ static inline void kt_note_events (side_t *s, uint32_t ev) {
 void kt_lane_command (engine_t *e, cmd_t *c);
 void kt_lane_finished (engine_t *e, pair_t *p, int cause, int err);
 void kt_lane_stop (engine_t *e);
+// After each epoll batch (its events, commands and timers), before freed pairs are released.
+void kt_lane_after_batch (engine_t *e);
 void kt_lane_init (napi_env env, napi_value exports);
 
 #endif

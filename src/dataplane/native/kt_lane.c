@@ -485,6 +485,7 @@ static void le_remove (lane_engine_t *le, lane_listener_t *L) {
 
 static void abort_listener (engine_t *e, lane_listener_t *L) {
   lane_engine_t *le = e->lane;
+  mux_abort_listener(e, L);
   for (int list = 0; list < 2; list++) {
     pair_t *p = list == 0 ? le->c_head : le->p_head;
     while (p != NULL) {
@@ -668,8 +669,13 @@ static void finished_counts (engine_t *e, pair_t *p, int cause, int err) {
   }
 }
 
+void kt_lane_after_batch (engine_t *e) {
+  mux_after_batch(e);
+}
+
 void kt_lane_stop (engine_t *e) {
   lane_engine_t *le = e->lane;
+  mux_stop(e);
   while (le->c_head != NULL) kt_finish(e, le->c_head, C_ABORTED, 0, 1);
   while (le->p_head != NULL) kt_finish(e, le->p_head, C_ABORTED, 0, 1);
   for (int i = 0; i < le->n_ls; i++) disarm(e, le->ls[i]);

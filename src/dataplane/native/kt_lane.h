@@ -114,6 +114,7 @@ typedef struct relay_cfg {
   size_t max;              // nonces held at most (both generations)
   atomic_uint_fast64_t st[RS_COUNT];
   atomic_int quiet;        // closing (laneRelayQuiet): a connection adopted by another worker afterwards ends at once
+  uint8_t mux;             // carriers (CMD_MUX) are served here (kt_mux.c); 0 hands them back to JS (KT_RELAY_MUX=js)
 } relay_cfg_t;
 
 typedef struct lane_listener {
@@ -250,6 +251,8 @@ void relay_deadline (engine_t *e, pair_t *p);
 int relay_target (lane_conn_t *lc, backend_t *out);
 // A relay pair ends (kt_lane_finished): its summary for JS, its state freed.
 void relay_finished (engine_t *e, pair_t *p, int outcome, int err);
+// An address in a relay_addr record from r: family, 4 big-endian words, port.
+void relay_rec_addr (double *r, int fam, const uint8_t *a, uint16_t port);
 void relay_free (relay_cfg_t *c);
 // The relay's checks, shared with kt_relay_napi.c: 0 when SHA-256 cannot be
 // found in this process; the token's HMAC states; an AUTH's MAC; a nonce
@@ -269,6 +272,19 @@ napi_value relay_js_stats (napi_env env, napi_callback_info info);
 napi_value relay_js_quiet (napi_env env, napi_callback_info info);
 // The differential-test entry points over the relay's checks (relayNonceScript, relayAllowScript, relayMacCheck).
 void relay_hooks_init (napi_env env, napi_value exports);
+
+// ---------------------------------------------------------------- kt_mux.c
+
+// The authenticated relay pair p (its MUX command taken) becomes a carrier; -1 without memory.
+int mux_start (engine_t *e, pair_t *p);
+// A carrier ends (relay_finished): its streams are reset; stats gets streams opened, bytes up, bytes down.
+void mux_finished (engine_t *e, pair_t *p, double *stats);
+// Reset the carriers of L on this worker (laneAbort).
+void mux_abort_listener (engine_t *e, lane_listener_t *L);
+// Send what the batch queued on carriers; free the carriers and streams that ended in it.
+void mux_after_batch (engine_t *e);
+// The worker stops: every carrier ends, the state is freed.
+void mux_stop (engine_t *e);
 
 // ---------------------------------------------------------------- kt_ring.c
 

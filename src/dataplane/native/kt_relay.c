@@ -12,7 +12,10 @@
 // when asked, a CONNECT BIND (flags at most SOURCE) to an allowlisted node,
 // the dial and the splice, on the worker that accepted.
 //
-// Everything else (a bad or stale AUTH, a replay, MUX, UDP, ANSWER, PROXY_V2,
+// A MUX command (flags 0) makes the connection a carrier of streams, served
+// by kt_mux.c on the same worker.
+//
+// Everything else (a bad or stale AUTH, a replay, UDP, ANSWER, PROXY_V2,
 // a denied destination, a header deadline) goes back to JS as its descriptor
 // and a verdict (RV_*), its bytes untouched: headers are read with MSG_PEEK
 // and taken only once accepted. server.ts serves it from there, so every
@@ -32,11 +35,12 @@
 #define RELAY_AUTH_LEN (RELAY_SIGNED_LEN + RELAY_MAC_LEN)
 #define RELAY_BIND_MAX (3 + 16 + 2 + 1 + 16 + 2)
 #define RELAY_CMD_CONNECT 1
+#define RELAY_CMD_MUX 3
 #define RELAY_FLAG_SOURCE 1
 #define RELAY_AUTH_ACK 1
 #define RELAY_NONCES_MAX 500000  // server.ts NONCE_CACHE_MAX
 
-enum { RP_AUTH = 0, RP_IDLE, RP_BIND, RP_DIAL };
+enum { RP_AUTH = 0, RP_IDLE, RP_BIND, RP_DIAL, RP_MUX };  // RP_MUX: a multiplexed carrier (kt_mux.c)
 enum { NONCE_NEW = 0, NONCE_SEEN = 1, NONCE_FULL = 2 };
 enum { STEP_DONE = 0, STEP_AGAIN = 1 };
 
@@ -357,6 +361,29 @@ static int bind_addr (const uint8_t *b, size_t n, size_t at, uint8_t *fam, uint8
   return (int)(1 + alen + 2);
 }
 
+// BIND command CMD_MUX: with flags 0, the connection becomes a carrier
+// (server.ts mux(); any other flags go to JS, which refuses them).
+static int mux_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
+  lane_conn_t *lc = p->lane;
+  if (n < 2) return wait_or_hand_back(e, p, RV_AUTHED);
+  if (b[1] != 0) { hand_back(e, p, RV_AUTHED); return STEP_DONE; }
+  uint8_t sink[2];
+  ssize_t got = recv(p->s[0].fd, sink, sizeof sink, MSG_DONTWAIT);
+  if (got != (ssize_t)sizeof sink) {
+    lc->outcome = 1 + O_ERROR;
+    kt_finish(e, p, C_ERROR, got < 0 ? errno : EIO, 1);
+    return STEP_DONE;
+  }
+  lane_wait_unlink(e, p);
+  lc->peeking = 0;
+  ((relay_conn_t *)lc->relay)->phase = RP_MUX;
+  if (mux_start(e, p) != 0) {
+    lc->outcome = 1 + O_ERROR;
+    kt_finish(e, p, C_ERROR, ENOMEM, 1);
+  }
+  return STEP_DONE;
+}
+
 static int bind_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
   relay_cfg_t *c = cfg_of(p);
   lane_conn_t *lc = p->lane;
@@ -371,6 +398,7 @@ static int bind_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
     rc->phase = RP_BIND;  // its first byte: the header deadline from now (server.ts)
     relist(e, p, e->now_ms + c->header_ms);
   }
+  if (b[0] == RELAY_CMD_MUX && c->mux) return mux_step(e, p, b, n);
   if (b[0] != RELAY_CMD_CONNECT) { hand_back(e, p, RV_AUTHED); return STEP_DONE; }
   if (n < 2) return wait_or_hand_back(e, p, RV_AUTHED);
   uint8_t flags = b[1];
@@ -504,7 +532,7 @@ int relay_target (lane_conn_t *lc, backend_t *out) {
   return 1;
 }
 
-static void rec_addr (double *r, int fam, const uint8_t *a, uint16_t port) {
+void relay_rec_addr (double *r, int fam, const uint8_t *a, uint16_t port) {
   r[0] = fam;
   uint8_t w[16] = { 0 };
   memcpy(w, a, fam == 4 ? 4 : 16);
@@ -517,6 +545,8 @@ void relay_finished (engine_t *e, pair_t *p, int outcome, int err) {
   lane_listener_t *L = lc->listener;
   relay_conn_t *rc = lc->relay;
   int bound = rc->phase == RP_DIAL;
+  double mux[3] = { 0, 0, 0 };
+  if (rc->phase == RP_MUX) mux_finished(e, p, mux);  // its streams are reset first
   if (bound && lc->failed) atomic_fetch_add(&L->relay->st[err == KT_ERR_CONNECT_TIMEOUT ? RS_DIAL_TIMED_OUT : RS_DIAL_FAILED], 1);
   // A summary for JS's log and metrics: every connection with the log on,
   // and always a failed dial (a warning, as server.ts logs it).
@@ -535,8 +565,9 @@ void relay_finished (engine_t *e, pair_t *p, int outcome, int err) {
     double *a = r + KT_REC;
     a[F_TYPE] = REC_RELAY_ADDR;
     a[F_LISTENER] = L->id;
-    if (bound) rec_addr(a + F_DST_FAMILY, rc->dst_family, rc->dst, rc->dst_port);
-    if (bound && rc->src_family != 0) rec_addr(a + F_SRC_FAMILY, rc->src_family, rc->src, rc->src_port);
+    if (bound) relay_rec_addr(a + F_DST_FAMILY, rc->dst_family, rc->dst, rc->dst_port);
+    if (bound && rc->src_family != 0) relay_rec_addr(a + F_SRC_FAMILY, rc->src_family, rc->src, rc->src_port);
+    if (rc->phase == RP_MUX) memcpy(a + F_SRC_FAMILY + 6, mux, sizeof mux);  // streams opened, bytes up, bytes down
     (void)ring_emit_n(e, L->lane, r, 2);
   }
   free(rc);

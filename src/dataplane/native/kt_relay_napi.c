@@ -42,11 +42,12 @@ static const char *read_allow (napi_env env, napi_value arr, relay_cfg_t *c) {
   return NULL;
 }
 
-// laneRelay(listener, token: Buffer, windowMs, headerMs, idleMs, info, allow: string[], portMin, portMax, extra: number[]):
+// laneRelay(listener, token: Buffer, windowMs, headerMs, idleMs, info, allow: string[], portMin, portMax, extra: number[][, mux = true]):
 // make a listener (laneListen with start false, before laneStart) a relay listener.
+// `mux` false hands multiplexed carriers back to JS instead of serving them (kt_mux.c).
 napi_value relay_js_configure (napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 11;
+  napi_value argv[11];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   lane_listener_t *L = argc >= 10 ? lane_listener_of(env, argv[0]) : NULL;
   if (L == NULL) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay(listener, token, windowMs, headerMs, idleMs, info, allow, portMin, portMax, extra)");
@@ -59,6 +60,8 @@ napi_value relay_js_configure (napi_env env, napi_callback_info info) {
   if (napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay: token must be a Buffer");
   napi_get_buffer_info(env, argv[1], &tok, &tl);
   if (tl < 16 || tl > 64) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: token must be 16-64 bytes");
+  bool mux = true;
+  if (argc >= 11 && napi_get_value_bool(env, argv[10], &mux) != napi_ok) return throw_msg(env, "ERR_INVALID_ARG_TYPE", "laneRelay: mux must be a boolean");
   int32_t v[4];
   for (int i = 0; i < 4; i++) {
     if (napi_get_value_int32(env, argv[2 + i], &v[i]) != napi_ok || v[i] < 0) return throw_msg(env, "ERR_INVALID_ARG_VALUE", "laneRelay: non-negative integers");
@@ -79,6 +82,7 @@ napi_value relay_js_configure (napi_env env, napi_callback_info info) {
   c->header_ms = v[1];
   c->idle_ms = v[2];
   c->info = (uint8_t)v[3];
+  c->mux = mux ? 1 : 0;
   c->port_min = (uint16_t)pmin;
   c->port_max = (uint16_t)pmax;
   for (uint32_t i = 0; i < ne; i++) {

@@ -521,6 +521,7 @@ static void *worker (void *arg) {
     }
     if (atomic_load(&e->stopping)) break;
     kt_timers_run(&e->timers, e, e->now_ms);
+    if (e->lane != NULL) kt_lane_after_batch(e);  // multiplexed carriers send what the batch queued
     free_grave(e);
   }
   // Stopping: abort every pair. Pairs still queued were never registered or
