@@ -24,12 +24,12 @@
 import { connect, isIP, type Socket } from 'node:net'
 import { KtError, InvalidArgumentError } from '../errors.js'
 import type { Registry, Counter } from '../observe/metrics.js'
-import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP, INFO_LANE, type Address } from './protocol.js'
+import { encodeAuth, encodeConnect, statusErrorCode, statusName, Status, REPLY_LEN, VERSION, TOKEN_MIN, TOKEN_MAX, INFO_NATIVE, INFO_UDP, INFO_LANE, INFO_MUX_LANE, type Address } from './protocol.js'
 import { openUdpFlow, type DatagramChannel, type DatagramHandlers } from './udp-client.js'
 import { forbiddenReason } from './allow.js'
 import { onFirstSplicedRead } from '../dataplane/splice.js'
 import { silentRelayLogger, type RelayLogger } from './log.js'
-import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE, AUTO_BULK_BYTES, AUTO_BULK_HOLD_MS, type MuxPoolStats, type RelayTransport } from './mux-client.js'
+import { MuxPool, type MuxStream, AUTO_MUX_RATE, AUTO_POOL_RATE, AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE, AUTO_MUX_RATE_MUX_LANE, AUTO_POOL_RATE_MUX_LANE, AUTO_BULK_BYTES, AUTO_BULK_HOLD_MS, type MuxPoolStats, type RelayTransport } from './mux-client.js'
 
 // Structurally the same as src/dataplane/dialer.ts, so a RelayDialer can be
 // registered there without either module importing the other.
@@ -381,7 +381,9 @@ export class RelayDialer implements Dialer {
 
   /** auto: the rates a destination goes to mux at, and back to the pool under: by what the relay says of itself. */
   private autoRates (): readonly [number, number] {
-    return this.info !== undefined && (this.info & INFO_LANE) !== 0 ? [AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE] : [AUTO_MUX_RATE, AUTO_POOL_RATE]
+    const info = this.info ?? 0
+    if ((info & INFO_MUX_LANE) !== 0) return [AUTO_MUX_RATE_MUX_LANE, AUTO_POOL_RATE_MUX_LANE]
+    return (info & INFO_LANE) !== 0 ? [AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE] : [AUTO_MUX_RATE, AUTO_POOL_RATE]
   }
 
   /** auto: destinations on mux whose rate has not decayed under the pool rate since their last dial. */
@@ -419,7 +421,7 @@ export class RelayDialer implements Dialer {
   /**
    * A stream for this dial, or undefined (the pool dials). With auto (`r`,
    * the destination's rate), only while new dials to it come at
-   * the mux rate a second or more (autoRates: by the relay's INFO_LANE; with
+   * the mux rate a second or more (autoRates: by the relay's INFO_LANE and INFO_MUX_LANE; with
    * hysteresis down to the pool rate), and
    * not within AUTO_BULK_HOLD_MS of a connection to it that moved
    * AUTO_BULK_BYTES; the carriers are opened the first time, and until one

@@ -51,6 +51,19 @@ export const AUTO_POOL_RATE = 10
  */
 export const AUTO_MUX_RATE_LANE = 400
 export const AUTO_POOL_RATE_LANE = 200
+/**
+ * Against a relay whose addon also serves the carriers (INFO_MUX_LANE): a
+ * stream's frames cost the relay no JS, and the carrier's coalesced writes
+ * cost the forwarder less than one connection per client does. In relay-ab's
+ * Mac-like rounds (docs/benchmarks.md) streams gave 21.7k keep-alive
+ * requests a second against the pool's 13.5k, 3.58k new connections against
+ * 2.09k, and their first byte 1.16 against 1.43 ms; only bulk stays the
+ * pool's (6.5 against 3.1 Gbit/s, the pure-JS host's framing), which
+ * AUTO_BULK_BYTES keeps on the pool. So streams from 20 new connections a
+ * second to a destination, the pool again below 10.
+ */
+export const AUTO_MUX_RATE_MUX_LANE = 20
+export const AUTO_POOL_RATE_MUX_LANE = 10
 export const AUTO_BULK_BYTES = 4 * 1024 * 1024
 export const AUTO_BULK_HOLD_MS = 60_000
 

@@ -56,6 +56,13 @@ export const INFO_MUX = 0x04
  * relay no JS. The host's `auto` transport weighs the pool against streams by it.
  */
 export const INFO_LANE = 0x08
+/**
+ * Reply info bit: the relay's addon also serves multiplexed carriers
+ * (kt_mux.c): a stream's frames cost the relay no JS. Against such a relay
+ * streams beat pooled connections on everything but bulk, and `auto` moves to
+ * them at a low rate of new connections (mux-client.ts AUTO_MUX_RATE_MUX_LANE).
+ */
+export const INFO_MUX_LANE = 0x10
 
 export const Status = {
   OK: 0x00,

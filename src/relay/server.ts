@@ -27,7 +27,7 @@ import {
   Status, type StatusCode, reply, statusName, parseAuth, parseConnect, proxyV2Header, verifyAuthMac,
   TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
-import { CMD_MUX, INFO_MUX, INFO_LANE } from './protocol.js'
+import { CMD_MUX, INFO_MUX, INFO_LANE, INFO_MUX_LANE } from './protocol.js'
 import { RelayMux, MUX_BUSY_TEXT } from './mux-server.js'
 import { checkHeader, parseOpen } from './mux-frame.js'
 import { MUX_RESET_TEXT } from './mux-link.js'
@@ -658,7 +658,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           idleTimeoutMs: ctx.idleTimeoutMs,
           connectTimeoutMs: ctx.connectTimeoutMs,
           maxConnections: ctx.maxConnections,
-          info: ctx.info | INFO_LANE,
+          info: ctx.info | INFO_LANE | (opts.nativeMux !== false ? INFO_MUX_LANE : 0),
           allow: ctx.allow.cidrs.map((c) => c.text),
           ports: ctx.allow.ports,
           summaries: summaries || ctx.metrics !== undefined,
@@ -667,7 +667,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
         if (typeof l === 'string') acceptWhy = l
         else {
           lane = l
-          ctx.info |= INFO_LANE
+          ctx.info |= INFO_LANE | (opts.nativeMux !== false ? INFO_MUX_LANE : 0)
           // One cap over both paths: the lane accepts while its connections and JS's are under it.
           ctx.activeChanged = () => { l.setCap(ctx.maxConnections - counters.active) }
         }

@@ -10,7 +10,7 @@ import type { Dialer } from '../../src/dataplane/dialer.js'
 import { dockerAvailable, useScratch, createNetwork, listenOnGateway, readAll } from '../support/docker.js'
 import { startSlowForwarder } from '../support/slow-forwarder.js'
 import { POOL_MIN } from '../../src/relay/client.js'
-import { AUTO_MUX_RATE, AUTO_MUX_RATE_LANE, AUTO_BULK_BYTES } from '../../src/relay/mux-client.js'
+import { AUTO_MUX_RATE, AUTO_MUX_RATE_MUX_LANE, AUTO_BULK_BYTES } from '../../src/relay/mux-client.js'
 import { splice } from '../../src/dataplane/splice.js'
 import { createServer, connect as netConnect, type Socket as NetSocket, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -250,9 +250,9 @@ else {
     await waitFor(() => relay.counters.authenticated >= 3 + POOL_MIN, 'the refills authenticated', 3000)
     t.equal(relay.counters.authenticated, 3 + POOL_MIN, 'only the pool\'s connections reached the relay')
     // Fast: back to back until the decayed rate passes the mux rate (AUTO_MUX_RATE, or
-    // AUTO_MUX_RATE_LANE against a relay whose addon accepts); the carriers open then.
+    // AUTO_MUX_RATE_MUX_LANE against a relay whose addon serves the carriers); the carriers open then.
     const muxAt = d.stats().autoMuxRate ?? AUTO_MUX_RATE
-    t.equal(muxAt, relay.acceptPath === 'native' ? AUTO_MUX_RATE_LANE : AUTO_MUX_RATE, 'the rate follows the relay\'s accept path')
+    t.equal(muxAt, relay.acceptPath === 'native' ? AUTO_MUX_RATE_MUX_LANE : AUTO_MUX_RATE, 'the rate follows what the relay serves natively')
     const fast: NetSocket[] = []
     // In batches of 25 at once, so the rate gets there on a slow machine too.
     const burst = async (): Promise<void> => {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { NonceCache, type RelayHandle } from '../../src/relay/server.js'
 import { startTestRelay, relayPath } from '../support/relay-path.js'
 import { RelayDialer, relayHandshake } from '../../src/relay/client.js'
-import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP, INFO_MUX, INFO_LANE } from '../../src/relay/protocol.js'
+import { encodeAuth, encodeConnect, Status, VERSION, INFO_UDP, INFO_MUX, INFO_LANE, INFO_MUX_LANE } from '../../src/relay/protocol.js'
 import { Registry } from '../../src/observe/metrics.js'
 import { silentLogger } from '../../src/observe/logger.js'
 
@@ -44,8 +44,8 @@ function exchange (port: number, bytes: Buffer, opts: { end?: boolean } = {}): P
 
 const auth = (tok = token, o: { ack?: boolean, now?: number, nonce?: Buffer } = { ack: true }): Buffer => encodeAuth(tok, o)
 // info: INFO_UDP (this relay carries UDP flows) and INFO_MUX (multiplexed connections), not native.
-// The addon's lane says so in its answers (INFO_LANE).
-const ok = Buffer.from([VERSION, Status.OK, INFO_UDP | INFO_MUX | (relayPath() === 'native' ? INFO_LANE : 0)])
+// The addon's lane says so in its answers (INFO_LANE), and that it serves the carriers too (INFO_MUX_LANE).
+const ok = Buffer.from([VERSION, Status.OK, INFO_UDP | INFO_MUX | (relayPath() === 'native' ? INFO_LANE | INFO_MUX_LANE : 0)])
 const status = (st: number): number[] => [VERSION, st, 0]
 const bind = (address: string, port: number, answer = true): Buffer => encodeConnect({ address, port }, undefined, false, answer)
 

@@ -209,6 +209,7 @@ struct engine {
   int index;         // position among the lane's engines
   void *lane;        // per-engine lane state (lane_engine_t, kt_lane.h), worker-owned
   void *mux;         // the relay's multiplexed carriers on this worker (kt_mux.c), from the first one on; worker-owned
+  int lane_more;     // the lane has work left for the next turn (a carrier's read budget ran out): poll without waiting
   atomic_int pairs;
   atomic_int pipes_pooled;
   atomic_int pipe_fallbacks;  // chunks carried by a buffer because no pipe could be created

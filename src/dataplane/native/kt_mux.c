@@ -52,6 +52,7 @@
 #define MUX_KEEP 64                // bytes of an OPEN kept (a valid one has at most 40)
 #define MUX_BUCKETS 256
 #define MUX_RBUF (64 * 1024)
+#define MUX_READS 16             // reads per carrier per turn, so one busy carrier cannot starve the worker
 
 // protocol.ts Status
 enum { ST_OK = 0, ST_HEADER = 2, ST_DENIED = 3, ST_UNREACHABLE = 4, ST_TIMEOUT = 5, ST_BUSY = 6 };
@@ -69,6 +70,7 @@ struct mux_stream {
   uint32_t id;
   int fd;
   uint8_t dialing, gone, fin_recv, fin_sent, shut, readable, writable, rdhup, stalled, up_eof, flags, in_dial;
+  uint8_t full;          // the node socket was full (EAGAIN): once pend drains, all credit owed goes back at once
   int64_t credit;        // node bytes this side may still send to the host
   uint32_t outstanding;  // host bytes received, not yet credited back
   uint32_t unacked;      // of those, written to the node
@@ -92,6 +94,8 @@ struct mux_carrier {
   // The decoder: the header being read, then the frame's payload.
   uint8_t hdr[MUX_HDR];
   uint8_t hlen, in_frame, type, dead, dirty;
+  uint8_t oom;       // out of memory: the carrier ends after the batch (never from inside a frame's handling)
+  uint8_t in_ready;  // its read budget ran out with bytes left: read again after the batch
   uint32_t id, len, left;
   uint8_t keep[MUX_KEEP];  // the OPEN, RST or WINDOW payload (its first MUX_KEEP bytes)
   uint32_t kept;
@@ -103,6 +107,7 @@ struct mux_carrier {
   mux_stream_t *head;
   mux_stream_t *stall_head, *stall_tail;
   mux_carrier_t *dnext;       // the engine's dirty list
+  mux_carrier_t *rnext;       // the engine's ready list
   mux_carrier_t *prev, *next; // the engine's carriers
   mux_carrier_t *gnext;
   uint64_t opened, up, down;
@@ -111,6 +116,7 @@ struct mux_carrier {
 typedef struct mux_engine {
   mux_carrier_t *carriers;
   mux_carrier_t *dirty;
+  mux_carrier_t *ready;  // carriers whose read budget ran out (kt_engine.h lane_more)
   mux_stream_t *d_head, *d_tail;
   kt_timer_t dial_t;
   mux_stream_t *grave;
@@ -169,10 +175,17 @@ static int reserve (mux_carrier_t *c, size_t need) {
 
 static void carrier_end (engine_t *e, mux_carrier_t *c, int cause, int err, int reset);
 
+// No memory for the carrier's output: it ends after the batch (mux_after_batch),
+// never from inside the handling of a frame or a stream, which goes on with it.
+static void out_of_memory (engine_t *e, mux_carrier_t *c) {
+  c->oom = 1;
+  mark_dirty(e, c);
+}
+
 // A control frame (FIN, RST, WINDOW): always queued, whatever the output holds.
 static void frame (engine_t *e, mux_carrier_t *c, uint32_t id, int type, const uint8_t *payload, uint32_t len) {
-  if (c->dead) return;
-  if (reserve(c, MUX_HDR + len) != 0) { carrier_end(e, c, C_ERROR, ENOMEM, 1); return; }
+  if (c->dead || c->oom) return;
+  if (reserve(c, MUX_HDR + len) != 0) { out_of_memory(e, c); return; }
   put_hdr(c->out + c->out_len, id, type, len);
   if (len > 0) memcpy(c->out + c->out_len + MUX_HDR, payload, len);
   c->out_len += MUX_HDR + len;
@@ -336,31 +349,39 @@ static int pend_add (mux_stream_t *st, const uint8_t *b, size_t n, int front) {
   return 0;
 }
 
-// Write what waits for the node; once all of it is out, every credit owed goes back, and a FIN received becomes a shutdown.
+// `n` host bytes reached the node socket: counted, and credited back (in batches).
+static void passed_on (engine_t *e, mux_stream_t *st, size_t n) {
+  st->c->up += n;
+  atomic_fetch_add(&st->c->L->bytes_in, (uint64_t)n);
+  grant(e, st, (uint32_t)n, 0);
+}
+
+// Write what waits for the node (as mux-server.ts deliver()). Once it is all
+// out, a FIN received becomes a shutdown; and if the node socket was full,
+// every credit owed goes back at once (its 'drain').
 static void flush_pend (engine_t *e, mux_stream_t *st) {
-  int waited = st->pend_len > st->pend_off;
   while (st->pend_len > st->pend_off) {
     if (!st->writable) return;
     ssize_t w = send(st->fd, st->pend + st->pend_off, st->pend_len - st->pend_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) { st->writable = 0; return; }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) { st->writable = 0; st->full = 1; return; }
       node_failed(e, st);
       return;
     }
     st->pend_off += (size_t)w;
     size_t own = st->pend_own < (size_t)w ? st->pend_own : (size_t)w;
     st->pend_own -= own;
-    w -= (ssize_t)own;
-    st->c->up += (uint64_t)w;
-    atomic_fetch_add(&st->c->L->bytes_in, (uint64_t)w);
-    st->unacked += (uint32_t)w;
+    passed_on(e, st, (size_t)w - own);
+    if (st->gone) return;
   }
   free(st->pend);
   st->pend = NULL;
   st->pend_len = st->pend_off = 0;
-  if (waited) grant(e, st, 0, 1);
-  if (st->gone) return;
+  if (st->full) {
+    st->full = 0;
+    grant(e, st, 0, 1);
+  }
   if (st->fin_recv && !st->shut && !st->dialing) {
     (void)shutdown(st->fd, SHUT_WR);
     st->shut = 1;
@@ -375,21 +396,20 @@ static void data_piece (engine_t *e, mux_stream_t *st, const uint8_t *b, size_t 
     return;
   }
   size_t off = 0;
+  int failed = 0;
   while (off < n) {
     ssize_t w = send(st->fd, b + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) { st->writable = 0; break; }
-      node_failed(e, st);
-      return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) { st->writable = 0; st->full = 1; break; }
+      failed = 1;
+      break;
     }
     off += (size_t)w;
   }
-  if (off > 0) {
-    st->c->up += off;
-    atomic_fetch_add(&st->c->L->bytes_in, (uint64_t)off);
-    grant(e, st, (uint32_t)off, 0);
-  }
+  if (off > 0) passed_on(e, st, off);
+  if (st->gone) return;
+  if (failed) { node_failed(e, st); return; }
   if (off < n && pend_add(st, b + off, n - off, 0) != 0) node_failed(e, st);
 }
 
@@ -427,7 +447,7 @@ static void pump_down (engine_t *e, mux_stream_t *st) {
     }
     if (c->out_len - c->out_off >= MUX_OUT_HIGH) { stall(c, st); return; }
     size_t want = st->credit < MUX_DATA_MAX ? (size_t)st->credit : MUX_DATA_MAX;
-    if (reserve(c, MUX_HDR + want) != 0) { carrier_end(e, c, C_ERROR, ENOMEM, 1); return; }
+    if (c->oom || reserve(c, MUX_HDR + want) != 0) { out_of_memory(e, c); return; }
     ssize_t r = recv(st->fd, c->out + c->out_len + MUX_HDR, want, MSG_DONTWAIT);
     if (r > 0) {
       put_hdr(c->out + c->out_len, st->id, MUX_DATA, (uint32_t)r);
@@ -583,13 +603,20 @@ static void on_open (engine_t *e, mux_carrier_t *c) {
     stream_record(e, c, c->id, ST_HEADER, WHY_OPEN, 0, NULL);
     return;
   }
-  if (atomic_load(&cfg->quiet) || atomic_load(&L->stopped) || atomic_load(&ln->active_total) >= atomic_load(&ln->cap_total) || atomic_load(&L->active) >= atomic_load(&L->max_conns)) {
+  // A place under both caps is taken before the check, as accept_one takes
+  // one (kt_lane.c): two workers at the cap's edge cannot both get in.
+  int over = atomic_load(&cfg->quiet) || atomic_load(&L->stopped);
+  if (!over && atomic_fetch_add(&ln->active_total, 1) >= atomic_load(&ln->cap_total)) { atomic_fetch_sub(&ln->active_total, 1); over = 1; }
+  else if (!over && atomic_fetch_add(&L->active, 1) >= atomic_load(&L->max_conns)) { atomic_fetch_sub(&L->active, 1); atomic_fetch_sub(&ln->active_total, 1); over = 1; }
+  if (over) {
     atomic_fetch_add(&cfg->st[RS_REFUSED_BUSY], 1);
     send_rst(e, c, c->id, ST_BUSY);
     stream_record(e, c, c->id, ST_BUSY, WHY_BUSY, 0, &t);
     return;
   }
   if (!allow_check(cfg, t.dst_fam, t.dst, t.dst_port)) {
+    atomic_fetch_sub(&L->active, 1);
+    atomic_fetch_sub(&ln->active_total, 1);
     atomic_fetch_add(&cfg->st[RS_REFUSED_DENIED], 1);
     send_rst(e, c, c->id, ST_DENIED);
     stream_record(e, c, c->id, ST_DENIED, WHY_DENIED, 0, &t);
@@ -597,6 +624,8 @@ static void on_open (engine_t *e, mux_carrier_t *c) {
   }
   mux_stream_t *st = malloc(sizeof *st);
   if (st == NULL) {
+    atomic_fetch_sub(&L->active, 1);
+    atomic_fetch_sub(&ln->active_total, 1);
     atomic_fetch_add(&cfg->st[RS_REFUSED_BUSY], 1);
     send_rst(e, c, c->id, ST_BUSY);
     stream_record(e, c, c->id, ST_BUSY, WHY_BUSY, ENOMEM, &t);
@@ -616,8 +645,6 @@ static void on_open (engine_t *e, mux_carrier_t *c) {
   if (c->head != NULL) c->head->prev = st;
   c->head = st;
   c->opened++;
-  atomic_fetch_add(&L->active, 1);
-  atomic_fetch_add(&ln->active_total, 1);
   atomic_fetch_add(&cfg->st[RS_DIALED], 1);
   struct sockaddr_storage ss;
   socklen_t sl;
@@ -768,6 +795,7 @@ static void resume_stalled (engine_t *e, mux_carrier_t *c) {
 static void carrier_out (engine_t *e, mux_carrier_t *c) {
   side_t *s = &c->p->s[0];
   for (;;) {
+    if (c->dead || c->oom) return;
     while (c->out_off < c->out_len) {
       if (!s->writable) return;
       ssize_t w = send(s->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -793,15 +821,24 @@ static void carrier_out (engine_t *e, mux_carrier_t *c) {
 
 static void carrier_read (engine_t *e, mux_carrier_t *c) {
   side_t *s = &c->p->s[0];
-  uint8_t *buf = mux_of(e)->rbuf;
+  mux_engine_t *m = mux_of(e);
+  uint8_t *buf = m->rbuf;
+  int budget = MUX_READS;
   while (!c->dead && s->readable) {
+    if (budget-- == 0) {
+      // More to read: after the batch, and the worker polls without waiting meanwhile.
+      if (!c->in_ready) { c->in_ready = 1; c->rnext = m->ready; m->ready = c; }
+      return;
+    }
     ssize_t n = recv(s->fd, buf, MUX_RBUF, MSG_DONTWAIT);
     if (n > 0) {
       parse(e, c, buf, (size_t)n);
       continue;
     }
     if (n == 0) {
-      // The host closed the carrier: its streams are gone with it.
+      // The host closed the carrier: its streams are gone with it. What is
+      // queued for it goes out first, if it can at once (as mux-server.ts end()).
+      if (c->out_len > c->out_off) (void)send(s->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
       carrier_end(e, c, C_EOF, 0, 0);
       return;
     }
@@ -875,6 +912,14 @@ void mux_finished (engine_t *e, pair_t *p, double *stats) {
   if (c == NULL) return;
   mux_engine_t *m = mux_of(e);
   c->dead = 1;
+  if (c->in_ready) {  // off the ready list: it is freed after this batch
+    for (mux_carrier_t **pp = &m->ready; *pp != NULL; pp = &(*pp)->rnext) {
+      if (*pp == c) { *pp = c->rnext; break; }
+    }
+    c->in_ready = 0;
+  }
+  for (mux_stream_t *s = c->stall_head; s != NULL; s = s->snext) s->stalled = 0;
+  c->stall_head = c->stall_tail = NULL;
   // Every stream is reset (mux-server.ts onLost): a node reset, a dialing socket closed.
   while (c->head != NULL) stream_close(e, c->head, 1);
   stats[0] = (double)c->opened;
@@ -884,6 +929,7 @@ void mux_finished (engine_t *e, pair_t *p, double *stats) {
   if (c->next != NULL) c->next->prev = c->prev;
   free(c->out);
   c->out = NULL;
+  c->out_len = c->out_off = c->out_cap = 0;
   c->gnext = m->cgrave;
   m->cgrave = c;
   p->lane->mux = NULL;
@@ -908,12 +954,24 @@ static void free_graves (mux_engine_t *m) {
 void mux_after_batch (engine_t *e) {
   mux_engine_t *m = e->mux;
   if (m == NULL) return;
+  // Carriers whose read budget ran out read on, MUX_READS each, once per turn.
+  mux_carrier_t *r = m->ready;
+  m->ready = NULL;
+  while (r != NULL) {
+    mux_carrier_t *nx = r->rnext;
+    r->in_ready = 0;
+    if (!r->dead) carrier_read(e, r);
+    r = nx;
+  }
   while (m->dirty != NULL) {
     mux_carrier_t *c = m->dirty;
     m->dirty = c->dnext;
     c->dirty = 0;
-    if (!c->dead) carrier_out(e, c);
+    if (c->dead) continue;
+    if (c->oom) carrier_end(e, c, C_ERROR, ENOMEM, 1);
+    else carrier_out(e, c);
   }
+  e->lane_more = m->ready != NULL;
   free_graves(m);
 }
 

@@ -487,7 +487,7 @@ static void *worker (void *arg) {
   e->now_ms = mono_ms();
   for (;;) {
     int timeout = -1;
-    if (e->ready != NULL) {
+    if (e->ready != NULL || e->lane_more) {
       timeout = 0;
     } else {
       // The earliest registered deadline (idle scan, connect and peek timeouts, ring flush, accept backoff).
