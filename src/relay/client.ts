@@ -386,6 +386,18 @@ export class RelayDialer implements Dialer {
     return (info & INFO_LANE) !== 0 ? [AUTO_MUX_RATE_LANE, AUTO_POOL_RATE_LANE] : [AUTO_MUX_RATE, AUTO_POOL_RATE]
   }
 
+  /**
+   * auto, against a relay whose addon serves the carriers (INFO_MUX_LANE): open
+   * them as soon as the relay says so, so the first burst of a destination
+   * that turns busy (a client opening fifty keep-alive connections at once)
+   * finds them live. They are connections to the relay, not to any backend.
+   */
+  private eagerMux (): void {
+    if (!this.auto || this.closed || this.mux !== undefined || ((this.info ?? 0) & INFO_MUX_LANE) === 0) return
+    this.mux = this.newMux()
+    this.log.info({ relay: target(this.ep.host, this.ep.port) }, 'the relay serves multiplexed connections natively: opening them')
+  }
+
   /** auto: destinations on mux whose rate has not decayed under the pool rate since their last dial. */
   private onMuxNow (): number {
     if (this.mux === undefined) return 0
@@ -635,7 +647,7 @@ export class RelayDialer implements Dialer {
       const started = now
       handshake(this.ep, this.handshakeTimeoutMs, confirm).then(({ sock, info }) => {
         this.connecting--
-        if (confirm) { this.ackInFlight = false; this.ackAt = Date.now(); this.info = info }
+        if (confirm) { this.ackInFlight = false; this.ackAt = Date.now(); this.info = info; this.eagerMux() }
         this.refillMs += (Math.min(REFILL_MS_MAX, Math.max(0.1, Date.now() - started)) - this.refillMs) / 8
         // Only the relay's OK proves it is back; a connect proves the forwarder.
         if (confirm) {

@@ -59,11 +59,14 @@ export const AUTO_POOL_RATE_LANE = 200
  * requests a second against the pool's 13.5k, 3.58k new connections against
  * 2.09k, and their first byte 1.16 against 1.43 ms; only bulk stays the
  * pool's (6.5 against 3.1 Gbit/s, the pure-JS host's framing), which
- * AUTO_BULK_BYTES keeps on the pool. So streams from 20 new connections a
- * second to a destination, the pool again below 10.
+ * AUTO_BULK_BYTES keeps on the pool. So streams from 5 new connections a
+ * second to a destination, the pool again below 2 (a destination taking a
+ * few long connections, a database or an iperf3 run, keeps the pool), and
+ * the carriers open as soon as the relay says it serves them (client.ts
+ * eagerMux), so a burst finds them live.
  */
-export const AUTO_MUX_RATE_MUX_LANE = 20
-export const AUTO_POOL_RATE_MUX_LANE = 10
+export const AUTO_MUX_RATE_MUX_LANE = 5
+export const AUTO_POOL_RATE_MUX_LANE = 2
 export const AUTO_BULK_BYTES = 4 * 1024 * 1024
 export const AUTO_BULK_HOLD_MS = 60_000
 
