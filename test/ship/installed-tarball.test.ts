@@ -54,7 +54,7 @@ else {
   t.test('the tarball carries both prebuilds, the C sources and the build script', async (t) => {
     for (const f of ['prebuilds/linux-x64/kt_splice.napi.glibc.node', 'prebuilds/linux-arm64/kt_splice.napi.glibc.node',
       'src/dataplane/native/kt_splice.c', 'src/dataplane/native/kt_lane.c', 'src/dataplane/native/kt_route.c',
-      'src/dataplane/native/kt_ring.c', 'src/dataplane/native/kt_lane_napi.c', 'src/dataplane/native/kt_timer.c', 'src/dataplane/native/kt_peek.c', 'src/dataplane/native/kt_relay.c', 'src/dataplane/native/kt_relay_napi.c', 'src/dataplane/native/kt_lane.h',
+      'src/dataplane/native/kt_ring.c', 'src/dataplane/native/kt_lane_napi.c', 'src/dataplane/native/kt_timer.c', 'src/dataplane/native/kt_peek.c', 'src/dataplane/native/kt_relay.c', 'src/dataplane/native/kt_relay_napi.c', 'src/dataplane/native/kt_mux.c', 'src/dataplane/native/kt_lane.h',
       'src/dataplane/native/kt_engine.h', 'src/dataplane/native/binding.gyp', 'src/dataplane/native/build-addon.mjs',
       'src/dataplane/native/source-hash.cjs']) t.ok(inst.files.includes(f), f)
     t.notOk(inst.files.some((f) => f.includes('build/Release')), 'no local build inside')
