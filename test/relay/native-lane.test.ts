@@ -218,7 +218,10 @@ else {
       // A carrier is served on the lane (kt_mux.c): its streams dial and splice there.
       const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
       t.teardown(async () => { await m.close() })
+      // Until a carrier is live the pool serves: wait for one, so the dial is a stream.
+      await waitFor(() => m.stats().mux?.state === 'live', 'a live carrier', 5000)
       const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
+      t.equal((st as unknown as { ktMux?: boolean }).ktMux, true, 'a stream')
       st.end('over mux')
       t.equal((await readAll(st)).toString(), 'over mux')
       t.equal(r.counters.handedBack, 2, 'the carrier stayed in the addon')
@@ -229,7 +232,9 @@ else {
       const r = await relayWith(t, { nativeMux: false })
       const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
       t.teardown(async () => { await m.close() })
+      await waitFor(() => m.stats().mux?.state === 'live', 'a live carrier', 5000)
       const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
+      t.equal((st as unknown as { ktMux?: boolean }).ktMux, true, 'a stream')
       st.end('over JS mux')
       t.equal((await readAll(st)).toString(), 'over JS mux')
       t.ok(r.counters.handedBack >= 1, 'the carriers came back to JS')
