@@ -138,6 +138,9 @@ function resetError (status: number): Error {
   return new KtError(statusErrorCode(status), `the relay refused the stream: ${statusName(status)}`)
 }
 
+/** Streams open on a carrier from which a new stream's OPEN waits a turn for its first bytes. */
+const HOLD_OPEN_FROM = 4
+
 /** One carrier on the host. */
 export class HostMux extends MuxLink<MuxStreamState> {
   private nextId = 1
@@ -167,6 +170,8 @@ export class HostMux extends MuxLink<MuxStreamState> {
     const bind = encodeConnect(dst, source, proxyV2)
     this.write(muxHeader(id, MUX_OPEN, bind.length))
     this.write(bind)
+    // Busy (other streams open): the OPEN waits a turn for the client's first bytes (mux-link.ts uncork).
+    if (this.handles.size > HOLD_OPEN_FROM) this.holdOpen = true
     return s
   }
 

@@ -1,6 +1,7 @@
 // What both ends of a multiplexed relay connection share (the "carrier"):
-// frame decoding, writes coalesced per tick (cork, uncork on the next tick,
-// so a burst of frames leaves in one writev), per-stream credit (a sender may
+// frame decoding, writes coalesced per turn of the event loop (cork, uncork
+// in setImmediate, after every I/O callback of the poll phase, so the frames
+// of all the streams that had bytes in that turn leave in one writev), per-stream credit (a sender may
 // have MUX_WINDOW_BYTES in flight per stream; the receiver returns credit as
 // it passes bytes on), and the carrier's own backpressure (write() false:
 // every producer that sends next is paused until 'drain'). The relay's side
@@ -56,6 +57,18 @@ const kLink = Symbol('kt.mux.link')
 interface CarrierSocket extends Socket { [kLink]: MuxLink<MuxStreamState> }
 
 function uncork (link: MuxLink<MuxStreamState>): void {
+  if (link.holdOpen) {
+    // OPENs went out this turn on a busy carrier: hold the frames one turn
+    // longer, through the next poll, so the new clients' first bytes (already
+    // on their way when they were accepted) leave with their OPENs in one
+    // write. relay-ab, Mac-like, 50 clients with Connection: close: 3.03k
+    // against 2.54k new connections a second, the forwarder's CPU per
+    // connection 0.044 against 0.100 ms. Not for a lone stream: there the
+    // extra turn cost its first byte 40-90 µs (paired turns).
+    link.holdOpen = false
+    setImmediate(uncork, link)
+    return
+  }
   link.corked = false
   link.sock.uncork()
 }
@@ -76,6 +89,8 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
   readonly streams = new Map<number, S>()
   readonly dec = new MuxDecoder()
   corked = false
+  /** OPENs are queued on a busy carrier: the uncork waits one more turn (uncork above). */
+  holdOpen = false
   /** The carrier's write buffer is over its high-water mark. */
   blocked = false
   private stalled: S[] = []
@@ -96,7 +111,7 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     if (!this.corked) {
       this.corked = true
       this.sock.cork()
-      process.nextTick(uncork, this)
+      setImmediate(uncork, this)
     }
     if (!this.sock.write(buf)) this.blocked = true
   }
