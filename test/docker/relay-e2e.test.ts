@@ -135,6 +135,13 @@ else {
     // iperf3 -u: its TCP control connection and its UDP data on one port
     // number, both through the relay, to iperf3 -s in the node.
     inNode('iperf3', ['-s', '-1', '-B', node.ip, '-p', '30201'])
+    // Listening before the first try: through the relay, a dial to a port not yet
+    // open is a reset, which iperf3 reports as a failed test, not as refused.
+    // (A probe connection would take the one session -1 serves.)
+    const listening = (): Promise<boolean> => new Promise((resolve) => {
+      execFile('nsenter', ['-t', String(pid), '-n', 'ss', '-ltnH', 'sport = :30201'], { timeout: 5000 }, (_e, o) => resolve(o.trim() !== ''))
+    })
+    await waitFor(listening, 'iperf3 -s listening in the node', 15_000)
     const front = await freeTcpUdpPort()
     const ups = { id: 'e2e/default/iperf:30201', endpoints: [{ host: node.ip, port: 30201 }], dialer: 'relay:e2e' }
     const iperfManager = new ListenerManager({ logger: silentLogger(), metrics: new Registry(), options: { accessLog: false }, dialers: new Map<string, Dialer>([['relay:e2e', dialer]]) })
@@ -154,7 +161,9 @@ else {
       })
       return !/Connection refused|unable to connect/.test(out)
     }, () => `iperf3 -s in the node to take the control connection (last: ${out.slice(0, 200)})`, 15_000)
-    const sum = (JSON.parse(out) as { end: { sum: { packets: number, lost_packets: number } } }).end.sum
+    const report = JSON.parse(out) as { error?: string, end?: { sum?: { packets: number, lost_packets: number } } }
+    const sum = report.end?.sum
+    if (sum === undefined) { t.fail(`iperf3 -u through the relay container: ${report.error ?? out.slice(0, 400)}`); return }
     t.ok(sum.packets > 100 && sum.lost_packets / sum.packets < 0.5, `iperf3 -u through the relay container: ${sum.packets} packets, ${sum.lost_packets} lost`)
   })
 
