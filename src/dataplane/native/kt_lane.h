@@ -251,6 +251,11 @@ void relay_deadline (engine_t *e, pair_t *p);
 int relay_target (lane_conn_t *lc, backend_t *out);
 // A relay pair ends (kt_lane_finished): its summary for JS, its state freed.
 void relay_finished (engine_t *e, pair_t *p, int outcome, int err);
+// An address of a BIND at b[at..] (family 4 or 6, the address, the port): its
+// length, 0 when more bytes are needed, -1 for an unknown family.
+int relay_bind_addr (const uint8_t *b, size_t n, size_t at, uint8_t *fam, uint8_t *addr, uint16_t *port);
+// A BIND's address as a socket address (fam 4: 4 bytes at a, 6: 16); its length.
+socklen_t relay_sockaddr (struct sockaddr_storage *ss, int fam, const uint8_t *a, uint16_t port);
 // An address in a relay_addr record from r: family, 4 big-endian words, port.
 void relay_rec_addr (double *r, int fam, const uint8_t *a, uint16_t port);
 void relay_free (relay_cfg_t *c);

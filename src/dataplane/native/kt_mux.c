@@ -74,8 +74,9 @@ struct mux_stream {
   int64_t credit;        // node bytes this side may still send to the host
   uint32_t outstanding;  // host bytes received, not yet credited back
   uint32_t unacked;      // of those, written to the node
+  uint64_t up, down;     // bytes written to the node, and read from it: into the listener's counters once, at its end
   uint8_t *pend;         // host bytes for the node not yet written (while dialing, or the node socket full)
-  size_t pend_len, pend_off;
+  size_t pend_len, pend_off, pend_cap;
   size_t pend_own;       // of those, the first are the relay's own (a PROXY v2 header): neither counted nor credited
   int64_t deadline;
   uint8_t dst_fam, src_fam;
@@ -304,6 +305,12 @@ static void stream_close (engine_t *e, mux_stream_t *st, int reset) {
   st->pend = NULL;
   st->gnext = m->grave;
   m->grave = st;
+  // Its bytes, counted as a spliced pair's are (at its end), before the count
+  // of active streams drops: once JS sees that drop, they are in.
+  c->up += st->up;
+  c->down += st->down;
+  atomic_fetch_add(&L->bytes_in, st->up);
+  atomic_fetch_add(&L->bytes_out, st->down);
   atomic_fetch_sub(&L->active, 1);
   atomic_fetch_sub(&L->lane->active_total, 1);
 }
@@ -336,14 +343,31 @@ static void check_done (engine_t *e, mux_stream_t *st) {
 
 // ---------------------------------------------------------------- host -> node
 
+// Hold n more bytes for the node, after those held (or before them, `front`:
+// the PROXY v2 header at connect). Appends in place while there is room; the
+// buffer grows by doubling, so bytes held while the node socket is full are
+// copied once, not once per frame. -1 without memory.
 static int pend_add (mux_stream_t *st, const uint8_t *b, size_t n, int front) {
   size_t have = st->pend_len - st->pend_off;
-  uint8_t *nb = malloc(have + n);
-  if (nb == NULL) return -1;
-  if (front) { memcpy(nb, b, n); if (have > 0) memcpy(nb + n, st->pend + st->pend_off, have); }
-  else { if (have > 0) memcpy(nb, st->pend + st->pend_off, have); memcpy(nb + have, b, n); }
-  free(st->pend);
-  st->pend = nb;
+  if (!front && st->pend_cap - st->pend_len >= n) {
+    memcpy(st->pend + st->pend_len, b, n);
+    st->pend_len += n;
+    return 0;
+  }
+  size_t at = front ? n : 0;  // where the bytes held go
+  if (st->pend_cap < have + n) {
+    size_t cap = st->pend_cap < 4096 ? 4096 : st->pend_cap;
+    while (cap < have + n) cap *= 2;
+    uint8_t *nb = malloc(cap);
+    if (nb == NULL) return -1;
+    if (have > 0) memcpy(nb + at, st->pend + st->pend_off, have);
+    free(st->pend);
+    st->pend = nb;
+    st->pend_cap = cap;
+  } else {
+    memmove(st->pend + at, st->pend + st->pend_off, have);
+  }
+  memcpy(st->pend + (front ? 0 : have), b, n);
   st->pend_off = 0;
   st->pend_len = have + n;
   return 0;
@@ -351,8 +375,7 @@ static int pend_add (mux_stream_t *st, const uint8_t *b, size_t n, int front) {
 
 // `n` host bytes reached the node socket: counted, and credited back (in batches).
 static void passed_on (engine_t *e, mux_stream_t *st, size_t n) {
-  st->c->up += n;
-  atomic_fetch_add(&st->c->L->bytes_in, (uint64_t)n);
+  st->up += n;
   grant(e, st, (uint32_t)n, 0);
 }
 
@@ -377,7 +400,7 @@ static void flush_pend (engine_t *e, mux_stream_t *st) {
   }
   free(st->pend);
   st->pend = NULL;
-  st->pend_len = st->pend_off = 0;
+  st->pend_len = st->pend_off = st->pend_cap = 0;
   if (st->full) {
     st->full = 0;
     grant(e, st, 0, 1);
@@ -453,8 +476,7 @@ static void pump_down (engine_t *e, mux_stream_t *st) {
       put_hdr(c->out + c->out_len, st->id, MUX_DATA, (uint32_t)r);
       c->out_len += MUX_HDR + (size_t)r;
       st->credit -= r;
-      c->down += (uint64_t)r;
-      atomic_fetch_add(&c->L->bytes_out, (uint64_t)r);
+      st->down += (uint64_t)r;
       mark_dirty(e, c);
       if ((size_t)r < want && !st->rdhup) st->readable = 0;  // drained (edge-triggered: the next edge says more)
       continue;
@@ -554,17 +576,6 @@ static void stream_event (engine_t *e, void *obj, uint32_t events) {
 
 static const kt_ops_t stream_ops = { "mux-stream", stream_event };
 
-// An address of an OPEN at b[at..]: its length, or -1 (truncated, or an unknown family).
-static int addr_at (const uint8_t *b, size_t n, size_t at, uint8_t *fam, uint8_t *addr, uint16_t *port) {
-  if (n <= at || (b[at] != 4 && b[at] != 6)) return -1;
-  size_t alen = b[at] == 4 ? 4 : 16;
-  if (n < at + 1 + alen + 2) return -1;
-  *fam = b[at];
-  memcpy(addr, b + at + 1, alen);
-  *port = (uint16_t)((b[at + 1 + alen] << 8) | b[at + 2 + alen]);
-  return (int)(1 + alen + 2);
-}
-
 // mux-frame.ts parseOpen: a TCP BIND (command 1), flags at most SOURCE | PROXY_V2, nothing after it.
 static int open_parse (const mux_carrier_t *c, mux_stream_t *t) {
   const uint8_t *b = c->keep;
@@ -572,12 +583,13 @@ static int open_parse (const mux_carrier_t *c, mux_stream_t *t) {
   if (c->len != c->kept || n < 2 || b[0] != 1) return -1;
   uint8_t flags = b[1];
   if ((flags & ~3) != 0 || ((flags & 2) && !(flags & 1))) return -1;
-  int u = addr_at(b, n, 2, &t->dst_fam, t->dst, &t->dst_port);
-  if (u < 0 || t->dst_port == 0) return -1;
+  // The whole OPEN is here: an address cut short is as malformed as an unknown family.
+  int u = relay_bind_addr(b, n, 2, &t->dst_fam, t->dst, &t->dst_port);
+  if (u <= 0 || t->dst_port == 0) return -1;
   size_t at = 2 + (size_t)u;
   if (flags & 1) {
-    u = addr_at(b, n, at, &t->src_fam, t->src, &t->src_port);
-    if (u < 0) return -1;
+    u = relay_bind_addr(b, n, at, &t->src_fam, t->src, &t->src_port);
+    if (u <= 0) return -1;
     at += (size_t)u;
   }
   if (at != n) return -1;
@@ -647,21 +659,7 @@ static void on_open (engine_t *e, mux_carrier_t *c) {
   c->opened++;
   atomic_fetch_add(&cfg->st[RS_DIALED], 1);
   struct sockaddr_storage ss;
-  socklen_t sl;
-  memset(&ss, 0, sizeof ss);
-  if (st->dst_fam == 4) {
-    struct sockaddr_in *s4 = (void *)&ss;
-    s4->sin_family = AF_INET;
-    memcpy(&s4->sin_addr, st->dst, 4);
-    s4->sin_port = htons(st->dst_port);
-    sl = sizeof *s4;
-  } else {
-    struct sockaddr_in6 *s6 = (void *)&ss;
-    s6->sin6_family = AF_INET6;
-    memcpy(&s6->sin6_addr, st->dst, 16);
-    s6->sin6_port = htons(st->dst_port);
-    sl = sizeof *s6;
-  }
+  socklen_t sl = relay_sockaddr(&ss, st->dst_fam, st->dst, st->dst_port);
   int s = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s < 0) { dial_failed(e, st, ST_UNREACHABLE, errno); return; }
   st->fd = s;

@@ -350,7 +350,7 @@ static int auth_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
 }
 
 // An address of the BIND at b[at..]: its length, 0 when more bytes are needed, -1 when JS must see it.
-static int bind_addr (const uint8_t *b, size_t n, size_t at, uint8_t *fam, uint8_t *addr, uint16_t *port) {
+int relay_bind_addr (const uint8_t *b, size_t n, size_t at, uint8_t *fam, uint8_t *addr, uint16_t *port) {
   if (n <= at) return 0;
   if (b[at] != 4 && b[at] != 6) return -1;
   size_t alen = b[at] == 4 ? 4 : 16;
@@ -404,12 +404,12 @@ static int bind_step (engine_t *e, pair_t *p, const uint8_t *b, size_t n) {
   uint8_t flags = b[1];
   if ((flags & ~RELAY_FLAG_SOURCE) != 0) { hand_back(e, p, RV_AUTHED); return STEP_DONE; }
   relay_conn_t t = *rc;
-  int used = bind_addr(b, n, 2, &t.dst_family, t.dst, &t.dst_port);
+  int used = relay_bind_addr(b, n, 2, &t.dst_family, t.dst, &t.dst_port);
   if (used < 0 || (used > 0 && t.dst_port == 0)) { hand_back(e, p, RV_AUTHED); return STEP_DONE; }
   if (used == 0) return wait_or_hand_back(e, p, RV_AUTHED);
   size_t at = 2 + (size_t)used;
   if (flags & RELAY_FLAG_SOURCE) {
-    int u = bind_addr(b, n, at, &t.src_family, t.src, &t.src_port);
+    int u = relay_bind_addr(b, n, at, &t.src_family, t.src, &t.src_port);
     if (u < 0) { hand_back(e, p, RV_AUTHED); return STEP_DONE; }
     if (u == 0) return wait_or_hand_back(e, p, RV_AUTHED);
     at += (size_t)u;
@@ -516,20 +516,24 @@ int relay_target (lane_conn_t *lc, backend_t *out) {
   rc->dialed = 1;
   memset(out, 0, sizeof *out);
   out->id = -1;
-  if (rc->dst_family == 4) {
-    struct sockaddr_in *s4 = (void *)&out->addr;
-    s4->sin_family = AF_INET;
-    memcpy(&s4->sin_addr, rc->dst, 4);
-    s4->sin_port = htons(rc->dst_port);
-    out->len = sizeof *s4;
-  } else {
-    struct sockaddr_in6 *s6 = (void *)&out->addr;
-    s6->sin6_family = AF_INET6;
-    memcpy(&s6->sin6_addr, rc->dst, 16);
-    s6->sin6_port = htons(rc->dst_port);
-    out->len = sizeof *s6;
-  }
+  out->len = relay_sockaddr(&out->addr, rc->dst_family, rc->dst, rc->dst_port);
   return 1;
+}
+
+socklen_t relay_sockaddr (struct sockaddr_storage *ss, int fam, const uint8_t *a, uint16_t port) {
+  memset(ss, 0, sizeof *ss);
+  if (fam == 4) {
+    struct sockaddr_in *s4 = (void *)ss;
+    s4->sin_family = AF_INET;
+    memcpy(&s4->sin_addr, a, 4);
+    s4->sin_port = htons(port);
+    return sizeof *s4;
+  }
+  struct sockaddr_in6 *s6 = (void *)ss;
+  s6->sin6_family = AF_INET6;
+  memcpy(&s6->sin6_addr, a, 16);
+  s6->sin6_port = htons(port);
+  return sizeof *s6;
 }
 
 void relay_rec_addr (double *r, int fam, const uint8_t *a, uint16_t port) {
