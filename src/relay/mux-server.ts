@@ -13,6 +13,11 @@ import { MuxLink, newStreamState, type MuxStreamState } from './mux-link.js'
 import type { RelayLogger } from './log.js'
 import type { SpliceResult } from './splice.js'
 
+/** Why a carrier broke on a second OPEN for a stream (and the addon's, kt_mux.c). */
+export function openForOpenText (id: number): string {
+  return `OPEN for stream ${id}, which is open`
+}
+
 /** A stream refused at the cap, or while the relay closes (and the addon's, kt_mux.c). */
 export const MUX_BUSY_TEXT = 'relay at its connection cap, or closing'
 
@@ -117,7 +122,7 @@ export class RelayMux extends MuxLink<RelayStream> {
   onOpen (id: number, payload: Buffer): void {
     const { ctx } = this
     const c = ctx.counters
-    if (this.streams.has(id)) { this.lost(new Error(`OPEN for stream ${id}, which is open`), true); return }
+    if (this.streams.has(id)) { this.lost(new Error(openForOpenText(id)), true); return }
     const st: RelayStream = { ...newStreamState(id), link: this, req: undefined, up: undefined, dialing: true, timer: undefined, early: undefined, owed: 0, upClosed: false }
     const req = parseOpen(payload)
     if (typeof req === 'string') { c.refusedHeader++; this.refuse(st, Status.HEADER, req); return }

@@ -97,22 +97,22 @@ export interface RelayLaneStats {
   readonly relay: Readonly<Record<RelayStat, number>>
 }
 
-/** `ip:port` from a record: the family at `fam`, four big-endian words from `words` (IPv4 in the first), the port at `port`. */
-function addressAt (r: Float64Array, fam: number, words: number, port: number): string {
+/** An address from a record: the family at `fam`, four big-endian words from `words` (IPv4 in the first), the port at `port`. */
+function hostPortAt (r: Float64Array, fam: number, words: number, port: number): { address: string, port: number } {
   const b = Buffer.alloc(16)
   for (let i = 0; i < 4; i++) b.writeUInt32BE((r[words + i] as number) >>> 0, i * 4)
-  return `${bytesToIp(r[fam] === 4 ? b.subarray(0, 4) : b)}:${r[port] as number}`
+  return { address: bytesToIp(r[fam] === 4 ? b.subarray(0, 4) : b), port: r[port] as number }
+}
+
+/** The same as `ip:port`. */
+function addressAt (r: Float64Array, fam: number, words: number, port: number): string {
+  const a = hostPortAt(r, fam, words, port)
+  return `${a.address}:${a.port}`
 }
 
 /** A relay_addr record's destination or source: family, 4 words, port, from `at`. */
 function addressOf (r: Float64Array, at: number): string {
   return addressAt(r, at, at + 1, at + 5)
-}
-
-function hostPort (r: Float64Array, at: number): { address: string, port: number } {
-  const b = Buffer.alloc(16)
-  for (let i = 0; i < 4; i++) b.writeUInt32BE((r[at + 1 + i] as number) >>> 0, i * 4)
-  return { address: bytesToIp(r[at] === 4 ? b.subarray(0, 4) : b), port: r[at + 5] as number }
 }
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]))
@@ -215,7 +215,7 @@ export class NativeRelayLane {
           s.openLength = r[i + F.bytesIn] as number
           i += REC_LEN
         } else if (a + REC_LEN <= r.length && r[a + F.type] === REC.relayAddr) {
-          if (r[a + F.dstFamily] !== 0) s.dst = hostPort(r, a + F.dstFamily)
+          if (r[a + F.dstFamily] !== 0) s.dst = hostPortAt(r, a + F.dstFamily, a + F.dstFamily + 1, a + F.dstFamily + 5)
           i += REC_LEN
         }
         events.stream(s)

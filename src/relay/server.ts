@@ -28,7 +28,7 @@ import {
   TOKEN_MIN, TOKEN_MAX, HELLO_MAX, CONNECT_MAX, INFO_NATIVE, INFO_UDP, type ConnectRequest,
 } from './protocol.js'
 import { CMD_MUX, INFO_MUX, INFO_LANE, INFO_MUX_LANE } from './protocol.js'
-import { RelayMux, MUX_BUSY_TEXT } from './mux-server.js'
+import { RelayMux, MUX_BUSY_TEXT, openForOpenText } from './mux-server.js'
 import { checkHeader, parseOpen } from './mux-frame.js'
 import { MUX_RESET_TEXT } from './mux-link.js'
 import { relayUdpFlow, type UdpRelayCounters } from './udp-server.js'
@@ -651,6 +651,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
       server.removeListener('error', onErr)
       address = server.address() as AddressInfo
       if (opts.native !== undefined && opts.now === undefined) {
+        const laneInfo = INFO_LANE | (opts.nativeMux !== false ? INFO_MUX_LANE : 0)
         const l = NativeRelayLane.open(opts.native, server, {
           token: ctx.token,
           authWindowMs,
@@ -658,7 +659,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
           idleTimeoutMs: ctx.idleTimeoutMs,
           connectTimeoutMs: ctx.connectTimeoutMs,
           maxConnections: ctx.maxConnections,
-          info: ctx.info | INFO_LANE | (opts.nativeMux !== false ? INFO_MUX_LANE : 0),
+          info: ctx.info | laneInfo,
           allow: ctx.allow.cidrs.map((c) => c.text),
           ports: ctx.allow.ports,
           summaries: summaries || ctx.metrics !== undefined,
@@ -667,7 +668,7 @@ export async function startRelay (opts: RelayOptions): Promise<RelayHandle> {
         if (typeof l === 'string') acceptWhy = l
         else {
           lane = l
-          ctx.info |= INFO_LANE | (opts.nativeMux !== false ? INFO_MUX_LANE : 0)
+          ctx.info |= laneInfo
           // One cap over both paths: the lane accepts while its connections and JS's are under it.
           ctx.activeChanged = () => { l.setCap(ctx.maxConnections - counters.active) }
         }
@@ -802,6 +803,6 @@ function logStream (ctx: Ctx, s: RelayStreamEvent): void {
 
 /** A carrier the host broke: mux-server.ts's warning. */
 function logBroken (ctx: Ctx, b: RelayBrokenEvent): void {
-  const detail = b.why === 'open_for_open_stream' ? `OPEN for stream ${b.id}, which is open` : `multiplexed relay frame: ${checkHeader(b.id, b.type, b.length) ?? 'bad header'}`
+  const detail = b.why === 'open_for_open_stream' ? openForOpenText(b.id) : `multiplexed relay frame: ${checkHeader(b.id, b.type, b.length) ?? 'bad header'}`
   ctx.log.warn({ client: b.client, detail, path: 'native' }, 'relay mux connection broken')
 }

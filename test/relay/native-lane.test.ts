@@ -138,6 +138,17 @@ else {
       return r
     }
 
+    /** One stream over a mux-only dialer, echoed: once a carrier is live (until then the pool serves). */
+    async function echoOverMux (t: Test, r: RelayHandle, msg: string): Promise<void> {
+      const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
+      t.teardown(async () => { await m.close() })
+      await waitFor(() => m.stats().mux?.state === 'live', 'a live carrier', 5000)
+      const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
+      t.equal((st as unknown as { ktMux?: boolean }).ktMux, true, 'a stream')
+      st.end(msg)
+      t.equal((await readAll(st)).toString(), msg)
+    }
+
     async function roundTrip (port: number, payload: Buffer, auth = encodeAuth(token)): Promise<Buffer> {
       const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true })
       s.on('error', () => {})
@@ -216,27 +227,14 @@ else {
       t.equal(r.counters.refusedDenied, 1)
       t.equal(r.counters.handedBack, 2)
       // A carrier is served on the lane (kt_mux.c): its streams dial and splice there.
-      const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
-      t.teardown(async () => { await m.close() })
-      // Until a carrier is live the pool serves: wait for one, so the dial is a stream.
-      await waitFor(() => m.stats().mux?.state === 'live', 'a live carrier', 5000)
-      const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
-      t.equal((st as unknown as { ktMux?: boolean }).ktMux, true, 'a stream')
-      st.end('over mux')
-      t.equal((await readAll(st)).toString(), 'over mux')
+      await echoOverMux(t, r, 'over mux')
       t.equal(r.counters.handedBack, 2, 'the carrier stayed in the addon')
       t.equal(r.counters.spliced, 2, 'its stream dialled and spliced there')
     })
 
     t.test('nativeMux false (KT_RELAY_MUX=js): a MUX carrier comes back to JS, and its streams work there', async (t) => {
       const r = await relayWith(t, { nativeMux: false })
-      const m = new RelayDialer({ host: '127.0.0.1', port: r.address.port, token, poolSize: 0, transport: 'mux', name: 'm' })
-      t.teardown(async () => { await m.close() })
-      await waitFor(() => m.stats().mux?.state === 'live', 'a live carrier', 5000)
-      const st = await m.dial({ host: gw.host, port: gw.port, timeoutMs: 3000 })
-      t.equal((st as unknown as { ktMux?: boolean }).ktMux, true, 'a stream')
-      st.end('over JS mux')
-      t.equal((await readAll(st)).toString(), 'over JS mux')
+      await echoOverMux(t, r, 'over JS mux')
       t.ok(r.counters.handedBack >= 1, 'the carriers came back to JS')
     })
 
