@@ -15,10 +15,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadavg } from 'node:os';
-import { buildImage } from './backends.js';
 import { parseIperf, parseTtfb, parseWrk, WRK_SCRIPT } from './parse.js';
 import { cpuSeconds, findProcesses, freePort, offCleanup, processTree, run, start, stop, waitForOutput, type Proc } from './proc.js';
-import { haproxyImage, makeCluster, pin, procTree, waitHttp } from './relaybench.js';
+import { benchImagesAndCluster, pin, procTree, waitHttp } from './relaybench.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
@@ -60,10 +59,7 @@ const docker = async (a: string[]): Promise<string> => (await execFileP('docker'
 const containerPids = async (name: string): Promise<number[]> => processTree(Number(await docker(['inspect', '-f', '{{.State.Pid}}', name])));
 
 const load0 = loadavg();
-const image = await buildImage();
-const hap = await haproxyImage();
-const base = (await execFileP('sh', [join(repoDir, 'docker', 'build-base.sh')], { timeout: 180_000 })).stdout.trim().split('\n').pop() as string;
-const cl = await makeCluster(image, hap);
+const { base, cl } = await benchImagesAndCluster(repoDir);
 const procs: Proc[] = [];
 try {
   const cpkHttp = await freePort();

@@ -214,6 +214,14 @@ export async function makeCluster(image: string, haproxy: string): Promise<Clust
   return c;
 }
 
+/** The node image, HAProxy's, kind-tunnel's base image (for the relay container, from `repoDir`), and the kind-like cluster on them. */
+export async function benchImagesAndCluster(repoDir: string): Promise<{ image: string; hap: string; base: string; cl: Cluster }> {
+  const image = await buildImage();
+  const hap = await haproxyImage();
+  const base = (await execFileP('sh', [join(repoDir, 'docker', 'build-base.sh')], { timeout: 180_000 })).stdout.trim().split('\n').pop() as string;
+  return { image, hap, base, cl: await makeCluster(image, hap) };
+}
+
 export async function waitHttp(host: string, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
@@ -265,11 +273,8 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
   const notes: string[] = [];
   const startedAt = new Date().toISOString();
   const load0 = loadavg();
-  const image = await buildImage();
-  const hap = await haproxyImage();
-  const base = (await execFileP('sh', [join(ctx.repoDir, 'docker', 'build-base.sh')], { timeout: 180_000 })).stdout.trim().split('\n').pop() as string;
+  const { image, hap, base, cl } = await benchImagesAndCluster(ctx.repoDir);
   log(`images ${image} ${hap} ${base}`);
-  const cl = await makeCluster(image, hap);
   log(`cluster ${cl.name}: node ${cl.node.ip}`);
   const node = process.execPath;
   const paths: Path[] = [

@@ -12,7 +12,7 @@ import { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { KtError } from '../errors.js'
 import { CMD_MUX, INFO_MUX, Status, statusErrorCode, statusName, encodeConnect, type Address } from './protocol.js'
-import { muxHeader, MUX_OPEN } from './mux-frame.js'
+import { writeHeader, MUX_OPEN, MUX_HEADER_LEN } from './mux-frame.js'
 import { MuxLink, newStreamState, type MuxStreamState } from './mux-link.js'
 import type { RelayLogger } from './log.js'
 
@@ -168,10 +168,17 @@ export class HostMux extends MuxLink<MuxStreamState> {
     this.handles.set(id, s)
     this.opened++
     const bind = encodeConnect(dst, source, proxyV2)
-    this.write(muxHeader(id, MUX_OPEN, bind.length))
-    this.write(bind)
-    // Busy (other streams open): the OPEN waits a turn for the client's first bytes (mux-link.ts uncork).
-    if (this.handles.size > HOLD_OPEN_FROM) this.holdOpen = true
+    const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + bind.length), id, MUX_OPEN, bind.length)
+    bind.copy(f, MUX_HEADER_LEN)
+    if (this.handles.size > HOLD_OPEN_FROM) {
+      // Busy (other streams open): the OPEN waits a turn for the client's first bytes (mux-link.ts uncork).
+      this.write(f)
+      this.holdOpen = true
+    } else {
+      // Quiet: the OPEN leaves now, so the relay dials the node while this
+      // process sets the connection up and reads the client's first bytes.
+      this.writeNow(f)
+    }
     return s
   }
 

@@ -116,6 +116,13 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     if (!this.sock.write(buf)) this.blocked = true
   }
 
+  /** Write at once when nothing is queued this turn (else as write()): a lone frame need not wait for the turn's end. */
+  writeNow (buf: Buffer): void {
+    if (this.corked) { this.write(buf); return }
+    if (this.dead) return
+    if (!this.sock.write(buf)) this.blocked = true
+  }
+
   /**
    * Send a producer's chunk as DATA frames within the stream's credit. False:
    * pause the producer (credit ran out and the rest is held, or the carrier

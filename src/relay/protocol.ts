@@ -165,7 +165,18 @@ export function verifyAuthMac (token: Buffer, a: Auth): boolean {
 /** IP literal → 4 or 16 bytes; null when it is not an IP literal. */
 export function ipToBytes (ip: string): Buffer | null {
   const fam = isIP(ip)
-  if (fam === 4) return Buffer.from(ip.split('.').map(Number))
+  if (fam === 4) {
+    // Every dial encodes its destination: no array, no Buffer.from(array) (whose map checks deoptimized here).
+    const out = Buffer.allocUnsafe(4)
+    let at = 0
+    let v = 0
+    for (let i = 0; i < ip.length; i++) {
+      const ch = ip.charCodeAt(i)
+      if (ch === 46) { out[at++] = v; v = 0 } else v = v * 10 + ch - 48
+    }
+    out[at] = v
+    return out
+  }
   if (fam !== 6 || ip.includes('%')) return null
   let s = ip
   const tail = s.slice(s.lastIndexOf(':') + 1)
@@ -222,13 +233,18 @@ function encodeAddr (a: Address, what: string): Buffer {
 export function encodeConnect (dst: Address, source?: Address, proxyV2 = false, answer = false, udp = false): Buffer {
   if (udp && proxyV2) throw new RangeError('a UDP flow carries no PROXY header')
   let flags = answer ? FLAG_ANSWER : 0
-  const parts = [encodeAddr(dst, 'destination')]
-  if (source !== undefined) {
+  const d = encodeAddr(dst, 'destination')
+  const s = source !== undefined ? encodeAddr(source, 'source') : undefined
+  if (s !== undefined) {
     flags |= FLAG_SOURCE
     if (proxyV2) flags |= FLAG_PROXY_V2
-    parts.push(encodeAddr(source, 'source'))
   }
-  return Buffer.concat([Buffer.from([udp ? CMD_UDP : CMD_CONNECT, flags]), ...parts])
+  const out = Buffer.allocUnsafe(2 + d.length + (s?.length ?? 0))
+  out[0] = udp ? CMD_UDP : CMD_CONNECT
+  out[1] = flags
+  d.copy(out, 2)
+  s?.copy(out, 2 + d.length)
+  return out
 }
 
 /** `need`: wait for more bytes. `bad`: refuse with this status. */

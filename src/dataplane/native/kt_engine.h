@@ -238,6 +238,11 @@ void kt_enqueue (engine_t *e, cmd_t *c);
 void kt_start_pair (engine_t *e, pair_t *p);
 void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset);
 void kt_reset_fd (int fd);
+// A non-blocking connect() that said EINPROGRESS may be established already:
+// on a local bridge or loopback the SYN-ACK is handled before connect()
+// returns (as the socket is released). 1 when it is: the caller goes on as
+// for a connect() that returned 0, without waiting for epoll to say so.
+int kt_established_now (int fd);
 int64_t kt_mono_ms (void);
 const char *kt_errno_name (int err);
 

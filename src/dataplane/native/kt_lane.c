@@ -244,12 +244,14 @@ void lane_connect_next (engine_t *e, pair_t *p) {
     if (lc->relay != NULL) relay_keepalive(s);
     // From connect() to connected, as upstream.ts times a JS dial (which includes the socket setup too).
     lc->connect_ns = mono_ns();
-    if (connect(s, (struct sockaddr *)&b.addr, b.len) == 0) {
+    // Established at once (a local bridge or loopback: kt_established_now): spliced now, not after an epoll turn.
+    int r = connect(s, (struct sockaddr *)&b.addr, b.len);
+    int err = r == 0 ? 0 : errno;
+    if (r == 0 || (err == EINPROGRESS && kt_established_now(s))) {
       p->s[1].fd = s;
       on_connected(e, p);
       return;
     }
-    int err = errno;
     if (err != EINPROGRESS) {
       close(s);
       lc->conn_err = err;

@@ -910,6 +910,13 @@ engine_t *kt_get_engine (napi_env env, napi_value v) { return get_engine(env, v)
 void kt_start_pair (engine_t *e, pair_t *p) { add_pair(e, p); }
 void kt_finish (engine_t *e, pair_t *p, int cause, int err, int reset) { finish(e, p, cause, err, reset); }
 void kt_reset_fd (int fd) { reset_fd(fd); }
+int kt_established_now (int fd) {
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || len < 1 || ti.tcpi_state != TCP_ESTABLISHED) return 0;
+  KT_PROBE_ADD(KT_PROBE_CONNECTED_NOW, 1);
+  return 1;
+}
 int64_t kt_mono_ms (void) { return mono_ms(); }
 const char *kt_errno_name (int err) { return errno_name(err); }
 

@@ -16,6 +16,7 @@ enum {
   KT_PROBE_LIVE_LANES = 1,          // lane_t allocated and not freed
   KT_PROBE_IN_POST_DELAY = 2,       // workers sitting in the post delay now
   KT_PROBE_POST_DELAYS = 3,         // post delays entered so far
+  KT_PROBE_CONNECTED_NOW = 4,       // non-blocking connects found established on return (kt_established_now)
   KT_PROBE_COUNT
 };
 
