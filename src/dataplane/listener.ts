@@ -5,7 +5,7 @@
 // (context.ts AcceptPath): the JS path here (the net.Server), or the native
 // lane (fastlane.ts), which takes the socket when the listener is eligible.
 
-import { BlockList, createServer, isIPv4, type Server, type Socket } from 'node:net'
+import { BlockList, createServer, isIP, isIPv4, type Server, type Socket } from 'node:net'
 import type { Cell, HistogramCell } from '../observe/metrics.js'
 import { listenerKey } from '../routing/types.js'
 import { logAccess } from './access-log.js'
@@ -44,6 +44,8 @@ export class Listener implements ListenerView {
   /** kt_connection_duration_seconds (no labels: one series for every listener). */
   private duration!: HistogramCell
   private lastAcceptErrorLog = 0
+  /** The one address the listener is bound to (undefined on a wildcard): its connections' local address. */
+  private boundAddress: string | undefined
   /** Set when the native accept lane took this listener (fastlane.ts); JS then accepts nothing on it. */
   lane: LaneListener | undefined
   /** The JS accept path: this listener's net.Server and its connections. */
@@ -72,7 +74,12 @@ export class Listener implements ListenerView {
       this.server.listen({ host, port, backlog: 4096, exclusive: true }, () => {
         this.server.removeListener('error', onErr)
         const a = this.server.address()
-        if (a !== null && typeof a === 'object') this.port = a.port
+        if (a !== null && typeof a === 'object') {
+          this.port = a.port
+          // Bound to one address (the default: never 0.0.0.0 or ::), every
+          // connection's local end is that address and port: no getsockname per accept.
+          this.boundAddress = isIP(a.address) !== 0 && a.address !== '0.0.0.0' && a.address !== '::' ? a.address : undefined
+        }
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()
         // Eligible plain L4 listeners are accepted natively from here on (issue #8 target 3).
@@ -143,8 +150,8 @@ export class Listener implements ListenerView {
       address,
       port: socket.remotePort ?? 0,
       family,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
+      localAddress: this.boundAddress ?? socket.localAddress ?? '',
+      localPort: this.boundAddress !== undefined ? this.port : socket.localPort ?? 0,
     }
     const conn = new Connection(this, cfg, socket, info)
     this.active.add(conn)

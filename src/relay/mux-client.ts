@@ -160,6 +160,9 @@ export class HostMux extends MuxLink<MuxStreamState> {
 
   get load (): number { return this.handles.size }
 
+  /** As many streams as HOLD_OPEN_FROM or fewer: their OPENs and small DATA frames leave at once. */
+  override get quiet (): boolean { return this.handles.size <= HOLD_OPEN_FROM }
+
   open (dst: Address, source: Address | undefined, proxyV2: boolean): MuxStream {
     const id = this.nextId
     this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1
@@ -170,7 +173,7 @@ export class HostMux extends MuxLink<MuxStreamState> {
     const bind = encodeConnect(dst, source, proxyV2)
     const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + bind.length), id, MUX_OPEN, bind.length)
     bind.copy(f, MUX_HEADER_LEN)
-    if (this.handles.size > HOLD_OPEN_FROM) {
+    if (!this.quiet) {
       // Busy (other streams open): the OPEN waits a turn for the client's first bytes (mux-link.ts uncork).
       this.write(f)
       this.holdOpen = true

@@ -116,6 +116,13 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     if (!this.sock.write(buf)) this.blocked = true
   }
 
+  /**
+   * Few streams are open: a small DATA frame leaves at once (writeNow)
+   * rather than at the turn's end, since there is little to coalesce it
+   * with. The relay's side keeps coalescing (false).
+   */
+  get quiet (): boolean { return false }
+
   /** Write at once when nothing is queued this turn (else as write()): a lone frame need not wait for the turn's end. */
   writeNow (buf: Buffer): void {
     if (this.corked) { this.write(buf); return }
@@ -139,7 +146,8 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
         // One buffer, header and bytes: a copy of a few KiB costs less than a second write.
         const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + len), st.id, MUX_DATA, len)
         chunk.copy(f, MUX_HEADER_LEN, off, off + len)
-        this.write(f)
+        if (this.quiet) this.writeNow(f)
+        else this.write(f)
       } else {
         this.write(muxHeader(st.id, MUX_DATA, len))
         this.write(off === 0 && len === n ? chunk : chunk.subarray(off, off + len))

@@ -4,7 +4,8 @@
 // turns in the Mac-like placement: 80 µs sooner to the first byte than
 // leaving at the end of the turn); on a busy carrier (more than 4 streams)
 // one turn later, with the clients' first bytes (mux-link.ts uncork). Either
-// way the frames reach the relay whole and in order.
+// way the frames reach the relay whole and in order. Small DATA frames follow
+// the same rule (MuxLink.quiet): at once while few streams are open.
 import t from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
@@ -56,4 +57,20 @@ t.test('a quiet carrier writes the OPEN at once; a busy one holds it a turn; all
   await waitFor(() => opens.length === 5, 'all five OPENs at the relay', 5000, { seen: () => opens })
   t.same(opens, [1, 2, 3, 4, 5].map((id) => ({ id, port: 30000 + id })), 'whole, in order, each with its destination')
   t.equal(sock.writableCorked, 0, 'uncorked afterwards')
+})
+
+t.test('small DATA on a quiet carrier leaves at once; on a busy one it is coalesced with the turn', async (t) => {
+  const { mux, sock } = await carrier(t)
+  await new Promise((resolve) => setImmediate(resolve))
+  const open = (port: number): ReturnType<HostMux['open']> => mux.open({ address: '10.0.0.1', port }, undefined, false).on('error', () => {})
+  const s1 = open(30001)
+  s1.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'))
+  t.equal(sock.writableCorked, 0, 'one stream open: DATA not corked')
+  t.equal(sock.writableLength, 0, 'one stream open: DATA already handed to the kernel')
+  const more = [30002, 30003, 30004, 30005].map(open)
+  await new Promise((resolve) => setImmediate(resolve))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(sock.writableCorked, 0, 'the held OPEN went out')
+  more[0]?.write(Buffer.from('x'))
+  t.equal(sock.writableCorked, 1, 'five streams open: DATA corked until the turn ends')
 })
