@@ -20,6 +20,7 @@
 // socket, bytes already buffered) and KT_JS_SPLICE=stream use 'data' events.
 
 import { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 
 export type SpliceCause =
   | 'eof' // both directions ended cleanly
@@ -68,6 +69,20 @@ interface SpliceSocket extends Socket {
  */
 export function onFirstSplicedRead (s: Socket, fn: () => void): void {
   (s as SpliceSocket)[kFirstRead] = fn
+}
+
+/**
+ * A readable that is not a socket (a relay mux stream) may hand its chunks
+ * to the splice straight from its producer instead of through push() and a
+ * 'data' event: directSpliceData(s) is the splice's own handler while s is
+ * spliced, undefined otherwise. The producer calls it, `this` the stream,
+ * only while the stream flows with nothing buffered (what push() would have
+ * emitted at once); the handler pauses the stream when the peer is full, as
+ * for 'data' events, and the producer then pushes until it flows again.
+ */
+export function directSpliceData (s: Duplex): ((this: Duplex, chunk: Buffer) => void) | undefined {
+  const ss = s as unknown as SpliceSocket
+  return ss[kPair] !== undefined && ss[kReadBuf] === undefined ? onData as unknown as (this: Duplex, chunk: Buffer) => void : undefined
 }
 
 function firstRead (s: SpliceSocket): void {

@@ -10,6 +10,7 @@
 
 import { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
+import { directSpliceData } from '../dataplane/splice.js'
 import { KtError } from '../errors.js'
 import { CMD_MUX, INFO_MUX, Status, statusErrorCode, statusName, encodeConnect, type Address } from './protocol.js'
 import { writeHeader, MUX_OPEN, MUX_HEADER_LEN } from './mux-frame.js'
@@ -147,6 +148,8 @@ export class HostMux extends MuxLink<MuxStreamState> {
   private readonly handles = new Map<number, MuxStream>()
   private readonly onGone: (m: HostMux, err: Error | undefined) => void
   opened = 0
+  /** Chunks handed straight to a splice (deliver); the rest were pushed. */
+  directChunks = 0
 
   constructor (sock: Socket, onGone: (m: HostMux, err: Error | undefined) => void) {
     super(sock)
@@ -207,6 +210,18 @@ export class HostMux extends MuxLink<MuxStreamState> {
     const h = this.handles.get(st.id)
     if (h === undefined) return
     h.bytesMoved += payload.length
+    // Spliced, flowing, nothing buffered, no reader but the splice and the
+    // credit (onOwnData): the chunk goes to the splice without push() and a
+    // 'data' event (splice.ts directSpliceData), and its credit as onOwnData would.
+    if (h.readableFlowing === true && h.readableLength === 0 && h.listenerCount('data') === 2) {
+      const direct = directSpliceData(h)
+      if (direct !== undefined) {
+        this.directChunks++
+        this.grant(st, payload.length)
+        direct.call(h, payload)
+        return
+      }
+    }
     h.push(payload)
   }
 

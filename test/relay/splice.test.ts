@@ -3,7 +3,9 @@
 // destination that the relay's allowlist accepts, and that never leaves the host).
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import type { Socket } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { once } from 'node:events'
+import { splice as jsSplice, type SpliceResult as JsSpliceResult } from '../../src/dataplane/splice.js'
 import type { RelayHandle } from '../../src/relay/server.js'
 import { startTestRelay } from '../support/relay-path.js'
 import { RelayDialer } from '../../src/relay/client.js'
@@ -250,6 +252,29 @@ else {
     t.ok(slow.readableLength <= 256 * 1024, `the slow stream holds ${slow.readableLength} bytes, at most its window`)
     t.ok(relay.counters.bytesFromUpstream < big, 'the relay has not read it all')
     t.equal((await readAll(slow)).length, big, 'and it all arrives once read')
+  })
+
+  t.test('mux spliced to a client (the data plane\'s splice): chunks go straight to it; a client that stops reading pauses the stream within its window', async (t) => {
+    const big = 8 << 20
+    const { dialer, host, port } = await muxSetup(t, (s) => { s.end(Buffer.alloc(big, 7)); s.resume() })
+    // The data plane's side of a client connection, and the client itself, which reads nothing at first.
+    const front = createServer({ allowHalfOpen: true })
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { front.close() })
+    const accepted = once(front, 'connection')
+    const client = connect({ host: '127.0.0.1', port: (front.address() as AddressInfo).port, allowHalfOpen: true })
+    t.teardown(() => { client.destroy() })
+    const [proxySide] = await accepted as [Socket]
+    const stream = await dialer.dial({ host, port, timeoutMs: 3000 }) as Socket & { carrier: { directChunks: number } }
+    const done = new Promise<JsSpliceResult>((resolve) => { jsSplice(proxySide, stream, { idleTimeoutMs: 30_000 }, resolve) })
+    client.end()
+    await waitFor(() => stream.isPaused(), 'the stream paused: the client is full', 10_000, { seen: () => ({ buffered: stream.readableLength, direct: stream.carrier.directChunks }) })
+    t.ok(stream.carrier.directChunks > 0, `chunks handed straight to the splice: ${stream.carrier.directChunks}`)
+    t.ok(stream.readableLength <= 256 * 1024, `held while paused: ${stream.readableLength} bytes, at most its window`)
+    const got = await readAll(client)
+    t.equal(got.length, big, 'every byte arrives once the client reads')
+    t.ok(got.every((b) => b === 7), 'byte-exact')
+    t.match(await done, { cause: 'eof', upstreamToClient: big })
   })
 
   t.test('mux: a denied destination and a dead port are RSTs with their status; no byte reaches the client', async (t) => {
