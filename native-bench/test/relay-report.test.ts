@@ -29,13 +29,14 @@ t.test('report: medians per path, the ratios against the targets, the delay line
       s('cpk', 'wrk', { rps: 10000 }, round), s('cpk', 'connclose', { rps: 2500 }, round), s('cpk', 'ttfb', { p50: 1200 }, round), s('cpk', 'bulk', { gbps: 3 }, round),
       s('relay-js', 'wrk', { rps: 12000 }, round), s('relay-js', 'connclose', { rps: 2000 }, round), s('relay-js', 'ttfb', { p50: 1000 }, round), s('relay-js', 'bulk', { gbps: 6 }, round), s('relay-js', 'ttfbkeep', { p50: 500 }, round),
       s('relay-js+fwd0', 'ttfb', { p50: 1100 }, round), s('relay-js+fwd5', 'ttfb', { p50: 1250 }, round),
+      s('portmap', 'ttfbpair', { p50: 800 }, round), s('relay-js', 'ttfbpair', { p50: 1280 }, round),
     );
   }
   const md = relayReport({ command: 'npm run bench -- --relay', startedAt: 'now', machine: { loadAvgStart: [1, 1, 1], loadAvgEnd: [1, 1, 1] }, method: parseRelayOptions(['--placements', 'mac'], '/d'), samples, notes: [] });
   t.ok(md.startsWith(RELAY_START) && md.endsWith(RELAY_END));
-  t.match(md, /\| portmap \| 20\.00k \| 5\.00k \| 0\.70 \| n\/a \| 10\.00 \|/);
+  t.match(md, /\| portmap \| 20\.00k \| 5\.00k \| 0\.70 \| 0\.80 \| n\/a \| 10\.00 \|/);
   t.match(md, /over cloud-provider-kind's shape: keep-alive 1\.20×, new conn\/s 0\.80×, bulk 2\.00×/);
-  t.match(md, /Over port mapping: keep-alive 0\.60× \(≥ 0\.5\), bulk 0\.60× \(≥ 0\.5\), new conn\/s 0\.40× \(≥ 0\.35\), TTFB p50 1\.43× \(≤ 1\.5\)/);
+  t.match(md, /Over port mapping: keep-alive 0\.60× \(≥ 0\.5\), bulk 0\.60× \(≥ 0\.5\), new conn\/s 0\.40× \(≥ 0\.35\), TTFB p50 1\.43× \(≤ 1\.5\), in paired turns 1\.60×/);
   t.match(md, /\+5 ms → 0\.15 ms \(target ≤ 0\.3 ms\)/);
   t.match(md, /already-open relay-js connection 0\.50 ms/);
   // The targets table: each row's ratio and verdict (no +1 ms run here: that row is n/a).
@@ -43,6 +44,7 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   t.match(md, /\| keep-alive ≥ 1\.0× cloud-provider-kind's shape \| \*\*1\.20× \(met\)\*\* \|/);
   t.match(md, /\| new conn\/s ≥ 1\.0× cloud-provider-kind's shape \| 0\.80× \(not met\) \|/);
   t.match(md, /\| TTFB p50 ≤ 1\.5× port mapping \| \*\*1\.43× \(met\)\*\* \|/);
+  t.match(md, /\| TTFB p50 ≤ 1\.5× port mapping, paired turns \| 1\.60× \(not met\) \|/);
   t.match(md, /\| TTFB p50 behind \+1 \/ \+5 ms connect delay within 0\.3 ms of \+0 \| n\/a \|/);
 });
 
