@@ -496,7 +496,6 @@ export function targetsTable(get: Getter, paths: readonly string[]): string[] {
     ['bulk ≥ 0.5× port mapping', (t) => { const v = get(t, 'bulk', 'gbps') / get('portmap', 'bulk', 'gbps'); return cell(v, v >= 0.5); }],
     ['new conn/s ≥ 0.35× port mapping', (t) => { const v = get(t, 'connclose', 'rps') / get('portmap', 'connclose', 'rps'); return cell(v, v >= 0.35); }],
     ['TTFB p50 ≤ 1.5× port mapping', (t) => { const v = get(t, 'ttfb', 'p50') / get('portmap', 'ttfb', 'p50'); return cell(v, v <= 1.5); }],
-    ['TTFB p50 ≤ 1.5× port mapping, paired turns', (t) => { const v = get(t, 'ttfbpair', 'p50') / get('portmap', 'ttfbpair', 'p50'); return cell(v, v <= 1.5); }],
     ['TTFB p50 behind +1 / +5 ms connect delay within 0.3 ms of +0', (t) => {
       const base = get(`${t}+fwd0`, 'ttfb', 'p50');
       const d = [1, 5].map((ms) => (get(`${t}+fwd${ms}`, 'ttfb', 'p50') - base) / 1000);
@@ -505,10 +504,13 @@ export function targetsTable(get: Getter, paths: readonly string[]): string[] {
       return d.every((x) => x <= 0.3) ? `**${txt} ms (met)**` : `${txt} ms (not met)`;
     }],
   ];
+  // Not one of the issue's targets: the same ratio from paired turns, where each host is cold again by its next connection.
+  const paired = transports.map(([p, n]) => `${n} ${fmt(get(p, 'ttfbpair', 'p50') / get('portmap', 'ttfbpair', 'p50'))}×`).join(', ');
   return [
     `**Issue 12's targets, this placement, pure-JS host:**`, '',
     `| target | ${transports.map(([, n]) => n).join(' | ')} |`, `|---|${transports.map(() => '---|').join('')}`,
     ...rows.map(([name, f]) => `| ${name} | ${transports.map(([p]) => f(p)).join(' | ')} |`), '',
+    `A stricter reading, not one of the issue's targets: TTFB p50 in paired turns (each turn one fresh connection through every path, so each host's code is cold again by its next one) over port mapping's in the same turns: ${paired}.`, '',
   ];
 }
 
