@@ -504,13 +504,13 @@ export function targetsTable(get: Getter, paths: readonly string[]): string[] {
       return d.every((x) => x <= 0.3) ? `**${txt} ms (met)**` : `${txt} ms (not met)`;
     }],
   ];
-  // Not one of the issue's targets: the same ratio from paired turns, where each host is cold again by its next connection.
+  // Not one of the issue's targets: the same ratio from paired turns, where other work runs on a host's CPU between two of its connections.
   const paired = transports.map(([p, n]) => `${n} ${fmt(get(p, 'ttfbpair', 'p50') / get('portmap', 'ttfbpair', 'p50'))}×`).join(', ');
   return [
     `**Issue 12's targets, this placement, pure-JS host:**`, '',
     `| target | ${transports.map(([, n]) => n).join(' | ')} |`, `|---|${transports.map(() => '---|').join('')}`,
     ...rows.map(([name, f]) => `| ${name} | ${transports.map(([p]) => f(p)).join(' | ')} |`), '',
-    `A stricter reading, not one of the issue's targets: TTFB p50 in paired turns (each turn one fresh connection through every path, so each host's code is cold again by its next one) over port mapping's in the same turns: ${paired}.`, '',
+    `A stricter reading, not one of the issue's targets: TTFB p50 in paired turns (each turn one fresh connection through every path, so other work runs on a host's CPU between two of its connections and its code is partly out of the caches again) over port mapping's in the same turns: ${paired}.`, '',
   ];
 }
 
