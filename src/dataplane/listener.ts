@@ -7,7 +7,7 @@
 
 import { BlockList, createServer, isIP, isIPv4, type Server, type Socket } from 'node:net'
 import type { Cell, HistogramCell } from '../observe/metrics.js'
-import { listenerKey } from '../routing/types.js'
+import { isUnspecifiedAddress, listenerKey } from '../routing/types.js'
 import { logAccess } from './access-log.js'
 import { Connection } from './connection.js'
 import type { AcceptPath, ClosedConnection, DataplaneContext, DataplaneOptions, ListenerConfig, ListenerView } from './context.js'
@@ -78,7 +78,7 @@ export class Listener implements ListenerView {
           this.port = a.port
           // Bound to one address (the default: never 0.0.0.0 or ::), every
           // connection's local end is that address and port: no getsockname per accept.
-          this.boundAddress = isIP(a.address) !== 0 && a.address !== '0.0.0.0' && a.address !== '::' ? a.address : undefined
+          this.boundAddress = isIP(a.address) !== 0 && !isUnspecifiedAddress(a.address) ? a.address : undefined
         }
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()

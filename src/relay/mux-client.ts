@@ -213,7 +213,7 @@ export class HostMux extends MuxLink<MuxStreamState> {
     // Spliced, flowing, nothing buffered, no reader but the splice and the
     // credit (onOwnData): the chunk goes to the splice without push() and a
     // 'data' event (splice.ts directSpliceData), and its credit as onOwnData would.
-    if (h.readableFlowing === true && h.readableLength === 0 && h.listenerCount('data') === 2) {
+    if (payload.length > 0 && h.readableFlowing === true && h.readableLength === 0 && h.listenerCount('data') === 2) {
       const direct = directSpliceData(h)
       if (direct !== undefined) {
         this.directChunks++

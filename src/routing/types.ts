@@ -2,6 +2,7 @@
 // flags) and the data plane. It is plain, serialisable data: no sockets, no
 // functions. The ListenerManager applies a table as a diff, keyed by
 // listener `host:port` and by upstream `id`.
+import { BlockList, isIP } from 'node:net'
 
 export interface Endpoint {
   readonly host: string
@@ -80,6 +81,17 @@ export interface ListenerSpec {
 export interface RouteTable {
   readonly version: number
   readonly listeners: readonly ListenerSpec[]
+}
+
+const UNSPECIFIED = new BlockList()
+UNSPECIFIED.addAddress('0.0.0.0', 'ipv4')
+UNSPECIFIED.addAddress('::', 'ipv6')
+UNSPECIFIED.addAddress('::ffff:0.0.0.0', 'ipv6')
+
+/** An address that binds every local address: 0.0.0.0, ::, or ::ffff:0.0.0.0, in any spelling. */
+export function isUnspecifiedAddress (host: string): boolean {
+  const fam = isIP(host)
+  return fam !== 0 && UNSPECIFIED.check(host, fam === 4 ? 'ipv4' : 'ipv6')
 }
 
 export function listenerKey (l: { host: string, port: number }): string {

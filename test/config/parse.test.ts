@@ -1,4 +1,5 @@
 import t from 'tap'
+import { isUnspecifiedAddress } from '../../src/routing/types.js'
 import { parseHostPort, parseEndpointList, parseRouteArg, parseIntOption } from '../../src/config/parse.js'
 
 t.test('HOST:PORT forms', async (t) => {
@@ -8,10 +9,17 @@ t.test('HOST:PORT forms', async (t) => {
 })
 
 t.test('wildcards are refused unless allowed', async (t) => {
-  for (const raw of ['0.0.0.0:80', '[::]:80', ':80', '*:80', '0.00.0.0:80']) {
+  // Every spelling of an unspecified address, IPv4-mapped included (it binds every IPv4 address too).
+  for (const raw of ['0.0.0.0:80', '[::]:80', ':80', '*:80', '0.00.0.0:80', '[::ffff:0.0.0.0]:80', '[::ffff:0:0]:80', '[0:0:0:0:0:0:0:0]:80', '[::0000]:80']) {
     t.throws(() => parseHostPort(raw), { code: 'KT_ERR_WILDCARD_BIND' }, raw)
   }
   t.same(parseHostPort('0.0.0.0:80', { allowWildcard: true }), { host: '0.0.0.0', port: 80 })
+  t.same(parseHostPort('[::ffff:127.0.0.1]:80'), { host: '::ffff:127.0.0.1', port: 80 }, 'a specific IPv4-mapped address is not a wildcard')
+})
+
+t.test('isUnspecifiedAddress: by the address, not its spelling', async (t) => {
+  for (const a of ['0.0.0.0', '::', '::0', '0:0::0', '::ffff:0.0.0.0', '::ffff:0:0']) t.ok(isUnspecifiedAddress(a), a)
+  for (const a of ['127.0.0.1', '::1', '::ffff:127.0.0.1', '10.0.0.0', 'localhost', '']) t.notOk(isUnspecifiedAddress(a), a)
 })
 
 t.test('malformed addresses carry codes', async (t) => {
