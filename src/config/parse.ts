@@ -6,7 +6,8 @@ import { InvalidArgumentError } from '../errors.js'
 import { normalizeHostname } from '../routing/hostmatch.js'
 import { isUnspecifiedAddress, type Endpoint } from '../routing/types.js'
 
-const WILDCARDS = new Set(['0.0.0.0', '::', '[::]', '*', ''])
+// Spellings that are not IP literals; every IP spelling of 0.0.0.0 or :: is isUnspecifiedAddress.
+const WILDCARDS = new Set(['[::]', '*', ''])
 
 export interface ParseHostPortOptions {
   /** Allow 0.0.0.0 or ::; only when the user asked for it explicitly. */
@@ -47,7 +48,7 @@ export function parseHostPort (raw: string, opts: ParseHostPortOptions = {}): En
     portRaw = s.slice(i + 1)
     if (host.includes(':')) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `${what}: write IPv6 addresses as [ADDR]:PORT, got ${JSON.stringify(raw)}`)
   }
-  if (WILDCARDS.has(host) || host === '::0' || /^0+(\.0+){3}$/.test(host) || isUnspecifiedAddress(host)) {
+  if (WILDCARDS.has(host) || /^0+(\.0+){3}$/.test(host) || isUnspecifiedAddress(host)) {
     if (opts.allowWildcard !== true) {
       throw new InvalidArgumentError('KT_ERR_WILDCARD_BIND', `${what}: refusing wildcard address ${JSON.stringify(host || '*')}; bind a specific address such as 127.0.0.1 (pass --allow-wildcard to override)`)
     }

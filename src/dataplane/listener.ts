@@ -5,7 +5,7 @@
 // (context.ts AcceptPath): the JS path here (the net.Server), or the native
 // lane (fastlane.ts), which takes the socket when the listener is eligible.
 
-import { BlockList, createServer, isIP, isIPv4, type Server, type Socket } from 'node:net'
+import { BlockList, createServer, isIPv4, type Server, type Socket } from 'node:net'
 import type { Cell, HistogramCell } from '../observe/metrics.js'
 import { isUnspecifiedAddress, listenerKey } from '../routing/types.js'
 import { logAccess } from './access-log.js'
@@ -78,7 +78,7 @@ export class Listener implements ListenerView {
           this.port = a.port
           // Bound to one address (the default: never 0.0.0.0 or ::), every
           // connection's local end is that address and port: no getsockname per accept.
-          this.boundAddress = isIP(a.address) !== 0 && !isUnspecifiedAddress(a.address) ? a.address : undefined
+          this.boundAddress = isUnspecifiedAddress(a.address) ? undefined : a.address
         }
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()

@@ -130,6 +130,11 @@ function target (host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
+/** A dial's destination in error texts (built only when one is needed, not per dial). */
+function where (req: { host: string, port: number }): string {
+  return `relay → ${target(req.host, req.port)}`
+}
+
 interface Reply { status: number, info: number }
 
 /**
@@ -302,7 +307,6 @@ export class RelayDialer implements Dialer {
   private readonly fixedSize: number | undefined
   /** Pool dials, decaying: the pool's size follows it. */
   private readonly dials = new DecayingCount(Date.now())
-  private readonly forbiddenCache = new Map<string, ReturnType<typeof forbiddenReason>>()
   /** Smoothed time a refill takes (connect + HELLO + OK), ms. */
   private refillMs = 1
   private trimTimer: NodeJS.Timeout | undefined
@@ -378,17 +382,6 @@ export class RelayDialer implements Dialer {
     if (this.auto) { s.auto = true; s.destinationsOnMux = onMux; s.autoMuxRate = this.autoRates()[0] }
     if (this.mux !== undefined) s.mux = this.mux.stats()
     return s
-  }
-
-  /** forbiddenReason per destination, remembered (every dial asks; a cluster has few node addresses). */
-  private forbidden (host: string): ReturnType<typeof forbiddenReason> {
-    let r = this.forbiddenCache.get(host)
-    if (r === undefined) {
-      r = forbiddenReason(host)
-      if (this.forbiddenCache.size >= RATES_MAX) this.forbiddenCache.clear()
-      this.forbiddenCache.set(host, r)
-    }
-    return r
   }
 
   /** auto: the rates a destination goes to mux at, and back to the pool under: by what the relay says of itself. */
@@ -510,8 +503,8 @@ export class RelayDialer implements Dialer {
     if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
     // What the relay refuses whatever its allowlist, refused here with its code
     // (a refusal from the relay itself is a reset, without one).
-    const forbidden = this.forbidden(req.host)
-    if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `relay → ${target(req.host, req.port)}: ${forbidden} addresses are never relayed`)
+    const forbidden = forbiddenReason(req.host)
+    if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `${where(req)}: ${forbidden} addresses are never relayed`)
     const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
     const answer = opts.answer === true
     const udp = opts.udp === true
@@ -542,11 +535,11 @@ export class RelayDialer implements Dialer {
       sock = await connectRelay(this.ep, req.timeoutMs)
       sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind]))
       if (answer) {
-        const auth = await readReply(sock, Math.max(1, deadline - Date.now()), `relay → ${target(req.host, req.port)}`)
+        const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where(req))
         if (auth.status !== Status.OK) {
           sock.on('error', noop)
           sock.destroy()
-          throw new KtError(statusErrorCode(auth.status), `relay → ${target(req.host, req.port)}: the relay refused the AUTH: ${statusName(auth.status)}`)
+          throw new KtError(statusErrorCode(auth.status), `${where(req)}: the relay refused the AUTH: ${statusName(auth.status)}`)
         }
       }
     }
@@ -554,12 +547,11 @@ export class RelayDialer implements Dialer {
       if (rate !== undefined) watchBytes(sock, rate)
       return sock
     }
-    const where = `relay → ${target(req.host, req.port)}`
-    const r = await readReply(sock, Math.max(1, deadline - Date.now()), where)
+    const r = await readReply(sock, Math.max(1, deadline - Date.now()), where(req))
     if (r.status === Status.OK) return sock
     sock.on('error', noop)
     sock.destroy()
-    throw new KtError(statusErrorCode(r.status), `${where}: the relay answered ${statusName(r.status)}`)
+    throw new KtError(statusErrorCode(r.status), `${where(req)}: the relay answered ${statusName(r.status)}`)
   }
 
   /**
