@@ -30,7 +30,7 @@ export async function startCli (args: string[], opts: StartOptions = {}): Promis
     stdout: [],
     stderr: [],
     listening: [],
-    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+    exited: exitedAndDrained(child).then(() => ({ code: child.exitCode, signal: child.signalCode })),
     rssKiB () {
       const s = readFileSync(`/proc/${child.pid}/status`, 'utf8')
       return Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? 0)
@@ -78,7 +78,24 @@ export async function runCli (args: string[], opts: { env?: NodeJS.ProcessEnv, t
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
-  const code: number | null = await new Promise((resolve) => child.once('exit', (c) => resolve(c)))
+  const code = await exitedAndDrained(child)
   clearTimeout(timer)
   return { code, stdout, stderr }
+}
+
+/**
+ * The child's exit status, once its output has been read too. 'exit' can come
+ * before the last bytes of stdout/stderr are read from their pipes (on a busy
+ * machine a one-line error was seen as empty), so this waits for 'close'. A
+ * grandchild still holding the pipes would delay 'close' for ever: after
+ * `drainMs` past the exit, the status is given as it is. (With several
+ * children running, one SIGCHLD reaps every child that has exited, so a
+ * child's 'exit' can be emitted before the loop has read its last output.)
+ */
+export async function exitedAndDrained (child: ChildProcess, drainMs = 2000): Promise<number | null> {
+  return await new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined
+    child.once('close', (c: number | null) => { clearTimeout(timer); resolve(c) })
+    child.once('exit', (c) => { timer = setTimeout(() => resolve(c), drainMs) })
+  })
 }

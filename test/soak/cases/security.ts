@@ -17,6 +17,7 @@ import { silentLogger } from '../../../src/observe/logger.js'
 import { Registry } from '../../../src/observe/metrics.js'
 import { repoRoot } from '../../fixtures/peek-helpers.js'
 import { createNetns, netnsAvailable } from '../../support/netns.js'
+import { exitedAndDrained } from '../../support/cli.js'
 import { runCase, type CaseRun, type CaseResult } from '../lib/case.js'
 import { onLines } from '../lib/rpc.js'
 import { CLI, sleep, startProxyCli, startWorker, waitFor } from '../lib/proc.js'
@@ -93,7 +94,7 @@ function runCliOnce (args: string[], timeoutMs = 15_000): Promise<{ code: number
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-  return new Promise((resolve) => child.once('exit', (code) => { clearTimeout(timer); resolve({ code, stderr }) }))
+  return exitedAndDrained(child).then((code) => { clearTimeout(timer); return { code, stderr } })
 }
 
 export function socketAudit (opts: { demo: boolean }, log: (m: string) => void = () => {}): Promise<CaseResult> {
