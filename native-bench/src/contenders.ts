@@ -1,12 +1,11 @@
 // The contenders: how each is started on 127.0.0.1, pinned to the proxy CPU (pinned placement),
 // in front of one backend, and which processes to charge for CPU and memory.
 // Commands follow /work/shared/perf-anchors.md "How to reproduce".
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { BackendKind, ContenderInfo, Family, WorkloadId } from './defs.js';
 import type { DockerMapping } from './backends.js';
+import { installPackedPackage, type InstalledPackage } from './installed.js';
 import { freePort, pinPids, processTree, start, stop, waitForOutput, waitForPort, type Proc } from './proc.js';
 
 export interface Ctx {
@@ -166,34 +165,11 @@ const ktJs = ktContender(
   ' --native off',
 );
 
-let installedBin: { bin: string; path: string } | undefined;
+let installedBin: InstalledPackage | undefined;
 
-/**
- * What `npm install -g kind-tunnel-*.tgz` gives a user: KT_INSTALLED (a kind-tunnel
- * bin installed from the tarball), else the repository packed (its prepack makes the
- * prebuilds) and installed once per run into a prefix under the run's tmp. It runs
- * with a PATH holding only that prefix's bin and node: no C compiler, so the addon
- * can only come from the tarball's prebuild.
- */
-function installedKindTunnel(ctx: Ctx): { bin: string; path: string } {
-  if (installedBin !== undefined) return installedBin;
-  const nodeOnly = join(ctx.tmp, 'node-only');
-  mkdirSync(nodeOnly, { recursive: true });
-  if (!existsSync(join(nodeOnly, 'node'))) symlinkSync(process.execPath, join(nodeOnly, 'node'));
-  let bin = process.env['KT_INSTALLED'];
-  if (bin === undefined || bin === '') {
-    const repo = fileURLToPath(new URL('../../../', import.meta.url)); // build/src/ -> the repository root
-    const dir = join(ctx.tmp, 'installed');
-    mkdirSync(dir, { recursive: true });
-    // The outer `npm run bench` leaves npm_config_* / npm_package_* in the environment; a user's shell has none.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-    execFileSync('npm', ['pack', '--pack-destination', dir, '--loglevel=error'], { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
-    const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
-    if (tgz === undefined) throw new Error('npm pack made no tarball');
-    execFileSync('npm', ['install', '-g', '--prefix', join(dir, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, tgz)], { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'], timeout: 600_000 });
-    bin = join(dir, 'prefix', 'bin', 'kind-tunnel');
-  }
-  installedBin = { bin, path: `${dirname(bin)}:${nodeOnly}` };
+/** What `npm install -g kind-tunnel-*.tgz` gives a user, once per run, under the run's tmp (installed.ts). */
+function installedKindTunnel(ctx: Ctx): InstalledPackage {
+  installedBin ??= installPackedPackage(ctx.tmp);
   return installedBin;
 }
 

@@ -32,6 +32,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildImage } from './backends.js';
+import { installPackedPackage } from './installed.js';
 import { parseIperf, parseTtfb, parseWrk, WRK_SCRIPT } from './parse.js';
 import { findProcesses, freePort, offCleanup, onCleanup, run, sleep, start, stop, waitForOutput, type Proc } from './proc.js';
 import { rng, shuffle } from './stats.js';
@@ -53,6 +54,10 @@ the real Docker engine (about 8 minutes with the defaults).
   --seed N            seed of the shuffled order
   --out FILE          results JSON (default results/<time>-relay.json)
   --docs-dir DIR      where benchmarks.md is (default ../docs); --no-docs to skip
+  --installed         kind-tunnel as a user installs it: the repository packed and
+                      installed into an empty prefix (or KT_INSTALLED=PREFIX/bin/kind-tunnel);
+                      the relay hosts load that package, and its relay image is built
+                      from it (the tarball's linux prebuild), not from this checkout
 `;
 
 export class RelayUsageError extends Error {}
@@ -66,6 +71,8 @@ export interface RelayOptions {
   seed: number;
   out: string | undefined;
   docsDir: string | undefined;
+  /** Run the hosts and build the relay image from the packed, installed package. */
+  installed: boolean;
 }
 
 function intArg(name: string, v: string | undefined, min: number, max: number): number {
@@ -75,7 +82,7 @@ function intArg(name: string, v: string | undefined, min: number, max: number): 
 }
 
 export function parseRelayOptions(argv: readonly string[], defaultDocsDir: string): RelayOptions {
-  const o: RelayOptions = { rounds: 3, durationS: 3, ttfbSamples: 200, placements: ['mac', 'shared'], delays: [1, 5], seed: Date.now() % 1_000_000, out: undefined, docsDir: defaultDocsDir };
+  const o: RelayOptions = { rounds: 3, durationS: 3, ttfbSamples: 200, placements: ['mac', 'shared'], delays: [1, 5], seed: Date.now() % 1_000_000, out: undefined, docsDir: defaultDocsDir, installed: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = (): string | undefined => argv[++i];
@@ -99,6 +106,7 @@ export function parseRelayOptions(argv: readonly string[], defaultDocsDir: strin
       case '--out': o.out = next(); if (o.out === undefined) throw new RelayUsageError('--out needs a file'); break;
       case '--docs-dir': o.docsDir = next(); if (o.docsDir === undefined) throw new RelayUsageError('--docs-dir needs a directory'); break;
       case '--no-docs': o.docsDir = undefined; break;
+      case '--installed': o.installed = true; break;
       default: throw new RelayUsageError(`unknown option ${a} (with --relay)`);
     }
   }
@@ -273,7 +281,12 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
   const notes: string[] = [];
   const startedAt = new Date().toISOString();
   const load0 = loadavg();
-  const { image, hap, base, cl } = await benchImagesAndCluster(ctx.repoDir);
+  // --installed: the package a user gets (installed.ts). Its docker/ builds the base, its
+  // ensureRelay builds the relay image from its own files, and the hosts load its dist.
+  const pkg = o.installed ? installPackedPackage(mkdtempSync('/tmp/kt-relaybench-pkg-')) : undefined;
+  const ktDir = pkg?.pkgDir ?? ctx.repoDir;
+  if (pkg !== undefined) log(`installed package ${pkg.pkgDir}`);
+  const { image, hap, base, cl } = await benchImagesAndCluster(ktDir);
   log(`images ${image} ${hap} ${base}`);
   log(`cluster ${cl.name}: node ${cl.node.ip}`);
   const node = process.execPath;
@@ -298,7 +311,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
       const http = await freePort();
       const bulk = await freePort();
       const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), '--transport', transport, ...(via !== undefined ? ['--via', String(via)] : [])];
-      const p = start(id, node, args, { env: { ...process.env, ...env } });
+      const p = start(id, node, args, { env: { ...process.env, KT_BENCH_REPO: ktDir, ...env } });
       procs.push(p);
       const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
       log(`${id}: ${m[1]}`);
@@ -433,6 +446,10 @@ export function relayReport(r: Results): string {
   lines.push(`Command: \`${r.command}\` (from native-bench/, after \`npm run build\` in the root). Run ${r.startedAt}; load average ${r.machine.loadAvgStart.map((x) => x.toFixed(1)).join(' ')} at the start, ${r.machine.loadAvgEnd.map((x) => x.toFixed(1)).join(' ')} at the end.`, '');
   lines.push(
     'Method: a kind-like cluster in the real Docker engine (one node container with kind\'s labels on its own network; nginx, one worker, 100-byte body, on NodePort 30080; `iperf3 -s` on 30201; busybox, nginx and iperf3 copied from this host into an imported image). Paths: **direct** (client → node); **portmap** (dockerd\'s docker-proxy for `-p 127.0.0.1::30080`, what `extraPortMappings` gives, standing in for Docker Desktop\'s forwarder); **cpk**, cloud-provider-kind\'s shape (a standalone docker-proxy on the host for its Go tunnel → dockerd\'s docker-proxy → an HAProxy container, `nbthread 1`, mode tcp, for its Envoy → node: three hops); **relay-js** (kind-tunnel\'s data plane with `KT_NATIVE=0`, as on a Mac or Windows host, with the relay dialer as `up --mode relay` builds it, transport `auto` → dockerd\'s docker-proxy → the relay container `up` starts → node: three hops; `auto` dials a pooled relay connection per client while new connections come slowly and opens streams over two multiplexed relay connections from 5 new connections a second to a destination, against this relay, whose addon serves them (`INFO_MUX_LANE`; 20 a second against a relay without an addon, 400 against one whose addon accepts but leaves the streams to its JS), and a destination that just moved 4 MiB in one connection keeps the pool for a minute); **relay-pool** and **relay-mux** (relay-js with one transport only: `--relay-transport pool` or `mux`); **relay-native** (the same host on the native splicer; relay-dialed listeners stay off the native accept lane); **relay-js+fwdD** (relay-js dialing the relay through a forwarder, `src/delay-forwarder.ts`, that waits D ms before each onward connect; data is not delayed; D = 0 is the reference for the others). `native-bench/src/relay-host.ts` runs the host side: kind-tunnel\'s ListenerManager and RelayDialer with their defaults and the routes computeRoutes makes, without the controller (no Kubernetes API in the loop). Workloads, one after another in shuffled path order each round: `wrk -t1 -c50` keep-alive and with `Connection: close` (new conn/s), TTFB p50 of sequential fresh connections (`ttfb-client.js`, 2 ms apart), for relay paths also TTFB of requests on one already-open connection (ttfb open), and `iperf3 -c -t D -O 1` through the bulk port; after each round, TTFB p50 in paired turns (`ttfb-pair.js`: each turn one fresh connection through port mapping, cloud-provider-kind\'s shape, relay-js, relay-pool and relay-mux in a shuffled order, 2 ms apart, as many turns as TTFB samples), which sees every path under the same moment\'s load. Placement **mac**: `taskset` CPU 0 for the load generators, the kind-tunnel host process and the cloud-provider-kind tunnel; CPU 1 (`docker update --cpuset-cpus 1`, `taskset -a -p`) for every container, dockerd\'s docker-proxy processes and the delay forwarders. **shared**: nothing pinned.',
+    '',
+    r.method.installed === true
+      ? 'Package: kind-tunnel as a user installs it. The repository was packed (`npm pack`, whose prepack builds the prebuilds) and installed with `npm install -g --prefix` into an empty prefix; the relay hosts load that package (`KT_BENCH_REPO`), and `up`\'s relay image was built from it, with the tarball\'s linux-x64 prebuild in the relay container.'
+      : 'Package: this checkout\'s build (`dist/` and the addon compiled here); `--installed` runs the same bench from the packed, installed package.',
     '',
     'Contention: the load averages above are the whole machine\'s; a figure above about 1 at the start means other work shared the 2 cores, which single-CPU placements suffer most from. Absolute figures move between runs; the ratios come from the same interleaved rounds.',
     '',

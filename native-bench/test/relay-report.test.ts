@@ -18,6 +18,8 @@ t.test('options: defaults, lists, bad values', async (t) => {
   t.throws(() => parseRelayOptions(['--placements', 'linux'], '/d'), { message: /--placements/ });
   t.throws(() => parseRelayOptions(['--rounds', '0'], '/d'), { message: /--rounds/ });
   t.throws(() => parseRelayOptions(['--bogus'], '/d'), { message: /unknown option/ });
+  t.equal(o.installed, false, 'this checkout by default');
+  t.equal(parseRelayOptions(['--relay', '--installed'], '/d').installed, true);
 });
 
 t.test('report: medians per path, the ratios against the targets, the delay line', async (t) => {
@@ -46,6 +48,9 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   t.match(md, /\| TTFB p50 ≤ 1\.5× port mapping \| \*\*1\.43× \(met\)\*\* \|/);
   t.match(md, /A stricter reading, not one of the issue's targets: TTFB p50 in paired turns .* auto \(the default\) 1\.60×\./);
   t.match(md, /\| TTFB p50 behind \+1 \/ \+5 ms connect delay within 0\.3 ms of \+0 \| n\/a \|/);
+  t.match(md, /Package: this checkout's build/, 'says which kind-tunnel it measured');
+  const inst = relayReport({ command: 'npm run bench -- --relay --installed', startedAt: 'now', machine: { loadAvgStart: [1, 1, 1], loadAvgEnd: [1, 1, 1] }, method: parseRelayOptions(['--placements', 'mac', '--installed'], '/d'), samples, notes: [] });
+  t.match(inst, /Package: kind-tunnel as a user installs it\. The repository was packed/);
 });
 
 t.test('targets table: both transports, the delay row, and a missed TTFB', async (t) => {
