@@ -14,6 +14,7 @@
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { openSync } from 'node:fs';
 import { loadHostModules } from './kt-host-modules.js';
 
 const repo = process.env.KT_BENCH_REPO ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -48,10 +49,15 @@ const dialer = new client.RelayDialer({ host: info.host, port, token: info.token
 await dialer.warm(5000);
 if (transport !== 'pool' && dialer.mux !== undefined && !(await dialer.mux.ready(10_000))) throw new Error(`no mux carrier: ${JSON.stringify(dialer.stats())}`);
 const splicer = native.loadNativeSplicer();
+// KT_BENCH_ACCESS_LOG=FILE: as `up` runs by default, a log line per connection at
+// close (level info, pino's async destination), written to FILE instead of a terminal.
+const accessLogFile = process.env.KT_BENCH_ACCESS_LOG;
 const manager = new lm.ListenerManager({
-  logger: logger.createLogger({ level: 'warn' }),
+  logger: accessLogFile !== undefined && accessLogFile !== ''
+    ? logger.createLogger({ level: 'info', fd: openSync(accessLogFile, 'a') })
+    : logger.createLogger({ level: 'warn' }),
   metrics: new metrics.Registry(),
-  options: { accessLog: false },
+  options: { accessLog: accessLogFile !== undefined && accessLogFile !== '' },
   dialers: new Map([[`relay:${values.cluster}`, dialer]]),
   splicer,
   nativeAccept: splicer === undefined ? 'off' : 'auto',

@@ -58,6 +58,8 @@ the real Docker engine (about 8 minutes with the defaults).
                       installed into an empty prefix (or KT_INSTALLED=PREFIX/bin/kind-tunnel);
                       the relay hosts load that package, and its relay image is built
                       from it (the tarball's linux prebuild), not from this checkout
+  --access-log        the hosts log a line per connection, as \`up\` does by default
+                      (to a file under /tmp); without it they log warnings only
 `;
 
 export class RelayUsageError extends Error {}
@@ -73,6 +75,8 @@ export interface RelayOptions {
   docsDir: string | undefined;
   /** Run the hosts and build the relay image from the packed, installed package. */
   installed: boolean;
+  /** The relay hosts write `up`'s default access log (a line per connection) to a file. */
+  accessLog: boolean;
 }
 
 function intArg(name: string, v: string | undefined, min: number, max: number): number {
@@ -82,7 +86,7 @@ function intArg(name: string, v: string | undefined, min: number, max: number): 
 }
 
 export function parseRelayOptions(argv: readonly string[], defaultDocsDir: string): RelayOptions {
-  const o: RelayOptions = { rounds: 3, durationS: 3, ttfbSamples: 200, placements: ['mac', 'shared'], delays: [1, 5], seed: Date.now() % 1_000_000, out: undefined, docsDir: defaultDocsDir, installed: false };
+  const o: RelayOptions = { rounds: 3, durationS: 3, ttfbSamples: 200, placements: ['mac', 'shared'], delays: [1, 5], seed: Date.now() % 1_000_000, out: undefined, docsDir: defaultDocsDir, installed: false, accessLog: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = (): string | undefined => argv[++i];
@@ -107,6 +111,7 @@ export function parseRelayOptions(argv: readonly string[], defaultDocsDir: strin
       case '--docs-dir': o.docsDir = next(); if (o.docsDir === undefined) throw new RelayUsageError('--docs-dir needs a directory'); break;
       case '--no-docs': o.docsDir = undefined; break;
       case '--installed': o.installed = true; break;
+      case '--access-log': o.accessLog = true; break;
       default: throw new RelayUsageError(`unknown option ${a} (with --relay)`);
     }
   }
@@ -307,11 +312,13 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     paths.push({ id: 'cpk', addr: '127.0.0.1', http: cpkHttp, bulk: cpkBulk, host: [t1, t2] });
 
     const hostScript = join(ctx.buildDir, 'relay-host.js');
+    const logDir = mkdtempSync('/tmp/kt-relaybench-logs-');
     const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number, transport = 'auto'): Promise<Path> => {
       const http = await freePort();
       const bulk = await freePort();
       const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), '--transport', transport, ...(via !== undefined ? ['--via', String(via)] : [])];
-      const p = start(id, node, args, { env: { ...process.env, KT_BENCH_REPO: ktDir, ...env } });
+      const logEnv = o.accessLog ? { KT_BENCH_ACCESS_LOG: join(logDir, `${id}.log`) } : {};
+      const p = start(id, node, args, { env: { ...process.env, KT_BENCH_REPO: ktDir, ...logEnv, ...env } });
       procs.push(p);
       const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
       log(`${id}: ${m[1]}`);
@@ -450,6 +457,10 @@ export function relayReport(r: Results): string {
     r.method.installed === true
       ? 'Package: kind-tunnel as a user installs it. The repository was packed (`npm pack`, whose prepack builds the prebuilds) and installed with `npm install -g --prefix` into an empty prefix; the relay hosts load that package (`KT_BENCH_REPO`), and `up`\'s relay image was built from it, with the tarball\'s linux-x64 prebuild in the relay container.'
       : 'Package: this checkout\'s build (`dist/` and the addon compiled here); `--installed` runs the same bench from the packed, installed package.',
+    '',
+    r.method.accessLog === true
+      ? 'Access log: on, as `up` runs by default (a line per connection at close, level info, pino\'s async destination), written to a file.'
+      : 'Access log: off in the relay hosts (warnings only); `up` logs a line per connection by default, and `--access-log` measures with it.',
     '',
     'Contention: the load averages above are the whole machine\'s; a figure above about 1 at the start means other work shared the 2 cores, which single-CPU placements suffer most from. Absolute figures move between runs; the ratios come from the same interleaved rounds.',
     '',

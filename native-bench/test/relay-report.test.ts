@@ -20,6 +20,8 @@ t.test('options: defaults, lists, bad values', async (t) => {
   t.throws(() => parseRelayOptions(['--bogus'], '/d'), { message: /unknown option/ });
   t.equal(o.installed, false, 'this checkout by default');
   t.equal(parseRelayOptions(['--relay', '--installed'], '/d').installed, true);
+  t.equal(o.accessLog, false, 'the hosts log warnings only by default');
+  t.equal(parseRelayOptions(['--relay', '--access-log'], '/d').accessLog, true);
 });
 
 t.test('report: medians per path, the ratios against the targets, the delay line', async (t) => {
@@ -49,6 +51,7 @@ t.test('report: medians per path, the ratios against the targets, the delay line
   t.match(md, /A stricter reading, not one of the issue's targets: TTFB p50 in paired turns .* auto \(the default\) 1\.60×\./);
   t.match(md, /\| TTFB p50 behind \+1 \/ \+5 ms connect delay within 0\.3 ms of \+0 \| n\/a \|/);
   t.match(md, /Package: this checkout's build/, 'says which kind-tunnel it measured');
+  t.match(md, /Access log: off in the relay hosts/, 'says whether the hosts logged each connection');
   const inst = relayReport({ command: 'npm run bench -- --relay --installed', startedAt: 'now', machine: { loadAvgStart: [1, 1, 1], loadAvgEnd: [1, 1, 1] }, method: parseRelayOptions(['--placements', 'mac', '--installed'], '/d'), samples, notes: [] });
   t.match(inst, /Package: kind-tunnel as a user installs it\. The repository was packed/);
 });
