@@ -300,6 +300,8 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     { id: 'portmap', addr: '127.0.0.1', http: cl.portmap.http, bulk: cl.portmap.bulk, host: [] },
   ];
   const procs: Proc[] = [];
+  // --access-log: the hosts' logs, removed at the end (a line per connection: about 100 MB a run).
+  const logDir = mkdtempSync('/tmp/kt-relaybench-logs-');
   try {
     // cloud-provider-kind's host tunnel: a standalone docker-proxy per port, onto the HAProxy container's published ports.
     const cpkHttp = await freePort();
@@ -312,7 +314,6 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
     paths.push({ id: 'cpk', addr: '127.0.0.1', http: cpkHttp, bulk: cpkBulk, host: [t1, t2] });
 
     const hostScript = join(ctx.buildDir, 'relay-host.js');
-    const logDir = mkdtempSync('/tmp/kt-relaybench-logs-');
     const relayHost = async (id: string, env: NodeJS.ProcessEnv, via?: number, transport = 'auto'): Promise<Path> => {
       const http = await freePort();
       const bulk = await freePort();
@@ -433,6 +434,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
   } finally {
     for (const p of procs.reverse()) await stop(p).catch(() => undefined);
     offCleanup(`relaybench:${cl.name}`);
+    rmSync(logDir, { recursive: true, force: true });
     for (const c of [...cl.containers, `kind-tunnel-relay-${cl.name}`]) await docker(['rm', '-f', c], 30_000).catch(() => undefined);
     await docker(['network', 'rm', cl.network], 30_000).catch(() => undefined);
   }
