@@ -51,13 +51,13 @@ if (transport !== 'pool' && dialer.mux !== undefined && !(await dialer.mux.ready
 const splicer = native.loadNativeSplicer();
 // KT_BENCH_ACCESS_LOG=FILE: as `up` runs by default, a log line per connection at
 // close (level info, pino's async destination), written to FILE instead of a terminal.
-const accessLogFile = process.env.KT_BENCH_ACCESS_LOG;
+const accessLogFile = process.env.KT_BENCH_ACCESS_LOG ?? '';
 const manager = new lm.ListenerManager({
-  logger: accessLogFile !== undefined && accessLogFile !== ''
+  logger: accessLogFile !== ''
     ? logger.createLogger({ level: 'info', fd: openSync(accessLogFile, 'a') })
     : logger.createLogger({ level: 'warn' }),
   metrics: new metrics.Registry(),
-  options: { accessLog: accessLogFile !== undefined && accessLogFile !== '' },
+  options: { accessLog: accessLogFile !== '' },
   dialers: new Map([[`relay:${values.cluster}`, dialer]]),
   splicer,
   nativeAccept: splicer === undefined ? 'off' : 'auto',

@@ -301,7 +301,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
   ];
   const procs: Proc[] = [];
   // --access-log: the hosts' logs, removed at the end (a line per connection: about 100 MB a run).
-  const logDir = mkdtempSync('/tmp/kt-relaybench-logs-');
+  const logDir = o.accessLog ? mkdtempSync('/tmp/kt-relaybench-logs-') : undefined;
   try {
     // cloud-provider-kind's host tunnel: a standalone docker-proxy per port, onto the HAProxy container's published ports.
     const cpkHttp = await freePort();
@@ -318,7 +318,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
       const http = await freePort();
       const bulk = await freePort();
       const args = [hostScript, '--cluster', cl.name, '--network', cl.network, '--base', base, '--node', cl.node.ip, '--http-port', String(http), '--bulk-port', String(bulk), '--transport', transport, ...(via !== undefined ? ['--via', String(via)] : [])];
-      const logEnv = o.accessLog ? { KT_BENCH_ACCESS_LOG: join(logDir, `${id}.log`) } : {};
+      const logEnv = logDir !== undefined ? { KT_BENCH_ACCESS_LOG: join(logDir, `${id}.log`) } : {};
       const p = start(id, node, args, { env: { ...process.env, KT_BENCH_REPO: ktDir, ...logEnv, ...env } });
       procs.push(p);
       const m = await waitForOutput(p, /^ready (\{.*\})$/m, 180_000);
@@ -434,7 +434,7 @@ export async function relayMain(argv: readonly string[], ctx: RelayCtx): Promise
   } finally {
     for (const p of procs.reverse()) await stop(p).catch(() => undefined);
     offCleanup(`relaybench:${cl.name}`);
-    rmSync(logDir, { recursive: true, force: true });
+    if (logDir !== undefined) rmSync(logDir, { recursive: true, force: true });
     for (const c of [...cl.containers, `kind-tunnel-relay-${cl.name}`]) await docker(['rm', '-f', c], 30_000).catch(() => undefined);
     await docker(['network', 'rm', cl.network], 30_000).catch(() => undefined);
   }

@@ -176,15 +176,12 @@ export class HostMux extends MuxLink<MuxStreamState> {
     const bind = encodeConnect(dst, source, proxyV2)
     const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + bind.length), id, MUX_OPEN, bind.length)
     bind.copy(f, MUX_HEADER_LEN)
-    if (!this.quiet) {
-      // Busy (other streams open): the OPEN waits a turn for the client's first bytes (mux-link.ts uncork).
-      this.write(f)
-      this.holdOpen = true
-    } else {
-      // Quiet: the OPEN leaves now, so the relay dials the node while this
-      // process sets the connection up and reads the client's first bytes.
-      this.writeNow(f)
-    }
+    // Quiet: the OPEN leaves now, so the relay dials the node while this
+    // process sets the connection up and reads the client's first bytes.
+    // Busy (other streams open): it waits a turn for them (mux-link.ts uncork).
+    const quiet = this.quiet
+    this.write(f, quiet)
+    if (!quiet) this.holdOpen = true
     return s
   }
 

@@ -105,10 +105,14 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
     sock.on('drain', onCarrierDrain)
   }
 
-  /** Queue bytes on the carrier, coalesced with the rest of this tick's frames. */
-  write (buf: Buffer): void {
+  /**
+   * Queue bytes on the carrier, coalesced with the rest of this tick's frames.
+   * `now`: a lone frame need not wait for the turn's end, so it starts no
+   * cork (it still joins one already started this turn).
+   */
+  write (buf: Buffer, now = false): void {
     if (this.dead) return
-    if (!this.corked) {
+    if (!this.corked && !now) {
       this.corked = true
       this.sock.cork()
       setImmediate(uncork, this)
@@ -117,18 +121,11 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
   }
 
   /**
-   * Few streams are open: a small DATA frame leaves at once (writeNow)
+   * Few streams are open: a small DATA frame leaves at once (write's `now`)
    * rather than at the turn's end, since there is little to coalesce it
    * with. The relay's side keeps coalescing (false).
    */
   get quiet (): boolean { return false }
-
-  /** Write at once when nothing is queued this turn (else as write()): a lone frame need not wait for the turn's end. */
-  writeNow (buf: Buffer): void {
-    if (this.corked) { this.write(buf); return }
-    if (this.dead) return
-    if (!this.sock.write(buf)) this.blocked = true
-  }
 
   /**
    * Send a producer's chunk as DATA frames within the stream's credit. False:
@@ -146,8 +143,7 @@ export abstract class MuxLink<S extends MuxStreamState> implements MuxSink {
         // One buffer, header and bytes: a copy of a few KiB costs less than a second write.
         const f = writeHeader(Buffer.allocUnsafe(MUX_HEADER_LEN + len), st.id, MUX_DATA, len)
         chunk.copy(f, MUX_HEADER_LEN, off, off + len)
-        if (this.quiet) this.writeNow(f)
-        else this.write(f)
+        this.write(f, this.quiet)
       } else {
         this.write(muxHeader(st.id, MUX_DATA, len))
         this.write(off === 0 && len === n ? chunk : chunk.subarray(off, off + len))
