@@ -59,11 +59,25 @@ export async function portOwner (port: number, proc = '/proc'): Promise<{ pid: n
       try { link = await readlink(`${proc}/${pid}/fd/${fd}`) } catch { continue }
       const m = /^socket:\[(\d+)\]$/.exec(link)
       if (m === null || !inodes.has(m[1] as string)) continue
-      const command = (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim()
-      return { pid: Number(pid), command }
+      return { pid: Number(pid), command: await commandName(proc, pid) }
     }
   }
   return undefined
+}
+
+/**
+ * What to call a process: its argv[0]'s last path part ("node" for
+ * /usr/bin/node), or, when argv[0] was rewritten into a title ("nginx: master
+ * process ...") or is empty, its comm. Not comm first: that is the main
+ * thread's name, which programs may set (Node 24 names it "MainThread").
+ */
+export async function commandName (proc: string, pid: string): Promise<string> {
+  const argv0 = (await readFile(`${proc}/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0')[0] ?? ''
+  if (/^[^\s:]+$/.test(argv0)) {
+    const base = argv0.slice(argv0.lastIndexOf('/') + 1)
+    if (base !== '') return base.slice(0, 64)
+  }
+  return (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim() || '?'
 }
 
 export type TlsOutcome = 'ok' | 'reset' | 'refused' | 'timeout' | 'closed' | 'error'
