@@ -8,7 +8,7 @@ import { errorCode } from '../errors.js'
 import { FirstFlightPeeker, type PeekOutcome } from './peek/index.js'
 import type { SpliceCause as NativeCause, SpliceResult as NativeResult } from './native/index.js'
 import { splice, type SpliceCause, type SpliceResult } from './splice.js'
-import type { Backend, ClientInfo, Upstream } from './upstream.js'
+import type { Backend, ClientInfo, EarlyDial, Upstream } from './upstream.js'
 import type { ListenerConfig, ListenerView } from './context.js'
 
 import type { ConnOutcome, RouteOutcome } from './vocab.js'
@@ -57,14 +57,17 @@ export class Connection {
   outcome: ConnOutcome | undefined
   lastError: string | undefined
   drainTimer: NodeJS.Timeout | undefined
+  /** The dial the listener began before this socket existed (listener.ts hookEarlyDial), until the first connect takes it. */
+  early: EarlyDial | undefined
   done = false
 
-  constructor (listener: ListenerView, config: ListenerConfig, client: Socket, info: ClientInfo) {
+  constructor (listener: ListenerView, config: ListenerConfig, client: Socket, info: ClientInfo, early?: EarlyDial) {
     this.listener = listener
     this.config = config
     this.client = client as ConnSocket
     this.client[kConn] = this
     this.info = info
+    this.early = early
     this.start = performance.now()
     this.client.on('error', onEarlyClientError)
     this.client.on('close', onEarlyClientClose)
@@ -143,14 +146,24 @@ export class Connection {
 
   tryConnect (): void {
     const up = this.upstream as Upstream
-    const b = up.pick(this.info, this.tried ?? NO_EXCLUDE)
+    let early = this.early
+    this.early = undefined
+    if (early !== undefined && early.upstream !== up) { early.socket?.destroy(); early = undefined }
+    const b = early !== undefined ? early.backend : up.pick(this.info, this.tried ?? NO_EXCLUDE)
     if (b === undefined) {
       this.fail('connect_failed', this.lastError ?? up.noBackendCode)
       return
     }
     this.backend = b
     this.attempts++
-    up.connect(b, this.info, this.listener.opts.connectTimeoutMs, (err, s) => { this.onUpstream(err, s) })
+    up.connect(b, this.info, this.listener.opts.connectTimeoutMs, (err, s) => { this.onUpstream(err, s) }, early)
+  }
+
+  /** An early dial no connect took (the connection ended first, or went elsewhere): its stream or connection goes. */
+  dropEarly (): void {
+    const s = this.early?.socket
+    this.early = undefined
+    s?.destroy()
   }
 
   onUpstream (err: Error | null, s: Socket | undefined): void {
@@ -246,6 +259,7 @@ export class Connection {
     if (this.done) return
     this.done = true
     this.outcome = outcome
+    this.dropEarly()
     if (this.drainTimer !== undefined) clearTimeout(this.drainTimer)
     if (this.upstreamSocket !== undefined) (this.upstream as Upstream).release(this.backend as Backend)
     this.listener.closed(this)

@@ -15,6 +15,13 @@ export interface DialRequest {
 export interface Dialer {
   /** Resolves with a connected socket (allowHalfOpen, paused) ready to splice; rejects with a KtError or an errno error. */
   dial (req: DialRequest): Promise<Socket>
+  /**
+   * The dial's synchronous part, for a dialer that has one (the relay's: a
+   * stream on a multiplexed connection, or a warm connection, its request
+   * written now): the socket, or undefined when a connect must come first.
+   * Then dial() with the same request object goes on from there.
+   */
+  dialNow? (req: DialRequest): Socket | undefined
 }
 
 export type DialCallback = (err: Error | null, socket?: Socket) => void

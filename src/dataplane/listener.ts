@@ -12,7 +12,7 @@ import { logAccess } from './access-log.js'
 import { Connection } from './connection.js'
 import type { AcceptPath, ClosedConnection, DataplaneContext, DataplaneOptions, ListenerConfig, ListenerView } from './context.js'
 import type { LaneListener } from './fastlane.js'
-import type { ClientInfo } from './upstream.js'
+import type { Backend, ClientInfo, EarlyDial } from './upstream.js'
 import { CONN_OUTCOMES, ROUTE_OUTCOMES, type ConnOutcome, type RouteOutcome } from './vocab.js'
 
 export type { ListenerConfig, RouteTarget } from './context.js'
@@ -22,6 +22,15 @@ export type LaneAdopter = (l: ListenerView) => LaneListener | undefined
 
 const kListener = Symbol('kt.listener')
 interface ListenerServer extends Server { [kListener]: Listener }
+
+/** The accepted client's libuv handle, as Node's server handle passes it before it builds the Socket. */
+interface PeerHandle { getpeername (out: { address?: string, port?: number }): number }
+/** The listening socket's handle (net.Server's _handle): Node's accept callback. */
+interface ServerHandle { onconnection: (this: ServerHandle, status: number, client?: PeerHandle) => unknown }
+/** A dial begun for the client Node is about to hand over (hookEarlyDial). */
+interface PendingEarly { readonly handle: PeerHandle, readonly dial: EarlyDial }
+
+const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
 
 export class Listener implements ListenerView {
   readonly key: string
@@ -51,6 +60,8 @@ export class Listener implements ListenerView {
   /** The JS accept path: this listener's net.Server and its connections. */
   readonly js: AcceptPath
   private readonly adoptLane: LaneAdopter | undefined
+  /** Begun by hookEarlyDial for the connection Node is handing over now; accept() takes it. */
+  private pendingEarly: PendingEarly | undefined
 
   constructor (ctx: DataplaneContext, config: ListenerConfig, adoptLane?: LaneAdopter) {
     this.ctx = ctx
@@ -82,6 +93,7 @@ export class Listener implements ListenerView {
         }
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()
+        this.hookEarlyDial()
         // Eligible plain L4 listeners are accepted natively from here on (issue #8 target 3).
         this.lane = this.adoptLane?.(this)
         resolve()
@@ -120,14 +132,31 @@ export class Listener implements ListenerView {
   }
 
   accept (socket: Socket): void {
+    const early = this.takeEarly(socket)
+    if (!this.admit(socket, early)) early?.socket?.destroy()
+  }
+
+  /** Refused here: over either connection cap. */
+  private full (): boolean {
+    return this.ctx.activeCount >= this.opts.maxConnections || this.active.size >= this.config.maxConnections
+  }
+
+  /** Refused here: outside the listener's loadBalancerSourceRanges. */
+  private denies (address: string, family: 4 | 6): boolean {
+    const allow = this.config.allow
+    return allow !== undefined && !allow.check(address, family === 4 ? 'ipv4' : 'ipv6')
+  }
+
+  /** False: the connection was refused (counted, closed). */
+  private admit (socket: Socket, early: EarlyDial | undefined): boolean {
     const mgr = this.ctx
     const cfg = this.config
-    if (!this.accepting) { socket.destroy(); return }
-    if (mgr.activeCount >= this.opts.maxConnections || this.active.size >= cfg.maxConnections) {
+    if (!this.accepting) { socket.destroy(); return false }
+    if (this.full()) {
       this.outcomeCells.max_connections.inc()
       socket.on('error', noop)
       socket.destroy()
-      return
+      return false
     }
     const address = socket.remoteAddress
     if (address === undefined) {
@@ -136,14 +165,14 @@ export class Listener implements ListenerView {
       this.outcomeCells.reset_client.inc()
       socket.on('error', noop)
       socket.destroy()
-      return
+      return false
     }
     const family: 4 | 6 = isIPv4(address) ? 4 : 6
-    if (cfg.allow !== undefined && !cfg.allow.check(address, family === 4 ? 'ipv4' : 'ipv6')) {
+    if (this.denies(address, family)) {
       this.outcomeCells.source_denied.inc()
       socket.on('error', noop)
       socket.resetAndDestroy()
-      return
+      return false
     }
     this.accepted.inc()
     const info: ClientInfo = {
@@ -153,10 +182,73 @@ export class Listener implements ListenerView {
       localAddress: this.boundAddress ?? socket.localAddress ?? '',
       localPort: this.boundAddress !== undefined ? this.port : socket.localPort ?? 0,
     }
-    const conn = new Connection(this, cfg, socket, info)
+    const conn = new Connection(this, cfg, socket, info, early)
     this.active.add(conn)
     mgr.activeCount++
     conn.begin()
+    // The default route takes the early dial at once; whatever did not, it goes.
+    conn.dropEarly()
+    return true
+  }
+
+  /**
+   * Begin each connection's dial as the kernel hands the client over, before
+   * Node builds its Socket and this listener's JS sets the connection up:
+   * for a relay-dialed listener that is the OPEN (or the warm connection's
+   * BIND) on its way some 60 µs earlier, so the relay in the Docker VM dials
+   * the node while this process is still busy, instead of after (issue 12:
+   * in paired turns, a fresh connection's first byte 75 µs sooner). Only
+   * where a dial has a synchronous part (Upstream.dialsNow) and no peek has
+   * to choose the route; the checks accept() makes come first. Node's
+   * listening handle and its `onconnection` are internals: where they are
+   * missing, connections take the ordinary path. KT_EARLY_DIAL=0 turns it off.
+   */
+  private hookEarlyDial (): void {
+    if (process.env.KT_EARLY_DIAL === '0') return
+    const h = (this.server as unknown as { _handle?: ServerHandle | null })._handle
+    if (h === null || h === undefined || typeof h.onconnection !== 'function') return
+    const onconnection = h.onconnection
+    const l = this
+    h.onconnection = function (status, client) {
+      if (status === 0 && client !== undefined) {
+        const dial = l.earlyDial(client)
+        if (dial !== undefined) l.pendingEarly = { handle: client, dial }
+      }
+      try {
+        return onconnection.call(this, status, client)
+      } finally {
+        // Node builds the Socket and emits 'connection' before it returns; if
+        // it did not (an error, its own limits), nothing took the dial.
+        const left = l.pendingEarly
+        l.pendingEarly = undefined
+        left?.dial.socket?.destroy()
+      }
+    }
+  }
+
+  /** The dial hookEarlyDial begins, after the same refusals accept() makes; undefined: none. */
+  private earlyDial (client: PeerHandle): EarlyDial | undefined {
+    const cfg = this.config
+    const up = cfg.defaultUpstream
+    const local = this.boundAddress
+    if (cfg.peek || up === undefined || local === undefined || !this.accepting || !up.dialsNow || this.full()) return undefined
+    const peer: { address?: string, port?: number } = {}
+    if (typeof client.getpeername !== 'function' || client.getpeername(peer) !== 0 || typeof peer.address !== 'string') return undefined
+    const family: 4 | 6 = isIPv4(peer.address) ? 4 : 6
+    if (this.denies(peer.address, family)) return undefined
+    const info: ClientInfo = { address: peer.address, port: peer.port ?? 0, family, localAddress: local, localPort: this.port }
+    const b = up.pick(info, NO_EXCLUDE)
+    return b === undefined ? undefined : up.dialNow(b, info, this.opts.connectTimeoutMs)
+  }
+
+  /** The early dial begun for this socket's handle, taken (one that is not this socket's goes). */
+  private takeEarly (socket: Socket): EarlyDial | undefined {
+    const p = this.pendingEarly
+    if (p === undefined) return undefined
+    this.pendingEarly = undefined
+    if ((socket as unknown as { _handle?: unknown })._handle === p.handle) return p.dial
+    p.dial.socket?.destroy()
+    return undefined
   }
 
   /** Called once per connection by Connection.finish(). */

@@ -15,7 +15,7 @@ import type { Logger } from '../observe/logger.js'
 import type { Gauge, Histogram, HistogramCell, Registry } from '../observe/metrics.js'
 import { endpointKey, type AllUnhealthyPolicy, type BalancePolicy, type Endpoint, type UpstreamSpec } from '../routing/types.js'
 import { createBalancer, type Balanceable, type Balancer } from './balancer.js'
-import { dialDirect, type DialCallback, type Dialer } from './dialer.js'
+import { dialDirect, type DialCallback, type Dialer, type DialRequest } from './dialer.js'
 import { HealthGroup, healthTimings, type BackendHealth, type HealthTimings } from './health.js'
 import { effectivePoolSize, Pool, type PoolSizeSetting } from './pool.js'
 import { encodeProxyHeader } from './proxy-protocol.js'
@@ -26,6 +26,19 @@ export interface ClientInfo {
   family: 4 | 6
   localAddress: string
   localPort: number
+}
+
+/**
+ * A dial begun before the client's socket exists (Upstream.dialNow): the
+ * backend picked for it, and the socket when its request is already on its
+ * way, or the request for connect() to go on from.
+ */
+export interface EarlyDial {
+  readonly upstream: Upstream
+  readonly backend: Backend
+  readonly req: DialRequest
+  readonly socket: Socket | undefined
+  readonly started: number
 }
 
 export interface UpstreamDefaults {
@@ -270,8 +283,39 @@ export class Upstream {
     return undefined
   }
 
-  connect (backend: Backend, client: ClientInfo, timeoutMs: number, cb: (err: Error | null, socket?: Socket) => void): void {
-    if (this.closed) { process.nextTick(cb, new KtError('KT_ERR_NO_BACKEND', `upstream ${this.id} is closed`)); return }
+  /** Whether a dial to this upstream has a synchronous part (Dialer.dialNow) worth beginning early. */
+  get dialsNow (): boolean {
+    const name = this.spec.dialer
+    return !this.closed && name !== undefined && name !== 'direct' && this.ctx.dialers.get(name)?.dialNow !== undefined
+  }
+
+  /**
+   * Begin a dial to `backend` at once (Dialer.dialNow), for a listener that
+   * knows its client's address but has no socket for it yet
+   * (listener.ts hookEarlyDial). Undefined when nothing could be begun:
+   * the backend keeps warm sockets of its own, or the dialer has no
+   * synchronous part. connect() with the result takes it over.
+   */
+  dialNow (backend: Backend, client: ClientInfo, timeoutMs: number): EarlyDial | undefined {
+    const name = this.spec.dialer
+    if (this.closed || backend.pool !== undefined || name === undefined || name === 'direct') return undefined
+    const dialer = this.ctx.dialers.get(name)
+    if (dialer?.dialNow === undefined) return undefined
+    const req = dialRequest(backend.endpoint, timeoutMs, client)
+    return { upstream: this, backend, req, socket: dialer.dialNow(req), started: performance.now() }
+  }
+
+  /** `early`: the dial dialNow() began for this backend, taken over (its socket, or its request). */
+  connect (backend: Backend, client: ClientInfo, timeoutMs: number, cb: (err: Error | null, socket?: Socket) => void, early?: EarlyDial): void {
+    if (early !== undefined && (early.upstream !== this || early.backend !== backend)) { early.socket?.destroy(); early = undefined }
+    if (this.closed) { early?.socket?.destroy(); process.nextTick(cb, new KtError('KT_ERR_NO_BACKEND', `upstream ${this.id} is closed`)); return }
+    if (early !== undefined) {
+      const s = early.socket
+      if (s === undefined) { this.dialFor(backend, client, timeoutMs, cb, early.req); return }
+      this.dialed(backend, null, performance.now() - early.started)
+      process.nextTick(() => { this.handOver(s, client, cb) })
+      return
+    }
     const pool = backend.pool
     if (pool !== undefined) {
       pool.acquire((s) => {
@@ -283,13 +327,13 @@ export class Upstream {
     this.dialFor(backend, client, timeoutMs, cb)
   }
 
-  private dialFor (backend: Backend, client: ClientInfo, timeoutMs: number, cb: (err: Error | null, socket?: Socket) => void): void {
+  private dialFor (backend: Backend, client: ClientInfo, timeoutMs: number, cb: (err: Error | null, socket?: Socket) => void, req?: DialRequest): void {
     const started = performance.now()
     this.dialEndpoint(backend.endpoint, timeoutMs, client, (err, s) => {
       this.dialed(backend, err, performance.now() - started)
       if (err !== null || s === undefined) { cb(err ?? new KtError('KT_ERR_CONNECT_FAILED')); return }
       this.handOver(s, client, cb)
-    })
+    }, req)
   }
 
   /** Connect outcome of any dial to a backend: passive health and the latency histogram. */
@@ -312,7 +356,7 @@ export class Upstream {
     cb(null, s)
   }
 
-  private dialEndpoint (e: Endpoint, timeoutMs: number, client: ClientInfo | undefined, cb: DialCallback): void {
+  private dialEndpoint (e: Endpoint, timeoutMs: number, client: ClientInfo | undefined, cb: DialCallback, req?: DialRequest): void {
     const name = this.spec.dialer
     if (name === undefined || name === 'direct') {
       dialDirect(e.host, e.port, timeoutMs, cb)
@@ -320,10 +364,7 @@ export class Upstream {
     }
     const dialer = this.ctx.dialers.get(name)
     if (dialer === undefined) { process.nextTick(cb, new KtError('KT_ERR_NO_BACKEND', `unknown dialer ${name}`)); return }
-    const req = client === undefined
-      ? { host: e.host, port: e.port, timeoutMs }
-      : { host: e.host, port: e.port, timeoutMs, source: { address: client.address, port: client.port } }
-    dialer.dial(req).then((s) => { cb(null, s) }, (err: Error) => { cb(err) })
+    dialer.dial(req ?? dialRequest(e, timeoutMs, client)).then((s) => { cb(null, s) }, (err: Error) => { cb(err) })
   }
 
   /** Called when a connection to this backend is established. */
@@ -348,4 +389,10 @@ export class Upstream {
     this.group.close()
     liveByRegistry.get(this.ctx.metrics)?.delete(this)
   }
+}
+
+function dialRequest (e: Endpoint, timeoutMs: number, client: ClientInfo | undefined): DialRequest {
+  return client === undefined
+    ? { host: e.host, port: e.port, timeoutMs }
+    : { host: e.host, port: e.port, timeoutMs, source: { address: client.address, port: client.port } }
 }

@@ -293,6 +293,10 @@ function onDialedClose (this: Watched): void {
   if (r !== undefined && n >= AUTO_BULK_BYTES) r.bulkAt = Date.now()
 }
 
+function destKey (address: string, port: number): string {
+  return `${address}|${port}`
+}
+
 function watchBytes (s: Watched, r: DestRate): void {
   s[kDestRate] = r
   s.once('close', onDialedClose)
@@ -342,6 +346,8 @@ export class RelayDialer implements Dialer {
   private readonly auto: boolean
   /** auto: the recent rate of new dials to each destination, and whether its dials go over mux now. */
   private readonly rates = new Map<string, DestRate>()
+  /** Requests dialNow() began and found nothing warm for: dial() goes on from the miss. */
+  private readonly startedDials = new WeakSet<DialRequest>()
 
   constructor (opts: RelayDialerOptions) {
     if (isIP(opts.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay host ${JSON.stringify(opts.host)} is not an IP address`)
@@ -424,7 +430,7 @@ export class RelayDialer implements Dialer {
 
   /** auto: the destination's rate, with this dial counted. */
   private noteDestination (dst: Address, now: number): DestRate {
-    const key = `${dst.address}|${dst.port}`
+    const key = destKey(dst.address, dst.port)
     let r = this.rates.get(key)
     if (r === undefined) {
       if (this.rates.size >= RATES_MAX) this.sweepRates(now)
@@ -492,6 +498,22 @@ export class RelayDialer implements Dialer {
   }
 
   /**
+   * The dial's synchronous part (Dialer.dialNow): a stream whose OPEN, or a
+   * warm connection whose BIND, was written just now, or undefined when a
+   * connect is needed first (or the request is one dial() refuses); dial()
+   * with the same request then goes on from there and counts it once. The
+   * listener calls this as the kernel hands it the client, before Node sets
+   * its socket up (listener.ts hookEarlyDial), so the relay dials the node
+   * while this process is still busy with the connection.
+   */
+  dialNow (req: DialRequest): Socket | undefined {
+    if (this.closed || this.refusal(req) !== undefined) return undefined
+    const s = this.startDial(req, false, false)
+    if (s === undefined) this.startedDials.add(req)
+    return s
+  }
+
+  /**
    * A socket on which the relay is connecting (or has connected) to the
    * destination, resolved without waiting for the relay: the caller's first
    * write follows the BIND. With `answer`, wait for the relay's OK or its
@@ -499,41 +521,21 @@ export class RelayDialer implements Dialer {
    */
   async dial (req: DialRequest, opts: { answer?: boolean, udp?: boolean } = {}): Promise<Socket> {
     if (this.closed) throw new KtError('KT_ERR_RELAY_DOWN', 'the relay dialer is closed')
-    if (isIP(req.host) === 0) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
-    if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) throw new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
-    // What the relay refuses whatever its allowlist, refused here with its code
-    // (a refusal from the relay itself is a reset, without one).
-    const forbidden = forbiddenReason(req.host)
-    if (forbidden !== null) throw new KtError('KT_ERR_RELAY_DENIED', `${where(req)}: ${forbidden} addresses are never relayed`)
-    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const bad = this.refusal(req)
+    if (bad !== undefined) throw bad
     const answer = opts.answer === true
     const udp = opts.udp === true
-    const dst = { address: req.host, port: req.port }
-    const now = Date.now()
-    const rate = this.auto && !answer && !udp ? this.noteDestination(dst, now) : undefined
-    const stream = answer || udp ? undefined : this.openStream(dst, source, rate, now) // mux-client.ts
-    if (stream !== undefined) {
-      if (rate !== undefined) watchBytes(stream, rate)
-      return stream as unknown as Socket
-    }
-    const bind = encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
     const deadline = Date.now() + req.timeoutMs
-    this.dials.add(now)
-    let sock = this.take()
-    if (sock !== undefined) {
-      this.hits++
-      this.poolCounter?.inc({ result: 'hit' })
-      sock.write(bind)
-      // The replacement waits for this exchange (REFILL_DEFER_MS), unless the
-      // pool is down to half its target: then the next clients would wait.
-      if (this.idle.length === 0 || this.idle.length * 2 < this.target()) this.refill()
-      else this.deferRefill(sock)
-    } else {
+    // dialNow() already began this one and found nothing warm: on from the miss.
+    const began = !answer && !udp && this.startedDials.delete(req)
+    let sock = began ? undefined : this.startDial(req, answer, udp)
+    if (sock !== undefined && !answer) return sock
+    if (sock === undefined) {
       this.misses++
       this.poolCounter?.inc({ result: 'miss' })
       this.refill()
       sock = await connectRelay(this.ep, req.timeoutMs)
-      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), bind]))
+      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), this.bindFor(req, answer, udp)]))
       if (answer) {
         const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where(req))
         if (auth.status !== Status.OK) {
@@ -541,17 +543,62 @@ export class RelayDialer implements Dialer {
           sock.destroy()
           throw new KtError(statusErrorCode(auth.status), `${where(req)}: the relay refused the AUTH: ${statusName(auth.status)}`)
         }
+      } else {
+        const rate = this.auto && !udp ? this.rates.get(destKey(req.host, req.port)) : undefined
+        if (rate !== undefined) watchBytes(sock, rate)
+        return sock
       }
-    }
-    if (!answer) {
-      if (rate !== undefined) watchBytes(sock, rate)
-      return sock
     }
     const r = await readReply(sock, Math.max(1, deadline - Date.now()), where(req))
     if (r.status === Status.OK) return sock
     sock.on('error', noop)
     sock.destroy()
     throw new KtError(statusErrorCode(r.status), `${where(req)}: the relay answered ${statusName(r.status)}`)
+  }
+
+  /** Why dial() refuses this request before any I/O, or undefined. */
+  private refusal (req: DialRequest): KtError | undefined {
+    if (isIP(req.host) === 0) return new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `relay destinations are IP literals, got ${JSON.stringify(req.host)}`)
+    if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) return new InvalidArgumentError('KT_ERR_INVALID_ADDRESS', `destination port ${req.port} is out of range`)
+    // What the relay refuses whatever its allowlist, refused here with its code
+    // (a refusal from the relay itself is a reset, without one).
+    const forbidden = forbiddenReason(req.host)
+    if (forbidden !== null) return new KtError('KT_ERR_RELAY_DENIED', `${where(req)}: ${forbidden} addresses are never relayed`)
+    return undefined
+  }
+
+  private bindFor (req: DialRequest, answer: boolean, udp: boolean): Buffer {
+    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    return encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
+  }
+
+  /**
+   * What needs no connect: a stream (mux-client.ts), or a warm connection
+   * with the BIND written (a hit). Undefined: nothing warm, with the dial
+   * counted (the caller counts the miss and connects).
+   */
+  private startDial (req: DialRequest, answer: boolean, udp: boolean): Socket | undefined {
+    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const dst = { address: req.host, port: req.port }
+    const now = Date.now()
+    const rate = this.auto && !answer && !udp ? this.noteDestination(dst, now) : undefined
+    const stream = answer || udp ? undefined : this.openStream(dst, source, rate, now)
+    if (stream !== undefined) {
+      if (rate !== undefined) watchBytes(stream, rate)
+      return stream as unknown as Socket
+    }
+    this.dials.add(now)
+    const sock = this.take()
+    if (sock === undefined) return undefined
+    this.hits++
+    this.poolCounter?.inc({ result: 'hit' })
+    sock.write(this.bindFor(req, answer, udp))
+    // The replacement waits for this exchange (REFILL_DEFER_MS), unless the
+    // pool is down to half its target: then the next clients would wait.
+    if (this.idle.length === 0 || this.idle.length * 2 < this.target()) this.refill()
+    else this.deferRefill(sock)
+    if (rate !== undefined) watchBytes(sock, rate)
+    return sock
   }
 
   /**
