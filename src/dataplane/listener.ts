@@ -62,6 +62,7 @@ export class Listener implements ListenerView {
   private readonly adoptLane: LaneAdopter | undefined
   /** Begun by hookEarlyDial for the connection Node is handing over now; accept() takes it. */
   private pendingEarly: PendingEarly | undefined
+  private earlyDialWarned = false
 
   constructor (ctx: DataplaneContext, config: ListenerConfig, adoptLane?: LaneAdopter) {
     this.ctx = ctx
@@ -211,8 +212,13 @@ export class Listener implements ListenerView {
     const l = this
     h.onconnection = function (status, client) {
       if (status === 0 && client !== undefined) {
-        const dial = l.earlyDial(client)
-        if (dial !== undefined) l.pendingEarly = { handle: client, dial }
+        try {
+          const dial = l.earlyDial(client)
+          if (dial !== undefined) l.pendingEarly = { handle: client, dial }
+        } catch (err) {
+          // Never in the way of the accept: the connection takes the ordinary path.
+          l.earlyDialFailed(err)
+        }
       }
       try {
         return onconnection.call(this, status, client)
@@ -239,6 +245,12 @@ export class Listener implements ListenerView {
     const info: ClientInfo = { address: peer.address, port: peer.port ?? 0, family, localAddress: local, localPort: this.port }
     const b = up.pick(info, NO_EXCLUDE)
     return b === undefined ? undefined : up.dialNow(b, info, this.opts.connectTimeoutMs)
+  }
+
+  private earlyDialFailed (err: unknown): void {
+    if (this.earlyDialWarned) return
+    this.earlyDialWarned = true
+    this.ctx.log.warn({ listener: this.name, err: (err as Error)?.message ?? String(err) }, 'beginning a dial early failed; this listener\'s connections dial the ordinary way when it does')
   }
 
   /** The early dial begun for this socket's handle, taken (one that is not this socket's goes). */

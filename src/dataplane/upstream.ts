@@ -302,7 +302,8 @@ export class Upstream {
     const dialer = this.ctx.dialers.get(name)
     if (dialer?.dialNow === undefined) return undefined
     const req = dialRequest(backend.endpoint, timeoutMs, client)
-    return { upstream: this, backend, req, socket: dialer.dialNow(req), started: performance.now() }
+    const started = performance.now()
+    return { upstream: this, backend, req, socket: dialer.dialNow(req), started }
   }
 
   /** `early`: the dial dialNow() began for this backend, taken over (its socket, or its request). */
