@@ -21,12 +21,13 @@ export type { ListenerConfig, RouteTarget } from './context.js'
 export type LaneAdopter = (l: ListenerView) => LaneListener | undefined
 
 const kListener = Symbol('kt.listener')
+const kEarlyHooked = Symbol('kt.earlyHooked')
 interface ListenerServer extends Server { [kListener]: Listener }
 
 /** The accepted client's libuv handle, as Node's server handle passes it before it builds the Socket. */
 interface PeerHandle { getpeername (out: { address?: string, port?: number }): number }
 /** The listening socket's handle (net.Server's _handle): Node's accept callback. */
-interface ServerHandle { onconnection: (this: ServerHandle, status: number, client?: PeerHandle) => unknown }
+interface ServerHandle { onconnection: (this: ServerHandle, status: number, client?: PeerHandle) => unknown, [kEarlyHooked]?: true }
 /** A dial begun for the client Node is about to hand over (hookEarlyDial). */
 interface PendingEarly { readonly handle: PeerHandle, readonly dial: EarlyDial }
 
@@ -76,6 +77,7 @@ export class Listener implements ListenerView {
     this.server[kListener] = this
     this.server.on('connection', onConnection)
     this.server.on('error', onServerError)
+    this.server.on('listening', onServerListening)
   }
 
   listen (): Promise<void> {
@@ -94,7 +96,6 @@ export class Listener implements ListenerView {
         }
         this.name = listenerKey({ host, port: this.port })
         this.bindCells()
-        this.hookEarlyDial()
         // Eligible plain L4 listeners are accepted natively from here on (issue #8 target 3).
         this.lane = this.adoptLane?.(this)
         resolve()
@@ -130,6 +131,11 @@ export class Listener implements ListenerView {
   reconfigured (): Promise<void> | undefined {
     if (this.lane === undefined || this.lane.stopped) return undefined
     return this.lane.reconfigure()
+  }
+
+  /** Each time the server listens (again, on a new handle, after the native lane hands it back). */
+  onListening (): void {
+    this.hookEarlyDial()
   }
 
   accept (socket: Socket): void {
@@ -207,14 +213,18 @@ export class Listener implements ListenerView {
   private hookEarlyDial (): void {
     if (process.env.KT_EARLY_DIAL === '0') return
     const h = (this.server as unknown as { _handle?: ServerHandle | null })._handle
-    if (h === null || h === undefined || typeof h.onconnection !== 'function') return
+    if (h === null || h === undefined || typeof h.onconnection !== 'function' || h[kEarlyHooked] === true) return
+    h[kEarlyHooked] = true
     const onconnection = h.onconnection
     const l = this
     h.onconnection = function (status, client) {
       if (status === 0 && client !== undefined) {
         try {
           const dial = l.earlyDial(client)
-          if (dial !== undefined) l.pendingEarly = { handle: client, dial }
+          if (dial !== undefined) {
+            l.pendingEarly = { handle: client, dial }
+            if (dial.failed !== undefined) l.earlyDialFailed(dial.failed)
+          }
         } catch (err) {
           // Never in the way of the accept: the connection takes the ordinary path.
           l.earlyDialFailed(err)
@@ -345,6 +355,10 @@ function noop (): void {}
 
 function onConnection (this: ListenerServer, socket: Socket): void {
   this[kListener].accept(socket)
+}
+
+function onServerListening (this: ListenerServer): void {
+  this[kListener].onListening()
 }
 
 function onServerError (this: ListenerServer, err: NodeJS.ErrnoException): void {

@@ -38,7 +38,10 @@ export interface EarlyDial {
   readonly backend: Backend
   readonly req: DialRequest
   readonly socket: Socket | undefined
-  readonly started: number
+  /** How long the dial's synchronous part took, ms (the connect-latency histogram's figure for it). */
+  readonly ms: number
+  /** The dialer's synchronous part threw: connect() dials the ordinary way. */
+  readonly failed?: unknown
 }
 
 export interface UpstreamDefaults {
@@ -286,15 +289,17 @@ export class Upstream {
   /** Whether a dial to this upstream has a synchronous part (Dialer.dialNow) worth beginning early. */
   get dialsNow (): boolean {
     const name = this.spec.dialer
-    return !this.closed && name !== undefined && name !== 'direct' && this.ctx.dialers.get(name)?.dialNow !== undefined
+    return !this.closed && this.poolSize === 0 && name !== undefined && name !== 'direct' && this.ctx.dialers.get(name)?.dialNow !== undefined
   }
 
   /**
    * Begin a dial to `backend` at once (Dialer.dialNow), for a listener that
    * knows its client's address but has no socket for it yet
-   * (listener.ts hookEarlyDial). Undefined when nothing could be begun:
-   * the backend keeps warm sockets of its own, or the dialer has no
-   * synchronous part. connect() with the result takes it over.
+   * (listener.ts hookEarlyDial), where dialsNow says so. Undefined when
+   * nothing could be begun (the backend keeps warm sockets of its own, or the
+   * dialer has no synchronous part); the caller then picked `backend` for
+   * nothing, so only ask where dialsNow. connect() with the result takes it
+   * over, with its backend, so the balancer picks once a connection.
    */
   dialNow (backend: Backend, client: ClientInfo, timeoutMs: number): EarlyDial | undefined {
     const name = this.spec.dialer
@@ -303,7 +308,11 @@ export class Upstream {
     if (dialer?.dialNow === undefined) return undefined
     const req = dialRequest(backend.endpoint, timeoutMs, client)
     const started = performance.now()
-    return { upstream: this, backend, req, socket: dialer.dialNow(req), started }
+    try {
+      return { upstream: this, backend, req, socket: dialer.dialNow(req), ms: performance.now() - started }
+    } catch (err) {
+      return { upstream: this, backend, req, socket: undefined, ms: 0, failed: err }
+    }
   }
 
   /** `early`: the dial dialNow() began for this backend, taken over (its socket, or its request). */
@@ -313,7 +322,7 @@ export class Upstream {
     if (early !== undefined) {
       const s = early.socket
       if (s === undefined) { this.dialFor(backend, client, timeoutMs, cb, early.req); return }
-      this.dialed(backend, null, performance.now() - early.started)
+      this.dialed(backend, null, early.ms)
       process.nextTick(() => { this.handOver(s, client, cb) })
       return
     }

@@ -534,6 +534,8 @@ export class RelayDialer implements Dialer {
       this.misses++
       this.poolCounter?.inc({ result: 'miss' })
       this.refill()
+      // The destination's rate entry as the dial counted it (startDial), before a sweep may drop it.
+      const rate = this.auto && !answer && !udp ? this.rates.get(destKey(req.host, req.port)) : undefined
       sock = await connectRelay(this.ep, req.timeoutMs)
       sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), this.bindFor(req, answer, udp)]))
       if (answer) {
@@ -544,7 +546,6 @@ export class RelayDialer implements Dialer {
           throw new KtError(statusErrorCode(auth.status), `${where(req)}: the relay refused the AUTH: ${statusName(auth.status)}`)
         }
       } else {
-        const rate = this.auto && !udp ? this.rates.get(destKey(req.host, req.port)) : undefined
         if (rate !== undefined) watchBytes(sock, rate)
         return sock
       }

@@ -171,7 +171,10 @@ else {
     t.match(how, /ECONNRESET|closed/, `the client was closed (${how})`)
     t.equal(dialer.mux?.stats().opened, 2, 'its early OPEN went')
     await until('its stream gone', () => dialer.mux?.stats().streams === 1)
-    await until('its backend connection closed', () => echo.accepted() === 2 ? echo.open() === 1 : echo.accepted() === 1)
+    // The relay may have dialled the backend before the reset reached it, or not: either way nothing of it stays.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await until('its backend connection closed', () => echo.open() === 1)
+    t.ok(echo.accepted() <= 2)
     t.pass('nothing of it left open on either side; the held connection goes on')
     // And the listener serves again once Node takes connections again.
     delete server.maxConnections
