@@ -204,7 +204,7 @@ export class Listener implements ListenerView {
    * for a relay-dialed listener that is the OPEN (or the warm connection's
    * BIND) on its way some 60 µs earlier, so the relay in the Docker VM dials
    * the node while this process is still busy, instead of after (issue 12:
-   * in paired turns, a fresh connection's first byte 75 µs sooner). Only
+   * in paired turns, a fresh connection's first byte 64-73 µs sooner). Only
    * where a dial has a synchronous part (Upstream.dialsNow) and no peek has
    * to choose the route; the checks accept() makes come first. Node's
    * listening handle and its `onconnection` are internals: where they are
