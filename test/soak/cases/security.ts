@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadAllYaml } from '@kubernetes/client-node'
 import { startRelay } from '../../../src/relay/server.js'
-import { encodeConnect, encodeAuth, Status, statusName } from '../../../src/relay/protocol.js'
+import { encodeConnect, encodeAuth, reply, Status, statusName } from '../../../src/relay/protocol.js'
 import { silentLogger } from '../../../src/observe/logger.js'
 import { Registry } from '../../../src/observe/metrics.js'
 import { repoRoot } from '../../fixtures/peek-helpers.js'
@@ -213,6 +213,8 @@ export function helperRefusals (log: (m: string) => void = () => {}): Promise<Ca
 
 // ---- the relay allowlist ----------------------------------------------------------
 
+const REPLY_LEN = reply(Status.OK).length
+
 function relayExchange (port: number, bytes: Buffer, payload?: string): Promise<{ reply: number[], echo: string }> {
   return new Promise((resolve) => {
     const s: Socket = connect({ host: '127.0.0.1', port })
@@ -222,12 +224,13 @@ function relayExchange (port: number, bytes: Buffer, payload?: string): Promise<
     s.on('data', (d: Buffer) => {
       parts.push(d)
       const all = Buffer.concat(parts)
-      if (payload !== undefined && all.length === 4 && all[3] === Status.OK) s.end(payload)
+      // Two replies (AUTH's, then BIND's), each version, status, info.
+      if (payload !== undefined && all.length === 2 * REPLY_LEN && all[REPLY_LEN + 1] === Status.OK) s.end(payload)
     })
     s.once('close', () => {
       clearTimeout(timer)
       const all = Buffer.concat(parts)
-      resolve({ reply: [...all.subarray(0, 6)], echo: all.subarray(6).toString() })
+      resolve({ reply: [...all.subarray(0, 2 * REPLY_LEN)], echo: all.subarray(2 * REPLY_LEN).toString() })
     })
     s.once('connect', () => { s.write(bytes) })
   })
@@ -246,7 +249,7 @@ export function relayAllowlist (log: (m: string) => void = () => {}): Promise<Ca
     c.defer(() => relay.destroy())
     const port = relay.address.port
     const ok = await relayExchange(port, Buffer.concat([encodeAuth(token, { ack: true }), encodeConnect({ address: ns.nsIp, port: 30080 }, undefined, false, true)]), 'hello relay\n')
-    c.check('an allowlisted node IP and NodePort is dialled and spliced', ok.reply[1] === Status.OK && ok.reply[4] === Status.OK && ok.echo === 'hello relay\n', `reply ${ok.reply.join(',')} echo ${JSON.stringify(ok.echo)}`)
+    c.check('an allowlisted node IP and NodePort is dialled and spliced', ok.reply[1] === Status.OK && ok.reply[REPLY_LEN + 1] === Status.OK && ok.echo === 'hello relay\n', `reply ${ok.reply.join(',')} echo ${JSON.stringify(ok.echo)}`)
     const denied: Array<[string, number]> = [
       ['127.0.0.1', 30080], ['127.0.0.53', 30080], ['::1', 30080], ['::ffff:127.0.0.1', 30080],
       ['169.254.169.254', 80], ['169.254.169.254', 30080], ['0.0.0.0', 30080], ['224.0.0.1', 30080],
@@ -256,8 +259,8 @@ export function relayAllowlist (log: (m: string) => void = () => {}): Promise<Ca
     let allDenied = true
     for (const [address, p] of denied) {
       const r = await relayExchange(port, Buffer.concat([encodeAuth(token, { ack: true }), encodeConnect({ address, port: p }, undefined, false, true)]))
-      outcomes.push(`${address}:${p} ${statusName(r.reply[4] ?? -1)}`)
-      if (!(r.reply[1] === Status.OK && r.reply[4] === Status.DENIED)) allDenied = false
+      outcomes.push(`${address}:${p} ${statusName(r.reply[REPLY_LEN + 1] ?? -1)}`)
+      if (!(r.reply[1] === Status.OK && r.reply[REPLY_LEN + 1] === Status.DENIED)) allDenied = false
     }
     c.check(`every destination outside the allowlist refused with DENIED (${denied.length})`, allDenied, outcomes.filter((o) => !o.endsWith(' denied')).join(', '))
     const bad = await relayExchange(port, Buffer.concat([encodeAuth(randomBytes(32), { ack: true }), encodeConnect({ address: ns.nsIp, port: 30080 }, undefined, false, true)]))
