@@ -14,11 +14,12 @@
 // bytes per CPU than 'data' events (docs/benchmarks.md, "The JS splice's
 // reads"). The buffer is reused while the peer's writes complete at once
 // (the usual case); a write the kernel did not take whole keeps it, and the
-// next read gets a new one. It starts at 1 KiB and doubles, up to 64 KiB,
-// each time a read fills it, so an idle or chatty connection holds 1 KiB per
-// side and a bulk one 64 KiB (at 4 KiB, 10,000 idle connections through the
-// JS path held 14 KiB each, over issue #9's 10 KiB; at 1 KiB, 9 KiB: the soak's
-// idle-churn-js). Sockets that cannot (a relay mux stream, a TLS
+// next read gets a new one. It starts at 512 bytes and doubles, up to 64 KiB,
+// each time a read fills it, so an idle or chatty connection holds 512 bytes
+// per side and a bulk one 64 KiB (at 4 KiB, 10,000 idle connections through
+// the JS path held 14 KiB each, over issue #9's 10 KiB; at 1 KiB 9.0-10.8 KiB,
+// at 512 bytes 7.8-8.1 KiB: the soak's idle-churn-js). A first message over
+// 512 bytes takes a read more. Sockets that cannot (a relay mux stream, a TLS
 // socket, bytes already buffered) and KT_JS_SPLICE=stream use 'data' events.
 
 import { Socket } from 'node:net'
@@ -96,7 +97,7 @@ function firstRead (s: SpliceSocket): void {
 /** Node's slots behind net.Socket's `onread` option, found by their names; undefined: 'data' events only. */
 interface OnreadSlots { readonly buf: symbol, readonly cb: symbol, readonly gen: symbol }
 
-const READ_MIN = 1024
+const READ_MIN = 512
 const READ_MAX = 64 * 1024
 
 function findOnreadSlots (): OnreadSlots | undefined {

@@ -54,7 +54,7 @@ t.test('both TCP sockets read with onread; a 4 KiB buffer grows to 64 KiB under 
   const p = await spliced(t)
   t.equal(spliceReadsOf(p.client), 'onread')
   t.equal(spliceReadsOf(p.upstream), 'onread')
-  t.equal(spliceReadBufferSize(p.client), 1024, 'starts at 1 KiB')
+  t.equal(spliceReadBufferSize(p.client), 512, 'starts at 512 bytes')
   const up = randomBytes(8 * 1024 * 1024)
   const down = randomBytes(3 * 1024 * 1024 + 17)
   const gotUp = collect(p.backend)
