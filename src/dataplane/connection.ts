@@ -8,7 +8,7 @@ import { errorCode } from '../errors.js'
 import { FirstFlightPeeker, type PeekOutcome } from './peek/index.js'
 import type { SpliceCause as NativeCause, SpliceResult as NativeResult } from './native/index.js'
 import { splice, type SpliceCause, type SpliceResult } from './splice.js'
-import type { Backend, ClientInfo, EarlyDial, Upstream } from './upstream.js'
+import { NO_EXCLUDE, type Backend, type ClientInfo, type EarlyDial, type Upstream } from './upstream.js'
 import type { ListenerConfig, ListenerView } from './context.js'
 
 import type { ConnOutcome, RouteOutcome } from './vocab.js'
@@ -34,7 +34,6 @@ const NATIVE_TO_SPLICE: Record<NativeCause, SpliceCause> = {
 const kConn = Symbol('kt.conn')
 interface ConnSocket extends Socket { [kConn]: Connection }
 
-const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
 
 export class Connection {
   readonly listener: ListenerView
@@ -159,13 +158,6 @@ export class Connection {
     up.connect(b, this.info, this.listener.opts.connectTimeoutMs, (err, s) => { this.onUpstream(err, s) }, early)
   }
 
-  /** An early dial no connect took (the connection ended first, or went elsewhere): its stream or connection goes. */
-  dropEarly (): void {
-    const s = this.early?.socket
-    this.early = undefined
-    s?.destroy()
-  }
-
   onUpstream (err: Error | null, s: Socket | undefined): void {
     if (this.done) { s?.destroy(); return }
     if (err !== null || s === undefined) {
@@ -259,7 +251,9 @@ export class Connection {
     if (this.done) return
     this.done = true
     this.outcome = outcome
-    this.dropEarly()
+    // An early dial no connect took (the connection ended first): its stream or connection goes.
+    this.early?.socket?.destroy()
+    this.early = undefined
     if (this.drainTimer !== undefined) clearTimeout(this.drainTimer)
     if (this.upstreamSocket !== undefined) (this.upstream as Upstream).release(this.backend as Backend)
     this.listener.closed(this)

@@ -12,7 +12,7 @@ import { logAccess } from './access-log.js'
 import { Connection } from './connection.js'
 import type { AcceptPath, ClosedConnection, DataplaneContext, DataplaneOptions, ListenerConfig, ListenerView } from './context.js'
 import type { LaneListener } from './fastlane.js'
-import type { Backend, ClientInfo, EarlyDial } from './upstream.js'
+import type { ClientInfo, EarlyDial } from './upstream.js'
 import { CONN_OUTCOMES, ROUTE_OUTCOMES, type ConnOutcome, type RouteOutcome } from './vocab.js'
 
 export type { ListenerConfig, RouteTarget } from './context.js'
@@ -30,8 +30,6 @@ interface PeerHandle { getpeername (out: { address?: string, port?: number }): n
 interface ServerHandle { onconnection: (this: ServerHandle, status: number, client?: PeerHandle) => unknown, [kEarlyHooked]?: true }
 /** A dial begun for the client Node is about to hand over (hookEarlyDial). */
 interface PendingEarly { readonly handle: PeerHandle, readonly dial: EarlyDial }
-
-const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
 
 export class Listener implements ListenerView {
   readonly key: string
@@ -193,8 +191,6 @@ export class Listener implements ListenerView {
     this.active.add(conn)
     mgr.activeCount++
     conn.begin()
-    // The default route takes the early dial at once; whatever did not, it goes.
-    conn.dropEarly()
     return true
   }
 
@@ -253,8 +249,7 @@ export class Listener implements ListenerView {
     const family: 4 | 6 = isIPv4(peer.address) ? 4 : 6
     if (this.denies(peer.address, family)) return undefined
     const info: ClientInfo = { address: peer.address, port: peer.port ?? 0, family, localAddress: local, localPort: this.port }
-    const b = up.pick(info, NO_EXCLUDE)
-    return b === undefined ? undefined : up.dialNow(b, info, this.opts.connectTimeoutMs)
+    return up.dialNow(info, this.opts.connectTimeoutMs)
   }
 
   private earlyDialFailed (err: unknown): void {

@@ -44,6 +44,12 @@ export interface EarlyDial {
   readonly failed?: unknown
 }
 
+/** A dialer with a synchronous part. */
+type NowDialer = Dialer & { dialNow: NonNullable<Dialer['dialNow']> }
+
+/** No backend excluded (a connection's first pick). */
+export const NO_EXCLUDE: ReadonlySet<Backend> = new Set()
+
 export interface UpstreamDefaults {
   connectTimeoutMs: number
   policy: BalancePolicy
@@ -286,26 +292,31 @@ export class Upstream {
     return undefined
   }
 
-  /** Whether a dial to this upstream has a synchronous part (Dialer.dialNow) worth beginning early. */
-  get dialsNow (): boolean {
+  /** The dialer whose synchronous part (Dialer.dialNow) a dial here may begin early: none with warm backend pools, or direct. */
+  private nowDialer (): NowDialer | undefined {
     const name = this.spec.dialer
-    return !this.closed && this.poolSize === 0 && name !== undefined && name !== 'direct' && this.ctx.dialers.get(name)?.dialNow !== undefined
+    if (this.closed || this.poolSize !== 0 || name === undefined || name === 'direct') return undefined
+    const d = this.ctx.dialers.get(name)
+    return d?.dialNow === undefined ? undefined : d as NowDialer
+  }
+
+  /** Whether dialNow() can begin anything here (checked before the client's address is read). */
+  get dialsNow (): boolean {
+    return this.nowDialer() !== undefined
   }
 
   /**
-   * Begin a dial to `backend` at once (Dialer.dialNow), for a listener that
-   * knows its client's address but has no socket for it yet
-   * (listener.ts hookEarlyDial), where dialsNow says so. Undefined when
-   * nothing could be begun (the backend keeps warm sockets of its own, or the
-   * dialer has no synchronous part); the caller then picked `backend` for
-   * nothing, so only ask where dialsNow. connect() with the result takes it
-   * over, with its backend, so the balancer picks once a connection.
+   * Pick a backend and begin the dial to it at once (Dialer.dialNow), for a
+   * listener that knows its client's address but has no socket for it yet
+   * (listener.ts hookEarlyDial). Undefined: nothing begun, nothing picked.
+   * connect() with the result takes it over, backend and all, so the
+   * balancer picks once a connection.
    */
-  dialNow (backend: Backend, client: ClientInfo, timeoutMs: number): EarlyDial | undefined {
-    const name = this.spec.dialer
-    if (this.closed || backend.pool !== undefined || name === undefined || name === 'direct') return undefined
-    const dialer = this.ctx.dialers.get(name)
-    if (dialer?.dialNow === undefined) return undefined
+  dialNow (client: ClientInfo, timeoutMs: number): EarlyDial | undefined {
+    const dialer = this.nowDialer()
+    if (dialer === undefined) return undefined
+    const backend = this.pick(client, NO_EXCLUDE)
+    if (backend === undefined) return undefined
     const req = dialRequest(backend.endpoint, timeoutMs, client)
     const started = performance.now()
     try {
@@ -315,9 +326,8 @@ export class Upstream {
     }
   }
 
-  /** `early`: the dial dialNow() began for this backend, taken over (its socket, or its request). */
+  /** `early`: the dial dialNow() began (for this backend), taken over: its socket, or its request. */
   connect (backend: Backend, client: ClientInfo, timeoutMs: number, cb: (err: Error | null, socket?: Socket) => void, early?: EarlyDial): void {
-    if (early !== undefined && (early.upstream !== this || early.backend !== backend)) { early.socket?.destroy(); early = undefined }
     if (this.closed) { early?.socket?.destroy(); process.nextTick(cb, new KtError('KT_ERR_NO_BACKEND', `upstream ${this.id} is closed`)); return }
     if (early !== undefined) {
       const s = early.socket

@@ -293,6 +293,11 @@ function onDialedClose (this: Watched): void {
   if (r !== undefined && n >= AUTO_BULK_BYTES) r.bulkAt = Date.now()
 }
 
+/** The real client to carry in the BIND, when the request names a valid one. */
+function sourceOf (req: DialRequest): Address | undefined {
+  return req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+}
+
 function destKey (address: string, port: number): string {
   return `${address}|${port}`
 }
@@ -537,7 +542,7 @@ export class RelayDialer implements Dialer {
       // The destination's rate entry as the dial counted it (startDial), before a sweep may drop it.
       const rate = this.auto && !answer && !udp ? this.rates.get(destKey(req.host, req.port)) : undefined
       sock = await connectRelay(this.ep, req.timeoutMs)
-      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), this.bindFor(req, answer, udp)]))
+      sock.write(Buffer.concat([encodeAuth(this.ep.token, { ack: answer }), this.bindFor({ address: req.host, port: req.port }, sourceOf(req), answer, udp)]))
       if (answer) {
         const auth = await readReply(sock, Math.max(1, deadline - Date.now()), where(req))
         if (auth.status !== Status.OK) {
@@ -568,9 +573,8 @@ export class RelayDialer implements Dialer {
     return undefined
   }
 
-  private bindFor (req: DialRequest, answer: boolean, udp: boolean): Buffer {
-    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
-    return encodeConnect({ address: req.host, port: req.port }, source, this.proxyV2 && !udp, answer, udp)
+  private bindFor (dst: Address, source: Address | undefined, answer: boolean, udp: boolean): Buffer {
+    return encodeConnect(dst, source, this.proxyV2 && !udp, answer, udp)
   }
 
   /**
@@ -579,7 +583,7 @@ export class RelayDialer implements Dialer {
    * counted (the caller counts the miss and connects).
    */
   private startDial (req: DialRequest, answer: boolean, udp: boolean): Socket | undefined {
-    const source = req.source !== undefined && isIP(req.source.address) !== 0 ? req.source : undefined
+    const source = sourceOf(req)
     const dst = { address: req.host, port: req.port }
     const now = Date.now()
     const rate = this.auto && !answer && !udp ? this.noteDestination(dst, now) : undefined
@@ -593,7 +597,7 @@ export class RelayDialer implements Dialer {
     if (sock === undefined) return undefined
     this.hits++
     this.poolCounter?.inc({ result: 'hit' })
-    sock.write(this.bindFor(req, answer, udp))
+    sock.write(this.bindFor(dst, source, answer, udp))
     // The replacement waits for this exchange (REFILL_DEFER_MS), unless the
     // pool is down to half its target: then the next clients would wait.
     if (this.idle.length === 0 || this.idle.length * 2 < this.target()) this.refill()

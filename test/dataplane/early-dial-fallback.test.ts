@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
 import { randomBytes } from 'node:crypto'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import type { UpstreamSpec } from '../../src/routing/types.js'
 import { pino } from 'pino'
 import { ListenerManager } from '../../src/dataplane/listener-manager.js'
@@ -16,25 +16,13 @@ import { dialDirect, type Dialer, type DialRequest } from '../../src/dataplane/d
 import { Registry } from '../../src/observe/metrics.js'
 import { loadNativeSplicer } from '../../src/dataplane/native/index.js'
 import { laneSkip } from '../fastlane/lane-proxy.js'
+import { echoThrough, startEcho, type TestServer } from '../support/net.js'
 
-async function echoServer (t: { teardown (fn: () => unknown): void }, count?: { n: number }): Promise<number> {
-  const open = new Set<Socket>()
-  const server = createServer((s) => { if (count !== undefined) count.n++; open.add(s); s.on('error', () => {}); s.once('close', () => open.delete(s)); s.pipe(s) })
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve))
-  t.teardown(() => new Promise<void>((resolve) => { for (const s of open) s.destroy(); server.close(() => { resolve() }) }))
-  return (server.address() as AddressInfo).port
-}
-
-function echoThrough (port: number, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port })
-    const got: Buffer[] = []
-    const timer = setTimeout(() => { s.destroy(); reject(new Error('no echo within 5 s')) }, 5000)
-    s.on('data', (c: Buffer) => got.push(c))
-    s.once('end', () => { clearTimeout(timer); s.end(); resolve(Buffer.concat(got)) })
-    s.once('error', (err) => { clearTimeout(timer); reject(err) })
-    s.end(data)
-  })
+/** An echo server on loopback, closed with the test (`accepts`: its connections). */
+async function echoServer (t: Test): Promise<TestServer> {
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  return echo
 }
 
 /** Connects directly; its synchronous part does what `now` says. */
@@ -63,7 +51,7 @@ async function plane (t: Test, dialer: Dialer, backend: number | UpstreamSpec): 
 }
 
 t.test('a synchronous part that throws: the ordinary dial serves, one warning, nothing lost', async (t) => {
-  const backend = await echoServer(t)
+  const backend = (await echoServer(t)).port
   const dialer = standIn(() => { throw new Error('boom') })
   const { port, warnings } = await plane(t, dialer, backend)
   for (let i = 0; i < 3; i++) {
@@ -77,7 +65,7 @@ t.test('a synchronous part that throws: the ordinary dial serves, one warning, n
 })
 
 t.test('a synchronous part that has nothing at hand: dial() goes on with the same request', async (t) => {
-  const backend = await echoServer(t)
+  const backend = (await echoServer(t)).port
   const seen: DialRequest[] = []
   const dialer = standIn((req) => { seen.push(req); return undefined })
   const inner = dialer.dial.bind(dialer)
@@ -99,7 +87,7 @@ function directNow (req: DialRequest): Socket {
 }
 
 t.test('a synchronous part that hands back a socket: that socket carries the connection', async (t) => {
-  const backend = await echoServer(t)
+  const backend = (await echoServer(t)).port
   const dialer = standIn(directNow)
   const { port } = await plane(t, dialer, backend)
   for (let i = 0; i < 3; i++) {
@@ -118,10 +106,9 @@ t.test('round-robin over two backends picks once a connection, whatever the sync
     ['not asked: the backends keep warm sockets (poolSize 1)', directNow, 1],
   ]
   for (const [name, now, poolSize] of cases) {
-    const a = { n: 0 }
-    const b = { n: 0 }
-    const pa = await echoServer(t, a)
-    const pb = await echoServer(t, b)
+    const a = await echoServer(t)
+    const b = await echoServer(t)
+    const [pa, pb] = [a.port, b.port]
     const dialer = standIn(now)
     const spec: UpstreamSpec = { id: `rr-${name}`, endpoints: [{ host: '127.0.0.1', port: pa }, { host: '127.0.0.1', port: pb }], dialer: 'relay:stand-in', policy: 'round-robin', ...(poolSize !== undefined ? { poolSize } : {}) }
     const { port, manager } = await plane(t, dialer, spec)
@@ -130,11 +117,11 @@ t.test('round-robin over two backends picks once a connection, whatever the sync
       t.ok((await echoThrough(port, data)).equals(data))
     }
     if (poolSize === undefined) {
-      t.equal(a.n, 5, `${name}: five to the first backend`)
-      t.equal(b.n, 5, `${name}: five to the second`)
+      t.equal(a.accepts, 5, `${name}: five to the first backend`)
+      t.equal(b.accepts, 5, `${name}: five to the second`)
     } else {
       // The pool's own warm sockets are connections too: each backend served five clients and its warm ones.
-      t.ok(a.n >= 5 && b.n >= 5 && Math.abs(a.n - b.n) <= 2, `${name}: spread (${a.n}, ${b.n})`)
+      t.ok(a.accepts >= 5 && b.accepts >= 5 && Math.abs(a.accepts - b.accepts) <= 2, `${name}: spread (${a.accepts}, ${b.accepts})`)
       t.equal(dialer.nowCalls, 0, `${name}: nothing begun early`)
       t.equal(manager.upstreamOf(spec.id)?.dialsNow, false)
     }
@@ -143,7 +130,7 @@ t.test('round-robin over two backends picks once a connection, whatever the sync
 })
 
 t.test('a direct upstream begins nothing early', async (t) => {
-  const backend = await echoServer(t)
+  const backend = (await echoServer(t)).port
   const manager = new ListenerManager({ logger: pino({ level: 'silent' }), metrics: new Registry(), options: { accessLog: false } })
   t.teardown(() => manager.close(200))
   const res = await manager.apply({ version: 1, listeners: [{ host: '127.0.0.1', port: 0, routes: [], default: { id: 'direct', endpoints: [{ host: '127.0.0.1', port: backend }] } }] })
@@ -153,7 +140,7 @@ t.test('a direct upstream begins nothing early', async (t) => {
 })
 
 t.test('a listener the native lane hands back to JS begins its dials early again', { skip: laneSkip() }, async (t) => {
-  const backend = await echoServer(t)
+  const backend = (await echoServer(t)).port
   const dialer = standIn(directNow)
   const splicer = loadNativeSplicer()
   if (splicer === undefined) throw new Error('native addon unavailable')

@@ -63,6 +63,14 @@ export function readAll (s: Socket): Promise<Buffer> {
   })
 }
 
+/** Send `data` to port, half-close, and read everything back until 'end' (an echo, through a proxy or not). */
+export async function echoThrough (port: number, data: Buffer, host = '127.0.0.1'): Promise<Buffer> {
+  const s = await dial(port, host)
+  const back = readAll(s)
+  s.end(data)
+  return await back
+}
+
 /** Hash everything read until 'end', without keeping it. */
 export function hashAll (s: Socket): Promise<{ sha: string, bytes: number }> {
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadAllYaml } from '@kubernetes/client-node'
 import { startRelay } from '../../../src/relay/server.js'
-import { encodeConnect, encodeAuth, reply, Status, statusName } from '../../../src/relay/protocol.js'
+import { encodeConnect, encodeAuth, REPLY_LEN, Status, statusName } from '../../../src/relay/protocol.js'
 import { silentLogger } from '../../../src/observe/logger.js'
 import { Registry } from '../../../src/observe/metrics.js'
 import { repoRoot } from '../../fixtures/peek-helpers.js'
@@ -212,8 +212,6 @@ export function helperRefusals (log: (m: string) => void = () => {}): Promise<Ca
 }
 
 // ---- the relay allowlist ----------------------------------------------------------
-
-const REPLY_LEN = reply(Status.OK).length
 
 function relayExchange (port: number, bytes: Buffer, payload?: string): Promise<{ reply: number[], echo: string }> {
   return new Promise((resolve) => {
